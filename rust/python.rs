@@ -1,0 +1,217 @@
+//! The PyO3 module `hydraflow._core`: a thin binding over the pure core.
+
+use pyo3::create_exception;
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3::types::{PyList, PyString};
+
+use crate::error::SweepError;
+use crate::{sweep, ulid};
+
+create_exception!(
+    hydraflow._core,
+    SweepSyntaxError,
+    PyValueError,
+    "A sweep string breaks the grammar. Attributes: argument, position, reason."
+);
+
+fn to_py_err(py: Python<'_>, err: SweepError) -> PyErr {
+    let exception = SweepSyntaxError::new_err(err.to_string());
+    if let Err(failure) = set_details(exception.value(py), &err) {
+        return failure;
+    }
+    exception
+}
+
+fn set_details(value: &Bound<'_, pyo3::exceptions::PyBaseException>, err: &SweepError) -> PyResult<()> {
+    value.setattr("argument", &err.argument)?;
+    value.setattr("position", err.position())?;
+    value.setattr("reason", &err.reason)
+}
+
+/// Arguments as Python passed them: one string to split, or a sequence.
+enum Arguments {
+    Text(String),
+    Listed(Vec<String>),
+}
+
+impl Arguments {
+    fn extract(args: &Bound<'_, PyAny>) -> PyResult<Self> {
+        if let Ok(text) = args.cast::<PyString>() {
+            return Ok(Arguments::Text(text.to_str()?.to_owned()));
+        }
+        let listed = args.try_iter()?.map(|item| item?.extract::<String>()).collect::<PyResult<_>>()?;
+        Ok(Arguments::Listed(listed))
+    }
+
+    /// Runs `work` on the split arguments without holding the GIL.
+    fn run<T: Send>(
+        &self,
+        py: Python<'_>,
+        work: impl FnOnce(&[&str]) -> Result<T, SweepError> + Send,
+    ) -> PyResult<T> {
+        let result = py.detach(|| match self {
+            Arguments::Text(text) => sweep::split(text).and_then(|split| work(&split)),
+            Arguments::Listed(items) => work(&items.iter().map(String::as_str).collect::<Vec<_>>()),
+        });
+        result.map_err(|err| to_py_err(py, err))
+    }
+}
+
+/// Walks the cartesian product of per-argument alternatives, first slowest,
+/// holding each distinct value once as a shared Python string.
+struct Grid {
+    options: Vec<Vec<Py<PyString>>>,
+    indices: Vec<usize>,
+    remaining: u128,
+}
+
+impl Grid {
+    fn new(py: Python<'_>, alternatives: Vec<Vec<String>>) -> Self {
+        let remaining = alternatives.iter().map(|o| o.len() as u128).product();
+        let options: Vec<Vec<Py<PyString>>> = alternatives
+            .into_iter()
+            .map(|values| values.iter().map(|v| PyString::new(py, v).unbind()).collect())
+            .collect();
+        let indices = vec![0; options.len()];
+        Grid { options, indices, remaining }
+    }
+
+    fn next_row<'py>(&mut self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyList>>> {
+        if self.remaining == 0 {
+            return Ok(None);
+        }
+        let row = self.options.iter().zip(&self.indices).map(|(values, &i)| values[i].bind(py));
+        let list = PyList::new(py, row)?;
+        self.remaining -= 1;
+        for (index, values) in self.indices.iter_mut().zip(&self.options).rev() {
+            *index += 1;
+            if *index < values.len() {
+                break;
+            }
+            *index = 0;
+        }
+        Ok(Some(list))
+    }
+}
+
+/// Runs `build` with Python's cyclic garbage collector paused: allocating a
+/// million lists would otherwise trigger it again and again for nothing.
+fn with_gc_paused<T>(py: Python<'_>, build: impl FnOnce() -> PyResult<T>) -> PyResult<T> {
+    let gc = py.import("gc")?;
+    let was_enabled = gc.call_method0("isenabled")?.is_truthy()?;
+    if was_enabled {
+        gc.call_method0("disable")?;
+    }
+    let result = build();
+    if was_enabled {
+        gc.call_method0("enable")?;
+    }
+    result
+}
+
+/// Expands `each` arguments: one list of overrides per combination.
+#[pyfunction]
+#[pyo3(signature = (args, /))]
+fn expand<'py>(py: Python<'py>, args: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyList>> {
+    let alternatives = Arguments::extract(args)?.run(py, sweep::alternatives)?;
+    let mut grid = Grid::new(py, alternatives);
+    let total = usize::try_from(grid.remaining)
+        .map_err(|_| PyValueError::new_err("the grid is too large to list; use iter_expand"))?;
+    with_gc_paused(py, || {
+        let outer = PyList::empty(py);
+        for _ in 0..total {
+            if let Some(row) = grid.next_row(py)? {
+                outer.append(row)?;
+            }
+        }
+        Ok(outer)
+    })
+}
+
+/// Collects `all` arguments: one `KEY=v1,v2,...` per argument.
+#[pyfunction]
+#[pyo3(signature = (args, /))]
+fn collect(py: Python<'_>, args: &Bound<'_, PyAny>) -> PyResult<Vec<String>> {
+    Arguments::extract(args)?.run(py, sweep::collect)
+}
+
+/// The number of combinations `expand` would make, without making them.
+#[pyfunction]
+#[pyo3(signature = (args, /))]
+fn count(py: Python<'_>, args: &Bound<'_, PyAny>) -> PyResult<u128> {
+    Arguments::extract(args)?.run(py, sweep::count)
+}
+
+/// A lazy `expand`: yields one combination at a time.
+#[pyfunction]
+#[pyo3(signature = (args, /))]
+fn iter_expand(py: Python<'_>, args: &Bound<'_, PyAny>) -> PyResult<SweepIterator> {
+    let alternatives = Arguments::extract(args)?.run(py, sweep::alternatives)?;
+    Ok(SweepIterator { grid: Grid::new(py, alternatives) })
+}
+
+/// The values of one value list, optionally multiplied by a scale token.
+#[pyfunction]
+#[pyo3(signature = (values, scale = ""))]
+fn expand_values(py: Python<'_>, values: &str, scale: &str) -> PyResult<Vec<String>> {
+    py.detach(|| sweep::expand_values(values, scale)).map_err(|err| to_py_err(py, err))
+}
+
+/// Splits a sweep string into arguments, keeping quotes.
+#[pyfunction]
+#[pyo3(signature = (text, /))]
+fn split(py: Python<'_>, text: &str) -> PyResult<Vec<String>> {
+    let split = sweep::split(text).map_err(|err| to_py_err(py, err))?;
+    Ok(split.into_iter().map(str::to_owned).collect())
+}
+
+/// A new ULID, greater than every earlier one from this process.
+#[pyfunction(name = "ulid")]
+fn new_ulid() -> String {
+    ulid::ulid()
+}
+
+/// `n` new ULIDs, strictly increasing.
+#[pyfunction(name = "ulids")]
+#[pyo3(signature = (n, /))]
+fn new_ulids(n: usize) -> Vec<String> {
+    ulid::ulids(n)
+}
+
+/// The iterator returned by `iter_expand`.
+#[pyclass(module = "hydraflow._core")]
+struct SweepIterator {
+    grid: Grid,
+}
+
+#[pymethods]
+impl SweepIterator {
+    fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    fn __next__<'py>(&mut self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyList>>> {
+        self.grid.next_row(py)
+    }
+
+    fn __length_hint__(&self) -> usize {
+        usize::try_from(self.grid.remaining).unwrap_or(usize::MAX)
+    }
+}
+
+#[pymodule]
+fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add("SweepSyntaxError", m.py().get_type::<SweepSyntaxError>())?;
+    m.add_class::<SweepIterator>()?;
+    m.add_function(wrap_pyfunction!(expand, m)?)?;
+    m.add_function(wrap_pyfunction!(collect, m)?)?;
+    m.add_function(wrap_pyfunction!(count, m)?)?;
+    m.add_function(wrap_pyfunction!(iter_expand, m)?)?;
+    m.add_function(wrap_pyfunction!(expand_values, m)?)?;
+    m.add_function(wrap_pyfunction!(split, m)?)?;
+    m.add_function(wrap_pyfunction!(new_ulid, m)?)?;
+    m.add_function(wrap_pyfunction!(new_ulids, m)?)?;
+    Ok(())
+}
