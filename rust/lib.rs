@@ -19,4 +19,6 @@ pub mod values;
 mod python;
 
 pub use error::SweepError;
-pub use sweep::{alternatives, collect, count, expand, expand_values, parse_arguments, split, Argument};
+pub use sweep::{
+    alternatives, collect, count, expand, expand_values, parse_arguments, split, Argument,
+};

@@ -104,7 +104,8 @@ impl Ord for Decimal {
         }
         let magnitude = a.leading_exponent().cmp(&b.leading_exponent()).then_with(|| {
             // Same leading exponent: compare the digit strings, padded to one length.
-            let (x, y) = (a.mantissa.unsigned_abs().to_string(), b.mantissa.unsigned_abs().to_string());
+            let (x, y) =
+                (a.mantissa.unsigned_abs().to_string(), b.mantissa.unsigned_abs().to_string());
             let width = x.len().max(y.len());
             format!("{x:0<width$}").cmp(&format!("{y:0<width$}"))
         });

@@ -23,7 +23,10 @@ fn to_py_err(py: Python<'_>, err: SweepError) -> PyErr {
     exception
 }
 
-fn set_details(value: &Bound<'_, pyo3::exceptions::PyBaseException>, err: &SweepError) -> PyResult<()> {
+fn set_details(
+    value: &Bound<'_, pyo3::exceptions::PyBaseException>,
+    err: &SweepError,
+) -> PyResult<()> {
     value.setattr("argument", &err.argument)?;
     value.setattr("position", err.position())?;
     value.setattr("reason", &err.reason)
@@ -40,7 +43,8 @@ impl Arguments {
         if let Ok(text) = args.cast::<PyString>() {
             return Ok(Arguments::Text(text.to_str()?.to_owned()));
         }
-        let listed = args.try_iter()?.map(|item| item?.extract::<String>()).collect::<PyResult<_>>()?;
+        let listed =
+            args.try_iter()?.map(|item| item?.extract::<String>()).collect::<PyResult<_>>()?;
         Ok(Arguments::Listed(listed))
     }
 
@@ -213,5 +217,18 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(split, m)?)?;
     m.add_function(wrap_pyfunction!(new_ulid, m)?)?;
     m.add_function(wrap_pyfunction!(new_ulids, m)?)?;
+    let public = [
+        "SweepIterator",
+        "SweepSyntaxError",
+        "collect",
+        "count",
+        "expand",
+        "expand_values",
+        "iter_expand",
+        "split",
+        "ulid",
+        "ulids",
+    ];
+    m.add("__all__", public)?;
     Ok(())
 }

@@ -213,7 +213,13 @@ fn linear(start_part: Part, stop_part: Part, step_part: Option<Part>) -> Result<
     })
 }
 
-fn check_direction(start: &Part, stop: &Part, from: Decimal, to: Decimal, step: Decimal) -> Result<()> {
+fn check_direction(
+    start: &Part,
+    stop: &Part,
+    from: Decimal,
+    to: Decimal,
+    step: Decimal,
+) -> Result<()> {
     let (a, b) = (text_or_zero(start), stop.text);
     let span = SweepError::new(WHAT, 0, stop.at + stop.text.len(), "");
     if from > to && step.signum() > 0 {
@@ -264,7 +270,13 @@ fn geometric(start_part: Part, stop_part: Part, step_part: Part) -> Result<Range
     }
     let mut values = Vec::new();
     let mut value = start.value;
-    let past = |v: Decimal| if growing { magnitude(v) > magnitude(to) } else { magnitude(v) < magnitude(to) };
+    let past = |v: Decimal| {
+        if growing {
+            magnitude(v) > magnitude(to)
+        } else {
+            magnitude(v) < magnitude(to)
+        }
+    };
     let whole_len = step_part.at + step_part.text.len();
     while !past(value) {
         values.push(value);
@@ -300,7 +312,8 @@ fn count(start_part: Part, stop_part: Part, step_part: Part) -> Result<Range> {
     let last = stop.value.mantissa_at(exponent).map_err(|_| overflow(0, whole_len))?;
     let span = last.checked_sub(first).ok_or_else(|| overflow(0, whole_len))?;
     // Every numerator lies between the two ends; checking those checks all.
-    let fits = first.checked_mul(intervals).and_then(|f| f.checked_add(span.checked_mul(intervals)?));
+    let fits =
+        first.checked_mul(intervals).and_then(|f| f.checked_add(span.checked_mul(intervals)?));
     if fits.is_none() {
         return Err(overflow(0, whole_len));
     }
@@ -321,7 +334,8 @@ fn divide(numerator: i128, denominator: i128, exponent: i32) -> Decimal {
     let mut remainder = n % d;
     let mut exponent = exponent;
     while remainder != 0 {
-        let (Some(shifted), Some(next)) = (remainder.checked_mul(10), mantissa.checked_mul(10)) else {
+        let (Some(shifted), Some(next)) = (remainder.checked_mul(10), mantissa.checked_mul(10))
+        else {
             break;
         };
         if next > i128::MAX as u128 / 10 {
@@ -339,7 +353,8 @@ fn divide(numerator: i128, denominator: i128, exponent: i32) -> Decimal {
 }
 
 fn shortest_float(mantissa: i128, exponent: i32) -> Decimal {
-    let seventeen = format!("{:.16e}", format!("{mantissa}e{exponent}").parse::<f64>().unwrap_or(0.0));
+    let seventeen =
+        format!("{:.16e}", format!("{mantissa}e{exponent}").parse::<f64>().unwrap_or(0.0));
     let as_float: f64 = seventeen.parse().unwrap_or(0.0);
     parse_number(&format!("{as_float:e}")).map(|n| n.value).unwrap_or(Decimal::ZERO)
 }
@@ -377,7 +392,10 @@ mod tests {
         assert_eq!(values("0.1:0.3:0.1"), ["0.1", "0.2", "0.3"]);
         let tenths = values("0:1:0.1");
         assert_eq!(tenths.len(), 11);
-        assert_eq!((tenths[0].as_str(), tenths[3].as_str(), tenths[10].as_str()), ("0.0", "0.3", "1.0"));
+        assert_eq!(
+            (tenths[0].as_str(), tenths[3].as_str(), tenths[10].as_str()),
+            ("0.0", "0.3", "1.0")
+        );
         assert_eq!(values("1.2e3:1.4e3:0.1e3"), ["1200.0", "1300.0", "1400.0"]);
     }
 

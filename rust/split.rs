@@ -19,11 +19,13 @@ pub fn scan(text: &str, mut visit: impl FnMut(usize, u8)) -> Result<()> {
             b')' | b']' | b'}' => match open.pop() {
                 Some((_, expected)) if expected == byte => {}
                 Some((at, expected)) => {
-                    let reason = format!("'{}' closes '{}'", byte as char, opener(expected) as char);
+                    let reason =
+                        format!("'{}' closes '{}'", byte as char, opener(expected) as char);
                     return Err(SweepError::new(WHAT, at, i + 1 - at, reason));
                 }
                 None => {
-                    let reason = format!("'{}' has no opening '{}'", byte as char, opener(byte) as char);
+                    let reason =
+                        format!("'{}' has no opening '{}'", byte as char, opener(byte) as char);
                     return Err(SweepError::new(WHAT, i, 1, reason));
                 }
             },
@@ -34,7 +36,11 @@ pub fn scan(text: &str, mut visit: impl FnMut(usize, u8)) -> Result<()> {
     }
     match open.first() {
         Some(&(at, expected)) => {
-            let reason = format!("'{}' is never closed with '{}'", opener(expected) as char, expected as char);
+            let reason = format!(
+                "'{}' is never closed with '{}'",
+                opener(expected) as char,
+                expected as char
+            );
             Err(SweepError::new(WHAT, at, 1, reason))
         }
         None => Ok(()),
@@ -172,7 +178,10 @@ mod tests {
         assert_eq!(args("a=1  b=2\n\tc=3 "), ["a=1", "b=2", "c=3"]);
         assert_eq!(args("name='hello world' n=1"), ["name='hello world'", "n=1"]);
         assert_eq!(args("a=[1, 2] b={x: 1} c=(1, 2)"), ["a=[1, 2]", "b={x: 1}", "c=(1, 2)"]);
-        assert_eq!(args(r#"a="it's here" b='say \'hi\''"#), [r#"a="it's here""#, r"b='say \'hi\''"]);
+        assert_eq!(
+            args(r#"a="it's here" b='say \'hi\''"#),
+            [r#"a="it's here""#, r"b='say \'hi\''"]
+        );
         assert!(args("  ").is_empty());
     }
 

@@ -59,7 +59,8 @@ impl Argument {
     /// The one override `collect` makes of this argument: `KEY=v1,v2,...`.
     pub fn collected(&self, text: &str) -> Result<String> {
         if let Argument::Pipe(_) = self {
-            let at = top_level(text, b'|').ok().and_then(|found| found.first().copied()).unwrap_or(0);
+            let at =
+                top_level(text, b'|').ok().and_then(|found| found.first().copied()).unwrap_or(0);
             let reason = "a pipe '|' is only allowed in 'each'";
             return Err(SweepError::new("invalid argument", at, 1, reason).in_argument(text));
         }
@@ -77,7 +78,9 @@ impl Argument {
                 values.render_joined(&mut out);
                 out
             }
-            Argument::Pipe(sections) => sections.iter().map(Argument::joined).collect::<Vec<_>>().join("|"),
+            Argument::Pipe(sections) => {
+                sections.iter().map(Argument::joined).collect::<Vec<_>>().join("|")
+            }
         }
     }
 }
@@ -109,7 +112,8 @@ fn parse_pipe(sections: &[(usize, &str)]) -> Result<Argument> {
     let mut parsed = Vec::with_capacity(sections.len());
     let mut previous: Option<(String, Option<i32>)> = None;
     for &(at, section) in sections {
-        let section_error = |reason: &str| SweepError::new("invalid pipe", at, section.len().max(1), reason);
+        let section_error =
+            |reason: &str| SweepError::new("invalid pipe", at, section.len().max(1), reason);
         if section.is_empty() {
             return Err(section_error("a pipe section is empty"));
         }
@@ -124,9 +128,9 @@ fn parse_pipe(sections: &[(usize, &str)]) -> Result<Argument> {
                 keyed(section, equals).map_err(|e| e.shifted(at))?
             }
             None => {
-                let (key, scale) = previous
-                    .clone()
-                    .ok_or_else(|| section_error("the first pipe section needs a KEY=, e.g. a=1|2"))?;
+                let (key, scale) = previous.clone().ok_or_else(|| {
+                    section_error("the first pipe section needs a KEY=, e.g. a=1|2")
+                })?;
                 let values = scaled_values(section, scale).map_err(|e| e.shifted(at))?;
                 Argument::Override { key, values }
             }
@@ -164,7 +168,12 @@ fn key_and_scale(key: &str) -> KeyScale<'_> {
 
 fn check_key(key: &str, written: &str) -> Result<()> {
     if key.is_empty() {
-        return Err(SweepError::new("invalid key", 0, written.len().max(1), "the key is missing before '='"));
+        return Err(SweepError::new(
+            "invalid key",
+            0,
+            written.len().max(1),
+            "the key is missing before '='",
+        ));
     }
     let allowed = |c: char| c.is_alphanumeric() || "._+@-/$".contains(c);
     if let Some((at, c)) = key.char_indices().find(|&(_, c)| !allowed(c)) {
@@ -264,7 +273,14 @@ mod tests {
     fn expands_first_argument_slowest() {
         assert_eq!(
             each("a=1:3 b=x,y"),
-            [["a=1", "b=x"], ["a=1", "b=y"], ["a=2", "b=x"], ["a=2", "b=y"], ["a=3", "b=x"], ["a=3", "b=y"]]
+            [
+                ["a=1", "b=x"],
+                ["a=1", "b=y"],
+                ["a=2", "b=x"],
+                ["a=2", "b=y"],
+                ["a=3", "b=x"],
+                ["a=3", "b=y"]
+            ]
         );
         assert_eq!(each(""), [Vec::<String>::new()]);
         assert_eq!(each("~seed"), [["~seed"]]);
@@ -308,13 +324,19 @@ mod tests {
 
     #[test]
     fn counts_huge_grids() {
-        assert_eq!(count(&["a=1:100000", "b=1:100000", "c=1:100000"]).unwrap(), 1_000_000_000_000_000);
+        assert_eq!(
+            count(&["a=1:100000", "b=1:100000", "c=1:100000"]).unwrap(),
+            1_000_000_000_000_000
+        );
         assert_eq!(count(&[]).unwrap(), 1);
     }
 
     #[test]
     fn refuses_to_list_absurd_ranges() {
-        assert!(collect(&["a=1:1000000000000"]).unwrap_err().reason.contains("more than can be listed"));
+        assert!(collect(&["a=1:1000000000000"])
+            .unwrap_err()
+            .reason
+            .contains("more than can be listed"));
     }
 
     #[test]

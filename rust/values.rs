@@ -11,8 +11,19 @@ use crate::split::split_top_level;
 
 /// Hydra's sweep and cast functions, passed verbatim: Hydra expands them.
 const HYDRA_FUNCTIONS: [&str; 13] = [
-    "range", "choice", "interval", "glob", "sort", "shuffle", "tag", "int", "float", "str", "bool",
-    "json_str", "extend_list",
+    "range",
+    "choice",
+    "interval",
+    "glob",
+    "sort",
+    "shuffle",
+    "tag",
+    "int",
+    "float",
+    "str",
+    "bool",
+    "json_str",
+    "extend_list",
 ];
 
 /// One element of a value list.
@@ -123,7 +134,9 @@ impl ValueList {
                 other => numbers_of(&other).map_err(fail)?,
             };
             for range in &mut ranges {
-                range.scale(exponent).map_err(|_| fail("the scaled value has too many digits".into()))?;
+                range
+                    .scale(exponent)
+                    .map_err(|_| fail("the scaled value has too many digits".into()))?;
             }
             scaled.extend(ranges.into_iter().map(|r| (at, len, Element::Range(r))));
         }
@@ -252,7 +265,10 @@ mod tests {
         assert_eq!(list.rendered(), ["0.001", "0.002", "0.005"]);
         let mut words = ValueList::parse("1,x").unwrap();
         let err = words.scale(3).unwrap_err();
-        assert_eq!((err.start, err.reason.as_str()), (2, "'x' is not a number, so it cannot be scaled"));
+        assert_eq!(
+            (err.start, err.reason.as_str()),
+            (2, "'x' is not a number, so it cannot be scaled")
+        );
         let mut twice = ValueList::parse("1:3:k").unwrap();
         assert!(twice.scale(3).unwrap_err().reason.contains("twice"));
     }

@@ -3,7 +3,6 @@
 from decimal import Decimal
 
 import pytest
-
 from hydraflow._core import (
     SweepSyntaxError,
     collect,
@@ -18,13 +17,23 @@ EXPAND = [
     ("width=100,300", [["width=100"], ["width=300"]]),
     (
         "a=1:3 b=x,y",
-        [["a=1", "b=x"], ["a=1", "b=y"], ["a=2", "b=x"], ["a=2", "b=y"], ["a=3", "b=x"],
-         ["a=3", "b=y"]],
+        [
+            ["a=1", "b=x"],
+            ["a=1", "b=y"],
+            ["a=2", "b=x"],
+            ["a=2", "b=y"],
+            ["a=3", "b=x"],
+            ["a=3", "b=y"],
+        ],
     ),
     (
         "model=small,large|lr=0.1,0.2 d=1,2",
-        [["model=small,large", "d=1"], ["model=small,large", "d=2"], ["lr=0.1,0.2", "d=1"],
-         ["lr=0.1,0.2", "d=2"]],
+        [
+            ["model=small,large", "d=1"],
+            ["model=small,large", "d=2"],
+            ["lr=0.1,0.2", "d=1"],
+            ["lr=0.1,0.2", "d=2"],
+        ],
     ),
     ("model=small,medium|large", [["model=small,medium"], ["model=large"]]),
     ("a/k=1,2|3,4", [["a=1000,2000"], ["a=3000,4000"]]),
@@ -70,9 +79,24 @@ COLLECT = [
 ]
 
 ERRORS = [
-    "x=5:1", "x=1:2:0", "x=3:5:-1", "x=1:3tep", "x=1:2:3:4", "x=:", "x=1:", "x=1,,2",
-    "x=(1,2", "a='1", "a/k=x", "a/k=1:3:k", "justtext", "x=1:10:*1", "x=0:10:*2",
-    "x=:10:*2", "x=0:1:#1", "x=0:1:#0.5",
+    "x=5:1",
+    "x=1:2:0",
+    "x=3:5:-1",
+    "x=1:3tep",
+    "x=1:2:3:4",
+    "x=:",
+    "x=1:",
+    "x=1,,2",
+    "x=(1,2",
+    "a='1",
+    "a/k=x",
+    "a/k=1:3:k",
+    "justtext",
+    "x=1:10:*1",
+    "x=0:10:*2",
+    "x=:10:*2",
+    "x=0:1:#1",
+    "x=0:1:#0.5",
 ]
 
 
@@ -119,13 +143,13 @@ def test_error_message_points_at_the_spot() -> None:
         collect("count=1:3tep")
     error = caught.value
     assert str(error) == (
-        "invalid range in 'count=1:3tep': '3tep' is not a number\n"
-        "  count=1:3tep\n"
-        "          ^^^^"
+        "invalid range in 'count=1:3tep': '3tep' is not a number\n  count=1:3tep\n          ^^^^"
     )
     assert isinstance(error, ValueError)
     assert (error.argument, error.position, error.reason) == (
-        "count=1:3tep", 8, "'3tep' is not a number"
+        "count=1:3tep",
+        8,
+        "'3tep' is not a number",
     )
 
 

@@ -1,3 +1,4 @@
+import itertools
 import time
 
 from hydraflow._core import ulid, ulids
@@ -27,5 +28,5 @@ def test_ulids_carry_the_time() -> None:
 
 def test_hundred_thousand_ulids_strictly_increase() -> None:
     values = ulids(100_000)
-    assert all(a < b for a, b in zip(values, values[1:], strict=False))
+    assert all(a < b for a, b in itertools.pairwise(values))
     assert ulid() > values[-1]

@@ -1,0 +1,64 @@
+# hydraflow: every target sets up what it needs, so each works on a fresh clone.
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+BIN := $(VENV)/bin
+RUST_SOURCES := $(wildcard rust/*.rs) Cargo.toml
+STAMP := $(VENV)/.built
+
+.PHONY: help
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+$(BIN)/maturin:
+	python3 -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet "maturin>=1.9.4,<2"
+
+$(STAMP): $(BIN)/maturin $(RUST_SOURCES) pyproject.toml
+	$(BIN)/maturin develop --release --extras dev --quiet
+	@touch $(STAMP)
+
+.PHONY: install
+install: $(STAMP) ## Create .venv and install hydraflow (release build) with its dev tools
+
+.PHONY: build-dev
+build-dev: $(BIN)/maturin ## Rebuild the extension quickly (debug build)
+	$(BIN)/maturin develop --extras dev --quiet
+
+.PHONY: format
+format: install ## Format Rust and Python code
+	cargo fmt
+	$(BIN)/ruff format python tests benches examples
+	$(BIN)/ruff check --fix python tests benches examples
+
+.PHONY: lint
+lint: install ## cargo fmt/clippy, ruff, mypy and stubtest
+	cargo fmt --check
+	cargo clippy --all-targets --features python -- -D warnings
+	$(BIN)/ruff format --check python tests benches examples
+	$(BIN)/ruff check python tests benches examples
+	$(BIN)/mypy python
+	$(PY) -m mypy.stubtest hydraflow._core
+
+.PHONY: test
+test: install ## Set up, then run every test: cargo test and pytest
+	cargo test --quiet
+	$(BIN)/pytest
+
+.PHONY: bench
+bench: install ## Benchmarks, each figure beside its floor and target
+	$(PY) benches/bench_grammar.py
+
+.PHONY: tutorial
+tutorial: install ## Set up, then run the tutorial in examples/
+	cd examples && ../$(PY) demo.py
+
+.PHONY: all
+all: lint test ## Lint and test
+
+.PHONY: clean
+clean: ## Remove build outputs and the virtual environment
+	cargo clean
+	rm -rf $(VENV) .pytest_cache .hypothesis .ruff_cache .mypy_cache
