@@ -35,9 +35,8 @@ fn now_millis() -> u64 {
 
 /// A fresh random ULID for a new millisecond, else the last one plus one.
 fn next_after(last: u128, millis: u64) -> u128 {
-    let fresh = (u128::from(millis) << RANDOM_BITS) | random_bits();
-    if fresh > last && (last >> RANDOM_BITS) < u128::from(millis) {
-        fresh
+    if (last >> RANDOM_BITS) < u128::from(millis) {
+        (u128::from(millis) << RANDOM_BITS) | random_bits()
     } else {
         // Same millisecond or a clock step back; overflowing into the time
         // part only moves it forward, which keeps the order.

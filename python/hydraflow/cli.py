@@ -1,0 +1,155 @@
+"""The `hydraflow` command. It imports neither MLflow nor Hydra, so `--help`
+and `--dry-run` answer at once."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+
+from hydraflow import __version__
+from hydraflow.errors import HydraflowError, JobNotFoundError
+from hydraflow.jobs import DEFAULT_FILE, Job, JobsFile, load_jobs
+
+EXAMPLES = """\b
+Examples:
+  hydraflow show                          list the jobs in hydraflow.yaml
+  hydraflow run job_sequential --dry-run  print the commands, run nothing
+  hydraflow run job_sequential            run them, one after another
+  hydraflow run job_sequential width=500  override width in every command
+  hydraflow run train -j 4 --keep-going   four commands at once, go on after failures
+  hydraflow run train -- --cfg job        pass arguments verbatim to the program
+"""
+
+
+class Failure(click.ClickException):
+    """A HydraflowError as click shows it: `Error: ...` and its exit status."""
+
+    def __init__(self, error: HydraflowError) -> None:
+        super().__init__(str(error))
+        self.exit_code = error.exit_code
+
+
+class RunCommand(click.Command):
+    """Sets aside everything after `--`: it goes to the program verbatim."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if "--" in args:
+            cut = args.index("--")
+            ctx.meta["verbatim"] = args[cut + 1 :]
+            args = args[:cut]
+        return super().parse_args(ctx, args)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]}, epilog=EXAMPLES)
+@click.version_option(__version__, "-V", "--version", prog_name="hydraflow")
+def cli() -> None:
+    """Run the Hydra jobs of hydraflow.yaml; every run lands in MLflow."""
+
+
+config_option = click.option(
+    "-c",
+    "--config",
+    "config_file",
+    default=DEFAULT_FILE,
+    show_default=True,
+    metavar="FILE",
+    help="The jobs file.",
+)
+
+
+@cli.command(
+    cls=RunCommand,
+    context_settings={"ignore_unknown_options": True},
+    epilog="\b\nKEY=VALUES arguments override the job's values in every command;\n"
+    "other arguments go to the program, before --multirun.",
+)
+@click.argument("job")
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+@click.option("--dry-run", is_flag=True, help="Print what would run; run nothing.")
+@click.option(
+    "-j",
+    "--jobs",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Commands to run at once.",
+)
+@click.option("--keep-going", is_flag=True, help="Run the remaining commands after a failure.")
+@config_option
+@click.pass_context
+def run(
+    ctx: click.Context,
+    job: str,
+    args: tuple[str, ...],
+    dry_run: bool,
+    jobs: int,
+    keep_going: bool,
+    config_file: str,
+) -> None:
+    """Run JOB from the jobs file, with optional overrides."""
+    from hydraflow.executors import dry_run as show_dry_run
+    from hydraflow.executors import execute
+    from hydraflow.plan import CommandLine, plan_job
+
+    try:
+        definition = find_job(load_jobs(config_file), job)
+        command_line = CommandLine.parse(args, ctx.meta.get("verbatim", ()))
+        plan = plan_job(definition, command_line)
+        if dry_run:
+            show_dry_run(plan, sys.stdout)
+            return
+        status = execute(plan, jobs=jobs, keep_going=keep_going)
+    except HydraflowError as error:
+        raise Failure(error) from None
+    ctx.exit(status)
+
+
+@cli.command()
+@click.argument("job", required=False)
+@config_option
+def show(job: str | None, config_file: str) -> None:
+    """List the jobs with their command counts, or show one job in full."""
+    from hydraflow.plan import plan_job
+
+    try:
+        jobs_file = load_jobs(config_file)
+        if job is None:
+            for definition in jobs_file.jobs.values():
+                plan = plan_job(definition)
+                click.echo(
+                    f"{definition.name}  {definition.kind}  {plan.total_commands} commands  "
+                    f"{plan.total_runs} runs"
+                )
+            return
+        definition = find_job(jobs_file, job)
+        plan = plan_job(definition)
+    except HydraflowError as error:
+        raise Failure(error) from None
+    click.echo(normalised_yaml(definition), nl=False)
+    click.echo(f"# {plan.total_commands} commands, {plan.total_runs} runs")
+
+
+def find_job(jobs_file: JobsFile, name: str) -> Job:
+    try:
+        return jobs_file.jobs[name]
+    except KeyError:
+        raise JobNotFoundError(name, list(jobs_file.jobs), jobs_file.path) from None
+
+
+def normalised_yaml(job: Job) -> str:
+    import yaml
+
+    def listed(items: tuple[str, ...]) -> list[str]:
+        return list(items)
+
+    body: dict[str, Any] = {job.kind: job.command}
+    if job.add.items:
+        body["add"] = listed(job.add.items)
+    sets = []
+    for job_set in job.sets:
+        fields = {k: listed(getattr(job_set, k).items) for k in ("each", "all", "add")}
+        sets.append({k: v for k, v in fields.items() if v})
+    body["sets"] = sets
+    return yaml.safe_dump({job.name: body}, sort_keys=False, allow_unicode=True)

@@ -1,0 +1,28 @@
+"""Errors a user can cause, each with the exit status the CLI gives it."""
+
+from __future__ import annotations
+
+USAGE_ERROR = 2
+
+
+class HydraflowError(Exception):
+    """A user mistake: the CLI prints it without a traceback and exits non-zero."""
+
+    exit_code = USAGE_ERROR
+
+
+class ConfigError(HydraflowError):
+    """Something is wrong in the jobs file; the message names where."""
+
+    def __init__(self, file: str, where: str, message: str) -> None:
+        self.file = file
+        self.where = where
+        self.message = message
+        location = f"{file}: {where}" if where else file
+        super().__init__(f"{location}: {message}")
+
+
+class JobNotFoundError(HydraflowError):
+    def __init__(self, name: str, known: list[str], file: str) -> None:
+        jobs = ", ".join(known) if known else "(none)"
+        super().__init__(f"{file}: no job named '{name}'; the jobs are: {jobs}")

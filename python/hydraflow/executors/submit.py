@@ -1,0 +1,53 @@
+"""The submit executor: every command's parameters go to one file, handed to
+the user's submit command (a cluster submitter, say) as its last argument."""
+
+from __future__ import annotations
+
+import os
+import shlex
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from hydraflow._core import ulid
+from hydraflow.executors.processes import Outcome, run_commands
+from hydraflow.executors.progress import PlainReporter, Tally
+from hydraflow.plan import Command, JobPlan
+
+
+def params_path() -> Path:
+    """A new file name in the current directory, unique and time-ordered."""
+    return Path.cwd() / f"hydraflow-submit-{ulid()}.txt"
+
+
+def params_lines(plan: JobPlan) -> Iterator[str]:
+    for command in plan.commands():
+        yield shlex.join(command.params)
+
+
+def handler_argv(plan: JobPlan, path: Path) -> list[str]:
+    return [*plan.head, str(path)]
+
+
+@contextmanager
+def params_file(plan: JobPlan) -> Iterator[Path]:
+    """Writes the file (readable by the owner only) and removes it afterwards,
+    whatever happens meanwhile."""
+    path = params_path()
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(descriptor, "w", encoding="utf-8") as file:
+            for line in params_lines(plan):
+                file.write(line + "\n")
+        yield path
+    finally:
+        path.unlink(missing_ok=True)
+
+
+def run_submit(plan: JobPlan) -> tuple[Outcome, Tally]:
+    tally = Tally(total_commands=1, total_runs=plan.total_runs)
+    reporter = PlainReporter(tally, prefix=False, show_progress=False)
+    with params_file(plan) as path:
+        handler = Command(1, tuple(handler_argv(plan, path)), [], plan.total_runs)
+        outcome = run_commands(iter([handler]), reporter)
+    return outcome, tally

@@ -1,0 +1,167 @@
+"""Loading `hydraflow.yaml`: jobs, their command and their parameter sets.
+
+Only the shape is checked here; the sweep grammar is applied when a job is
+planned (see `plan.py`), where errors name the same locations.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from hydraflow._core import SweepSyntaxError, split
+from hydraflow.errors import ConfigError
+
+DEFAULT_FILE = "hydraflow.yaml"
+COMMAND_KEYS = ("run", "call", "submit")
+JOB_KEYS = (*COMMAND_KEYS, "add", "sets")
+SET_KEYS = ("each", "all", "add")
+
+Kind = Literal["run", "call", "submit"]
+
+
+@dataclass(frozen=True)
+class Arguments:
+    """One `each`/`all`/`add` field, split into arguments, and where it came from."""
+
+    items: tuple[str, ...]
+    where: str
+
+
+@dataclass(frozen=True)
+class JobSet:
+    each: Arguments
+    all: Arguments
+    add: Arguments
+    where: str
+
+
+@dataclass(frozen=True)
+class Job:
+    name: str
+    kind: Kind
+    command: str
+    add: Arguments
+    sets: tuple[JobSet, ...]
+    file: str
+    definition: dict[str, Any] = field(compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class JobsFile:
+    path: str
+    jobs: dict[str, Job]
+
+
+def load_jobs(path: str | Path = DEFAULT_FILE) -> JobsFile:
+    """Reads and checks a jobs file; raises ConfigError naming the place."""
+    file = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(file, "", "no such file (use -c FILE to name another)") from None
+    except OSError as error:
+        raise ConfigError(file, "", f"cannot be read: {error.strerror}") from None
+    document = parse_yaml(text, file)
+    return JobsFile(file, read_jobs(document, file))
+
+
+def parse_yaml(text: str, file: str) -> Any:
+    try:
+        return yaml.safe_load(text)
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark or error.context_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(file, where, f"invalid YAML: {error.problem or error}") from None
+    except yaml.YAMLError as error:
+        raise ConfigError(file, "", f"invalid YAML: {error}") from None
+
+
+def read_jobs(document: Any, file: str) -> dict[str, Job]:
+    if document is None:
+        raise ConfigError(file, "", "the file is empty; it needs a 'jobs:' mapping")
+    if not isinstance(document, dict):
+        raise ConfigError(file, "", "the top level must be a mapping with a 'jobs:' key")
+    check_keys(document, ("jobs",), file, "")
+    jobs = document.get("jobs")
+    if not isinstance(jobs, dict) or not jobs:
+        raise ConfigError(file, "jobs", "must be a mapping of job names to jobs")
+    return {str(name): read_job(str(name), body, file) for name, body in jobs.items()}
+
+
+def read_job(name: str, body: Any, file: str) -> Job:
+    where = f"jobs.{name}"
+    if not isinstance(body, dict):
+        raise ConfigError(file, where, "a job must be a mapping with one of: run, call, submit")
+    check_keys(body, JOB_KEYS, file, where)
+    commands = [key for key in COMMAND_KEYS if key in body]
+    if len(commands) != 1:
+        found = " and ".join(commands) if commands else "none"
+        message = f"a job needs exactly one of run, call or submit (found {found})"
+        raise ConfigError(file, where, message)
+    kind: Kind = commands[0]  # type: ignore[assignment]
+    command = body[kind]
+    if not isinstance(command, str) or not command.strip():
+        raise ConfigError(file, f"{where}.{kind}", "must be a non-empty string")
+    sets = body.get("sets")
+    if sets is None:
+        sets = [{}]
+    elif not isinstance(sets, list):
+        raise ConfigError(file, f"{where}.sets", "must be a list of sets (each/all/add)")
+    return Job(
+        name=name,
+        kind=kind,
+        command=command.strip(),
+        add=read_arguments(body.get("add"), file, f"{where}.add"),
+        sets=tuple(read_set(s, file, f"{where}.sets[{i}]") for i, s in enumerate(sets)),
+        file=file,
+        definition=body,
+    )
+
+
+def read_set(body: Any, file: str, where: str) -> JobSet:
+    if body is None:
+        body = {}
+    if not isinstance(body, dict):
+        raise ConfigError(file, where, "a set must be a mapping with each, all or add")
+    check_keys(body, SET_KEYS, file, where)
+    fields = {key: read_arguments(body.get(key), file, f"{where}.{key}") for key in SET_KEYS}
+    return JobSet(each=fields["each"], all=fields["all"], add=fields["add"], where=where)
+
+
+def read_arguments(value: Any, file: str, where: str) -> Arguments:
+    """A string is split as the grammar splits it; a list is one argument per item."""
+    if value is None:
+        return Arguments((), where)
+    if isinstance(value, str):
+        try:
+            return Arguments(tuple(split(value)), where)
+        except SweepSyntaxError as error:
+            raise ConfigError(file, where, str(error)) from None
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            if not isinstance(item, str):
+                kind = type(item).__name__
+                message = f"must be a string, not {kind} (quote it: '{item}')"
+                raise ConfigError(file, f"{where}[{index}]", message)
+        return Arguments(tuple(value), where)
+    kind = type(value).__name__
+    raise ConfigError(file, where, f"must be a string or a list of strings, not {kind}")
+
+
+def check_keys(body: dict[Any, Any], allowed: tuple[str, ...], file: str, where: str) -> None:
+    for key in body:
+        if key not in allowed:
+            path = f"{where}.{key}" if where else str(key)
+            raise ConfigError(file, path, f"unknown key '{key}'{suggestion(str(key), allowed)}")
+
+
+def suggestion(word: str, choices: tuple[str, ...] | list[str]) -> str:
+    close = difflib.get_close_matches(word, choices, n=1)
+    if close:
+        return f"; did you mean '{close[0]}'?"
+    return f" (expected one of: {', '.join(choices)})"

@@ -1,0 +1,217 @@
+"""From a job to the commands it runs.
+
+For every set, in order, and every combination of its `each`, one command:
+
+    COMMAND [EXTRA] --multirun EACH... ALL... hydra.job.name=JOB hydra.sweep.dir=multirun/ULID ADD...
+
+Each set keeps only its distinct values; commands are generated one at a
+time, so a job of a million commands never holds them all.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import shlex
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+from hydraflow._core import SweepSyntaxError, collect, count, expand, ulid
+from hydraflow.errors import ConfigError, HydraflowError
+from hydraflow.jobs import Arguments, Job, JobSet
+
+JOB_NAME_KEY = "hydra.job.name"
+SWEEP_DIR_KEY = "hydra.sweep.dir"
+SWEEP_ROOT = "multirun"
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """One command of a job: `head` (the program and extra arguments), then `params`."""
+
+    index: int
+    head: tuple[str, ...]
+    params: list[str]
+    runs: int
+
+    @property
+    def argv(self) -> list[str]:
+        return [*self.head, *self.params]
+
+
+@dataclass(frozen=True)
+class CommandLine:
+    """What the user typed after the job name, sorted into overrides and the rest."""
+
+    overrides: tuple[str, ...] = ()
+    extra: tuple[str, ...] = ()
+
+    @classmethod
+    def parse(cls, args: Sequence[str], verbatim: Sequence[str] = ()) -> CommandLine:
+        """`KEY=VALUES` (and `~KEY`) are overrides; anything else passes through.
+
+        `verbatim` (what followed `--`) always passes through.
+        """
+        overrides: list[str] = []
+        extra: list[str] = []
+        for arg in args:
+            if is_override(arg):
+                overrides.append(collected_override(arg))
+            else:
+                extra.append(arg)
+        return cls(tuple(overrides), (*extra, *verbatim))
+
+
+def is_override(arg: str) -> bool:
+    return arg.startswith("~") or ("=" in arg and not arg.startswith(("-", "=")))
+
+
+def collected_override(arg: str) -> str:
+    try:
+        [override] = collect([arg])
+    except SweepSyntaxError as error:
+        raise HydraflowError(f"command line: {error}") from None
+    return override
+
+
+def key_of(arg: str) -> str:
+    """The key an argument sets: the text before `=`, or the whole flag."""
+    return arg.split("=", 1)[0]
+
+
+def value_count(arg: str) -> int:
+    """How many runs an override makes inside one Hydra multirun."""
+    if "=" not in arg or arg.startswith("-"):
+        return 1
+    try:
+        return count([arg])
+    except SweepSyntaxError:
+        return 1
+
+
+@dataclass(frozen=True)
+class SetPlan:
+    """One set with the command line applied: its distinct values, ready to combine."""
+
+    each: list[list[str]]
+    all: list[str]
+    add: list[str]
+    job_name: list[str]
+    sweep_dir: bool
+    fixed_runs: int
+    runs_of: dict[str, int]
+
+    @property
+    def commands(self) -> int:
+        return math.prod(len(options) for options in self.each)
+
+    @property
+    def runs(self) -> int:
+        per_argument = (sum(self.runs_of[o] for o in options) for options in self.each)
+        return self.fixed_runs * math.prod(per_argument)
+
+    def params(self) -> Iterator[tuple[list[str], int]]:
+        for combination in itertools.product(*self.each):
+            params = ["--multirun", *combination, *self.all, *self.job_name]
+            if self.sweep_dir:
+                params.append(f"{SWEEP_DIR_KEY}={SWEEP_ROOT}/{ulid()}")
+            params.extend(self.add)
+            runs = self.fixed_runs
+            for option in combination:
+                runs *= self.runs_of[option]
+            yield params, runs
+
+
+@dataclass(frozen=True)
+class JobPlan:
+    job: Job
+    head: tuple[str, ...]
+    sets: list[SetPlan]
+
+    @property
+    def total_commands(self) -> int:
+        return sum(s.commands for s in self.sets)
+
+    @property
+    def total_runs(self) -> int:
+        return sum(s.runs for s in self.sets)
+
+    def commands(self) -> Iterator[Command]:
+        index = 0
+        for job_set in self.sets:
+            for params, runs in job_set.params():
+                index += 1
+                yield Command(index, self.head, params, runs)
+
+
+def plan_job(job: Job, command_line: CommandLine = CommandLine()) -> JobPlan:
+    """Applies the grammar and the command line to every set; raises ConfigError."""
+    head = (*command_head(job), *command_line.extra)
+    sets = [plan_set(job, job_set, command_line.overrides) for job_set in job.sets]
+    return JobPlan(job, head, sets)
+
+
+def command_head(job: Job) -> list[str]:
+    """The program to run: for `call`, the arguments after `module.function`."""
+    try:
+        words = shlex.split(job.command)
+    except ValueError as error:
+        raise ConfigError(job.file, f"jobs.{job.name}.{job.kind}", str(error)) from None
+    return words[1:] if job.kind == "call" else words
+
+
+def plan_set(job: Job, job_set: JobSet, overrides: Sequence[str]) -> SetPlan:
+    replacements = {key_of(o): o for o in overrides}
+    used: set[str] = set()
+
+    def replace(args: list[str]) -> list[str]:
+        replaced = []
+        for arg in args:
+            key = key_of(arg)
+            if key in replacements:
+                used.add(key)
+                arg = replacements[key]
+            if arg not in replaced:
+                replaced.append(arg)
+        return replaced
+
+    each = [replace(options) for options in alternatives(job, job_set.each)]
+    all_args = replace(collected(job, job_set.all))
+    add = replace(merged_add(job, job.add, job_set.add))
+    all_args += [o for o in overrides if key_of(o) not in used]
+    keys = {key_of(a).lstrip("+") for a in [*itertools.chain.from_iterable(each), *all_args, *add]}
+    job_name = [] if JOB_NAME_KEY in keys else [f"{JOB_NAME_KEY}={job.name}"]
+    runs_of = {option: value_count(option) for options in each for option in options}
+    fixed_runs = math.prod(value_count(arg) for arg in [*all_args, *add])
+    return SetPlan(each, all_args, add, job_name, SWEEP_DIR_KEY not in keys, fixed_runs, runs_of)
+
+
+def alternatives(job: Job, each: Arguments) -> list[list[str]]:
+    """Each `each` argument's alternatives (distinct values only, never the grid)."""
+    result = []
+    for arg in each.items:
+        try:
+            result.append([row[0] for row in expand([arg])])
+        except SweepSyntaxError as error:
+            raise ConfigError(job.file, each.where, str(error)) from None
+    return result
+
+
+def collected(job: Job, args: Arguments) -> list[str]:
+    try:
+        return collect(list(args.items))
+    except SweepSyntaxError as error:
+        raise ConfigError(job.file, args.where, str(error)) from None
+
+
+def merged_add(job: Job, job_add: Arguments, set_add: Arguments) -> list[str]:
+    """The job's `add` with the set's: a key the set repeats keeps the set's
+    value, in the position where the key first appeared."""
+    merged: dict[str, str] = {}
+    for args in (job_add, set_add):
+        for arg in args.items:
+            value = (
+                arg if not is_override(arg) else collected(job, Arguments((arg,), args.where))[0]
+            )
+            merged[key_of(value)] = value
+    return list(merged.values())
