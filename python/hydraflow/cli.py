@@ -23,12 +23,10 @@ Examples:
 """
 
 
-class Failure(click.ClickException):
-    """A HydraflowError as click shows it: `Error: ...` and its exit status."""
-
-    def __init__(self, error: HydraflowError) -> None:
-        super().__init__(str(error))
-        self.exit_code = error.exit_code
+def fail(error: HydraflowError) -> None:
+    """Shows a user mistake as `Error: ...` (no traceback) and exits with its status."""
+    click.echo(f"Error: {error}", err=True)
+    sys.exit(error.exit_code)
 
 
 class RunCommand(click.Command):
@@ -102,7 +100,8 @@ def run(
             return
         status = execute(plan, jobs=jobs, keep_going=keep_going)
     except HydraflowError as error:
-        raise Failure(error) from None
+        fail(error)
+        return
     ctx.exit(status)
 
 
@@ -126,7 +125,8 @@ def show(job: str | None, config_file: str) -> None:
         definition = find_job(jobs_file, job)
         plan = plan_job(definition)
     except HydraflowError as error:
-        raise Failure(error) from None
+        fail(error)
+        return
     click.echo(normalised_yaml(definition), nl=False)
     click.echo(f"# {plan.total_commands} commands, {plan.total_runs} runs")
 
@@ -152,4 +152,5 @@ def normalised_yaml(job: Job) -> str:
         fields = {k: listed(getattr(job_set, k).items) for k in ("each", "all", "add")}
         sets.append({k: v for k, v in fields.items() if v})
     body["sets"] = sets
-    return yaml.safe_dump({job.name: body}, sort_keys=False, allow_unicode=True)
+    text: str = yaml.safe_dump({job.name: body}, sort_keys=False, allow_unicode=True)
+    return text

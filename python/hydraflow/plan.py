@@ -2,7 +2,8 @@
 
 For every set, in order, and every combination of its `each`, one command:
 
-    COMMAND [EXTRA] --multirun EACH... ALL... hydra.job.name=JOB hydra.sweep.dir=multirun/ULID ADD...
+    COMMAND [EXTRA] --multirun EACH... ALL...
+        hydra.job.name=JOB hydra.sweep.dir=multirun/ULID ADD...
 
 Each set keeps only its distinct values; commands are generated one at a
 time, so a job of a million commands never holds them all.
@@ -13,7 +14,7 @@ from __future__ import annotations
 import itertools
 import math
 import shlex
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 from hydraflow._core import SweepSyntaxError, collect, count, expand, ulid
@@ -110,16 +111,49 @@ class SetPlan:
         per_argument = (sum(self.runs_of[o] for o in options) for options in self.each)
         return self.fixed_runs * math.prod(per_argument)
 
+    def runs_of_combination(self, combination: tuple[str, ...]) -> int:
+        runs = self.fixed_runs
+        for option in combination:
+            runs *= self.runs_of[option]
+        return runs
+
+    def sweep_dirs(self) -> Iterator[list[str]]:
+        """A fresh `hydra.sweep.dir=multirun/ULID` per command (or none if the user set it)."""
+        while True:
+            yield [f"{SWEEP_DIR_KEY}={SWEEP_ROOT}/{ulid()}"] if self.sweep_dir else []
+
     def params(self) -> Iterator[tuple[list[str], int]]:
-        for combination in itertools.product(*self.each):
-            params = ["--multirun", *combination, *self.all, *self.job_name]
-            if self.sweep_dir:
-                params.append(f"{SWEEP_DIR_KEY}={SWEEP_ROOT}/{ulid()}")
-            params.extend(self.add)
-            runs = self.fixed_runs
-            for option in combination:
-                runs *= self.runs_of[option]
-            yield params, runs
+        before = [*self.all, *self.job_name]
+        combinations = itertools.product(*self.each)
+        for combination, sweep_dir in zip(combinations, self.sweep_dirs(), strict=False):
+            params = ["--multirun", *combination, *before, *sweep_dir, *self.add]
+            yield params, self.runs_of_combination(combination)
+
+    def shell_lines(self, head: str) -> Iterator[str]:
+        """`shlex.join(head + params)` per command, fast: every distinct piece is
+        quoted once, and only the combination is joined per line."""
+        quote = cached_quote()
+        each = [[" " + quote(arg) for arg in options] for options in self.each]
+        start = " ".join(filter(None, [head, "--multirun"]))
+        before = "".join(" " + quote(arg) for arg in [*self.all, *self.job_name])
+        after = "".join(" " + quote(arg) for arg in self.add)
+        sweep_dir = f" {SWEEP_DIR_KEY}={SWEEP_ROOT}/"
+        for combination in itertools.product(*each):
+            # A ULID never needs quoting.
+            dirs = sweep_dir + ulid() if self.sweep_dir else ""
+            yield f"{start}{''.join(combination)}{before}{dirs}{after}"
+
+
+def cached_quote() -> Callable[[str], str]:
+    cache: dict[str, str] = {}
+
+    def quote(arg: str) -> str:
+        quoted = cache.get(arg)
+        if quoted is None:
+            quoted = cache[arg] = shlex.quote(arg)
+        return quoted
+
+    return quote
 
 
 @dataclass(frozen=True)
@@ -135,6 +169,11 @@ class JobPlan:
     @property
     def total_runs(self) -> int:
         return sum(s.runs for s in self.sets)
+
+    def shell_lines(self, *, with_head: bool = True) -> Iterator[str]:
+        head = shlex.join(self.head) if with_head else ""
+        for job_set in self.sets:
+            yield from job_set.shell_lines(head)
 
     def commands(self) -> Iterator[Command]:
         index = 0

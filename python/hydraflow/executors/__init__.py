@@ -3,18 +3,21 @@ Python calls), and `dry_run`, which shows what would run."""
 
 from __future__ import annotations
 
+import itertools
 import shlex
 import sys
-from typing import TextIO
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, TextIO
 
 from hydraflow.executors.progress import Tally, make_reporter
 from hydraflow.plan import JobPlan
 
+if TYPE_CHECKING:
+    from hydraflow.executors.processes import Outcome
+
 
 def execute(plan: JobPlan, *, jobs: int = 1, keep_going: bool = False) -> int:
     """Runs the job; returns the exit status for the CLI."""
-    from hydraflow.executors.processes import Outcome
-
     outcome: Outcome
     if plan.job.kind == "submit":
         from hydraflow.executors.submit import run_submit
@@ -22,7 +25,7 @@ def execute(plan: JobPlan, *, jobs: int = 1, keep_going: bool = False) -> int:
         outcome, tally = run_submit(plan)
     else:
         tally = Tally(plan.total_commands, plan.total_runs)
-        reporter = make_reporter(tally, parallel=jobs > 1)
+        reporter = make_reporter(tally, parallel=jobs > 1, label=plan.job.name)
         try:
             if plan.job.kind == "call":
                 from hydraflow.executors.call import run_calls
@@ -39,10 +42,7 @@ def execute(plan: JobPlan, *, jobs: int = 1, keep_going: bool = False) -> int:
     return outcome.status
 
 
-def report(plan: JobPlan, outcome: object, tally: Tally) -> None:
-    from hydraflow.executors.processes import Outcome
-
-    assert isinstance(outcome, Outcome)
+def report(plan: JobPlan, outcome: Outcome, tally: Tally) -> None:
     err = sys.stderr
     failure = outcome.first_failure
     if outcome.interrupted:
@@ -57,21 +57,27 @@ def report(plan: JobPlan, outcome: object, tally: Tally) -> None:
     err.flush()
 
 
+def write_lines(out: TextIO, lines: Iterator[str]) -> None:
+    """Writes in chunks: a million lines one write call each would be slow."""
+    while chunk := list(itertools.islice(lines, 8192)):
+        out.write("\n".join(chunk) + "\n")
+
+
 def dry_run(plan: JobPlan, out: TextIO) -> None:
     """Prints what would run, touching nothing; a summary goes to stderr."""
     kind = plan.job.kind
     if kind == "submit":
-        from hydraflow.executors.submit import handler_argv, params_lines, params_path
+        from hydraflow.executors.submit import handler_argv, params_path
 
         out.write(shlex.join(handler_argv(plan, params_path())) + "\n")
-        out.writelines(line + "\n" for line in params_lines(plan))
+        write_lines(out, plan.shell_lines(with_head=False))
     elif kind == "call":
         from hydraflow.executors.call import function_name
 
         name = function_name(plan)
         out.writelines(f"{name}({command.argv!r})\n" for command in plan.commands())
     else:
-        out.writelines(shlex.join(command.argv) + "\n" for command in plan.commands())
+        write_lines(out, plan.shell_lines())
     out.flush()
     sys.stderr.write(
         f"hydraflow: {plan.job.name}: {plan.total_commands} commands, "

@@ -4,6 +4,7 @@ forwarded to every child's process group so no process is left behind."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import signal
@@ -68,10 +69,8 @@ class Interrupts:
 
     def forward(self, signum: int) -> None:
         for entry in list(self.running.values()):
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(entry.process.pid, signum)
-            except ProcessLookupError:
-                pass
 
 
 def exit_status(returncode: int) -> int:

@@ -8,7 +8,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import IO, Any, Protocol
+from typing import IO
 
 from hydraflow.plan import Command
 
@@ -38,14 +38,6 @@ class Tally:
             f"{self.not_started} not started; {self.runs_done} of {self.total_runs} runs done; "
             f"{self.elapsed():.1f} s"
         )
-
-
-class Reporter(Protocol):
-    def output(self, command: Command, line: str, stream: IO[str]) -> None: ...
-    def started(self, command: Command) -> None: ...
-    def ended(self, command: Command, status: int) -> None: ...
-    def message(self, text: str) -> None: ...
-    def close(self) -> None: ...
 
 
 class PlainReporter:
@@ -99,11 +91,16 @@ class PlainReporter:
 class TerminalReporter(PlainReporter):
     """A live progress bar on stderr; children's lines print above it."""
 
-    def __init__(self, tally: Tally, *, prefix: bool) -> None:
+    def __init__(self, tally: Tally, *, prefix: bool, label: str) -> None:
         super().__init__(tally, prefix=prefix)
         from rich.console import Console
-        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-        from rich.progress import TimeRemainingColumn
+        from rich.progress import (
+            BarColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
 
         self.console = Console(stderr=True)
         self.progress = Progress(
@@ -119,7 +116,7 @@ class TerminalReporter(PlainReporter):
             redirect_stderr=False,
         )
         self.task = self.progress.add_task(
-            "running", total=tally.total_commands, runs=0, total_runs=tally.total_runs
+            label, total=tally.total_commands, runs=0, total_runs=tally.total_runs
         )
         self.progress.start()
 
@@ -150,8 +147,8 @@ class TerminalReporter(PlainReporter):
         self.progress.stop()
 
 
-def make_reporter(tally: Tally, *, parallel: bool, **options: Any) -> PlainReporter:
+def make_reporter(tally: Tally, *, parallel: bool, label: str) -> PlainReporter:
     """The terminal display when stderr is a terminal (and TERM is not dumb)."""
     if sys.stderr.isatty() and os.environ.get("TERM") != "dumb":
-        return TerminalReporter(tally, prefix=parallel)
-    return PlainReporter(tally, prefix=parallel, **options)
+        return TerminalReporter(tally, prefix=parallel, label=label)
+    return PlainReporter(tally, prefix=parallel)

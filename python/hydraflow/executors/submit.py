@@ -4,7 +4,6 @@ the user's submit command (a cluster submitter, say) as its last argument."""
 from __future__ import annotations
 
 import os
-import shlex
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,11 +19,6 @@ def params_path() -> Path:
     return Path.cwd() / f"hydraflow-submit-{ulid()}.txt"
 
 
-def params_lines(plan: JobPlan) -> Iterator[str]:
-    for command in plan.commands():
-        yield shlex.join(command.params)
-
-
 def handler_argv(plan: JobPlan, path: Path) -> list[str]:
     return [*plan.head, str(path)]
 
@@ -37,7 +31,7 @@ def params_file(plan: JobPlan) -> Iterator[Path]:
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
         with os.fdopen(descriptor, "w", encoding="utf-8") as file:
-            for line in params_lines(plan):
+            for line in plan.shell_lines(with_head=False):
                 file.write(line + "\n")
         yield path
     finally:

@@ -1,0 +1,3 @@
+from hydraflow.cli import cli
+
+cli(prog_name="hydraflow")

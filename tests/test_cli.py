@@ -1,0 +1,136 @@
+"""The CLI surface: help, version, show, start-up cost, the terminal display."""
+
+from __future__ import annotations
+
+import os
+import pty
+import re
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from click.testing import CliRunner
+from hydraflow import __version__
+from hydraflow.cli import cli
+
+from tests.conftest import HYDRAFLOW, run_cli
+
+Project = Callable[[str], Path]
+
+JOBS = """
+jobs:
+  train:
+    run: python record.py
+    sets:
+      - each: a=1:3
+        all: b=1,2
+  sweep:
+    submit: python handler.py
+"""
+
+
+def test_version_and_help() -> None:
+    runner = CliRunner()
+    assert runner.invoke(cli, ["--version"]).output == f"hydraflow, version {__version__}\n"
+    help_text = runner.invoke(cli, ["--help"]).output
+    assert "hydraflow run job_sequential --dry-run" in help_text
+    run_help = runner.invoke(cli, ["run", "--help"]).output
+    for option in ("--dry-run", "--jobs", "--keep-going", "--config"):
+        assert option in run_help
+
+
+def test_show_lists_jobs_with_counts(project: Project) -> None:
+    folder = project(JOBS)
+    result = run_cli("show", cwd=folder)
+    assert result.returncode == 0
+    assert result.stdout.splitlines() == [
+        "train  run  3 commands  6 runs",
+        "sweep  submit  1 commands  1 runs",
+    ]
+
+
+def test_show_one_job_as_normalised_yaml(project: Project) -> None:
+    folder = project(JOBS)
+    result = run_cli("show", "train", cwd=folder)
+    assert result.stdout == (
+        "train:\n  run: python record.py\n  sets:\n  - each:\n    - a=1:3\n    all:\n"
+        "    - b=1,2\n# 3 commands, 6 runs\n"
+    )
+    assert run_cli("show", "nope", cwd=folder).returncode == 2
+
+
+def test_config_option_names_another_file(project: Project) -> None:
+    folder = project(JOBS)
+    (folder / "hydraflow.yaml").rename(folder / "other.yaml")
+    result = run_cli("run", "train", "--dry-run", "-c", "other.yaml", cwd=folder)
+    assert result.returncode == 0
+    assert len(result.stdout.splitlines()) == 3
+
+
+def test_options_after_overrides_and_unknown_options_pass_through(project: Project) -> None:
+    folder = project(JOBS)
+    result = run_cli("run", "train", "b=9", "--cfg", "job", "--dry-run", cwd=folder)
+    assert result.returncode == 0
+    first = result.stdout.splitlines()[0]
+    assert first.startswith("python record.py --cfg job --multirun a=1 b=9 ")
+
+
+def test_starting_the_cli_imports_neither_mlflow_nor_hydra(project: Project) -> None:
+    folder = project(JOBS)
+    code = (
+        "import sys\n"
+        "from hydraflow.cli import cli\n"
+        "try:\n"
+        "    cli(['run', 'train', '--dry-run'])\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "heavy = [m for m in ('mlflow', 'hydra', 'omegaconf', 'rich') if m in sys.modules]\n"
+        "print(heavy, file=sys.stderr)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=folder, capture_output=True, text=True, check=True
+    )
+    assert result.stderr.strip().endswith("[]")
+
+
+def run_on_terminal(folder: Path, env: dict[str, str]) -> str:
+    """Runs `hydraflow run train` with stdout and stderr on a pseudo-terminal."""
+    leader, follower = pty.openpty()
+    process = subprocess.Popen(
+        [HYDRAFLOW, "run", "train"],
+        cwd=folder,
+        stdout=follower,
+        stderr=follower,
+        env={**os.environ, "TERM": "xterm", **env},
+    )
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            data = os.read(leader, 4096)
+        except OSError:
+            break
+        if not data:
+            break
+        chunks.append(data)
+    process.wait(timeout=60)
+    os.close(leader)
+    assert process.returncode == 0
+    return b"".join(chunks).decode(errors="replace")
+
+
+def test_terminal_shows_a_progress_display(project: Project) -> None:
+    folder = project(JOBS)
+    screen = run_on_terminal(folder, {})
+    assert "3/3 commands" in screen
+    assert "6/6 runs" in screen
+    assert "ran --multirun a=1 b=1,2" in screen
+    assert "train: 3 commands finished, 0 failed, 0 not started; 6 of 6 runs done" in screen
+
+
+def test_no_color_is_honoured(project: Project) -> None:
+    folder = project(JOBS)
+    screen = run_on_terminal(folder, {"NO_COLOR": "1"})
+    assert "3/3 commands" in screen
+    assert not re.search(r"\x1b\[[0-9;]*3[0-9](;[0-9]+)*m", screen)

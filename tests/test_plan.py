@@ -1,0 +1,172 @@
+"""From a job to its commands: shape, overrides, `add` merging, laziness."""
+
+from __future__ import annotations
+
+import re
+import tracemalloc
+from pathlib import Path
+
+import pytest
+from hydraflow.errors import ConfigError, HydraflowError
+from hydraflow.jobs import Job, load_jobs
+from hydraflow.plan import CommandLine, plan_job
+
+ULID = r"[0-9A-HJKMNP-TV-Z]{26}"
+
+
+def job(tmp_path: Path, text: str, name: str = "j") -> Job:
+    (tmp_path / "hydraflow.yaml").write_text(text)
+    return load_jobs(tmp_path / "hydraflow.yaml").jobs[name]
+
+
+def commands(j: Job, *args: str, verbatim: tuple[str, ...] = ()) -> list[list[str]]:
+    plan = plan_job(j, CommandLine.parse(args, verbatim))
+    return [c.argv for c in plan.commands()]
+
+
+def without_dirs(argvs: list[list[str]]) -> list[str]:
+    return [re.sub(f"hydra.sweep.dir=multirun/{ULID}", "DIR", " ".join(a)) for a in argvs]
+
+
+SEQUENTIAL = """
+jobs:
+  j:
+    run: python example.py
+    add: hydra/launcher=joblib hydra.launcher.n_jobs=3
+    sets:
+      - each: width=100,300
+        all: height=100:300:100
+"""
+
+
+def test_command_shape(tmp_path: Path) -> None:
+    argvs = commands(job(tmp_path, SEQUENTIAL))
+    assert without_dirs(argvs) == [
+        "python example.py --multirun width=100 height=100,200,300 hydra.job.name=j DIR "
+        "hydra/launcher=joblib hydra.launcher.n_jobs=3",
+        "python example.py --multirun width=300 height=100,200,300 hydra.job.name=j DIR "
+        "hydra/launcher=joblib hydra.launcher.n_jobs=3",
+    ]
+
+
+def test_sweep_dirs_are_unique_and_time_ordered(tmp_path: Path) -> None:
+    argvs = commands(job(tmp_path, SEQUENTIAL))
+    dirs = [a[6] for a in argvs]
+    assert all(re.fullmatch(f"hydra.sweep.dir=multirun/{ULID}", d) for d in dirs)
+    assert dirs == sorted(dirs)
+    assert len(set(dirs)) == len(dirs)
+    again = [a[6] for a in commands(job(tmp_path, SEQUENTIAL))]
+    assert again[0] > dirs[-1]
+
+
+def test_overrides_replace_or_append(tmp_path: Path) -> None:
+    j = job(tmp_path, SEQUENTIAL)
+    argvs = without_dirs(commands(j, "height=5", "seed=1:3", "hydra.launcher.n_jobs=2"))
+    assert argvs == [
+        "python example.py --multirun width=100 height=5 seed=1,2,3 hydra.job.name=j DIR "
+        "hydra/launcher=joblib hydra.launcher.n_jobs=2",
+        "python example.py --multirun width=300 height=5 seed=1,2,3 hydra.job.name=j DIR "
+        "hydra/launcher=joblib hydra.launcher.n_jobs=2",
+    ]
+
+
+def test_overriding_an_each_key_runs_identical_commands_once(tmp_path: Path) -> None:
+    argvs = commands(job(tmp_path, SEQUENTIAL), "width=7")
+    assert len(argvs) == 1
+    assert argvs[0][3] == "width=7"
+    plan = plan_job(job(tmp_path, SEQUENTIAL), CommandLine.parse(["width=7"]))
+    assert (plan.total_commands, plan.total_runs) == (1, 3)
+
+
+def test_extra_arguments_go_before_multirun(tmp_path: Path) -> None:
+    argvs = commands(job(tmp_path, SEQUENTIAL), "--cfg", "job", verbatim=("a=1", "--x"))
+    assert argvs[0][:7] == ["python", "example.py", "--cfg", "job", "a=1", "--x", "--multirun"]
+
+
+def test_set_add_overrides_job_add_in_place(tmp_path: Path) -> None:
+    text = """
+jobs:
+  j:
+    run: app
+    add: a=1 b=2 --flag
+    sets:
+      - add: b=3 c=4
+"""
+    [argv] = commands(job(tmp_path, text))
+    assert argv[-4:] == ["a=1", "b=3", "--flag", "c=4"]
+
+
+def test_user_named_job_and_sweep_dir_are_kept(tmp_path: Path) -> None:
+    text = """
+jobs:
+  j:
+    run: app
+    sets:
+      - all: hydra.job.name=mine
+      - add: hydra.sweep.dir=out
+"""
+    first, second = commands(job(tmp_path, text))
+    assert first[2:4] == ["hydra.job.name=mine", first[3]]
+    assert first[3].startswith("hydra.sweep.dir=multirun/")
+    assert second == ["app", "--multirun", "hydra.job.name=j", "hydra.sweep.dir=out"]
+
+
+def test_job_without_sets_runs_once(tmp_path: Path) -> None:
+    argvs = commands(job(tmp_path, "jobs:\n  j:\n    run: app --x\n"))
+    assert without_dirs(argvs) == ["app --x --multirun hydra.job.name=j DIR"]
+
+
+def test_lists_are_one_argument_per_item(tmp_path: Path) -> None:
+    text = """
+jobs:
+  j:
+    run: app
+    sets:
+      - each: [name=hello world, "n=1,2"]
+"""
+    argvs = commands(job(tmp_path, text))
+    assert [a[2:4] for a in argvs] == [["name=hello world", "n=1"], ["name=hello world", "n=2"]]
+
+
+def test_pipes_and_several_sets_count_runs(tmp_path: Path) -> None:
+    text = """
+jobs:
+  j:
+    run: app
+    sets:
+      - each: model=a,b|lr=1:3 seed=1,2
+        all: x=1:4
+      - each: y=1
+"""
+    plan = plan_job(job(tmp_path, text))
+    assert plan.total_commands == 5
+    assert plan.total_runs == (2 * 4 + 3 * 4) * 2 + 1
+    assert [c.runs for c in plan.commands()] == [8, 8, 12, 12, 1]
+
+
+def test_a_million_commands_stay_lazy(tmp_path: Path) -> None:
+    text = "jobs:\n  j:\n    run: app\n    sets:\n      - each: a=1:1000 b=1:1000\n        all: c=1:3\n"
+    tracemalloc.start()
+    plan = plan_job(job(tmp_path, text))
+    assert (plan.total_commands, plan.total_runs) == (10**6, 3 * 10**6)
+    lines = plan.shell_lines()
+    for _ in range(100_000):
+        next(lines)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert peak < 20 * 2**20
+
+
+def test_call_head_is_the_arguments(tmp_path: Path) -> None:
+    plan = plan_job(job(tmp_path, "jobs:\n  j:\n    call: mod.fn --x 1\n"))
+    assert plan.head == ("--x", "1")
+
+
+def test_bad_command_line_quoting(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="jobs.j.run"):
+        plan_job(job(tmp_path, "jobs:\n  j:\n    run: app 'x\n"))
+
+
+def test_bad_override(tmp_path: Path) -> None:
+    with pytest.raises(HydraflowError, match="command line"):
+        CommandLine.parse(["a=1,,2"])
