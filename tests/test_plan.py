@@ -145,7 +145,10 @@ jobs:
 
 
 def test_a_million_commands_stay_lazy(tmp_path: Path) -> None:
-    text = "jobs:\n  j:\n    run: app\n    sets:\n      - each: a=1:1000 b=1:1000\n        all: c=1:3\n"
+    text = (
+        "jobs:\n  j:\n    run: app\n    sets:\n"
+        "      - each: a=1:1000 b=1:1000\n        all: c=1:3\n"
+    )
     tracemalloc.start()
     plan = plan_job(job(tmp_path, text))
     assert (plan.total_commands, plan.total_runs) == (10**6, 3 * 10**6)
@@ -163,7 +166,7 @@ def test_call_head_is_the_arguments(tmp_path: Path) -> None:
 
 
 def test_bad_command_line_quoting(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="jobs.j.run"):
+    with pytest.raises(ConfigError, match=r"jobs\.j\.run"):
         plan_job(job(tmp_path, "jobs:\n  j:\n    run: app 'x\n"))
 
 
