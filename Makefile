@@ -51,9 +51,25 @@ test: install ## Set up, then run every test: cargo test and pytest
 bench: install ## Benchmarks, each figure beside its floor and target
 	$(PY) benches/bench_grammar.py
 
+# Prints each experiment of examples/mlflow.db with its runs by status.
+define SHOW_RUNS
+import collections, mlflow
+client = mlflow.MlflowClient("sqlite:///mlflow.db")
+total = 0
+for e in client.search_experiments(filter_string="name != 'Default'", order_by=["name"]):
+    runs = client.search_runs([e.experiment_id], max_results=10000)
+    total += len(runs)
+    statuses = collections.Counter(r.info.status for r in runs)
+    print(f"{e.name}: {len(runs)} runs {dict(statuses)}")
+print(f"{total} runs in all")
+endef
+export SHOW_RUNS
+
 .PHONY: tutorial
 tutorial: install ## Set up, then run the tutorial in examples/
-	cd examples && ../$(PY) demo.py
+	cd examples && rm -rf mlruns mlflow.db multirun outputs && export PATH="$(CURDIR)/$(BIN):$$PATH" && \
+	  hydraflow run job_sequential && hydraflow run job_parallel && hydraflow run job_submit && \
+	  python -c "$$SHOW_RUNS"
 
 .PHONY: all
 all: lint test ## Lint and test

@@ -1,7 +1,46 @@
-"""hydraflow: run Hydra sweeps from a jobs file and track every run in MLflow."""
+"""hydraflow: run Hydra sweeps from a jobs file and track every run in MLflow.
+
+The tracking half (`main`, `start_run`, ...) imports MLflow and Hydra, so it
+is loaded on first use: `import hydraflow` and the CLI stay fast.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 from hydraflow._core import SweepSyntaxError, collect, count, expand, iter_expand
 
+if TYPE_CHECKING:
+    from hydraflow.artifacts import chdir_artifact, get_artifact_dir
+    from hydraflow.decorator import main
+    from hydraflow.runs import start_run
+
 __version__ = "0.1.0"
 
-__all__ = ["SweepSyntaxError", "__version__", "collect", "count", "expand", "iter_expand"]
+__all__ = [
+    "SweepSyntaxError",
+    "__version__",
+    "chdir_artifact",
+    "collect",
+    "count",
+    "expand",
+    "get_artifact_dir",
+    "iter_expand",
+    "main",
+    "start_run",
+]
+
+_LAZY = {
+    "main": "hydraflow.decorator",
+    "start_run": "hydraflow.runs",
+    "get_artifact_dir": "hydraflow.artifacts",
+    "chdir_artifact": "hydraflow.artifacts",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'hydraflow' has no attribute {name!r}")

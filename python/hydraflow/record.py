@@ -1,0 +1,73 @@
+"""What every run records: the config as params, Hydra's `.hydra/` files and
+the job's log as artifacts."""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from hydraflow.store import retry_busy
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+# MLflow's limits (mlflow.utils.validation), restated to avoid importing it here.
+MAX_KEY_LENGTH = 250
+MAX_PARAM_LENGTH = 6000
+MAX_TAG_LENGTH = 8000
+PARAMS_PER_BATCH = 100
+
+
+def flatten(config: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, str]]:
+    """Dotted keys to text values; lists stay whole (`[1, 2]`)."""
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            yield from flatten(value, f"{name}.")
+        else:
+            yield name, "None" if value is None else str(value)
+
+
+def log_params(client: MlflowClient, run_id: str, config: Mapping[str, Any]) -> None:
+    """Logs the flattened config, cut to MLflow's limits. A resumed run keeps
+    the params it has: MLflow refuses to change a logged value."""
+    from mlflow.entities import Param
+
+    logged = retry_busy(lambda: client.get_run(run_id)).data.params
+    params = [
+        Param(key[:MAX_KEY_LENGTH], value[:MAX_PARAM_LENGTH])
+        for key, value in flatten(config)
+        if key[:MAX_KEY_LENGTH] not in logged
+    ]
+    for start in range(0, len(params), PARAMS_PER_BATCH):
+        batch = params[start : start + PARAMS_PER_BATCH]
+        retry_busy(lambda batch=batch: client.log_batch(run_id, params=batch))
+
+
+def log_hydra_files(client: MlflowClient, run_id: str, hydra_dir: Path) -> None:
+    if hydra_dir.is_dir():
+        retry_busy(lambda: client.log_artifacts(run_id, str(hydra_dir), ".hydra"))
+
+
+def append_log(client: MlflowClient, run_id: str, log_file: Path) -> None:
+    """Appends this job's log to the run's log artifact of the same name, so a
+    resumed run keeps the logs of every attempt."""
+    if not log_file.is_file():
+        return
+    text = log_file.read_text(encoding="utf-8", errors="replace")
+    with tempfile.TemporaryDirectory() as folder:
+        earlier = previous_artifact(client, run_id, log_file.name, Path(folder))
+        combined = Path(folder) / "combined" / log_file.name
+        combined.parent.mkdir()
+        combined.write_text(earlier + text, encoding="utf-8")
+        retry_busy(lambda: client.log_artifact(run_id, str(combined)))
+
+
+def previous_artifact(client: MlflowClient, run_id: str, name: str, folder: Path) -> str:
+    names = {item.path for item in retry_busy(lambda: client.list_artifacts(run_id))}
+    if name not in names:
+        return ""
+    local = client.download_artifacts(run_id, name, str(folder))
+    return Path(local).read_text(encoding="utf-8", errors="replace")

@@ -1,0 +1,97 @@
+"""The MLflow tracking store: which one, and safe use by parallel writers.
+
+Several processes (Hydra's joblib launcher, `hydraflow run -j`) may share one
+SQLite file. Creating the database and an experiment happen under a file lock
+beside the store, the database is switched to WAL journaling so readers do not
+block writers, and calls that still meet a busy database are retried.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import sqlite3
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
+
+from filelock import FileLock
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+T = TypeVar("T")
+
+DEFAULT_DB = "mlflow.db"
+BUSY_MARKERS = ("database is locked", "database is busy", "database table is locked")
+RETRIES = 12
+
+
+def tracking_uri(explicit: str | None, launch_dir: Path) -> str:
+    """`explicit`, else MLFLOW_TRACKING_URI, else SQLite `mlflow.db` in the launch dir."""
+    if explicit:
+        return explicit
+    from_env = os.environ.get("MLFLOW_TRACKING_URI")
+    if from_env:
+        return from_env
+    return f"sqlite:///{(launch_dir / DEFAULT_DB).resolve()}"
+
+
+def sqlite_path(uri: str) -> Path | None:
+    prefix = "sqlite:///"
+    if uri.startswith(prefix):
+        return Path(uri[len(prefix) :].split("?", 1)[0])
+    return None
+
+
+def lock_for(uri: str, launch_dir: Path) -> FileLock:
+    """A lock file beside a SQLite store, else in the launch directory."""
+    path = sqlite_path(uri)
+    lock_path = path.with_name(path.name + ".lock") if path else launch_dir / ".hydraflow.lock"
+    return FileLock(str(lock_path), timeout=120)
+
+
+def is_busy(error: BaseException) -> bool:
+    text = str(error).lower()
+    return any(marker in text for marker in BUSY_MARKERS)
+
+
+def retry_busy(call: Callable[[], T]) -> T:
+    """Runs `call`, retrying with jittered exponential backoff while SQLite is busy."""
+    for attempt in range(RETRIES):
+        try:
+            return call()
+        except Exception as error:
+            if not is_busy(error) or attempt == RETRIES - 1:
+                raise
+            time.sleep(min(2.0, 0.02 * 2**attempt) * (0.5 + random.random()))
+    raise AssertionError("unreachable")
+
+
+def use_wal(uri: str) -> None:
+    path = sqlite_path(uri)
+    if path and path.exists():
+        with contextlib.closing(sqlite3.connect(path, timeout=30)) as connection:
+            connection.execute("PRAGMA journal_mode=WAL")
+
+
+def open_experiment(uri: str, name: str, launch_dir: Path) -> tuple[MlflowClient, str]:
+    """The client for `uri` and the id of experiment `name`, created if missing.
+
+    Runs in the launch directory so that MLflow's default artifact root
+    (`./mlruns`) lands there even when Hydra changed the working directory.
+    """
+    import mlflow
+
+    mlflow.set_tracking_uri(uri)
+    with contextlib.chdir(launch_dir), lock_for(uri, launch_dir):
+        client = mlflow.MlflowClient(uri)
+        experiment = retry_busy(lambda: client.get_experiment_by_name(name))
+        use_wal(uri)
+        if experiment is not None:
+            if experiment.lifecycle_stage == "deleted":
+                retry_busy(lambda: client.restore_experiment(experiment.experiment_id))
+            return client, experiment.experiment_id
+        return client, retry_busy(lambda: client.create_experiment(name))
