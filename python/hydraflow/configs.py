@@ -11,9 +11,13 @@ from omegaconf import DictConfig, OmegaConf
 def as_omegaconf(config: Any) -> DictConfig:
     if isinstance(config, DictConfig):
         return config
-    if dataclasses.is_dataclass(config):
-        return OmegaConf.structured(config)
-    return OmegaConf.create(config)
+    conf = (
+        OmegaConf.structured(config)
+        if dataclasses.is_dataclass(config)
+        else OmegaConf.create(config)
+    )
+    assert isinstance(conf, DictConfig), f"a config must be a mapping, not {type(config)}"
+    return conf
 
 
 def to_yaml_and_container(config: Any) -> tuple[str, dict[str, Any]]:
@@ -21,7 +25,9 @@ def to_yaml_and_container(config: Any) -> tuple[str, dict[str, Any]]:
     conf = as_omegaconf(config)
     container = OmegaConf.to_container(conf, resolve=True)
     assert isinstance(container, dict)
-    return OmegaConf.to_yaml(conf, resolve=True, sort_keys=True), container
+    return OmegaConf.to_yaml(conf, resolve=True, sort_keys=True), {
+        str(k): v for k, v in container.items()
+    }
 
 
 def typed(cfg: DictConfig, node: Any) -> Any:

@@ -42,8 +42,11 @@ def log_params(client: MlflowClient, run_id: str, config: Mapping[str, Any]) -> 
         if key[:MAX_KEY_LENGTH] not in logged
     ]
     for start in range(0, len(params), PARAMS_PER_BATCH):
-        batch = params[start : start + PARAMS_PER_BATCH]
-        retry_busy(lambda batch=batch: client.log_batch(run_id, params=batch))
+        log_batch(client, run_id, params[start : start + PARAMS_PER_BATCH])
+
+
+def log_batch(client: MlflowClient, run_id: str, params: list[Any]) -> None:
+    retry_busy(lambda: client.log_batch(run_id, params=params))
 
 
 def log_hydra_files(client: MlflowClient, run_id: str, hydra_dir: Path) -> None:

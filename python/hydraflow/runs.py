@@ -79,13 +79,15 @@ class Lookup:
     def should_skip(self, options: Options) -> bool:
         if self.existing is None or options.force_new_run or options.rerun_finished:
             return False
-        return self.existing.info.status == "FINISHED"
+        status: str = self.existing.info.status
+        return status == "FINISHED"
 
     def run_to_resume(self, options: Options) -> str | None:
         if self.existing is None or options.force_new_run:
             return None
+        run_id: str = self.existing.info.run_id
         if self.existing.info.status in UNFINISHED or options.rerun_finished:
-            return self.existing.info.run_id
+            return run_id
         return None
 
 

@@ -77,21 +77,49 @@ def use_wal(uri: str) -> None:
             connection.execute("PRAGMA journal_mode=WAL")
 
 
+def is_initialised(uri: str) -> bool:
+    """Whether hydraflow finished setting up this SQLite store: it switches the
+    store to WAL (header bytes 18-19 become 2) only after MLflow created the
+    tables, so a store mid-creation by another process never reads as ready."""
+    path = sqlite_path(uri)
+    if path is None or not path.exists():
+        return False
+    with path.open("rb") as file:
+        header = file.read(20)
+    return len(header) == 20 and header[18:20] == b"\x02\x02"
+
+
 def open_experiment(uri: str, name: str, launch_dir: Path) -> tuple[MlflowClient, str]:
     """The client for `uri` and the id of experiment `name`, created if missing.
 
-    Runs in the launch directory so that MLflow's default artifact root
+    Creation (of the database or the experiment) happens under a file lock and
+    in the launch directory, so that MLflow's default artifact root
     (`./mlruns`) lands there even when Hydra changed the working directory.
     """
     import mlflow
 
     mlflow.set_tracking_uri(uri)
-    with contextlib.chdir(launch_dir), lock_for(uri, launch_dir):
-        client = mlflow.MlflowClient(uri)
-        experiment = retry_busy(lambda: client.get_experiment_by_name(name))
-        use_wal(uri)
-        if experiment is not None:
-            if experiment.lifecycle_stage == "deleted":
-                retry_busy(lambda: client.restore_experiment(experiment.experiment_id))
-            return client, experiment.experiment_id
-        return client, retry_busy(lambda: client.create_experiment(name))
+    with contextlib.chdir(launch_dir):
+        if is_initialised(uri):
+            client = mlflow.MlflowClient(uri)
+            found = existing_experiment(client, name)
+            if found is not None:
+                return client, found
+        with lock_for(uri, launch_dir):
+            client = mlflow.MlflowClient(uri)
+            found = existing_experiment(client, name)
+            use_wal(uri)
+            if found is not None:
+                return client, found
+            return client, retry_busy(lambda: client.create_experiment(name))
+
+
+def existing_experiment(client: MlflowClient, name: str) -> str | None:
+    """The id of experiment `name` (restored if it was deleted), or None."""
+    experiment = retry_busy(lambda: client.get_experiment_by_name(name))
+    if experiment is None:
+        return None
+    if experiment.lifecycle_stage == "deleted":
+        retry_busy(lambda: client.restore_experiment(experiment.experiment_id))
+    experiment_id: str = experiment.experiment_id
+    return experiment_id
