@@ -30,12 +30,15 @@ def flatten(config: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, 
             yield name, "None" if value is None else str(value)
 
 
-def log_params(client: MlflowClient, run_id: str, config: Mapping[str, Any]) -> None:
-    """Logs the flattened config, cut to MLflow's limits. A resumed run keeps
-    the params it has: MLflow refuses to change a logged value."""
+def log_params(
+    client: MlflowClient, run_id: str, config: Mapping[str, Any], *, resumed: bool
+) -> None:
+    """Logs the flattened config, cut to MLflow's limits, in as few calls as
+    MLflow allows. A resumed run keeps the params it has: MLflow refuses to
+    change a logged value."""
     from mlflow.entities import Param
 
-    logged = retry_busy(lambda: client.get_run(run_id)).data.params
+    logged = retry_busy(lambda: client.get_run(run_id)).data.params if resumed else {}
     params = [
         Param(key[:MAX_KEY_LENGTH], value[:MAX_PARAM_LENGTH])
         for key, value in flatten(config)
@@ -54,10 +57,13 @@ def log_hydra_files(client: MlflowClient, run_id: str, hydra_dir: Path) -> None:
         retry_busy(lambda: client.log_artifacts(run_id, str(hydra_dir), ".hydra"))
 
 
-def append_log(client: MlflowClient, run_id: str, log_file: Path) -> None:
+def append_log(client: MlflowClient, run_id: str, log_file: Path, *, resumed: bool) -> None:
     """Appends this job's log to the run's log artifact of the same name, so a
     resumed run keeps the logs of every attempt."""
     if not log_file.is_file():
+        return
+    if not resumed:
+        retry_busy(lambda: client.log_artifact(run_id, str(log_file)))
         return
     text = log_file.read_text(encoding="utf-8", errors="replace")
     with tempfile.TemporaryDirectory() as folder:

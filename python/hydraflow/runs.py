@@ -111,13 +111,19 @@ def tracked_run(
     import mlflow
 
     resume = lookup.run_to_resume(options)
-    run = retry_busy(lambda: mlflow.start_run(run_id=resume, experiment_id=lookup.experiment_id))
+    tags = {DIGEST_TAG: lookup.digest, OVERRIDES_TAG: " ".join(context.overrides)[:MAX_TAG_LENGTH]}
+    run = retry_busy(
+        lambda: mlflow.start_run(run_id=resume, experiment_id=lookup.experiment_id, tags=tags)
+    )
+    run_id = run.info.run_id
     if resume:
-        log.info("resuming run %s", run.info.run_id)
+        log.info("resuming run %s", run_id)
     status = "FAILED"
     try:
-        record_start(lookup.client, run.info.run_id, lookup.digest, context, config)
-        yield retry_busy(lambda: lookup.client.get_run(run.info.run_id))
+        log_params(lookup.client, run_id, config, resumed=resume is not None)
+        if context.hydra_dir:
+            log_hydra_files(lookup.client, run_id, context.hydra_dir)
+        yield run
         status = "FINISHED"
     except KeyboardInterrupt:
         status = "KILLED"
@@ -125,19 +131,8 @@ def tracked_run(
     finally:
         if context.log_file:
             flush_log_handlers()
-            append_log(lookup.client, run.info.run_id, context.log_file)
+            append_log(lookup.client, run_id, context.log_file, resumed=resume is not None)
         retry_busy(lambda: mlflow.end_run(status))
-
-
-def record_start(
-    client: MlflowClient, run_id: str, digest: str, context: JobContext, config: Mapping[str, Any]
-) -> None:
-    overrides = " ".join(context.overrides)[:MAX_TAG_LENGTH]
-    retry_busy(lambda: client.set_tag(run_id, DIGEST_TAG, digest))
-    retry_busy(lambda: client.set_tag(run_id, OVERRIDES_TAG, overrides))
-    log_params(client, run_id, config)
-    if context.hydra_dir:
-        log_hydra_files(client, run_id, context.hydra_dir)
 
 
 def flush_log_handlers() -> None:

@@ -89,7 +89,23 @@ def is_initialised(uri: str) -> bool:
     return len(header) == 20 and header[18:20] == b"\x02\x02"
 
 
+# One client and experiment id per (store, experiment) for the whole process:
+# the jobs of one multirun share them instead of reconnecting each time.
+_opened: dict[tuple[str, str], tuple[MlflowClient, str]] = {}
+
+
 def open_experiment(uri: str, name: str, launch_dir: Path) -> tuple[MlflowClient, str]:
+    """`open_new_experiment`, remembered for the rest of the process."""
+    key = (uri, name)
+    if key not in _opened:
+        _opened[key] = open_new_experiment(uri, name, launch_dir)
+    import mlflow
+
+    mlflow.set_tracking_uri(uri)
+    return _opened[key]
+
+
+def open_new_experiment(uri: str, name: str, launch_dir: Path) -> tuple[MlflowClient, str]:
     """The client for `uri` and the id of experiment `name`, created if missing.
 
     Creation (of the database or the experiment) happens under a file lock and

@@ -1,0 +1,168 @@
+"""Bookkeeping cost per run of @hydraflow.main, and the tutorial's wall time.
+
+Run: make bench   (or: python benches/bench_runs.py [--quick])
+
+The cost of one job is the marginal cost of a multirun: the wall time of a
+41-job multirun minus that of a 1-job multirun, divided by 40, so Python
+start-up, imports and opening the store cancel out. Hydra itself spends time
+on every job (composing the config, writing `.hydra/`, setting up logging),
+so the same is measured for a plain `@hydra.main` app with the same config,
+and hydraflow's bookkeeping is the difference. It is measured in an empty
+experiment and again with 300 and 5,000 other runs present; the cost of
+skipping a finished run is measured the same way on a second pass.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+APP = """
+from dataclasses import dataclass
+import hydraflow
+
+@dataclass
+class Config:
+    i: int = 0
+    batch: int = 0
+
+@hydraflow.main(Config)
+def app(run, cfg):
+    pass
+
+if __name__ == "__main__":
+    app()
+"""
+PLAIN = """
+from dataclasses import dataclass
+import hydra
+from hydra.core.config_store import ConfigStore
+
+@dataclass
+class Config:
+    i: int = 0
+    batch: int = 0
+
+ConfigStore.instance().store(name="config", node=Config)
+
+@hydra.main(config_name="config", version_base=None)
+def app(cfg):
+    pass
+
+if __name__ == "__main__":
+    app()
+"""
+JOBS = 40
+EXAMPLES = Path(__file__).parent.parent / "examples"
+
+
+def env() -> dict[str, str]:
+    environment = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    environment["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{environment['PATH']}"
+    return environment
+
+
+def wall(args: list[str], cwd: Path) -> float:
+    start = time.perf_counter()
+    subprocess.run(args, cwd=cwd, check=True, env=env(), capture_output=True)
+    return time.perf_counter() - start
+
+
+def multirun(folder: Path, batch: int, jobs: int, script: str = "app.py") -> float:
+    sweep = f"i=range(0,{jobs})"
+    return wall([sys.executable, script, "-m", sweep, f"batch={batch}"], folder)
+
+
+def marginal_ms(folder: Path, batch: int, script: str = "app.py") -> float:
+    one = multirun(folder, batch, 1, script)
+    many = multirun(folder, batch + 100_000, JOBS + 1, script)
+    return (many - one) / JOBS * 1e3
+
+
+def per_run_ms(folder: Path, batch: int) -> tuple[float, float]:
+    """(new, skipped) marginal milliseconds per job, median of three batches."""
+    new, skipped = [], []
+    for attempt in range(3):
+        tag = batch * 10 + attempt
+        new.append(marginal_ms(folder, tag))
+        skipped.append(marginal_ms(folder, tag))
+    return statistics.median(new), statistics.median(skipped)
+
+
+def hydra_ms(folder: Path) -> float:
+    """The marginal cost of a job of a plain Hydra app: Hydra's own share."""
+    (folder / "plain.py").write_text(PLAIN)
+    return statistics.median(marginal_ms(folder, attempt, "plain.py") for attempt in range(3))
+
+
+def add_runs(folder: Path, count: int) -> None:
+    """Fills the experiment with finished runs carrying other digests."""
+    import mlflow
+
+    client = mlflow.MlflowClient(f"sqlite:///{folder / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("app")
+    assert experiment is not None
+    for index in range(count):
+        run = client.create_run(experiment.experiment_id, tags={"hydraflow.digest": f"x{index}"})
+        client.log_param(run.info.run_id, "i", str(index))
+        client.set_terminated(run.info.run_id)
+
+
+def bench_bookkeeping(sizes: list[int]) -> tuple[float, list[tuple[int, float, float]]]:
+    """Hydra's own cost per job, and per store size hydraflow's (new, skip) cost."""
+    results = []
+    with tempfile.TemporaryDirectory() as name:
+        folder = Path(name)
+        (folder / "app.py").write_text(APP)
+        hydra = hydra_ms(folder)
+        multirun(folder, -1, 1)  # creates the store and the experiment
+        present = 1
+        for size in sizes:
+            add_runs(folder, max(0, size - present))
+            present = max(size, present)
+            new, skipped = per_run_ms(folder, size)
+            results.append((size, new - hydra, skipped - hydra))
+            present += 3 * (JOBS + 2)
+    return hydra, results
+
+
+def bench_tutorial() -> float:
+    with tempfile.TemporaryDirectory() as name:
+        folder = Path(name)
+        for file in ("example.py", "hydraflow.yaml", "submit.py"):
+            shutil.copy(EXAMPLES / file, folder / file)
+        start = time.perf_counter()
+        for job in ("job_sequential", "job_parallel", "job_submit"):
+            subprocess.run(
+                ["hydraflow", "run", job], cwd=folder, check=True, env=env(), capture_output=True
+            )
+        return time.perf_counter() - start
+
+
+def main() -> int:
+    sizes = [0, 300] if "--quick" in sys.argv else [0, 300, 5000]
+    hydra, results = bench_bookkeeping(sizes)
+    empty_new = results[0][1]
+    ok = True
+    print(f"Hydra's own cost per job (plain @hydra.main app): {hydra:.1f} ms")
+    print("hydraflow's bookkeeping per job, on top of that:")
+    print(f"{'runs present':>12}  {'new run':>10}  {'vs empty':>8}  {'skip':>8}")
+    for size, new, skipped in results:
+        ratio = new / empty_new
+        met = new <= 40 and skipped <= 20 and (size < 5000 or ratio <= 1.2)
+        ok &= met
+        verdict = "ok" if met else "MISSED"
+        print(f"{size:>12}  {new:>7.1f} ms  {ratio:>7.2f}x  {skipped:>5.1f} ms  {verdict}")
+    print("targets: new run <= 40 ms, with 5000 runs <= 1.2x empty; skip <= 20 ms")
+    print(f"tutorial (three jobs, 16 runs): {bench_tutorial():.1f} s wall")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
