@@ -259,3 +259,17 @@ def test_dry_run_prints_copy_pasteable_commands(project: Project) -> None:
     # Pasting the line into a shell runs exactly that command.
     subprocess.run(lines[1], shell=True, cwd=folder, check=True, capture_output=True)
     assert recorded(folder)[0][1] == "name=c"
+
+
+def test_interrupting_submit_still_removes_the_file(project: Project) -> None:
+    folder = project(SUBMIT)
+    (folder / "handler.py").write_text("import time\ntime.sleep(30)\n")
+    process = subprocess.Popen([HYDRAFLOW, "run", "s"], cwd=folder, stderr=subprocess.PIPE)
+    deadline = time.time() + 30
+    while not child_pids(process.pid) and time.time() < deadline:
+        time.sleep(0.1)
+    assert list(folder.glob("hydraflow-submit-*"))
+    process.send_signal(signal.SIGINT)
+    process.communicate(timeout=30)
+    assert process.returncode == 130
+    assert not list(folder.glob("hydraflow-submit-*"))

@@ -248,3 +248,13 @@ def test_start_run_and_artifact_helpers_without_the_decorator(
     with hydraflow.start_run(config, experiment_name="manual") as again:
         assert again.info.run_id == run.info.run_id
     mlflow.set_tracking_uri(None)
+
+
+def test_the_store_stays_in_the_launch_dir_when_hydra_changes_directory(tmp_path: Path) -> None:
+    folder = write_app(tmp_path)
+    result = run_app(folder, "a=1", "hydra.job.chdir=True")
+    assert result.returncode == 0, result.stderr
+    [run] = runs(folder)
+    assert Path(run.info.artifact_uri.removeprefix("file://")).is_relative_to(folder / "mlruns")
+    assert calls(folder)[0]["cwd"] != str(folder)
+    assert not list(folder.glob("outputs/**/mlflow.db"))
