@@ -45,7 +45,7 @@ def test_show_lists_jobs_with_counts(project: Project) -> None:
     result = run_cli("show", cwd=folder)
     assert result.returncode == 0
     assert result.stdout.splitlines() == [
-        "train  run  3 commands  6 runs",
+        "train  run     3 commands  6 runs",
         "sweep  submit  1 commands  1 runs",
     ]
 

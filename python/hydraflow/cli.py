@@ -115,12 +115,11 @@ def show(job: str | None, config_file: str) -> None:
     try:
         jobs_file = load_jobs(config_file)
         if job is None:
-            for definition in jobs_file.jobs.values():
-                plan = plan_job(definition)
-                click.echo(
-                    f"{definition.name}  {definition.kind}  {plan.total_commands} commands  "
-                    f"{plan.total_runs} runs"
-                )
+            rows = [job_row(definition) for definition in jobs_file.jobs.values()]
+            widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+            for row in rows:
+                cells = (cell.ljust(width) for cell, width in zip(row, widths, strict=True))
+                click.echo("  ".join(cells).rstrip())
             return
         definition = find_job(jobs_file, job)
         plan = plan_job(definition)
@@ -129,6 +128,13 @@ def show(job: str | None, config_file: str) -> None:
         return
     click.echo(normalised_yaml(definition), nl=False)
     click.echo(f"# {plan.total_commands} commands, {plan.total_runs} runs")
+
+
+def job_row(job: Job) -> tuple[str, str, str, str]:
+    from hydraflow.plan import plan_job
+
+    plan = plan_job(job)
+    return (job.name, job.kind, f"{plan.total_commands} commands", f"{plan.total_runs} runs")
 
 
 def find_job(jobs_file: JobsFile, name: str) -> Job:
