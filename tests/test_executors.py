@@ -99,10 +99,7 @@ def test_interrupt_reaches_every_child_and_exits_130(project: Project) -> None:
         stderr=subprocess.PIPE,
         text=True,
     )
-    deadline = time.time() + 30
-    while len(child_pids(process.pid)) < 2 and time.time() < deadline:
-        time.sleep(0.1)
-    children = child_pids(process.pid)
+    children = wait_for_children(process.pid, 2)
     assert len(children) == 2
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=30)
@@ -114,15 +111,20 @@ def test_interrupt_reaches_every_child_and_exits_130(project: Project) -> None:
 def test_sigterm_is_handled_the_same_way(project: Project) -> None:
     folder = project(TWO_BY_TWO.format(flags="--sleep 30"))
     process = subprocess.Popen([HYDRAFLOW, "run", "j"], cwd=folder, stderr=subprocess.PIPE)
-    deadline = time.time() + 30
-    while not child_pids(process.pid) and time.time() < deadline:
-        time.sleep(0.1)
-    children = child_pids(process.pid)
+    children = wait_for_children(process.pid, 1)
     process.terminate()
     process.communicate(timeout=30)
     assert process.returncode == 130
     assert children
     assert not [pid for pid in children if alive(pid)]
+
+
+def wait_for_children(pid: int, count: int) -> list[int]:
+    """The child processes of `pid`, once there are `count` (or after 30 s)."""
+    deadline = time.time() + 30
+    while len(child_pids(pid)) < count and time.time() < deadline:
+        time.sleep(0.1)
+    return child_pids(pid)
 
 
 def child_pids(pid: int) -> list[int]:
@@ -265,9 +267,7 @@ def test_interrupting_submit_still_removes_the_file(project: Project) -> None:
     folder = project(SUBMIT)
     (folder / "handler.py").write_text("import time\ntime.sleep(30)\n")
     process = subprocess.Popen([HYDRAFLOW, "run", "s"], cwd=folder, stderr=subprocess.PIPE)
-    deadline = time.time() + 30
-    while not child_pids(process.pid) and time.time() < deadline:
-        time.sleep(0.1)
+    wait_for_children(process.pid, 1)
     assert list(folder.glob("hydraflow-submit-*"))
     process.send_signal(signal.SIGINT)
     process.communicate(timeout=30)
