@@ -258,3 +258,28 @@ def test_the_store_stays_in_the_launch_dir_when_hydra_changes_directory(tmp_path
     assert Path(run.info.artifact_uri.removeprefix("file://")).is_relative_to(folder / "mlruns")
     assert calls(folder)[0]["cwd"] != str(folder)
     assert not list(folder.glob("outputs/**/mlflow.db"))
+
+
+def test_parallel_commands_share_a_fresh_store(tmp_path: Path) -> None:
+    folder = write_app(tmp_path)
+    (folder / "hydraflow.yaml").write_text(
+        "jobs:\n  app:\n    run: python app.py\n    sets:\n      - each: a=1:8\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    env["APP_RECORD"] = str(folder / "calls.jsonl")
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "hydraflow"), "run", "app", "-j", "4"],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    client = mlflow.MlflowClient(f"sqlite:///{folder / 'mlflow.db'}")
+    names = [e.name for e in client.search_experiments()]
+    assert sorted(names) == ["Default", "app"]
+    found = runs(folder)
+    assert sorted(int(r.data.params["a"]) for r in found) == list(range(1, 9))
+    assert {r.info.status for r in found} == {"FINISHED"}
