@@ -134,3 +134,12 @@ def test_no_color_is_honoured(project: Project) -> None:
     screen = run_on_terminal(folder, {"NO_COLOR": "1"})
     assert "3/3 commands" in screen
     assert not re.search(r"\x1b\[[0-9;]*3[0-9](;[0-9]+)*m", screen)
+
+
+def test_options_that_do_not_apply_are_refused(project: Project) -> None:
+    folder = project(JOBS)
+    result = run_cli("run", "sweep", "-j", "2", cwd=folder)
+    assert result.returncode == 2
+    assert "-j/--jobs applies to 'run' jobs; 'sweep' is a submit job" in result.stderr
+    result = run_cli("run", "sweep", "--keep-going", cwd=folder)
+    assert result.returncode == 2

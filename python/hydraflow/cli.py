@@ -93,6 +93,7 @@ def run(
 
     try:
         definition = find_job(load_jobs(config_file), job)
+        check_options(definition, jobs=jobs, keep_going=keep_going)
         command_line = CommandLine.parse(args, ctx.meta.get("verbatim", ()))
         plan = plan_job(definition, command_line)
         if dry_run:
@@ -128,6 +129,15 @@ def show(job: str | None, config_file: str) -> None:
         return
     click.echo(normalised_yaml(definition), nl=False)
     click.echo(f"# {plan.total_commands} commands, {plan.total_runs} runs")
+
+
+def check_options(job: Job, *, jobs: int, keep_going: bool) -> None:
+    """Options that cannot apply to this kind of job are refused, not ignored."""
+    if jobs > 1 and job.kind != "run":
+        raise HydraflowError(f"-j/--jobs applies to 'run' jobs; '{job.name}' is a {job.kind} job")
+    if keep_going and job.kind == "submit":
+        message = f"--keep-going applies to 'run' and 'call' jobs; '{job.name}' is a submit job"
+        raise HydraflowError(message)
 
 
 def job_row(job: Job) -> tuple[str, str, str, str]:
