@@ -92,7 +92,8 @@ class TerminalReporter(PlainReporter):
     """A live progress bar on stderr; children's lines print above it."""
 
     def __init__(self, tally: Tally, *, prefix: bool, label: str) -> None:
-        super().__init__(tally, prefix=prefix)
+        # The bar shows progress, so no plain progress lines.
+        super().__init__(tally, prefix=prefix, show_progress=False)
         from rich.console import Console
         from rich.progress import (
             BarColumn,
@@ -134,12 +135,7 @@ class TerminalReporter(PlainReporter):
         t = self.tally
         self.progress.update(self.task, completed=t.finished + t.failed, runs=t.runs_done)
 
-    def progress_line(self, command: Command, status: int) -> str:
-        return ""
-
     def message(self, text: str) -> None:
-        if not text:
-            return
         with self.lock:
             self.console.print(f"hydraflow: {text}", markup=False, highlight=False)
 
