@@ -283,3 +283,34 @@ def test_parallel_commands_share_a_fresh_store(tmp_path: Path) -> None:
     found = runs(folder)
     assert sorted(int(r.data.params["a"]) for r in found) == list(range(1, 9))
     assert {r.info.status for r in found} == {"FINISHED"}
+
+
+START_RUN_IN_HYDRA = """
+import logging
+import hydra
+import hydraflow
+
+@hydra.main(config_path=None, config_name=None, version_base=None)
+def task(cfg):
+    with hydraflow.start_run({"a": 1}, experiment_name="other"):
+        logging.getLogger("task").info("inside the run")
+
+if __name__ == "__main__":
+    task()
+"""
+
+
+def test_start_run_inside_hydra_keeps_the_jobs_log(tmp_path: Path) -> None:
+    (tmp_path / "task.py").write_text(START_RUN_IN_HYDRA)
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    result = subprocess.run(
+        [sys.executable, "task.py"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    [run] = runs(tmp_path, experiment="other")
+    assert "inside the run" in artifact(run, "task.log")

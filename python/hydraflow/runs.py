@@ -33,14 +33,12 @@ class JobContext:
     launch_dir: Path
     output_dir: Path | None = None
     overrides: list[str] = field(default_factory=list)
+    # Hydra names the job's log after the job, whatever the experiment is called.
+    log_file: Path | None = None
 
     @property
     def hydra_dir(self) -> Path | None:
         return self.output_dir / ".hydra" if self.output_dir else None
-
-    @property
-    def log_file(self) -> Path | None:
-        return self.output_dir / f"{self.experiment}.log" if self.output_dir else None
 
     @classmethod
     def current(cls, experiment: str | None = None) -> JobContext:
@@ -49,11 +47,13 @@ class JobContext:
 
         if HydraConfig.initialized():
             hydra = HydraConfig.get()
+            output_dir = Path(hydra.runtime.output_dir)
             return cls(
                 experiment=experiment or hydra.job.name,
                 launch_dir=Path(hydra.runtime.cwd),
-                output_dir=Path(hydra.runtime.output_dir),
+                output_dir=output_dir,
                 overrides=list(hydra.overrides.task),
+                log_file=output_dir / f"{hydra.job.name}.log",
             )
         script = Path(sys.argv[0]).stem if sys.argv and sys.argv[0] else "hydraflow"
         return cls(experiment=experiment or script, launch_dir=Path.cwd())
