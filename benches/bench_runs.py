@@ -123,7 +123,7 @@ def lookup_ms(folder: Path) -> float:
     """In-process, exact: the median time of the identity lookup (one MLflow
     search on the digest tag) in the experiment as it is now."""
     import mlflow
-    from hydraflow.identity import find_run
+    from hydraflow.tracking.identity import find_run
 
     client = mlflow.MlflowClient(f"sqlite:///{folder / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("app")

@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING, Any
 from hydraflow._core import SweepSyntaxError, collect, count, expand, iter_expand
 
 if TYPE_CHECKING:
-    from hydraflow.artifacts import chdir_artifact, get_artifact_dir
-    from hydraflow.decorator import main
-    from hydraflow.runs import start_run
+    from hydraflow.tracking.artifacts import chdir_artifact, get_artifact_dir
+    from hydraflow.tracking.decorator import main
+    from hydraflow.tracking.runs import start_run
 
 __version__ = "0.1.0"
 
@@ -31,10 +31,10 @@ __all__ = [
 ]
 
 _LAZY = {
-    "main": "hydraflow.decorator",
-    "start_run": "hydraflow.runs",
-    "get_artifact_dir": "hydraflow.artifacts",
-    "chdir_artifact": "hydraflow.artifacts",
+    "main": "hydraflow.tracking.decorator",
+    "start_run": "hydraflow.tracking.runs",
+    "get_artifact_dir": "hydraflow.tracking.artifacts",
+    "chdir_artifact": "hydraflow.tracking.artifacts",
 }
 
 

@@ -5,6 +5,7 @@ files and the log, and end it with the right status."""
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import sys
 from collections.abc import Iterator, Mapping
@@ -12,9 +13,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hydraflow.identity import DIGEST_TAG, OVERRIDES_TAG, config_digest, find_run, overrides_digest
-from hydraflow.record import MAX_TAG_LENGTH, append_log, log_hydra_files, log_params
 from hydraflow.store import open_experiment, retry_busy, tracking_uri
+from hydraflow.tracking.identity import (
+    CHOICE_TAG_PREFIX,
+    CONFIG_TAG,
+    DIGEST_TAG,
+    OVERRIDES_TAG,
+    config_digest,
+    find_run,
+    overrides_digest,
+)
+from hydraflow.tracking.record import MAX_TAG_LENGTH, append_log, log_hydra_files, log_params
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -35,6 +44,8 @@ class JobContext:
     overrides: list[str] = field(default_factory=list)
     # Hydra names the job's log after the job, whatever the experiment is called.
     log_file: Path | None = None
+    # The config groups' options Hydra chose (`model: vit_l`), Hydra's own groups left out.
+    choices: dict[str, str] = field(default_factory=dict)
 
     @property
     def hydra_dir(self) -> Path | None:
@@ -54,9 +65,18 @@ class JobContext:
                 output_dir=output_dir,
                 overrides=list(hydra.overrides.task),
                 log_file=output_dir / f"{hydra.job.name}.log",
+                choices=user_choices(hydra.runtime.choices),
             )
         script = Path(sys.argv[0]).stem if sys.argv and sys.argv[0] else "hydraflow"
         return cls(experiment=experiment or script, launch_dir=Path.cwd())
+
+
+def user_choices(choices: Mapping[str, Any]) -> dict[str, str]:
+    return {
+        str(group): str(option)
+        for group, option in choices.items()
+        if option is not None and not str(group).startswith("hydra/")
+    }
 
 
 @dataclass(frozen=True)
@@ -111,7 +131,7 @@ def tracked_run(
     import mlflow
 
     resume = lookup.run_to_resume(options)
-    tags = {DIGEST_TAG: lookup.digest, OVERRIDES_TAG: " ".join(context.overrides)[:MAX_TAG_LENGTH]}
+    tags = run_tags(lookup.digest, context, config)
     run = retry_busy(
         lambda: mlflow.start_run(run_id=resume, experiment_id=lookup.experiment_id, tags=tags)
     )
@@ -135,6 +155,19 @@ def tracked_run(
         retry_busy(lambda: mlflow.end_run(status))
 
 
+def run_tags(digest: str, context: JobContext, config: Mapping[str, Any]) -> dict[str, str]:
+    """The digest, the overrides, the group choices and, when it fits, the
+    resolved config as JSON: what identity and `hydraflow.load` read."""
+    tags = {DIGEST_TAG: digest, OVERRIDES_TAG: " ".join(context.overrides)[:MAX_TAG_LENGTH]}
+    tags.update(
+        {f"{CHOICE_TAG_PREFIX}{group}": option for group, option in context.choices.items()}
+    )
+    config_json = json.dumps(config, sort_keys=True, separators=(",", ":"), default=str)
+    if len(config_json) <= MAX_TAG_LENGTH:
+        tags[CONFIG_TAG] = config_json
+    return tags
+
+
 def flush_log_handlers() -> None:
     for handler in logging.getLogger().handlers:
         handler.flush()
@@ -156,7 +189,7 @@ def start_run(
     A run with the same config is resumed (whatever its status) unless
     `force_new_run`.
     """
-    from hydraflow.configs import to_yaml_and_container
+    from hydraflow.tracking.configs import to_yaml_and_container
 
     context = JobContext.current(experiment_name)
     options = Options(tracking_uri, force_new_run, match_overrides, rerun_finished=True)

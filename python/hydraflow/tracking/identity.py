@@ -19,6 +19,10 @@ if TYPE_CHECKING:
 
 DIGEST_TAG = "hydraflow.digest"
 OVERRIDES_TAG = "hydraflow.overrides"
+# The resolved config as compact JSON with sorted keys, when it fits in a tag.
+CONFIG_TAG = "hydraflow.config"
+# One tag per config group: `hydraflow.choice.model` = `vit_l`.
+CHOICE_TAG_PREFIX = "hydraflow.choice."
 
 
 def config_digest(config_yaml: str) -> str:

@@ -9,8 +9,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from hydraflow.artifacts import chdir_artifact
-from hydraflow.runs import JobContext, Options, look_up, tracked_run
+from hydraflow.tracking.artifacts import chdir_artifact
+from hydraflow.tracking.runs import JobContext, Options, look_up, tracked_run
 
 if TYPE_CHECKING:
     from mlflow.entities import Run
@@ -86,7 +86,7 @@ def run_job(
     update: Callable[[Any], Any] | None,
     show_only: bool,
 ) -> None:
-    from hydraflow.configs import save_yaml, to_yaml_and_container, typed
+    from hydraflow.tracking.configs import save_yaml, to_yaml_and_container, typed
 
     config = typed(cfg, node)
     if update is not None:
