@@ -27,6 +27,8 @@ T = TypeVar("T")
 DEFAULT_DB = "mlflow.db"
 BUSY_MARKERS = ("database is locked", "database is busy", "database table is locked")
 RETRIES = 12
+# MLflow's UI opens an experiment of this kind on its runs table.
+EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development"}
 
 
 def tracking_uri(explicit: str | None, launch_dir: Path) -> str:
@@ -127,7 +129,7 @@ def open_new_experiment(uri: str, name: str, launch_dir: Path) -> tuple[MlflowCl
             use_wal(uri)
             if found is not None:
                 return client, found
-            return client, retry_busy(lambda: client.create_experiment(name))
+            return client, retry_busy(lambda: client.create_experiment(name, tags=EXPERIMENT_TAGS))
 
 
 def existing_experiment(client: MlflowClient, name: str) -> str | None:

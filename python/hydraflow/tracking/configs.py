@@ -3,31 +3,46 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
+
+from hydraflow.errors import HydraflowError
+
+# A schema's defaults list steers composition; it is not part of the config.
+DEFAULTS_KEY = "defaults"
+
+
+class NotAMappingError(HydraflowError):
+    def __init__(self, config: Any) -> None:
+        super().__init__(f"a config must be a mapping (a dataclass or a dict), not {type(config)}")
 
 
 def as_omegaconf(config: Any) -> DictConfig:
     if isinstance(config, DictConfig):
         return config
-    conf = (
-        OmegaConf.structured(config)
-        if dataclasses.is_dataclass(config)
-        else OmegaConf.create(config)
-    )
-    assert isinstance(conf, DictConfig), f"a config must be a mapping, not {type(config)}"
+    try:
+        conf = (
+            OmegaConf.structured(config)
+            if dataclasses.is_dataclass(config)
+            else OmegaConf.create(config)
+        )
+    except (ValueError, TypeError):
+        raise NotAMappingError(config) from None
+    if not isinstance(conf, DictConfig):
+        raise NotAMappingError(config)
     return conf
 
 
-def to_yaml_and_container(config: Any) -> tuple[str, dict[str, Any]]:
-    """The resolved config as sorted YAML (for the digest) and a plain dict (for params)."""
-    conf = as_omegaconf(config)
-    container = OmegaConf.to_container(conf, resolve=True)
-    assert isinstance(container, dict)
-    return OmegaConf.to_yaml(conf, resolve=True, sort_keys=True), {
-        str(k): v for k, v in container.items()
-    }
+def to_record(config: Any) -> tuple[str, dict[str, Any]]:
+    """The resolved config as sorted YAML (for the digest) and a plain dict
+    (for params and the config tag), without a schema's defaults list."""
+    container = OmegaConf.to_container(as_omegaconf(config), resolve=True)
+    if not isinstance(container, dict):
+        raise NotAMappingError(config)
+    plain = {str(key): value for key, value in container.items() if key != DEFAULTS_KEY}
+    return OmegaConf.to_yaml(OmegaConf.create(plain), sort_keys=True), plain
 
 
 def typed(cfg: DictConfig, node: Any) -> Any:
@@ -38,5 +53,5 @@ def typed(cfg: DictConfig, node: Any) -> Any:
     return cfg
 
 
-def save_yaml(config: Any, path: Any) -> None:
-    OmegaConf.save(as_omegaconf(config), path)
+def save_yaml(container: dict[str, Any], path: Path) -> None:
+    OmegaConf.save(OmegaConf.create(container), path)

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from hydraflow.tracking.artifacts import chdir_artifact
-from hydraflow.tracking.runs import JobContext, Options, look_up, tracked_run
+from hydraflow.tracking import events
+from hydraflow.tracking.runs import Claim, JobContext, Options
+from hydraflow.tracking.signals import exit_status, handle_termination
 
 if TYPE_CHECKING:
     from mlflow.entities import Run
@@ -24,11 +26,11 @@ log = logging.getLogger("hydraflow")
 
 
 def main(
-    node: Any,
+    node: Any = None,
     config_name: str = "config",
     *,
-    config_path: str | Path | None = None,
-    tracking_uri: str | None = None,
+    config_path: str | os.PathLike[str] | None = None,
+    tracking_uri: str | os.PathLike[str] | None = None,
     chdir: bool = False,
     force_new_run: bool = False,
     match_overrides: bool = False,
@@ -38,34 +40,51 @@ def main(
 ) -> Callable[[App[C]], Callable[[], None]]:
     """Runs the decorated `app(run, cfg)` through Hydra, one MLflow run per job.
 
-    `node` (a dataclass, an instance or a dict) is registered in Hydra's
-    ConfigStore as `config_name`; with `config_path`, YAML configs there layer
-    over it. The experiment is Hydra's job name. A job whose config already
-    has a FINISHED run is skipped; an unfinished run is resumed.
+    Hydra composes the config exactly as `@hydra.main(config_path,
+    config_name)` would. `node`, the app's schema (a dataclass, an instance or
+    a dict), is the primary config when no YAML file `config_name` exists;
+    otherwise it validates the composed YAML. The app gets an instance of the
+    dataclass when `node` is one, else the DictConfig. The experiment is
+    Hydra's job name. A job whose config already has a FINISHED run is
+    skipped; an unfinished run is resumed.
     """
-    options = Options(tracking_uri, force_new_run, match_overrides, rerun_finished)
+    options = Options(store_uri(tracking_uri), force_new_run, match_overrides, rerun_finished)
+    path = None if config_path is None else os.fspath(config_path)
 
     def decorator(app: App[C]) -> Callable[[], None]:
         @functools.wraps(app)
         def run_with_hydra() -> None:
             import hydra
-            from hydra.core.config_store import ConfigStore
 
-            ConfigStore.instance().store(name=config_name, node=node)
+            from hydraflow.tracking.compose import prepare
+
             show_only = dry_run or take_flag(DRY_RUN_FLAG)
+            to_app_config = prepare(app, node, path, config_name)
 
             # functools.wraps makes Hydra name the job and find `config_path`
             # from the user's script rather than from this module.
             @functools.wraps(app)
             def task(cfg: DictConfig) -> None:
-                run_job(app, cfg, node, options, chdir=chdir, update=update, show_only=show_only)
+                job = Job(app, node, options, chdir=chdir, update=update)
+                job.run(to_app_config(cfg), show_only=show_only)
 
-            path = str(config_path) if config_path is not None else None
-            hydra.main(config_path=path, config_name=config_name, version_base=None)(task)()
+            handle_termination()
+            try:
+                hydra.main(config_path=path, config_name=config_name, version_base=None)(task)()
+            except KeyboardInterrupt as interrupt:
+                sys.stderr.write(f"hydraflow: {interrupt or 'interrupted'}; the run is KILLED\n")
+                sys.exit(exit_status(interrupt))
 
         return run_with_hydra
 
     return decorator
+
+
+def store_uri(tracking_uri: str | os.PathLike[str] | None) -> str | None:
+    """A path names a SQLite file; a string is a tracking URI as MLflow reads it."""
+    if tracking_uri is None or isinstance(tracking_uri, str):
+        return tracking_uri
+    return f"sqlite:///{Path(tracking_uri).absolute()}"
 
 
 def take_flag(flag: str) -> bool:
@@ -76,37 +95,105 @@ def take_flag(flag: str) -> bool:
     return False
 
 
-def run_job(
-    app: App[Any],
-    cfg: DictConfig,
-    node: Any,
-    options: Options,
-    *,
-    chdir: bool,
-    update: Callable[[Any], Any] | None,
-    show_only: bool,
-) -> None:
-    from hydraflow.tracking.configs import save_yaml, to_yaml_and_container, typed
+class Job:
+    """One Hydra job of the app: decide from the store, then run it tracked."""
 
-    config = typed(cfg, node)
-    if update is not None:
-        updated = update(config)
-        config = config if updated is None else updated
-    config_yaml, container = to_yaml_and_container(config)
-    context = JobContext.current()
-    if show_only:
-        print(f"# {context.experiment}: {' '.join(context.overrides)}\n{config_yaml}", end="")
+    def __init__(
+        self,
+        app: App[Any],
+        node: Any,
+        options: Options,
+        *,
+        chdir: bool,
+        update: Callable[[Any], Any] | None,
+    ) -> None:
+        self.app = app
+        self.node = node
+        self.options = options
+        self.chdir = chdir
+        self.update = update
+
+    def run(self, cfg: DictConfig, *, show_only: bool) -> None:
+        from hydraflow.tracking.configs import save_yaml, to_record, typed
+
+        handle_termination()
+        config = typed(cfg, self.node)
+        if self.update is not None:
+            updated = self.update(config)
+            config = config if updated is None else updated
+        config_yaml, container = to_record(cfg if self.update is None else config)
+        context = JobContext.current()
+        if show_only:
+            print(f"# {context.experiment}: {context.described}\n{config_yaml}", end="")
+            return
+        if self.update is not None and context.hydra_dir:
+            save_yaml(container, context.hydra_dir / "config.yaml")
+        if self.finished_already(context, config_yaml):
+            return
+        self.track(context, config_yaml, container, config)
+
+    def finished_already(self, context: JobContext, config_yaml: str) -> bool:
+        """The skip decided from a SQLite store without importing MLflow."""
+        from hydraflow.store import sqlite_path
+        from hydraflow.tracking.identity import find_finished_in_sqlite
+
+        if self.options.force_new_run or self.options.rerun_finished:
+            return False
+        path = sqlite_path(self.options.uri(context.launch_dir))
+        if path is None or not path.exists():
+            return False
+        digest = self.options.digest(context, config_yaml)
+        found = find_finished_in_sqlite(path, context.experiment, digest)
+        if found is None:
+            return False
+        report_skip(context, found.run_id, found.overrides)
+        return True
+
+    def track(
+        self, context: JobContext, config_yaml: str, container: dict[str, Any], config: Any
+    ) -> None:
+        from hydraflow.tracking.artifacts import chdir_artifact
+        from hydraflow.tracking.runs import claim, tracked_run
+
+        claimed = claim(context, config_yaml, container, self.options)
+        if claimed.action in ("skip", "busy"):
+            report_unclaimed(context, claimed)
+            return
+        with tracked_run(claimed, context, container) as run:
+            if self.chdir:
+                with chdir_artifact(run):
+                    self.app(run, config)
+            else:
+                self.app(run, config)
+
+
+def report_skip(context: JobContext, run_id: str, their_overrides: str) -> None:
+    """Says why a job did not run; loudly when the matching run was made
+    with other overrides (they compose to the same config)."""
+    mine = " ".join(context.overrides)
+    if their_overrides != mine:
+        log.warning(
+            "skipped %s: run %s already finished with the same config, made with "
+            "other overrides (%s)",
+            context.described,
+            run_id,
+            their_overrides or "none",
+        )
+    else:
+        log.info("skipped: run %s already finished with this config", run_id)
+    events.ended(context.overrides, events.SKIPPED, run_id)
+
+
+def report_unclaimed(context: JobContext, claimed: Claim) -> None:
+    from hydraflow.tracking.identity import OVERRIDES_TAG
+    from hydraflow.tracking.owner import OWNER_TAG, Owner
+
+    assert claimed.run is not None
+    tags = claimed.run.data.tags
+    if claimed.action == "skip":
+        report_skip(context, str(claimed.run_id), tags.get(OVERRIDES_TAG, ""))
         return
-    if update is not None and context.hydra_dir:
-        save_yaml(config, context.hydra_dir / "config.yaml")
-    lookup = look_up(context, config_yaml, options)
-    if lookup.should_skip(options):
-        assert lookup.existing is not None
-        log.info("skipped: run %s already finished with this config", lookup.existing.info.run_id)
-        return
-    with tracked_run(lookup, context, container, options) as run:
-        if chdir:
-            with chdir_artifact(run):
-                app(run, config)
-        else:
-            app(run, config)
+    owner = Owner.from_tag(tags.get(OWNER_TAG))
+    who = owner.describe() if owner else "another process"
+    log.warning("skipped %s: run %s is running in %s", context.described, claimed.run_id, who)
+    events.ended(context.overrides, events.BUSY, claimed.run_id)

@@ -1,6 +1,6 @@
-"""The bookkeeping that turns a job into an MLflow run: find the run this
-config already has, start or resume it, record config, overrides, Hydra's
-files and the log, and end it with the right status."""
+"""The bookkeeping that turns a job into an MLflow run: claim the run this
+config has (skip it, wait for nobody, resume it or create it), record config,
+overrides, Hydra's files and the log, and end it with the right status."""
 
 from __future__ import annotations
 
@@ -8,22 +8,32 @@ import contextlib
 import json
 import logging
 import sys
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hydraflow.store import open_experiment, retry_busy, tracking_uri
+from hydraflow.store import is_busy, open_experiment, retry_busy, sqlite_path, tracking_uri
+from hydraflow.tracking import events
 from hydraflow.tracking.identity import (
+    ATTEMPT_TAG,
     CHOICE_TAG_PREFIX,
     CONFIG_TAG,
     DIGEST_TAG,
     OVERRIDES_TAG,
     config_digest,
-    find_run,
+    find_runs,
     overrides_digest,
 )
-from hydraflow.tracking.record import MAX_TAG_LENGTH, append_log, log_hydra_files, log_params
+from hydraflow.tracking.owner import HEARTBEAT_TAG, OWNER_TAG, Heartbeat, Owner, owner_alive
+from hydraflow.tracking.record import (
+    MAX_TAG_LENGTH,
+    append_log,
+    log_hydra_files,
+    log_params,
+)
+from hydraflow.tracking.signals import deferred_signals
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -31,12 +41,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("hydraflow")
 
-UNFINISHED = ("RUNNING", "FAILED", "KILLED", "SCHEDULED")
+MAX_RUN_NAME = 250
 
 
 @dataclass(frozen=True)
 class JobContext:
-    """Where a job comes from: its name, directories and overrides."""
+    """Where a job comes from: its name, directories, overrides and choices."""
 
     experiment: str
     launch_dir: Path
@@ -50,6 +60,10 @@ class JobContext:
     @property
     def hydra_dir(self) -> Path | None:
         return self.output_dir / ".hydra" if self.output_dir else None
+
+    @property
+    def described(self) -> str:
+        return " ".join(self.overrides) or "(no overrides)"
 
     @classmethod
     def current(cls, experiment: str | None = None) -> JobContext:
@@ -86,73 +100,123 @@ class Options:
     match_overrides: bool = False
     rerun_finished: bool = False
 
+    def uri(self, launch_dir: Path) -> str:
+        return tracking_uri(self.tracking_uri, launch_dir)
+
+    def digest(self, context: JobContext, config_yaml: str) -> str:
+        if self.match_overrides:
+            return overrides_digest(context.overrides)
+        return config_digest(config_yaml)
+
 
 @dataclass(frozen=True)
-class Lookup:
-    """The store, the experiment, this config's digest and its existing run."""
+class Claim:
+    """What this process may do with the config's run, decided atomically.
+
+    `action` is "skip" (a FINISHED run exists), "busy" (a live process runs
+    it), "resume" (take over an unfinished run) or "new" (created for us).
+    """
 
     client: MlflowClient
-    experiment_id: str
+    action: str
+    run: Run | None
     digest: str
-    existing: Run | None
 
-    def should_skip(self, options: Options) -> bool:
-        if self.existing is None or options.force_new_run or options.rerun_finished:
-            return False
-        status: str = self.existing.info.status
-        return status == "FINISHED"
-
-    def run_to_resume(self, options: Options) -> str | None:
-        if self.existing is None or options.force_new_run:
-            return None
-        run_id: str = self.existing.info.run_id
-        if self.existing.info.status in UNFINISHED or options.rerun_finished:
-            return run_id
-        return None
+    @property
+    def run_id(self) -> str | None:
+        return None if self.run is None else str(self.run.info.run_id)
 
 
-def look_up(context: JobContext, config_yaml: str, options: Options) -> Lookup:
-    uri = tracking_uri(options.tracking_uri, context.launch_dir)
+def claim(
+    context: JobContext, config_yaml: str, config: Mapping[str, Any], options: Options
+) -> Claim:
+    """Looks up the config's runs and takes the one to work on, so that two
+    processes reaching the same config never both run it.
+
+    On a SQLite store the lookup and the creation happen under the store's
+    file lock. A tracking server offers no lock: a new run is created, then
+    the oldest run of the config wins and a later duplicate is deleted.
+    """
+    uri = options.uri(context.launch_dir)
     client, experiment_id = open_experiment(uri, context.experiment, context.launch_dir)
-    if options.match_overrides:
-        digest = overrides_digest(context.overrides)
-    else:
-        digest = config_digest(config_yaml)
-    existing = None if options.force_new_run else find_run(client, experiment_id, digest)
-    return Lookup(client, experiment_id, digest, existing)
+    digest = options.digest(context, config_yaml)
+    local = sqlite_path(uri) is not None
+    lock = claim_lock(uri, context.launch_dir) if local else contextlib.nullcontext()
+    with lock:
+        runs = [] if options.force_new_run else find_runs(client, experiment_id, digest)
+        action, run = decide(runs, options)
+        if action == "new":
+            run = create_run(client, experiment_id, digest, context, config)
+        elif action == "resume" and run is not None:
+            run = take_over(client, run)
+    if not local and run is not None and action in ("new", "resume"):
+        action, run = confirm(client, experiment_id, digest, action, run)
+    return Claim(client, action, run, digest)
 
 
-@contextlib.contextmanager
-def tracked_run(
-    lookup: Lookup, context: JobContext, config: Mapping[str, Any], options: Options
-) -> Iterator[Run]:
-    """Starts (or resumes) the run, records it, and ends it with its status:
-    FINISHED, FAILED on an exception, KILLED on Ctrl-C."""
-    import mlflow
+def claim_lock(uri: str, launch_dir: Path) -> contextlib.AbstractContextManager[object]:
+    from hydraflow.store import lock_for
 
-    resume = lookup.run_to_resume(options)
-    tags = run_tags(lookup.digest, context, config)
-    run = retry_busy(
-        lambda: mlflow.start_run(run_id=resume, experiment_id=lookup.experiment_id, tags=tags)
-    )
+    return lock_for(uri, launch_dir)
+
+
+def decide(runs: list[Run], options: Options) -> tuple[str, Run | None]:
+    """The action for a config whose active runs are `runs` (oldest first)."""
+    if options.force_new_run or not runs:
+        return "new", None
+    finished = [run for run in runs if run.info.status == "FINISHED"]
+    if finished and not options.rerun_finished:
+        return "skip", finished[-1]
+    now = time.time()
+    for run in runs:
+        if run.info.status == "RUNNING" and owner_alive(run.data.tags, now):
+            return "busy", run
+    return "resume", runs[-1]
+
+
+def create_run(
+    client: MlflowClient,
+    experiment_id: str,
+    digest: str,
+    context: JobContext,
+    config: Mapping[str, Any],
+) -> Run:
+    tags = run_tags(digest, context, config)
+    tags.update({OWNER_TAG: Owner.me().to_tag(), HEARTBEAT_TAG: str(time.time()), ATTEMPT_TAG: "1"})
+    name = " ".join(context.overrides)[:MAX_RUN_NAME] or None
+    return retry_busy(lambda: client.create_run(experiment_id, tags=tags, run_name=name))
+
+
+def take_over(client: MlflowClient, run: Run) -> Run:
+    """Makes this process the owner of an unfinished run and counts the attempt."""
+    from mlflow.entities import RunTag
+
     run_id = run.info.run_id
-    if resume:
-        log.info("resuming run %s", run_id)
-    status = "FAILED"
-    try:
-        log_params(lookup.client, run_id, config, resumed=resume is not None)
-        if context.hydra_dir:
-            log_hydra_files(lookup.client, run_id, context.hydra_dir)
-        yield run
-        status = "FINISHED"
-    except KeyboardInterrupt:
-        status = "KILLED"
-        raise
-    finally:
-        if context.log_file:
-            flush_log_handlers()
-            append_log(lookup.client, run_id, context.log_file, resumed=resume is not None)
-        retry_busy(lambda: mlflow.end_run(status))
+    attempt = int(run.data.tags.get(ATTEMPT_TAG, "1")) + 1
+    tags = [
+        RunTag(OWNER_TAG, Owner.me().to_tag()),
+        RunTag(HEARTBEAT_TAG, str(time.time())),
+        RunTag(ATTEMPT_TAG, str(attempt)),
+    ]
+    retry_busy(lambda: client.log_batch(run_id, tags=tags))
+    retry_busy(lambda: client.update_run(run_id, status="RUNNING"))
+    return retry_busy(lambda: client.get_run(run_id))
+
+
+def confirm(
+    client: MlflowClient, experiment_id: str, digest: str, action: str, mine: Run
+) -> tuple[str, Run | None]:
+    """On a store without a lock: keep the claim only if nobody got there first."""
+    runs = find_runs(client, experiment_id, digest)
+    if action == "resume":
+        current = next((run for run in runs if run.info.run_id == mine.info.run_id), None)
+        owner = Owner.from_tag(current.data.tags.get(OWNER_TAG)) if current else None
+        return ("resume", mine) if owner == Owner.me() else ("busy", current)
+    first = runs[0] if runs else mine
+    if first.info.run_id == mine.info.run_id:
+        return "new", mine
+    retry_busy(lambda: client.delete_run(mine.info.run_id))
+    return ("skip" if first.info.status == "FINISHED" else "busy"), first
 
 
 def run_tags(digest: str, context: JobContext, config: Mapping[str, Any]) -> dict[str, str]:
@@ -166,6 +230,77 @@ def run_tags(digest: str, context: JobContext, config: Mapping[str, Any]) -> dic
     if len(config_json) <= MAX_TAG_LENGTH:
         tags[CONFIG_TAG] = config_json
     return tags
+
+
+@contextlib.contextmanager
+def tracked_run(claimed: Claim, context: JobContext, config: Mapping[str, Any]) -> Iterator[Run]:
+    """Activates the claimed run, records it, and ends it with its status:
+    FINISHED, FAILED on an exception (its traceback in the log), KILLED on
+    Ctrl-C or a termination signal. The status is written even when the log
+    cannot be uploaded, and no bookkeeping error replaces the app's own."""
+    import mlflow
+
+    client = claimed.client
+    run_id = claimed.run_id
+    assert run_id is not None, "only a claimed run is tracked"
+    resumed = claimed.action == "resume"
+    run = retry_busy(lambda: mlflow.start_run(run_id=run_id))
+    if resumed:
+        log.info("resuming run %s", run_id)
+    events.started(context.overrides, run_id, resumed=resumed)
+    status = "FAILED"
+    try:
+        with heartbeat(client, run_id):
+            log_params(client, run_id, config, resumed=resumed)
+            if context.hydra_dir:
+                log_hydra_files(client, run_id, context.hydra_dir)
+            yield run
+        status = "FINISHED"
+    except KeyboardInterrupt:
+        status = "KILLED"
+        log.warning("run %s interrupted", run_id)
+        raise
+    except BaseException:
+        log.exception("run %s failed", run_id)
+        raise
+    finally:
+        with deferred_signals():
+            upload_log(client, run_id, context.log_file, resumed=resumed)
+            end_run(client, run_id, status)
+            outcome = {"FINISHED": events.RESUMED if resumed else events.FINISHED}
+            events.ended(context.overrides, outcome.get(status, status.lower()), run_id)
+
+
+def heartbeat(client: MlflowClient, run_id: str) -> contextlib.AbstractContextManager[object]:
+    """Only a tracking server needs one: a SQLite store is judged by the process table."""
+    if sqlite_path(str(client.tracking_uri)) is not None:
+        return contextlib.nullcontext()
+    return Heartbeat(lambda now: client.set_tag(run_id, HEARTBEAT_TAG, now))
+
+
+def upload_log(client: MlflowClient, run_id: str, log_file: Path | None, *, resumed: bool) -> None:
+    if log_file is None:
+        return
+    flush_log_handlers()
+    try:
+        append_log(client, run_id, log_file, resumed=resumed)
+    except Exception as error:
+        log.warning("run %s: the log %s was not uploaded: %s", run_id, log_file, error)
+
+
+def end_run(client: MlflowClient, run_id: str, status: str) -> None:
+    """Writes the status with an idempotent, retried call, then leaves
+    MLflow's fluent run (whose own end_run is not safe to retry)."""
+    import mlflow
+
+    retry_busy(lambda: client.set_terminated(run_id, status))
+    active = mlflow.active_run()
+    if active is not None and active.info.run_id == run_id:
+        try:
+            mlflow.end_run(status)  # pops the run first, then writes the same status again
+        except Exception as error:
+            if not is_busy(error):
+                raise
 
 
 def flush_log_handlers() -> None:
@@ -187,13 +322,22 @@ def start_run(
     Inside a Hydra job the experiment, directories and overrides come from
     Hydra; elsewhere the experiment is `experiment_name` or the script's name.
     A run with the same config is resumed (whatever its status) unless
-    `force_new_run`.
+    `force_new_run`; one that a live process is running is an error.
     """
-    from hydraflow.tracking.configs import to_yaml_and_container
+    from hydraflow.tracking.configs import to_record
 
     context = JobContext.current(experiment_name)
     options = Options(tracking_uri, force_new_run, match_overrides, rerun_finished=True)
-    config_yaml, container = to_yaml_and_container(config)
-    lookup = look_up(context, config_yaml, options)
-    with tracked_run(lookup, context, container, options) as run:
+    config_yaml, container = to_record(config)
+    claimed = claim(context, config_yaml, container, options)
+    if claimed.action == "busy":
+        raise RunBusyError(claimed)
+    with tracked_run(claimed, context, container) as run:
         yield run
+
+
+class RunBusyError(RuntimeError):
+    def __init__(self, claimed: Claim) -> None:
+        owner = Owner.from_tag(claimed.run.data.tags.get(OWNER_TAG)) if claimed.run else None
+        who = owner.describe() if owner else "another process"
+        super().__init__(f"run {claimed.run_id} is running in {who}")

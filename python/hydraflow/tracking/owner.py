@@ -1,0 +1,102 @@
+"""Who runs a run: host, process id and that process's start time.
+
+A RUNNING run whose owner is alive belongs to that process; one whose owner
+is gone (kill -9, a lost node) may be resumed. On the owner's host the
+process table decides at once (the start time guards against a reused pid);
+from another host only a heartbeat can tell, so runs on a tracking server
+refresh one while they run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+OWNER_TAG = "hydraflow.owner"
+HEARTBEAT_TAG = "hydraflow.heartbeat"
+HEARTBEAT_SECONDS = 60.0
+# A heartbeat older than this means the owner is gone.
+STALE_SECONDS = 5 * HEARTBEAT_SECONDS
+
+
+@dataclass(frozen=True)
+class Owner:
+    host: str
+    pid: int
+    started: str  # the process's start time as the kernel counts it; "" if unknown
+
+    @classmethod
+    def me(cls) -> Owner:
+        pid = os.getpid()
+        return cls(socket.gethostname(), pid, process_start(pid))
+
+    def to_tag(self) -> str:
+        return json.dumps(asdict(self), separators=(",", ":"))
+
+    @classmethod
+    def from_tag(cls, text: str | None) -> Owner | None:
+        try:
+            fields = json.loads(text or "")
+            return cls(str(fields["host"]), int(fields["pid"]), str(fields["started"]))
+        except (ValueError, TypeError, KeyError):
+            return None
+
+    def is_alive(self, heartbeat: str | None, now: float) -> bool:
+        if self.host == socket.gethostname():
+            return self.pid == os.getpid() or process_start(self.pid) == self.started != ""
+        try:
+            return now - float(heartbeat or "") < STALE_SECONDS
+        except ValueError:
+            return False
+
+    def describe(self) -> str:
+        return f"pid {self.pid} on {self.host}"
+
+
+def process_start(pid: int) -> str:
+    """Field 22 of /proc/PID/stat (start time in clock ticks after boot), or
+    "" when the process does not exist or /proc is not there."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            text = stat.read().decode(errors="replace")
+    except OSError:
+        return ""
+    # The command name (field 2) may hold spaces; the fields after it do not.
+    return text.rsplit(")", 1)[-1].split()[19]
+
+
+def owner_alive(tags: dict[str, str], now: float | None = None) -> Owner | None:
+    """The run's owner if that process is still alive, else None."""
+    owner = Owner.from_tag(tags.get(OWNER_TAG))
+    if owner is None:
+        return None
+    return owner if owner.is_alive(tags.get(HEARTBEAT_TAG), now or time.time()) else None
+
+
+class Heartbeat:
+    """Refreshes the heartbeat tag in a daemon thread until stopped."""
+
+    def __init__(self, beat: Callable[[str], object]) -> None:
+        self.beat = beat
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self.loop, name="hydraflow-heartbeat", daemon=True)
+
+    def __enter__(self) -> Heartbeat:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stopped.set()
+        self.thread.join(timeout=5)
+
+    def loop(self) -> None:
+        while not self.stopped.wait(HEARTBEAT_SECONDS):
+            try:
+                self.beat(str(time.time()))
+            except Exception:  # a missed beat only ages the heartbeat
+                continue
