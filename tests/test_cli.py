@@ -181,8 +181,10 @@ def test_a_broken_pipe_ends_quietly(project: Project) -> None:
         timeout=120,
         executable="/bin/bash",
     )
-    assert result.stdout == "ran --multirun a=1 b=1,2 hydra.job.name=train " + (
-        result.stdout.split("hydra.job.name=train ", 1)[1]
+    assert (
+        result.stdout
+        == "ran --multirun a=1 b=1,2 hydra.job.name=train "
+        + (result.stdout.split("hydra.job.name=train ", 1)[1])
     )
     assert len(result.stdout.splitlines()) == 1
     assert "Traceback" not in result.stderr and "Broken pipe" not in result.stderr

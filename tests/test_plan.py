@@ -220,3 +220,13 @@ def test_shell_line_and_argv_are_one_layout(
 def same_dirs(argv: list[str]) -> list[str]:
     """Each rendering draws its own fresh sweep dir: compare all else."""
     return [re.sub(f"multirun/{ULID}", "multirun/DIR", arg) for arg in argv]
+
+
+def test_bad_command_line_quoting(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"jobs\.j\.run"):
+        plan_job(job(tmp_path, "jobs:\n  j:\n    run: app 'x\n"))
+
+
+def test_bad_override(tmp_path: Path) -> None:
+    with pytest.raises(HydraflowError, match="command line"):
+        CommandLine.parse(["a=1,,2"])

@@ -107,8 +107,10 @@ class Execution:
     def closing_report(self) -> list[str]:
         """What to say after the job, before the summary."""
         if self.signal is not None:
-            name = signal.Signals(self.signal).name
-            return [f"interrupted by {name}; {self.not_started} commands not started"]
+            text = f"interrupted by {signal.Signals(self.signal).name}"
+            if self.not_started:
+                text += f"; {self.not_started} commands not started"
+            return [text]
         failure = self.first_failure
         if failure is not None:
             return [
