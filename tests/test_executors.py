@@ -502,7 +502,7 @@ def wait_for_signals(folder: Path, count: int) -> None:
 
 
 # A program that writes job events itself, as `@hydraflow.main` does (see
-# README, "Progress and summary"): the runner's reader, tested apart from the
+# README, "Executors"): the runner's reader, tested apart from the
 # app. `o=OUTCOME,...` names each run's outcome; "silent" runs write nothing.
 EVENTS_APP = """
 import json, os, sys
@@ -568,11 +568,20 @@ def test_the_tutorial_apps_report_their_runs(tmp_path: Path) -> None:
     examples = Path(__file__).parent.parent / "examples"
     for name in ("example.py", "hydraflow.yaml", "submit.py"):
         shutil.copy(examples / name, tmp_path / name)
-    first = run_cli("run", "job_sequential", cwd=tmp_path, timeout=600)
-    assert first.returncode == 0, first.stderr[-3000:]
-    assert "job_sequential: 2 commands: 2 finished; 6 runs: 6 finished; " in first.stderr
-    again = run_cli("run", "job_sequential", cwd=tmp_path, timeout=600)
-    assert "job_sequential: 2 commands: 2 finished; 6 runs: 6 skipped; " in again.stderr
-    submit = run_cli("run", "job_submit", cwd=tmp_path, timeout=600)
-    assert submit.returncode == 0, submit.stderr[-3000:]
-    assert "job_submit: 1 commands: 1 finished; 4 runs: 4 finished; " in submit.stderr
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    env["PATH"] = f"{Path(HYDRAFLOW).parent}{os.pathsep}{env.get('PATH', '')}"
+
+    def hydraflow(job: str) -> str:
+        result = subprocess.run(
+            [HYDRAFLOW, "run", job], cwd=tmp_path, env=env, capture_output=True, text=True
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+        return result.stderr
+
+    assert "job_sequential: 2 commands: 2 finished; 6 runs: 6 finished; " in hydraflow(
+        "job_sequential"
+    )
+    assert "job_sequential: 2 commands: 2 finished; 6 runs: 6 skipped; " in hydraflow(
+        "job_sequential"
+    )
+    assert "job_submit: 1 commands: 1 finished; 4 runs: 4 finished; " in hydraflow("job_submit")
