@@ -58,7 +58,7 @@ test: install ## Set up, then run every test: cargo test and pytest
 
 .PHONY: bench
 bench: install ## Benchmarks (every benches/*.py), each figure beside its floor and target
-	@for bench in benches/*.py; do echo "== $$bench"; $(PY) $$bench || exit 1; done
+	@status=0; for bench in benches/*.py; do echo "== $$bench"; $(PY) $$bench || status=1; done; exit $$status
 
 # Prints each experiment of examples/mlflow.db with its runs by status.
 define SHOW_RUNS

@@ -190,3 +190,15 @@ def test_a_broken_pipe_ends_quietly(project: Project) -> None:
     assert "Traceback" not in result.stderr and "Broken pipe" not in result.stderr
     assert "train: 3 commands: 3 finished; 6 runs" in result.stderr
     assert len(recorded(folder)) == 3
+
+
+def test_a_pipe_over_the_size_limit_is_a_located_error_not_a_crash(project: Project) -> None:
+    folder = project(
+        "jobs:\n  p:\n    run: python record.py\n    sets:\n      - each: a=1:999999999|b=1\n"
+    )
+    for args in (["show"], ["show", "p"], ["run", "p", "--dry-run"]):
+        result = run_cli(*args, cwd=folder)
+        assert result.returncode == 2, args
+        assert result.stderr.startswith(
+            "Error: hydraflow.yaml: jobs.p.sets[0].each: too many values in 'a=1:999999999|b=1'"
+        )

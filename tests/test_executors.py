@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from hydraflow.executors.progress import Execution, eta_text
 
 from tests.conftest import HYDRAFLOW, recorded, run_cli
 
@@ -329,15 +330,15 @@ def test_dry_run_prints_copy_pasteable_commands(project: Project) -> None:
 def test_interrupting_submit_still_removes_the_file(project: Project) -> None:
     folder = project(SUBMIT)
     (folder / "handler.py").write_text("import time\ntime.sleep(30)\n")
-    process = subprocess.Popen([HYDRAFLOW, "run", "s"], cwd=folder, stderr=subprocess.PIPE)
-    wait_for_children(process.pid, 1)
+    process = launch(folder, "s")
+    groups.extend(wait_for_children(process.pid, 1))  # each command leads its group
     assert list(folder.glob("hydraflow-submit-*"))
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 130
     assert not list(folder.glob("hydraflow-submit-*"))
     assert not list(folder.glob(".hydraflow-events-*"))
-    assert "s: 1 commands: 0 finished, 1 interrupted; 4 runs: none ended" in stderr.decode()
+    assert "s: 1 commands: 0 finished, 1 interrupted; 4 runs: none ended" in stderr
 
 
 # A command that starts a grandchild (which ignores SIGINT and SIGTERM, as a
@@ -411,14 +412,25 @@ def tree(project: Project) -> Iterator[Callable[[str], Path]]:
             if event["event"] == "start":
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(int(str(event["pgid"])), signal.SIGKILL)
+
+
+started: list[subprocess.Popen[str]] = []
+groups: list[int] = []
+
+
+@pytest.fixture(autouse=True)
+def kill_launched() -> Iterator[None]:
+    """Every hydraflow a test launched is killed with its process group on teardown."""
+    yield
+    for group in groups:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(group, signal.SIGKILL)
+    groups.clear()
     for process in started:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(process.pid, signal.SIGKILL)
         process.wait()
     started.clear()
-
-
-started: list[subprocess.Popen[str]] = []
 
 
 def launch(folder: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
@@ -585,3 +597,33 @@ def test_the_tutorial_apps_report_their_runs(tmp_path: Path) -> None:
         "job_sequential"
     )
     assert "job_submit: 1 commands: 1 finished; 4 runs: 4 finished; " in hydraflow("job_submit")
+
+
+def test_a_call_job_stopped_by_sigterm_counts_it_interrupted(project: Project) -> None:
+    folder = project("jobs:\n  c:\n    call: tasks.wait\n    sets:\n      - each: a=1,2\n")
+    (folder / "tasks.py").write_text(
+        "import time\ndef wait(args):\n    open('waiting', 'w').close()\n    time.sleep(300)\n"
+    )
+    process = launch(folder, "c")
+    deadline = time.time() + 60
+    while not (folder / "waiting").exists() and time.time() < deadline:
+        time.sleep(0.1)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 143
+    assert "hydraflow: interrupted by SIGTERM; 1 commands not started" in stderr
+    assert "c: 2 commands: 0 finished, 1 interrupted, 1 not started; 2 runs:" in stderr
+    assert "Traceback" not in stderr
+
+
+def test_the_eta_has_a_basis_as_soon_as_one_run_ended() -> None:
+    """Before any command ends, one run reported ended is enough for an ETA."""
+    execution = Execution("j", total_commands=2, total_runs=10)
+    assert execution.eta() is None
+    execution.runs.ended["finished"] += 1
+    eta = execution.eta()
+    assert eta is not None and eta >= 0
+    assert eta_text(eta).startswith("ETA ")
+    unknown = Execution("j", total_commands=2, total_runs=None)
+    unknown.runs.ended["finished"] += 1
+    assert unknown.eta() is None  # no total to aim at until a command ends
