@@ -273,16 +273,15 @@ fn render_float(value: Decimal, out: &mut String) {
     }
 }
 
-/// Renders one decimal to a new string.
-pub fn to_text(value: Decimal, integer: bool) -> String {
-    let mut out = String::new();
-    render_decimal(value, integer, &mut out);
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn to_text(value: Decimal, integer: bool) -> String {
+        let mut out = String::new();
+        render_decimal(value, integer, &mut out);
+        out
+    }
 
     fn number(text: &str) -> Number {
         parse_number(text).unwrap()

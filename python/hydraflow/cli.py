@@ -152,6 +152,18 @@ class QuietPipe(io.TextIOBase):
     def fileno(self) -> int:
         return self.stream.fileno()
 
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return self.stream.encoding
+
+    @property
+    def errors(self) -> str | None:  # type: ignore[override]
+        return self.stream.errors
+
+    def __getattr__(self, name: str) -> Any:
+        """Anything else (`buffer`, `reconfigure`, ...) is the stream's."""
+        return getattr(self.stream, name)
+
 
 def guard_output() -> None:
     if not isinstance(sys.stdout, QuietPipe):

@@ -128,6 +128,10 @@ def eta_text(seconds: float | None) -> str:
     return f"ETA {hours}:{minutes:02d}:{secs:02d}" if hours else f"ETA {minutes}:{secs:02d}"
 
 
+# Plain progress lines between command ends come at most this often.
+PLAIN_PROGRESS_SECONDS = 10.0
+
+
 class PlainReporter:
     """Line-oriented output for logs and pipes: no control characters."""
 
@@ -136,6 +140,8 @@ class PlainReporter:
         self.prefix = prefix
         self.show_progress = show_progress
         self.lock = threading.RLock()
+        self.runs_shown = 0
+        self.shown_at = time.monotonic()
 
     def output(self, command: Command, line: str, stream: IO[str]) -> None:
         text = f"[{command.index}] {line}" if self.prefix else line
@@ -156,19 +162,33 @@ class PlainReporter:
         self.refresh()
 
     def progress_line(self, command: Command, status: int) -> str:
-        e = self.execution
-        total = "?" if e.total_runs is None else e.total_runs
-        if e.signal is not None:
+        if self.execution.signal is not None:
             outcome = "interrupted"
         else:
             outcome = "finished" if status == 0 else f"failed with status {status}"
+        return f"{self.counts()} command {command.index} {outcome}"
+
+    def counts(self) -> str:
+        e = self.execution
+        total = "?" if e.total_runs is None else e.total_runs
         return (
             f"[{e.ended}/{e.total_commands} commands, {e.runs_ended()}/{total} runs, "
-            f"{e.elapsed():.1f} s, {eta_text(e.eta())}] command {command.index} {outcome}"
+            f"{e.elapsed():.1f} s, {eta_text(e.eta())}]"
         )
 
     def refresh(self) -> None:
-        """Called when counts change (commands or events)."""
+        """Called when counts change (commands or events): while a long command
+        runs, a line now and then says how its runs go, with the ETA."""
+        if not self.show_progress:
+            return
+        with self.lock:
+            ended = self.execution.runs.done
+            now = time.monotonic()
+            if ended == self.runs_shown or now - self.shown_at < PLAIN_PROGRESS_SECONDS:
+                return
+            self.runs_shown, self.shown_at = ended, now
+            running = running_text(list(self.execution.running.values()))
+            self.message(f"{self.counts()} {running} running")
 
     def message(self, text: str) -> None:
         with self.lock:
