@@ -121,6 +121,7 @@ class Job:
 
     def run(self, cfg: DictConfig, *, show_only: bool) -> None:
         from hydraflow.tracking.configs import save_yaml, to_record, typed
+        from hydraflow.tracking.inputs import config_search_dirs, write_manifest
 
         handle_termination()
         config = typed(cfg, self.node)
@@ -134,6 +135,7 @@ class Job:
             return
         if self.update is not None and context.hydra_dir:
             save_yaml(container, context.hydra_dir / "config.yaml")
+        write_manifest(self.options.uri(context.launch_dir), config_search_dirs())
         if self.finished_already(context, config_yaml):
             return
         self.track(context, config_yaml, container, config)
