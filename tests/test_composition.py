@@ -83,6 +83,27 @@ CASES = [
         register="base_config",
     ),
     Case(
+        "schema_with_config_name_on_the_command_line",
+        "-m --config-name=config_self_first model=cnn_s,vit_l optimizer=sgd",
+        jobs=2,
+        schema="Config",
+        register="base_config",
+    ),
+    Case(
+        "schema_with_a_config_dir_on_the_command_line",
+        "-m --config-dir=more --config-name=extra model=cnn_s,vit_l",
+        jobs=2,
+        schema="Config",
+        register="base_config",
+    ),
+    Case(
+        "schema_over_yaml_in_joblib_workers",
+        "-m model=cnn_l,vit_s optimizer=adam,sgd hydra/launcher=joblib hydra.launcher.n_jobs=2",
+        jobs=4,
+        schema="Config",
+        register="base_config",
+    ),
+    Case(
         "schema_only",
         "-m epochs=3,4 model.name=tiny optimizer.lr=2 precision=fp16",
         jobs=2,
@@ -158,19 +179,22 @@ def copy_apps(folder: Path, case: Case) -> Path:
         shutil.copy(APPS / name, folder / name)
     if case.config_path:
         shutil.copytree(APPS / "conf", folder / case.config_path)
+        shutil.copytree(APPS / "more", folder / "more")
     return folder
 
 
-def primary_config_name(case: Case) -> str:
+def command_line_option(case: Case, option: str) -> str | None:
     for arg in case.args.split():
-        if arg.startswith("--config-name="):
+        if arg.startswith(f"{option}="):
             return arg.split("=", 1)[1]
-    return case.config_name
+    return None
 
 
 def put_base_config_first(folder: Path, case: Case) -> None:
     """Hydra's documented way to give YAML a schema: `base_config` first."""
-    path = folder / case.config_path / f"{primary_config_name(case)}.yaml"
+    config_dir = command_line_option(case, "--config-dir") or case.config_path
+    name = command_line_option(case, "--config-name") or case.config_name
+    path = folder / config_dir / f"{name}.yaml"
     primary = yaml.safe_load(path.read_text())
     primary["defaults"] = ["base_config", *primary.get("defaults", [])]
     path.write_text(yaml.safe_dump(primary, sort_keys=False))
@@ -238,7 +262,7 @@ def assert_no_warnings(stderr: str, oracle_stderr: str = "") -> None:
     assert not warnings, f"stderr warns:\n{stderr[-3000:]}"
 
 
-def finished_runs(store_uri: str, experiment: str) -> list[mlflow.entities.Run]:
+def runs_of(store_uri: str, experiment: str) -> list[mlflow.entities.Run]:
     client = mlflow.MlflowClient(store_uri)
     found = client.get_experiment_by_name(experiment)
     if found is None:
@@ -279,7 +303,7 @@ def run_case(case: Case, store_uri: str, tmp: Path) -> Outcome:
     assert oracle.returncode == 0, oracle.stderr[-3000:]
     flow, flow_dump = run_app("flow_app", case, copy_apps(tmp / "hydraflow", case), store_uri)
     assert flow.returncode == 0, flow.stderr[-3000:]
-    runs = {run.info.run_id: run for run in finished_runs(store_uri, case.name)}
+    runs = {run.info.run_id: run for run in runs_of(store_uri, case.name)}
     return Outcome(dumped(oracle_dump), dumped(flow_dump), flow.stderr, oracle.stderr, runs)
 
 
@@ -358,7 +382,7 @@ def refusal_of(store: str, tmp_path_factory: pytest.TempPathFactory) -> Callable
                 put_base_config_first(oracle_dir, case)
             oracle, _ = run_app("hydra_app", case, oracle_dir, store)
             flow, dump = run_app("flow_app", case, copy_apps(tmp / "hydraflow", case), store)
-            done[case.name] = Refusal(oracle, flow, dump, finished_runs(store, case.name))
+            done[case.name] = Refusal(oracle, flow, dump, runs_of(store, case.name))
         return done[case.name]
 
     return refusal
@@ -395,14 +419,14 @@ def test_a_skip_for_a_config_made_with_other_overrides_warns(tmp_path: Path, sto
     result, dump = run_app("flow_app", first, folder, store)
     assert result.returncode == 0, result.stderr[-3000:]
     assert_no_warnings(result.stderr)
-    [run] = finished_runs(store, first.name)
+    [run] = runs_of(store, first.name)
 
     second = Case("skip_other_overrides", "optimizer=adam", jobs=1)
     result, dump = run_app("flow_app", second, folder, store)
     assert result.returncode == 0, result.stderr[-3000:]
     assert_no_warnings(result.stderr)
     assert len(dumped(dump)) == 1, "the skipped job ran the app"
-    assert [r.info.run_id for r in finished_runs(store, first.name)] == [run.info.run_id]
+    assert [r.info.run_id for r in runs_of(store, first.name)] == [run.info.run_id]
     [warning] = [line for line in (result.stdout + result.stderr).splitlines() if "WARNING" in line]
     assert run.info.run_id in warning
     assert "model=cnn_s" in warning
@@ -423,7 +447,7 @@ def test_the_cli_runs_24_configs_and_a_rerun_skips_them(tmp_path: Path) -> None:
     first = run_cli(project, "run", "train", "-j", "2")
     assert first.returncode == 0, first.stderr[-3000:]
     assert_no_warnings(first.stderr)
-    runs = finished_runs(store_uri, "train")
+    runs = runs_of(store_uri, "train")
     assert len(runs) == 24
     assert {run.info.status for run in runs} == {"FINISHED"}
     for run in runs:
@@ -442,7 +466,7 @@ def test_the_cli_runs_24_configs_and_a_rerun_skips_them(tmp_path: Path) -> None:
     again = run_cli(project, "run", "train", "-j", "2")
     assert again.returncode == 0, again.stderr[-3000:]
     assert_no_warnings(again.stderr)
-    assert {run.info.run_id for run in finished_runs(store_uri, "train")} == {
+    assert {run.info.run_id for run in runs_of(store_uri, "train")} == {
         run.info.run_id for run in runs
     }
     output = again.stdout + again.stderr
@@ -454,3 +478,26 @@ def test_the_cli_runs_24_configs_and_a_rerun_skips_them(tmp_path: Path) -> None:
     # that ran, were skipped, were resumed and failed separately, assert it
     # reports 24 skipped and 0 run here (and 24 run on the first pass),
     # instead of today's "24 of 24 runs done".
+
+
+def test_a_mandatory_value_left_unset_is_refused_without_a_traceback(
+    tmp_path: Path, store: str
+) -> None:
+    """The app is handed a dataclass instance, which cannot hold `???`: the
+    job must fail with a located message, not a Python traceback."""
+    forgotten = Case("mandatory_value", "epochs=3", jobs=0, schema="NeedsDataDir", config_path="")
+    folder = copy_apps(tmp_path / "app", forgotten)
+    result, dump = run_app("flow_app", forgotten, folder, store)
+    assert result.returncode != 0
+    assert "data_dir" in result.stderr
+    assert not dump.exists(), "the app ran"
+    assert runs_of(store, forgotten.name) == []
+    assert "Traceback" not in result.stderr, result.stderr
+
+    given = Case(
+        "mandatory_value", "epochs=3 data_dir=/data", jobs=1, schema="NeedsDataDir", config_path=""
+    )
+    result, dump = run_app("flow_app", given, folder, store)
+    assert result.returncode == 0, result.stderr[-3000:]
+    [job] = dumped(dump).values()
+    assert job["config"] == {"data_dir": "/data", "epochs": 3}

@@ -52,3 +52,11 @@ class WithDefaults:
     model: Model = MISSING
     optimizer: Optimizer = MISSING
     epochs: int = 5
+
+
+@dataclass
+class NeedsDataDir:
+    """A schema with a mandatory value the command line must give."""
+
+    data_dir: str = MISSING
+    epochs: int = 10
