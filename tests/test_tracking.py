@@ -205,14 +205,25 @@ def test_the_tracking_uri_environment_variable(tmp_path: Path) -> None:
     assert len(runs(folder, db="from_env.db")) == 1
 
 
-def test_yaml_configs_layer_over_the_schema(tmp_path: Path) -> None:
+def test_yaml_configs_are_validated_by_the_schema(tmp_path: Path) -> None:
     folder = write_app(tmp_path, "config_path='conf'")
     (folder / "conf").mkdir()
-    (folder / "conf" / "config.yaml").write_text("defaults:\n  - _self_\nb: from_yaml\n")
-    result = run_app(folder, "a=7")
+    (folder / "conf" / "config.yaml").write_text("b: from_yaml\n")
+    result = run_app(folder, "b=7")
     assert result.returncode == 0, result.stderr
     [run] = runs(folder)
-    assert run.data.params == {"a": "7", "b": "from_yaml"}
+    assert run.data.params == {"a": "1", "b": "7"}  # `a` from the schema's defaults
+    assert "Warning" not in result.stderr
+    # As with @hydra.main, a key the YAML does not have cannot be overridden...
+    refused = run_app(folder, "a=7")
+    assert refused.returncode != 0
+    assert "Key 'a' is not in struct" in refused.stderr
+    # ...unless the schema comes first in the defaults list, as Hydra documents.
+    (folder / "conf" / "config.yaml").write_text("defaults:\n  - config_schema\n  - _self_\nb: y\n")
+    result = run_app(folder, "a=7")
+    assert result.returncode == 0, result.stderr
+    assert {r.data.params["a"] for r in runs(folder)} == {"1", "7"}
+    assert "Warning" not in result.stderr
 
 
 def test_32_runs_through_joblib_with_8_workers(tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ from hydraflow._core import SweepSyntaxError, __version__, collect, count, expan
 if TYPE_CHECKING:
     from hydraflow.tracking.artifacts import chdir_artifact, get_artifact_dir
     from hydraflow.tracking.decorator import main
+    from hydraflow.tracking.resume import is_resumed, last_step
     from hydraflow.tracking.runs import start_run
 
 __all__ = [
@@ -23,7 +24,9 @@ __all__ = [
     "count",
     "expand",
     "get_artifact_dir",
+    "is_resumed",
     "iter_expand",
+    "last_step",
     "main",
     "start_run",
 ]
@@ -33,6 +36,8 @@ _LAZY = {
     "start_run": "hydraflow.tracking.runs",
     "get_artifact_dir": "hydraflow.tracking.artifacts",
     "chdir_artifact": "hydraflow.tracking.artifacts",
+    "is_resumed": "hydraflow.tracking.resume",
+    "last_step": "hydraflow.tracking.resume",
 }
 
 

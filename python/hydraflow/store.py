@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, TypeVar
 
 from filelock import FileLock
 
+from hydraflow.errors import HydraflowError
+
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
@@ -96,11 +98,37 @@ def is_initialised(uri: str) -> bool:
 _opened: dict[tuple[str, str], tuple[MlflowClient, str]] = {}
 
 
+class StoreError(HydraflowError):
+    """The tracking store cannot be opened or written."""
+
+    def __init__(self, uri: str, error: BaseException) -> None:
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        reason = reason.removeprefix("(sqlite3.DatabaseError) ").removeprefix(
+            "(sqlite3.OperationalError) "
+        )
+        super().__init__(f"cannot use the MLflow store {uri}: {reason}{hint(reason)}")
+
+
+def hint(reason: str) -> str:
+    if "not a database" in reason or "malformed" in reason:
+        return (
+            " (the file is damaged or not an MLflow database: move it aside to start a new store)"
+        )
+    if any(
+        text in reason for text in ("readonly", "Read-only", "Permission denied", "unable to open")
+    ):
+        return " (the store and its directory must be writable)"
+    return ""
+
+
 def open_experiment(uri: str, name: str, launch_dir: Path) -> tuple[MlflowClient, str]:
     """`open_new_experiment`, remembered for the rest of the process."""
     key = (uri, name)
     if key not in _opened:
-        _opened[key] = open_new_experiment(uri, name, launch_dir)
+        try:
+            _opened[key] = open_new_experiment(uri, name, launch_dir)
+        except Exception as error:
+            raise StoreError(uri, error) from error
     import mlflow
 
     mlflow.set_tracking_uri(uri)

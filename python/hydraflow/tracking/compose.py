@@ -7,6 +7,9 @@ file's `_self_` and lets its defaults override the group choices. So the
 schema is registered as the primary config only when no such file exists;
 otherwise Hydra composes the YAML untouched and the schema validates the
 result afterwards (types checked, missing keys filled from its defaults).
+The schema is then also registered as `<config_name>_schema`, so a project
+can put it first in its defaults list, the way Hydra documents for schemas,
+and override keys the YAML does not mention.
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from hydraflow.errors import HydraflowError
 
+SCHEMA_SUFFIX = "_schema"
+
 
 class SchemaError(HydraflowError):
     """The composed config does not fit the app's schema."""
@@ -32,11 +37,12 @@ def prepare(
     what turns Hydra's composed config into the one the app is given."""
     if node is None:
         return lambda cfg: cfg
-    path, name = command_line_location(config_path, config_name)
-    if primary_config_exists(app, path, name):
-        return lambda cfg: validate(cfg, node)
     from hydra.core.config_store import ConfigStore
 
+    path, name = command_line_location(config_path, config_name)
+    if primary_config_exists(app, path, name):
+        ConfigStore.instance().store(name=f"{name}{SCHEMA_SUFFIX}", node=node)
+        return lambda cfg: validate(cfg, node)
     ConfigStore.instance().store(name=name, node=node)
     return lambda cfg: cfg
 

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from hydraflow.errors import HydraflowError
 from hydraflow.tracking import events
 from hydraflow.tracking.runs import Claim, JobContext, Options
 from hydraflow.tracking.signals import exit_status, handle_termination
@@ -66,7 +67,12 @@ def main(
             @functools.wraps(app)
             def task(cfg: DictConfig) -> None:
                 job = Job(app, node, options, chdir=chdir, update=update)
-                job.run(to_app_config(cfg), show_only=show_only)
+                try:
+                    job.run(to_app_config(cfg), show_only=show_only)
+                except HydraflowError as error:
+                    # A user's mistake: one line, not Hydra's report with a traceback.
+                    sys.stderr.write(f"hydraflow: error: {error}\n")
+                    raise SystemExit(error.exit_code) from None
 
             handle_termination()
             try:
@@ -115,6 +121,7 @@ class Job:
 
     def run(self, cfg: DictConfig, *, show_only: bool) -> None:
         from hydraflow.tracking.configs import save_yaml, to_record, typed
+        from hydraflow.tracking.inputs import config_search_dirs, write_manifest
 
         handle_termination()
         config = typed(cfg, self.node)
@@ -128,6 +135,7 @@ class Job:
             return
         if self.update is not None and context.hydra_dir:
             save_yaml(container, context.hydra_dir / "config.yaml")
+        write_manifest(self.options.uri(context.launch_dir), config_search_dirs())
         if self.finished_already(context, config_yaml):
             return
         self.track(context, config_yaml, container, config)

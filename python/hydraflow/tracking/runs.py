@@ -14,7 +14,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hydraflow.store import is_busy, open_experiment, retry_busy, sqlite_path, tracking_uri
+from hydraflow.store import (
+    StoreError,
+    is_busy,
+    open_experiment,
+    retry_busy,
+    sqlite_path,
+    tracking_uri,
+)
 from hydraflow.tracking import events
 from hydraflow.tracking.identity import (
     ATTEMPT_TAG,
@@ -139,6 +146,23 @@ def claim(
     """
     uri = options.uri(context.launch_dir)
     client, experiment_id = open_experiment(uri, context.experiment, context.launch_dir)
+    try:
+        return claim_in(client, experiment_id, uri, context, config_yaml, config, options)
+    except StoreError:
+        raise
+    except Exception as error:
+        raise StoreError(uri, error) from error
+
+
+def claim_in(
+    client: MlflowClient,
+    experiment_id: str,
+    uri: str,
+    context: JobContext,
+    config_yaml: str,
+    config: Mapping[str, Any],
+    options: Options,
+) -> Claim:
     digest = options.digest(context, config_yaml)
     local = sqlite_path(uri) is not None
     lock = claim_lock(uri, context.launch_dir) if local else contextlib.nullcontext()

@@ -1,0 +1,123 @@
+"""Commands proven finished, which `hydraflow run` skips without starting.
+
+Starting a Hydra app costs a second or more before it can tell that its runs
+finished. So after a command succeeds, the CLI records its runs and the
+app's inputs manifest (see `hydraflow.tracking.inputs`); the next time the
+same command line comes up it is skipped when every input file still has
+its hash, the package versions are the same, and every recorded run is still
+FINISHED in the SQLite store. Anything else, and the app is started and
+decides for itself. Only the standard library is used, so the check is fast.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import sqlite3
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from hydraflow.plan import SWEEP_DIR_KEY
+
+RECORD_DIR = ".hydraflow"
+RECORD_DB = "finished.db"
+GOOD_OUTCOMES = frozenset({"finished", "resumed", "skipped"})
+SCHEMA = "CREATE TABLE IF NOT EXISTS commands (key TEXT PRIMARY KEY, manifest TEXT, runs TEXT)"
+
+
+def command_key(argv: Sequence[str]) -> str:
+    """The command line without its sweep directory, which is new every time."""
+    kept = [arg for arg in argv if not arg.startswith(f"{SWEEP_DIR_KEY}=")]
+    return hashlib.sha256("\0".join(kept).encode()).hexdigest()
+
+
+class FinishedCommands:
+    """The record of finished commands kept in `.hydraflow/` of the launch directory."""
+
+    def __init__(self, launch_dir: Path) -> None:
+        self.path = launch_dir / RECORD_DIR / RECORD_DB
+
+    def is_finished(self, argv: Sequence[str]) -> bool:
+        record = self.read(command_key(argv))
+        if record is None:
+            return False
+        manifest, run_ids = record
+        return inputs_unchanged(manifest) and all_finished(manifest.get("store", ""), run_ids)
+
+    def record(
+        self, argv: Sequence[str], manifest_file: Path, events: Iterable[dict[str, Any]], runs: int
+    ) -> bool:
+        """Records a command that exited 0, if its events account for every
+        one of its `runs` as finished, resumed or skipped. Returns whether it did."""
+        ends = [event for event in events if event.get("event") == "end"]
+        if len(ends) != runs or any(event.get("outcome") not in GOOD_OUTCOMES for event in ends):
+            return False
+        try:
+            manifest = json.loads(manifest_file.read_text())
+        except (OSError, ValueError):
+            return False
+        if not manifest.get("provable") or sqlite_file(manifest.get("store", "")) is None:
+            return False
+        run_ids = sorted({str(event.get("run_id")) for event in ends})
+        self.write(command_key(argv), json.dumps(manifest), json.dumps(run_ids))
+        return True
+
+    def read(self, key: str) -> tuple[dict[str, Any], list[str]] | None:
+        if not self.path.exists():
+            return None
+        try:
+            with contextlib.closing(sqlite3.connect(self.path, timeout=30)) as connection:
+                row = connection.execute(
+                    "SELECT manifest, runs FROM commands WHERE key = ?", (key,)
+                ).fetchone()
+            return (json.loads(row[0]), json.loads(row[1])) if row else None
+        except (sqlite3.Error, ValueError):
+            return None
+
+    def write(self, key: str, manifest: str, runs: str) -> None:
+        self.path.parent.mkdir(exist_ok=True)
+        with contextlib.closing(sqlite3.connect(self.path, timeout=30)) as connection, connection:
+            connection.execute(SCHEMA)
+            connection.execute(
+                "INSERT OR REPLACE INTO commands VALUES (?, ?, ?)", (key, manifest, runs)
+            )
+
+
+def inputs_unchanged(manifest: dict[str, Any]) -> bool:
+    from hydraflow.tracking.inputs import file_digest, package_versions
+
+    if not manifest.get("provable"):
+        return False
+    if manifest.get("versions") != package_versions():
+        return False
+    files: dict[str, str] = manifest.get("files", {})
+    return all(file_digest(Path(path)) == digest for path, digest in files.items())
+
+
+def sqlite_file(uri: str) -> Path | None:
+    from hydraflow.store import sqlite_path
+
+    path = sqlite_path(uri)
+    return path if path is not None and path.exists() else None
+
+
+def all_finished(uri: str, run_ids: list[str]) -> bool:
+    """Whether every run is active and FINISHED in the SQLite store at `uri`."""
+    path = sqlite_file(uri)
+    if path is None or not run_ids:
+        return False
+    marks = ",".join("?" * len(run_ids))
+    query = (
+        "SELECT COUNT(*) FROM runs JOIN experiments USING (experiment_id) "
+        f"WHERE run_uuid IN ({marks}) AND runs.status = 'FINISHED' "
+        "AND runs.lifecycle_stage = 'active' AND experiments.lifecycle_stage = 'active'"
+    )
+    try:
+        uri_ro = f"{path.absolute().as_uri()}?mode=ro"
+        with contextlib.closing(sqlite3.connect(uri_ro, uri=True, timeout=30)) as connection:
+            (found,) = connection.execute(query, run_ids).fetchone()
+    except sqlite3.Error:
+        return False
+    return bool(found == len(run_ids))

@@ -1,0 +1,103 @@
+"""What a command's configs are made from, for the CLI to prove it finished.
+
+When the CLI names a file in HYDRAFLOW_INPUTS, the app writes there, once per
+process, the store it tracks to and a hash of every file its configs can
+depend on: the script and the project's own modules (whatever is imported
+from outside the Python installation), the config files Hydra searched, and
+the versions of Hydra and OmegaConf. If none of them changed, the same
+command line composes the same configs, so the CLI may skip a command whose
+runs all finished without starting it. Configs that read the environment
+(`oc.env`) are never proven: the environment is not a file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import sysconfig
+from collections.abc import Iterator
+from pathlib import Path
+
+INPUTS_ENV = "HYDRAFLOW_INPUTS"
+VERSIONED = ("hydra-core", "omegaconf", "hydraflow")
+CONFIG_SUFFIXES = (".yaml", ".yml")
+
+_written: set[str] = set()
+
+
+def write_manifest(store_uri: str, config_dirs: list[Path]) -> None:
+    """Writes the manifest once per process, if the CLI asked for one."""
+    target = os.environ.get(INPUTS_ENV)
+    if not target or target in _written:
+        return
+    _written.add(target)
+    files = {str(path): file_digest(path) for path in sorted(input_files(config_dirs))}
+    manifest = {
+        "store": store_uri,
+        "files": files,
+        "versions": package_versions(),
+        "provable": not any(reads_environment(Path(path)) for path in files),
+    }
+    partial = Path(f"{target}.{os.getpid()}")
+    partial.write_text(json.dumps(manifest, sort_keys=True))
+    partial.replace(target)  # atomic: parallel workers write the same content
+
+
+def input_files(config_dirs: list[Path]) -> set[Path]:
+    files = set(project_modules())
+    for folder in config_dirs:
+        files.update(p for p in folder.rglob("*") if p.suffix in CONFIG_SUFFIXES and p.is_file())
+    return files
+
+
+def project_modules() -> Iterator[Path]:
+    """The files of imported modules that are not part of the installation."""
+    installed = {Path(p).resolve() for p in sysconfig.get_paths().values() if p}
+    installed.update(Path(p).resolve() for p in (sys.prefix, sys.base_prefix, sys.exec_prefix))
+    for module in list(sys.modules.values()):
+        file = getattr(module, "__file__", None)
+        if not file or not file.endswith(".py"):
+            continue
+        path = Path(file).resolve()
+        if not any(path.is_relative_to(root) for root in installed):
+            yield path
+
+
+def config_search_dirs() -> list[Path]:
+    """The file directories of the running Hydra job's config search path."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return []
+    sources = HydraConfig.get().runtime.config_sources
+    return [Path(s.path) for s in sources if s.schema == "file" and Path(s.path).is_dir()]
+
+
+def file_digest(path: Path) -> str:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return ""
+
+
+def reads_environment(path: Path) -> bool:
+    if path.suffix not in CONFIG_SUFFIXES:
+        return False
+    try:
+        return "oc.env" in path.read_text(errors="replace")
+    except OSError:
+        return True
+
+
+def package_versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    versions = {}
+    for name in VERSIONED:
+        try:
+            versions[name] = version(name)
+        except PackageNotFoundError:
+            versions[name] = ""
+    return versions
