@@ -575,28 +575,35 @@ def test_call_jobs_get_an_events_file_per_command(project: Project) -> None:
 
 
 def test_the_tutorial_apps_report_their_runs(tmp_path: Path) -> None:
-    """End to end with `@hydraflow.main` writing the events: a first run
-    finishes every run, a second skips them all, submit sums up the same way."""
+    """End to end with `@hydraflow.main` writing events and its inputs
+    manifest: a first run finishes every run; a second skips both commands
+    without starting them; after the script changes, the commands start again
+    and the app skips its finished configs; submit sums up the same way."""
     examples = Path(__file__).parent.parent / "examples"
     for name in ("example.py", "hydraflow.yaml", "submit.py"):
         shutil.copy(examples / name, tmp_path / name)
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     env["PATH"] = f"{Path(HYDRAFLOW).parent}{os.pathsep}{env.get('PATH', '')}"
 
-    def hydraflow(job: str) -> str:
+    def hydraflow(job: str) -> subprocess.CompletedProcess[str]:
         result = subprocess.run(
             [HYDRAFLOW, "run", job], cwd=tmp_path, env=env, capture_output=True, text=True
         )
         assert result.returncode == 0, result.stderr[-3000:]
-        return result.stderr
+        return result
 
-    assert "job_sequential: 2 commands: 2 finished; 6 runs: 6 finished; " in hydraflow(
-        "job_sequential"
-    )
-    assert "job_sequential: 2 commands: 2 finished; 6 runs: 6 skipped; " in hydraflow(
-        "job_sequential"
-    )
-    assert "job_submit: 1 commands: 1 finished; 4 runs: 4 finished; " in hydraflow("job_submit")
+    first = hydraflow("job_sequential")
+    assert "job_sequential: 2 commands: 2 finished; 6 runs: 6 finished; " in first.stderr
+    again = hydraflow("job_sequential")
+    assert "job_sequential: 2 commands: 0 finished, 2 skipped; 6 runs: 6 skipped; " in again.stderr
+    assert "command 1 skipped: it finished before" in again.stderr
+    assert "Launching" not in again.stdout + again.stderr  # no app was started
+    with (tmp_path / "example.py").open("a") as script:
+        script.write("# changed\n")
+    changed = hydraflow("job_sequential")
+    assert "job_sequential: 2 commands: 2 finished; 6 runs: 6 skipped; " in changed.stderr
+    submit = hydraflow("job_submit")
+    assert "job_submit: 1 commands: 1 finished; 4 runs: 4 finished; " in submit.stderr
 
 
 def test_a_call_job_stopped_by_sigterm_counts_it_interrupted(project: Project) -> None:

@@ -112,10 +112,18 @@ class RunExecutor(Executor):
     def run(
         self, plan: JobPlan, reporter: PlainReporter, events: EventLog, options: Options
     ) -> None:
-        from hydraflow.executors.processes import run_commands
+        from hydraflow.executors.processes import FinishedProof, run_commands
 
         commands = plan.commands()
-        run_commands(commands, reporter, events, jobs=options.jobs, keep_going=options.keep_going)
+        proof = FinishedProof(Path.cwd())
+        run_commands(
+            commands,
+            reporter,
+            events,
+            jobs=options.jobs,
+            keep_going=options.keep_going,
+            proof=proof,
+        )
 
 
 class CallExecutor(Executor):

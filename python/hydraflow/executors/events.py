@@ -16,7 +16,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-EVENTS_ENV = "HYDRAFLOW_EVENTS"
 # The order the summary names outcomes in.
 OUTCOMES = ("finished", "resumed", "skipped", "failed", "killed", "busy")
 POLL_SECONDS = 0.5
@@ -50,6 +49,7 @@ class EventFile:
     offset: int = 0
     ends: int = 0
     partial: bytes = b""
+    events: list[dict[str, object]] = field(default_factory=list)
 
     def read_new(self) -> Iterator[dict[str, object]]:
         """The complete lines appended since the last read, parsed; a torn or
@@ -103,6 +103,7 @@ class EventLog:
         changed = False
         for event in entry.read_new():
             changed = True
+            entry.events.append(event)
             if event.get("event") == "start":
                 self.counts.started += 1
             elif event.get("event") == "end":
@@ -110,16 +111,29 @@ class EventLog:
                 self.counts.ended[str(event.get("outcome", "unknown"))] += 1
         return changed
 
-    def command_ended(self, index: int, runs: int | None, *, completed: bool) -> None:
-        """Reads the command's last events; runs of a completed command that no
-        event reports are counted as not reported."""
+    def inputs_path(self, index: int) -> Path:
+        """Where command `index`'s app writes its inputs manifest (HYDRAFLOW_INPUTS)."""
+        return self.directory / f"command-{index}.inputs.json"
+
+    def command_ended(
+        self, index: int, runs: int | None, *, completed: bool
+    ) -> list[dict[str, object]]:
+        """Reads the command's last events and returns all of them; runs of a
+        completed command that no event reports are counted as not reported."""
         with self.lock:
             entry = self.files.pop(index, None)
             if entry is None:
-                return
+                return []
             self.read(entry)
             if completed:
                 self.counts.add_not_reported(runs, entry.ends)
+        self.on_change()
+        return entry.events
+
+    def command_skipped(self, runs: int) -> None:
+        """A command proven finished, not started: its runs count as skipped."""
+        with self.lock:
+            self.counts.ended["skipped"] += runs
         self.on_change()
 
     def poll_until_stopped(self) -> None:

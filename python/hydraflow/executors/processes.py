@@ -23,9 +23,11 @@ from types import FrameType
 from typing import IO
 
 from hydraflow.errors import HydraflowError, ProgramError
-from hydraflow.executors.events import EVENTS_ENV, EventLog
+from hydraflow.executors.events import EventLog
 from hydraflow.executors.progress import Execution, PlainReporter
 from hydraflow.plan import Command, JobPlan
+from hydraflow.tracking.events import EVENTS_ENV  # the writer's names: one source
+from hydraflow.tracking.inputs import INPUTS_ENV
 
 NOT_FOUND = 127
 HANDLED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -114,8 +116,10 @@ def run_commands(
     *,
     jobs: int = 1,
     keep_going: bool = False,
+    proof: FinishedProof | None = None,
 ) -> None:
-    """Runs the commands, recording everything in `reporter.execution`."""
+    """Runs the commands, recording everything in `reporter.execution`; with
+    `proof`, a command proven finished before is skipped without starting."""
     execution = reporter.execution
     running: dict[int, Running] = {}
     done: queue.Queue[Running] = queue.Queue()
@@ -129,6 +133,10 @@ def run_commands(
                 command = next(pending, None)
                 if command is None:
                     break
+                if proof is not None and proof.is_finished(command):
+                    events.command_skipped(command.runs or 0)
+                    reporter.skipped(command)
+                    continue
                 entry = start(command, reporter, done, events)
                 if entry is not None:
                     running[entry.process.pid] = entry
@@ -144,8 +152,11 @@ def run_commands(
                 kill_group(finished.process.pid, signal.SIGKILL)
             status = exit_status(finished.process.returncode)
             completed = execution.signal is None
-            events.command_ended(finished.command.index, finished.command.runs, completed=completed)
-            reporter.ended(finished.command, status)
+            command = finished.command
+            command_events = events.command_ended(command.index, command.runs, completed=completed)
+            if proof is not None and completed and status == 0:
+                proof.record(command, events.inputs_path(command.index), command_events)
+            reporter.ended(command, status)
 
 
 def wait_for_one(done: queue.Queue[Running], interrupts: Interrupts) -> Running | None:
@@ -157,8 +168,39 @@ def wait_for_one(done: queue.Queue[Running], interrupts: Interrupts) -> Running 
             interrupts.tick()
 
 
-def child_environment(events_file: Path) -> Mapping[str, str]:
-    return {**os.environ, "PYTHONUNBUFFERED": "1", EVENTS_ENV: str(events_file)}
+def child_environment(events_file: Path, inputs_file: Path) -> Mapping[str, str]:
+    return {
+        **os.environ,
+        "PYTHONUNBUFFERED": "1",
+        EVENTS_ENV: str(events_file),
+        INPUTS_ENV: str(inputs_file),
+    }
+
+
+class FinishedProof:
+    """The CLI half of resuming in seconds (README, "Resuming in seconds"):
+    asks the record in `.hydraflow/finished.db` whether a command is proven
+    finished, and records a command that exited 0 with every run accounted
+    for. Any doubt, or any error, means the command runs: a skip is never wrong."""
+
+    def __init__(self, launch_dir: Path) -> None:
+        from hydraflow.finished import FinishedCommands
+
+        self.commands = FinishedCommands(launch_dir)
+
+    def is_finished(self, command: Command) -> bool:
+        if command.runs is None:
+            return False
+        try:
+            return self.commands.is_finished(command.argv)
+        except Exception:
+            return False
+
+    def record(self, command: Command, manifest: Path, events: list[dict[str, object]]) -> None:
+        if command.runs is None or not manifest.exists():
+            return
+        with contextlib.suppress(Exception):
+            self.commands.record(command.argv, manifest, events, command.runs)
 
 
 def start(
@@ -174,7 +216,9 @@ def start(
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             start_new_session=True,
-            env=child_environment(events.path_for(command.index)),
+            env=child_environment(
+                events.path_for(command.index), events.inputs_path(command.index)
+            ),
         )
     except OSError as error:
         reporter.message(f"command {command.index} could not start: {start_error(error, command)}")
@@ -271,5 +315,6 @@ def check_argument_sizes(plan: JobPlan) -> None:
 def argument_space() -> int:
     """Bytes left for a command line once the children's environment is in."""
     environment = {**os.environ, "PYTHONUNBUFFERED": "1", EVENTS_ENV: "x" * 4096}
+    environment[INPUTS_ENV] = "x" * 4096
     used = sum(len(os.fsencode(k)) + len(os.fsencode(v)) + 2 + 8 for k, v in environment.items())
     return os.sysconf("SC_ARG_MAX") - used - 4096

@@ -26,6 +26,7 @@ class Execution:
     total_commands: int
     total_runs: int | None
     finished: int = 0
+    skipped: int = 0
     failed: int = 0
     interrupted: int = 0
     running: dict[int, Command] = field(default_factory=dict)
@@ -42,7 +43,7 @@ class Execution:
 
     @property
     def ended(self) -> int:
-        return self.finished + self.failed + self.interrupted
+        return self.finished + self.skipped + self.failed + self.interrupted
 
     @property
     def not_started(self) -> int:
@@ -70,6 +71,9 @@ class Execution:
         """Runs known to have ended: reported by events, or in ended commands."""
         return self.runs.done + (self.runs.not_reported or 0)
 
+    def command_skipped(self, command: Command) -> None:
+        self.skipped += 1
+
     def eta(self) -> float | None:
         """Seconds left, from runs ended so far (or whole commands when the
         program reports no runs); None until there is a basis."""
@@ -94,6 +98,7 @@ class Execution:
     def summary(self) -> str:
         states = [
             ("finished", self.finished),
+            ("skipped", self.skipped),
             ("failed", self.failed),
             ("interrupted", self.interrupted),
             ("not started", self.not_started),
@@ -159,6 +164,14 @@ class PlainReporter:
             self.execution.command_ended(command, status)
         if self.show_progress:
             self.message(self.progress_line(command, status))
+        self.refresh()
+
+    def skipped(self, command: Command) -> None:
+        """A command proven finished before, not started."""
+        with self.lock:
+            self.execution.command_skipped(command)
+        if self.show_progress:
+            self.message(f"{self.counts()} command {command.index} skipped: it finished before")
         self.refresh()
 
     def progress_line(self, command: Command, status: int) -> str:
