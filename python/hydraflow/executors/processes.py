@@ -124,12 +124,14 @@ def run_commands(
     running: dict[int, Running] = {}
     done: queue.Queue[Running] = queue.Queue()
     pending = iter(commands)
+
+    def stopping() -> bool:
+        failed = execution.first_failure is not None and not keep_going
+        return execution.signal is not None or failed
+
     with Interrupts(running, execution) as interrupts:
         while True:
-            stopping = execution.signal is not None or (
-                execution.first_failure is not None and not keep_going
-            )
-            while not stopping and len(running) < jobs:
+            while not stopping() and len(running) < jobs:
                 command = next(pending, None)
                 if command is None:
                     break
@@ -140,26 +142,30 @@ def run_commands(
                 entry = start(command, reporter, done, events)
                 if entry is not None:
                     running[entry.process.pid] = entry
-                stopping = execution.first_failure is not None and not keep_going
             if not running:
                 break
             finished = wait_for_one(done, interrupts)
-            if finished is None:
-                continue
             del running[finished.process.pid]
-            if execution.signal is not None:
-                # Whatever the interrupted command left in its group goes too.
-                kill_group(finished.process.pid, signal.SIGKILL)
-            status = exit_status(finished.process.returncode)
-            completed = execution.signal is None
-            command = finished.command
-            command_events = events.command_ended(command.index, command.runs, completed=completed)
-            if proof is not None and completed and status == 0:
-                proof.record(command, events.inputs_path(command.index), command_events)
-            reporter.ended(command, status)
+            conclude(finished, reporter, events, proof)
 
 
-def wait_for_one(done: queue.Queue[Running], interrupts: Interrupts) -> Running | None:
+def conclude(
+    finished: Running, reporter: PlainReporter, events: EventLog, proof: FinishedProof | None
+) -> None:
+    """Counts a command that ended; records it as proven finished when it is."""
+    interrupted = reporter.execution.signal is not None
+    if interrupted:
+        # Whatever the interrupted command left in its group goes too.
+        kill_group(finished.process.pid, signal.SIGKILL)
+    status = exit_status(finished.process.returncode)
+    command = finished.command
+    command_events = events.command_ended(command.index, command.runs, completed=not interrupted)
+    if proof is not None and not interrupted and status == 0:
+        proof.record(command, events.inputs_path(command.index), command_events)
+    reporter.ended(command, status)
+
+
+def wait_for_one(done: queue.Queue[Running], interrupts: Interrupts) -> Running:
     """The next child to finish; after an interrupt, escalates past each grace."""
     while True:
         try:
