@@ -6,26 +6,35 @@ PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 RUST_SOURCES := $(wildcard rust/*.rs) Cargo.toml
 STAMP := $(VENV)/.built
+COMMA := ,
 
 .PHONY: help
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
+# Set-up output goes to a log; a newcomer sees one line per step, and the
+# log only when a step fails.
+SETUP_LOG := $(VENV)/setup.log
+define LOGGED
+	@echo "$(1)"
+	@$(2) >>$(SETUP_LOG) 2>&1 || { tail -n 40 $(SETUP_LOG); echo "failed: see $(SETUP_LOG)"; exit 1; }
+endef
+
 $(BIN)/maturin:
-	python3 -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet "maturin>=1.9.4,<2"
+	@python3 -m venv $(VENV)
+	$(call LOGGED,hydraflow: creating $(VENV) with pip and maturin,$(BIN)/pip install -q -q --upgrade pip "maturin>=1.9.4$(COMMA)<2")
 
 $(STAMP): $(BIN)/maturin $(RUST_SOURCES) pyproject.toml
-	$(BIN)/maturin develop --release --extras dev --quiet
+	$(call LOGGED,hydraflow: building the Rust core (release) and installing with dev tools,$(BIN)/maturin develop --release --extras dev --quiet)
 	@touch $(STAMP)
+	@echo "hydraflow: installed $$($(PY) -c 'import hydraflow; print(hydraflow.__version__)') in $(VENV) (log: $(SETUP_LOG))"
 
 .PHONY: install
 install: $(STAMP) ## Create .venv and install hydraflow (release build) with its dev tools
 
 .PHONY: build-dev
 build-dev: $(BIN)/maturin ## Rebuild the extension quickly (debug build)
-	$(BIN)/maturin develop --extras dev --quiet
+	$(call LOGGED,hydraflow: building the Rust core (debug),$(BIN)/maturin develop --extras dev --quiet)
 
 .PHONY: format
 format: install ## Format Rust and Python code
@@ -48,8 +57,8 @@ test: install ## Set up, then run every test: cargo test and pytest
 	$(BIN)/pytest
 
 .PHONY: bench
-bench: install ## Benchmarks, each figure beside its floor and target
-	$(PY) benches/bench_grammar.py
+bench: install ## Benchmarks (every benches/*.py), each figure beside its floor and target
+	@status=0; for bench in benches/*.py; do echo "== $$bench"; $(PY) $$bench || status=1; done; exit $$status
 
 # Prints each experiment of examples/mlflow.db with its runs by status.
 define SHOW_RUNS

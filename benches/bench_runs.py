@@ -109,12 +109,13 @@ def hydra_ms(folder: Path) -> float:
 def add_runs(folder: Path, count: int) -> None:
     """Fills the experiment with finished runs carrying other digests."""
     import mlflow
+    from hydraflow.tracking.identity import DIGEST_TAG
 
     client = mlflow.MlflowClient(f"sqlite:///{folder / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("app")
     assert experiment is not None
     for index in range(count):
-        run = client.create_run(experiment.experiment_id, tags={"hydraflow.digest": f"x{index}"})
+        run = client.create_run(experiment.experiment_id, tags={DIGEST_TAG: f"x{index}"})
         client.log_param(run.info.run_id, "i", str(index))
         client.set_terminated(run.info.run_id)
 
@@ -123,7 +124,7 @@ def lookup_ms(folder: Path) -> float:
     """In-process, exact: the median time of the identity lookup (one MLflow
     search on the digest tag) in the experiment as it is now."""
     import mlflow
-    from hydraflow.tracking.identity import find_run
+    from hydraflow.tracking.identity import find_runs
 
     client = mlflow.MlflowClient(f"sqlite:///{folder / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("app")
@@ -131,7 +132,7 @@ def lookup_ms(folder: Path) -> float:
     times = []
     for index in range(200):
         start = time.perf_counter()
-        find_run(client, experiment.experiment_id, f"absent{index}")
+        find_runs(client, experiment.experiment_id, f"absent{index}")
         times.append(time.perf_counter() - start)
     return statistics.median(times) * 1e3
 

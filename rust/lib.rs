@@ -18,6 +18,9 @@ pub mod values;
 #[cfg(feature = "python")]
 mod python;
 
+#[cfg(test)]
+mod fuzz;
+
 pub use error::SweepError;
 pub use sweep::{
     alternatives, collect, count, expand, expand_values, parse_arguments, split, Argument,

@@ -61,6 +61,9 @@ impl Decimal {
 
     /// The mantissa expressed at a lower (or equal) exponent.
     pub fn mantissa_at(self, exponent: i32) -> Result<i128, NumberFault> {
+        if self.mantissa == 0 {
+            return Ok(0);
+        }
         let shift = u32::try_from(self.exponent - exponent).map_err(|_| NumberFault::Overflow)?;
         pow10(shift).and_then(|p| self.mantissa.checked_mul(p)).ok_or(NumberFault::Overflow)
     }
@@ -270,16 +273,15 @@ fn render_float(value: Decimal, out: &mut String) {
     }
 }
 
-/// Renders one decimal to a new string.
-pub fn to_text(value: Decimal, integer: bool) -> String {
-    let mut out = String::new();
-    render_decimal(value, integer, &mut out);
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn to_text(value: Decimal, integer: bool) -> String {
+        let mut out = String::new();
+        render_decimal(value, integer, &mut out);
+        out
+    }
 
     fn number(text: &str) -> Number {
         parse_number(text).unwrap()

@@ -1,4 +1,4 @@
-//! Section 6 of the grammar: products. `(cnn,vit)_(s,l)` is the cartesian
+//! docs/grammar.md, "Products". `(cnn,vit)_(s,l)` is the cartesian
 //! product of its parts, concatenated, the leftmost part varying slowest.
 //! A text run that is exactly a scale token scales the group before it.
 

@@ -118,13 +118,14 @@ fn with_gc_paused<T>(py: Python<'_>, build: impl FnOnce() -> PyResult<T>) -> PyR
 #[pyfunction]
 #[pyo3(signature = (args, /))]
 fn expand<'py>(py: Python<'py>, args: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyList>> {
-    let alternatives = Arguments::extract(args)?.run(py, sweep::alternatives)?;
+    let alternatives = Arguments::extract(args)?.run(py, |arguments| {
+        sweep::check_grid(arguments)?;
+        sweep::alternatives(arguments)
+    })?;
     let mut grid = Grid::new(py, alternatives);
-    let total = usize::try_from(grid.remaining)
-        .map_err(|_| PyValueError::new_err("the grid is too large to list; use iter_expand"))?;
     with_gc_paused(py, || {
         let outer = PyList::empty(py);
-        for _ in 0..total {
+        while grid.remaining > 0 {
             if let Some(row) = grid.next_row(py)? {
                 outer.append(row)?;
             }

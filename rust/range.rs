@@ -1,4 +1,4 @@
-//! Section 4 of the grammar: ranges `[START]:STOP[:STEP][:SCALE]`, the
+//! docs/grammar.md, "Ranges": ranges `[START]:STOP[:STEP][:SCALE]`, the
 //! geometric `*FACTOR` and count `#N` steps, and `NUMBER:SCALE`.
 //!
 //! A range is kept as a formula, not a list, so that counting a grid of
@@ -317,11 +317,57 @@ fn count(start_part: Part, stop_part: Part, step_part: Part) -> Result<Range> {
     if fits.is_none() {
         return Err(overflow(0, whole_len));
     }
+    if !always_exact(first, last, span, intervals)
+        && !within_float_range(first, last, span, intervals, exponent)
+    {
+        let reason = "its values cannot be written exactly and lie beyond a float64's range \
+                      (they would underflow or overflow)";
+        return Err(SweepError::new(WHAT, 0, whole_len, reason));
+    }
     Ok(Range {
         progression: Progression::Count { start: first, span, intervals, exponent },
         integer: start.integer && stop.integer && span % intervals == 0,
         scaled: false,
     })
+}
+
+/// Whether `first + span * k / intervals` is a decimal `divide` writes exactly
+/// for every `k`: the reduced denominator has no prime factors but 2 and 5,
+/// and the digits it adds fit beside the widest end (with a margin).
+fn always_exact(first: i128, last: i128, span: i128, intervals: i128) -> bool {
+    let mut denominator = intervals / gcd(span.unsigned_abs(), intervals.unsigned_abs()) as i128;
+    let mut extra_digits = 0u32;
+    for prime in [2, 5] {
+        let mut power = 0;
+        while denominator % prime == 0 {
+            denominator /= prime;
+            power += 1;
+        }
+        extra_digits = extra_digits.max(power);
+    }
+    denominator == 1 && digits(first.unsigned_abs().max(last.unsigned_abs())) + extra_digits <= 36
+}
+
+/// Whether every value, rounded through a float64, stays a normal float: the
+/// smallest non-zero one is at least `10^exponent / intervals`, the largest at
+/// most the widest end.
+fn within_float_range(first: i128, last: i128, span: i128, intervals: i128, exponent: i32) -> bool {
+    let denominator = intervals / gcd(span.unsigned_abs(), intervals.unsigned_abs()) as i128;
+    let smallest = i64::from(exponent) - i64::from(digits(denominator.unsigned_abs()));
+    let largest =
+        i64::from(exponent) + i64::from(digits(first.unsigned_abs().max(last.unsigned_abs())));
+    smallest >= -300 && largest <= 300
+}
+
+fn digits(value: u128) -> u32 {
+    value.checked_ilog10().map_or(1, |log| log + 1)
+}
+
+fn gcd(mut a: u128, mut b: u128) -> u128 {
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    a.max(1)
 }
 
 /// `numerator / denominator * 10^exponent` as an exact decimal when one with at
@@ -425,6 +471,9 @@ mod tests {
         assert_eq!(values("0:10:#3"), ["0", "5", "10"]);
         assert_eq!(values("0:1:#4"), ["0.0", "0.3333333333333333", "0.6666666666666666", "1.0"]);
         assert_eq!(values("1:0:#3"), ["1.0", "0.5", "0.0"]);
+        // Exact values far beyond a float64's range stay exact.
+        assert_eq!(values("1e-330:2e-330:#2"), ["1e-330", "2e-330"]);
+        assert_eq!(values("0:1e-330:#5"), ["0.0", "2.5e-331", "5e-331", "7.5e-331", "1e-330"]);
     }
 
     #[test]
@@ -444,6 +493,9 @@ mod tests {
         assert!(reason("0:1:#0.5").contains("whole number"));
         assert!(reason("1:1000:*0.5").contains("greater than 1"));
         assert!(reason("1e-300:1:1").contains("38"));
+        assert!(reason("1e-330:2e-330:#4").contains("underflow"));
+        assert!(reason("1e330:2e330:#4").contains("overflow"));
+        assert!(reason("-1e-330:1e-330:#4").contains("underflow"));
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! Scale tokens: SI prefixes and `eN` exponents, each a power of ten.
+//! docs/grammar.md, "Scales": SI prefixes and `eN` exponents, each a power of ten.
 
 use crate::number::parse_exponent;
 
@@ -19,10 +19,6 @@ pub fn scale_exponent(token: &str) -> Option<i32> {
         _ => return token.strip_prefix(['e', 'E']).and_then(parse_exponent),
     };
     Some(exponent)
-}
-
-pub fn is_scale(token: &str) -> bool {
-    scale_exponent(token).is_some()
 }
 
 #[cfg(test)]

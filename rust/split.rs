@@ -1,9 +1,13 @@
-//! Section 1 of the grammar: splitting text at top level — outside quotes
+//! docs/grammar.md, "Arguments": splitting text at top level — outside quotes
 //! (`'...'`, `"..."`, where a backslash escapes) and brackets `() [] {}`.
 
 use crate::error::{Result, SweepError};
 
 const WHAT: &str = "unbalanced text";
+
+/// Brackets nest at most this deep: products parse nested parentheses
+/// recursively, and no input may exhaust the stack.
+pub const MAX_NESTING: usize = 64;
 
 /// Calls `visit(offset, byte)` for every byte at top level, after checking that
 /// quotes and brackets balance. Quote and bracket characters are not visited.
@@ -15,6 +19,10 @@ pub fn scan(text: &str, mut visit: impl FnMut(usize, u8)) -> Result<()> {
         let byte = bytes[i];
         match byte {
             b'\'' | b'"' => i = skip_quoted(text, i)?,
+            b'(' | b'[' | b'{' if open.len() == MAX_NESTING => {
+                let reason = format!("brackets nest more than {MAX_NESTING} deep");
+                return Err(SweepError::new(WHAT, i, 1, reason));
+            }
             b'(' | b'[' | b'{' => open.push((i, closer(byte))),
             b')' | b']' | b'}' => match open.pop() {
                 Some((_, expected)) if expected == byte => {}
@@ -198,6 +206,18 @@ mod tests {
         assert!(split_arguments("x=(1,2").is_err());
         assert!(split_arguments("x=1,2)").is_err());
         assert!(split_arguments("x=[1,2)").is_err());
+    }
+
+    #[test]
+    fn refuses_deep_nesting_before_recursing() {
+        let deep = format!("x={}1{}", "(".repeat(100_000), ")".repeat(100_000));
+        let err = split_arguments(&deep).unwrap_err();
+        assert_eq!(
+            (err.start, err.reason.as_str()),
+            (2 + MAX_NESTING, "brackets nest more than 64 deep")
+        );
+        let fine = format!("x={}1{}", "(".repeat(MAX_NESTING), ")".repeat(MAX_NESTING));
+        assert!(split_arguments(&fine).is_ok());
     }
 
     #[test]

@@ -1,15 +1,19 @@
-//! Sections 1 and 7 of the grammar: arguments (`KEY=VALUES`, `KEY/SCALE=VALUES`,
-//! `~KEY`, pipes) and the two ways to sweep them: `expand` (each) and
-//! `collect` (all).
+//! docs/grammar.md, "Arguments" and "each, all and the pipe": arguments
+//! (`KEY=VALUES`, `KEY/SCALE=VALUES`, `~KEY`, pipes) and the two ways to sweep
+//! them: `expand` (each) and `collect` (all).
+//!
+//! Every function that lists values checks first, without listing, that the
+//! whole call stays within [`MAX_LISTED`]: no input may exhaust memory.
 
 use crate::error::{Result, SweepError};
 use crate::scale::scale_exponent;
 use crate::split::{split_arguments, split_top_level, top_level};
 use crate::values::ValueList;
 
-/// The most values one argument may list: beyond this, memory runs out long
-/// before the sweep could run, so say so instead.
-pub const MAX_LISTED: u128 = 100_000_000;
+/// The most values one call may list (summed over its arguments, a pipe's
+/// sections included), and the most cells `expand` may build: beyond this,
+/// memory runs out long before the sweep could run, so say so instead.
+pub const MAX_LISTED: u128 = 10_000_000;
 
 /// One parsed argument.
 #[derive(Clone, Debug, PartialEq)]
@@ -42,9 +46,21 @@ impl Argument {
         }
     }
 
+    /// How many values listing this argument renders: a pipe renders every
+    /// value of every section.
+    pub fn listed(&self) -> u128 {
+        match self {
+            Argument::Verbatim(_) => 1,
+            Argument::Override { values, .. } => values.len(),
+            Argument::Pipe(sections) => {
+                sections.iter().map(Argument::listed).fold(0, u128::saturating_add)
+            }
+        }
+    }
+
     /// The alternatives `expand` makes of this argument, one `KEY=v` each.
     pub fn alternatives(&self, text: &str) -> Result<Vec<String>> {
-        check_listable(self.count(), text)?;
+        check_listable(self.listed(), text)?;
         Ok(match self {
             Argument::Verbatim(verbatim) => vec![verbatim.clone()],
             Argument::Override { key, values } => {
@@ -64,7 +80,7 @@ impl Argument {
             let reason = "a pipe '|' is only allowed in 'each'";
             return Err(SweepError::new("invalid argument", at, 1, reason).in_argument(text));
         }
-        check_listable(self.count(), text)?;
+        check_listable(self.listed(), text)?;
         Ok(self.joined())
     }
 
@@ -191,7 +207,7 @@ fn scaled_values(text: &str, scale: Option<i32>) -> Result<ValueList> {
     Ok(values)
 }
 
-/// Splits a sweep string into its arguments (section 1).
+/// Splits a sweep string into its arguments (docs/grammar.md, "Arguments").
 pub fn split(text: &str) -> Result<Vec<&str>> {
     Ok(split_arguments(text)?.into_iter().map(|(_, argument)| argument).collect())
 }
@@ -200,14 +216,49 @@ pub fn parse_arguments(arguments: &[&str]) -> Result<Vec<Argument>> {
     arguments.iter().map(|text| Argument::parse(text)).collect()
 }
 
+/// How many values listing all `arguments` renders (what [`MAX_LISTED`] bounds).
+pub fn listed(arguments: &[&str]) -> Result<u128> {
+    let parsed = parse_arguments(arguments)?;
+    Ok(parsed.iter().map(Argument::listed).fold(0, u128::saturating_add))
+}
+
+/// Parses, then refuses a call that would list more than [`MAX_LISTED`] values
+/// in all, naming the argument where the total goes past it.
+fn parse_listable(arguments: &[&str]) -> Result<Vec<Argument>> {
+    let parsed = parse_arguments(arguments)?;
+    let mut total: u128 = 0;
+    for (argument, text) in parsed.iter().zip(arguments) {
+        total = total.saturating_add(argument.listed());
+        check_listable(total, text)?;
+    }
+    Ok(parsed)
+}
+
 /// Each argument's alternatives; the grid is their cartesian product.
 pub fn alternatives(arguments: &[&str]) -> Result<Vec<Vec<String>>> {
-    let parsed = parse_arguments(arguments)?;
+    let parsed = parse_listable(arguments)?;
     parsed.iter().zip(arguments).map(|(argument, text)| argument.alternatives(text)).collect()
+}
+
+/// Refuses to build a grid of more than [`MAX_LISTED`] cells (`iter_expand`
+/// walks any grid lazily instead).
+pub fn check_grid(arguments: &[&str]) -> Result<()> {
+    let combinations = count(arguments)?;
+    if combinations.saturating_mul(arguments.len() as u128) > MAX_LISTED {
+        let reason = format!(
+            "{combinations} combinations of {} arguments are more than can be listed at once \
+             ({MAX_LISTED} values at most); iterate over them instead",
+            arguments.len()
+        );
+        let text = arguments.join(" ");
+        return Err(SweepError::new("too many values", 0, text.len(), reason).in_argument(&text));
+    }
+    Ok(())
 }
 
 /// `each`: the cartesian product of the arguments' alternatives, first slowest.
 pub fn expand(arguments: &[&str]) -> Result<Vec<Vec<String>>> {
+    check_grid(arguments)?;
     let mut grid = vec![Vec::new()];
     for options in alternatives(arguments)? {
         grid = grid
@@ -226,7 +277,7 @@ pub fn expand(arguments: &[&str]) -> Result<Vec<Vec<String>>> {
 
 /// `all`: one `KEY=v1,v2,...` per argument.
 pub fn collect(arguments: &[&str]) -> Result<Vec<String>> {
-    let parsed = parse_arguments(arguments)?;
+    let parsed = parse_listable(arguments)?;
     parsed.iter().zip(arguments).map(|(argument, text)| argument.collected(text)).collect()
 }
 
@@ -331,12 +382,28 @@ mod tests {
         assert_eq!(count(&[]).unwrap(), 1);
     }
 
+    fn too_many(result: Result<impl std::fmt::Debug>) -> bool {
+        result.unwrap_err().reason.contains("more than can be listed")
+    }
+
     #[test]
     fn refuses_to_list_absurd_ranges() {
-        assert!(collect(&["a=1:1000000000000"])
-            .unwrap_err()
-            .reason
-            .contains("more than can be listed"));
+        assert!(too_many(collect(&["a=1:1000000000000"])));
+    }
+
+    #[test]
+    fn every_limit_holds_for_pipes_and_whole_calls() {
+        // A pipe lists every value of every section, though it makes two alternatives.
+        assert_eq!(count(&["a=1:999999999|b=1"]).unwrap(), 2);
+        assert_eq!(listed(&["a=1:999999999|b=1"]).unwrap(), 999_999_999 + 1);
+        assert!(too_many(expand(&["a=1:999999999|b=1"])));
+        assert!(too_many(alternatives(&["a=1:999999999|b=1"])));
+        // Many arguments each under the limit, together over it.
+        assert!(too_many(collect(&["a=1:6000000", "b=1:6000000"])));
+        assert!(too_many(alternatives(&["a=1:6000000", "b=1:6000000"])));
+        // A grid too large to build is refused before anything is built.
+        assert!(too_many(expand(&["a=1:10000", "b=1:10000"])));
+        assert!(too_many(expand_values("1:999999999", "")));
     }
 
     #[test]

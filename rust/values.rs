@@ -1,4 +1,4 @@
-//! Section 2 of the grammar: value lists, split at top-level commas, and the
+//! docs/grammar.md, "Values": value lists, split at top-level commas, and the
 //! kinds of element in them (quoted, bracketed, Hydra function, product,
 //! range, literal). Ranges and products stay lazy: a value list knows its
 //! length without rendering anything.

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from hydraflow import __version__
 from hydraflow.cli import cli
 
-from tests.conftest import HYDRAFLOW, run_cli
+from tests.conftest import HYDRAFLOW, recorded, run_cli
 
 Project = Callable[[str], Path]
 
@@ -126,7 +126,8 @@ def test_terminal_shows_a_progress_display(project: Project) -> None:
     assert "3/3 commands" in screen
     assert "6/6 runs" in screen
     assert "ran --multirun a=1 b=1,2" in screen
-    assert "train: 3 commands finished, 0 failed, 0 not started; 6 of 6 runs done" in screen
+    assert "train: 3 commands: 3 finished; 6 runs: 6 not reported" in screen
+    assert "train: command 1 a=1 b=1,2" in screen  # the display names the running command
 
 
 def test_no_color_is_honoured(project: Project) -> None:
@@ -140,6 +141,64 @@ def test_options_that_do_not_apply_are_refused(project: Project) -> None:
     folder = project(JOBS)
     result = run_cli("run", "sweep", "-j", "2", cwd=folder)
     assert result.returncode == 2
-    assert "-j/--jobs applies to 'run' jobs; 'sweep' is a submit job" in result.stderr
+    assert "-j/--jobs does not apply to submit jobs ('sweep')" in result.stderr
     result = run_cli("run", "sweep", "--keep-going", cwd=folder)
     assert result.returncode == 2
+
+
+def test_show_counts_hydra_sweep_functions_as_unknown(project: Project) -> None:
+    folder = project(
+        "jobs:\n  h:\n    run: python record.py\n    sets:\n"
+        "      - all: a=range(1,5) b=choice(x,y,z)\n"
+    )
+    assert run_cli("show", cwd=folder).stdout.splitlines() == ["h  run  1 commands  ? runs"]
+    assert run_cli("show", "h", cwd=folder).stdout.endswith("# 1 commands, ? runs\n")
+    dry = run_cli("run", "h", "--dry-run", cwd=folder)
+    assert "h: 1 commands, ? runs (dry run" in dry.stderr
+
+
+def test_a_jobs_file_that_is_not_utf8_is_a_located_error(project: Project) -> None:
+    folder = project(JOBS)
+    (folder / "hydraflow.yaml").write_bytes(b"jobs:\n  t:\n    run: caf\xe9 x\n")
+    result = run_cli("run", "t", cwd=folder)
+    assert result.returncode == 2
+    assert result.stderr == (
+        "Error: hydraflow.yaml: line 3, column 13: not UTF-8 text (byte 0xe9); "
+        "save the file as UTF-8\n"
+    )
+
+
+def test_a_broken_pipe_ends_quietly(project: Project) -> None:
+    """`hydraflow run train | head -1`: the reader goes away; the sweep still
+    runs to its end, nothing is reported failed, no traceback."""
+    folder = project(JOBS)
+    result = subprocess.run(
+        f"{HYDRAFLOW} run train | head -1",
+        shell=True,
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        executable="/bin/bash",
+    )
+    assert (
+        result.stdout
+        == "ran --multirun a=1 b=1,2 hydra.job.name=train "
+        + (result.stdout.split("hydra.job.name=train ", 1)[1])
+    )
+    assert len(result.stdout.splitlines()) == 1
+    assert "Traceback" not in result.stderr and "Broken pipe" not in result.stderr
+    assert "train: 3 commands: 3 finished; 6 runs" in result.stderr
+    assert len(recorded(folder)) == 3
+
+
+def test_a_pipe_over_the_size_limit_is_a_located_error_not_a_crash(project: Project) -> None:
+    folder = project(
+        "jobs:\n  p:\n    run: python record.py\n    sets:\n      - each: a=1:999999999|b=1\n"
+    )
+    for args in (["show"], ["show", "p"], ["run", "p", "--dry-run"]):
+        result = run_cli(*args, cwd=folder)
+        assert result.returncode == 2, args
+        assert result.stderr.startswith(
+            "Error: hydraflow.yaml: jobs.p.sets[0].each: too many values in 'a=1:999999999|b=1'"
+        )

@@ -1,4 +1,5 @@
-"""The normative examples of SWEEP_GRAMMAR.md section 9, verbatim."""
+"""The normative examples of the grammar (docs/grammar.md, from "Arguments" to
+"each, all and the pipe"), verbatim."""
 
 from decimal import Decimal
 
@@ -211,3 +212,37 @@ def test_iter_expand_is_lazy() -> None:
     assert iterator.__length_hint__() == 10**9
     assert next(iterator) == ["a=1", "b=1", "c=1"]
     assert next(iterator) == ["a=1", "b=1", "c=2"]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "a=1:999999999|b=1",  # a pipe lists every value of its sections
+        "a=1:6000000 b=1:6000000",  # two arguments under the limit, together over it
+        "a=1:10000 b=1:10000",  # a grid too large to build (iter_expand walks it)
+    ],
+)
+def test_every_size_limit_holds_for_every_form(text: str) -> None:
+    with pytest.raises(SweepSyntaxError, match="more than can be listed"):
+        expand(text)
+    assert count("a=1:10000 b=1:10000") == 10**8
+
+
+def test_collect_refuses_more_than_the_limit_in_all() -> None:
+    with pytest.raises(SweepSyntaxError, match="more than can be listed"):
+        collect("a=1:6000000 b=1:6000000")
+
+
+@pytest.mark.parametrize("text", ["x=1e-330:2e-330:#4", "x=1e330:2e330:#4"])
+def test_count_ranges_beyond_float_range_are_errors(text: str) -> None:
+    with pytest.raises(SweepSyntaxError, match="underflow or overflow"):
+        collect(text)
+
+
+def test_exact_values_beyond_float_range_stay_exact() -> None:
+    assert collect("x=1e-330:2e-330:#2") == ["x=1e-330,2e-330"]
+
+
+def test_deep_nesting_is_an_error_not_a_crash() -> None:
+    with pytest.raises(SweepSyntaxError, match="nest more than 64 deep"):
+        expand("x=" + "(" * 100_000 + "1" + ")" * 100_000)

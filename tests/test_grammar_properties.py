@@ -105,16 +105,26 @@ def test_count_ranges_hit_both_ends(n: int, start: int, width: int) -> None:
 
 grammar_text = st.text(alphabet="ab=:,|()[]{}'\"~/*#.-+e0123456789kmM _\t", max_size=30)
 
+# The Rust fuzz (rust/fuzz.rs, in `cargo test`) runs 200,000 generated inputs;
+# this adds 5,000 through the Python binding, where the GIL and conversions are.
+FUZZ_EXAMPLES = 5_000
 
-@settings(max_examples=400)
+
+def small_enough_to_list(text: str) -> bool:
+    """Listing is bounded by the core's limit (10^7 values), but that is slow
+    in a test: list only what is small, judging a pipe's sections as arguments."""
+    try:
+        return count(text) <= 10_000 and count(text.replace("|", " ")) <= 10_000
+    except SweepSyntaxError:
+        return False
+
+
+@settings(max_examples=FUZZ_EXAMPLES, deadline=None)
 @given(st.one_of(grammar_text, st.text(max_size=20)))
 def test_no_input_crashes(text: str) -> None:
-    try:
-        total = count(text)
-    except SweepSyntaxError:
-        total = None
+    listable = small_enough_to_list(text)
     for function in (expand, collect):
-        if total is not None and total > 10_000:
+        if not listable:
             continue
         try:
             function(text)

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import re
+import shlex
 import tracemalloc
 from pathlib import Path
 
 import pytest
 from hydraflow.errors import ConfigError, HydraflowError
-from hydraflow.jobs import Job, load_jobs
+from hydraflow.executors import executor_for
+from hydraflow.jobs import Arguments, Job, JobSet, load_jobs
 from hydraflow.plan import CommandLine, plan_job
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 ULID = r"[0-9A-HJKMNP-TV-Z]{26}"
 
@@ -161,8 +165,61 @@ def test_a_million_commands_stay_lazy(tmp_path: Path) -> None:
 
 
 def test_call_head_is_the_arguments(tmp_path: Path) -> None:
-    plan = plan_job(job(tmp_path, "jobs:\n  j:\n    call: mod.fn --x 1\n"))
-    assert plan.head == ("--x", "1")
+    call_job = job(tmp_path, "jobs:\n  j:\n    call: mod.fn --x 1\n")
+    assert executor_for(call_job).plan(call_job).head == ("--x", "1")
+
+
+@pytest.mark.parametrize(
+    ("sweep", "runs"),
+    [
+        ("all: a=range(1,5) b=choice(x,y,z)", None),  # Hydra runs 12; only Hydra knows
+        ("all: a=1:4 b=x,y,z", 12),
+        ("each: a=choice(x,y)", None),
+        ("all: a=interval(0,1)", None),
+        ("all: a='range(1,5)'", 1),  # quoted: a string to Hydra
+        ("all: a=int(3)", 1),  # a cast is one value
+    ],
+)
+def test_hydra_sweep_functions_make_run_counts_unknown(
+    tmp_path: Path, sweep: str, runs: int | None
+) -> None:
+    plan = plan_job(job(tmp_path, f"jobs:\n  j:\n    run: app\n    sets:\n      - {sweep}\n"))
+    assert plan.total_runs == runs
+    assert all(c.runs == runs for c in plan.commands())
+
+
+pieces = st.text(
+    alphabet=st.characters(codec="utf-8", exclude_characters="\x00"), min_size=0, max_size=12
+)
+
+
+SWEEPS = ["a=1,2", "b='x y'", 'c="it\'s"', "d=[1, 2]", "e={k: v}", "f=$x;`y`", "g=é,ü"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(pieces, min_size=1, max_size=3),
+    st.lists(pieces, max_size=3),
+    st.lists(st.sampled_from(SWEEPS), max_size=3, unique=True),
+)
+def test_shell_line_and_argv_are_one_layout(
+    program: list[str], extra: list[str], sweeps: list[str]
+) -> None:
+    """The dry-run line and the argv come from one layout: the shell reads
+    the line back as exactly the argv, whatever the words hold."""
+    each = Arguments(tuple(sweeps[:1]), "jobs.j.sets[0].each")
+    rest = Arguments(tuple(sweeps[1:]), "jobs.j.sets[0].all")
+    empty = Arguments((), "jobs.j.add")
+    j = Job("j", "run", "app", empty, (JobSet(each, rest, empty),), "hydraflow.yaml")
+    plan = plan_job(j, CommandLine(extra=tuple(extra)), program=program)
+    for line, command in zip(plan.shell_lines(), plan.commands(), strict=True):
+        assert same_dirs(shlex.split(line)) == same_dirs(command.argv)
+        assert shlex.split(command.line) == command.argv
+
+
+def same_dirs(argv: list[str]) -> list[str]:
+    """Each rendering draws its own fresh sweep dir: compare all else."""
+    return [re.sub(f"multirun/{ULID}", "multirun/DIR", arg) for arg in argv]
 
 
 def test_bad_command_line_quoting(tmp_path: Path) -> None:

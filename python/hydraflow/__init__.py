@@ -8,15 +8,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from hydraflow._core import SweepSyntaxError, collect, count, expand, iter_expand
+from hydraflow._core import SweepSyntaxError, __version__, collect, count, expand, iter_expand
 
 if TYPE_CHECKING:
     from hydraflow.tracking.artifacts import chdir_artifact, get_artifact_dir
     from hydraflow.tracking.decorator import main
     from hydraflow.tracking.resume import is_resumed, last_step
     from hydraflow.tracking.runs import start_run
-
-__version__ = "0.1.0"
 
 __all__ = [
     "SweepSyntaxError",

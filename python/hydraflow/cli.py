@@ -3,14 +3,20 @@ and `--dry-run` answer at once."""
 
 from __future__ import annotations
 
+import contextlib
+import io
+import os
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 import click
 
 from hydraflow import __version__
 from hydraflow.errors import HydraflowError, JobNotFoundError
 from hydraflow.jobs import DEFAULT_FILE, Job, JobsFile, load_jobs
+
+if TYPE_CHECKING:
+    from hydraflow.plan import JobPlan
 
 EXAMPLES = """\b
 Examples:
@@ -87,23 +93,83 @@ def run(
     config_file: str,
 ) -> None:
     """Run JOB from the jobs file, with optional overrides."""
-    from hydraflow.executors import dry_run as show_dry_run
-    from hydraflow.executors import execute
-    from hydraflow.plan import CommandLine, plan_job
+    from hydraflow.executors import Options, executor_for
+    from hydraflow.plan import CommandLine
 
+    guard_output()
     try:
         definition = find_job(load_jobs(config_file), job)
-        check_options(definition, jobs=jobs, keep_going=keep_going)
+        executor = executor_for(definition)
+        options = Options(jobs=jobs, keep_going=keep_going)
+        executor.check_options(definition, options)
         command_line = CommandLine.parse(args, ctx.meta.get("verbatim", ()))
-        plan = plan_job(definition, command_line)
+        plan = executor.plan(definition, command_line)
         if dry_run:
-            show_dry_run(plan, sys.stdout)
+            executor.dry_run(plan, sys.stdout)
             return
-        status = execute(plan, jobs=jobs, keep_going=keep_going)
+        status = executor.execute(plan, options).status
     except HydraflowError as error:
         fail(error)
         return
     ctx.exit(status)
+
+
+class QuietPipe(io.TextIOBase):
+    """A standard stream that, once its reader is gone (`| head`, a closed
+    terminal), discards what follows instead of raising: the sweep goes on,
+    and nothing reports a broken pipe."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.broken = False
+
+    def write(self, text: str) -> int:
+        if not self.broken:
+            try:
+                self.stream.write(text)
+            except OSError:
+                self.discard()
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.broken:
+            try:
+                self.stream.flush()
+            except OSError:
+                self.discard()
+
+    def discard(self) -> None:
+        self.broken = True
+        # Python flushes the stream at exit too: point its descriptor at /dev/null.
+        with contextlib.suppress(OSError, ValueError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self.stream.fileno())
+            os.close(devnull)
+
+    def isatty(self) -> bool:
+        return not self.broken and self.stream.isatty()
+
+    def fileno(self) -> int:
+        return self.stream.fileno()
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return self.stream.encoding
+
+    @property
+    def errors(self) -> str | None:  # type: ignore[override]
+        return self.stream.errors
+
+    def __getattr__(self, name: str) -> Any:
+        """Anything else (`buffer`, `reconfigure`, ...) is the stream's."""
+        return getattr(self.stream, name)
+
+
+def guard_output() -> None:
+    if not isinstance(sys.stdout, QuietPipe):
+        sys.stdout = QuietPipe(sys.stdout)
+    if not isinstance(sys.stderr, QuietPipe):
+        sys.stderr = QuietPipe(sys.stderr)
 
 
 @cli.command()
@@ -111,8 +177,6 @@ def run(
 @config_option
 def show(job: str | None, config_file: str) -> None:
     """List the jobs with their command counts, or show one job in full."""
-    from hydraflow.plan import plan_job
-
     try:
         jobs_file = load_jobs(config_file)
         if job is None:
@@ -123,28 +187,29 @@ def show(job: str | None, config_file: str) -> None:
                 click.echo("  ".join(cells).rstrip())
             return
         definition = find_job(jobs_file, job)
-        plan = plan_job(definition)
+        plan = plan_of(definition)
     except HydraflowError as error:
         fail(error)
         return
     click.echo(normalised_yaml(definition), nl=False)
-    click.echo(f"# {plan.total_commands} commands, {plan.total_runs} runs")
+    click.echo(f"# {plan.total_commands} commands, {runs_text(plan.total_runs)} runs")
 
 
-def check_options(job: Job, *, jobs: int, keep_going: bool) -> None:
-    """Options that cannot apply to this kind of job are refused, not ignored."""
-    if jobs > 1 and job.kind != "run":
-        raise HydraflowError(f"-j/--jobs applies to 'run' jobs; '{job.name}' is a {job.kind} job")
-    if keep_going and job.kind == "submit":
-        message = f"--keep-going applies to 'run' and 'call' jobs; '{job.name}' is a submit job"
-        raise HydraflowError(message)
+def plan_of(job: Job) -> JobPlan:
+    from hydraflow.executors import executor_for
+
+    return executor_for(job).plan(job)
+
+
+def runs_text(runs: int | None) -> str:
+    """A count hydraflow cannot know (a Hydra sweep function) is `?`."""
+    return "?" if runs is None else str(runs)
 
 
 def job_row(job: Job) -> tuple[str, str, str, str]:
-    from hydraflow.plan import plan_job
-
-    plan = plan_job(job)
-    return (job.name, job.kind, f"{plan.total_commands} commands", f"{plan.total_runs} runs")
+    plan = plan_of(job)
+    runs = runs_text(plan.total_runs)
+    return (job.name, job.kind, f"{plan.total_commands} commands", f"{runs} runs")
 
 
 def find_job(jobs_file: JobsFile, name: str) -> Job:

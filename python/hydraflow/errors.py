@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 USAGE_ERROR = 2
+# As a shell reports a command it cannot run.
+NOT_RUNNABLE = 127
 
 
 class HydraflowError(Exception):
@@ -26,3 +28,9 @@ class JobNotFoundError(HydraflowError):
     def __init__(self, name: str, known: list[str], file: str) -> None:
         jobs = ", ".join(known) if known else "(none)"
         super().__init__(f"{file}: no job named '{name}'; the jobs are: {jobs}")
+
+
+class ProgramError(HydraflowError):
+    """The job's program does not exist or cannot be executed."""
+
+    exit_code = NOT_RUNNABLE

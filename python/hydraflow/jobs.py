@@ -7,7 +7,7 @@ planned (see `plan.py`), where errors name the same locations.
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -37,7 +37,6 @@ class JobSet:
     each: Arguments
     all: Arguments
     add: Arguments
-    where: str
 
 
 @dataclass(frozen=True)
@@ -48,7 +47,6 @@ class Job:
     add: Arguments
     sets: tuple[JobSet, ...]
     file: str
-    definition: dict[str, Any] = field(compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -61,13 +59,25 @@ def load_jobs(path: str | Path = DEFAULT_FILE) -> JobsFile:
     """Reads and checks a jobs file; raises ConfigError naming the place."""
     file = str(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        data = Path(path).read_bytes()
     except FileNotFoundError:
         raise ConfigError(file, "", "no such file (use -c FILE to name another)") from None
     except OSError as error:
         raise ConfigError(file, "", f"cannot be read: {error.strerror}") from None
-    document = parse_yaml(text, file)
+    document = parse_yaml(decoded(data, file), file)
     return JobsFile(file, read_jobs(document, file))
+
+
+def decoded(data: bytes, file: str) -> str:
+    """The file as text; a byte that is not UTF-8 is named by line and column."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        column = error.start - (data.rfind(b"\n", 0, error.start) + 1) + 1
+        byte = data[error.start : error.start + 1].hex()
+        message = f"not UTF-8 text (byte 0x{byte}); save the file as UTF-8"
+        raise ConfigError(file, f"line {line}, column {column}", message) from None
 
 
 def parse_yaml(text: str, file: str) -> Any:
@@ -119,7 +129,6 @@ def read_job(name: str, body: Any, file: str) -> Job:
         add=read_arguments(body.get("add"), file, f"{where}.add"),
         sets=tuple(read_set(s, file, f"{where}.sets[{i}]") for i, s in enumerate(sets)),
         file=file,
-        definition=body,
     )
 
 
@@ -130,7 +139,7 @@ def read_set(body: Any, file: str, where: str) -> JobSet:
         raise ConfigError(file, where, "a set must be a mapping with each, all or add")
     check_keys(body, SET_KEYS, file, where)
     fields = {key: read_arguments(body.get(key), file, f"{where}.{key}") for key in SET_KEYS}
-    return JobSet(each=fields["each"], all=fields["all"], add=fields["add"], where=where)
+    return JobSet(each=fields["each"], all=fields["all"], add=fields["add"])
 
 
 def read_arguments(value: Any, file: str, where: str) -> Arguments:

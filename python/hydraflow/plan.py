@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import itertools
 import math
+import re
 import shlex
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from hydraflow._core import SweepSyntaxError, collect, count, expand, ulid
@@ -28,16 +29,24 @@ SWEEP_ROOT = "multirun"
 
 @dataclass(frozen=True, slots=True)
 class Command:
-    """One command of a job: `head` (the program and extra arguments), then `params`."""
+    """One command of a job: `head` (the program and extra arguments), then `params`.
+
+    `runs` is how many runs Hydra makes of it, None when hydraflow cannot know
+    (a Hydra sweep function such as `choice(...)` in a value)."""
 
     index: int
     head: tuple[str, ...]
     params: list[str]
-    runs: int
+    runs: int | None
 
     @property
     def argv(self) -> list[str]:
         return [*self.head, *self.params]
+
+    @property
+    def line(self) -> str:
+        """The argv as one copy-pasteable shell line (`shlex.split` gives it back)."""
+        return shlex.join(self.argv)
 
 
 @dataclass(frozen=True)
@@ -80,14 +89,53 @@ def key_of(arg: str) -> str:
     return arg.split("=", 1)[0]
 
 
-def value_count(arg: str) -> int:
-    """How many runs an override makes inside one Hydra multirun."""
+# Hydra's sweep functions: a value holding one makes a number of runs that
+# only Hydra knows (glob depends on the config, range on float steps).
+HYDRA_SWEEPS = re.compile(r"(?:^|[=,(\s])(?:range|choice|interval|glob)\s*\(")
+
+
+def value_count(arg: str) -> int | None:
+    """How many runs an override makes inside one Hydra multirun (None: unknown)."""
     if "=" not in arg or arg.startswith("-"):
         return 1
+    if HYDRA_SWEEPS.search(arg.split("=", 1)[1]):
+        return None
     try:
         return count([arg])
     except SweepSyntaxError:
-        return 1
+        return None
+
+
+def product(counts: Iterable[int | None]) -> int | None:
+    """The product of run counts; unknown if any factor is unknown."""
+    total = 1
+    for factor in counts:
+        if factor is None:
+            return None
+        total *= factor
+    return total
+
+
+def summed(counts: Iterable[int | None]) -> int | None:
+    """The sum of run counts; unknown if any term is unknown."""
+    total = 0
+    for term in counts:
+        if term is None:
+            return None
+        total += term
+    return total
+
+
+def layout(
+    each: Sequence[str],
+    all_args: Sequence[str],
+    job_name: Sequence[str],
+    sweep_dir: Sequence[str],
+    add: Sequence[str],
+) -> list[str]:
+    """The one place the parameters' order is written, for argv and for the
+    shell line alike (the line lays out the same pieces, quoted)."""
+    return ["--multirun", *each, *all_args, *job_name, *sweep_dir, *add]
 
 
 @dataclass(frozen=True)
@@ -99,61 +147,53 @@ class SetPlan:
     add: list[str]
     job_name: list[str]
     sweep_dir: bool
-    fixed_runs: int
-    runs_of: dict[str, int]
+    fixed_runs: int | None
+    runs_of: dict[str, int | None]
+    where: str
 
     @property
     def commands(self) -> int:
         return math.prod(len(options) for options in self.each)
 
     @property
-    def runs(self) -> int:
-        per_argument = (sum(self.runs_of[o] for o in options) for options in self.each)
-        return self.fixed_runs * math.prod(per_argument)
+    def runs(self) -> int | None:
+        per_argument = [summed(self.runs_of[o] for o in options) for options in self.each]
+        return product([self.fixed_runs, *per_argument])
 
-    def runs_of_combination(self, combination: tuple[str, ...]) -> int:
-        runs = self.fixed_runs
-        for option in combination:
-            runs *= self.runs_of[option]
-        return runs
+    def runs_of_combination(self, combination: tuple[str, ...]) -> int | None:
+        return product([self.fixed_runs, *(self.runs_of[o] for o in combination)])
 
     def sweep_dirs(self) -> Iterator[list[str]]:
         """A fresh `hydra.sweep.dir=multirun/ULID` per command (or none if the user set it)."""
         while True:
             yield [f"{SWEEP_DIR_KEY}={SWEEP_ROOT}/{ulid()}"] if self.sweep_dir else []
 
-    def params(self) -> Iterator[tuple[list[str], int]]:
-        before = [*self.all, *self.job_name]
+    def params(self) -> Iterator[tuple[list[str], int | None]]:
         combinations = itertools.product(*self.each)
         for combination, sweep_dir in zip(combinations, self.sweep_dirs(), strict=False):
-            params = ["--multirun", *combination, *before, *sweep_dir, *self.add]
+            params = layout(combination, self.all, self.job_name, sweep_dir, self.add)
             yield params, self.runs_of_combination(combination)
 
     def shell_lines(self, head: str) -> Iterator[str]:
         """`shlex.join(head + params)` per command, fast: every distinct piece is
         quoted once, and only the combination is joined per line."""
-        quote = cached_quote()
-        each = [[" " + quote(arg) for arg in options] for options in self.each]
-        start = " ".join(filter(None, [head, "--multirun"]))
-        before = "".join(" " + quote(arg) for arg in [*self.all, *self.job_name])
-        after = "".join(" " + quote(arg) for arg in self.add)
-        sweep_dir = f" {SWEEP_DIR_KEY}={SWEEP_ROOT}/"
-        for combination in itertools.product(*each):
+        quote = shlex.quote
+        each = [[quote(arg) for arg in options] for options in self.each]
+        all_args, job_name = [quote(a) for a in self.all], [quote(a) for a in self.job_name]
+        add = [quote(a) for a in self.add]
+        start = [head] if head else []
+        for combination, sweep_dir in zip(
+            itertools.product(*each), self.sweep_dirs(), strict=False
+        ):
             # A ULID never needs quoting.
-            dirs = sweep_dir + ulid() if self.sweep_dir else ""
-            yield f"{start}{''.join(combination)}{before}{dirs}{after}"
+            yield " ".join([*start, *layout(combination, all_args, job_name, sweep_dir, add)])
 
-
-def cached_quote() -> Callable[[str], str]:
-    cache: dict[str, str] = {}
-
-    def quote(arg: str) -> str:
-        quoted = cache.get(arg)
-        if quoted is None:
-            quoted = cache[arg] = shlex.quote(arg)
-        return quoted
-
-    return quote
+    def largest_argv(self, head: Sequence[str]) -> list[str]:
+        """An argv as large as any this set makes: the longest option of each
+        `each` argument, the fixed arguments and a sweep dir of the same size."""
+        longest = [max(options, key=len) for options in self.each if options]
+        sweep_dir = [f"{SWEEP_DIR_KEY}={SWEEP_ROOT}/{ulid()}"] if self.sweep_dir else []
+        return [*head, *layout(longest, self.all, self.job_name, sweep_dir, self.add)]
 
 
 @dataclass(frozen=True)
@@ -167,8 +207,8 @@ class JobPlan:
         return sum(s.commands for s in self.sets)
 
     @property
-    def total_runs(self) -> int:
-        return sum(s.runs for s in self.sets)
+    def total_runs(self) -> int | None:
+        return summed(s.runs for s in self.sets)
 
     def shell_lines(self, *, with_head: bool = True) -> Iterator[str]:
         head = shlex.join(self.head) if with_head else ""
@@ -183,20 +223,26 @@ class JobPlan:
                 yield Command(index, self.head, params, runs)
 
 
-def plan_job(job: Job, command_line: CommandLine = CommandLine()) -> JobPlan:
-    """Applies the grammar and the command line to every set; raises ConfigError."""
-    head = (*command_head(job), *command_line.extra)
+def plan_job(
+    job: Job, command_line: CommandLine = CommandLine(), *, program: Sequence[str] | None = None
+) -> JobPlan:
+    """Applies the grammar and the command line to every set; raises ConfigError.
+
+    `program` is what comes before the parameters (the executor knows it for
+    its kind of job); by default the job's command, split as a shell would."""
+    if program is None:
+        program = command_words(job)
+    head = (*program, *command_line.extra)
     sets = [plan_set(job, job_set, command_line.overrides) for job_set in job.sets]
     return JobPlan(job, head, sets)
 
 
-def command_head(job: Job) -> list[str]:
-    """The program to run: for `call`, the arguments after `module.function`."""
+def command_words(job: Job) -> list[str]:
+    """The job's command split as a shell would; raises ConfigError."""
     try:
-        words = shlex.split(job.command)
+        return shlex.split(job.command)
     except ValueError as error:
         raise ConfigError(job.file, f"jobs.{job.name}.{job.kind}", str(error)) from None
-    return words[1:] if job.kind == "call" else words
 
 
 def plan_set(job: Job, job_set: JobSet, overrides: Sequence[str]) -> SetPlan:
@@ -221,8 +267,11 @@ def plan_set(job: Job, job_set: JobSet, overrides: Sequence[str]) -> SetPlan:
     keys = {key_of(a).lstrip("+") for a in [*itertools.chain.from_iterable(each), *all_args, *add]}
     job_name = [] if JOB_NAME_KEY in keys else [f"{JOB_NAME_KEY}={job.name}"]
     runs_of = {option: value_count(option) for options in each for option in options}
-    fixed_runs = math.prod(value_count(arg) for arg in [*all_args, *add])
-    return SetPlan(each, all_args, add, job_name, SWEEP_DIR_KEY not in keys, fixed_runs, runs_of)
+    fixed_runs = product(value_count(arg) for arg in [*all_args, *add])
+    where = job_set.each.where.rsplit(".", 1)[0]
+    return SetPlan(
+        each, all_args, add, job_name, SWEEP_DIR_KEY not in keys, fixed_runs, runs_of, where
+    )
 
 
 def alternatives(job: Job, each: Arguments) -> list[list[str]]:

@@ -3,16 +3,22 @@ command's argument list, in this process."""
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import os
+import signal
 import sys
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import FrameType
 
 from hydraflow.errors import HydraflowError
-from hydraflow.executors.processes import INTERRUPTED, Outcome
+from hydraflow.executors.events import EventLog
+from hydraflow.executors.processes import HANDLED_SIGNALS
 from hydraflow.executors.progress import PlainReporter
-from hydraflow.plan import JobPlan
+from hydraflow.plan import Command, JobPlan
+from hydraflow.tracking.events import EVENTS_ENV
 
 Function = Callable[[list[str]], object]
 
@@ -22,7 +28,8 @@ def function_name(plan: JobPlan) -> str:
 
 
 def import_function(plan: JobPlan) -> Function:
-    """Imports `module.function`, looking in the current directory first."""
+    """Imports `module.function`, looking in the current directory first;
+    any failure to import is one located message."""
     name = function_name(plan)
     where = f"{plan.job.file}: jobs.{plan.job.name}.call"
     module_name, _, attribute = name.rpartition(".")
@@ -35,34 +42,88 @@ def import_function(plan: JobPlan) -> Function:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as error:
         raise HydraflowError(f"{where}: cannot import module '{module_name}': {error}") from None
+    except SyntaxError as error:
+        place = f"{error.filename}, line {error.lineno}"
+        message = f"cannot import module '{module_name}': syntax error in {place}: {error.msg}"
+        raise HydraflowError(f"{where}: {message}") from None
+    except Exception as error:
+        message = f"importing module '{module_name}' raised {type(error).__name__}: {error}"
+        raise HydraflowError(f"{where}: {message}") from None
     function = getattr(module, attribute, None)
     if not callable(function):
         raise HydraflowError(f"{where}: module '{module_name}' has no function '{attribute}'")
     return function  # type: ignore[no-any-return]
 
 
-def run_calls(plan: JobPlan, reporter: PlainReporter, *, keep_going: bool) -> Outcome:
+@contextlib.contextmanager
+def interrupts_as_keyboard_interrupt(record: Callable[[int], None]) -> Iterator[None]:
+    """SIGINT, SIGTERM and SIGHUP each raise KeyboardInterrupt in the called
+    function (so an app ends its run KILLED), and are recorded."""
+
+    def handle(signum: int, frame: FrameType | None) -> None:
+        record(signum)
+        raise KeyboardInterrupt
+
+    previous = {signum: signal.signal(signum, handle) for signum in HANDLED_SIGNALS}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+@contextlib.contextmanager
+def events_variable(path: Path) -> Iterator[None]:
+    """HYDRAFLOW_EVENTS for one in-process call, restored afterwards."""
+    previous = os.environ.get(EVENTS_ENV)
+    os.environ[EVENTS_ENV] = str(path)
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(EVENTS_ENV, None)
+        else:
+            os.environ[EVENTS_ENV] = previous
+
+
+def run_calls(
+    plan: JobPlan, reporter: PlainReporter, events: EventLog, *, keep_going: bool
+) -> None:
     function = import_function(plan)
-    outcome = Outcome()
-    for command in plan.commands():
-        reporter.started(command)
-        try:
+    execution = reporter.execution
+
+    def record(signum: int) -> None:
+        if execution.signal is None:
+            execution.signal = signum
+
+    with interrupts_as_keyboard_interrupt(record):
+        for command in plan.commands():
+            status = call_command(function, command, plan, reporter, events)
+            if execution.signal is not None:
+                break
+            if status != 0 and not keep_going:
+                break
+
+
+def call_command(
+    function: Function, command: Command, plan: JobPlan, reporter: PlainReporter, events: EventLog
+) -> int:
+    reporter.started(command)
+    try:
+        with events_variable(events.path_for(command.index)):
             status = call_status(function, command.argv)
-        except KeyboardInterrupt:
-            reporter.ended(command, INTERRUPTED)
-            return Outcome(INTERRUPTED, outcome.first_failure, interrupted=True)
-        except Exception:
-            reporter.message(
-                f"command {command.index} raised: {function_name(plan)}({command.argv!r})"
-            )
-            traceback.print_exc()
-            status = 1
-        reporter.ended(command, status)
-        if status != 0 and outcome.first_failure is None:
-            outcome.first_failure, outcome.status = command, status
-        if status != 0 and not keep_going:
-            break
-    return outcome
+    except KeyboardInterrupt:
+        if reporter.execution.signal is None:
+            reporter.execution.signal = signal.SIGINT
+        status = 128 + reporter.execution.signal
+    except Exception:
+        reporter.message(f"command {command.index} raised: {function_name(plan)}({command.argv!r})")
+        traceback.print_exc()
+        status = 1
+    completed = reporter.execution.signal is None
+    events.command_ended(command.index, command.runs, completed=completed)
+    reporter.ended(command, status)
+    return status
 
 
 def call_status(function: Function, argv: list[str]) -> int:

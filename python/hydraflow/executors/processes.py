@@ -1,39 +1,52 @@
 """Running commands as subprocesses: one at a time or N at once, output
-streamed line by line, stopping at the first failure, and Ctrl-C or SIGTERM
-forwarded to every child's process group so no process is left behind."""
+streamed line by line, stopping at the first failure; SIGINT, SIGTERM and
+SIGHUP forwarded to every child's process group, escalated after a grace
+period, so no process is left behind."""
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import queue
+import shlex
+import shutil
 import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import FrameType
 from typing import IO
 
-from hydraflow.executors.progress import PlainReporter
-from hydraflow.plan import Command
+from hydraflow.errors import HydraflowError, ProgramError
+from hydraflow.executors.events import EventLog
+from hydraflow.executors.progress import Execution, PlainReporter
+from hydraflow.plan import Command, JobPlan
+from hydraflow.tracking.events import EVENTS_ENV  # the writer's names: one source
+from hydraflow.tracking.inputs import INPUTS_ENV
 
-INTERRUPTED = 130
 NOT_FOUND = 127
-# After an interrupt, children get this long to finish before they are killed.
-GRACE_SECONDS = 30.0
+HANDLED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+# Children are asked to stop with SIGINT (so apps record their runs KILLED),
+# then told with SIGTERM, then killed; each step after a grace period.
+ESCALATION = (signal.SIGINT, signal.SIGTERM, signal.SIGKILL)
+GRACE_ENV = "HYDRAFLOW_GRACE_SECONDS"
+DEFAULT_GRACE_SECONDS = 10.0
 # A grandchild that outlives its parent may hold the pipes open: stop waiting.
 OUTPUT_DRAIN_SECONDS = 5.0
+# Linux refuses a single argument longer than this (MAX_ARG_STRLEN).
+MAX_ARGUMENT_BYTES = 32 * 4096
 
 
-@dataclass
-class Outcome:
-    """How a batch of commands ended; `status` is the exit status to give."""
-
-    status: int = 0
-    first_failure: Command | None = None
-    interrupted: bool = False
+def grace_seconds() -> float:
+    try:
+        return max(0.0, float(os.environ.get(GRACE_ENV, DEFAULT_GRACE_SECONDS)))
+    except ValueError:
+        return DEFAULT_GRACE_SECONDS
 
 
 @dataclass
@@ -44,16 +57,20 @@ class Running:
 
 
 class Interrupts:
-    """Catches SIGINT and SIGTERM while children run, forwarding each to them."""
+    """Catches SIGINT, SIGTERM and SIGHUP while children run: the first asks
+    every child's group to stop (SIGINT), and each later signal, or each grace
+    period without an end, escalates one step (SIGTERM, then SIGKILL)."""
 
-    def __init__(self, running: dict[int, Running]) -> None:
+    def __init__(self, running: dict[int, Running], execution: Execution) -> None:
         self.running = running
-        self.signum: int | None = None
-        self.count = 0
+        self.execution = execution
+        self.level = -1
+        self.next_step_at: float | None = None
+        self.grace = grace_seconds()
         self.previous: dict[int, object] = {}
 
     def __enter__(self) -> Interrupts:
-        for signum in (signal.SIGINT, signal.SIGTERM):
+        for signum in HANDLED_SIGNALS:
             self.previous[signum] = signal.signal(signum, self.handle)
         return self
 
@@ -62,15 +79,29 @@ class Interrupts:
             signal.signal(signum, handler)  # type: ignore[arg-type]
 
     def handle(self, signum: int, frame: FrameType | None) -> None:
-        self.signum = signum
-        self.count += 1
-        # A second interrupt means "now": kill instead of asking.
-        self.forward(signal.SIGKILL if self.count > 1 else signum)
+        if self.execution.signal is None:
+            self.execution.signal = signum
+        self.escalate()
+
+    def escalate(self) -> None:
+        self.level = min(self.level + 1, len(ESCALATION) - 1)
+        self.forward(ESCALATION[self.level])
+        self.next_step_at = time.monotonic() + self.grace
+
+    def tick(self) -> None:
+        """Escalates when the grace period ran out (called from the wait loop)."""
+        due = self.next_step_at is not None and time.monotonic() >= self.next_step_at
+        if due and self.level < len(ESCALATION) - 1:
+            self.escalate()
 
     def forward(self, signum: int) -> None:
         for entry in list(self.running.values()):
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(entry.process.pid, signum)
+            kill_group(entry.process.pid, signum)
+
+
+def kill_group(pid: int, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signum)
 
 
 def exit_status(returncode: int) -> int:
@@ -81,75 +112,109 @@ def exit_status(returncode: int) -> int:
 def run_commands(
     commands: Iterator[Command],
     reporter: PlainReporter,
+    events: EventLog,
     *,
     jobs: int = 1,
     keep_going: bool = False,
-) -> Outcome:
-    outcome = Outcome()
+    proof: FinishedProof | None = None,
+) -> None:
+    """Runs the commands, recording everything in `reporter.execution`; with
+    `proof`, a command proven finished before is skipped without starting."""
+    execution = reporter.execution
     running: dict[int, Running] = {}
     done: queue.Queue[Running] = queue.Queue()
     pending = iter(commands)
-    with Interrupts(running) as interrupts:
+
+    def stopping() -> bool:
+        failed = execution.first_failure is not None and not keep_going
+        return execution.signal is not None or failed
+
+    with Interrupts(running, execution) as interrupts:
         while True:
-            stopping = interrupts.signum is not None or (
-                outcome.first_failure is not None and not keep_going
-            )
-            while not stopping and len(running) < jobs:
+            while not stopping() and len(running) < jobs:
                 command = next(pending, None)
                 if command is None:
                     break
-                entry = start(command, reporter, done)
-                if entry is None:
-                    record_failure(outcome, command, NOT_FOUND, reporter)
-                    stopping = not keep_going
+                if proof is not None and proof.is_finished(command):
+                    events.command_skipped(command.runs or 0)
+                    reporter.skipped(command)
                     continue
-                running[entry.process.pid] = entry
+                entry = start(command, reporter, done, events)
+                if entry is not None:
+                    running[entry.process.pid] = entry
             if not running:
                 break
             finished = wait_for_one(done, interrupts)
-            if finished is None:
-                continue
             del running[finished.process.pid]
-            status = exit_status(finished.process.returncode)
-            if status == 0:
-                reporter.ended(finished.command, 0)
-            elif interrupts.signum is None:
-                record_failure(outcome, finished.command, status, reporter)
-            else:
-                reporter.ended(finished.command, status)
-    if interrupts.signum is not None:
-        outcome.interrupted = True
-        outcome.status = INTERRUPTED
-    return outcome
+            conclude(finished, reporter, events, proof)
 
 
-def record_failure(
-    outcome: Outcome, command: Command, status: int, reporter: PlainReporter
+def conclude(
+    finished: Running, reporter: PlainReporter, events: EventLog, proof: FinishedProof | None
 ) -> None:
+    """Counts a command that ended; records it as proven finished when it is."""
+    interrupted = reporter.execution.signal is not None
+    if interrupted:
+        # Whatever the interrupted command left in its group goes too.
+        kill_group(finished.process.pid, signal.SIGKILL)
+    status = exit_status(finished.process.returncode)
+    command = finished.command
+    command_events = events.command_ended(command.index, command.runs, completed=not interrupted)
+    if proof is not None and not interrupted and status == 0:
+        proof.record(command, events.inputs_path(command.index), command_events)
     reporter.ended(command, status)
-    if outcome.first_failure is None:
-        outcome.first_failure = command
-        outcome.status = status
 
 
-def wait_for_one(done: queue.Queue[Running], interrupts: Interrupts) -> Running | None:
-    """The next child to finish; after an interrupt, kills stragglers past the grace."""
-    waited = 0.0
+def wait_for_one(done: queue.Queue[Running], interrupts: Interrupts) -> Running:
+    """The next child to finish; after an interrupt, escalates past each grace."""
     while True:
         try:
             return done.get(timeout=0.2)
         except queue.Empty:
-            if interrupts.signum is not None:
-                waited += 0.2
-                if waited >= GRACE_SECONDS:
-                    interrupts.forward(signal.SIGKILL)
-            continue
+            interrupts.tick()
 
 
-def start(command: Command, reporter: PlainReporter, done: queue.Queue[Running]) -> Running | None:
-    """Starts a child in its own process group; None if the program is missing."""
+def child_environment(events_file: Path, inputs_file: Path) -> Mapping[str, str]:
+    return {
+        **os.environ,
+        "PYTHONUNBUFFERED": "1",
+        EVENTS_ENV: str(events_file),
+        INPUTS_ENV: str(inputs_file),
+    }
+
+
+class FinishedProof:
+    """The CLI half of resuming in seconds (README, "Resuming in seconds"):
+    asks the record in `.hydraflow/finished.db` whether a command is proven
+    finished, and records a command that exited 0 with every run accounted
+    for. Any doubt, or any error, means the command runs: a skip is never wrong."""
+
+    def __init__(self, launch_dir: Path) -> None:
+        from hydraflow.finished import FinishedCommands
+
+        self.commands = FinishedCommands(launch_dir)
+
+    def is_finished(self, command: Command) -> bool:
+        if command.runs is None:
+            return False
+        try:
+            return self.commands.is_finished(command.argv)
+        except Exception:
+            return False
+
+    def record(self, command: Command, manifest: Path, events: list[dict[str, object]]) -> None:
+        if command.runs is None or not manifest.exists():
+            return
+        with contextlib.suppress(Exception):
+            self.commands.record(command.argv, manifest, events, command.runs)
+
+
+def start(
+    command: Command, reporter: PlainReporter, done: queue.Queue[Running], events: EventLog
+) -> Running | None:
+    """Starts a child in its own process group; None if it could not start
+    (counted as a failure with status 127)."""
     reporter.started(command)
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     try:
         process = subprocess.Popen(
             command.argv,
@@ -157,10 +222,14 @@ def start(command: Command, reporter: PlainReporter, done: queue.Queue[Running])
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             start_new_session=True,
-            env=env,
+            env=child_environment(
+                events.path_for(command.index), events.inputs_path(command.index)
+            ),
         )
-    except (FileNotFoundError, PermissionError) as error:
-        reporter.message(f"command {command.index} could not start: {error}")
+    except OSError as error:
+        reporter.message(f"command {command.index} could not start: {start_error(error, command)}")
+        events.command_ended(command.index, command.runs, completed=False)
+        reporter.ended(command, NOT_FOUND)
         return None
     entry = Running(command, process)
     streams: tuple[tuple[IO[bytes] | None, IO[str]], ...] = (
@@ -175,6 +244,19 @@ def start(command: Command, reporter: PlainReporter, done: queue.Queue[Running])
         entry.readers.append(reader)
     threading.Thread(target=reap, args=(entry, done), daemon=True).start()
     return entry
+
+
+def start_error(error: OSError, command: Command) -> str:
+    program = command.argv[0]
+    if error.errno == errno.E2BIG:
+        return "the command line is longer than the system allows (Argument list too long)"
+    if error.errno == errno.ENOENT:
+        return f"'{program}' not found"
+    if error.errno == errno.EACCES:
+        return f"'{program}' is not executable (Permission denied)"
+    if error.errno == errno.ENOEXEC:
+        return f"'{program}' is not a program the system can run (no #! line?)"
+    return f"'{program}': {error.strerror}"
 
 
 def forward_lines(
@@ -194,3 +276,51 @@ def reap(entry: Running, done: queue.Queue[Running]) -> None:
     for reader in entry.readers:
         reader.join(timeout=OUTPUT_DRAIN_SECONDS)
     done.put(entry)
+
+
+def check_program(plan: JobPlan, field_name: str) -> None:
+    """Refuses, before anything starts, a program that is missing or not executable."""
+    program = plan.head[0]
+    where = f"{plan.job.file}: jobs.{plan.job.name}.{field_name}"
+    if shutil.which(program) is not None:
+        return
+    if os.sep in program and Path(program).is_file():
+        hint = f"chmod +x {shlex.quote(program)}, or name its interpreter first"
+        raise ProgramError(f"{where}: '{program}' is not executable ({hint})")
+    if os.sep in program:
+        raise ProgramError(f"{where}: '{program}' does not exist")
+    raise ProgramError(f"{where}: '{program}' not found: no such program on PATH")
+
+
+def check_argument_sizes(plan: JobPlan) -> None:
+    """Refuses, before anything starts, a command the system would refuse to
+    start (E2BIG): one argument, or the whole command line, too long."""
+    for job_set in plan.sets:
+        argv = job_set.largest_argv(plan.head)
+        sizes = [len(arg.encode("utf-8", "surrogateescape")) + 1 for arg in argv]
+        where = f"{plan.job.file}: {job_set.where}"
+        longest = max(range(len(argv)), key=sizes.__getitem__)
+        if sys.platform.startswith("linux") and sizes[longest] > MAX_ARGUMENT_BYTES:
+            shown = argv[longest] if len(argv[longest]) <= 40 else argv[longest][:40] + "…"
+            raise HydraflowError(
+                f"{where}: the argument '{shown}' is {sizes[longest]:,} bytes, more than the "
+                f"{MAX_ARGUMENT_BYTES:,} the system allows in one argument (Argument list too "
+                "long); sweep fewer values per command, e.g. move it from 'all' to 'each'"
+            )
+        # Each string and its pointer count against the limit, the environment's too.
+        size = sum(sizes) + 8 * len(argv)
+        limit = argument_space()
+        if size > limit:
+            raise HydraflowError(
+                f"{where}: a command would take {size:,} bytes, more than the system allows "
+                f"({limit:,} beside the environment; Argument list too long); sweep fewer "
+                "values per command, e.g. move an argument from 'all' to 'each'"
+            )
+
+
+def argument_space() -> int:
+    """Bytes left for a command line once the children's environment is in."""
+    environment = {**os.environ, "PYTHONUNBUFFERED": "1", EVENTS_ENV: "x" * 4096}
+    environment[INPUTS_ENV] = "x" * 4096
+    used = sum(len(os.fsencode(k)) + len(os.fsencode(v)) + 2 + 8 for k, v in environment.items())
+    return os.sysconf("SC_ARG_MAX") - used - 4096

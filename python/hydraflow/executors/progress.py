@@ -1,53 +1,152 @@
-"""What the user sees while a job runs: the children's output, live, and
-progress — a rich display on a terminal, plain lines elsewhere."""
+"""One record of one execution, and what the user sees while a job runs: the
+children's output, live, and progress — a rich display on a terminal, plain
+lines elsewhere — then a one-paragraph summary."""
 
 from __future__ import annotations
 
 import os
+import shlex
+import signal
 import sys
 import threading
 import time
 from dataclasses import dataclass, field
 from typing import IO
 
+from hydraflow.executors.events import OUTCOMES, RunCounts
 from hydraflow.plan import Command
 
 
 @dataclass
-class Tally:
-    """Counts for the progress display and the closing summary."""
+class Execution:
+    """How a job's execution went: commands by state, runs by outcome (from
+    the events), the first failure, the signal that interrupted it."""
 
+    job: str
     total_commands: int
-    total_runs: int
+    total_runs: int | None
     finished: int = 0
+    skipped: int = 0
     failed: int = 0
-    runs_done: int = 0
-    running: int = 0
+    interrupted: int = 0
+    running: dict[int, Command] = field(default_factory=dict)
+    first_failure: Command | None = None
+    failure_status: int = 0
+    signal: int | None = None
+    runs: RunCounts = field(default_factory=RunCounts)
     started_at: float = field(default_factory=time.monotonic)
 
     @property
+    def status(self) -> int:
+        """The exit status: 128+N after signal N, else the first failure's."""
+        return 128 + self.signal if self.signal is not None else self.failure_status
+
+    @property
+    def ended(self) -> int:
+        return self.finished + self.skipped + self.failed + self.interrupted
+
+    @property
     def not_started(self) -> int:
-        return self.total_commands - self.finished - self.failed - self.running
+        return self.total_commands - self.ended - len(self.running)
 
     def elapsed(self) -> float:
         return time.monotonic() - self.started_at
 
-    def summary(self, job: str) -> str:
+    def command_started(self, command: Command) -> None:
+        self.running[command.index] = command
+
+    def command_ended(self, command: Command, status: int) -> None:
+        """Counts the command: once interrupted, whatever ends was interrupted."""
+        self.running.pop(command.index, None)
+        if self.signal is not None:
+            self.interrupted += 1
+        elif status == 0:
+            self.finished += 1
+        else:
+            self.failed += 1
+            if self.first_failure is None:
+                self.first_failure, self.failure_status = command, status
+
+    def runs_ended(self) -> int:
+        """Runs known to have ended: reported by events, or in ended commands."""
+        return self.runs.done + (self.runs.not_reported or 0)
+
+    def command_skipped(self, command: Command) -> None:
+        self.skipped += 1
+
+    def eta(self) -> float | None:
+        """Seconds left, from runs ended so far (or whole commands when the
+        program reports no runs); None until there is a basis."""
+        elapsed = self.elapsed()
+        done = self.runs_ended()
+        if self.total_runs and done:
+            return max(0.0, elapsed / done * (self.total_runs - done))
+        if self.ended:
+            return elapsed / self.ended * (self.total_commands - self.ended)
+        return None
+
+    def runs_text(self) -> str:
+        total = "?" if self.total_runs is None else str(self.total_runs)
+        counts = self.runs
+        parts = [f"{counts.ended[o]} {o}" for o in OUTCOMES if counts.ended[o]]
+        if counts.not_reported is None:
+            parts.append("? not reported")
+        elif counts.not_reported:
+            parts.append(f"{counts.not_reported} not reported")
+        return f"{total} runs: {', '.join(parts) or 'none ended'}"
+
+    def summary(self) -> str:
+        states = [
+            ("finished", self.finished),
+            ("skipped", self.skipped),
+            ("failed", self.failed),
+            ("interrupted", self.interrupted),
+            ("not started", self.not_started),
+        ]
+        commands = ", ".join(f"{n} {state}" for state, n in states if n or state == "finished")
         return (
-            f"{job}: {self.finished} commands finished, {self.failed} failed, "
-            f"{self.not_started} not started; {self.runs_done} of {self.total_runs} runs done; "
-            f"{self.elapsed():.1f} s"
+            f"{self.job}: {self.total_commands} commands: {commands}; "
+            f"{self.runs_text()}; {self.elapsed():.1f} s"
         )
+
+    def closing_report(self) -> list[str]:
+        """What to say after the job, before the summary."""
+        if self.signal is not None:
+            text = f"interrupted by {signal.Signals(self.signal).name}"
+            if self.not_started:
+                text += f"; {self.not_started} commands not started"
+            return [text]
+        failure = self.first_failure
+        if failure is not None:
+            return [
+                f"command {failure.index} failed with status {self.failure_status}: "
+                f"{shlex.join(failure.argv)}"
+            ]
+        return []
+
+
+def eta_text(seconds: float | None) -> str:
+    if seconds is None:
+        return "ETA ?"
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"ETA {hours}:{minutes:02d}:{secs:02d}" if hours else f"ETA {minutes}:{secs:02d}"
+
+
+# Plain progress lines between command ends come at most this often.
+PLAIN_PROGRESS_SECONDS = 10.0
 
 
 class PlainReporter:
     """Line-oriented output for logs and pipes: no control characters."""
 
-    def __init__(self, tally: Tally, *, prefix: bool, show_progress: bool = True) -> None:
-        self.tally = tally
+    def __init__(self, execution: Execution, *, prefix: bool, show_progress: bool = True) -> None:
+        self.execution = execution
         self.prefix = prefix
         self.show_progress = show_progress
-        self.lock = threading.Lock()
+        self.lock = threading.RLock()
+        self.runs_shown = 0
+        self.shown_at = time.monotonic()
 
     def output(self, command: Command, line: str, stream: IO[str]) -> None:
         text = f"[{command.index}] {line}" if self.prefix else line
@@ -57,27 +156,52 @@ class PlainReporter:
 
     def started(self, command: Command) -> None:
         with self.lock:
-            self.tally.running += 1
+            self.execution.command_started(command)
+        self.refresh()
 
     def ended(self, command: Command, status: int) -> None:
         with self.lock:
-            self.tally.running -= 1
-            if status == 0:
-                self.tally.finished += 1
-                self.tally.runs_done += command.runs
-            else:
-                self.tally.failed += 1
+            self.execution.command_ended(command, status)
         if self.show_progress:
             self.message(self.progress_line(command, status))
+        self.refresh()
+
+    def skipped(self, command: Command) -> None:
+        """A command proven finished before, not started."""
+        with self.lock:
+            self.execution.command_skipped(command)
+        if self.show_progress:
+            self.message(f"{self.counts()} command {command.index} skipped: it finished before")
+        self.refresh()
 
     def progress_line(self, command: Command, status: int) -> str:
-        t = self.tally
-        outcome = "finished" if status == 0 else f"failed with status {status}"
+        if self.execution.signal is not None:
+            outcome = "interrupted"
+        else:
+            outcome = "finished" if status == 0 else f"failed with status {status}"
+        return f"{self.counts()} command {command.index} {outcome}"
+
+    def counts(self) -> str:
+        e = self.execution
+        total = "?" if e.total_runs is None else e.total_runs
         return (
-            f"[{t.finished + t.failed}/{t.total_commands} commands, "
-            f"{t.runs_done}/{t.total_runs} runs, {t.elapsed():.1f} s] "
-            f"command {command.index} {outcome}"
+            f"[{e.ended}/{e.total_commands} commands, {e.runs_ended()}/{total} runs, "
+            f"{e.elapsed():.1f} s, {eta_text(e.eta())}]"
         )
+
+    def refresh(self) -> None:
+        """Called when counts change (commands or events): while a long command
+        runs, a line now and then says how its runs go, with the ETA."""
+        if not self.show_progress:
+            return
+        with self.lock:
+            ended = self.execution.runs.done
+            now = time.monotonic()
+            if ended == self.runs_shown or now - self.shown_at < PLAIN_PROGRESS_SECONDS:
+                return
+            self.runs_shown, self.shown_at = ended, now
+            running = running_text(list(self.execution.running.values()))
+            self.message(f"{self.counts()} {running} running")
 
     def message(self, text: str) -> None:
         with self.lock:
@@ -89,36 +213,31 @@ class PlainReporter:
 
 
 class TerminalReporter(PlainReporter):
-    """A live progress bar on stderr; children's lines print above it."""
+    """A live progress bar on stderr naming the running commands, with an
+    ETA from the runs ended so far; children's lines print above it."""
 
-    def __init__(self, tally: Tally, *, prefix: bool, label: str) -> None:
+    def __init__(self, execution: Execution, *, prefix: bool) -> None:
         # The bar shows progress, so no plain progress lines.
-        super().__init__(tally, prefix=prefix, show_progress=False)
+        super().__init__(execution, prefix=prefix, show_progress=False)
         from rich.console import Console
-        from rich.progress import (
-            BarColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
         self.console = Console(stderr=True)
         self.progress = Progress(
             TextColumn("{task.description}"),
             BarColumn(),
             TextColumn("{task.completed}/{task.total} commands"),
-            TextColumn("{task.fields[runs]}/{task.fields[total_runs]} runs"),
+            TextColumn("{task.fields[runs]} runs"),
             TimeElapsedColumn(),
-            TextColumn("ETA"),
-            TimeRemainingColumn(),
+            TextColumn("{task.fields[eta]}"),
             console=self.console,
             redirect_stdout=False,
             redirect_stderr=False,
         )
         self.task = self.progress.add_task(
-            label, total=tally.total_commands, runs=0, total_runs=tally.total_runs
+            execution.job, total=execution.total_commands, runs="", eta=""
         )
+        self.refresh()
         self.progress.start()
 
     def output(self, command: Command, line: str, stream: IO[str]) -> None:
@@ -130,10 +249,17 @@ class TerminalReporter(PlainReporter):
                 stream.write(text + "\n")
                 stream.flush()
 
-    def ended(self, command: Command, status: int) -> None:
-        super().ended(command, status)
-        t = self.tally
-        self.progress.update(self.task, completed=t.finished + t.failed, runs=t.runs_done)
+    def refresh(self) -> None:
+        with self.lock:
+            e = self.execution
+            total = "?" if e.total_runs is None else e.total_runs
+            self.progress.update(
+                self.task,
+                description=f"{e.job}: {running_text(list(e.running.values()))}",
+                completed=e.ended,
+                runs=f"{e.runs_ended()}/{total}",
+                eta=eta_text(e.eta()),
+            )
 
     def message(self, text: str) -> None:
         with self.lock:
@@ -143,8 +269,20 @@ class TerminalReporter(PlainReporter):
         self.progress.stop()
 
 
-def make_reporter(tally: Tally, *, parallel: bool, label: str) -> PlainReporter:
+def running_text(commands: list[Command]) -> str:
+    """The running command (its number and its swept values), or how many run."""
+    if not commands:
+        return "starting"
+    if len(commands) > 1:
+        return f"commands {', '.join(str(c.index) for c in commands)}"
+    [command] = commands
+    swept = [p for p in command.params[1:] if "=" in p and not p.startswith("hydra.")]
+    text = f"command {command.index} " + " ".join(swept)
+    return text if len(text) <= 60 else text[:59] + "…"
+
+
+def make_reporter(execution: Execution, *, parallel: bool) -> PlainReporter:
     """The terminal display when stderr is a terminal (and TERM is not dumb)."""
     if sys.stderr.isatty() and os.environ.get("TERM") != "dumb":
-        return TerminalReporter(tally, prefix=parallel, label=label)
-    return PlainReporter(tally, prefix=parallel)
+        return TerminalReporter(execution, prefix=parallel)
+    return PlainReporter(execution, prefix=parallel)

@@ -9,8 +9,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from hydraflow._core import ulid
-from hydraflow.executors.processes import Outcome, run_commands
-from hydraflow.executors.progress import PlainReporter, Tally
+from hydraflow.executors.events import EventLog
+from hydraflow.executors.processes import run_commands
+from hydraflow.executors.progress import PlainReporter
 from hydraflow.plan import Command, JobPlan
 
 
@@ -38,10 +39,9 @@ def params_file(plan: JobPlan) -> Iterator[Path]:
         path.unlink(missing_ok=True)
 
 
-def run_submit(plan: JobPlan) -> tuple[Outcome, Tally]:
-    tally = Tally(total_commands=1, total_runs=plan.total_runs)
-    reporter = PlainReporter(tally, prefix=False, show_progress=False)
+def run_submit(plan: JobPlan, reporter: PlainReporter, events: EventLog) -> None:
+    """Runs the handler once as the job's one command; its runs' events (from
+    wherever the handler runs them) land in the one events file."""
     with params_file(plan) as path:
         handler = Command(1, tuple(handler_argv(plan, path)), [], plan.total_runs)
-        outcome = run_commands(iter([handler]), reporter)
-    return outcome, tally
+        run_commands(iter([handler]), reporter, events)

@@ -1,0 +1,164 @@
+"""Reading job events (the contract in README, "Executors"): the
+runner names a file per command in HYDRAFLOW_EVENTS; `@hydraflow.main`
+appends a JSON line when a run starts and when it ends. The runner reads them
+for progress, the ETA and the closing summary. Nothing here imports MLflow.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import shutil
+import tempfile
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+# The order the summary names outcomes in.
+OUTCOMES = ("finished", "resumed", "skipped", "failed", "killed", "busy")
+POLL_SECONDS = 0.5
+
+
+@dataclass
+class RunCounts:
+    """What the events say so far: runs started, and ended by outcome."""
+
+    started: int = 0
+    ended: collections.Counter[str] = field(default_factory=collections.Counter)
+    # Runs of ended commands that no event accounts for; None once unknowable.
+    not_reported: int | None = 0
+
+    @property
+    def done(self) -> int:
+        return sum(self.ended.values())
+
+    def add_not_reported(self, runs: int | None, reported: int) -> None:
+        if runs is None or self.not_reported is None:
+            self.not_reported = None
+        else:
+            self.not_reported += max(0, runs - reported)
+
+
+@dataclass
+class EventFile:
+    """One command's events file and how far it has been read."""
+
+    path: Path
+    offset: int = 0
+    ends: int = 0
+    partial: bytes = b""
+    events: list[dict[str, object]] = field(default_factory=list)
+
+    def read_new(self) -> Iterator[dict[str, object]]:
+        """The complete lines appended since the last read, parsed; a torn or
+        malformed line is skipped, never an error."""
+        try:
+            with self.path.open("rb") as file:
+                file.seek(self.offset)
+                data = file.read()
+        except FileNotFoundError:
+            return
+        self.offset += len(data)
+        *lines, self.partial = (self.partial + data).split(b"\n")
+        for line in lines:
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(event, dict):
+                yield event
+
+
+class EventLog:
+    """A private directory of per-command event files, read by a polling thread.
+
+    `on_change` is called (from the thread) whenever new events were counted."""
+
+    def __init__(self, directory: Path, on_change: Callable[[], None]) -> None:
+        self.directory = directory
+        self.counts = RunCounts()
+        self.files: dict[int, EventFile] = {}
+        self.lock = threading.Lock()
+        self.on_change = on_change
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self.poll_until_stopped, daemon=True)
+
+    def path_for(self, index: int) -> Path:
+        """The file command `index` writes to; created empty so readers find it."""
+        path = self.directory / f"command-{index}.jsonl"
+        path.touch(mode=0o600)
+        with self.lock:
+            self.files[index] = EventFile(path)
+        return path
+
+    def poll(self) -> None:
+        with self.lock:
+            changed = any([self.read(entry) for entry in list(self.files.values())])
+        if changed:
+            self.on_change()
+
+    def read(self, entry: EventFile) -> bool:
+        changed = False
+        for event in entry.read_new():
+            changed = True
+            entry.events.append(event)
+            if event.get("event") == "start":
+                self.counts.started += 1
+            elif event.get("event") == "end":
+                entry.ends += 1
+                self.counts.ended[str(event.get("outcome", "unknown"))] += 1
+        return changed
+
+    def inputs_path(self, index: int) -> Path:
+        """Where command `index`'s app writes its inputs manifest (HYDRAFLOW_INPUTS)."""
+        return self.directory / f"command-{index}.inputs.json"
+
+    def command_ended(
+        self, index: int, runs: int | None, *, completed: bool
+    ) -> list[dict[str, object]]:
+        """Reads the command's last events and returns all of them; runs of a
+        completed command that no event reports are counted as not reported."""
+        with self.lock:
+            entry = self.files.pop(index, None)
+            if entry is None:
+                return []
+            self.read(entry)
+            if completed:
+                self.counts.add_not_reported(runs, entry.ends)
+        self.on_change()
+        return entry.events
+
+    def command_skipped(self, runs: int) -> None:
+        """A command proven finished, not started: its runs count as skipped."""
+        with self.lock:
+            self.counts.ended["skipped"] += runs
+        self.on_change()
+
+    def poll_until_stopped(self) -> None:
+        while not self.stopped.wait(POLL_SECONDS):
+            self.poll()
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.stopped.set()
+        if self.thread.is_alive():
+            self.thread.join()
+        self.poll()
+
+
+@contextmanager
+def event_log(on_change: Callable[[], None], *, where: Path | None = None) -> Iterator[EventLog]:
+    """An EventLog in a new private directory (in `where`, or the system's
+    temporary directory), removed afterwards whatever happens."""
+    directory = Path(tempfile.mkdtemp(prefix=".hydraflow-events-", dir=where))
+    log = EventLog(directory, on_change)
+    log.start()
+    try:
+        yield log
+    finally:
+        log.stop()
+        shutil.rmtree(directory, ignore_errors=True)
