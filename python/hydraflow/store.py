@@ -157,7 +157,19 @@ def open_new_experiment(uri: str, name: str, launch_dir: Path) -> tuple[MlflowCl
             use_wal(uri)
             if found is not None:
                 return client, found
-            return client, retry_busy(lambda: client.create_experiment(name, tags=EXPERIMENT_TAGS))
+            return client, create_experiment(client, name)
+
+
+def create_experiment(client: MlflowClient, name: str) -> str:
+    """Creates experiment `name`. Another machine may create it at the same
+    moment (the file lock covers one launch directory only): then its id."""
+    try:
+        return retry_busy(lambda: client.create_experiment(name, tags=EXPERIMENT_TAGS))
+    except Exception:
+        found = existing_experiment(client, name)
+        if found is None:
+            raise
+        return found
 
 
 def existing_experiment(client: MlflowClient, name: str) -> str | None:
