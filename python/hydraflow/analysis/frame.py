@@ -98,7 +98,7 @@ def config_columns(configs: pl.DataFrame) -> pl.DataFrame:
         decoded = configs["config"].str.json_decode(infer_schema_length=None)
     except pl.exceptions.PolarsError:
         return clashing_config_columns(configs)
-    columns = dict(flatten_struct(decoded, ""))
+    columns = dict(sorted(flatten_struct(decoded, ""), key=lambda item: item[0]))
     return pl.DataFrame({"run_id": configs["run_id"], **columns})
 
 
@@ -118,7 +118,7 @@ def clashing_config_columns(configs: pl.DataFrame) -> pl.DataFrame:
         for key, value in flatten(json.loads(text)):
             columns[key][row] = value
     frame = {"run_id": configs["run_id"]}
-    for key, values in columns.items():
+    for key, values in sorted(columns.items()):
         try:
             frame[key] = pl.Series(key, values, strict=True)
         except (TypeError, pl.exceptions.PolarsError):
