@@ -33,12 +33,14 @@ def condition(frame: pl.DataFrame, key: str, value: Any) -> pl.Expr:
     if isinstance(value, tuple):
         return in_range(column, name, value)
     if isinstance(value, list) and not (isinstance(dtype, pl.List) and not nested(value)):
-        return column.is_in(pl.Series(values=value, dtype=dtype, strict=False))
+        choices = pl.Series(values=value, dtype=dtype, strict=False)
+        return column.is_in(choices.implode() if isinstance(dtype, pl.List) else choices)
     if value is None:
         return column.is_null()
     if isinstance(dtype, pl.List):
-        return column == pl.lit(pl.Series([value], dtype=dtype, strict=False)).first()
-    return column == value
+        value = pl.lit(pl.Series([value], dtype=dtype, strict=False)).first()
+    equal: pl.Expr = column == value
+    return equal
 
 
 def nested(values: list[Any]) -> bool:

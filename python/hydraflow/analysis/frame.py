@@ -19,7 +19,7 @@ from urllib.parse import unquote
 
 import polars as pl
 
-from hydraflow.analysis.reading import CONFIG_SCHEMA, Tables
+from hydraflow.analysis.reading import RUN_SCHEMA, Tables
 from hydraflow.tracking.record import MAX_PARAM_LENGTH
 
 TIME = pl.Datetime("ms", "UTC")
@@ -31,24 +31,30 @@ BASE_SCHEMA: dict[str, Any] = {
     "end_time": TIME,
     "artifact_dir": pl.String,
 }
-CHOICE_PREFIX = "choice."
-METRIC_PREFIX = "metrics."
 
 
 def build(tables: Tables) -> tuple[pl.DataFrame, pl.DataFrame]:
     """The frame (sorted by start time) and each run's config as JSON."""
-    base = base_columns(tables.runs)
-    configs = pl.concat([tables.configs, fallback_configs(tables, base)])
-    parts = [
-        config_columns(configs),
-        pivot(tables.choices, "group", "option", CHOICE_PREFIX),
-        pivot(tables.metrics, "key", "value", METRIC_PREFIX),
+    runs = tables.runs
+    base = base_columns(runs)
+    configs = runs.select("run_id", with_fallbacks(tables, base, runs["config"]))
+    # Choices and metrics that only runs outside the selection have are left out.
+    extra = runs.select(c for c in runs.columns if c not in RUN_SCHEMA)
+    extra = extra.select(c.name for c in extra.iter_columns() if c.null_count() < len(c))
+    result = pl.concat([base, config_columns(configs["config"]), extra], how="horizontal")
+    order = result.with_row_index("row").sort("start_time", "run_id", nulls_last=True)["row"]
+    return result[order], configs[order]
+
+
+def with_fallbacks(tables: Tables, base: pl.DataFrame, configs: pl.Series) -> pl.Series:
+    """The config tags, with JSON rebuilt for the runs without one."""
+    if not configs.null_count():
+        return configs
+    rebuilt = fallback_configs(tables, base.filter(configs.is_null()))
+    texts = [
+        rebuilt.get(i) if t is None else t for i, t in zip(base["run_id"], configs, strict=True)
     ]
-    result = base
-    for part in parts:
-        if part.width > 1:
-            result = result.join(part, on="run_id", how="left")
-    return result.sort("start_time", "run_id", nulls_last=True), configs
+    return pl.Series("config", texts, dtype=pl.String)
 
 
 def base_columns(runs: pl.DataFrame) -> pl.DataFrame:
@@ -89,17 +95,16 @@ def pivot(long: pl.DataFrame, on: str, values: str, prefix: str) -> pl.DataFrame
     return wide.select("run_id", *[pl.col(n).alias(prefix + n) for n in names])
 
 
-def config_columns(configs: pl.DataFrame) -> pl.DataFrame:
+def config_columns(configs: pl.Series) -> pl.DataFrame:
     """One typed column per dotted config key, decoded in bulk by polars;
     configs whose types clash across runs go through Python instead."""
-    if configs.is_empty():
-        return configs.select("run_id")
+    if configs.is_empty() or not configs.null_count() < len(configs):
+        return pl.DataFrame()
     try:
-        decoded = configs["config"].str.json_decode(infer_schema_length=None)
+        decoded = configs.str.json_decode(infer_schema_length=None)
     except pl.exceptions.PolarsError:
         return clashing_config_columns(configs)
-    columns = dict(sorted(flatten_struct(decoded, ""), key=lambda item: item[0]))
-    return pl.DataFrame({"run_id": configs["run_id"], **columns})
+    return pl.DataFrame(dict(sorted(flatten_struct(decoded, ""), key=lambda item: item[0])))
 
 
 def flatten_struct(series: pl.Series, prefix: str) -> Iterator[tuple[str, pl.Series]]:
@@ -110,14 +115,14 @@ def flatten_struct(series: pl.Series, prefix: str) -> Iterator[tuple[str, pl.Ser
         yield from flatten_struct(series.struct.field(field.name), f"{prefix}{field.name}.")
 
 
-def clashing_config_columns(configs: pl.DataFrame) -> pl.DataFrame:
+def clashing_config_columns(configs: pl.Series) -> pl.DataFrame:
     """A key whose values have types polars cannot unify keeps its values as
     JSON text; all other keys keep their types."""
     columns: dict[str, list[Any]] = defaultdict(lambda: [None] * len(configs))
-    for row, text in enumerate(configs["config"]):
-        for key, value in flatten(json.loads(text)):
+    for row, text in enumerate(configs):
+        for key, value in flatten(json.loads(text) if text else {}):
             columns[key][row] = value
-    frame = {"run_id": configs["run_id"]}
+    frame: dict[str, pl.Series] = {}
     for key, values in sorted(columns.items()):
         try:
             frame[key] = pl.Series(key, values, strict=True)
@@ -134,24 +139,20 @@ def flatten(config: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, 
             yield f"{prefix}{key}", value
 
 
-def fallback_configs(tables: Tables, base: pl.DataFrame) -> pl.DataFrame:
+def fallback_configs(tables: Tables, untagged: pl.DataFrame) -> dict[str, str]:
     """JSON configs for the runs without the config tag: from their params,
     else (no params, or a value MLflow may have cut) from `.hydra/config.yaml`."""
-    tagged = set(tables.configs["run_id"])
-    untagged = base.filter(~pl.col("run_id").is_in(tagged))
-    if untagged.is_empty():
-        return pl.DataFrame(schema=CONFIG_SCHEMA)
     params: dict[str, dict[str, str]] = defaultdict(dict)
     for run_id, key, value in tables.params.iter_rows():
         params[run_id][key] = value
-    rows = []
+    configs = {}
     for run_id, artifact_dir in untagged.select("run_id", "artifact_dir").iter_rows():
         config = config_from_params(params.get(run_id, {}))
         if config is None:
             config = config_from_file(artifact_dir)
         if config is not None:
-            rows.append((run_id, json.dumps(config, sort_keys=True, default=str)))
-    return pl.DataFrame(rows, schema=CONFIG_SCHEMA, orient="row")
+            configs[run_id] = json.dumps(config, sort_keys=True, default=str)
+    return configs
 
 
 def config_from_params(params: Mapping[str, str]) -> dict[str, Any] | None:
@@ -211,4 +212,6 @@ def config_from_file(artifact_dir: str | None) -> dict[str, Any] | None:
         container = OmegaConf.to_container(conf, resolve=True)
     except Exception:  # an interpolation only Hydra's runtime could resolve
         container = OmegaConf.to_container(conf, resolve=False)
-    return container if isinstance(container, dict) else None
+    if not isinstance(container, dict):
+        return None
+    return {str(key): value for key, value in container.items()}

@@ -26,7 +26,7 @@ def list_runs(
     that match its KEY=VALUES filters; returns the number printed."""
     experiments = [a for a in args if "=" not in a] or None
     statuses = None if status.lower() == "all" else status.split(",")
-    runs = load(experiments, tracking_uri=tracking_uri, status=statuses)
+    runs: Runs[Any] = load(experiments, tracking_uri=tracking_uri, status=statuses)
     for argument in (a for a in args if "=" in a):
         runs = runs.filter(value_filter(runs, argument))
     if output == "csv":
@@ -81,9 +81,8 @@ def nested_as_json(frame: pl.DataFrame) -> pl.DataFrame:
     nested = [n for n, t in frame.schema.items() if isinstance(t, pl.List | pl.Struct)]
     # `{"v":` + the value's JSON + `}`, cut down to the value's JSON.
     return frame.with_columns(
-        pl.struct(pl.col(n).alias("v"))
-        .struct.json_encode()
-        .str.slice(5)
+        pl.when(pl.col(n).is_not_null())
+        .then(pl.struct(pl.col(n).alias("v")).struct.json_encode().str.slice(5))
         .str.strip_suffix("}")
         .alias(n)
         for n in nested

@@ -33,10 +33,8 @@ RUN_SCHEMA = {
     "start_time": pl.Int64,
     "end_time": pl.Int64,
     "artifact_uri": pl.String,
+    "config": pl.String,
 }
-CONFIG_SCHEMA = {"run_id": pl.String, "config": pl.String}
-CHOICE_SCHEMA = {"run_id": pl.String, "group": pl.String, "option": pl.String}
-METRIC_SCHEMA = {"run_id": pl.String, "key": pl.String, "value": pl.Float64}
 PARAM_SCHEMA = {"run_id": pl.String, "key": pl.String, "value": pl.String}
 HISTORY_SCHEMA = {
     "run_id": pl.String,
@@ -45,24 +43,32 @@ HISTORY_SCHEMA = {
     "timestamp": pl.Int64,
     "value": pl.Float64,
 }
+CHOICE_PREFIX = "choice."
+METRIC_PREFIX = "metrics."
 # SQLite allows 32766 bound parameters; chunks well below that keep each query quick.
 CHUNK = 5000
 
 
 @dataclass(frozen=True)
 class Tables:
-    """The runs as read: one row per run, and long tables keyed by run id.
-    `params` holds only the runs that lack the config tag (the fallback)."""
+    """The runs as read. `runs` has one row per run: the RUN_SCHEMA columns
+    (`config` is the config tag, null without it), then `choice.<group>` and
+    `metrics.<name>` columns. `params` holds the params of the runs without
+    the config tag, the fallback."""
 
     runs: pl.DataFrame
-    configs: pl.DataFrame
-    choices: pl.DataFrame
-    metrics: pl.DataFrame
     params: pl.DataFrame
 
 
 def frame(rows: Iterable[Sequence[Any]], schema: dict[str, Any]) -> pl.DataFrame:
-    return pl.DataFrame(list(rows), schema=schema, orient="row")
+    """A frame from row tuples, built column by column (quicker than by row)."""
+    columns = list(zip(*rows, strict=True)) or [()] * len(schema)
+    return pl.DataFrame(
+        [
+            pl.Series(name, column, dtype=dtype)
+            for (name, dtype), column in zip(schema.items(), columns, strict=True)
+        ]
+    )
 
 
 def matches(name: str, patterns: Sequence[str] | None) -> bool:
@@ -105,17 +111,30 @@ class SqliteStore:
             yield connection
 
     def read(self, experiments: Sequence[str] | None, statuses: Sequence[str] | None) -> Tables:
+        """One query for the runs, each row with its config tag, choice tags
+        and latest metrics (looked up by primary key), then the params of the
+        runs without the config tag."""
         with self.connect() as db:
             names = self.experiment_names(db, experiments)
             where, args = run_filter(list(names), statuses)
-            runs = self.runs(db, names, where, args)
-            tags = db.execute(TAGS_QUERY.format(where=where), [*TAG_ARGS, *args]).fetchall()
-            metrics = db.execute(METRICS_QUERY.format(where=where), args).fetchall()
-            configs = frame(((r, v) for r, k, v in tags if k == CONFIG_TAG), CONFIG_SCHEMA)
-            choices = [(r, k[len(CHOICE_TAG_PREFIX) :], v) for r, k, v in tags if k != CONFIG_TAG]
-            without = runs.join(configs, on="run_id", how="anti")["run_id"].to_list()
+            groups = [k for (k,) in db.execute(CHOICE_KEYS_QUERY, TAG_RANGE)]
+            metrics = [k for (k,) in db.execute("SELECT DISTINCT key FROM latest_metrics")]
+            query = RUNS_QUERY.format(
+                extra="".join([CHOICE_COLUMN] * len(groups) + [METRIC_COLUMN] * len(metrics)),
+                where=where,
+            )
+            rows = db.execute(query, [CONFIG_TAG, *groups, *metrics, *args]).fetchall()
+            schema = {**RUN_SCHEMA, "experiment": pl.Int64}
+            schema.update({CHOICE_PREFIX + g[len(CHOICE_TAG_PREFIX) :]: pl.String for g in groups})
+            schema.update({METRIC_PREFIX + m: pl.Float64 for m in metrics})
+            runs = frame(rows, schema)
+            nans = db.execute(
+                "SELECT run_uuid, key FROM latest_metrics WHERE is_nan = 1"
+            ).fetchall()
+            without = runs.filter(pl.col("config").is_null())["run_id"].to_list()
             params = frame(self.params(db, without), PARAM_SCHEMA)
-        return Tables(runs, configs, frame(choices, CHOICE_SCHEMA), metric_frame(metrics), params)
+        experiment = pl.col("experiment").replace_strict(names, return_dtype=pl.String)
+        return Tables(with_nans(runs.with_columns(experiment), nans), params)
 
     @staticmethod
     def experiment_names(
@@ -125,16 +144,6 @@ class SqliteStore:
             "SELECT experiment_id, name FROM experiments WHERE lifecycle_stage = 'active'"
         ).fetchall()
         return {int(i): name for i, name in rows if matches(name, experiments)}
-
-    @staticmethod
-    def runs(
-        db: sqlite3.Connection, names: dict[int, str], where: str, args: list[Any]
-    ) -> pl.DataFrame:
-        rows = db.execute(RUNS_QUERY.format(where=where), args).fetchall()
-        schema = {**RUN_SCHEMA, "experiment": pl.Int64}
-        runs = frame(rows, schema)
-        experiment = pl.col("experiment").replace_strict(names, return_dtype=pl.String)
-        return runs.with_columns(experiment)
 
     @staticmethod
     def params(db: sqlite3.Connection, run_ids: list[str]) -> Iterator[tuple[str, str, str]]:
@@ -171,31 +180,36 @@ def run_filter(experiment_ids: list[int], statuses: Sequence[str] | None) -> tup
 
 
 RUNS_QUERY = (
-    "SELECT r.run_uuid, r.experiment_id, r.status, r.start_time, r.end_time, r.artifact_uri "
+    "SELECT r.run_uuid, r.experiment_id, r.status, r.start_time, r.end_time, r.artifact_uri, "
+    "(SELECT t.value FROM tags t WHERE t.key = ? AND t.run_uuid = r.run_uuid){extra} "
     "FROM runs r WHERE {where}"
 )
-# The config tag and the choice tags: a key range (`.` + 1 is `/`) uses the key index.
-TAGS_QUERY = (
-    "SELECT t.run_uuid, t.key, t.value FROM tags t JOIN runs r ON r.run_uuid = t.run_uuid "
-    "WHERE (t.key = ? OR (t.key > ? AND t.key < ?)) AND {where}"
+CHOICE_COLUMN = ", (SELECT t.value FROM tags t WHERE t.key = ? AND t.run_uuid = r.run_uuid)"
+METRIC_COLUMN = (
+    ", (SELECT m.value FROM latest_metrics m WHERE m.key = ? AND m.run_uuid = r.run_uuid)"
 )
-TAG_ARGS = (CONFIG_TAG, CHOICE_TAG_PREFIX, CHOICE_TAG_PREFIX[:-1] + "/")
-METRICS_QUERY = (
-    "SELECT m.run_uuid, m.key, m.value, m.is_nan FROM latest_metrics m "
-    "JOIN runs r ON r.run_uuid = m.run_uuid WHERE {where}"
-)
+# The choice tags: a key range (`.` + 1 is `/`) uses the tags' primary key index.
+CHOICE_KEYS_QUERY = "SELECT DISTINCT key FROM tags WHERE key > ? AND key < ?"
+TAG_RANGE = (CHOICE_TAG_PREFIX, CHOICE_TAG_PREFIX[:-1] + "/")
 HISTORY_QUERY = (
     "SELECT run_uuid, key, step, timestamp, value, is_nan "
     "FROM metrics WHERE run_uuid IN ({marks}){keys}"
 )
 
 
-def metric_frame(rows: list[tuple[str, str, float, int]]) -> pl.DataFrame:
-    return with_nan(frame(rows, {**METRIC_SCHEMA, "is_nan": pl.Int64}))
+def with_nans(runs: pl.DataFrame, nans: list[tuple[str, str]]) -> pl.DataFrame:
+    """MLflow stores a NaN metric as 0 with `is_nan` set; give the NaN back."""
+    by_metric: dict[str, list[str]] = {}
+    for run_id, key in nans:
+        by_metric.setdefault(METRIC_PREFIX + key, []).append(run_id)
+    return runs.with_columns(
+        pl.when(pl.col("run_id").is_in(ids)).then(float("nan")).otherwise(pl.col(name)).alias(name)
+        for name, ids in by_metric.items()
+        if name in runs.columns
+    )
 
 
 def with_nan(metrics: pl.DataFrame) -> pl.DataFrame:
-    """MLflow stores NaN as 0 with `is_nan` set; give the NaN back."""
     value = pl.when(pl.col("is_nan") == 1).then(float("nan")).otherwise(pl.col("value"))
     return metrics.with_columns(value.alias("value")).drop("is_nan")
 
@@ -218,30 +232,27 @@ class ClientStore:
         found = [
             r for r in self.search(client, list(names)) if not statuses or r.info.status in statuses
         ]
-        runs = frame((run_row(r, names) for r in found), RUN_SCHEMA)
-        configs = [
-            (r.info.run_id, r.data.tags[CONFIG_TAG]) for r in found if CONFIG_TAG in r.data.tags
-        ]
-        choices = [
-            (r.info.run_id, key[len(CHOICE_TAG_PREFIX) :], value)
+        groups = sorted({k for r in found for k in r.data.tags if k.startswith(CHOICE_TAG_PREFIX)})
+        metrics = sorted({k for r in found for k in r.data.metrics})
+        schema = dict(RUN_SCHEMA)
+        schema.update({CHOICE_PREFIX + g[len(CHOICE_TAG_PREFIX) :]: pl.String for g in groups})
+        schema.update({METRIC_PREFIX + m: pl.Float64 for m in metrics})
+        rows = [
+            (
+                *run_row(r, names),
+                r.data.tags.get(CONFIG_TAG),
+                *[r.data.tags.get(g) for g in groups],
+                *[r.data.metrics.get(m) for m in metrics],
+            )
             for r in found
-            for key, value in r.data.tags.items()
-            if key.startswith(CHOICE_TAG_PREFIX)
         ]
-        metrics = [(r.info.run_id, k, v) for r in found for k, v in r.data.metrics.items()]
         params = [
             (r.info.run_id, k, v)
             for r in found
             if CONFIG_TAG not in r.data.tags
             for k, v in r.data.params.items()
         ]
-        return Tables(
-            runs,
-            frame(configs, CONFIG_SCHEMA),
-            frame(choices, CHOICE_SCHEMA),
-            frame(metrics, METRIC_SCHEMA),
-            frame(params, PARAM_SCHEMA),
-        )
+        return Tables(frame(rows, schema), frame(params, PARAM_SCHEMA))
 
     @staticmethod
     def experiment_names(client: MlflowClient, experiments: Sequence[str] | None) -> dict[str, str]:

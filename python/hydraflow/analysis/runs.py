@@ -8,18 +8,15 @@ import os
 from collections.abc import Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
+from typing import Any, Generic, TypeVar, overload
 
 import polars as pl
 
 from hydraflow.analysis.filters import column_name, combine, describe
-from hydraflow.analysis.frame import BASE_SCHEMA, METRIC_PREFIX, build
-from hydraflow.analysis.reading import Store, open_store
+from hydraflow.analysis.frame import BASE_SCHEMA, build
+from hydraflow.analysis.reading import METRIC_PREFIX, Store, open_store
 from hydraflow.errors import FilterError, RunLookupError
 from hydraflow.store import tracking_uri as resolve_uri
-
-if TYPE_CHECKING:
-    import pandas as pd
 
 C = TypeVar("C")
 STATUSES = ("RUNNING", "SCHEDULED", "FINISHED", "FAILED", "KILLED")
@@ -180,8 +177,9 @@ class Runs(Generic[C]):
         """`frame.group_by` (polars semantics), keys with `__` for dots."""
         return self._frame.group_by(self.columns(keys), maintain_order=maintain_order)
 
-    def to_pandas(self) -> pd.DataFrame:
-        """The frame as a pandas DataFrame (needs pandas and pyarrow)."""
+    def to_pandas(self) -> Any:
+        """The frame as a pandas DataFrame (needs pandas and pyarrow: the
+        `hydraflow[pandas]` extra)."""
         return self._frame.to_pandas()
 
     def history(self, *metrics: str) -> pl.DataFrame:
