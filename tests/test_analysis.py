@@ -114,6 +114,7 @@ def test_every_type_keeps_its_type(inside: Path) -> None:
         "model.name": pl.String,
         "seed": pl.Int64,
         "sizes": pl.List(pl.Int64),
+        "metrics.ratio": pl.Float64,
         "metrics.score": pl.Float64,
     }
     assert {k: frame.schema[k] for k in expected} == expected
@@ -122,6 +123,7 @@ def test_every_type_keeps_its_type(inside: Path) -> None:
     assert frame["sizes"].to_list() == [[1, 2]] * 8
     assert sorted(frame["flag"].to_list()) == [False] * 4 + [True] * 4
     assert set(frame["lr"]) == {0.5}
+    assert frame.filter(pl.col("metrics.ratio").is_nan())["flag"].to_list() == [True] * 4
 
 
 def test_the_frame_agrees_with_mlflow(inside: Path) -> None:
@@ -134,7 +136,10 @@ def test_the_frame_agrees_with_mlflow(inside: Path) -> None:
         assert row["start_time"].timestamp() * 1000 == theirs.info.start_time
         assert row["artifact_dir"] == theirs.info.artifact_uri.removeprefix("file://")
         ours = {k.removeprefix("metrics."): v for k, v in row.items() if k.startswith("metrics.")}
-        assert {k: v for k, v in ours.items() if v is not None} == theirs.data.metrics
+        # repr, so that NaN equals NaN
+        assert {k: repr(v) for k, v in ours.items() if v is not None} == {
+            k: repr(v) for k, v in theirs.data.metrics.items()
+        }
         params = {k: v for k, v in row.items() if k not in BASE and not k.startswith("metrics.")}
         assert {k: str(v) for k, v in params.items() if v is not None} == theirs.data.params
 
@@ -231,6 +236,25 @@ def test_group_by_has_polars_semantics(inside: Path) -> None:
     assert table["len"].to_list() == list(TUTORIAL.values())
     depth = hydraflow.load("typed_app").group_by("model__depth").agg(pl.len())
     assert dict(depth.iter_rows()) == {2: 4, 3: 4}
+    pandas = runs.to_pandas()
+    assert pandas.shape == (16, runs.frame.width)
+    assert pandas["width"].dtype.kind == "i"
+
+
+def test_group_choices_become_columns(store: Path, tmp_path: Path) -> None:
+    """`hydraflow.choice.<group>` tags (the decorator's record of Hydra's
+    choices) become `choice.<group>` columns after the config."""
+    db = copy_store(store / "mlflow.db", tmp_path / "choices.db")
+    client = mlflow.MlflowClient(uri(db))
+    for run in hydraflow.load("job_sequential", tracking_uri=uri(db)):
+        size = "big" if run.cfg.width > 100 else "small"
+        client.set_tag(run.run_id, "hydraflow.choice.model", size)
+    loaded = hydraflow.load("job_*", tracking_uri=uri(db))
+    columns = loaded.frame.columns
+    assert columns.index("width") < columns.index("choice.model") < columns.index("metrics.area")
+    assert len(loaded.filter(choice__model="big")) == 3
+    assert loaded.filter(experiment="job_submit").frame["choice.model"].null_count() == 4
+    assert "choice.model" not in hydraflow.load("job_submit", tracking_uri=uri(db)).frame.columns
 
 
 def test_cfg_is_the_dataclass_when_given(inside: Path) -> None:
@@ -372,7 +396,7 @@ def test_the_runs_command_table_csv_and_json(inside: Path) -> None:
     assert lines[0].split() == [
         *["run_id", "experiment", "status", "start_time", "fail", "flag", "height", "label"],
         *["lr", "model.depth", "model.name", "seed", "sizes", "width"],
-        *["metrics.area", "metrics.error", "metrics.score"],
+        *["metrics.area", "metrics.error", "metrics.ratio", "metrics.score"],
     ]
     assert [line.split()[0] for line in lines[1:]] == [r[:8] for r in frame["run_id"]]
     csv = run_cli("runs", "job_sequential", "--format", "csv", cwd=inside)

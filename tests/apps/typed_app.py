@@ -32,6 +32,7 @@ def app(run: Run, cfg: Config) -> None:
         raise RuntimeError("asked to fail")
     for step in range(3):
         mlflow.log_metric("score", cfg.lr * cfg.model.depth + cfg.seed + step, step=step)
+    mlflow.log_metric("ratio", float("nan") if cfg.flag else 1.0)
 
 
 if __name__ == "__main__":
