@@ -122,8 +122,9 @@ def build(path: Path, count: int) -> None:
         client = mlflow.MlflowClient(f"sqlite:///{path}")
         ids = [client.create_experiment(name) for name in EXPERIMENTS]
     artifact_root = folder / "mlruns"
-    artifact_root.mkdir(exist_ok=True)
-    (artifact_root / "hydra.yaml").write_text(HYDRA_YAML)
+    for experiment in ids:  # one per experiment: a file takes at most 65,000 links
+        (artifact_root / experiment).mkdir(parents=True, exist_ok=True)
+        (artifact_root / experiment / "hydra.yaml").write_text(HYDRA_YAML)
     with contextlib.closing(sqlite3.connect(path)) as db:
         for start in range(0, count, 10_000):
             insert_runs(db, ids, artifact_root, range(start, min(count, start + 10_000)))
@@ -191,7 +192,7 @@ def write_artifacts(folder: Path, cfg: dict[str, Any], job: str) -> None:
     hydra.mkdir(parents=True)
     (hydra / "config.yaml").write_text(yaml.safe_dump(cfg))
     (hydra / "overrides.yaml").write_text(f"- seed={cfg['seed']}\n- lr={cfg['lr']}\n")
-    os.link(folder.parents[2] / "hydra.yaml", hydra / "hydra.yaml")
+    os.link(folder.parents[1] / "hydra.yaml", hydra / "hydra.yaml")
     (folder / f"{job}.log").write_text(LOG)
 
 

@@ -184,6 +184,8 @@ def test_exclude_is_the_complement(inside: Path) -> None:
     assert len(kept) + len(left) == 16
     assert set(kept.frame["run_id"]).isdisjoint(left.frame["run_id"])
     assert len(runs.exclude(pl.col("height") == 100)) == 12
+    # the typed app's runs have no width: they never match, so exclude keeps them
+    assert len(hydraflow.load().exclude(width=100)) == 21
 
 
 def test_bad_filters_say_what_is_wrong(inside: Path) -> None:

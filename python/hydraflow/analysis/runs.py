@@ -112,14 +112,18 @@ class Runs(Generic[C]):
         experiments = self._frame["experiment"].unique(maintain_order=True).to_list()
         return f"Runs({len(self)} runs of {', '.join(experiments) or 'no experiment'})"
 
-    def mask(self, predicates: Sequence[Any], criteria: dict[str, Any]) -> pl.Series:
+    def matching(self, predicates: Sequence[Any], criteria: dict[str, Any], keep: bool) -> Runs[C]:
+        """The runs that meet every criterion (`keep`), or all the others: a
+        run lacking a filtered column meets no criterion on it."""
         expr = combine(self._frame, criteria)
         for item in predicates:
             expr = expr & self.predicate(item)
+        expr = expr.fill_null(False)
         try:
-            return self._frame.select(expr.alias("mask")).to_series()
+            return self.derive(self._frame.filter(expr if keep else ~expr))
         except pl.exceptions.PolarsError as error:
-            message = f"cannot filter on {describe(predicates, criteria)}: {error}"
+            reason = str(error).splitlines()[0]
+            message = f"cannot filter on {describe(predicates, criteria)}: {reason}"
             raise FilterError(message) from None
 
     def predicate(self, item: Any) -> pl.Expr:
@@ -131,11 +135,11 @@ class Runs(Generic[C]):
 
     def filter(self, *predicates: Any, **criteria: Any) -> Runs[C]:
         """The runs that meet every criterion."""
-        return self.derive(self._frame.filter(self.mask(predicates, criteria)))
+        return self.matching(predicates, criteria, keep=True)
 
     def exclude(self, *predicates: Any, **criteria: Any) -> Runs[C]:
         """The runs that `filter` with the same criteria leaves out."""
-        return self.derive(self._frame.filter(~self.mask(predicates, criteria)))
+        return self.matching(predicates, criteria, keep=False)
 
     def get(self, *predicates: Any, **criteria: Any) -> Run[C]:
         """The one run that meets the criteria; RunLookupError for none or several."""
