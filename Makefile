@@ -62,15 +62,12 @@ bench: install ## Benchmarks (every benches/*.py), each figure beside its floor 
 
 # Prints each experiment of examples/mlflow.db with its runs by status.
 define SHOW_RUNS
-import collections, mlflow
-client = mlflow.MlflowClient("sqlite:///mlflow.db")
-total = 0
-for e in client.search_experiments(filter_string="name != 'Default'", order_by=["name"]):
-    runs = client.search_runs([e.experiment_id], max_results=10000)
-    total += len(runs)
-    statuses = collections.Counter(r.info.status for r in runs)
-    print(f"{e.name}: {len(runs)} runs {dict(statuses)}")
-print(f"{total} runs in all")
+import hydraflow
+runs = hydraflow.load(status=None)
+for (name,), group in runs.frame.group_by("experiment", maintain_order=True):
+    statuses = dict(group.group_by("status").len().sort("status").iter_rows())
+    print(f"{name}: {len(group)} runs {statuses}")
+print(f"{len(runs)} runs in all")
 endef
 export SHOW_RUNS
 

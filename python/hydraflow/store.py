@@ -181,3 +181,9 @@ def existing_experiment(client: MlflowClient, name: str) -> str | None:
         retry_busy(lambda: client.restore_experiment(experiment.experiment_id))
     experiment_id: str = experiment.experiment_id
     return experiment_id
+
+
+def connect_read_only(path: Path) -> sqlite3.Connection:
+    """A read-only connection to a SQLite store: readers never take a write
+    lock, so they neither block nor disturb the runs being written."""
+    return sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=30)
