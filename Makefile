@@ -17,7 +17,7 @@ $(BIN)/maturin:
 	$(BIN)/pip install --quiet "maturin>=1.9.4,<2"
 
 $(STAMP): $(BIN)/maturin $(RUST_SOURCES) pyproject.toml
-	$(BIN)/maturin develop --release --extras dev --quiet
+	$(BIN)/maturin develop --release --extras dev,cluster --quiet
 	@touch $(STAMP)
 
 .PHONY: install
@@ -25,7 +25,7 @@ install: $(STAMP) ## Create .venv and install hydraflow (release build) with its
 
 .PHONY: build-dev
 build-dev: $(BIN)/maturin ## Rebuild the extension quickly (debug build)
-	$(BIN)/maturin develop --extras dev --quiet
+	$(BIN)/maturin develop --extras dev,cluster --quiet
 
 .PHONY: format
 format: install ## Format Rust and Python code
