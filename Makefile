@@ -42,14 +42,19 @@ lint: install ## cargo fmt/clippy, ruff, mypy and stubtest
 	$(BIN)/mypy python
 	$(PY) -m mypy.stubtest hydraflow._core
 
+.PHONY: services
+services: ## Install SLURM, munge and PostgreSQL (Debian packages) when missing
+	bash .ci/services.sh
+
 .PHONY: test
-test: install ## Set up, then run every test: cargo test and pytest
+test: install services ## Set up, then run every test: cargo test and pytest
 	cargo test --quiet
 	$(BIN)/pytest
 
 .PHONY: bench
-bench: install ## Benchmarks, each figure beside its floor and target
+bench: install services ## Benchmarks, each figure beside its floor and target
 	$(PY) benches/bench_grammar.py
+	$(PY) benches/bench_cluster.py
 
 # Prints each experiment of examples/mlflow.db with its runs by status.
 define SHOW_RUNS

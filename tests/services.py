@@ -33,7 +33,7 @@ INSTALL_HINT = (
 )
 # How long a daemon may take to come up on a loaded machine before the
 # fixture gives up (and shows its log): a bound on a hang, not a measurement.
-STARTUP_SECONDS = 120.0
+STARTUP_SECONDS = 300.0
 STOP_SECONDS = 30.0
 
 
@@ -148,6 +148,40 @@ def find_program(name: str, *folders: str) -> str | None:
             if os.access(candidate, os.X_OK):
                 return str(candidate)
     return None
+
+
+# The app the cluster tests run: one MLflow run per Hydra job, stamping its
+# array task and times. It fails while a file `fail-I` exists (I = cfg.i) and
+# holds, before finishing, while a file `hold` exists in the launch directory.
+APP = """
+import json, logging, os, time
+from dataclasses import dataclass
+from pathlib import Path
+import hydraflow
+
+log = logging.getLogger(__name__)
+
+@dataclass
+class Config:
+    i: int = 0
+    j: int = 0
+
+@hydraflow.main(Config)
+def app(run, cfg):
+    start = time.time()
+    task = os.environ.get("SLURM_ARRAY_TASK_ID", "")
+    log.info("i=%s j=%s in task %s", cfg.i, cfg.j, task)
+    if Path(f"fail-{cfg.i}").exists():
+        raise RuntimeError(f"i={cfg.i} fails on purpose")
+    Path(f"started-{run.info.run_id}").touch()
+    while Path("hold").exists():
+        time.sleep(0.2)
+    with open("stamps.jsonl", "a") as out:
+        out.write(json.dumps({"task": task, "start": start, "end": time.time()}) + "\\n")
+
+if __name__ == "__main__":
+    app()
+"""
 
 
 # --- SLURM ---------------------------------------------------------------
@@ -380,7 +414,10 @@ def start_mlflow_server(daemons: Daemons, database_uri: str, root: Path) -> Trac
     artifacts = root / "artifacts"
     argv = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port)]
     argv += ["--backend-store-uri", database_uri, "--artifacts-destination", str(artifacts)]
-    argv += ["--workers", "2"]
+    # One worker: uvicorn then runs in-process, without a supervisor that
+    # kills a worker slow to start on a loaded machine; it serves requests
+    # from a thread pool.
+    argv += ["--workers", "1"]
     log = root / "mlflow-server.log"
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     daemons.start(argv, log, env=env, cwd=root)

@@ -304,8 +304,8 @@ def submit_and_wait(job: ArrayJob, *, wait_for_tasks: bool) -> int:
     try:
         job_id = submit(job)
         limit = f", at most {job.max_parallel} at once" if job.max_parallel else ""
-        print(f"hydraflow slurm: submitted job {job_id}: {job.tasks} tasks{limit}; logs in {job.folder}")
-        sys.stdout.flush()
+        print(f"hydraflow slurm: submitted job {job_id}: {job.tasks} tasks{limit}", flush=True)
+        print(f"hydraflow slurm: logs in {job.folder}", flush=True)
         if not wait_for_tasks:
             return 0
         return report(job, job_id, wait(job, job_id, sys.stderr), sys.stderr)
@@ -364,7 +364,9 @@ hydraflow appends the parameter file; line N becomes array task N.
     help="Wait for every task, name the failed ones with their logs, exit non-zero "
     "if any failed; Ctrl-C cancels the array.",
 )
-@click.option("--dry-run", is_flag=True, help="Print the sbatch command and script; submit nothing.")
+@click.option(
+    "--dry-run", is_flag=True, help="Print the sbatch command and script; submit nothing."
+)
 @click.pass_context
 def command(
     ctx: click.Context,

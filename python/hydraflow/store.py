@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import re
 import sqlite3
 import time
 from collections.abc import Callable
@@ -139,3 +140,73 @@ def existing_experiment(client: MlflowClient, name: str) -> str | None:
         retry_busy(lambda: client.restore_experiment(experiment.experiment_id))
     experiment_id: str = experiment.experiment_id
     return experiment_id
+
+
+# File systems that several machines mount at once: SQLite's locking (and its
+# WAL mode, which needs shared memory on one host) cannot keep a database on
+# them consistent when writers run on more than one machine.
+NETWORK_FILE_SYSTEMS = frozenset(
+    {
+        "9p",
+        "afs",
+        "beegfs",
+        "ceph",
+        "cifs",
+        "fuse.ceph",
+        "fuse.glusterfs",
+        "fuse.sshfs",
+        "glusterfs",
+        "gpfs",
+        "lustre",
+        "ncpfs",
+        "nfs",
+        "nfs4",
+        "panfs",
+        "pvfs2",
+        "smb3",
+        "smbfs",
+        "wekafs",
+    }
+)
+MOUNTS = Path("/proc/mounts")
+CLUSTER_DOCS = "README.md, section 'Running on a cluster'"
+
+
+def network_store_warning(uri: str, mounts: Path = MOUNTS) -> str | None:
+    """A one-line warning when `uri` is a SQLite store on a network file
+    system (NFS, Lustre, GPFS, CIFS...), found from the mount table; else None."""
+    path = sqlite_path(uri)
+    if path is None:
+        return None
+    try:
+        table = mounts.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+    file_system = mount_type(path.resolve(), table)
+    if file_system not in NETWORK_FILE_SYSTEMS:
+        return None
+    return (
+        f"the SQLite store {path} is on {file_system}, a network file system: runs written "
+        f"from several machines can block or corrupt it; use an MLflow tracking server "
+        f"(see {CLUSTER_DOCS})"
+    )
+
+
+def mount_type(path: Path, table: str) -> str | None:
+    """The type of the file system holding `path`: the deepest mount point above it."""
+    deepest, found = -1, None
+    for line in table.splitlines():
+        fields = line.split()
+        if len(fields) < 3:
+            continue
+        point = Path(unescape_mount(fields[1]))
+        depth = len(point.parts)
+        # At equal depth a later line wins: it is mounted over the earlier one.
+        if depth >= deepest and path.is_relative_to(point):
+            deepest, found = depth, fields[2]
+    return found
+
+
+def unescape_mount(field: str) -> str:
+    """/proc/mounts writes a space in a path as \\040 (octal), and so on."""
+    return re.sub(r"\\([0-7]{3})", lambda match: chr(int(match.group(1), 8)), field)
