@@ -4,15 +4,19 @@ concurrent writers, with MLflow's own client as the oracle."""
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
 from collections import Counter
+from multiprocessing.queues import Queue
+from multiprocessing.synchronize import Barrier
 from pathlib import Path
 
 import mlflow
+import pytest
 import yaml
 
 from tests.services import (
@@ -119,9 +123,12 @@ def test_slurm_array_tasks_write_to_the_server(
     assert first.returncode == 1, first.stdout + first.stderr
     assert "task 2 FAILED" in first.stderr
     statuses = Counter(r.info.status for r in server_runs(tracking_server, "on_server"))
-    # Hydra stops a multirun at its first failed job: i=1, j=1 never started.
-    assert statuses == {"FINISHED": 4, "FAILED": 1}
-    [failed] = [r for r in server_runs(tracking_server, "on_server") if r.info.status == "FAILED"]
+    assert statuses == {"FINISHED": 4, "FAILED": 2}
+    failed = {
+        r.info.run_id
+        for r in server_runs(tracking_server, "on_server")
+        if r.info.status == "FAILED"
+    }
 
     (tmp_path / "fail-1").unlink()
     second = hydraflow(tracking_server, tmp_path, "run", "on_server", cluster=slurm)
@@ -133,21 +140,24 @@ def test_slurm_array_tasks_write_to_the_server(
     assert {(r.data.params["i"], r.data.params["j"]) for r in runs} == {
         (str(i), str(j)) for i in range(3) for j in range(2)
     }
-    assert failed.info.run_id in {r.info.run_id for r in runs}
-    resumed = next(r for r in runs if r.info.run_id == failed.info.run_id)
-    log = artifact_text(tracking_server, resumed, "on_server.log")
-    assert log.count("i=1 j=0 in task 2") == 2
+    assert failed <= {r.info.run_id for r in runs}
+    for run in (r for r in runs if r.info.run_id in failed):
+        log = artifact_text(tracking_server, run, "on_server.log")
+        assert log.count(f"i=1 j={run.data.params['j']} in task 2") == 2
     assert not (tmp_path / "mlflow.db").exists()
 
 
 WRITERS, RUNS_PER_WRITER = 4, 16
+MACHINES = 6
 
 
 def test_concurrent_writers_lose_and_duplicate_nothing(
     tracking_server: TrackingServer, tmp_path: Path
 ) -> None:
     """Four launch directories, as on four machines, write 16 runs each to
-    one experiment at once."""
+    one experiment at once. The experiment exists beforehand: creating it
+    at once from several machines is the next test's race."""
+    mlflow.MlflowClient(tracking_server.uri).create_experiment("writers")
     processes = []
     for writer in range(WRITERS):
         folder = tmp_path / f"machine{writer}"
@@ -175,3 +185,44 @@ def test_concurrent_writers_lose_and_duplicate_nothing(
     configs = {(r.data.params["i"], r.data.params["j"]) for r in runs}
     assert len(configs) == WRITERS * RUNS_PER_WRITER
     assert len({r.data.tags["hydraflow.digest"] for r in runs}) == WRITERS * RUNS_PER_WRITER
+
+
+def open_experiment_at_once(uri: str, name: str, folder: str, barrier: Barrier, out: Queue) -> None:
+    """In a fresh process: hydraflow's experiment lookup-or-create, started
+    together with the others; puts the id (or the error) on `out`."""
+    from hydraflow.store import open_new_experiment
+
+    barrier.wait()
+    try:
+        out.put(open_new_experiment(uri, name, Path(folder))[1])
+    except Exception as error:
+        out.put(f"error: {error}")
+
+
+@pytest.mark.xfail(
+    reason="race in hydraflow.store.open_new_experiment: it looks the experiment up "
+    "(get_experiment_by_name) and creates it if missing under a file lock in the launch "
+    "directory only; writers in different launch directories (different machines) that "
+    "create one new experiment at once all miss it, and all but one get "
+    "RESOURCE_ALREADY_EXISTS from the server, failing their job",
+    strict=False,
+)
+def test_machines_creating_one_experiment_at_once_all_get_it(
+    tracking_server: TrackingServer, tmp_path: Path
+) -> None:
+    context = multiprocessing.get_context("spawn")
+    barrier, out = context.Barrier(MACHINES), context.Queue()
+    processes = []
+    for machine in range(MACHINES):
+        folder = tmp_path / f"machine{machine}"
+        folder.mkdir()
+        args = (tracking_server.uri, "created_at_once", str(folder), barrier, out)
+        processes.append(context.Process(target=open_experiment_at_once, args=args))
+    for process in processes:
+        process.start()
+    ids = [out.get(timeout=600) for _ in processes]
+    for process in processes:
+        process.join(timeout=60)
+    experiment = mlflow.MlflowClient(tracking_server.uri).get_experiment_by_name("created_at_once")
+    assert experiment is not None
+    assert ids == [experiment.experiment_id] * MACHINES

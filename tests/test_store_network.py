@@ -6,7 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from hydraflow.store import MOUNTS, mount_type, network_store_warning
 
 TABLE = """\
