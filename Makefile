@@ -25,7 +25,7 @@ $(BIN)/maturin:
 	$(call LOGGED,hydraflow: creating $(VENV) with pip and maturin,$(BIN)/pip install -q -q --upgrade pip "maturin>=1.9.4$(COMMA)<2")
 
 $(STAMP): $(BIN)/maturin $(RUST_SOURCES) pyproject.toml
-	$(call LOGGED,hydraflow: building the Rust core (release) and installing with dev tools,$(BIN)/maturin develop --release --extras dev --quiet)
+	$(call LOGGED,hydraflow: building the Rust core (release) and installing with dev tools,$(BIN)/maturin develop --release --extras dev$(COMMA)cluster --quiet)
 	@touch $(STAMP)
 	@echo "hydraflow: installed $$($(PY) -c 'import hydraflow; print(hydraflow.__version__)') in $(VENV) (log: $(SETUP_LOG))"
 
@@ -34,7 +34,7 @@ install: $(STAMP) ## Create .venv and install hydraflow (release build) with its
 
 .PHONY: build-dev
 build-dev: $(BIN)/maturin ## Rebuild the extension quickly (debug build)
-	$(call LOGGED,hydraflow: building the Rust core (debug),$(BIN)/maturin develop --extras dev --quiet)
+	$(call LOGGED,hydraflow: building the Rust core (debug),$(BIN)/maturin develop --extras dev$(COMMA)cluster --quiet)
 
 .PHONY: format
 format: install ## Format Rust and Python code
@@ -51,13 +51,17 @@ lint: install ## cargo fmt/clippy, ruff, mypy and stubtest
 	$(BIN)/mypy python
 	$(PY) -m mypy.stubtest hydraflow._core
 
+.PHONY: services
+services: ## Install SLURM, munge and PostgreSQL (Debian packages) when missing
+	bash .ci/services.sh
+
 .PHONY: test
-test: install ## Set up, then run every test: cargo test and pytest
+test: install services ## Set up, then run every test: cargo test and pytest
 	cargo test --quiet
 	$(BIN)/pytest
 
 .PHONY: bench
-bench: install ## Benchmarks (every benches/*.py), each figure beside its floor and target
+bench: install services ## Benchmarks (every benches/*.py), each figure beside its floor and target
 	@status=0; for bench in benches/*.py; do echo "== $$bench"; $(PY) $$bench || status=1; done; exit $$status
 
 # Prints each experiment of examples/mlflow.db with its runs by status.

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 import click
 
-from hydraflow import __version__
+from hydraflow import __version__, slurm
 from hydraflow.errors import HydraflowError, JobNotFoundError
 from hydraflow.jobs import DEFAULT_FILE, Job, JobsFile, load_jobs
 
@@ -51,6 +51,8 @@ class RunCommand(click.Command):
 def cli() -> None:
     """Run the Hydra jobs of hydraflow.yaml; every run lands in MLflow."""
 
+
+cli.add_command(slurm.command)
 
 config_option = click.option(
     "-c",
