@@ -72,8 +72,10 @@ def tutorial(root: Path) -> None:
     again = hydraflow(folder, "run", "job_sequential")
     print("job_sequential (2 commands, 6 runs)")
     print(f"  first run            {first:7.2f} s")
-    print(f"  re-run, all finished {again:7.2f} s = {again / 2:.3f} s per command "
-          f"({again / first:.3f}x the first run; target <= {TARGET_SECONDS} s per command)")
+    print(
+        f"  re-run, all finished {again:7.2f} s = {again / 2:.3f} s per command "
+        f"({again / first:.3f}x the first run; target <= {TARGET_SECONDS} s per command)"
+    )
 
 
 def partly_finished(root: Path, commands: int = 200, unfinished: int = 10) -> None:
@@ -93,8 +95,10 @@ def partly_finished(root: Path, commands: int = 200, unfinished: int = 10) -> No
     per_finished = max(0.0, again - deleted * per_run) / finished
     print(f"sweep ({commands} commands, {deleted} of them unfinished)")
     print(f"  first run (-j 2)     {first:7.2f} s ({per_run:.2f} s per command, one at a time)")
-    print(f"  re-run               {again:7.2f} s, of which about {deleted * per_run:.1f} s "
-          f"for the {deleted} commands that ran")
+    print(
+        f"  re-run               {again:7.2f} s, of which about {deleted * per_run:.1f} s "
+        f"for the {deleted} commands that ran"
+    )
     print(f"  per finished command {per_finished:7.3f} s (target <= {TARGET_SECONDS} s)")
 
 
