@@ -25,7 +25,7 @@ $(BIN)/maturin:
 	$(call LOGGED,hydraflow: creating $(VENV) with pip and maturin,$(BIN)/pip install -q -q --upgrade pip "maturin>=1.9.4$(COMMA)<2")
 
 $(STAMP): $(BIN)/maturin $(RUST_SOURCES) pyproject.toml
-	$(call LOGGED,hydraflow: building the Rust core (release) and installing with dev tools,$(BIN)/maturin develop --release --extras dev --quiet)
+	$(call LOGGED,hydraflow: building the Rust core (release) and installing with dev tools,$(BIN)/maturin develop --release --extras dev$(COMMA)cluster --quiet)
 	@touch $(STAMP)
 	@echo "hydraflow: installed $$($(PY) -c 'import hydraflow; print(hydraflow.__version__)') in $(VENV) (log: $(SETUP_LOG))"
 
@@ -34,7 +34,7 @@ install: $(STAMP) ## Create .venv and install hydraflow (release build) with its
 
 .PHONY: build-dev
 build-dev: $(BIN)/maturin ## Rebuild the extension quickly (debug build)
-	$(call LOGGED,hydraflow: building the Rust core (debug),$(BIN)/maturin develop --extras dev --quiet)
+	$(call LOGGED,hydraflow: building the Rust core (debug),$(BIN)/maturin develop --extras dev$(COMMA)cluster --quiet)
 
 .PHONY: format
 format: install ## Format Rust and Python code
@@ -51,32 +51,33 @@ lint: install ## cargo fmt/clippy, ruff, mypy and stubtest
 	$(BIN)/mypy python
 	$(PY) -m mypy.stubtest hydraflow._core
 
+.PHONY: services
+services: ## Install SLURM, munge and PostgreSQL (Debian packages) when missing
+	bash .ci/services.sh
+
 .PHONY: test
-test: install ## Set up, then run every test: cargo test and pytest
+test: install services ## Set up, then run every test: cargo test and pytest
 	cargo test --quiet
 	$(BIN)/pytest
 
 .PHONY: bench
-bench: install ## Benchmarks (every benches/*.py), each figure beside its floor and target
+bench: install services ## Benchmarks (every benches/*.py), each figure beside its floor and target
 	@status=0; for bench in benches/*.py; do echo "== $$bench"; $(PY) $$bench || status=1; done; exit $$status
 
 # Prints each experiment of examples/mlflow.db with its runs by status.
 define SHOW_RUNS
-import collections, mlflow
-client = mlflow.MlflowClient("sqlite:///mlflow.db")
-total = 0
-for e in client.search_experiments(filter_string="name != 'Default'", order_by=["name"]):
-    runs = client.search_runs([e.experiment_id], max_results=10000)
-    total += len(runs)
-    statuses = collections.Counter(r.info.status for r in runs)
-    print(f"{e.name}: {len(runs)} runs {dict(statuses)}")
-print(f"{total} runs in all")
+import hydraflow
+runs = hydraflow.load(status=None)
+for (name,), group in runs.frame.group_by("experiment", maintain_order=True):
+    statuses = dict(group.group_by("status").len().sort("status").iter_rows())
+    print(f"{name}: {len(group)} runs {statuses}")
+print(f"{len(runs)} runs in all")
 endef
 export SHOW_RUNS
 
 .PHONY: tutorial
 tutorial: install ## Set up, then run the tutorial in examples/
-	cd examples && rm -rf mlruns mlflow.db multirun outputs && export PATH="$(CURDIR)/$(BIN):$$PATH" && \
+	cd examples && rm -rf mlruns mlflow.db multirun outputs .hydraflow && export PATH="$(CURDIR)/$(BIN):$$PATH" && \
 	  hydraflow run job_sequential && hydraflow run job_parallel && hydraflow run job_submit && \
 	  python -c "$$SHOW_RUNS"
 

@@ -463,16 +463,31 @@ def test_the_cli_runs_24_configs_and_a_rerun_skips_them(tmp_path: Path) -> None:
         assert run.data.tags["hydraflow.choice.optimizer"] == "adam"
     assert len({run.data.tags["hydraflow.digest"] for run in runs}) == 24
 
+    assert "24 runs: 24 finished" in first.stderr
+
+    # Nothing changed: the CLI proves every command finished and starts none.
     again = run_cli(project, "run", "train", "-j", "2")
     assert again.returncode == 0, again.stderr[-3000:]
-    assert_no_warnings(again.stderr)
-    assert {run.info.run_id for run in runs_of(store_uri, "train")} == {
+    assert "4 commands: 0 finished, 4 skipped; 24 runs: 24 skipped" in again.stderr
+    assert run_ids(store_uri) == {run.info.run_id for run in runs}
+
+    # A config file changed (a comment only): the apps start, compose, and
+    # skip every job themselves, each naming its run.
+    config = project / "conf" / "config.yaml"
+    config.write_text(config.read_text() + "# tuned later\n")
+    third = run_cli(project, "run", "train", "-j", "2")
+    assert third.returncode == 0, third.stderr[-3000:]
+    assert_no_warnings(third.stderr)
+    assert run_ids(store_uri) == {run.info.run_id for run in runs}
+    skips = [line for line in (third.stdout + third.stderr).splitlines() if "skipped" in line]
+    assert {run.info.run_id for run in runs if any(run.info.run_id in s for s in skips)} == {
         run.info.run_id for run in runs
     }
-    # The summary counts runs by outcome: all ran the first time, all were
-    # skipped the second (by the app, or by the CLI without starting it).
-    assert "; 24 runs: 24 finished; " in first.stderr
-    assert "; 24 runs: 24 skipped; " in again.stderr
+    assert "24 runs: 24 skipped" in third.stderr
+
+
+def run_ids(store_uri: str) -> set[str]:
+    return {run.info.run_id for run in runs_of(store_uri, "train")}
 
 
 def test_a_mandatory_value_left_unset_is_refused_without_a_traceback(

@@ -1,7 +1,8 @@
 """hydraflow: run Hydra sweeps from a jobs file and track every run in MLflow.
 
-The tracking half (`main`, `start_run`, ...) imports MLflow and Hydra, so it
-is loaded on first use: `import hydraflow` and the CLI stay fast.
+The tracking half (`main`, `start_run`, ...) imports MLflow and Hydra, and
+the analysis half (`load`, `Runs`, `Run`) imports polars, so both are loaded
+on first use: `import hydraflow` and the CLI stay fast.
 """
 
 from __future__ import annotations
@@ -11,12 +12,15 @@ from typing import TYPE_CHECKING, Any
 from hydraflow._core import SweepSyntaxError, __version__, collect, count, expand, iter_expand
 
 if TYPE_CHECKING:
+    from hydraflow.analysis import Run, Runs, load
     from hydraflow.tracking.artifacts import chdir_artifact, get_artifact_dir
     from hydraflow.tracking.decorator import main
     from hydraflow.tracking.resume import is_resumed, last_step
     from hydraflow.tracking.runs import start_run
 
 __all__ = [
+    "Run",
+    "Runs",
     "SweepSyntaxError",
     "__version__",
     "chdir_artifact",
@@ -27,11 +31,15 @@ __all__ = [
     "is_resumed",
     "iter_expand",
     "last_step",
+    "load",
     "main",
     "start_run",
 ]
 
 _LAZY = {
+    "load": "hydraflow.analysis",
+    "Runs": "hydraflow.analysis",
+    "Run": "hydraflow.analysis",
     "main": "hydraflow.tracking.decorator",
     "start_run": "hydraflow.tracking.runs",
     "get_artifact_dir": "hydraflow.tracking.artifacts",

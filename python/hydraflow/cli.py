@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 import click
 
-from hydraflow import __version__
+from hydraflow import __version__, slurm
 from hydraflow.errors import HydraflowError, JobNotFoundError
 from hydraflow.jobs import DEFAULT_FILE, Job, JobsFile, load_jobs
 
@@ -51,6 +51,8 @@ class RunCommand(click.Command):
 def cli() -> None:
     """Run the Hydra jobs of hydraflow.yaml; every run lands in MLflow."""
 
+
+cli.add_command(slurm.command)
 
 config_option = click.option(
     "-c",
@@ -235,3 +237,41 @@ def normalised_yaml(job: Job) -> str:
     body["sets"] = sets
     text: str = yaml.safe_dump({job.name: body}, sort_keys=False, allow_unicode=True)
     return text
+
+
+@cli.command(
+    epilog="\b\nJOB arguments are experiment names or glob patterns (all when none);\n"
+    "KEY=VALUES arguments keep the runs whose KEY is one of VALUES (sweep grammar:\n"
+    "width=100,300  height=100:300:100  lr/m=1,2). Examples:\n"
+    "  hydraflow runs job_sequential width=100\n"
+    "  hydraflow runs 'job_*' --status all --format csv > runs.csv"
+)
+@click.argument("args", nargs=-1)
+@click.option(
+    "--status",
+    default="FINISHED",
+    show_default=True,
+    help="A run status, several joined by commas, or 'all'.",
+)
+@click.option(
+    "--format",
+    "output",
+    type=click.Choice(["table", "csv", "json"]),
+    default="table",
+    show_default=True,
+    help="How to print the runs.",
+)
+@click.option(
+    "--tracking-uri",
+    default=None,
+    metavar="URI",
+    help="The MLflow store [default: MLFLOW_TRACKING_URI, else sqlite:///mlflow.db].",
+)
+def runs(args: tuple[str, ...], status: str, output: str, tracking_uri: str | None) -> None:
+    """List the runs of a store, one row per run: [JOB...] [KEY=VALUES...]."""
+    from hydraflow.analysis.listing import list_runs
+
+    try:
+        list_runs(args, status=status, output=output, tracking_uri=tracking_uri, out=sys.stdout)
+    except HydraflowError as error:
+        fail(error)

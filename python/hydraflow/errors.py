@@ -34,3 +34,25 @@ class ProgramError(HydraflowError):
     """The job's program does not exist or cannot be executed."""
 
     exit_code = NOT_RUNNABLE
+
+
+class StoreNotFoundError(HydraflowError, FileNotFoundError):
+    """`hydraflow.load` found no MLflow store where it looked."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        super().__init__(f"no MLflow store at {path}: run some jobs there first, or pass its URI")
+
+
+class RunLookupError(HydraflowError, LookupError):
+    """`runs.get(...)` matched no run or several; `count` says how many."""
+
+    def __init__(self, count: int, criteria: str) -> None:
+        self.count = count
+        which = "no run matches" if count == 0 else f"{count} runs match"
+        super().__init__(f"{which} {criteria}; expected exactly one")
+
+
+class FilterError(HydraflowError, ValueError):
+    """A filter names a column the runs do not have, or a value that cannot
+    be compared with it."""

@@ -9,8 +9,10 @@ block writers, and calls that still meet a busy database are retried.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import random
+import re
 import sqlite3
 import time
 from collections.abc import Callable
@@ -129,6 +131,9 @@ def open_experiment(uri: str, name: str, launch_dir: Path) -> tuple[MlflowClient
             _opened[key] = open_new_experiment(uri, name, launch_dir)
         except Exception as error:
             raise StoreError(uri, error) from error
+        warning = network_store_warning(uri)
+        if warning is not None:
+            logging.getLogger("hydraflow").warning("%s", warning)
     import mlflow
 
     mlflow.set_tracking_uri(uri)
@@ -157,7 +162,19 @@ def open_new_experiment(uri: str, name: str, launch_dir: Path) -> tuple[MlflowCl
             use_wal(uri)
             if found is not None:
                 return client, found
-            return client, retry_busy(lambda: client.create_experiment(name, tags=EXPERIMENT_TAGS))
+            return client, create_experiment(client, name)
+
+
+def create_experiment(client: MlflowClient, name: str) -> str:
+    """Creates experiment `name`. Another machine may create it at the same
+    moment (the file lock covers one launch directory only): then its id."""
+    try:
+        return retry_busy(lambda: client.create_experiment(name, tags=EXPERIMENT_TAGS))
+    except Exception:
+        found = existing_experiment(client, name)
+        if found is None:
+            raise
+        return found
 
 
 def existing_experiment(client: MlflowClient, name: str) -> str | None:
@@ -169,3 +186,79 @@ def existing_experiment(client: MlflowClient, name: str) -> str | None:
         retry_busy(lambda: client.restore_experiment(experiment.experiment_id))
     experiment_id: str = experiment.experiment_id
     return experiment_id
+
+
+def connect_read_only(path: Path) -> sqlite3.Connection:
+    """A read-only connection to a SQLite store: readers never take a write
+    lock, so they neither block nor disturb the runs being written."""
+    return sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=30)
+
+
+# File systems that several machines mount at once: SQLite's locking (and its
+# WAL mode, which needs shared memory on one host) cannot keep a database on
+# them consistent when writers run on more than one machine.
+NETWORK_FILE_SYSTEMS = frozenset(
+    {
+        "9p",
+        "afs",
+        "beegfs",
+        "ceph",
+        "cifs",
+        "fuse.ceph",
+        "fuse.glusterfs",
+        "fuse.sshfs",
+        "glusterfs",
+        "gpfs",
+        "lustre",
+        "ncpfs",
+        "nfs",
+        "nfs4",
+        "panfs",
+        "pvfs2",
+        "smb3",
+        "smbfs",
+        "wekafs",
+    }
+)
+MOUNTS = Path("/proc/mounts")
+CLUSTER_DOCS = "README.md, section 'Running on a cluster'"
+
+
+def network_store_warning(uri: str, mounts: Path = MOUNTS) -> str | None:
+    """A one-line warning when `uri` is a SQLite store on a network file
+    system (NFS, Lustre, GPFS, CIFS...), found from the mount table; else None."""
+    path = sqlite_path(uri)
+    if path is None:
+        return None
+    try:
+        table = mounts.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+    file_system = mount_type(path.resolve(), table)
+    if file_system not in NETWORK_FILE_SYSTEMS:
+        return None
+    return (
+        f"the SQLite store {path} is on {file_system}, a network file system: runs written "
+        f"from several machines can block or corrupt it; use an MLflow tracking server "
+        f"(see {CLUSTER_DOCS})"
+    )
+
+
+def mount_type(path: Path, table: str) -> str | None:
+    """The type of the file system holding `path`: the deepest mount point above it."""
+    deepest, found = -1, None
+    for line in table.splitlines():
+        fields = line.split()
+        if len(fields) < 3:
+            continue
+        point = Path(unescape_mount(fields[1]))
+        depth = len(point.parts)
+        # At equal depth a later line wins: it is mounted over the earlier one.
+        if depth >= deepest and path.is_relative_to(point):
+            deepest, found = depth, fields[2]
+    return found
+
+
+def unescape_mount(field: str) -> str:
+    """/proc/mounts writes a space in a path as \\040 (octal), and so on."""
+    return re.sub(r"\\([0-7]{3})", lambda match: chr(int(match.group(1), 8)), field)

@@ -48,9 +48,16 @@ def to_record(config: Any) -> tuple[str, dict[str, Any]]:
 def typed(cfg: DictConfig, node: Any) -> Any:
     """The config as the app expects it: an instance of the dataclass it was
     declared with, or the DictConfig itself."""
-    if dataclasses.is_dataclass(node):
+    from omegaconf.errors import OmegaConfBaseException
+
+    if not dataclasses.is_dataclass(node):
+        return cfg
+    try:
         return OmegaConf.to_object(cfg)
-    return cfg
+    except OmegaConfBaseException as error:
+        kind = node if isinstance(node, type) else type(node)
+        message = str(error).strip().splitlines()[0]
+        raise HydraflowError(f"the config does not fit {kind.__qualname__}: {message}") from None
 
 
 def save_yaml(container: dict[str, Any], path: Path) -> None:

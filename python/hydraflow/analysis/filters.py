@@ -1,0 +1,77 @@
+"""`runs.filter(...)` arguments to one polars expression."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import polars as pl
+
+from hydraflow.errors import FilterError
+
+
+def column_name(key: str, columns: Sequence[str]) -> str:
+    """A column by its name or with `__` for dots (`model__depth`)."""
+    if key in columns:
+        return key
+    dotted = key.replace("__", ".")
+    if dotted in columns:
+        return dotted
+    known = ", ".join(columns)
+    raise FilterError(f"no column {key!r} in the runs; the columns are: {known}")
+
+
+def condition(frame: pl.DataFrame, key: str, value: Any) -> pl.Expr:
+    """The rows whose `key` matches `value`: equal to it; any of a list;
+    within an inclusive 2-tuple range (None for an open end); or for which
+    a callable returns true."""
+    name = column_name(key, frame.columns)
+    column = pl.col(name)
+    dtype = frame.schema[name]
+    if callable(value):
+        return predicate(frame, name, value)
+    if isinstance(value, tuple):
+        return in_range(column, name, value)
+    if isinstance(value, list) and not (isinstance(dtype, pl.List) and not nested(value)):
+        choices = pl.Series(values=value, dtype=dtype, strict=False)
+        return column.is_in(choices.implode() if isinstance(dtype, pl.List) else choices)
+    if value is None:
+        return column.is_null()
+    if isinstance(dtype, pl.List):
+        value = pl.lit(pl.Series([value], dtype=dtype, strict=False)).first()
+    equal: pl.Expr = column == value
+    return equal
+
+
+def nested(values: list[Any]) -> bool:
+    return bool(values) and all(isinstance(v, list) for v in values)
+
+
+def in_range(column: pl.Expr, name: str, bounds: tuple[Any, ...]) -> pl.Expr:
+    if len(bounds) != 2:
+        raise FilterError(f"{name}: a range is a 2-tuple (low, high), not {bounds!r}")
+    low, high = bounds
+    expr = pl.lit(True)
+    if low is not None:
+        expr = expr & (column >= low)
+    if high is not None:
+        expr = expr & (column <= high)
+    return expr
+
+
+def predicate(frame: pl.DataFrame, name: str, test: Callable[[Any], Any]) -> pl.Expr:
+    mask = [bool(test(value)) for value in frame[name]]
+    return pl.lit(pl.Series(mask, dtype=pl.Boolean))
+
+
+def combine(frame: pl.DataFrame, criteria: Mapping[str, Any]) -> pl.Expr:
+    expr = pl.lit(True)
+    for key, value in criteria.items():
+        expr = expr & condition(frame, key, value)
+    return expr
+
+
+def describe(predicates: Sequence[Any], criteria: Mapping[str, Any]) -> str:
+    """The criteria as the user wrote them, for error messages."""
+    parts = [repr(p) for p in predicates] + [f"{k}={v!r}" for k, v in criteria.items()]
+    return ", ".join(parts) if parts else "(no criteria)"

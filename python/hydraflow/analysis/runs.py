@@ -1,0 +1,312 @@
+"""`hydraflow.load`, `Runs` and `Run`: the runs of a store as data."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from collections.abc import Iterator, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Generic, TypeVar, overload
+
+import polars as pl
+
+from hydraflow.analysis.filters import column_name, combine, describe
+from hydraflow.analysis.frame import BASE_SCHEMA, build
+from hydraflow.analysis.reading import METRIC_PREFIX, Store, open_store
+from hydraflow.errors import FilterError, RunLookupError
+from hydraflow.store import tracking_uri as resolve_uri
+
+C = TypeVar("C")
+STATUSES = ("RUNNING", "SCHEDULED", "FINISHED", "FAILED", "KILLED")
+
+
+def load(
+    experiments: str | Sequence[str] | None = None,
+    *,
+    tracking_uri: str | None = None,
+    status: str | Sequence[str] | None = "FINISHED",
+    config: type[C] | None = None,
+) -> Runs[C]:
+    """Every run of the matching experiments, typed, as `Runs`.
+
+    `experiments`: a name, a glob pattern (`"job_*"`), a list of them, or None
+    for all. `tracking_uri`: the store, resolved as `@hydraflow.main` does
+    (else MLFLOW_TRACKING_URI, else `mlflow.db` in the current directory).
+    `status`: a run status, a list, or None for all. `config`: the app's
+    dataclass, so that `run.cfg` is an instance of it.
+
+    A SQLite store is read directly, read-only and in bulk; any other URI
+    (a tracking server) through MLflow's client, with the same result.
+    Deleted runs and deleted experiments are left out.
+    """
+    store = open_store(resolve_uri(tracking_uri, Path.cwd()))
+    patterns = [experiments] if isinstance(experiments, str) else experiments
+    frame, configs = build(store.read(patterns, statuses(status)))
+    return Runs(frame, configs, store, config)
+
+
+def statuses(status: str | Sequence[str] | None) -> list[str] | None:
+    if status is None:
+        return None
+    wanted = [status] if isinstance(status, str) else list(status)
+    upper = [s.upper() for s in wanted]
+    unknown = [s for s in upper if s not in STATUSES]
+    if unknown:
+        raise FilterError(f"unknown run status {unknown[0]!r}; a status is one of {STATUSES}")
+    return upper
+
+
+class Runs(Generic[C]):
+    """Runs as a polars frame (`.frame`) and as `Run` objects.
+
+    Every method returns new `Runs` (or a frame); none changes this one.
+    `filter`, `exclude`, `get`, `try_get`, `first` and `last` take the same
+    criteria: `key=value` (equal), `key=[a, b]` (any of), `key=(low, high)`
+    (inclusive range, None for an open end), `key=callable` (true for the
+    value); `__` stands for a dot (`model__depth=3`); positional criteria are
+    polars expressions or functions of a `Run`.
+    """
+
+    def __init__(
+        self, frame: pl.DataFrame, configs: pl.DataFrame, store: Store, config: type[C] | None
+    ) -> None:
+        self._frame = frame
+        self._configs = configs
+        self._store = store
+        self._config = config
+        self._texts: dict[str, str] | None = None
+
+    @property
+    def frame(self) -> pl.DataFrame:
+        """One row per run: run_id, experiment, status, start_time,
+        end_time, artifact_dir, a column per config key (dotted), a column
+        `choice.<group>` per config group, then `metrics.<name>` (latest)."""
+        return self._frame
+
+    def derive(self, frame: pl.DataFrame) -> Runs[C]:
+        runs = Runs(frame, self._configs, self._store, self._config)
+        runs._texts = self._texts
+        return runs
+
+    def __len__(self) -> int:
+        return self._frame.height
+
+    def __iter__(self) -> Iterator[Run[C]]:
+        for row in self._frame.iter_rows(named=True):
+            yield Run(row, self)
+
+    @overload
+    def __getitem__(self, index: int) -> Run[C]: ...
+    @overload
+    def __getitem__(self, index: slice) -> Runs[C]: ...
+    def __getitem__(self, index: int | slice) -> Run[C] | Runs[C]:
+        if isinstance(index, slice):
+            return self.derive(self._frame[index])
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"run index {index} out of range for {len(self)} runs")
+        return Run(self._frame.row(index, named=True), self)
+
+    def __repr__(self) -> str:
+        experiments = self._frame["experiment"].unique(maintain_order=True).to_list()
+        return f"Runs({len(self)} runs of {', '.join(experiments) or 'no experiment'})"
+
+    def matching(self, predicates: Sequence[Any], criteria: dict[str, Any], keep: bool) -> Runs[C]:
+        """The runs that meet every criterion (`keep`), or all the others: a
+        run lacking a filtered column meets no criterion on it."""
+        expr = combine(self._frame, criteria)
+        for item in predicates:
+            expr = expr & self.predicate(item)
+        expr = expr.fill_null(False)
+        try:
+            return self.derive(self._frame.filter(expr if keep else ~expr))
+        except pl.exceptions.PolarsError as error:
+            reason = str(error).splitlines()[0]
+            message = f"cannot filter on {describe(predicates, criteria)}: {reason}"
+            raise FilterError(message) from None
+
+    def predicate(self, item: Any) -> pl.Expr:
+        if isinstance(item, pl.Expr):
+            return item
+        if callable(item):
+            return pl.lit(pl.Series([bool(item(run)) for run in self], dtype=pl.Boolean))
+        raise FilterError(f"a filter is a polars expression or a function of a Run, not {item!r}")
+
+    def filter(self, *predicates: Any, **criteria: Any) -> Runs[C]:
+        """The runs that meet every criterion."""
+        return self.matching(predicates, criteria, keep=True)
+
+    def exclude(self, *predicates: Any, **criteria: Any) -> Runs[C]:
+        """The runs that `filter` with the same criteria leaves out."""
+        return self.matching(predicates, criteria, keep=False)
+
+    def get(self, *predicates: Any, **criteria: Any) -> Run[C]:
+        """The one run that meets the criteria; RunLookupError for none or several."""
+        found = self.filter(*predicates, **criteria)
+        if len(found) != 1:
+            raise RunLookupError(len(found), describe(predicates, criteria))
+        return found[0]
+
+    def try_get(self, *predicates: Any, **criteria: Any) -> Run[C] | None:
+        """The one run that meets the criteria, None for none; RunLookupError for several."""
+        found = self.filter(*predicates, **criteria)
+        if len(found) > 1:
+            raise RunLookupError(len(found), describe(predicates, criteria))
+        return found[0] if len(found) else None
+
+    def first(self, *predicates: Any, **criteria: Any) -> Run[C]:
+        """The earliest run (in the current order) that meets the criteria."""
+        found = self.filter(*predicates, **criteria) if predicates or criteria else self
+        if not len(found):
+            raise RunLookupError(0, describe(predicates, criteria))
+        return found[0]
+
+    def last(self, *predicates: Any, **criteria: Any) -> Run[C]:
+        """The latest run (in the current order) that meets the criteria."""
+        found = self.filter(*predicates, **criteria) if predicates or criteria else self
+        if not len(found):
+            raise RunLookupError(0, describe(predicates, criteria))
+        return found[-1]
+
+    def columns(self, keys: Sequence[Any]) -> list[Any]:
+        return [column_name(k, self._frame.columns) if isinstance(k, str) else k for k in keys]
+
+    def sort(self, *keys: Any, descending: bool | Sequence[bool] = False) -> Runs[C]:
+        """The runs ordered by columns (`__` for dots) or expressions."""
+        frame = self._frame.sort(self.columns(keys), descending=descending, maintain_order=True)
+        return self.derive(frame)
+
+    def group_by(self, *keys: Any, maintain_order: bool = True) -> pl.dataframe.group_by.GroupBy:
+        """`frame.group_by` (polars semantics), keys with `__` for dots."""
+        return self._frame.group_by(self.columns(keys), maintain_order=maintain_order)
+
+    def to_pandas(self) -> Any:
+        """The frame as a pandas DataFrame (needs pandas and pyarrow: the
+        `hydraflow[pandas]` extra)."""
+        return self._frame.to_pandas()
+
+    def history(self, *metrics: str) -> pl.DataFrame:
+        """Every logged step of these metrics (all when none are named), one
+        row per step: run_id, metric, step, timestamp, value. Join with
+        `frame` on run_id for the config."""
+        names = [m.removeprefix(METRIC_PREFIX) for m in metrics]
+        history = self._store.history(self._frame["run_id"].to_list(), names)
+        order = pl.DataFrame({"run_id": self._frame["run_id"]}).with_row_index("order")
+        return (
+            history.join(order, on="run_id")
+            .sort("order", "metric", "step", "timestamp")
+            .drop("order")
+            .with_columns(pl.col("timestamp").cast(pl.Datetime("ms", "UTC")))
+        )
+
+    def config_text(self, run_id: str) -> str | None:
+        if self._texts is None:
+            self._texts = dict(self._configs.iter_rows())
+        return self._texts.get(run_id)
+
+
+class Run(Generic[C]):
+    """One run: its row of `Runs.frame`, its config and its artifacts."""
+
+    def __init__(self, row: dict[str, Any], runs: Runs[C]) -> None:
+        self.row = row
+        self._runs = runs
+        self._cfg: Any = None
+
+    @property
+    def run_id(self) -> str:
+        run_id: str = self.row["run_id"]
+        return run_id
+
+    @property
+    def experiment(self) -> str:
+        experiment: str = self.row["experiment"]
+        return experiment
+
+    @property
+    def status(self) -> str:
+        status: str = self.row["status"]
+        return status
+
+    @property
+    def start_time(self) -> datetime | None:
+        start: datetime | None = self.row["start_time"]
+        return start
+
+    @property
+    def end_time(self) -> datetime | None:
+        end: datetime | None = self.row["end_time"]
+        return end
+
+    @property
+    def metrics(self) -> dict[str, float]:
+        """The latest value of each metric the run logged."""
+        return {
+            key.removeprefix(METRIC_PREFIX): value
+            for key, value in self.row.items()
+            if key.startswith(METRIC_PREFIX) and value is not None
+        }
+
+    @property
+    def cfg(self) -> C:
+        """The run's config: an instance of `load(config=...)`'s dataclass,
+        else an OmegaConf DictConfig."""
+        if self._cfg is None:
+            self._cfg = self.make_cfg()
+        cfg: C = self._cfg
+        return cfg
+
+    def make_cfg(self) -> Any:
+        from omegaconf import OmegaConf
+
+        text = self._runs.config_text(self.run_id)
+        conf = OmegaConf.create(json.loads(text) if text else {})
+        schema = self._runs._config
+        if schema is None:
+            return conf
+        try:
+            return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), conf))
+        except Exception as error:
+            message = f"run {self.run_id}: its config does not fit {schema.__name__}: {error}"
+            raise ValueError(message) from None
+
+    @property
+    def artifact_dir(self) -> Path:
+        """The local directory of the run's artifacts (ValueError when they are
+        not on this file system)."""
+        folder = self.row["artifact_dir"]
+        if folder is None:
+            raise ValueError(f"run {self.run_id} keeps its artifacts off this file system")
+        return Path(folder)
+
+    def path(self, relative: str | os.PathLike[str] = "") -> Path:
+        """A path inside the artifact directory."""
+        return self.artifact_dir / relative
+
+    def glob(self, pattern: str) -> list[Path]:
+        """The artifacts matching a glob pattern, sorted."""
+        return sorted(self.artifact_dir.glob(pattern))
+
+    @contextlib.contextmanager
+    def chdir(self) -> Iterator[Path]:
+        """Works inside the artifact directory for the block, then returns."""
+        with contextlib.chdir(self.artifact_dir):
+            yield self.artifact_dir
+
+    def config_items(self) -> Iterator[tuple[str, Any]]:
+        for key, value in self.row.items():
+            if key not in BASE_SCHEMA and not key.startswith(METRIC_PREFIX) and value is not None:
+                yield key, value
+
+    def __repr__(self) -> str:
+        config = " ".join(f"{k}={v!r}" for k, v in self.config_items())
+        if len(config) > 80:
+            config = config[:77] + "..."
+        return f"Run({self.experiment} {self.run_id[:8]} {self.status} {config})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Run) and other.run_id == self.run_id
+
+    def __hash__(self) -> int:
+        return hash(self.run_id)
