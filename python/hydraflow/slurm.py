@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -184,8 +185,13 @@ def slurm_command(argv: list[str]) -> subprocess.CompletedProcess[str]:
 def submit(job: ArrayJob) -> str:
     """Writes the array's files and submits it; returns the job id."""
     job.write()
-    result = slurm_command(job.sbatch_argv())
+    try:
+        result = slurm_command(job.sbatch_argv())
+    except SlurmError:
+        shutil.rmtree(job.folder)
+        raise
     if result.returncode != 0:
+        shutil.rmtree(job.folder)  # nothing was submitted: leave nothing behind
         raise SlurmError(f"sbatch failed (status {result.returncode}): {result.stderr.strip()}")
     return result.stdout.strip().split(";")[0]
 
@@ -304,7 +310,8 @@ def submit_and_wait(job: ArrayJob, *, wait_for_tasks: bool) -> int:
     try:
         job_id = submit(job)
         limit = f", at most {job.max_parallel} at once" if job.max_parallel else ""
-        print(f"hydraflow slurm: submitted job {job_id}: {job.tasks} tasks{limit}", flush=True)
+        tasks = f"{job.tasks} task" + ("s" if job.tasks != 1 else "")
+        print(f"hydraflow slurm: submitted job {job_id}: {tasks}{limit}", flush=True)
         print(f"hydraflow slurm: logs in {job.folder}", flush=True)
         if not wait_for_tasks:
             return 0
