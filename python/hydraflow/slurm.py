@@ -270,15 +270,18 @@ def cancel(job: ArrayJob, job_id: str, err: TextIO) -> None:
     a grace period, then `scancel` takes whatever is left."""
     err.write(f"hydraflow slurm: cancelling job {job_id}\n")
     err.flush()
-    slurm_command(["scancel", "--state=PENDING", job_id])
-    slurm_command(["scancel", "--full", "--signal=INT", job_id])
-    deadline = time.monotonic() + CANCEL_GRACE_SECONDS
     try:
+        slurm_command(["scancel", "--state=PENDING", job_id])
+        slurm_command(["scancel", "--full", "--signal=INT", job_id])
+        deadline = time.monotonic() + CANCEL_GRACE_SECONDS
         while time.monotonic() < deadline and not is_done(job, task_states(job_id, job.tasks)):
             time.sleep(POLL_FIRST)
     except Interrupted:
         pass  # a second Ctrl-C: no more grace
     finally:
+        # What is left (a scancel and the report) is short: let nothing cut it.
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, signal.SIG_IGN)
         slurm_command(["scancel", job_id])
 
 
