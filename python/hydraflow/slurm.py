@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import re
 import shlex
-import shutil
 import signal
-import subprocess
 import sys
 import time
 from collections import Counter
@@ -25,11 +23,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 import click
 
 from hydraflow.errors import HydraflowError
+
+if TYPE_CHECKING:
+    import subprocess
 
 SWEEP_ROOT = "multirun"
 JOB_NAME_KEY = "hydra.job.name="
@@ -174,6 +175,8 @@ def read_lines(path: Path) -> tuple[str, ...]:
 
 
 def slurm_command(argv: list[str]) -> subprocess.CompletedProcess[str]:
+    import subprocess  # here, not at the top: `hydraflow --help` stays fast
+
     try:
         return subprocess.run(argv, capture_output=True, text=True, check=False)
     except FileNotFoundError:
@@ -184,6 +187,8 @@ def slurm_command(argv: list[str]) -> subprocess.CompletedProcess[str]:
 
 def submit(job: ArrayJob) -> str:
     """Writes the array's files and submits it; returns the job id."""
+    import shutil
+
     job.write()
     try:
         result = slurm_command(job.sbatch_argv())
