@@ -245,10 +245,13 @@ def summary(states: dict[int, TaskState]) -> str:
 
 
 def wait(job: ArrayJob, job_id: str, err: TextIO) -> dict[int, TaskState]:
-    """Polls until every task is done, printing the counts when they change."""
+    """Polls until every task is done, printing the counts when they change.
+    States seen are kept: the controller forgets a finished task after
+    MinJobAge (300 s by default), long before a big array ends."""
     interval, shown = POLL_FIRST, ""
+    states: dict[int, TaskState] = {}
     while True:
-        states = task_states(job_id, job.tasks)
+        states.update(task_states(job_id, job.tasks))
         counts = summary(states)
         if counts != shown:
             err.write(f"hydraflow slurm: job {job_id}: {counts}\n")
