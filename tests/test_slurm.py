@@ -227,6 +227,26 @@ def test_ctrl_c_cancels_the_array_and_leaves_no_run_running(
     assert {r.info.run_id for r in interrupted} <= {r.info.run_id for r in runs}
 
 
+def test_sbatch_refusing_and_no_wait(slurm: SlurmCluster, tmp_path: Path) -> None:
+    (tmp_path / "params.txt").write_text("--multirun a=1\n--multirun a=2\n")
+    program = ["--", "true", "params.txt"]
+
+    refused = hydraflow(slurm, tmp_path, "slurm", "--partition", "nowhere", *program)
+
+    assert refused.returncode == 1
+    assert "Error: sbatch failed (status 1): sbatch: error: invalid partition" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    assert not list((tmp_path / "multirun").glob("*"))
+
+    submitted = hydraflow(slurm, tmp_path, "slurm", "--no-wait", *program)
+
+    assert submitted.returncode == 0, submitted.stderr
+    job = job_id(submitted.stdout)
+    wait_for(lambda: not slurm.queue(), "the array to finish")
+    tasks = scontrol_tasks(slurm, job)
+    assert {n: t["JobState"] for n, t in tasks.items()} == {1: "COMPLETED", 2: "COMPLETED"}
+
+
 def test_the_handler_refuses_bad_input_without_a_traceback(tmp_path: Path) -> None:
     (tmp_path / "params.txt").write_text("")
     cases = {

@@ -16,7 +16,6 @@ from __future__ import annotations
 import re
 import shlex
 import signal
-import subprocess
 import sys
 import time
 from collections import Counter
@@ -24,11 +23,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 import click
 
 from hydraflow.errors import HydraflowError
+
+if TYPE_CHECKING:
+    import subprocess
 
 SWEEP_ROOT = "multirun"
 JOB_NAME_KEY = "hydra.job.name="
@@ -173,6 +175,8 @@ def read_lines(path: Path) -> tuple[str, ...]:
 
 
 def slurm_command(argv: list[str]) -> subprocess.CompletedProcess[str]:
+    import subprocess  # here, not at the top: `hydraflow --help` stays fast
+
     try:
         return subprocess.run(argv, capture_output=True, text=True, check=False)
     except FileNotFoundError:
@@ -183,9 +187,16 @@ def slurm_command(argv: list[str]) -> subprocess.CompletedProcess[str]:
 
 def submit(job: ArrayJob) -> str:
     """Writes the array's files and submits it; returns the job id."""
+    import shutil
+
     job.write()
-    result = slurm_command(job.sbatch_argv())
+    try:
+        result = slurm_command(job.sbatch_argv())
+    except SlurmError:
+        shutil.rmtree(job.folder)
+        raise
     if result.returncode != 0:
+        shutil.rmtree(job.folder)  # nothing was submitted: leave nothing behind
         raise SlurmError(f"sbatch failed (status {result.returncode}): {result.stderr.strip()}")
     return result.stdout.strip().split(";")[0]
 
@@ -234,10 +245,13 @@ def summary(states: dict[int, TaskState]) -> str:
 
 
 def wait(job: ArrayJob, job_id: str, err: TextIO) -> dict[int, TaskState]:
-    """Polls until every task is done, printing the counts when they change."""
+    """Polls until every task is done, printing the counts when they change.
+    States seen are kept: the controller forgets a finished task after
+    MinJobAge (300 s by default), long before a big array ends."""
     interval, shown = POLL_FIRST, ""
+    states: dict[int, TaskState] = {}
     while True:
-        states = task_states(job_id, job.tasks)
+        states.update(task_states(job_id, job.tasks))
         counts = summary(states)
         if counts != shown:
             err.write(f"hydraflow slurm: job {job_id}: {counts}\n")
@@ -264,15 +278,18 @@ def cancel(job: ArrayJob, job_id: str, err: TextIO) -> None:
     a grace period, then `scancel` takes whatever is left."""
     err.write(f"hydraflow slurm: cancelling job {job_id}\n")
     err.flush()
-    slurm_command(["scancel", "--state=PENDING", job_id])
-    slurm_command(["scancel", "--full", "--signal=INT", job_id])
-    deadline = time.monotonic() + CANCEL_GRACE_SECONDS
     try:
+        slurm_command(["scancel", "--state=PENDING", job_id])
+        slurm_command(["scancel", "--full", "--signal=INT", job_id])
+        deadline = time.monotonic() + CANCEL_GRACE_SECONDS
         while time.monotonic() < deadline and not is_done(job, task_states(job_id, job.tasks)):
             time.sleep(POLL_FIRST)
     except Interrupted:
         pass  # a second Ctrl-C: no more grace
     finally:
+        # What is left (a scancel and the report) is short: let nothing cut it.
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, signal.SIG_IGN)
         slurm_command(["scancel", job_id])
 
 
@@ -304,7 +321,8 @@ def submit_and_wait(job: ArrayJob, *, wait_for_tasks: bool) -> int:
     try:
         job_id = submit(job)
         limit = f", at most {job.max_parallel} at once" if job.max_parallel else ""
-        print(f"hydraflow slurm: submitted job {job_id}: {job.tasks} tasks{limit}", flush=True)
+        tasks = f"{job.tasks} task" + ("s" if job.tasks != 1 else "")
+        print(f"hydraflow slurm: submitted job {job_id}: {tasks}{limit}", flush=True)
         print(f"hydraflow slurm: logs in {job.folder}", flush=True)
         if not wait_for_tasks:
             return 0
