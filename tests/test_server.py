@@ -199,14 +199,6 @@ def open_experiment_at_once(uri: str, name: str, folder: str, barrier: Barrier, 
         out.put(f"error: {error}")
 
 
-@pytest.mark.xfail(
-    reason="race in hydraflow.store.open_new_experiment: it looks the experiment up "
-    "(get_experiment_by_name) and creates it if missing under a file lock in the launch "
-    "directory only; writers in different launch directories (different machines) that "
-    "create one new experiment at once all miss it, and all but one get "
-    "RESOURCE_ALREADY_EXISTS from the server, failing their job",
-    strict=False,
-)
 def test_machines_creating_one_experiment_at_once_all_get_it(
     tracking_server: TrackingServer, tmp_path: Path
 ) -> None:
