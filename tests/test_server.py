@@ -16,7 +16,6 @@ from multiprocessing.synchronize import Barrier
 from pathlib import Path
 
 import mlflow
-import pytest
 import yaml
 
 from tests.services import (
