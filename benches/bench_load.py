@@ -32,6 +32,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -134,6 +135,9 @@ def build(path: Path, count: int) -> None:
 
 def insert_runs(db: sqlite3.Connection, ids: list[str], root: Path, indexes: range) -> None:
     runs, tags, params, metrics, latest = [], [], [], [], []
+    # Files are written by a few threads: the disk, not Python, is the limit.
+    pool = ThreadPoolExecutor(8)
+    writes = []
     for index in indexes:
         run_id = uuid.UUID(int=random.Random(f"run{index}").getrandbits(128)).hex
         experiment = ids[index % len(ids)]
@@ -141,7 +145,7 @@ def insert_runs(db: sqlite3.Connection, ids: list[str], root: Path, indexes: ran
         cfg = config(index)
         start = 1_790_000_000_000 + index * 1000
         artifacts = root / experiment / run_id / "artifacts"
-        write_artifacts(artifacts, cfg, job)
+        writes.append(pool.submit(write_artifacts, artifacts, cfg, job))
         runs.append(
             (run_id, f"run-{index}", "LOCAL", "train.py", "", "bench", "FINISHED", start,
              start + 900, "", "active", artifacts.as_uri(), int(experiment))
@@ -176,6 +180,9 @@ def insert_runs(db: sqlite3.Connection, ids: list[str], root: Path, indexes: ran
         "INSERT INTO metrics (key, value, timestamp, run_uuid, step, is_nan) VALUES (?,?,?,?,?,?)",
         metrics,
     )
+    pool.shutdown()
+    for write in writes:
+        write.result()
     db.executemany(
         "INSERT INTO latest_metrics (key, value, timestamp, step, is_nan, run_uuid)"
         " VALUES (?,?,?,?,?,?)",
@@ -185,12 +192,11 @@ def insert_runs(db: sqlite3.Connection, ids: list[str], root: Path, indexes: ran
 
 def write_artifacts(folder: Path, cfg: dict[str, Any], job: str) -> None:
     """What the decorator leaves: Hydra's three files and the job's log.
-    `hydra.yaml` (the same in every run of a sweep) is a hard link."""
-    import yaml
-
+    `hydra.yaml` (the same in every run of a sweep) is a hard link, and
+    `config.yaml` is written in YAML's JSON-compatible flow style."""
     hydra = folder / ".hydra"
     hydra.mkdir(parents=True)
-    (hydra / "config.yaml").write_text(yaml.safe_dump(cfg))
+    (hydra / "config.yaml").write_text(json.dumps(cfg) + "\n")
     (hydra / "overrides.yaml").write_text(f"- seed={cfg['seed']}\n- lr={cfg['lr']}\n")
     os.link(folder.parents[1] / "hydra.yaml", hydra / "hydra.yaml")
     (folder / f"{job}.log").write_text(LOG)
