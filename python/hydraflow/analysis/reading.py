@@ -45,6 +45,8 @@ HISTORY_SCHEMA = {
 }
 CHOICE_PREFIX = "choice."
 METRIC_PREFIX = "metrics."
+MMAP_BYTES = 2**32
+CACHE_KIB = 256 * 1024
 # SQLite allows 32766 bound parameters; chunks well below that keep each query quick.
 CHUNK = 5000
 
@@ -108,6 +110,10 @@ class SqliteStore:
     @contextlib.contextmanager
     def connect(self) -> Iterator[sqlite3.Connection]:
         with contextlib.closing(connect_read_only(self.path)) as connection:
+            # A bulk read touches most pages: map the file and cache more of
+            # it than SQLite's 2 MB default, rather than reading page by page.
+            connection.execute(f"PRAGMA mmap_size = {MMAP_BYTES}")
+            connection.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
             yield connection
 
     def read(self, experiments: Sequence[str] | None, statuses: Sequence[str] | None) -> Tables:
