@@ -207,10 +207,11 @@ def test_ctrl_c_cancels_the_array_and_leaves_no_run_running(
     assert process.returncode == 130, stdout + stderr
     assert "cancelling job" in stderr
     tasks = scontrol_tasks(slurm, job_id(stdout))
-    # The two running tasks got SIGINT; the two pending never started, and
+    # The two running tasks got SIGINT: their apps ended their runs KILLED and
+    # exited 130, as a shell reports Ctrl-C. The two pending never started, and
     # scontrol keeps them as one record without a task id.
     assert sorted(tasks) == [1, 2], tasks
-    assert {(t["JobState"], t["ExitCode"]) for t in tasks.values()} == {("FAILED", "0:2")}
+    assert {(t["JobState"], t["ExitCode"]) for t in tasks.values()} == {("FAILED", "130:0")}
     assert "task 3 CANCELLED" in stderr
     assert "task 4 CANCELLED" in stderr
     assert not slurm.queue()
