@@ -17,7 +17,7 @@ from pathlib import Path
 import mlflow
 import yaml
 
-from tests.services import APP, SlurmCluster, slurm, slurm_cluster
+from tests.services import APP, SlurmCluster, slurm, slurm_cluster, wait_until
 
 __all__ = ["slurm", "slurm_cluster"]  # the fixtures this module uses
 
@@ -327,6 +327,13 @@ def test_the_submitit_launcher_runs_job_sequential(slurm: SlurmCluster, tmp_path
     submitted = list(tmp_path.glob("multirun/*/.submitit/*/*_submission.sh"))
     assert len(submitted) == 2  # one array of 3 jobs per command
     for script in submitted:
+        # submitit hands back the results as soon as the jobs wrote them; SLURM
+        # marks a job COMPLETED only once its step has ended, a moment later.
+        def ended(array: str = script.parent.name) -> bool:
+            states = {t["JobState"] for t in scontrol_tasks(slurm, array).values()}
+            return not states & {"PENDING", "RUNNING", "COMPLETING"}
+
+        wait_until(ended, f"array {script.parent.name} to end")
         tasks = scontrol_tasks(slurm, script.parent.name)
         assert {n: t["JobState"] for n, t in tasks.items()} == dict.fromkeys(range(3), "COMPLETED")
     assert experiment_names(tmp_path) == {"job_sequential"}
