@@ -104,9 +104,10 @@ def test_a_running_run_without_an_owner_record_is_resumed(folder: Path) -> None:
 def test_a_reused_pid_is_not_mistaken_for_the_owner() -> None:
     me = Owner.me()
     assert me.is_alive(None, time.time())
-    impostor = Owner(me.host, os.getppid(), me.started)  # alive, but started at another time
-    assert process_start(os.getppid()) != me.started
-    assert not impostor.is_alive(None, time.time())
+    with sleeper() as other:  # alive, and started seconds after this process
+        impostor = Owner(me.host, other.pid, me.started)
+        assert process_start(other.pid) != me.started
+        assert not impostor.is_alive(None, time.time())
 
 
 def test_the_status_is_written_although_the_store_is_busy_at_the_end(folder: Path) -> None:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from hydraflow.plan import SWEEP_DIR_KEY
+from hydraflow.store import connect_read_only, sqlite_path
 
 RECORD_DIR = ".hydraflow"
 RECORD_DB = "finished.db"
@@ -97,8 +98,6 @@ def inputs_unchanged(manifest: dict[str, Any]) -> bool:
 
 
 def sqlite_file(uri: str) -> Path | None:
-    from hydraflow.store import sqlite_path
-
     path = sqlite_path(uri)
     return path if path is not None and path.exists() else None
 
@@ -115,8 +114,7 @@ def all_finished(uri: str, run_ids: list[str]) -> bool:
         "AND runs.lifecycle_stage = 'active' AND experiments.lifecycle_stage = 'active'"
     )
     try:
-        uri_ro = f"{path.absolute().as_uri()}?mode=ro"
-        with contextlib.closing(sqlite3.connect(uri_ro, uri=True, timeout=30)) as connection:
+        with contextlib.closing(connect_read_only(path)) as connection:
             (found,) = connection.execute(query, run_ids).fetchone()
     except sqlite3.Error:
         return False

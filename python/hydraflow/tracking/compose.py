@@ -14,9 +14,11 @@ and override keys the YAML does not mention.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -39,23 +41,28 @@ def prepare(
         return lambda cfg: cfg
     from hydra.core.config_store import ConfigStore
 
-    path, name = command_line_location(config_path, config_name)
-    if primary_config_exists(app, path, name):
+    args = hydra_arguments()
+    path, name = args.config_path or config_path, args.config_name or config_name
+    config_dir = str(Path(args.config_dir).absolute()) if args.config_dir else None
+    if primary_config_exists(app, path, name, config_dir):
         ConfigStore.instance().store(name=f"{name}{SCHEMA_SUFFIX}", node=node)
         return lambda cfg: validate(cfg, node)
     ConfigStore.instance().store(name=name, node=node)
     return lambda cfg: cfg
 
 
-def command_line_location(config_path: str | None, config_name: str) -> tuple[str | None, str]:
-    """`--config-path` and `--config-name` on the command line win, as in Hydra."""
+def hydra_arguments() -> argparse.Namespace:
+    """Hydra's own options on the command line (`--config-path`, `--config-name`,
+    `--config-dir`), which win over the decorator's, as in Hydra."""
     from hydra._internal.utils import get_args_parser
 
     args, _ = get_args_parser().parse_known_args(sys.argv[1:])
-    return args.config_path or config_path, args.config_name or config_name
+    return args
 
 
-def primary_config_exists(app: Callable[..., Any], config_path: str | None, name: str) -> bool:
+def primary_config_exists(
+    app: Callable[..., Any], config_path: str | None, name: str, config_dir: str | None
+) -> bool:
     """Whether Hydra would find a config file `name` for `app`, searching
     where `@hydra.main` searches (the same Hydra functions compute the path)."""
     from hydra._internal.config_repository import ConfigRepository
@@ -68,19 +75,9 @@ def primary_config_exists(app: Callable[..., Any], config_path: str | None, name
     calling_file, calling_module = detect_calling_file_or_module_from_task_function(app)
     search_dir = compute_search_path_dir(calling_file, calling_module, config_path)
     search_path = create_config_search_path(search_dir)
-    config_dir = command_line_config_dir()
     if config_dir is not None:
         search_path.prepend("command-line", f"file://{config_dir}")
     return bool(ConfigRepository(search_path).config_exists(name))
-
-
-def command_line_config_dir() -> str | None:
-    from pathlib import Path
-
-    from hydra._internal.utils import get_args_parser
-
-    args, _ = get_args_parser().parse_known_args(sys.argv[1:])
-    return str(Path(args.config_dir).absolute()) if args.config_dir else None
 
 
 def validate(cfg: DictConfig, node: Any) -> DictConfig:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from hydraflow.store import retry_busy
+from hydraflow.store import connect_read_only, retry_busy
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -72,8 +72,7 @@ def find_finished_in_sqlite(path: Path, experiment: str, digest: str) -> Finishe
         ORDER BY runs.start_time DESC LIMIT 1
     """
     try:
-        uri = f"{path.absolute().as_uri()}?mode=ro"
-        with contextlib.closing(sqlite3.connect(uri, uri=True, timeout=30)) as connection:
+        with contextlib.closing(connect_read_only(path)) as connection:
             row = connection.execute(
                 query, (DIGEST_TAG, OVERRIDES_TAG, experiment, digest)
             ).fetchone()

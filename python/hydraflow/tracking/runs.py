@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from hydraflow.store import (
     StoreError,
     is_busy,
+    lock_for,
     open_experiment,
     retry_busy,
     sqlite_path,
@@ -165,7 +166,7 @@ def claim_in(
 ) -> Claim:
     digest = options.digest(context, config_yaml)
     local = sqlite_path(uri) is not None
-    lock = claim_lock(uri, context.launch_dir) if local else contextlib.nullcontext()
+    lock = lock_for(uri, context.launch_dir) if local else contextlib.nullcontext()
     with lock:
         runs = [] if options.force_new_run else find_runs(client, experiment_id, digest)
         action, run = decide(runs, options)
@@ -176,12 +177,6 @@ def claim_in(
     if not local and run is not None and action in ("new", "resume"):
         action, run = confirm(client, experiment_id, digest, action, run)
     return Claim(client, action, run, digest)
-
-
-def claim_lock(uri: str, launch_dir: Path) -> contextlib.AbstractContextManager[object]:
-    from hydraflow.store import lock_for
-
-    return lock_for(uri, launch_dir)
 
 
 def decide(runs: list[Run], options: Options) -> tuple[str, Run | None]:
