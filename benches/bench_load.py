@@ -2,7 +2,7 @@
 
 Run: make bench   (or: python benches/bench_load.py [--quick] [--peer-100k])
 
-Each store holds finished runs as `@hydraflow.main` records them: 13 config
+Each store holds finished runs as `@hydraflow.main` records them, in WAL mode: 13 config
 keys of mixed types (as params and as the `hydraflow.config` tag, with the
 digest and overrides tags), 3 metrics of 10 steps each, and the artifacts
 (`.hydra/config.yaml`, `overrides.yaml`, `hydra.yaml` and the job's log).
@@ -213,6 +213,9 @@ def store(count: int) -> Path:
         print(f"building a store of {count:,} runs in {path.parent} (cached)", file=sys.stderr)
         build(path, count)
         ready.touch()
+    # In WAL mode, as `@hydraflow.main` leaves every store it writes to.
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        db.execute("PRAGMA journal_mode = WAL")
     return path
 
 

@@ -1,18 +1,29 @@
 //! The PyO3 module `hydraflow._core`: a thin binding over the pure core.
 
+use std::fs::File;
+use std::sync::Arc;
+
 use pyo3::create_exception;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
-use pyo3::types::{PyList, PyString};
+use pyo3::types::{PyBytes, PyList, PyString};
 
 use crate::error::SweepError;
-use crate::{sweep, ulid};
+use crate::sqlite::{self, Cell, Selection};
+use crate::{shape, sweep, ulid};
 
 create_exception!(
     hydraflow._core,
     SweepSyntaxError,
     PyValueError,
     "A sweep string breaks the grammar. Attributes: argument, position, reason."
+);
+
+create_exception!(
+    hydraflow._core,
+    SqliteFileError,
+    pyo3::exceptions::PyOSError,
+    "A SQLite file read_table cannot read. Attribute: unsupported (SQLite itself can read it)."
 );
 
 fn to_py_err(py: Python<'_>, err: SweepError) -> PyErr {
@@ -184,6 +195,125 @@ fn new_ulids(n: usize) -> Vec<String> {
     ulid::ulids(n)
 }
 
+/// Selected columns of every row of a table of a SQLite file, read from its
+/// pages: one list per column. The caller holds a read transaction on the
+/// file through SQLite while this runs.
+#[pyfunction]
+#[pyo3(signature = (path, root, columns, /, *, key_column = None, exact = Vec::new(), prefixes = Vec::new()))]
+fn read_table(
+    py: Python<'_>,
+    path: std::path::PathBuf,
+    root: u32,
+    columns: Vec<usize>,
+    key_column: Option<usize>,
+    exact: Vec<String>,
+    prefixes: Vec<String>,
+) -> PyResult<Vec<Py<PyList>>> {
+    let selection = Selection { columns, key_column, exact, prefixes };
+    let database = open_database(&path).map_err(|err| sqlite_error(py, &err))?;
+    let mut lists: Vec<Vec<Bound<'_, PyAny>>> = vec![Vec::new(); selection.columns.len()];
+    let mut interned = Interned::default();
+    // Python objects are made as the pages are read: no copy of the cells.
+    let read = database.visit(root, &selection, |row| -> Result<(), TableError> {
+        for (list, cell) in lists.iter_mut().zip(row) {
+            list.push(interned.object(py, cell)?);
+        }
+        Ok(())
+    });
+    read.map_err(|err| match err {
+        TableError::Read(err) => sqlite_error(py, &err),
+        TableError::Python(err) => err,
+    })?;
+    lists.into_iter().map(|items| Ok(PyList::new(py, items)?.unbind())).collect()
+}
+
+/// The database file (kept open, see `sqlite::open_kept`) and its `-wal`
+/// file when there is one (SQLite puts no lock on it: closing it is safe).
+fn open_database(path: &std::path::Path) -> sqlite::Result<sqlite::Database<Arc<File>>> {
+    let mut wal_path = path.as_os_str().to_owned();
+    wal_path.push("-wal");
+    let wal = match File::open(&wal_path) {
+        Ok(file) => Some(Arc::new(file)),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => None,
+        Err(err) => return Err(err.into()),
+    };
+    sqlite::Database::new(sqlite::open_kept(path)?, wal)
+}
+
+enum TableError {
+    Read(sqlite::ReadError),
+    Python(PyErr),
+}
+
+impl From<sqlite::ReadError> for TableError {
+    fn from(err: sqlite::ReadError) -> Self {
+        TableError::Read(err)
+    }
+}
+
+impl From<PyErr> for TableError {
+    fn from(err: PyErr) -> Self {
+        TableError::Python(err)
+    }
+}
+
+fn sqlite_error(py: Python<'_>, err: &sqlite::ReadError) -> PyErr {
+    let exception = SqliteFileError::new_err(err.to_string());
+    let unsupported = matches!(err, sqlite::ReadError::Unsupported(_));
+    match exception.value(py).setattr("unsupported", unsupported) {
+        Ok(()) => exception,
+        Err(failure) => failure,
+    }
+}
+
+/// Python objects for cells, reusing the string objects of the last few
+/// short texts: keys, statuses and the ids of a run's rows repeat nearby.
+#[derive(Default)]
+struct Interned<'py> {
+    recent: std::collections::VecDeque<(Vec<u8>, Bound<'py, PyString>)>,
+}
+
+impl<'py> Interned<'py> {
+    const MAX_LEN: usize = 64;
+    const KEPT: usize = 8;
+
+    fn object(&mut self, py: Python<'py>, cell: &Cell<'_>) -> PyResult<Bound<'py, PyAny>> {
+        Ok(match *cell {
+            Cell::Null => py.None().into_bound(py),
+            Cell::Integer(n) => n.into_pyobject(py)?.into_any(),
+            Cell::Real(x) => x.into_pyobject(py)?.into_any(),
+            Cell::Text(bytes) if bytes.len() <= Self::MAX_LEN => self.text(py, bytes).into_any(),
+            Cell::Text(bytes) => PyString::new(py, &String::from_utf8_lossy(bytes)).into_any(),
+            Cell::Blob(bytes) => PyBytes::new(py, bytes).into_any(),
+        })
+    }
+
+    fn text(&mut self, py: Python<'py>, bytes: &[u8]) -> Bound<'py, PyString> {
+        if let Some((_, text)) = self.recent.iter().find(|(kept, _)| kept == bytes) {
+            return text.clone();
+        }
+        let text = PyString::new(py, &String::from_utf8_lossy(bytes));
+        if self.recent.len() == Self::KEPT {
+            self.recent.pop_front();
+        }
+        self.recent.push_back((bytes.to_vec(), text.clone()));
+        text
+    }
+}
+
+/// The index of the first of `texts` (JSON documents) of each distinct
+/// shape: keys and value types, values left out. Inferring a polars type
+/// from these documents alone gives the type of them all.
+#[pyfunction]
+#[pyo3(signature = (texts, /))]
+fn json_representatives(texts: Vec<Option<Bound<'_, PyString>>>) -> PyResult<Vec<usize>> {
+    let borrowed = texts
+        .iter()
+        .map(|text| text.as_ref().map(|t| t.to_str().map(str::as_bytes)).transpose())
+        .collect::<PyResult<Vec<_>>>()?;
+    Ok(shape::representatives(borrowed))
+}
+
 /// The iterator returned by `iter_expand`.
 #[pyclass(module = "hydraflow._core")]
 struct SweepIterator {
@@ -209,6 +339,7 @@ impl SweepIterator {
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add("SweepSyntaxError", m.py().get_type::<SweepSyntaxError>())?;
+    m.add("SqliteFileError", m.py().get_type::<SqliteFileError>())?;
     m.add_class::<SweepIterator>()?;
     m.add_function(wrap_pyfunction!(expand, m)?)?;
     m.add_function(wrap_pyfunction!(collect, m)?)?;
@@ -218,7 +349,10 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(split, m)?)?;
     m.add_function(wrap_pyfunction!(new_ulid, m)?)?;
     m.add_function(wrap_pyfunction!(new_ulids, m)?)?;
+    m.add_function(wrap_pyfunction!(read_table, m)?)?;
+    m.add_function(wrap_pyfunction!(json_representatives, m)?)?;
     let public = [
+        "SqliteFileError",
         "SweepIterator",
         "SweepSyntaxError",
         "collect",
@@ -226,6 +360,8 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
         "expand",
         "expand_values",
         "iter_expand",
+        "json_representatives",
+        "read_table",
         "split",
         "ulid",
         "ulids",

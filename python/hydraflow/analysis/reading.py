@@ -1,8 +1,8 @@
 """Reading runs out of a store, in bulk, into long tables.
 
-A SQLite store is read directly and read-only with the standard library (a
-handful of queries, no MLflow import); any other tracking URI goes through
-MLflow's client. Both give the same `Tables`, which `frame.py` turns into
+A SQLite store is read directly and read-only, each table whole from the
+file's pages by the Rust core (no MLflow import); any other tracking URI goes
+through MLflow's client. Both give the same `Tables`, which `frame.py` turns into
 the typed frame.
 """
 
@@ -18,8 +18,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import polars as pl
 
+from hydraflow._core import SqliteFileError, read_table
 from hydraflow.errors import StoreNotFoundError
-from hydraflow.store import connect_read_only, sqlite_path
+from hydraflow.store import StoreError, connect_read_only, sqlite_path
 from hydraflow.tracking.identity import CHOICE_TAG_PREFIX, CONFIG_TAG
 
 if TYPE_CHECKING:
@@ -101,7 +102,9 @@ def open_store(uri: str) -> Store:
 
 
 class SqliteStore:
-    """A SQLite store read with plain SQL, read-only, a few queries in all."""
+    """A SQLite store read in bulk and read-only: the runs, their config and
+    choice tags and their latest metrics, each table read whole from the
+    file's pages by the Rust core (SQL when it cannot), then joined by polars."""
 
     def __init__(self, uri: str, path: Path) -> None:
         self.uri = uri
@@ -117,30 +120,19 @@ class SqliteStore:
             yield connection
 
     def read(self, experiments: Sequence[str] | None, statuses: Sequence[str] | None) -> Tables:
-        """One query for the runs, each row with its config tag, choice tags
-        and latest metrics (looked up by primary key), then the params of the
-        runs without the config tag."""
         with self.connect() as db:
-            names = self.experiment_names(db, experiments)
-            where, args = run_filter(list(names), statuses)
-            groups = [k for (k,) in db.execute(CHOICE_KEYS_QUERY, TAG_RANGE)]
-            metrics = [k for (k,) in db.execute("SELECT DISTINCT key FROM latest_metrics")]
-            query = RUNS_QUERY.format(
-                extra="".join([CHOICE_COLUMN] * len(groups) + [METRIC_COLUMN] * len(metrics)),
-                where=where,
-            )
-            rows = db.execute(query, [CONFIG_TAG, *groups, *metrics, *args]).fetchall()
-            schema = {**RUN_SCHEMA, "experiment": pl.Int64}
-            schema.update({CHOICE_PREFIX + g[len(CHOICE_TAG_PREFIX) :]: pl.String for g in groups})
-            schema.update({METRIC_PREFIX + m: pl.Float64 for m in metrics})
-            runs = frame(rows, schema)
-            nans = db.execute(
-                "SELECT run_uuid, key FROM latest_metrics WHERE is_nan = 1"
-            ).fetchall()
-            without = runs.filter(pl.col("config").is_null())["run_id"].to_list()
-            params = frame(self.params(db, without), PARAM_SCHEMA)
-        experiment = pl.col("experiment").replace_strict(names, return_dtype=pl.String)
-        return Tables(with_nans(runs.with_columns(experiment), nans), params)
+            # One read transaction: SQLite holds its shared lock on the file
+            # until the end, so no writer changes a page while it is read.
+            db.execute("BEGIN")
+            try:
+                names = self.experiment_names(db, experiments)
+                raw = read_pages(db, self.path) or read_sql(db)
+                runs = assemble(raw, names, statuses)
+                without = runs.filter(pl.col("config").is_null())["run_id"].to_list()
+                params = frame(self.params(db, without), PARAM_SCHEMA)
+            finally:
+                db.rollback()
+        return Tables(runs, params)
 
     @staticmethod
     def experiment_names(
@@ -171,31 +163,107 @@ class SqliteStore:
         return with_nan(frame(rows, {**HISTORY_SCHEMA, "is_nan": pl.Int64}))
 
 
-def run_filter(experiment_ids: list[int], statuses: Sequence[str] | None) -> tuple[str, list[Any]]:
-    """The WHERE clause (on `runs r`) selecting active runs of these
-    experiments with these statuses, and its arguments."""
-    where = (
-        "r.lifecycle_stage = 'active' "
-        f"AND r.experiment_id IN ({','.join('?' * len(experiment_ids)) or 'NULL'})"
+@dataclass(frozen=True)
+class RawTables:
+    """MLflow's tables as stored: every run, the config and choice tags, and
+    every latest metric."""
+
+    runs: pl.DataFrame
+    tags: pl.DataFrame
+    latest: pl.DataFrame
+
+
+# MLflow's column names, in the order the frames take them.
+RAW_RUNS = {
+    "run_uuid": pl.String,
+    "experiment_id": pl.Int64,
+    "status": pl.String,
+    "start_time": pl.Int64,
+    "end_time": pl.Int64,
+    "artifact_uri": pl.String,
+    "lifecycle_stage": pl.String,
+}
+RAW_TAGS = {"run_uuid": pl.String, "key": pl.String, "value": pl.String}
+RAW_LATEST = {"run_uuid": pl.String, "key": pl.String, "value": pl.Float64, "is_nan": pl.Int64}
+
+
+def read_pages(db: sqlite3.Connection, path: Path) -> RawTables | None:
+    """The tables read from the file's pages by the Rust core, inside the
+    caller's read transaction; None when the core cannot read this file
+    faithfully (UTF-16 text, a table layout it does not know): SQL must."""
+    runs = table_layout(db, "runs", list(RAW_RUNS))
+    tags = table_layout(db, "tags", list(RAW_TAGS))
+    latest = table_layout(db, "latest_metrics", list(RAW_LATEST))
+    if runs is None or tags is None or latest is None:
+        return None
+    tag_key = tags[1][1]
+    try:
+        return RawTables(
+            columns_frame(read_table(path, *runs), RAW_RUNS),
+            columns_frame(
+                read_table(
+                    path,
+                    *tags,
+                    key_column=tag_key,
+                    exact=[CONFIG_TAG],
+                    prefixes=[CHOICE_TAG_PREFIX],
+                ),
+                RAW_TAGS,
+            ),
+            columns_frame(read_table(path, *latest), RAW_LATEST),
+        )
+    except SqliteFileError as error:
+        if error.unsupported:
+            return None
+        raise StoreError(str(path), error) from error
+
+
+def table_layout(
+    db: sqlite3.Connection, table: str, columns: list[str]
+) -> tuple[int, list[int]] | None:
+    """The table's root page and the record position of each column; None
+    unless every column is stored plainly in an ordinary rowid table."""
+    row = db.execute(
+        "SELECT rootpage, sql FROM sqlite_schema WHERE type = 'table' AND name = ?", (table,)
+    ).fetchone()
+    if row is None or "WITHOUT ROWID" in row[1].upper():
+        return None
+    info = db.execute(f"PRAGMA table_xinfo({table})").fetchall()
+    if any(hidden for *_, hidden in info):
+        return None  # generated columns: not every column is in the record
+    pk = [name for _, name, _, _, _, key, _ in info if key]
+    positions = {name: i for i, (_, name, _, _, _, _, _) in enumerate(info)}
+    for name in columns:
+        _, _, kind, _, default, _, _ = info[positions[name]] if name in positions else (None,) * 7
+        rowid_alias = pk == [name] and str(kind).upper() == "INTEGER"
+        # A column added with a default is missing from older records.
+        if name not in positions or rowid_alias or default is not None:
+            return None
+    return int(row[0]), [positions[name] for name in columns]
+
+
+def columns_frame(columns: list[list[Any]], schema: dict[str, Any]) -> pl.DataFrame:
+    # strict=False applies the column's affinity: a whole REAL is stored as an int.
+    return pl.DataFrame(
+        [
+            pl.Series(name, column, dtype=dtype, strict=False)
+            for (name, dtype), column in zip(schema.items(), columns, strict=True)
+        ]
     )
-    args: list[Any] = list(experiment_ids)
-    if statuses is not None:
-        where += f" AND r.status IN ({','.join('?' * len(statuses)) or 'NULL'})"
-        args.extend(statuses)
-    return where, args
 
 
-RUNS_QUERY = (
-    "SELECT r.run_uuid, r.experiment_id, r.status, r.start_time, r.end_time, r.artifact_uri, "
-    "(SELECT t.value FROM tags t WHERE t.key = ? AND t.run_uuid = r.run_uuid){extra} "
-    "FROM runs r WHERE {where}"
-)
-CHOICE_COLUMN = ", (SELECT t.value FROM tags t WHERE t.key = ? AND t.run_uuid = r.run_uuid)"
-METRIC_COLUMN = (
-    ", (SELECT m.value FROM latest_metrics m WHERE m.key = ? AND m.run_uuid = r.run_uuid)"
-)
+def read_sql(db: sqlite3.Connection) -> RawTables:
+    """The same tables through SQL: slower (one Python object per cell)."""
+    runs = db.execute(f"SELECT {', '.join(RAW_RUNS)} FROM runs")
+    tags = db.execute(
+        "SELECT run_uuid, key, value FROM tags WHERE key = ? OR (key > ? AND key < ?)",
+        (CONFIG_TAG, *TAG_RANGE),
+    )
+    latest = db.execute("SELECT run_uuid, key, value, is_nan FROM latest_metrics")
+    return RawTables(frame(runs, RAW_RUNS), frame(tags, RAW_TAGS), frame(latest, RAW_LATEST))
+
+
 # The choice tags: a key range (`.` + 1 is `/`) uses the tags' primary key index.
-CHOICE_KEYS_QUERY = "SELECT DISTINCT key FROM tags WHERE key > ? AND key < ?"
 TAG_RANGE = (CHOICE_TAG_PREFIX, CHOICE_TAG_PREFIX[:-1] + "/")
 HISTORY_QUERY = (
     "SELECT run_uuid, key, step, timestamp, value, is_nan "
@@ -203,16 +271,43 @@ HISTORY_QUERY = (
 )
 
 
-def with_nans(runs: pl.DataFrame, nans: list[tuple[str, str]]) -> pl.DataFrame:
-    """MLflow stores a NaN metric as 0 with `is_nan` set; give the NaN back."""
-    by_metric: dict[str, list[str]] = {}
-    for run_id, key in nans:
-        by_metric.setdefault(METRIC_PREFIX + key, []).append(run_id)
-    return runs.with_columns(
-        pl.when(pl.col("run_id").is_in(ids)).then(float("nan")).otherwise(pl.col(name)).alias(name)
-        for name, ids in by_metric.items()
-        if name in runs.columns
+def assemble(raw: RawTables, names: dict[int, str], statuses: Sequence[str] | None) -> pl.DataFrame:
+    """One row per selected run: RUN_SCHEMA, then a `choice.<group>` column
+    per choice tag and a `metrics.<name>` column per metric, sorted by name."""
+    runs = raw.runs.filter(
+        pl.col("lifecycle_stage") == "active",
+        pl.col("experiment_id").is_in(list(names)),
+        pl.col("status").is_in(list(statuses)) if statuses is not None else pl.lit(True),
+    ).select(
+        pl.col("run_uuid").alias("run_id"),
+        pl.col("experiment_id").replace_strict(names, return_dtype=pl.String).alias("experiment"),
+        "status",
+        "start_time",
+        "end_time",
+        "artifact_uri",
     )
+    tags = raw.tags.rename({"run_uuid": "run_id"})
+    config = tags.filter(pl.col("key") == CONFIG_TAG).select("run_id", config="value")
+    choices = tags.filter(pl.col("key").str.starts_with(CHOICE_TAG_PREFIX)).with_columns(
+        pl.col("key").str.strip_prefix(CHOICE_TAG_PREFIX)
+    )
+    nan = pl.when(pl.col("is_nan") == 1).then(float("nan")).otherwise(pl.col("value"))
+    latest = raw.latest.select(pl.col("run_uuid").alias("run_id"), "key", value=nan)
+    result = runs.join(config, on="run_id", how="left")
+    # Keys only runs outside the selection have give all-null columns,
+    # which `frame.build` leaves out.
+    for long, prefix in ((choices, CHOICE_PREFIX), (latest, METRIC_PREFIX)):
+        result = result.join(pivot(long, prefix), on="run_id", how="left")
+    return result
+
+
+def pivot(long: pl.DataFrame, prefix: str) -> pl.DataFrame:
+    """A wide frame, `run_id` and one column per key (named prefix + key)."""
+    if long.is_empty():
+        return long.select("run_id")
+    wide = long.pivot(on="key", index="run_id", values="value", aggregate_function="first")
+    keys = sorted(c for c in wide.columns if c != "run_id")
+    return wide.select("run_id", *[pl.col(k).alias(prefix + k) for k in keys])
 
 
 def with_nan(metrics: pl.DataFrame) -> pl.DataFrame:

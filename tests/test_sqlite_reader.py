@@ -1,0 +1,284 @@
+"""The Rust core's SQLite file reader and JSON shapes, with SQLite and
+polars as the oracles: what `read_table` returns must be what a SELECT
+returns, and the fast config decoding must equal polars' own inference."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pytest
+from hydraflow._core import SqliteFileError, json_representatives, read_table
+from hydraflow.analysis.frame import decode_json
+from hydraflow.analysis.reading import read_pages, read_sql
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+SETTINGS = settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+
+cell = st.one_of(
+    st.none(),
+    st.integers(min_value=-(2**63), max_value=2**63 - 1),
+    # SQLite stores a NaN as NULL: any other float comes back bit for bit.
+    st.floats(allow_nan=False),
+    st.text(max_size=40) | st.text(min_size=300, max_size=3000),
+    st.binary(max_size=40) | st.binary(min_size=600, max_size=2000),
+)
+
+
+@contextlib.contextmanager
+def database(path: Path, page_size: int) -> Iterator[sqlite3.Connection]:
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        db.execute(f"PRAGMA page_size = {page_size}")
+        yield db
+        db.commit()
+
+
+def root_page(path: Path, table: str) -> int:
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        (root,) = db.execute(
+            "SELECT rootpage FROM sqlite_schema WHERE name = ?", (table,)
+        ).fetchone()
+    return int(root)
+
+
+def same(a: list[Any], b: list[Any]) -> bool:
+    """Equal, with -0.0 told from 0.0 (a float must come back bit for bit)."""
+    return len(a) == len(b) and all(
+        type(x) is type(y) and (x == y and math.copysign(1, x) == math.copysign(1, y))
+        if isinstance(x, float)
+        else x == y
+        for x, y in zip(a, b, strict=True)
+    )
+
+
+@SETTINGS
+@given(
+    rows=st.lists(st.tuples(cell, cell, cell), max_size=250),
+    page_size=st.sampled_from([512, 4096, 65536]),
+    added=st.booleans(),
+)
+def test_read_table_returns_what_select_returns(
+    tmp_path_factory: pytest.TempPathFactory,
+    rows: list[tuple[Any, ...]],
+    page_size: int,
+    added: bool,
+) -> None:
+    path = tmp_path_factory.mktemp("read") / "t.db"
+    with database(path, page_size) as db:
+        db.execute("CREATE TABLE t (a, b, c)")  # no affinity: every storage class kept
+        half = len(rows) // 2
+        db.executemany("INSERT INTO t VALUES (?, ?, ?)", rows[:half])
+        if added:
+            db.execute("ALTER TABLE t ADD COLUMN d")
+        db.executemany("INSERT INTO t (a, b, c) VALUES (?, ?, ?)", rows[half:])
+        db.execute("DELETE FROM t WHERE rowid % 7 = 3")
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        expected = db.execute("SELECT c, a, b FROM t ORDER BY rowid").fetchall()
+    columns = read_table(path, root_page(path, "t"), [2, 0, 1, 3])
+    assert all(
+        same(got, list(want))
+        for got, want in zip(columns, zip(*expected, strict=True), strict=False)
+    )
+    assert len(columns[0]) == len(expected)
+    assert columns[3] == [None] * len(expected)
+
+
+@SETTINGS
+@given(
+    keys=st.lists(st.sampled_from(["cfg", "ch.a", "ch.", "ch", "c", "x.ch.a", "chx"]), max_size=80)
+)
+def test_the_key_filter_keeps_exact_keys_and_prefixes(
+    tmp_path_factory: pytest.TempPathFactory, keys: list[str]
+) -> None:
+    path = tmp_path_factory.mktemp("keys") / "k.db"
+    with database(path, 512) as db:
+        db.execute("CREATE TABLE k (key TEXT, value TEXT)")
+        db.executemany("INSERT INTO k VALUES (?, ?)", [(k, f"{i}") for i, k in enumerate(keys)])
+        db.execute("INSERT INTO k VALUES (NULL, 'no key'), (3, 'a number')")
+    got = read_table(path, root_page(path, "k"), [1], key_column=0, exact=["cfg"], prefixes=["ch."])
+    assert got == [[str(i) for i, k in enumerate(keys) if k == "cfg" or k.startswith("ch.")]]
+
+
+def test_a_whole_real_comes_back_as_stored_and_the_frame_makes_it_a_float(tmp_path: Path) -> None:
+    path = tmp_path / "r.db"
+    with database(path, 4096) as db:
+        db.execute("CREATE TABLE r (x REAL)")
+        db.executemany("INSERT INTO r VALUES (?)", [(1.0,), (2.5,), (-3.0,)])
+    (column,) = read_table(path, root_page(path, "r"), [0])
+    assert column == [1, 2.5, -3]
+    assert pl.Series(column, dtype=pl.Float64, strict=False).to_list() == [1.0, 2.5, -3.0]
+
+
+def test_wal_mode_reads_the_committed_frames_of_the_log(tmp_path: Path) -> None:
+    path = tmp_path / "w.db"
+    writer = sqlite3.connect(path, isolation_level=None)
+    writer.execute("PRAGMA page_size = 512")
+    writer.execute("PRAGMA journal_mode = WAL")
+    writer.execute("PRAGMA wal_autocheckpoint = 0")  # every commit stays in the log
+    writer.execute("CREATE TABLE t (a, b)")
+    try:
+        for batch in range(5):
+            writer.execute("BEGIN")
+            rows = [(batch * 100 + i, "x" * (i * 13)) for i in range(100)]
+            writer.executemany("INSERT INTO t VALUES (?, ?)", rows)
+            writer.execute("UPDATE t SET b = 'updated' WHERE a % 17 = 0")
+            writer.execute("COMMIT")
+        writer.execute("BEGIN")
+        writer.execute("INSERT INTO t VALUES (-1, 'not committed')")
+        assert Path(f"{path}-wal").stat().st_size > 100_000
+        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as reader:
+            reader.execute("BEGIN")
+            expected = reader.execute("SELECT a, b FROM t ORDER BY rowid").fetchall()
+            got = read_table(path, root_page(path, "t"), [0, 1])
+        assert got == [list(column) for column in zip(*expected, strict=True)]
+        assert len(expected) == 500
+    finally:
+        writer.close()
+
+
+def test_damage_is_refused_with_a_reason(tmp_path: Path) -> None:
+    damaged = tmp_path / "d.db"
+    damaged.write_bytes(b"SQLite format 3\0" + bytes(200))
+    with pytest.raises(SqliteFileError) as broken:
+        read_table(damaged, 2, [0])
+    assert not broken.value.unsupported
+    with pytest.raises(SqliteFileError, match="No such file"):
+        read_table(tmp_path / "absent.db", 2, [0])
+
+
+def test_an_mlflow_store_reads_the_same_from_pages_and_sql(tmp_path: Path) -> None:
+    """A store MLflow made itself: runs with tags, params, NaN and plain metrics."""
+    import mlflow
+
+    path = tmp_path / "mlflow.db"
+    client = mlflow.MlflowClient(f"sqlite:///{path}")
+    experiment = client.create_experiment("exp")
+    for index in range(30):
+        run = client.create_run(experiment, tags={"hydraflow.choice.db": f"db{index % 3}"})
+        config = {"seed": index, "long": "x" * (index * 300)}
+        client.set_tag(run.info.run_id, "hydraflow.config", json.dumps(config))
+        client.log_metric(run.info.run_id, "loss", float("nan") if index == 4 else index / 3)
+        client.log_metric(run.info.run_id, "acc", 1.0 - index / 100, step=2)
+        if index % 5:
+            client.set_terminated(run.info.run_id)
+    client.delete_run(run.info.run_id)
+    with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+        db.execute("BEGIN")
+        pages, sql = read_pages(db, path), read_sql(db)
+    assert pages is not None
+    for name in ("runs", "tags", "latest"):
+        key = ["run_uuid", "key"] if name != "runs" else ["run_uuid"]
+        got, want = getattr(pages, name).sort(key), getattr(sql, name).sort(key)
+        assert got.equals(want, null_equal=True), name
+    assert pages.runs.height == 30 and pages.tags.height == 60
+
+
+def test_a_write_lock_held_in_this_process_survives_a_load(tmp_path: Path) -> None:
+    """Closing any descriptor of a file drops every POSIX lock the process
+    holds on it: the reader keeps its descriptor open, so a writer in this
+    process keeps its lock while `load` reads the same file. (A store in
+    rollback-journal mode, where the write lock is a lock on the file.)"""
+    import hydraflow
+    import mlflow
+
+    path = tmp_path / "mlflow.db"
+    client = mlflow.MlflowClient(f"sqlite:///{path}")
+    client.create_run(client.create_experiment("exp"))
+    writer = sqlite3.connect(path, isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")  # RESERVED: no other process may write
+    try:
+        for _ in range(3):
+            assert len(hydraflow.load(tracking_uri=f"sqlite:///{path}", status=None)) == 1
+        assert "database is locked" in write_from_another_process(path)
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
+    kept = open_descriptors().count(str(path))
+    for _ in range(5):
+        hydraflow.load(tracking_uri=f"sqlite:///{path}")
+    assert open_descriptors().count(str(path)) == kept, "one descriptor per file, not per load"
+
+
+def write_from_another_process(path: Path) -> str:
+    """What another process hears when it tries to start writing: its stderr."""
+    probe = (
+        "import sqlite3, sys; sqlite3.connect(sys.argv[1], timeout=0).execute('BEGIN IMMEDIATE')"
+    )
+    other = subprocess.run(
+        [sys.executable, "-c", probe, str(path)], capture_output=True, text=True, timeout=60
+    )
+    return other.stderr
+
+
+def test_the_lock_probe_sees_a_dropped_lock(tmp_path: Path) -> None:
+    """The check above is sharp: closing a descriptor of the file in this
+    process does drop the writer's lock."""
+    path = tmp_path / "t.db"
+    writer = sqlite3.connect(path, isolation_level=None)
+    writer.execute("CREATE TABLE t (a)")
+    writer.execute("BEGIN IMMEDIATE")
+    try:
+        assert "database is locked" in write_from_another_process(path)
+        path.open("rb").close()
+        assert "database is locked" not in write_from_another_process(path)
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
+
+
+def open_descriptors() -> list[str]:
+    found = []
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(FileNotFoundError):  # the listing's own descriptor
+            found.append(os.readlink(f"/proc/self/fd/{fd}"))
+    return found
+
+
+json_value = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**53), 2**53)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=5),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.sampled_from("abc"), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+config = st.dictionaries(
+    st.sampled_from(["lr", "seed", "model", "layers", "name"]), json_value, min_size=1
+)
+
+
+@SETTINGS
+@given(configs=st.lists(config, min_size=1, max_size=12), size=st.integers(1, 12))
+def test_decoding_by_shape_equals_polars_inference(
+    configs: list[dict[str, Any]], size: int
+) -> None:
+    texts = pl.Series([json.dumps(c) for c in (configs * size)[: max(size, len(configs))]])
+    try:
+        want = texts.str.json_decode(infer_schema_length=None)
+    except pl.exceptions.PolarsError:
+        with pytest.raises(pl.exceptions.PolarsError):
+            decode_json(texts)
+        return
+    got = decode_json(texts)
+    assert got.dtype == want.dtype
+    assert got.equals(want, null_equal=True)
+
+
+def test_representatives_are_the_first_of_each_shape() -> None:
+    texts = ['{"a":1}', '{"a":2}', '{"a":1.5}', None, '{"a":"x"}', '{"a":3}', "not json", "{"]
+    assert json_representatives(texts) == [0, 2, 4, 6]
