@@ -4,7 +4,7 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
-RUST_SOURCES := $(wildcard rust/*.rs) Cargo.toml
+RUST_SOURCES := $(wildcard rust/*.rs rust/*/*.rs) Cargo.toml
 STAMP := $(VENV)/.built
 COMMA := ,
 

@@ -212,10 +212,10 @@ fn read_table(
     let selection = Selection { columns, key_column, exact, prefixes };
     let database = open_database(&path).map_err(|err| sqlite_error(py, &err))?;
     let mut lists: Vec<Vec<Bound<'_, PyAny>>> = vec![Vec::new(); selection.columns.len()];
-    let mut interned = Interned::default();
+    let mut interned: Vec<Interned<'_>> = (0..lists.len()).map(|_| Interned::default()).collect();
     // Python objects are made as the pages are read: no copy of the cells.
     let read = database.visit(root, &selection, |row| -> Result<(), TableError> {
-        for (list, cell) in lists.iter_mut().zip(row) {
+        for ((list, cell), interned) in lists.iter_mut().zip(row).zip(&mut interned) {
             list.push(interned.object(py, cell)?);
         }
         Ok(())
@@ -266,37 +266,53 @@ fn sqlite_error(py: Python<'_>, err: &sqlite::ReadError) -> PyErr {
     }
 }
 
-/// Python objects for cells, reusing the string objects of the last few
-/// short texts: keys, statuses and the ids of a run's rows repeat nearby.
+/// Python objects for the cells of one column, reusing the string objects of
+/// its last few short texts: keys, statuses and the ids of a run's rows
+/// repeat nearby. A column where that rarely pays stops looking.
 #[derive(Default)]
 struct Interned<'py> {
-    recent: std::collections::VecDeque<(Vec<u8>, Bound<'py, PyString>)>,
+    recent: Vec<Bound<'py, PyString>>,
+    next: usize,
+    hits: usize,
+    misses: usize,
 }
 
 impl<'py> Interned<'py> {
     const MAX_LEN: usize = 64;
-    const KEPT: usize = 8;
+    const KEPT: usize = 4;
 
     fn object(&mut self, py: Python<'py>, cell: &Cell<'_>) -> PyResult<Bound<'py, PyAny>> {
         Ok(match *cell {
             Cell::Null => py.None().into_bound(py),
             Cell::Integer(n) => n.into_pyobject(py)?.into_any(),
             Cell::Real(x) => x.into_pyobject(py)?.into_any(),
-            Cell::Text(bytes) if bytes.len() <= Self::MAX_LEN => self.text(py, bytes).into_any(),
+            Cell::Text(bytes) if bytes.len() <= Self::MAX_LEN && self.pays() => {
+                self.text(py, bytes).into_any()
+            }
             Cell::Text(bytes) => PyString::new(py, &String::from_utf8_lossy(bytes)).into_any(),
             Cell::Blob(bytes) => PyBytes::new(py, bytes).into_any(),
         })
     }
 
+    fn pays(&self) -> bool {
+        self.misses < 1024 || self.hits * 8 >= self.misses
+    }
+
     fn text(&mut self, py: Python<'py>, bytes: &[u8]) -> Bound<'py, PyString> {
-        if let Some((_, text)) = self.recent.iter().find(|(kept, _)| kept == bytes) {
-            return text.clone();
+        let same =
+            |kept: &&Bound<'py, PyString>| kept.to_str().is_ok_and(|t| t.as_bytes() == bytes);
+        if let Some(kept) = self.recent.iter().find(same) {
+            self.hits += 1;
+            return kept.clone();
         }
+        self.misses += 1;
         let text = PyString::new(py, &String::from_utf8_lossy(bytes));
-        if self.recent.len() == Self::KEPT {
-            self.recent.pop_front();
+        if self.recent.len() < Self::KEPT {
+            self.recent.push(text.clone());
+        } else {
+            self.recent[self.next] = text.clone();
+            self.next = (self.next + 1) % Self::KEPT;
         }
-        self.recent.push_back((bytes.to_vec(), text.clone()));
         text
     }
 }

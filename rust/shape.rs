@@ -266,22 +266,3 @@ mod tests {
         assert!(shape_of(&("[".repeat(60) + &"]".repeat(60))).is_some());
     }
 }
-#[cfg(test)]
-mod timing {
-    #[test]
-    #[ignore]
-    fn time_shape() {
-        let doc = br#"{"augment":true,"batch":64,"data":{"path":"/data/train","shuffle":true},"dropout":0.3,"epochs":10,"layers":[128,64,32],"lr":0.003,"model":{"depth":4,"name":"vit"},"optimizer":"sgd","seed":0}"#;
-        let docs: Vec<Vec<u8>> = (0..100_000).map(|_| doc.to_vec()).collect();
-        let start = std::time::Instant::now();
-        let firsts = super::representatives(docs.iter().map(|d| Some(d.as_slice())));
-        eprintln!("{:?} {}", start.elapsed(), firsts.len());
-        let start = std::time::Instant::now();
-        let mut out = Vec::new();
-        let mut n = 0;
-        for d in &docs {
-            n += usize::from(super::shape_into(d, &mut out));
-        }
-        eprintln!("shape only {:?} {}", start.elapsed(), n);
-    }
-}

@@ -23,6 +23,7 @@ import polars as pl
 import pytest
 import yaml
 from hydraflow.errors import FilterError, RunLookupError, StoreNotFoundError
+from hydraflow.store import StoreError
 from omegaconf import DictConfig
 
 from tests.apps.typed_app import Config, Model
@@ -339,6 +340,34 @@ def test_deleted_runs_and_experiments_are_left_out(store: Path, tmp_path: Path) 
 def test_a_missing_store_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(StoreNotFoundError, match="no MLflow store at"):
         hydraflow.load(tracking_uri=uri(tmp_path / "absent.db"))
+
+
+def test_a_damaged_store_or_another_file_is_a_clear_error(store: Path, tmp_path: Path) -> None:
+    damaged = copy_store(store / "mlflow.db", tmp_path / "damaged.db")
+    with contextlib.closing(sqlite3.connect(damaged)) as db:
+        (root,) = db.execute("SELECT rootpage FROM sqlite_schema WHERE name = 'runs'").fetchone()
+        (page_size,) = db.execute("PRAGMA page_size").fetchone()
+    with damaged.open("r+b") as file:  # the runs table's root page is no B-tree page now
+        file.seek((root - 1) * page_size)
+        file.write(b"\x42")
+    not_a_store = tmp_path / "notes.db"
+    not_a_store.write_text("not a database\n" * 100)
+    for path, reason in ((damaged, "damaged page"), (not_a_store, "file is not a database")):
+        with pytest.raises(StoreError, match=reason):
+            hydraflow.load(tracking_uri=uri(path))
+        result = run_cli("runs", "--tracking-uri", uri(path), cwd=tmp_path)
+        assert result.returncode == 2
+        assert "move it aside" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_pages_and_sql_give_the_same_frame(inside: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Rust core reads the store's pages; SQL (for files it cannot read,
+    such as UTF-16 ones) must give the very same runs."""
+    from_pages = hydraflow.load(status=None).frame
+    monkeypatch.setattr("hydraflow.analysis.reading.read_pages", lambda db, path: None)
+    from_sql = hydraflow.load(status=None).frame
+    assert from_pages.equals(from_sql, null_equal=True)
+    assert from_pages.height == 25
 
 
 def test_runs_without_the_config_tag_load_from_params_or_config_yaml(

@@ -112,7 +112,7 @@ class StoreError(HydraflowError):
 
 
 def hint(reason: str) -> str:
-    if "not a database" in reason or "malformed" in reason:
+    if any(text in reason for text in ("not a database", "malformed", "damaged page")):
         return (
             " (the file is damaged or not an MLflow database: move it aside to start a new store)"
         )

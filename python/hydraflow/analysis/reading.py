@@ -112,12 +112,17 @@ class SqliteStore:
 
     @contextlib.contextmanager
     def connect(self) -> Iterator[sqlite3.Connection]:
-        with contextlib.closing(connect_read_only(self.path)) as connection:
-            # A bulk read touches most pages: map the file and cache more of
-            # it than SQLite's 2 MB default, rather than reading page by page.
-            connection.execute(f"PRAGMA mmap_size = {MMAP_BYTES}")
-            connection.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
-            yield connection
+        """A read-only connection; SQLite's errors (a damaged file, one that
+        is not a database) become one clear StoreError."""
+        try:
+            with contextlib.closing(connect_read_only(self.path)) as connection:
+                # A bulk read touches most pages: map the file and cache more
+                # of it than SQLite's 2 MB default, rather than page by page.
+                connection.execute(f"PRAGMA mmap_size = {MMAP_BYTES}")
+                connection.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
+                yield connection
+        except sqlite3.DatabaseError as error:
+            raise StoreError(str(self.path), error) from error
 
     def read(self, experiments: Sequence[str] | None, statuses: Sequence[str] | None) -> Tables:
         with self.connect() as db:
