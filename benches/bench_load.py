@@ -219,8 +219,16 @@ def store(count: int) -> Path:
     return path
 
 
+# As on a user's machine: no tracking URI from the caller, bytecode cached.
+ENVIRONMENT = {
+    k: v
+    for k, v in os.environ.items()
+    if k not in ("MLFLOW_TRACKING_URI", "PYTHONDONTWRITEBYTECODE")
+}
+
+
 def python(script: str, *args: str) -> dict[str, Any]:
-    environment = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    environment = ENVIRONMENT
     result = subprocess.run(
         [sys.executable, "-c", script, *args],
         capture_output=True,
@@ -235,7 +243,7 @@ def python(script: str, *args: str) -> dict[str, Any]:
 def command_s(*args: str) -> float:
     hydraflow = str(Path(sys.executable).parent / "hydraflow")
     start = time.perf_counter()
-    subprocess.run([hydraflow, *args], check=True, stdout=subprocess.DEVNULL)
+    subprocess.run([hydraflow, *args], check=True, stdout=subprocess.DEVNULL, env=ENVIRONMENT)
     return time.perf_counter() - start
 
 

@@ -6,12 +6,9 @@ planned (see `plan.py`), where errors name the same locations.
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
-
-import yaml
 
 from hydraflow._core import SweepSyntaxError, split
 from hydraflow.errors import ConfigError
@@ -81,6 +78,8 @@ def decoded(data: bytes, file: str) -> str:
 
 
 def parse_yaml(text: str, file: str) -> Any:
+    import yaml  # here, not at the top: `hydraflow --help` never needs it
+
     try:
         return yaml.safe_load(text)
     except yaml.MarkedYAMLError as error:
@@ -170,6 +169,8 @@ def check_keys(body: dict[Any, Any], allowed: tuple[str, ...], file: str, where:
 
 
 def suggestion(word: str, choices: tuple[str, ...] | list[str]) -> str:
+    import difflib
+
     close = difflib.get_close_matches(word, choices, n=1)
     if close:
         return f"; did you mean '{close[0]}'?"

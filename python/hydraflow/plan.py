@@ -18,13 +18,15 @@ import shlex
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
-from hydraflow._core import SweepSyntaxError, collect, count, expand, ulid
+from hydraflow._core import SweepSyntaxError, collect, count, expand, ulid, ulids
 from hydraflow.errors import ConfigError, HydraflowError
 from hydraflow.jobs import Arguments, Job, JobSet
 
 JOB_NAME_KEY = "hydra.job.name"
 SWEEP_DIR_KEY = "hydra.sweep.dir"
 SWEEP_ROOT = "multirun"
+# Dry-run lines are made this many at a time (one call for their ULIDs).
+LINES_PER_BATCH = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,18 +177,24 @@ class SetPlan:
             yield params, self.runs_of_combination(combination)
 
     def shell_lines(self, head: str) -> Iterator[str]:
-        """`shlex.join(head + params)` per command, fast: every distinct piece is
-        quoted once, and only the combination is joined per line."""
+        """`shlex.join(head + params)` per command, fast: the line is laid out
+        once as a template (every fixed piece quoted once), and each command
+        only fills in its combination and its ULID (which never needs quoting)."""
         quote = shlex.quote
-        each = [[quote(arg) for arg in options] for options in self.each]
-        all_args, job_name = [quote(a) for a in self.all], [quote(a) for a in self.job_name]
-        add = [quote(a) for a in self.add]
-        start = [head] if head else []
-        for combination, sweep_dir in zip(
-            itertools.product(*each), self.sweep_dirs(), strict=False
-        ):
-            # A ULID never needs quoting.
-            yield " ".join([*start, *layout(combination, all_args, job_name, sweep_dir, add)])
+        quoted = [[quote(arg).replace("%", "%%") for arg in options] for options in self.each]
+        slots = ["%s"] * len(self.each)
+        sweep_dir = [f"{SWEEP_DIR_KEY}={SWEEP_ROOT}/%s"] if self.sweep_dir else []
+        fixed = [[quote(a).replace("%", "%%") for a in part] for part in (self.all, self.job_name)]
+        add = [quote(a).replace("%", "%%") for a in self.add]
+        start = [head.replace("%", "%%")] if head else []
+        template = " ".join([*start, *layout(slots, *fixed, sweep_dir, add)])
+        combinations = itertools.product(*quoted)
+        if not self.sweep_dir:
+            yield from (template % combination for combination in combinations)
+            return
+        while batch := list(itertools.islice(combinations, LINES_PER_BATCH)):
+            stamps = ulids(len(batch))
+            yield from [template % (*c, stamp) for c, stamp in zip(batch, stamps, strict=True)]
 
     def largest_argv(self, head: Sequence[str]) -> list[str]:
         """An argv as large as any this set makes: the longest option of each
