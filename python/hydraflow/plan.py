@@ -184,10 +184,12 @@ class SetPlan:
         quoted = [[quote(arg).replace("%", "%%") for arg in options] for options in self.each]
         slots = ["%s"] * len(self.each)
         sweep_dir = [f"{SWEEP_DIR_KEY}={SWEEP_ROOT}/%s"] if self.sweep_dir else []
-        fixed = [[quote(a).replace("%", "%%") for a in part] for part in (self.all, self.job_name)]
-        add = [quote(a).replace("%", "%%") for a in self.add]
+        all_args, job_name, add = (
+            [quote(a).replace("%", "%%") for a in part]
+            for part in (self.all, self.job_name, self.add)
+        )
         start = [head.replace("%", "%%")] if head else []
-        template = " ".join([*start, *layout(slots, *fixed, sweep_dir, add)])
+        template = " ".join([*start, *layout(slots, all_args, job_name, sweep_dir, add)])
         combinations = itertools.product(*quoted)
         if not self.sweep_dir:
             yield from (template % combination for combination in combinations)
