@@ -18,7 +18,7 @@ from typing import Any
 import polars as pl
 import pytest
 from hydraflow._core import SqliteFileError, json_representatives, read_table
-from hydraflow.analysis.frame import decode_json
+from hydraflow.analysis.frame import config_columns, decode_json
 from hydraflow.analysis.reading import read_pages, read_sql
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -282,3 +282,10 @@ def test_decoding_by_shape_equals_polars_inference(
 def test_representatives_are_the_first_of_each_shape() -> None:
     texts = ['{"a":1}', '{"a":2}', '{"a":1.5}', None, '{"a":"x"}', '{"a":3}', "not json", "{"]
     assert json_representatives(texts) == [0, 2, 4, 6]
+
+
+def test_a_config_tag_that_is_not_json_gives_no_values() -> None:
+    texts = pl.Series(['{"lr": 0.1, "seed": 1}', "{damaged", '["not", "an object"]', None])
+    frame = config_columns(texts)
+    assert frame["lr"].to_list() == [0.1, None, None, None]
+    assert frame["seed"].to_list() == [1, None, None, None]

@@ -71,7 +71,7 @@ pub fn index<P: Pages>(wal: &P, page_size: usize) -> Result<WalIndex> {
 }
 
 /// SQLite's running checksum over 32-bit words, in the log's byte order.
-fn checksum(bytes: &[u8], (mut s0, mut s1): (u32, u32), big_endian: bool) -> (u32, u32) {
+pub(super) fn checksum(bytes: &[u8], (mut s0, mut s1): (u32, u32), big_endian: bool) -> (u32, u32) {
     let word = |chunk: &[u8]| {
         let array = [chunk[0], chunk[1], chunk[2], chunk[3]];
         if big_endian {

@@ -134,10 +134,11 @@ def flatten_struct(series: pl.Series, prefix: str) -> Iterator[tuple[str, pl.Ser
 
 def clashing_config_columns(configs: pl.Series) -> pl.DataFrame:
     """A key whose values have types polars cannot unify keeps its values as
-    JSON text; all other keys keep their types."""
+    JSON text; all other keys keep their types. A config tag that is not a
+    JSON object (written by another tool, or damaged) gives no values."""
     columns: dict[str, list[Any]] = defaultdict(lambda: [None] * len(configs))
     for row, text in enumerate(configs):
-        for key, value in flatten(json.loads(text) if text else {}):
+        for key, value in flatten(parse_object(text)):
             columns[key][row] = value
     frame: dict[str, pl.Series] = {}
     for key, values in sorted(columns.items()):
@@ -146,6 +147,14 @@ def clashing_config_columns(configs: pl.Series) -> pl.DataFrame:
         except (TypeError, pl.exceptions.PolarsError):
             frame[key] = pl.Series(key, [None if v is None else json.dumps(v) for v in values])
     return pl.DataFrame(frame)
+
+
+def parse_object(text: str | None) -> dict[str, Any]:
+    try:
+        value = json.loads(text) if text else {}
+    except json.JSONDecodeError:
+        return {}
+    return value if isinstance(value, dict) else {}
 
 
 def flatten(config: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
