@@ -289,3 +289,65 @@ def test_a_config_tag_that_is_not_json_gives_no_values() -> None:
     frame = config_columns(texts)
     assert frame["lr"].to_list() == [0.1, None, None, None]
     assert frame["seed"].to_list() == [1, None, None, None]
+
+
+WRITER = """
+import json, sqlite3, sys, uuid
+db = sqlite3.connect(sys.argv[1], timeout=30, isolation_level=None)
+db.execute("PRAGMA wal_autocheckpoint = 8")  # checkpoints and log restarts all the time
+experiment, count = int(sys.argv[2]), int(sys.argv[3])
+for index in range(count):
+    run = uuid.uuid4().hex
+    db.execute("BEGIN IMMEDIATE")
+    db.execute(
+        "INSERT INTO runs (run_uuid, name, source_type, source_name, entry_point_name, user_id,"
+        " status, start_time, end_time, source_version, lifecycle_stage, artifact_uri,"
+        " experiment_id)"
+        " VALUES (?, ?, 'LOCAL', 'w', '', 'w', 'FINISHED', ?, ?, '', 'active', ?, ?)",
+        (run, f"run-{index}", index, index + 1, f"/tmp/{run}", experiment),
+    )
+    config = json.dumps({"seed": index, "pad": "x" * (index % 700)})
+    db.execute(
+        "INSERT INTO tags (key, value, run_uuid) VALUES ('hydraflow.config', ?, ?)", (config, run)
+    )
+    db.execute(
+        "INSERT INTO latest_metrics (key, value, timestamp, step, is_nan, run_uuid)"
+        " VALUES ('loss', ?, 0, 0, 0, ?)", (index / 7, run)
+    )
+    db.execute("COMMIT")
+"""
+
+
+def test_loads_during_writes_see_whole_runs_and_never_fewer(tmp_path: Path) -> None:
+    """A writer commits runs (each with its config tag and metric in one
+    transaction) while checkpoints copy the log into the file and restart
+    it; every load must see whole runs, never fewer than the one before."""
+    import hydraflow
+    import mlflow
+
+    path = tmp_path / "mlflow.db"
+    experiment = mlflow.MlflowClient(f"sqlite:///{path}").create_experiment("exp")
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        db.execute("PRAGMA journal_mode = WAL")
+    writer = subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(path), experiment, "3000"],
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    seen = [0]
+    try:
+        while writer.poll() is None or seen[-1] < 3000:
+            frame = hydraflow.load(tracking_uri=f"sqlite:///{path}").frame
+            if frame.height:
+                assert frame["seed"].null_count() == 0 and frame["metrics.loss"].null_count() == 0
+                assert frame["metrics.loss"].to_list() == [s / 7 for s in frame["seed"]]
+            assert frame.height >= seen[-1]
+            seen.append(frame.height)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(writer.pid, 9)
+        _, errors = writer.communicate(timeout=60)
+    assert writer.returncode == 0, errors
+    assert seen[-1] == 3000
+    assert len(set(seen)) > 3, f"the loads overlapped the writes: {seen}"
