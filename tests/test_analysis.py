@@ -337,6 +337,14 @@ def test_deleted_runs_and_experiments_are_left_out(store: Path, tmp_path: Path) 
     assert left.try_get(width=100, height=100) is None
 
 
+def test_a_path_names_a_sqlite_store(inside: Path) -> None:
+    """As for `@hydraflow.main`: a `Path`, or a string without a scheme."""
+    for store in ("mlflow.db", "./mlflow.db", str(inside / "mlflow.db"), inside / "mlflow.db"):
+        assert len(hydraflow.load(tracking_uri=store)) == 24, store
+    result = run_cli("runs", "--tracking-uri", "mlflow.db", "--format", "csv", cwd=inside)
+    assert result.returncode == 0 and len(result.stdout.splitlines()) == 25
+
+
 def test_a_missing_store_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(StoreNotFoundError, match="no MLflow store at"):
         hydraflow.load(tracking_uri=uri(tmp_path / "absent.db"))
@@ -453,6 +461,16 @@ def test_the_runs_command_filters_with_the_sweep_grammar(inside: Path) -> None:
     assert len(ids("typed_app", "--status", "all")) == 9
     assert len(ids("typed_app", "--status", "FAILED,KILLED")) == 1
     assert ids("nothing") == []
+    forgot_the_value = run_cli("runs", "job_sequential", "width", cwd=inside)
+    assert forgot_the_value.returncode == 0
+    assert "no runs of an experiment matching 'width'" in forgot_the_value.stderr
+
+
+def test_a_missing_column_named_like_a_group_points_to_its_choice(store: Path) -> None:
+    runs = hydraflow.load(tracking_uri=uri(store / "mlflow.db"))
+    frame = runs.frame.with_columns(pl.lit("small").alias("choice.model"))
+    with pytest.raises(FilterError, match="'choice.model'"):
+        runs.derive(frame).filter(model="small")
 
 
 def test_the_runs_command_refuses_bad_input(inside: Path, tmp_path: Path) -> None:
@@ -462,6 +480,8 @@ def test_the_runs_command_refuses_bad_input(inside: Path, tmp_path: Path) -> Non
         ("runs", "width=1:3tep"): "'3tep' is not a number",
         ("runs", "--status", "DONE"): "unknown run status 'DONE'",
         ("runs", "--tracking-uri", uri(tmp_path / "x.db")): "no MLflow store at",
+        ("runs", "--tracking-uri", str(tmp_path)): "no MLflow store at",
+        ("runs", "--tracking-uri", (tmp_path / "mlruns").as_uri()): "cannot use the MLflow store",
     }
     for args, message in cases.items():
         result = run_cli(*args, cwd=inside)

@@ -198,6 +198,14 @@ def test_a_custom_tracking_uri(tmp_path: Path) -> None:
     assert len(runs(folder, db="elsewhere.db")) == 1
 
 
+def test_a_tracking_uri_without_a_scheme_is_a_sqlite_file(tmp_path: Path) -> None:
+    folder = write_app(tmp_path, "tracking_uri='stores/here.db'")
+    (folder / "stores").mkdir()
+    result = run_app(folder, "a=1")
+    assert result.returncode == 0, result.stderr
+    assert len(runs(folder, db="stores/here.db")) == 1
+
+
 def test_the_tracking_uri_environment_variable(tmp_path: Path) -> None:
     folder = write_app(tmp_path)
     uri = f"sqlite:///{tmp_path / 'from_env.db'}"

@@ -35,14 +35,30 @@ RETRIES = 12
 EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development"}
 
 
-def tracking_uri(explicit: str | None, launch_dir: Path) -> str:
+def tracking_uri(explicit: str | os.PathLike[str] | None, launch_dir: Path) -> str:
     """`explicit`, else MLFLOW_TRACKING_URI, else SQLite `mlflow.db` in the launch dir."""
     if explicit:
-        return explicit
+        return as_uri(explicit)
     from_env = os.environ.get("MLFLOW_TRACKING_URI")
     if from_env:
         return from_env
     return f"sqlite:///{(launch_dir / DEFAULT_DB).resolve()}"
+
+
+# `scheme:` at the start (two letters at least: `C:` is a Windows drive).
+URI_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]+:")
+# Tracking URIs MLflow takes without a scheme.
+BARE_URIS = ("databricks", "databricks-uc")
+
+
+def as_uri(store: str | os.PathLike[str]) -> str:
+    """A tracking URI as is; a path (a `Path`, or a string without a scheme)
+    names a SQLite file, made absolute (MLflow would read a plain path as its
+    retired file store)."""
+    text = os.fspath(store)
+    if isinstance(store, str) and (URI_SCHEME.match(text) or text in BARE_URIS):
+        return text
+    return f"sqlite:///{Path(text).absolute()}"
 
 
 def sqlite_path(uri: str) -> Path | None:

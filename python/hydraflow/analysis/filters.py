@@ -18,7 +18,12 @@ def column_name(key: str, columns: Sequence[str]) -> str:
     if dotted in columns:
         return dotted
     known = ", ".join(columns)
-    raise FilterError(f"no column {key!r} in the runs; the columns are: {known}")
+    hint = (
+        f" (the option of a config group: {'choice.' + dotted!r})"
+        if f"choice.{dotted}" in columns
+        else ""
+    )
+    raise FilterError(f"no column {key!r} in the runs{hint}; the columns are: {known}")
 
 
 def condition(frame: pl.DataFrame, key: str, value: Any) -> pl.Expr:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import sys
 from collections.abc import Sequence
@@ -27,6 +28,8 @@ def list_runs(
     experiments = [a for a in args if "=" not in a] or None
     statuses = None if status.lower() == "all" else status.split(",")
     runs: Runs[Any] = load(experiments, tracking_uri=tracking_uri, status=statuses)
+    for pattern in unmatched(experiments or [], runs):
+        print(f"hydraflow: no runs of an experiment matching {pattern!r}", file=sys.stderr)
     for argument in (a for a in args if "=" in a):
         runs = runs.filter(value_filter(runs, argument))
     if output == "csv":
@@ -38,6 +41,13 @@ def list_runs(
     if not len(runs):
         print("hydraflow: no runs match", file=sys.stderr)
     return len(runs)
+
+
+def unmatched(patterns: Sequence[str], runs: Runs[Any]) -> list[str]:
+    """The JOB arguments no loaded run's experiment matches: a typo, or a
+    filter written without its `=`."""
+    names = runs.frame["experiment"].unique().to_list()
+    return [p for p in patterns if not any(fnmatch.fnmatchcase(n, p) for n in names)]
 
 
 def value_filter(runs: Runs[Any], argument: str) -> pl.Expr:

@@ -332,7 +332,24 @@ class ClientStore:
 
         return MlflowClient(self.uri)
 
+    @contextlib.contextmanager
+    def errors(self) -> Iterator[None]:
+        """MLflow's refusals (an unknown or retired kind of store, a server
+        that does not answer) become one clear StoreError."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            yield
+        except MlflowException as error:
+            raise StoreError(self.uri, error) from error
+
     def read(self, experiments: Sequence[str] | None, statuses: Sequence[str] | None) -> Tables:
+        with self.errors():
+            return self.read_runs(experiments, statuses)
+
+    def read_runs(
+        self, experiments: Sequence[str] | None, statuses: Sequence[str] | None
+    ) -> Tables:
         client = self.client()
         names = self.experiment_names(client, experiments)
         found = [
@@ -384,6 +401,10 @@ class ClientStore:
                 return
 
     def history(self, run_ids: Sequence[str], metrics: Sequence[str]) -> pl.DataFrame:
+        with self.errors():
+            return self.read_history(run_ids, metrics)
+
+    def read_history(self, run_ids: Sequence[str], metrics: Sequence[str]) -> pl.DataFrame:
         client = self.client()
         rows = []
         for run_id in run_ids:

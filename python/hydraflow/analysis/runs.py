@@ -25,15 +25,17 @@ STATUSES = ("RUNNING", "SCHEDULED", "FINISHED", "FAILED", "KILLED")
 def load(
     experiments: str | Sequence[str] | None = None,
     *,
-    tracking_uri: str | None = None,
+    tracking_uri: str | os.PathLike[str] | None = None,
     status: str | Sequence[str] | None = "FINISHED",
     config: type[C] | None = None,
 ) -> Runs[C]:
     """Every run of the matching experiments, typed, as `Runs`.
 
     `experiments`: a name, a glob pattern (`"job_*"`), a list of them, or None
-    for all. `tracking_uri`: the store, resolved as `@hydraflow.main` does
-    (else MLFLOW_TRACKING_URI, else `mlflow.db` in the current directory).
+    for all. `tracking_uri`: the store, resolved as `@hydraflow.main` does: a
+    tracking URI, or a path (a `Path` or a string without a scheme) of a
+    SQLite file; else MLFLOW_TRACKING_URI, else `mlflow.db` in the current
+    directory.
     `status`: a run status, a list, or None for all. `config`: the app's
     dataclass, so that `run.cfg` is an instance of it.
 

@@ -7,10 +7,10 @@ import logging
 import os
 import sys
 from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from hydraflow.errors import HydraflowError
+from hydraflow.store import as_uri
 from hydraflow.tracking import events
 from hydraflow.tracking.runs import Claim, JobContext, Options
 from hydraflow.tracking.signals import exit_status, handle_termination
@@ -87,10 +87,8 @@ def main(
 
 
 def store_uri(tracking_uri: str | os.PathLike[str] | None) -> str | None:
-    """A path names a SQLite file; a string is a tracking URI as MLflow reads it."""
-    if tracking_uri is None or isinstance(tracking_uri, str):
-        return tracking_uri
-    return f"sqlite:///{Path(tracking_uri).absolute()}"
+    """A path (a `Path`, or a string without a scheme) names a SQLite file."""
+    return None if tracking_uri is None else as_uri(tracking_uri)
 
 
 def take_flag(flag: str) -> bool:
