@@ -469,7 +469,7 @@ def test_the_runs_command_filters_with_the_sweep_grammar(inside: Path) -> None:
 def test_a_missing_column_named_like_a_group_points_to_its_choice(store: Path) -> None:
     runs = hydraflow.load(tracking_uri=uri(store / "mlflow.db"))
     frame = runs.frame.with_columns(pl.lit("small").alias("choice.model"))
-    with pytest.raises(FilterError, match="'choice.model'"):
+    with pytest.raises(FilterError, match=r"'choice\.model'"):
         runs.derive(frame).filter(model="small")
 
 
