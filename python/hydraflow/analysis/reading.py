@@ -236,13 +236,15 @@ def table_layout(
     info = db.execute(f"PRAGMA table_xinfo({table})").fetchall()
     if any(hidden for *_, hidden in info):
         return None  # generated columns: not every column is in the record
-    pk = [name for _, name, _, _, _, key, _ in info if key]
-    positions = {name: i for i, (_, name, _, _, _, _, _) in enumerate(info)}
+    positions = {name: i for i, (_, name, *_) in enumerate(info)}
+    primary_key = [name for _, name, _, _, _, key, _ in info if key]
     for name in columns:
-        _, _, kind, _, default, _, _ = info[positions[name]] if name in positions else (None,) * 7
-        rowid_alias = pk == [name] and str(kind).upper() == "INTEGER"
+        if name not in positions:
+            return None
+        _, _, kind, _, default, _, _ = info[positions[name]]
+        rowid_alias = primary_key == [name] and str(kind).upper() == "INTEGER"
         # A column added with a default is missing from older records.
-        if name not in positions or rowid_alias or default is not None:
+        if rowid_alias or default is not None:
             return None
     return int(row[0]), [positions[name] for name in columns]
 
@@ -296,8 +298,7 @@ def assemble(raw: RawTables, names: dict[int, str], statuses: Sequence[str] | No
     choices = tags.filter(pl.col("key").str.starts_with(CHOICE_TAG_PREFIX)).with_columns(
         pl.col("key").str.strip_prefix(CHOICE_TAG_PREFIX)
     )
-    nan = pl.when(pl.col("is_nan") == 1).then(float("nan")).otherwise(pl.col("value"))
-    latest = raw.latest.select(pl.col("run_uuid").alias("run_id"), "key", value=nan)
+    latest = raw.latest.select(pl.col("run_uuid").alias("run_id"), "key", value=STORED_VALUE)
     result = runs.join(config, on="run_id", how="left")
     # Keys only runs outside the selection have give all-null columns,
     # which `frame.build` leaves out.
@@ -315,9 +316,12 @@ def pivot(long: pl.DataFrame, prefix: str) -> pl.DataFrame:
     return wide.select("run_id", *[pl.col(k).alias(prefix + k) for k in keys])
 
 
+# MLflow stores a NaN metric as 0 with `is_nan` set: the value it stands for.
+STORED_VALUE = pl.when(pl.col("is_nan") == 1).then(float("nan")).otherwise(pl.col("value"))
+
+
 def with_nan(metrics: pl.DataFrame) -> pl.DataFrame:
-    value = pl.when(pl.col("is_nan") == 1).then(float("nan")).otherwise(pl.col("value"))
-    return metrics.with_columns(value.alias("value")).drop("is_nan")
+    return metrics.with_columns(STORED_VALUE.alias("value")).drop("is_nan")
 
 
 class ClientStore:
