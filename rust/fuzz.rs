@@ -18,10 +18,11 @@ const PIECES: &[&str] = &[
 ];
 
 /// xorshift64*: deterministic, so a failure reproduces from its seed.
-struct Rng(u64);
+/// Shared by the crate's fuzz tests.
+pub(crate) struct Rng(pub(crate) u64);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
+    pub(crate) fn next(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
         self.0 ^= self.0 >> 27;

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 import click
 
 from hydraflow import __version__, slurm
+from hydraflow.commands import SplitAtDashes, after_dashes, fail
 from hydraflow.errors import HydraflowError, JobNotFoundError
 from hydraflow.jobs import DEFAULT_FILE, Job, JobsFile, load_jobs
 
@@ -27,23 +28,6 @@ Examples:
   hydraflow run train -j 4 --keep-going   four commands at once, go on after failures
   hydraflow run train -- --cfg job        pass arguments verbatim to the program
 """
-
-
-def fail(error: HydraflowError) -> None:
-    """Shows a user mistake as `Error: ...` (no traceback) and exits with its status."""
-    click.echo(f"Error: {error}", err=True)
-    sys.exit(error.exit_code)
-
-
-class RunCommand(click.Command):
-    """Sets aside everything after `--`: it goes to the program verbatim."""
-
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        if "--" in args:
-            cut = args.index("--")
-            ctx.meta["verbatim"] = args[cut + 1 :]
-            args = args[:cut]
-        return super().parse_args(ctx, args)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]}, epilog=EXAMPLES)
@@ -66,7 +50,7 @@ config_option = click.option(
 
 
 @cli.command(
-    cls=RunCommand,
+    cls=SplitAtDashes,
     context_settings={"ignore_unknown_options": True},
     epilog="\b\nKEY=VALUES arguments override the job's values in every command;\n"
     "other arguments go to the program, before --multirun.",
@@ -104,7 +88,7 @@ def run(
         executor = executor_for(definition)
         options = Options(jobs=jobs, keep_going=keep_going)
         executor.check_options(definition, options)
-        command_line = CommandLine.parse(args, ctx.meta.get("verbatim", ()))
+        command_line = CommandLine.parse(args, after_dashes(ctx))
         plan = executor.plan(definition, command_line)
         if dry_run:
             executor.dry_run(plan, sys.stdout)

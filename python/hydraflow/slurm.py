@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, TextIO
 
 import click
 
+from hydraflow.commands import SplitAtDashes, after_dashes, fail
 from hydraflow.errors import HydraflowError
 
 if TYPE_CHECKING:
@@ -337,17 +338,6 @@ def submit_and_wait(job: ArrayJob, *, wait_for_tasks: bool) -> int:
             signal.signal(signum, handler)
 
 
-class SplitAtDashes(click.Command):
-    """What follows `--` is the program (and, last, the parameter file)."""
-
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        if "--" in args:
-            cut = args.index("--")
-            ctx.meta["program"] = args[cut + 1 :]
-            args = args[:cut]
-        return super().parse_args(ctx, args)
-
-
 EPILOG = """\b
 Other options before `--` go to sbatch. In a jobs file:
   submit: hydraflow slurm --partition debug --time 01:00:00 --max-parallel 8 -- python train.py
@@ -395,13 +385,12 @@ def command(
 ) -> None:
     """Submit PARAMETER_FILE as one SLURM job array: task N runs PROGRAM ARGS with line N."""
     try:
-        job = array_job(ctx.meta.get("program", []), sbatch_options, max_parallel)
+        job = array_job(after_dashes(ctx), sbatch_options, max_parallel)
         if dry_run:
             click.echo(shlex.join(job.sbatch_argv()))
             click.echo(job.script(), nl=False)
             return
         status = submit_and_wait(job, wait_for_tasks=wait_for_tasks)
     except HydraflowError as error:
-        click.echo(f"Error: {error}", err=True)
-        ctx.exit(error.exit_code)
+        fail(error)
     ctx.exit(status)

@@ -1,4 +1,5 @@
 use super::*;
+use crate::fuzz::Rng;
 
 const TABLES: &[u8] = include_bytes!("../testdata/tables.db");
 const ROWS: i64 = 200;
@@ -104,18 +105,6 @@ fn a_cycle_in_the_tree_is_an_error_not_a_hang() {
     looped[root + 8..root + 12].copy_from_slice(&2u32.to_be_bytes());
     let db = database(&looped).unwrap();
     assert!(matches!(db.scan(T_ROOT, &select(&[0])), Err(ReadError::Corrupt { .. })));
-}
-
-/// xorshift64*, so a failure reproduces.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
 }
 
 #[test]

@@ -65,13 +65,8 @@ class Tables:
 
 def frame(rows: Iterable[Sequence[Any]], schema: dict[str, Any]) -> pl.DataFrame:
     """A frame from row tuples, built column by column (quicker than by row)."""
-    columns = list(zip(*rows, strict=True)) or [()] * len(schema)
-    return pl.DataFrame(
-        [
-            pl.Series(name, column, dtype=dtype)
-            for (name, dtype), column in zip(schema.items(), columns, strict=True)
-        ]
-    )
+    columns = [list(column) for column in zip(*rows, strict=True)] or [[] for _ in schema]
+    return columns_frame(columns, schema)
 
 
 def matches(name: str, patterns: Sequence[str] | None) -> bool:
@@ -250,7 +245,8 @@ def table_layout(
 
 
 def columns_frame(columns: list[list[Any]], schema: dict[str, Any]) -> pl.DataFrame:
-    # strict=False applies the column's affinity: a whole REAL is stored as an int.
+    """A frame from columns of SQLite values. strict=False applies each
+    column's affinity: SQLite stores a whole REAL as an int."""
     return pl.DataFrame(
         [
             pl.Series(name, column, dtype=dtype, strict=False)
