@@ -1,16 +1,13 @@
 //! The PyO3 module `hydraflow._core`: a thin binding over the pure core.
 
-use std::fs::File;
-use std::sync::Arc;
-
 use pyo3::create_exception;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyString};
 
-use crate::error::SweepError;
-use crate::sqlite::{self, Cell, Selection};
-use crate::{shape, sweep, ulid};
+use crate::grammar::{sweep, ulid, SweepError};
+use crate::store::pages::{self as sqlite, Cell, Selection};
+use crate::store::{open_database, shape};
 
 create_exception!(
     hydraflow._core,
@@ -225,19 +222,6 @@ fn read_table(
         TableError::Python(err) => err,
     })?;
     lists.into_iter().map(|items| Ok(PyList::new(py, items)?.unbind())).collect()
-}
-
-/// The database file (kept open, see `sqlite::open_kept`) and its `-wal`
-/// file when there is one (SQLite puts no lock on it: closing it is safe).
-fn open_database(path: &std::path::Path) -> sqlite::Result<sqlite::Database<Arc<File>>> {
-    let mut wal_path = path.as_os_str().to_owned();
-    wal_path.push("-wal");
-    let wal = match File::open(&wal_path) {
-        Ok(file) => Some(Arc::new(file)),
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => None,
-        Err(err) => return Err(err.into()),
-    };
-    sqlite::Database::new(sqlite::open_kept(path)?, wal)
 }
 
 enum TableError {

@@ -9,32 +9,19 @@
 //! `-wal` file are read from there (see `wal.rs` for why that stays
 //! consistent while the caller's transaction is open).
 //!
-//! Files are opened once and never closed ([`open_kept`]): closing any
-//! descriptor of a file drops every POSIX lock the process holds on it,
-//! SQLite's own included, which could let another process write under a
-//! connection that believes it holds a lock.
+//! The decoding here reads through [`Pages`] and is portable; the files
+//! themselves are opened in `files.rs` (Unix only).
 
 use std::fmt;
-use std::fs::File;
 use std::io;
-use std::os::unix::fs::{FileExt, MetadataExt};
-use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use super::wal;
 
 const MAGIC: &[u8; 16] = b"SQLite format 3\0";
 const HEADER_SIZE: usize = 100;
 const LEAF_TABLE: u8 = 0x0D;
 const INTERIOR_TABLE: u8 = 0x05;
-
-/// One cell's value, with SQLite's storage classes.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Value {
-    Null,
-    Integer(i64),
-    Real(f64),
-    Text(String),
-    Blob(Vec<u8>),
-}
 
 /// One cell as stored, borrowed from the page it is on. Text is SQLite's
 /// bytes, UTF-8 unless damaged.
@@ -45,18 +32,6 @@ pub enum Cell<'a> {
     Real(f64),
     Text(&'a [u8]),
     Blob(&'a [u8]),
-}
-
-impl Cell<'_> {
-    pub fn to_value(&self) -> Value {
-        match *self {
-            Cell::Null => Value::Null,
-            Cell::Integer(n) => Value::Integer(n),
-            Cell::Real(x) => Value::Real(x),
-            Cell::Text(bytes) => Value::Text(String::from_utf8_lossy(bytes).into_owned()),
-            Cell::Blob(bytes) => Value::Blob(bytes.to_vec()),
-        }
-    }
 }
 
 /// Why a file could not be read. `Unsupported` files are readable by SQLite
@@ -87,7 +62,7 @@ impl From<io::Error> for ReadError {
 
 pub type Result<T> = std::result::Result<T, ReadError>;
 
-fn corrupt<T>(page: u32, reason: &'static str) -> Result<T> {
+pub(super) fn corrupt<T>(page: u32, reason: &'static str) -> Result<T> {
     Err(ReadError::Corrupt { page, reason })
 }
 
@@ -95,16 +70,6 @@ fn corrupt<T>(page: u32, reason: &'static str) -> Result<T> {
 pub trait Pages {
     fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()>;
     fn size(&self) -> io::Result<u64>;
-}
-
-impl Pages for File {
-    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
-        FileExt::read_exact_at(self, buf, offset)
-    }
-
-    fn size(&self) -> io::Result<u64> {
-        Ok(self.metadata()?.len())
-    }
 }
 
 impl<P: Pages + ?Sized> Pages for Arc<P> {
@@ -129,24 +94,6 @@ impl Pages for [u8] {
     fn size(&self) -> io::Result<u64> {
         Ok(self.len() as u64)
     }
-}
-
-static KEPT: Mutex<Vec<Arc<File>>> = Mutex::new(Vec::new());
-
-/// The file at `path`, opened read-only once per file for the life of the
-/// process and never closed (see the module documentation).
-pub fn open_kept(path: &Path) -> io::Result<Arc<File>> {
-    let wanted = std::fs::metadata(path)?;
-    let mut kept = KEPT.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    for file in kept.iter() {
-        let meta = file.metadata()?;
-        if (meta.dev(), meta.ino()) == (wanted.dev(), wanted.ino()) {
-            return Ok(Arc::clone(file));
-        }
-    }
-    let file = Arc::new(File::open(path)?);
-    kept.push(Arc::clone(&file));
-    Ok(file)
 }
 
 /// Which cells of each row to return: record columns by index, and
@@ -213,19 +160,6 @@ impl<P: Pages> Database<P> {
             _ => None,
         };
         Ok(Database { pages, wal, page_size, usable, page_count })
-    }
-
-    /// The selected columns of every row of the table whose B-tree starts
-    /// at page `root`, in rowid order.
-    pub fn scan(&self, root: u32, selection: &Selection) -> Result<Vec<Vec<Value>>> {
-        let mut columns: Vec<Vec<Value>> = vec![Vec::new(); selection.columns.len()];
-        self.visit(root, selection, |row| -> Result<()> {
-            for (column, cell) in columns.iter_mut().zip(row) {
-                column.push(cell.to_value());
-            }
-            Ok(())
-        })?;
-        Ok(columns)
     }
 
     /// Calls `visit` with the selected cells of each row the selection keeps,
@@ -486,5 +420,5 @@ fn be_u32(bytes: &[u8]) -> u32 {
 }
 
 #[cfg(test)]
+#[path = "tests.rs"]
 mod tests;
-mod wal;

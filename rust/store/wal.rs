@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 
-use super::{corrupt, Pages, ReadError, Result};
+use super::pages::{corrupt, Pages, ReadError, Result};
 
 const HEADER: usize = 32;
 const FRAME_HEADER: usize = 24;
