@@ -1,6 +1,8 @@
 """The Rust core's SQLite file reader and JSON shapes, with SQLite and
-polars as the oracles: what `read_table` returns must be what a SELECT
-returns, and the fast config decoding must equal polars' own inference."""
+polars as the oracles: what a snapshot's `read_table` returns must be what a
+SELECT in the same transaction returns, also while writers commit and
+restart the log, and the fast config decoding must equal polars' own
+inference."""
 
 from __future__ import annotations
 
@@ -17,7 +19,8 @@ from typing import Any
 
 import polars as pl
 import pytest
-from hydraflow._core import SqliteFileError, json_representatives, read_table
+from hydraflow._core import SqliteFileError, StoreSnapshot, json_representatives
+from hydraflow.analysis import reading
 from hydraflow.analysis.frame import config_columns, decode_json
 from hydraflow.analysis.reading import read_pages, read_sql
 from hypothesis import HealthCheck, given, settings
@@ -43,6 +46,13 @@ def database(path: Path, page_size: int) -> Iterator[sqlite3.Connection]:
         db.execute(f"PRAGMA page_size = {page_size}")
         yield db
         db.commit()
+
+
+def read_table(path: Path, root: int, columns: list[int], **selection: Any) -> list[list[Any]]:
+    """A table read from pages, with no writer about (no transaction needed)."""
+    snapshot = StoreSnapshot(path)
+    snapshot.pin()
+    return snapshot.read_table(root, columns, **selection)
 
 
 def root_page(path: Path, table: str) -> int:
@@ -139,9 +149,11 @@ def test_wal_mode_reads_the_committed_frames_of_the_log(tmp_path: Path) -> None:
         writer.execute("INSERT INTO t VALUES (-1, 'not committed')")
         assert Path(f"{path}-wal").stat().st_size > 100_000
         with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as reader:
+            snapshot = StoreSnapshot(path)
             reader.execute("BEGIN")
             expected = reader.execute("SELECT a, b FROM t ORDER BY rowid").fetchall()
-            got = read_table(path, root_page(path, "t"), [0, 1])
+            snapshot.pin()
+            got = snapshot.read_table(root_page(path, "t"), [0, 1])
         assert got == [list(column) for column in zip(*expected, strict=True)]
         assert len(expected) == 500
     finally:
@@ -175,8 +187,10 @@ def test_an_mlflow_store_reads_the_same_from_pages_and_sql(tmp_path: Path) -> No
             client.set_terminated(run.info.run_id)
     client.delete_run(run.info.run_id)
     with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+        snapshot = StoreSnapshot(path)
         db.execute("BEGIN")
-        pages, sql = read_pages(db, path), read_sql(db)
+        sql = read_sql(db)
+        pages = read_pages(db, snapshot)
     assert pages is not None
     for name in ("runs", "tags", "latest"):
         key = ["run_uuid", "key"] if name != "runs" else ["run_uuid"]

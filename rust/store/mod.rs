@@ -2,7 +2,7 @@
 //! shapes of the JSON documents it holds.
 //!
 //! Decoding pages is portable; opening a store's files is Unix only (it
-//! relies on POSIX `pread` and lock semantics). Elsewhere [`open_database`]
+//! relies on POSIX `pread` and lock semantics). Elsewhere [`Snapshot`]
 //! refuses as unsupported and the caller reads through SQL instead.
 
 pub mod pages;
@@ -13,12 +13,9 @@ mod wal;
 mod files;
 
 #[cfg(unix)]
-pub use files::open_database;
+pub use files::Snapshot;
 
-/// Without Unix files, pages are not read: SQL reads the store.
 #[cfg(not(unix))]
-pub fn open_database(
-    _path: &std::path::Path,
-) -> pages::Result<pages::Database<std::sync::Arc<[u8]>>> {
-    Err(pages::ReadError::Unsupported("reading pages needs a Unix system"))
-}
+mod elsewhere;
+#[cfg(not(unix))]
+pub use elsewhere::Snapshot;

@@ -16,7 +16,7 @@ use std::fmt;
 use std::io;
 use std::sync::Arc;
 
-use super::wal;
+use super::wal::{self, Published, WalIndex};
 
 const MAGIC: &[u8; 16] = b"SQLite format 3\0";
 const HEADER_SIZE: usize = 100;
@@ -41,7 +41,12 @@ pub enum Cell<'a> {
 pub enum ReadError {
     Io(io::Error),
     Unsupported(&'static str),
-    Corrupt { page: u32, reason: &'static str },
+    Corrupt {
+        page: u32,
+        reason: &'static str,
+    },
+    /// A writer restarted the log while it was read: read again.
+    Moved,
 }
 
 impl fmt::Display for ReadError {
@@ -50,6 +55,7 @@ impl fmt::Display for ReadError {
             ReadError::Io(err) => write!(f, "cannot read the database file: {err}"),
             ReadError::Unsupported(what) => write!(f, "unsupported database file: {what}"),
             ReadError::Corrupt { page, reason } => write!(f, "damaged page {page}: {reason}"),
+            ReadError::Moved => write!(f, "the write-ahead log changed while it was read"),
         }
     }
 }
@@ -117,15 +123,17 @@ impl Selection {
 /// A database file, its header checked, and the pages of its write-ahead log.
 pub struct Database<P: Pages> {
     pages: P,
-    wal: Option<(P, wal::WalIndex)>,
+    wal: Option<(P, WalIndex)>,
     page_size: usize,
     usable: usize,
     page_count: u32,
 }
 
 impl<P: Pages> Database<P> {
-    /// The database in `pages`; `wal` is its `-wal` file when it has one.
-    pub fn new(pages: P, wal: Option<P>) -> Result<Self> {
+    /// The database in `pages` at the snapshot `published` in its wal-index,
+    /// with the frames of its `-wal` file up to that snapshot; both are None
+    /// for a database in rollback-journal mode.
+    pub fn new(pages: P, wal: Option<P>, published: Option<Published>) -> Result<Self> {
         let mut header = [0u8; HEADER_SIZE];
         pages.read_exact_at(&mut header, 0)?;
         if &header[..16] != MAGIC {
@@ -151,13 +159,22 @@ impl<P: Pages> Database<P> {
             return corrupt(1, "invalid reserved space");
         }
         let mut page_count = u32::try_from(pages.size()? / page_size as u64).unwrap_or(u32::MAX);
-        let wal = match wal {
-            Some(file) if in_wal_mode => {
-                let index = wal::index(&file, page_size)?;
-                page_count = index.page_count.unwrap_or(page_count);
-                Some((file, index))
+        let wal = match (in_wal_mode, published) {
+            (false, _) => None, // a leftover log of a database in rollback-journal mode
+            (true, None) => return Err(ReadError::Unsupported("a WAL database without its index")),
+            (true, Some(published)) => {
+                if published.page_count != 0 {
+                    page_count = published.page_count;
+                }
+                match wal {
+                    Some(file) if published.needs_log() => {
+                        let index = wal::index(&file, page_size, &published)?;
+                        Some((file, index))
+                    }
+                    None if published.needs_log() => return Err(ReadError::Moved),
+                    _ => None,
+                }
             }
-            _ => None,
         };
         Ok(Database { pages, wal, page_size, usable, page_count })
     }
@@ -168,8 +185,41 @@ impl<P: Pages> Database<P> {
         &self,
         root: u32,
         selection: &Selection,
-        mut visit: impl FnMut(&[Cell<'_>]) -> std::result::Result<(), E>,
+        visit: impl FnMut(&[Cell<'_>]) -> std::result::Result<(), E>,
     ) -> std::result::Result<(), E> {
+        match self.walk(root, selection, visit) {
+            Ok(()) => Ok(()),
+            Err(Stop::Visitor(err)) => Err(err),
+            Err(Stop::Read(err)) => Err(self.explained(err).into()),
+        }
+    }
+
+    /// Fails with [`ReadError::Moved`] when a writer restarted the log since
+    /// it was indexed: the pages read from it may be another commit's.
+    pub fn check_log(&self) -> Result<()> {
+        match &self.wal {
+            Some((file, index)) if !index.unchanged(file)? => Err(ReadError::Moved),
+            _ => Ok(()),
+        }
+    }
+
+    /// A page that looks damaged, read from a log that changed since, is no
+    /// damage: the log moved under the read.
+    fn explained(&self, err: ReadError) -> ReadError {
+        match err {
+            ReadError::Corrupt { .. } | ReadError::Io(_) if self.check_log().is_err() => {
+                ReadError::Moved
+            }
+            err => err,
+        }
+    }
+
+    fn walk<E>(
+        &self,
+        root: u32,
+        selection: &Selection,
+        mut visit: impl FnMut(&[Cell<'_>]) -> std::result::Result<(), E>,
+    ) -> std::result::Result<(), Stop<E>> {
         let mut buffer = vec![0u8; self.page_size];
         let mut fields = Vec::new();
         let mut pending = vec![root];
@@ -196,7 +246,7 @@ impl<P: Pages> Database<P> {
                 let corrupt = |reason| ReadError::Corrupt { page: number, reason };
                 let mut row = Vec::with_capacity(selection.columns.len());
                 if select_row(&payload, selection, &mut fields, &mut row).map_err(corrupt)? {
-                    visit(&row)?;
+                    visit(&row).map_err(Stop::Visitor)?;
                 }
             }
         }
@@ -209,7 +259,10 @@ impl<P: Pages> Database<P> {
         }
         if let Some((file, index)) = &self.wal {
             if let Some(&offset) = index.frames.get(&number) {
-                return Ok(file.read_exact_at(buffer, offset)?);
+                file.read_exact_at(buffer, offset)?;
+                let mut header = [0u8; wal::FRAME_HEADER];
+                file.read_exact_at(&mut header, offset - wal::FRAME_HEADER as u64)?;
+                return if index.holds(&header, number) { Ok(()) } else { Err(ReadError::Moved) };
             }
         }
         let offset = u64::from(number - 1) * self.page_size as u64;
@@ -264,6 +317,18 @@ impl<P: Pages> Database<P> {
         } else {
             least
         }
+    }
+}
+
+/// Why a walk stopped: a read failed, or the visitor did.
+enum Stop<E> {
+    Read(ReadError),
+    Visitor(E),
+}
+
+impl<E> From<ReadError> for Stop<E> {
+    fn from(err: ReadError) -> Self {
+        Stop::Read(err)
     }
 }
 

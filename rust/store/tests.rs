@@ -35,7 +35,7 @@ const T_ROOT: u32 = 2;
 const K_ROOT: u32 = 305;
 
 fn database(bytes: &[u8]) -> Result<Database<Arc<[u8]>>> {
-    Database::new(Arc::from(bytes), None)
+    Database::new(Arc::from(bytes), None, None)
 }
 
 fn select(columns: &[usize]) -> Selection {
@@ -166,8 +166,9 @@ fn varints_of_every_length() {
 }
 
 /// A write-ahead log holding `frames` (page number, commit size, content)
-/// after `salt`, with SQLite's running checksums (little-endian words).
-fn wal_log(frames: &[(u32, u32, &[u8])], salt: [u8; 8]) -> Vec<u8> {
+/// after `salt`, with SQLite's running checksums (little-endian words), and
+/// the wal-index header SQLite would publish for its last frame.
+fn wal_log(frames: &[(u32, u32, &[u8])], salt: [u8; 8]) -> (Vec<u8>, Published) {
     let mut log = Vec::new();
     log.extend(0x377f_0682u32.to_be_bytes());
     log.extend(3_007_000u32.to_be_bytes());
@@ -189,7 +190,8 @@ fn wal_log(frames: &[(u32, u32, &[u8])], salt: [u8; 8]) -> Vec<u8> {
         log.extend(header);
         log.extend(content);
     }
-    log
+    let commit = frames.last().map_or(0, |frame| frame.1);
+    (log, Published::new(frames.len() as u32, commit, salt, sum))
 }
 
 fn page(number: u32) -> &'static [u8] {
@@ -204,40 +206,135 @@ fn in_wal_mode() -> Arc<[u8]> {
     Arc::from(bytes)
 }
 
-fn keys_at(db: &Database<Arc<[u8]>>, root: u32) -> usize {
+fn with_log(log: Vec<u8>, published: Published) -> Result<Database<Arc<[u8]>>> {
+    Database::new(in_wal_mode(), Some(Arc::from(log)), Some(published))
+}
+
+fn keys_at<P: Pages>(db: &Database<P>, root: u32) -> usize {
     scan(db, root, &select(&[0])).map(|columns| columns[0].len()).unwrap_or(usize::MAX)
 }
 
 #[test]
-fn committed_frames_of_the_log_replace_the_file_pages() {
+fn the_snapshots_frames_replace_the_file_pages() {
     // The log puts table k's root page where table t's root was.
-    let log = wal_log(&[(T_ROOT, 305, page(K_ROOT))], *b"saltsalt");
-    let db = Database::new(in_wal_mode(), Some(Arc::from(log))).unwrap();
-    assert_eq!(keys_at(&db, T_ROOT), 6);
-    let without_log = Database::new(in_wal_mode(), None).unwrap();
-    assert_eq!(keys_at(&without_log, T_ROOT), 200);
+    let (log, published) = wal_log(&[(T_ROOT, 305, page(K_ROOT))], *b"saltsalt");
+    assert_eq!(keys_at(&with_log(log.clone(), published).unwrap(), T_ROOT), 6);
+    // Copied back into the file (nBackfill = mxFrame): the log is not read.
+    let mut backfilled = published;
+    backfilled.backfilled = 1;
+    assert_eq!(keys_at(&with_log(log, backfilled).unwrap(), T_ROOT), 200);
 }
 
 #[test]
-fn frames_after_the_last_commit_or_a_bad_checksum_do_not_count() {
-    let uncommitted = wal_log(&[(T_ROOT, 0, page(K_ROOT))], *b"saltsalt");
-    let db = Database::new(in_wal_mode(), Some(Arc::from(uncommitted))).unwrap();
+fn commits_after_the_snapshot_are_not_read() {
+    let frames = [(T_ROOT, 305, page(T_ROOT)), (T_ROOT, 305, page(K_ROOT))];
+    let (log, newest) = wal_log(&frames, *b"saltsalt");
+    let (_, first) = wal_log(&frames[..1], *b"saltsalt");
+    assert_eq!(keys_at(&with_log(log.clone(), first).unwrap(), T_ROOT), 200);
+    assert_eq!(keys_at(&with_log(log, newest).unwrap(), T_ROOT), 6);
+}
+
+#[test]
+fn a_log_unlike_its_published_snapshot_has_moved() {
+    let (log, published) = wal_log(&[(T_ROOT, 305, page(K_ROOT))], *b"saltsalt");
+    let (_, other_salts) = wal_log(&[(T_ROOT, 305, page(K_ROOT))], *b"newsalts");
+    let (_, uncommitted) = wal_log(&[(T_ROOT, 0, page(K_ROOT))], *b"saltsalt");
+    let (_, longer) = wal_log(&[(3, 0, page(3)), (T_ROOT, 305, page(K_ROOT))], *b"saltsalt");
+    for snapshot in [other_salts, uncommitted, longer] {
+        assert!(matches!(with_log(log.clone(), snapshot), Err(ReadError::Moved)));
+    }
+    let mut damaged = log.clone();
+    *damaged.last_mut().unwrap() ^= 1;
+    assert!(matches!(with_log(damaged, published), Err(ReadError::Moved)));
+    // A WAL database read without its wal-index: its snapshot is unknown.
+    let no_index = Database::new(in_wal_mode(), Some(Arc::from(log.clone())), None);
+    assert!(matches!(no_index, Err(ReadError::Unsupported(_))));
+    // A log beside a database in rollback-journal mode is a leftover: ignored.
+    let file: Arc<[u8]> = Arc::from(TABLES);
+    let db = Database::new(file, Some(Arc::from(log)), Some(published)).unwrap();
     assert_eq!(keys_at(&db, T_ROOT), 200);
-    let mut damaged = wal_log(&[(T_ROOT, 305, page(K_ROOT))], *b"saltsalt");
-    let last = damaged.len() - 1;
-    damaged[last] ^= 1;
-    let db = Database::new(in_wal_mode(), Some(Arc::from(damaged))).unwrap();
-    assert_eq!(keys_at(&db, T_ROOT), 200);
-    // A log in rollback-journal mode is a leftover: ignored.
-    let log = wal_log(&[(T_ROOT, 305, page(K_ROOT))], *b"saltsalt");
-    let db = Database::new(Arc::from(TABLES), Some(Arc::from(log))).unwrap();
-    assert_eq!(keys_at(&db, T_ROOT), 200);
+}
+
+/// A log that a writer restarts (new salts, frames overwritten from the
+/// start) once `restart` is set: the race of a reader whose transaction
+/// holds SQLite's read mark 0, which does not keep the log.
+struct Restarted {
+    before: Vec<u8>,
+    after: Vec<u8>,
+    restart: std::sync::atomic::AtomicBool,
+}
+
+impl Pages for Restarted {
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        let now = if self.restart.load(std::sync::atomic::Ordering::SeqCst) {
+            &self.after
+        } else {
+            &self.before
+        };
+        now[..].read_exact_at(buf, offset)
+    }
+
+    fn size(&self) -> io::Result<u64> {
+        Ok(self.before.len().max(self.after.len()) as u64)
+    }
+}
+
+/// The database file, or the log that restarts: one page source type.
+enum Source {
+    File(Arc<[u8]>),
+    Log(Arc<Restarted>),
+}
+
+impl Pages for Source {
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        match self {
+            Source::File(bytes) => bytes.read_exact_at(buf, offset),
+            Source::Log(log) => log.read_exact_at(buf, offset),
+        }
+    }
+
+    fn size(&self) -> io::Result<u64> {
+        match self {
+            Source::File(bytes) => bytes.size(),
+            Source::Log(log) => log.size(),
+        }
+    }
+}
+
+/// A database whose log will restart as `after` when told.
+fn restarted(after: Vec<u8>) -> (Database<Source>, Arc<Restarted>) {
+    let (before, published) = wal_log(&[(T_ROOT, 305, page(K_ROOT))], *b"saltsalt");
+    let log = Arc::new(Restarted { before, after, restart: false.into() });
+    let wal = Source::Log(Arc::clone(&log));
+    (Database::new(Source::File(in_wal_mode()), Some(wal), Some(published)).unwrap(), log)
+}
+
+#[test]
+fn a_log_restarted_between_index_and_read_is_moved_not_damage() {
+    // The new log's first frame holds another page (a leaf of `k`, or page 3).
+    for (page_number, content) in [(K_ROOT, page(K_ROOT)), (3, page(3)), (T_ROOT, page(4))] {
+        let (after, _) = wal_log(&[(page_number, 305, content)], *b"newsalts");
+        let (db, log) = restarted(after);
+        log.restart.store(true, std::sync::atomic::Ordering::SeqCst);
+        let read = scan(&db, T_ROOT, &select(&[0]));
+        assert!(matches!(read, Err(ReadError::Moved)), "{page_number}: {read:?}");
+    }
+}
+
+#[test]
+fn a_log_restarted_after_the_read_fails_the_check() {
+    let (after, _) = wal_log(&[], *b"newsalts");
+    let (db, log) = restarted(after);
+    assert_eq!(keys_at(&db, T_ROOT), 6);
+    assert!(db.check_log().is_ok());
+    log.restart.store(true, std::sync::atomic::Ordering::SeqCst);
+    assert!(matches!(db.check_log(), Err(ReadError::Moved)));
 }
 
 #[test]
 fn a_damaged_log_never_panics() {
     let mut rng = Rng(0x1057);
-    let log = wal_log(&[(T_ROOT, 0, page(K_ROOT)), (3, 305, page(4))], *b"saltsalt");
+    let (log, published) = wal_log(&[(T_ROOT, 0, page(K_ROOT)), (3, 305, page(4))], *b"saltsalt");
     for _ in 0..2_000 {
         let mut bytes = log.clone();
         for _ in 0..1 + rng.next() % 4 {
@@ -245,8 +342,46 @@ fn a_damaged_log_never_panics() {
             bytes[at] = rng.next() as u8;
         }
         bytes.truncate(bytes.len() - (rng.next() % 600) as usize);
-        if let Ok(db) = Database::new(in_wal_mode(), Some(Arc::from(bytes))) {
+        if let Ok(db) = with_log(bytes, published) {
             let _ = scan(&db, T_ROOT, &select(&[0, 1, 2]));
         }
     }
+}
+
+/// A `-shm` file's start as SQLite writes it: two copies of the wal-index
+/// header (host byte order, checksummed), then `nBackfill`.
+fn wal_index(max_frame: u32, page_count: u32, backfilled: u32) -> Vec<u8> {
+    let mut header = [0u8; 48];
+    header[12] = 1;
+    header[16..20].copy_from_slice(&max_frame.to_ne_bytes());
+    header[20..24].copy_from_slice(&page_count.to_ne_bytes());
+    let sum = wal::checksum(&header[..40], (0, 0), cfg!(target_endian = "big"));
+    header[40..44].copy_from_slice(&sum.0.to_ne_bytes());
+    header[44..48].copy_from_slice(&sum.1.to_ne_bytes());
+    let mut shm = [header, header].concat();
+    shm.extend(backfilled.to_ne_bytes());
+    shm.resize(32_768, 0);
+    shm
+}
+
+#[test]
+fn the_wal_index_header_tells_the_snapshot() {
+    let shm = wal_index(7, 305, 3);
+    let published = wal::published(&shm[..]).unwrap().unwrap();
+    assert_eq!((published.max_frame, published.page_count, published.backfilled), (7, 305, 3));
+    assert!(published.needs_log());
+    let copied_back = wal::published(&wal_index(7, 305, 7)[..]).unwrap().unwrap();
+    assert!(!copied_back.needs_log());
+    assert!(published.same_commit(&copied_back), "nBackfill is no commit");
+    let next = wal::published(&wal_index(8, 305, 3)[..]).unwrap().unwrap();
+    assert!(!published.same_commit(&next));
+    assert!(wal::published(&shm[..50]).unwrap().is_none(), "no reader opened the log yet");
+    // A writer between the two copies, or a torn copy: not a snapshot.
+    let mut torn = shm.clone();
+    torn[48 + 16] ^= 1;
+    assert!(matches!(wal::published(&torn[..]), Err(ReadError::Moved)));
+    let mut unsummed = shm;
+    unsummed[16] ^= 1;
+    unsummed[48 + 16] ^= 1;
+    assert!(matches!(wal::published(&unsummed[..]), Err(ReadError::Moved)));
 }
