@@ -515,3 +515,42 @@ def test_a_process_loading_many_stores_keeps_few_descriptors(
     )
     assert result.returncode == 0, result.stderr
     assert int(result.stdout) < 32
+
+
+def test_a_log_that_keeps_moving_is_read_through_sql_visibly(
+    template: tuple[Path, str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A writer commits in every transaction's first moments: after five
+    reads begun again, SQL reads the store (whole); the debug log says why
+    each time, and a slow fallback warns once per process."""
+    store = store_from(template, tmp_path / "mlflow.db")
+    finish(write_runs(store, 0, 3))
+    original = reading.SqliteStore.experiment_names
+    commits = [3]
+
+    def names_then_commit(db: sqlite3.Connection, experiments: Any) -> dict[int, str]:
+        names = original(db, experiments)
+        finish(write_runs(store, commits[-1], 1))
+        commits.append(commits[-1] + 1)
+        return names
+
+    monkeypatch.setattr(reading.SqliteStore, "experiment_names", staticmethod(names_then_commit))
+    monkeypatch.setattr(reading, "SLOW_SQL_SECONDS", 0.0)
+    monkeypatch.setattr(reading, "_warned_slow", set())
+    with caplog.at_level("DEBUG", logger="hydraflow"), pytest.warns(RuntimeWarning) as warned:
+        frame = load(store[0])
+        monkeypatch.setattr(reading.SqliteStore, "experiment_names", staticmethod(original))
+        monkeypatch.setattr(reading, "read_pages", lambda db, snapshot: None)
+        assert load(store[0]).height == commits[-1]
+    check_whole(frame)
+    # The SQL read's own transaction began before its writer committed.
+    assert frame.height == commits[-2] and len(commits) == reading.ATTEMPTS + 2
+    assert caplog.text.count("moved under the read: again") == reading.ATTEMPTS
+    assert "through SQL: the write-ahead log kept moving" in caplog.text
+    assert "through SQL: a table layout the page reader does not know" in caplog.text
+    assert [str(w.message).split(" in ")[0] for w in warned] == [
+        f"hydraflow.load read {store[0]} through SQL"
+    ]
