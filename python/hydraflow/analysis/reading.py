@@ -221,6 +221,8 @@ def open_snapshot(path: Path) -> StoreSnapshot | str:
     try:
         return StoreSnapshot(path)
     except SqliteFileError as error:
+        if error.moved:  # the wal-index header was being written, again and again
+            raise LogMoved from error
         return str(error)
 
 
