@@ -4,10 +4,10 @@
 //! Python's `sqlite3` builds one object per cell through SQLite's API, which
 //! makes reading the runs of a large MLflow store take seconds; this walks the
 //! pages and decodes only the columns asked for. It takes no locks: the caller
-//! holds a read transaction on the same file through SQLite itself, so no
-//! writer can change the pages it reads. In WAL mode, pages committed to the
-//! `-wal` file are read from there (see `wal.rs` for why that stays
-//! consistent while the caller's transaction is open).
+//! holds a read transaction on the same file through SQLite itself, which
+//! keeps the pages of its snapshot. In WAL mode, the snapshot's pages in the
+//! `-wal` file are read from there, up to the snapshot's last frame (see
+//! `wal.rs`, and `files.rs` for how the snapshot is known).
 //!
 //! The decoding here reads through [`Pages`] and is portable; the files
 //! themselves are opened in `files.rs` (Unix only).
