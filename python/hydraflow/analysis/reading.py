@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import fnmatch
 import logging
+import os
 import sqlite3
 import time
 import warnings
@@ -218,6 +219,10 @@ class LogMoved(Exception):
 def open_snapshot(path: Path) -> StoreSnapshot | str:
     """The snapshot to pin once the transaction has begun, or why the
     store's pages cannot be read (SQL reads it then)."""
+    shm = Path(f"{path}-shm")
+    if shm.exists() and not os.access(shm, os.W_OK):
+        # SQLite then builds its wal-index in memory: the file's may be older.
+        return "its -shm file is read-only to this user"
     try:
         return StoreSnapshot(path)
     except SqliteFileError as error:
