@@ -16,9 +16,9 @@ from pathlib import Path
 import mlflow
 import pytest
 from hydraflow import store
-from hydraflow.tracking import runs
+from hydraflow.tracking import lifecycle
 from hydraflow.tracking.owner import OWNER_TAG, Owner, process_start
-from hydraflow.tracking.runs import JobContext, Options, claim, tracked_run
+from hydraflow.tracking.lifecycle import JobContext, Options, claim, tracked_run
 
 CONFIG = {"lr": 0.1, "model": {"depth": 3}}
 
@@ -44,7 +44,7 @@ def context(folder: Path, *overrides: str) -> JobContext:
 
 def take(
     folder: Path, options: Options | None = None, config: dict[str, object] = CONFIG
-) -> runs.Claim:
+) -> lifecycle.Claim:
     from hydraflow.tracking.configs import to_record
 
     config_yaml, container = to_record(config)
@@ -56,7 +56,7 @@ def status(folder: Path, run_id: str) -> str:
     return str(client.get_run(run_id).info.status)
 
 
-def finish(claimed: runs.Claim, folder: Path) -> None:
+def finish(claimed: lifecycle.Claim, folder: Path) -> None:
     with tracked_run(claimed, context(folder, "lr=0.1"), CONFIG):
         pass
 

@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from hydraflow.errors import HydraflowError
 from hydraflow.store import as_uri
-from hydraflow.tracking import events
-from hydraflow.tracking.runs import Claim, JobContext, Options
+from hydraflow import protocol
+from hydraflow.tracking.lifecycle import Claim, JobContext, Options
 from hydraflow.tracking.signals import exit_status, handle_termination
 
 if TYPE_CHECKING:
@@ -159,7 +159,7 @@ class Job:
         self, context: JobContext, config_yaml: str, container: dict[str, Any], config: Any
     ) -> None:
         from hydraflow.tracking.artifacts import chdir_artifact
-        from hydraflow.tracking.runs import claim, tracked_run
+        from hydraflow.tracking.lifecycle import claim, tracked_run
 
         claimed = claim(context, config_yaml, container, self.options)
         if claimed.action in ("skip", "busy"):
@@ -187,7 +187,7 @@ def report_skip(context: JobContext, run_id: str, their_overrides: str) -> None:
         )
     else:
         log.info("skipped: run %s already finished with this config", run_id)
-    events.ended(context.overrides, events.SKIPPED, run_id)
+    protocol.ended(context.overrides, protocol.SKIPPED, run_id)
 
 
 def report_unclaimed(context: JobContext, claimed: Claim) -> None:
@@ -202,4 +202,4 @@ def report_unclaimed(context: JobContext, claimed: Claim) -> None:
     owner = Owner.from_tag(tags.get(OWNER_TAG))
     who = owner.describe() if owner else "another process"
     log.warning("skipped %s: run %s is running in %s", context.described, claimed.run_id, who)
-    events.ended(context.overrides, events.BUSY, claimed.run_id)
+    protocol.ended(context.overrides, protocol.BUSY, claimed.run_id)

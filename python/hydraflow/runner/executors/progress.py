@@ -13,8 +13,8 @@ import time
 from dataclasses import dataclass, field
 from typing import IO
 
-from hydraflow.executors.events import OUTCOMES, RunCounts
-from hydraflow.plan import Command
+from hydraflow.runner.executors.event_log import OUTCOMES, RunCounts
+from hydraflow.runner.plan import Command
 
 
 @dataclass

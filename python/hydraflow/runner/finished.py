@@ -19,7 +19,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from hydraflow.plan import SWEEP_DIR_KEY
+from hydraflow.runner.plan import SWEEP_DIR_KEY
 from hydraflow.store import connect_read_only, sqlite_path
 
 RECORD_DIR = ".hydraflow"

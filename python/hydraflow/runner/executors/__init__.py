@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import ClassVar, TextIO
 
 from hydraflow.errors import HydraflowError
-from hydraflow.executors.events import EventLog, event_log
-from hydraflow.executors.progress import Execution, PlainReporter, make_reporter
-from hydraflow.jobs import Job
-from hydraflow.plan import CommandLine, JobPlan, command_words, plan_job
+from hydraflow.runner.executors.event_log import EventLog, event_log
+from hydraflow.runner.executors.progress import Execution, PlainReporter, make_reporter
+from hydraflow.runner.jobs import Job
+from hydraflow.runner.plan import CommandLine, JobPlan, command_words, plan_job
 
 
 @dataclass(frozen=True)
@@ -104,7 +104,7 @@ class RunExecutor(Executor):
     accepts_jobs = True
 
     def preflight(self, plan: JobPlan) -> None:
-        from hydraflow.executors.processes import check_argument_sizes, check_program
+        from hydraflow.runner.executors.processes import check_argument_sizes, check_program
 
         check_program(plan, self.kind)
         check_argument_sizes(plan)
@@ -112,7 +112,7 @@ class RunExecutor(Executor):
     def run(
         self, plan: JobPlan, reporter: PlainReporter, events: EventLog, options: Options
     ) -> None:
-        from hydraflow.executors.processes import FinishedProof, run_commands
+        from hydraflow.runner.executors.processes import FinishedProof, run_commands
 
         commands = plan.commands()
         proof = FinishedProof(Path.cwd())
@@ -142,7 +142,7 @@ class CallExecutor(Executor):
     def run(
         self, plan: JobPlan, reporter: PlainReporter, events: EventLog, options: Options
     ) -> None:
-        from hydraflow.executors.call import run_calls
+        from hydraflow.runner.executors.call import run_calls
 
         run_calls(plan, reporter, events, keep_going=options.keep_going)
 
@@ -154,12 +154,12 @@ class SubmitExecutor(Executor):
     accepts_keep_going = False
 
     def preflight(self, plan: JobPlan) -> None:
-        from hydraflow.executors.processes import check_program
+        from hydraflow.runner.executors.processes import check_program
 
         check_program(plan, self.kind)
 
     def dry_lines(self, plan: JobPlan) -> Iterator[str]:
-        from hydraflow.executors.submit import handler_argv, params_path
+        from hydraflow.runner.executors.submit import handler_argv, params_path
 
         yield shlex.join(handler_argv(plan, params_path()))
         yield from plan.shell_lines(with_head=False)
@@ -175,7 +175,7 @@ class SubmitExecutor(Executor):
     def run(
         self, plan: JobPlan, reporter: PlainReporter, events: EventLog, options: Options
     ) -> None:
-        from hydraflow.executors.submit import run_submit
+        from hydraflow.runner.executors.submit import run_submit
 
         run_submit(plan, reporter, events)
 

@@ -23,7 +23,7 @@ from hydraflow.store import (
     sqlite_path,
     tracking_uri,
 )
-from hydraflow.tracking import events
+from hydraflow import protocol
 from hydraflow.tracking.identity import (
     ATTEMPT_TAG,
     CHOICE_TAG_PREFIX,
@@ -266,7 +266,7 @@ def tracked_run(claimed: Claim, context: JobContext, config: Mapping[str, Any]) 
     run = retry_busy(lambda: mlflow.start_run(run_id=run_id))
     if resumed:
         log.info("resuming run %s", run_id)
-    events.started(context.overrides, run_id, resumed=resumed)
+    protocol.started(context.overrides, run_id, resumed=resumed)
     status = "FAILED"
     try:
         with heartbeat(client, run_id):
@@ -286,8 +286,8 @@ def tracked_run(claimed: Claim, context: JobContext, config: Mapping[str, Any]) 
         with deferred_signals():
             upload_log(client, run_id, context.log_file, resumed=resumed)
             end_run(client, run_id, status)
-            outcome = {"FINISHED": events.RESUMED if resumed else events.FINISHED}
-            events.ended(context.overrides, outcome.get(status, status.lower()), run_id)
+            outcome = {"FINISHED": protocol.RESUMED if resumed else protocol.FINISHED}
+            protocol.ended(context.overrides, outcome.get(status, status.lower()), run_id)
 
 
 def heartbeat(client: MlflowClient, run_id: str) -> contextlib.AbstractContextManager[object]:

@@ -23,10 +23,10 @@ from types import FrameType
 from typing import IO
 
 from hydraflow.errors import HydraflowError, ProgramError
-from hydraflow.executors.events import EventLog
-from hydraflow.executors.progress import Execution, PlainReporter
-from hydraflow.plan import Command, JobPlan
-from hydraflow.tracking.events import EVENTS_ENV  # the writer's names: one source
+from hydraflow.runner.executors.event_log import EventLog
+from hydraflow.runner.executors.progress import Execution, PlainReporter
+from hydraflow.runner.plan import Command, JobPlan
+from hydraflow.protocol import EVENTS_ENV  # the writer's names: one source
 from hydraflow.tracking.inputs import INPUTS_ENV
 
 NOT_FOUND = 127
@@ -190,7 +190,7 @@ class FinishedProof:
     for. Any doubt, or any error, means the command runs: a skip is never wrong."""
 
     def __init__(self, launch_dir: Path) -> None:
-        from hydraflow.finished import FinishedCommands
+        from hydraflow.runner.finished import FinishedCommands
 
         self.commands = FinishedCommands(launch_dir)
 

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, TextIO
 
 import click
 
-from hydraflow.commands import SplitAtDashes, after_dashes, fail
+from hydraflow.runner.commands import SplitAtDashes, after_dashes, fail
 from hydraflow.errors import HydraflowError
 
 if TYPE_CHECKING:
