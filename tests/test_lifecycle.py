@@ -17,8 +17,8 @@ import mlflow
 import pytest
 from hydraflow import store
 from hydraflow.tracking import lifecycle
-from hydraflow.tracking.owner import OWNER_TAG, Owner, process_start
 from hydraflow.tracking.lifecycle import JobContext, Options, claim, tracked_run
+from hydraflow.tracking.owner import OWNER_TAG, Owner, process_start
 
 CONFIG = {"lr": 0.1, "model": {"depth": 3}}
 

@@ -15,8 +15,8 @@ if TYPE_CHECKING:
     from hydraflow.analysis import Run, Runs, load
     from hydraflow.tracking.artifacts import chdir_artifact, get_artifact_dir
     from hydraflow.tracking.decorator import main
-    from hydraflow.tracking.resume import is_resumed, last_step
     from hydraflow.tracking.lifecycle import start_run
+    from hydraflow.tracking.resume import is_resumed, last_step
 
 __all__ = [
     "Run",

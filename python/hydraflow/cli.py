@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING, Any, TextIO
 import click
 
 from hydraflow import __version__
+from hydraflow.errors import HydraflowError, JobNotFoundError
 from hydraflow.runner import slurm
 from hydraflow.runner.commands import SplitAtDashes, after_dashes, fail
-from hydraflow.errors import HydraflowError, JobNotFoundError
 from hydraflow.runner.jobs import DEFAULT_FILE, Job, JobsFile, load_jobs
 
 if TYPE_CHECKING:

@@ -27,8 +27,8 @@ from typing import TYPE_CHECKING, TextIO
 
 import click
 
-from hydraflow.runner.commands import SplitAtDashes, after_dashes, fail
 from hydraflow.errors import HydraflowError
+from hydraflow.runner.commands import SplitAtDashes, after_dashes, fail
 
 if TYPE_CHECKING:
     import subprocess

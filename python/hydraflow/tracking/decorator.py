@@ -9,9 +9,9 @@ import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from hydraflow import protocol
 from hydraflow.errors import HydraflowError
 from hydraflow.store import as_uri
-from hydraflow import protocol
 from hydraflow.tracking.lifecycle import Claim, JobContext, Options
 from hydraflow.tracking.signals import exit_status, handle_termination
 

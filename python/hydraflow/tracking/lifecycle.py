@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from hydraflow import protocol
 from hydraflow.store import (
     StoreError,
     is_busy,
@@ -23,7 +24,6 @@ from hydraflow.store import (
     sqlite_path,
     tracking_uri,
 )
-from hydraflow import protocol
 from hydraflow.tracking.identity import (
     ATTEMPT_TAG,
     CHOICE_TAG_PREFIX,

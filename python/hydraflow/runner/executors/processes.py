@@ -23,10 +23,10 @@ from types import FrameType
 from typing import IO
 
 from hydraflow.errors import HydraflowError, ProgramError
+from hydraflow.protocol import EVENTS_ENV  # the writer's names: one source
 from hydraflow.runner.executors.event_log import EventLog
 from hydraflow.runner.executors.progress import Execution, PlainReporter
 from hydraflow.runner.plan import Command, JobPlan
-from hydraflow.protocol import EVENTS_ENV  # the writer's names: one source
 from hydraflow.tracking.inputs import INPUTS_ENV
 
 NOT_FOUND = 127
