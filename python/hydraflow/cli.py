@@ -80,14 +80,14 @@ def run(
     config_file: str,
 ) -> None:
     """Run JOB from the jobs file, with optional overrides."""
-    from hydraflow.runner.executors import Options, executor_for
+    from hydraflow.runner.executors import RunOptions, executor_for
     from hydraflow.runner.plan import CommandLine
 
     guard_output()
     try:
         definition = find_job(load_jobs(config_file), job)
         executor = executor_for(definition)
-        options = Options(jobs=jobs, keep_going=keep_going)
+        options = RunOptions(jobs=jobs, keep_going=keep_going)
         executor.check_options(definition, options)
         command_line = CommandLine.parse(args, after_dashes(ctx))
         plan = executor.plan(definition, command_line)

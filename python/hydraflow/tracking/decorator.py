@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from hydraflow import protocol
 from hydraflow.errors import HydraflowError
 from hydraflow.store import as_uri
-from hydraflow.tracking.lifecycle import Claim, JobContext, Options
+from hydraflow.tracking.lifecycle import Claim, JobContext, TrackingOptions
 from hydraflow.tracking.signals import exit_status, handle_termination
 
 if TYPE_CHECKING:
@@ -49,7 +49,9 @@ def main(
     Hydra's job name. A job whose config already has a FINISHED run is
     skipped; an unfinished run is resumed.
     """
-    options = Options(store_uri(tracking_uri), force_new_run, match_overrides, rerun_finished)
+    options = TrackingOptions(
+        store_uri(tracking_uri), force_new_run, match_overrides, rerun_finished
+    )
     path = None if config_path is None else os.fspath(config_path)
 
     def decorator(app: App[C]) -> Callable[[], None]:
@@ -106,7 +108,7 @@ class Job:
         self,
         app: App[Any],
         node: Any,
-        options: Options,
+        options: TrackingOptions,
         *,
         chdir: bool,
         update: Callable[[Any], Any] | None,

@@ -102,7 +102,7 @@ def user_choices(choices: Mapping[str, Any]) -> dict[str, str]:
 
 
 @dataclass(frozen=True)
-class Options:
+class TrackingOptions:
     tracking_uri: str | None = None
     force_new_run: bool = False
     match_overrides: bool = False
@@ -136,7 +136,7 @@ class Claim:
 
 
 def claim(
-    context: JobContext, config_yaml: str, config: Mapping[str, Any], options: Options
+    context: JobContext, config_yaml: str, config: Mapping[str, Any], options: TrackingOptions
 ) -> Claim:
     """Looks up the config's runs and takes the one to work on, so that two
     processes reaching the same config never both run it.
@@ -162,7 +162,7 @@ def claim_in(
     context: JobContext,
     config_yaml: str,
     config: Mapping[str, Any],
-    options: Options,
+    options: TrackingOptions,
 ) -> Claim:
     digest = options.digest(context, config_yaml)
     local = sqlite_path(uri) is not None
@@ -179,7 +179,7 @@ def claim_in(
     return Claim(client, action, run, digest)
 
 
-def decide(runs: list[Run], options: Options) -> tuple[str, Run | None]:
+def decide(runs: list[Run], options: TrackingOptions) -> tuple[str, Run | None]:
     """The action for a config whose active runs are `runs` (oldest first)."""
     if options.force_new_run or not runs:
         return "new", None
@@ -346,7 +346,7 @@ def start_run(
     from hydraflow.tracking.configs import to_record
 
     context = JobContext.current(experiment_name)
-    options = Options(tracking_uri, force_new_run, match_overrides, rerun_finished=True)
+    options = TrackingOptions(tracking_uri, force_new_run, match_overrides, rerun_finished=True)
     config_yaml, container = to_record(config)
     claimed = claim(context, config_yaml, container, options)
     if claimed.action == "busy":
