@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 import polars as pl
 
 from hydraflow._core import SqliteFileError, read_table
-from hydraflow.errors import StoreNotFoundError
-from hydraflow.store import StoreError, connect_read_only, sqlite_path
+from hydraflow.errors import StoreError, StoreNotFoundError
+from hydraflow.store import connect_read_only, sqlite_path
 from hydraflow.tracking.identity import CHOICE_TAG_PREFIX, CONFIG_TAG
 
 if TYPE_CHECKING:

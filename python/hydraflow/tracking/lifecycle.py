@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hydraflow import protocol
+from hydraflow.errors import RunBusyError, StoreError
 from hydraflow.store import (
-    StoreError,
     is_busy,
     lock_for,
     open_experiment,
@@ -350,13 +350,11 @@ def start_run(
     config_yaml, container = to_record(config)
     claimed = claim(context, config_yaml, container, options)
     if claimed.action == "busy":
-        raise RunBusyError(claimed)
+        raise RunBusyError(claimed.run_id, busy_owner(claimed))
     with tracked_run(claimed, context, container) as run:
         yield run
 
 
-class RunBusyError(RuntimeError):
-    def __init__(self, claimed: Claim) -> None:
-        owner = Owner.from_tag(claimed.run.data.tags.get(OWNER_TAG)) if claimed.run else None
-        who = owner.describe() if owner else "another process"
-        super().__init__(f"run {claimed.run_id} is running in {who}")
+def busy_owner(claimed: Claim) -> str:
+    owner = Owner.from_tag(claimed.run.data.tags.get(OWNER_TAG)) if claimed.run else None
+    return owner.describe() if owner else "another process"
