@@ -19,12 +19,12 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from hydraflow.runner.plan import SWEEP_DIR_KEY
+from hydraflow import protocol
+from hydraflow.runner.plan import SWEEP_DIR_KEY, Command
 from hydraflow.store import connect_read_only, sqlite_path
 
 RECORD_DIR = ".hydraflow"
 RECORD_DB = "finished.db"
-GOOD_OUTCOMES = frozenset({"finished", "resumed", "skipped"})
 SCHEMA = "CREATE TABLE IF NOT EXISTS commands (key TEXT PRIMARY KEY, manifest TEXT, runs TEXT)"
 
 
@@ -45,21 +45,28 @@ class FinishedCommands:
         if record is None:
             return False
         manifest, run_ids = record
-        return inputs_unchanged(manifest) and all_finished(manifest.get("store", ""), run_ids)
+        return protocol.inputs_unchanged(manifest) and all_finished(
+            protocol.manifest_store(manifest), run_ids
+        )
 
     def record(
         self, argv: Sequence[str], manifest_file: Path, events: Iterable[dict[str, Any]], runs: int
     ) -> bool:
         """Records a command that exited 0, if its events account for every
         one of its `runs` as finished, resumed or skipped. Returns whether it did."""
-        ends = [event for event in events if event.get("event") == "end"]
-        if len(ends) != runs or any(event.get("outcome") not in GOOD_OUTCOMES for event in ends):
+        ends = [event for event in events if event.get("event") == protocol.END]
+        if len(ends) != runs or any(
+            event.get("outcome") not in protocol.DONE_OUTCOMES for event in ends
+        ):
             return False
         try:
             manifest = json.loads(manifest_file.read_text())
         except (OSError, ValueError):
             return False
-        if not manifest.get("provable") or sqlite_file(manifest.get("store", "")) is None:
+        if (
+            not protocol.is_provable(manifest)
+            or sqlite_file(protocol.manifest_store(manifest)) is None
+        ):
             return False
         run_ids = sorted({str(event.get("run_id")) for event in ends})
         self.write(command_key(argv), json.dumps(manifest), json.dumps(run_ids))
@@ -86,17 +93,6 @@ class FinishedCommands:
             )
 
 
-def inputs_unchanged(manifest: dict[str, Any]) -> bool:
-    from hydraflow.tracking.inputs import file_digest, package_versions
-
-    if not manifest.get("provable"):
-        return False
-    if manifest.get("versions") != package_versions():
-        return False
-    files: dict[str, str] = manifest.get("files", {})
-    return all(file_digest(Path(path)) == digest for path, digest in files.items())
-
-
 def sqlite_file(uri: str) -> Path | None:
     path = sqlite_path(uri)
     return path if path is not None and path.exists() else None
@@ -119,3 +115,27 @@ def all_finished(uri: str, run_ids: list[str]) -> bool:
     except sqlite3.Error:
         return False
     return bool(found == len(run_ids))
+
+
+class FinishedProof:
+    """The CLI half of resuming in seconds (README, "Resuming in seconds"):
+    asks the record in `.hydraflow/finished.db` whether a command is proven
+    finished, and records a command that exited 0 with every run accounted
+    for. Any doubt, or any error, means the command runs: a skip is never wrong."""
+
+    def __init__(self, launch_dir: Path) -> None:
+        self.commands = FinishedCommands(launch_dir)
+
+    def is_finished(self, command: Command) -> bool:
+        if command.runs is None:
+            return False
+        try:
+            return self.commands.is_finished(command.argv)
+        except Exception:
+            return False
+
+    def record(self, command: Command, manifest: Path, events: list[dict[str, object]]) -> None:
+        if command.runs is None or not manifest.exists():
+            return
+        with contextlib.suppress(Exception):
+            self.commands.record(command.argv, manifest, events, command.runs)

@@ -32,7 +32,8 @@ class RunExecutor(Executor):
     def run(
         self, plan: JobPlan, reporter: PlainReporter, events: EventLog, options: RunOptions
     ) -> None:
-        from hydraflow.runner.executors.processes import FinishedProof, run_commands
+        from hydraflow.runner.executors.processes import run_commands
+        from hydraflow.runner.finished import FinishedProof
 
         commands = plan.commands()
         proof = FinishedProof(Path.cwd())

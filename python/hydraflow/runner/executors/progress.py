@@ -13,7 +13,8 @@ import time
 from dataclasses import dataclass, field
 from typing import IO
 
-from hydraflow.runner.executors.event_log import OUTCOMES, RunCounts
+from hydraflow.protocol import OUTCOMES
+from hydraflow.runner.executors.event_log import RunCounts
 from hydraflow.runner.plan import Command
 
 
