@@ -16,9 +16,10 @@ from pathlib import Path
 import mlflow
 import pytest
 from hydraflow import store
+from hydraflow.mlflow_schema import OWNER_TAG
 from hydraflow.tracking import lifecycle
 from hydraflow.tracking.lifecycle import JobContext, TrackingOptions, claim, tracked_run
-from hydraflow.tracking.owner import OWNER_TAG, Owner, process_start
+from hydraflow.tracking.owner import Owner, process_start
 
 CONFIG = {"lr": 0.1, "model": {"depth": 3}}
 

@@ -20,8 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from hydraflow import protocol
+from hydraflow.mlflow_schema import all_finished_in_sqlite
 from hydraflow.runner.plan import SWEEP_DIR_KEY, Command
-from hydraflow.store import connect_read_only, sqlite_path
+from hydraflow.store import sqlite_path
 
 RECORD_DIR = ".hydraflow"
 RECORD_DB = "finished.db"
@@ -99,22 +100,9 @@ def sqlite_file(uri: str) -> Path | None:
 
 
 def all_finished(uri: str, run_ids: list[str]) -> bool:
-    """Whether every run is active and FINISHED in the SQLite store at `uri`."""
+    """Whether every run is finished in the SQLite store at `uri`."""
     path = sqlite_file(uri)
-    if path is None or not run_ids:
-        return False
-    marks = ",".join("?" * len(run_ids))
-    query = (
-        "SELECT COUNT(*) FROM runs JOIN experiments USING (experiment_id) "
-        f"WHERE run_uuid IN ({marks}) AND runs.status = 'FINISHED' "
-        "AND runs.lifecycle_stage = 'active' AND experiments.lifecycle_stage = 'active'"
-    )
-    try:
-        with contextlib.closing(connect_read_only(path)) as connection:
-            (found,) = connection.execute(query, run_ids).fetchone()
-    except sqlite3.Error:
-        return False
-    return bool(found == len(run_ids))
+    return path is not None and all_finished_in_sqlite(path, run_ids)
 
 
 class FinishedProof:

@@ -142,8 +142,8 @@ class Job:
 
     def finished_already(self, context: JobContext, config_yaml: str) -> bool:
         """The skip decided from a SQLite store without importing MLflow."""
+        from hydraflow.mlflow_schema import find_finished_in_sqlite
         from hydraflow.store import sqlite_path
-        from hydraflow.tracking.identity import find_finished_in_sqlite
 
         if self.options.force_new_run or self.options.rerun_finished:
             return False
@@ -193,8 +193,8 @@ def report_skip(context: JobContext, run_id: str, their_overrides: str) -> None:
 
 
 def report_unclaimed(context: JobContext, claimed: Claim) -> None:
-    from hydraflow.tracking.identity import OVERRIDES_TAG
-    from hydraflow.tracking.owner import OWNER_TAG, Owner
+    from hydraflow.mlflow_schema import OVERRIDES_TAG, OWNER_TAG
+    from hydraflow.tracking.owner import Owner
 
     assert claimed.run is not None
     tags = claimed.run.data.tags

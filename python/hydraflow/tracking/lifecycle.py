@@ -16,6 +16,18 @@ from typing import TYPE_CHECKING, Any
 
 from hydraflow import protocol
 from hydraflow.errors import RunBusyError, StoreError
+from hydraflow.mlflow_schema import (
+    ATTEMPT_TAG,
+    CHOICE_TAG_PREFIX,
+    CONFIG_TAG,
+    DIGEST_TAG,
+    HEARTBEAT_TAG,
+    MAX_RUN_NAME,
+    MAX_TAG_LENGTH,
+    OVERRIDES_TAG,
+    OWNER_TAG,
+    is_finished,
+)
 from hydraflow.store import (
     is_busy,
     lock_for,
@@ -24,23 +36,9 @@ from hydraflow.store import (
     sqlite_path,
     tracking_uri,
 )
-from hydraflow.tracking.identity import (
-    ATTEMPT_TAG,
-    CHOICE_TAG_PREFIX,
-    CONFIG_TAG,
-    DIGEST_TAG,
-    OVERRIDES_TAG,
-    config_digest,
-    find_runs,
-    overrides_digest,
-)
-from hydraflow.tracking.owner import HEARTBEAT_TAG, OWNER_TAG, Heartbeat, Owner, owner_alive
-from hydraflow.tracking.record import (
-    MAX_TAG_LENGTH,
-    append_log,
-    log_hydra_files,
-    log_params,
-)
+from hydraflow.tracking.identity import config_digest, find_runs, overrides_digest
+from hydraflow.tracking.owner import Heartbeat, Owner, owner_alive
+from hydraflow.tracking.record import append_log, log_hydra_files, log_params
 from hydraflow.tracking.signals import deferred_signals
 
 if TYPE_CHECKING:
@@ -48,8 +46,6 @@ if TYPE_CHECKING:
     from mlflow.entities import Run
 
 log = logging.getLogger("hydraflow")
-
-MAX_RUN_NAME = 250
 
 
 @dataclass(frozen=True)
@@ -183,7 +179,7 @@ def decide(runs: list[Run], options: TrackingOptions) -> tuple[str, Run | None]:
     """The action for a config whose active runs are `runs` (oldest first)."""
     if options.force_new_run or not runs:
         return "new", None
-    finished = [run for run in runs if run.info.status == "FINISHED"]
+    finished = [run for run in runs if is_finished(run.info.status)]
     if finished and not options.rerun_finished:
         return "skip", finished[-1]
     now = time.time()
@@ -235,7 +231,7 @@ def confirm(
     if first.info.run_id == mine.info.run_id:
         return "new", mine
     retry_busy(lambda: client.delete_run(mine.info.run_id))
-    return ("skip" if first.info.status == "FINISHED" else "busy"), first
+    return ("skip" if is_finished(first.info.status) else "busy"), first
 
 
 def run_tags(digest: str, context: JobContext, config: Mapping[str, Any]) -> dict[str, str]:

@@ -17,8 +17,8 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
-OWNER_TAG = "hydraflow.owner"
-HEARTBEAT_TAG = "hydraflow.heartbeat"
+from hydraflow.mlflow_schema import HEARTBEAT_TAG, OWNER_TAG
+
 HEARTBEAT_SECONDS = 60.0
 # A heartbeat older than this means the owner is gone.
 STALE_SECONDS = 5 * HEARTBEAT_SECONDS
