@@ -68,7 +68,7 @@ def main(
             # from the user's script rather than from this module.
             @functools.wraps(app)
             def task(cfg: DictConfig) -> None:
-                job = Job(app, node, options, chdir=chdir, update=update)
+                job = TrackedJob(app, node, options, chdir=chdir, update=update)
                 try:
                     job.run(to_app_config(cfg), show_only=show_only)
                 except HydraflowError as error:
@@ -101,7 +101,7 @@ def take_flag(flag: str) -> bool:
     return False
 
 
-class Job:
+class TrackedJob:
     """One Hydra job of the app: decide from the store, then run it tracked."""
 
     def __init__(
@@ -193,15 +193,14 @@ def report_skip(context: JobContext, run_id: str, their_overrides: str) -> None:
 
 
 def report_unclaimed(context: JobContext, claimed: Claim) -> None:
-    from hydraflow.mlflow_schema import OVERRIDES_TAG, OWNER_TAG
-    from hydraflow.tracking.owner import Owner
+    from hydraflow.mlflow_schema import OVERRIDES_TAG
+    from hydraflow.tracking.owner import owner_of
 
     assert claimed.run is not None
     tags = claimed.run.data.tags
     if claimed.action == "skip":
         report_skip(context, str(claimed.run_id), tags.get(OVERRIDES_TAG, ""))
         return
-    owner = Owner.from_tag(tags.get(OWNER_TAG))
-    who = owner.describe() if owner else "another process"
+    who = owner_of(tags)
     log.warning("skipped %s: run %s is running in %s", context.described, claimed.run_id, who)
     protocol.ended(context.overrides, protocol.BUSY, claimed.run_id)

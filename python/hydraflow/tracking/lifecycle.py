@@ -37,7 +37,7 @@ from hydraflow.store import (
     tracking_uri,
 )
 from hydraflow.tracking.identity import config_digest, find_runs, overrides_digest
-from hydraflow.tracking.owner import Heartbeat, Owner, owner_alive
+from hydraflow.tracking.owner import Heartbeat, Owner, owner_alive, owner_of
 from hydraflow.tracking.record import append_log, log_hydra_files, log_params
 from hydraflow.tracking.signals import deferred_signals
 
@@ -346,11 +346,8 @@ def start_run(
     config_yaml, container = to_record(config)
     claimed = claim(context, config_yaml, container, options)
     if claimed.action == "busy":
-        raise RunBusyError(claimed.run_id, busy_owner(claimed))
+        raise RunBusyError(
+            claimed.run_id, owner_of(claimed.run.data.tags) if claimed.run else "another process"
+        )
     with tracked_run(claimed, context, container) as run:
         yield run
-
-
-def busy_owner(claimed: Claim) -> str:
-    owner = Owner.from_tag(claimed.run.data.tags.get(OWNER_TAG)) if claimed.run else None
-    return owner.describe() if owner else "another process"

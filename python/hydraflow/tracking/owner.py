@@ -78,6 +78,12 @@ def owner_alive(tags: dict[str, str], now: float | None = None) -> Owner | None:
     return owner if owner.is_alive(tags.get(HEARTBEAT_TAG), now or time.time()) else None
 
 
+def owner_of(tags: dict[str, str]) -> str:
+    """Who the run's owner tag names, for a message."""
+    owner = Owner.from_tag(tags.get(OWNER_TAG))
+    return owner.describe() if owner else "another process"
+
+
 class Heartbeat:
     """Refreshes the heartbeat tag in a daemon thread until stopped."""
 
