@@ -2,7 +2,7 @@
 
 Starting a Hydra app costs a second or more before it can tell that its runs
 finished. So after a command succeeds, the CLI records its runs and the
-app's inputs manifest (see `hydraflow.tracking.inputs`); the next time the
+app's inputs manifest (see `hydraflow.protocol`); the next time the
 same command line comes up it is skipped when every input file still has
 its hash, the package versions are the same, and every recorded run is still
 FINISHED in the SQLite store. Anything else, and the app is started and

@@ -1,6 +1,6 @@
 """Executors: one per job kind (`run`, `call`, `submit`), behind one
-interface — what options it accepts, how it plans, runs and dry-runs a job.
-The CLI asks the executor; nothing else branches on the kind."""
+interface (`base.Executor`) — what options it accepts, how it plans, runs
+and dry-runs a job. The CLI asks the executor; nothing else branches on the kind."""
 
 from __future__ import annotations
 

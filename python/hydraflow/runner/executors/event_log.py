@@ -1,4 +1,4 @@
-"""Reading job events (the contract in README, "Executors"): the
+"""Reading job events (the contract: `hydraflow.protocol`): the
 runner names a file per command in HYDRAFLOW_EVENTS; `@hydraflow.main`
 appends a JSON line when a run starts and when it ends. The runner reads them
 for progress, the ETA and the closing summary. Nothing here imports MLflow.
