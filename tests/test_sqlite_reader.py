@@ -554,3 +554,46 @@ def test_a_log_that_keeps_moving_is_read_through_sql_visibly(
     assert [str(w.message).split(" in ")[0] for w in warned] == [
         f"hydraflow.load read {store[0]} through SQL"
     ]
+
+
+RESTART = """
+import sqlite3, sys
+db = sqlite3.connect(sys.argv[1], timeout=0)
+print(db.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()[0])
+"""
+
+
+def log_restart_is_busy(path: Path) -> bool:
+    """Whether another process is kept from restarting the log (a reader's
+    read mark holds it)."""
+    result = subprocess.run(
+        [sys.executable, "-c", RESTART, str(path)], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip() == "1"
+
+
+def test_a_read_mark_held_in_this_process_survives_loads(
+    template: tuple[Path, str], tmp_path: Path
+) -> None:
+    """A read transaction of this process holds a read mark in the `-shm`
+    file; loads open and close descriptors of that file, and must not drop
+    the mark (closing any descriptor of a file drops the process's locks on
+    it), or another process could restart the log under the reader."""
+    store = store_from(template, tmp_path / "mlflow.db")
+    keeper = sqlite3.connect(store[0], isolation_level=None)
+    keeper.execute("SELECT count(*) FROM sqlite_schema")
+    finish(write_runs(store, 0, 5, autocheckpoint=0))
+    reader = sqlite3.connect(store[0], isolation_level=None)
+    try:
+        reader.execute("BEGIN")
+        assert reader.execute("SELECT count(*) FROM runs").fetchone() == (5,)
+        assert log_restart_is_busy(store[0])
+        for _ in range(3):
+            assert load(store[0]).height == 5
+        assert log_restart_is_busy(store[0])
+        Path(f"{store[0]}-shm").open("rb").close()  # the probe is sharp: this drops the mark
+        assert not log_restart_is_busy(store[0])
+    finally:
+        reader.close()
+        keeper.close()
