@@ -6,7 +6,7 @@ import functools
 import logging
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from hydraflow.errors import HydraflowError
@@ -18,6 +18,8 @@ from hydraflow.tracking.signals import exit_status, handle_termination
 if TYPE_CHECKING:
     from mlflow.entities import Run
     from omegaconf import DictConfig
+
+    from hydraflow.tracking.secrets import Secrets
 
 C = TypeVar("C")
 App = Callable[["Run", C], None]
@@ -38,6 +40,7 @@ def main(
     rerun_finished: bool = False,
     dry_run: bool = False,
     update: Callable[[Any], Any] | None = None,
+    secrets: Sequence[str] = (),
 ) -> Callable[[App[C]], Callable[[], None]]:
     """Runs the decorated `app(run, cfg)` through Hydra, one MLflow run per job.
 
@@ -47,7 +50,10 @@ def main(
     otherwise it validates the composed YAML. The app gets an instance of the
     dataclass when `node` is one, else the DictConfig. The experiment is
     Hydra's job name. A job whose config already has a FINISHED run is
-    skipped; an unfinished run is resumed.
+    skipped; an unfinished run is resumed. Values read from the environment
+    (`${oc.env:KEY}`) and keys matching a `secrets` pattern (`db.password`,
+    `*.token`, `password`) are recorded as their interpolation text or
+    `***`, never as their values; the app receives the real values.
     """
     options = Options(store_uri(tracking_uri), force_new_run, match_overrides, rerun_finished)
     path = None if config_path is None else os.fspath(config_path)
@@ -66,7 +72,7 @@ def main(
             # from the user's script rather than from this module.
             @functools.wraps(app)
             def task(cfg: DictConfig) -> None:
-                job = Job(app, node, options, chdir=chdir, update=update)
+                job = Job(app, node, options, chdir=chdir, update=update, secrets=secrets)
                 try:
                     job.run(to_app_config(cfg), show_only=show_only)
                 except HydraflowError as error:
@@ -110,24 +116,28 @@ class Job:
         *,
         chdir: bool,
         update: Callable[[Any], Any] | None,
+        secrets: Sequence[str] = (),
     ) -> None:
         self.app = app
         self.node = node
         self.options = options
         self.chdir = chdir
         self.update = update
+        self.secret_keys = tuple(secrets)
 
     def run(self, cfg: DictConfig, *, show_only: bool) -> None:
         from hydraflow.tracking.configs import save_yaml, to_record, typed
         from hydraflow.tracking.inputs import config_search_dirs, write_manifest
+        from hydraflow.tracking.secrets import find_secrets
 
         handle_termination()
+        secrets = find_secrets(cfg, self.secret_keys)
         config = typed(cfg, self.node)
         if self.update is not None:
             updated = self.update(config)
             config = config if updated is None else updated
-        config_yaml, container = to_record(cfg if self.update is None else config)
-        context = JobContext.current()
+        config_yaml, container = to_record(cfg if self.update is None else config, secrets)
+        context = JobContext.current().redacted(secrets)
         if show_only:
             print(f"# {context.experiment}: {context.described}\n{config_yaml}", end="")
             return
@@ -136,7 +146,7 @@ class Job:
         write_manifest(self.options.uri(context.launch_dir), config_search_dirs())
         if self.finished_already(context, config_yaml):
             return
-        self.track(context, config_yaml, container, config)
+        self.track(context, config_yaml, container, config, secrets)
 
     def finished_already(self, context: JobContext, config_yaml: str) -> bool:
         """The skip decided from a SQLite store without importing MLflow."""
@@ -156,7 +166,12 @@ class Job:
         return True
 
     def track(
-        self, context: JobContext, config_yaml: str, container: dict[str, Any], config: Any
+        self,
+        context: JobContext,
+        config_yaml: str,
+        container: dict[str, Any],
+        config: Any,
+        secrets: Secrets,
     ) -> None:
         from hydraflow.tracking.artifacts import chdir_artifact
         from hydraflow.tracking.runs import claim, tracked_run
@@ -165,7 +180,7 @@ class Job:
         if claimed.action in ("skip", "busy"):
             report_unclaimed(context, claimed)
             return
-        with tracked_run(claimed, context, container) as run:
+        with tracked_run(claimed, context, container, secrets) as run:
             if self.chdir:
                 with chdir_artifact(run):
                     self.app(run, config)

@@ -5,11 +5,12 @@ overrides, Hydra's files and the log, and end it with the right status."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -47,6 +48,8 @@ if TYPE_CHECKING:
     from mlflow import MlflowClient
     from mlflow.entities import Run
 
+    from hydraflow.tracking.secrets import Secrets
+
 log = logging.getLogger("hydraflow")
 
 MAX_RUN_NAME = 250
@@ -68,6 +71,10 @@ class JobContext:
     @property
     def hydra_dir(self) -> Path | None:
         return self.output_dir / ".hydra" if self.output_dir else None
+
+    def redacted(self, secrets: Secrets) -> JobContext:
+        """The context whose overrides show no secret (run name, tags, events, logs)."""
+        return dataclasses.replace(self, overrides=secrets.overrides(self.overrides))
 
     @property
     def described(self) -> str:
@@ -252,7 +259,12 @@ def run_tags(digest: str, context: JobContext, config: Mapping[str, Any]) -> dic
 
 
 @contextlib.contextmanager
-def tracked_run(claimed: Claim, context: JobContext, config: Mapping[str, Any]) -> Iterator[Run]:
+def tracked_run(
+    claimed: Claim,
+    context: JobContext,
+    config: Mapping[str, Any],
+    secrets: Secrets | None = None,
+) -> Iterator[Run]:
     """Activates the claimed run, records it, and ends it with its status:
     FINISHED, FAILED on an exception (its traceback in the log), KILLED on
     Ctrl-C or a termination signal. The status is written even when the log
@@ -272,7 +284,7 @@ def tracked_run(claimed: Claim, context: JobContext, config: Mapping[str, Any]) 
         with heartbeat(client, run_id):
             log_params(client, run_id, config, resumed=resumed)
             if context.hydra_dir:
-                log_hydra_files(client, run_id, context.hydra_dir)
+                log_hydra_files(client, run_id, context.hydra_dir, secrets)
             yield run
         status = "FINISHED"
     except KeyboardInterrupt:
@@ -284,7 +296,7 @@ def tracked_run(claimed: Claim, context: JobContext, config: Mapping[str, Any]) 
         raise
     finally:
         with deferred_signals():
-            upload_log(client, run_id, context.log_file, resumed=resumed)
+            upload_log(client, run_id, context.log_file, resumed=resumed, secrets=secrets)
             end_run(client, run_id, status)
             outcome = {"FINISHED": events.RESUMED if resumed else events.FINISHED}
             events.ended(context.overrides, outcome.get(status, status.lower()), run_id)
@@ -297,12 +309,19 @@ def heartbeat(client: MlflowClient, run_id: str) -> contextlib.AbstractContextMa
     return Heartbeat(lambda now: client.set_tag(run_id, HEARTBEAT_TAG, now))
 
 
-def upload_log(client: MlflowClient, run_id: str, log_file: Path | None, *, resumed: bool) -> None:
+def upload_log(
+    client: MlflowClient,
+    run_id: str,
+    log_file: Path | None,
+    *,
+    resumed: bool,
+    secrets: Secrets | None = None,
+) -> None:
     if log_file is None:
         return
     flush_log_handlers()
     try:
-        append_log(client, run_id, log_file, resumed=resumed)
+        append_log(client, run_id, log_file, resumed=resumed, secrets=secrets)
     except Exception as error:
         log.warning("run %s: the log %s was not uploaded: %s", run_id, log_file, error)
 
@@ -335,23 +354,28 @@ def start_run(
     tracking_uri: str | None = None,
     force_new_run: bool = False,
     match_overrides: bool = False,
+    secrets: Sequence[str] = (),
 ) -> Iterator[Run]:
     """The decorator's bookkeeping as a context manager, for code without it.
 
     Inside a Hydra job the experiment, directories and overrides come from
     Hydra; elsewhere the experiment is `experiment_name` or the script's name.
     A run with the same config is resumed (whatever its status) unless
-    `force_new_run`; one that a live process is running is an error.
+    `force_new_run`; one that a live process is running is an error. Keys
+    matching `secrets`, and values read from the environment, are recorded
+    as their interpolation text or `***` (see `hydraflow.tracking.secrets`).
     """
-    from hydraflow.tracking.configs import to_record
+    from hydraflow.tracking.configs import as_omegaconf, to_record
+    from hydraflow.tracking.secrets import find_secrets
 
-    context = JobContext.current(experiment_name)
+    found = find_secrets(as_omegaconf(config), secrets)
+    context = JobContext.current(experiment_name).redacted(found)
     options = Options(tracking_uri, force_new_run, match_overrides, rerun_finished=True)
-    config_yaml, container = to_record(config)
+    config_yaml, container = to_record(config, found)
     claimed = claim(context, config_yaml, container, options)
     if claimed.action == "busy":
         raise RunBusyError(claimed)
-    with tracked_run(claimed, context, container) as run:
+    with tracked_run(claimed, context, container, found) as run:
         yield run
 
 
