@@ -5,6 +5,7 @@ The CLI asks the executor; nothing else branches on the kind."""
 from __future__ import annotations
 
 import itertools
+import os
 import shlex
 import sys
 from collections.abc import Iterator
@@ -18,6 +19,7 @@ from hydraflow.executors.events import EventLog, event_log
 from hydraflow.executors.progress import Execution, PlainReporter, make_reporter
 from hydraflow.jobs import Job
 from hydraflow.plan import CommandLine, JobPlan, command_words, plan_job
+from hydraflow.tracking.events import RERUN_ENV
 
 
 @dataclass(frozen=True)
@@ -26,6 +28,8 @@ class Options:
 
     jobs: int = 1
     keep_going: bool = False
+    # Run every config again, as new runs: no command is skipped as proven finished.
+    rerun: bool = False
 
 
 class Executor:
@@ -74,6 +78,8 @@ class Executor:
         self.preflight(plan)
         execution = Execution(plan.job.name, self.total_commands(plan), plan.total_runs)
         reporter = make_reporter(execution, parallel=options.jobs > 1)
+        if options.rerun:
+            os.environ[RERUN_ENV] = "1"  # every kind of job passes it on to its apps
         try:
             with self.events(reporter) as events:
                 execution.runs = events.counts
@@ -115,7 +121,7 @@ class RunExecutor(Executor):
         from hydraflow.executors.processes import FinishedProof, run_commands
 
         commands = plan.commands()
-        proof = FinishedProof(Path.cwd())
+        proof = None if options.rerun else FinishedProof(Path.cwd())
         run_commands(
             commands,
             reporter,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import os
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
 C = TypeVar("C")
 App = Callable[["Run", C], None]
 DRY_RUN_FLAG = "--dry-run"
+RERUN_FLAG = "--rerun"
 
 log = logging.getLogger("hydraflow")
 
@@ -66,13 +68,16 @@ def main(
             from hydraflow.tracking.compose import prepare
 
             show_only = dry_run or take_flag(DRY_RUN_FLAG)
+            # Asked on the app's command line or by `hydraflow run --rerun`.
+            rerun = take_flag(RERUN_FLAG) or events.rerun_requested()
+            job_options = dataclasses.replace(options, force_new_run=True) if rerun else options
             to_app_config = prepare(app, node, path, config_name)
 
             # functools.wraps makes Hydra name the job and find `config_path`
             # from the user's script rather than from this module.
             @functools.wraps(app)
             def task(cfg: DictConfig) -> None:
-                job = Job(app, node, options, chdir=chdir, update=update, secrets=secrets)
+                job = Job(app, node, job_options, chdir=chdir, update=update, secrets=secrets)
                 try:
                     job.run(to_app_config(cfg), show_only=show_only)
                 except HydraflowError as error:
@@ -162,7 +167,7 @@ class Job:
         found = find_finished_in_sqlite(path, context.experiment, digest)
         if found is None:
             return False
-        report_skip(context, found.run_id, found.overrides)
+        report_skip(context, found.run_id, found.overrides, found.code, found.code_files)
         return True
 
     def track(
@@ -174,9 +179,11 @@ class Job:
         secrets: Secrets,
     ) -> None:
         from hydraflow.tracking.artifacts import chdir_artifact
+        from hydraflow.tracking.code import current_code
         from hydraflow.tracking.runs import claim, tracked_run
 
-        claimed = claim(context, config_yaml, container, self.options)
+        code_tags = current_code(context.launch_dir).tags()
+        claimed = claim(context, config_yaml, container, self.options, code_tags)
         if claimed.action in ("skip", "busy"):
             report_unclaimed(context, claimed)
             return
@@ -188,9 +195,16 @@ class Job:
                 self.app(run, config)
 
 
-def report_skip(context: JobContext, run_id: str, their_overrides: str) -> None:
+def report_skip(
+    context: JobContext,
+    run_id: str,
+    their_overrides: str,
+    code: str | None = None,
+    code_files: str | None = None,
+) -> None:
     """Says why a job did not run; loudly when the matching run was made
-    with other overrides (they compose to the same config)."""
+    with other overrides (they compose to the same config), and once per
+    process (or once per job, by the CLI) when it was made by other code."""
     mine = " ".join(context.overrides)
     if their_overrides != mine:
         log.warning(
@@ -202,17 +216,36 @@ def report_skip(context: JobContext, run_id: str, their_overrides: str) -> None:
         )
     else:
         log.info("skipped: run %s already finished with this config", run_id)
-    events.ended(context.overrides, events.SKIPPED, run_id)
+    changed = code_changed(context, code, code_files)
+    if changed is not None and not events.enabled():
+        from hydraflow.tracking.code import warn_once
+
+        warn_once(changed)
+    events.ended(context.overrides, events.SKIPPED, run_id, code_changed=changed)
+
+
+def code_changed(context: JobContext, code: str | None, code_files: str | None) -> list[str] | None:
+    """The files changed since the skipped run was made; None when its code is
+    this code, or was not recorded ([] when changed but not named)."""
+    from hydraflow.tracking.code import Code, current_code
+
+    recorded = Code.from_tags(code, code_files)
+    if recorded is None:
+        return None
+    changed = current_code(context.launch_dir).changed_since(recorded)
+    return None if changed == [] else (changed or [])
 
 
 def report_unclaimed(context: JobContext, claimed: Claim) -> None:
-    from hydraflow.tracking.identity import OVERRIDES_TAG
+    from hydraflow.tracking.identity import CODE_FILES_TAG, CODE_TAG, OVERRIDES_TAG
     from hydraflow.tracking.owner import OWNER_TAG, Owner
 
     assert claimed.run is not None
     tags = claimed.run.data.tags
     if claimed.action == "skip":
-        report_skip(context, str(claimed.run_id), tags.get(OVERRIDES_TAG, ""))
+        their_overrides = tags.get(OVERRIDES_TAG, "")
+        code, files = tags.get(CODE_TAG), tags.get(CODE_FILES_TAG)
+        report_skip(context, str(claimed.run_id), their_overrides, code, files)
         return
     owner = Owner.from_tag(tags.get(OWNER_TAG))
     who = owner.describe() if owner else "another process"

@@ -14,6 +14,10 @@ import time
 from collections.abc import Sequence
 
 EVENTS_ENV = "HYDRAFLOW_EVENTS"
+# Set to 1 by `hydraflow run --rerun`: every config runs again, as a new run.
+RERUN_ENV = "HYDRAFLOW_RERUN"
+# A skipped run made by code that has changed since names at most this many files.
+MAX_CHANGED_FILES = 5
 MAX_LINE = 512
 
 FINISHED = "finished"
@@ -49,5 +53,26 @@ def started(overrides: Sequence[str], run_id: str, *, resumed: bool) -> None:
     emit("start", overrides, run_id=run_id, resumed=resumed)
 
 
-def ended(overrides: Sequence[str], outcome: str, run_id: str | None = None) -> None:
-    emit("end", overrides, run_id=run_id, outcome=outcome)
+def ended(
+    overrides: Sequence[str],
+    outcome: str,
+    run_id: str | None = None,
+    *,
+    code_changed: Sequence[str] | None = None,
+) -> None:
+    """A run's end; `code_changed` for a run skipped although its code changed
+    (the changed files, [] when they are not known)."""
+    fields: dict[str, object] = {"run_id": run_id, "outcome": outcome}
+    if code_changed is not None:
+        fields["code_changed"] = list(code_changed[:MAX_CHANGED_FILES])
+        fields["code_changed_count"] = len(code_changed)
+    emit("end", overrides, **fields)
+
+
+def enabled() -> bool:
+    """Whether the `hydraflow` CLI reads this job's events (and so reports for it)."""
+    return bool(os.environ.get(EVENTS_ENV))
+
+
+def rerun_requested() -> bool:
+    return os.environ.get(RERUN_ENV) == "1"

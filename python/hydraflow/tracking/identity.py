@@ -29,6 +29,10 @@ CONFIG_TAG = "hydraflow.config"
 ATTEMPT_TAG = "hydraflow.attempt"
 # One tag per config group: `hydraflow.choice.model` = `vit_l`.
 CHOICE_TAG_PREFIX = "hydraflow.choice."
+# What code made the run (`tracking.code`): a digest of the script and project
+# modules, and, when they fit, each file's hash as JSON.
+CODE_TAG = "hydraflow.code"
+CODE_FILES_TAG = "hydraflow.code.files"
 
 
 def config_digest(config_yaml: str) -> str:
@@ -55,6 +59,8 @@ def find_runs(client: MlflowClient, experiment_id: str, digest: str) -> list[Run
 class FinishedRun:
     run_id: str
     overrides: str
+    code: str | None = None
+    code_files: str | None = None
 
 
 def find_finished_in_sqlite(path: Path, experiment: str, digest: str) -> FinishedRun | None:
@@ -62,20 +68,21 @@ def find_finished_in_sqlite(path: Path, experiment: str, digest: str) -> Finishe
     with the standard library alone, so a skip costs no MLflow import. None
     when there is none, or when the store cannot be read this way."""
     query = """
-        SELECT runs.run_uuid, COALESCE(overrides.value, '')
+        SELECT runs.run_uuid, COALESCE(overrides.value, ''), code.value, files.value
         FROM runs
         JOIN experiments ON experiments.experiment_id = runs.experiment_id
         JOIN tags AS digest ON digest.run_uuid = runs.run_uuid AND digest.key = ?
         LEFT JOIN tags AS overrides ON overrides.run_uuid = runs.run_uuid AND overrides.key = ?
+        LEFT JOIN tags AS code ON code.run_uuid = runs.run_uuid AND code.key = ?
+        LEFT JOIN tags AS files ON files.run_uuid = runs.run_uuid AND files.key = ?
         WHERE experiments.name = ? AND experiments.lifecycle_stage = 'active'
           AND runs.lifecycle_stage = 'active' AND runs.status = 'FINISHED' AND digest.value = ?
         ORDER BY runs.start_time DESC LIMIT 1
     """
     try:
         with contextlib.closing(connect_read_only(path)) as connection:
-            row = connection.execute(
-                query, (DIGEST_TAG, OVERRIDES_TAG, experiment, digest)
-            ).fetchone()
+            keys = (DIGEST_TAG, OVERRIDES_TAG, CODE_TAG, CODE_FILES_TAG)
+            row = connection.execute(query, (*keys, experiment, digest)).fetchone()
     except sqlite3.Error:
         return None
-    return FinishedRun(row[0], row[1]) if row else None
+    return FinishedRun(*row) if row else None

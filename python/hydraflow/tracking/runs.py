@@ -143,19 +143,26 @@ class Claim:
 
 
 def claim(
-    context: JobContext, config_yaml: str, config: Mapping[str, Any], options: Options
+    context: JobContext,
+    config_yaml: str,
+    config: Mapping[str, Any],
+    options: Options,
+    code_tags: Mapping[str, str] | None = None,
 ) -> Claim:
     """Looks up the config's runs and takes the one to work on, so that two
     processes reaching the same config never both run it.
 
     On a SQLite store the lookup and the creation happen under the store's
     file lock. A tracking server offers no lock: a new run is created, then
-    the oldest run of the config wins and a later duplicate is deleted.
+    the oldest run of the config wins and a later duplicate is deleted. A run
+    created or taken over gets `code_tags`: the code that makes it now.
     """
     uri = options.uri(context.launch_dir)
     client, experiment_id = open_experiment(uri, context.experiment, context.launch_dir)
     try:
-        return claim_in(client, experiment_id, uri, context, config_yaml, config, options)
+        return claim_in(
+            client, experiment_id, uri, context, config_yaml, config, options, code_tags or {}
+        )
     except StoreError:
         raise
     except Exception as error:
@@ -170,6 +177,7 @@ def claim_in(
     config_yaml: str,
     config: Mapping[str, Any],
     options: Options,
+    code_tags: Mapping[str, str],
 ) -> Claim:
     digest = options.digest(context, config_yaml)
     local = sqlite_path(uri) is not None
@@ -178,9 +186,9 @@ def claim_in(
         runs = [] if options.force_new_run else find_runs(client, experiment_id, digest)
         action, run = decide(runs, options)
         if action == "new":
-            run = create_run(client, experiment_id, digest, context, config)
+            run = create_run(client, experiment_id, digest, context, config, code_tags)
         elif action == "resume" and run is not None:
-            run = take_over(client, run)
+            run = take_over(client, run, code_tags)
     if not local and run is not None and action in ("new", "resume"):
         action, run = confirm(client, experiment_id, digest, action, run)
     return Claim(client, action, run, digest)
@@ -206,15 +214,17 @@ def create_run(
     digest: str,
     context: JobContext,
     config: Mapping[str, Any],
+    code_tags: Mapping[str, str],
 ) -> Run:
-    tags = run_tags(digest, context, config)
+    tags = run_tags(digest, context, config) | dict(code_tags)
     tags.update({OWNER_TAG: Owner.me().to_tag(), HEARTBEAT_TAG: str(time.time()), ATTEMPT_TAG: "1"})
     name = " ".join(context.overrides)[:MAX_RUN_NAME] or None
     return retry_busy(lambda: client.create_run(experiment_id, tags=tags, run_name=name))
 
 
-def take_over(client: MlflowClient, run: Run) -> Run:
-    """Makes this process the owner of an unfinished run and counts the attempt."""
+def take_over(client: MlflowClient, run: Run, code_tags: Mapping[str, str]) -> Run:
+    """Makes this process the owner of an unfinished run and counts the
+    attempt; the run's code is now this process's."""
     from mlflow.entities import RunTag
 
     run_id = run.info.run_id
@@ -223,6 +233,7 @@ def take_over(client: MlflowClient, run: Run) -> Run:
         RunTag(OWNER_TAG, Owner.me().to_tag()),
         RunTag(HEARTBEAT_TAG, str(time.time())),
         RunTag(ATTEMPT_TAG, str(attempt)),
+        *(RunTag(key, value) for key, value in code_tags.items()),
     ]
     retry_busy(lambda: client.log_batch(run_id, tags=tags))
     retry_busy(lambda: client.update_run(run_id, status="RUNNING"))
@@ -365,6 +376,7 @@ def start_run(
     matching `secrets`, and values read from the environment, are recorded
     as their interpolation text or `***` (see `hydraflow.tracking.secrets`).
     """
+    from hydraflow.tracking.code import current_code
     from hydraflow.tracking.configs import as_omegaconf, to_record
     from hydraflow.tracking.secrets import find_secrets
 
@@ -372,7 +384,8 @@ def start_run(
     context = JobContext.current(experiment_name).redacted(found)
     options = Options(tracking_uri, force_new_run, match_overrides, rerun_finished=True)
     config_yaml, container = to_record(config, found)
-    claimed = claim(context, config_yaml, container, options)
+    code = current_code(context.launch_dir)
+    claimed = claim(context, config_yaml, container, options, code.tags())
     if claimed.action == "busy":
         raise RunBusyError(claimed)
     with tracked_run(claimed, context, container, found) as run:
