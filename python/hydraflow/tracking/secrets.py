@@ -12,7 +12,6 @@ never depends on a secret's value. The app still receives the real value.
 from __future__ import annotations
 
 import contextlib
-import copy
 import fnmatch
 import os
 from collections.abc import Iterator, Mapping, Sequence
@@ -112,25 +111,36 @@ def is_marked(path: str, patterns: Sequence[str]) -> bool:
 
 def find_secrets(cfg: Any, marked: Sequence[str] = ()) -> Secrets:
     """The secrets of a composed config (a DictConfig; anything else has
-    only the marked ones). Each leaf is resolved on a copy, with the resolver
-    cache cleared, while reads of `os.environ` are watched."""
+    only the marked ones). Each interpolation is resolved with the resolver
+    cache cleared, while reads of `os.environ` are watched; the cache is
+    restored afterwards, so the app resolves exactly what it would have."""
     from omegaconf import DictConfig, OmegaConf
 
     if not isinstance(cfg, DictConfig):
         return Secrets(marked=tuple(marked))
-    raw = OmegaConf.to_container(cfg, resolve=False)
-    probe = copy.deepcopy(cfg)
     recorded: dict[str, str] = {}
     values: set[str] = set()
-    for path, value, read_environment in resolved_leaves(probe):
-        if read_environment or is_marked(path, marked):
-            recorded[path] = recorded_text(raw, path)
-            values.update(leaf_texts(value))
+    cache = OmegaConf.get_cache(cfg)
+    try:
+        for leaf in leaves(cfg):
+            if leaf.reads_environment or is_marked(leaf.path, marked):
+                text = leaf.raw if isinstance(leaf.raw, str) and "${" in leaf.raw else REDACTED
+                recorded[leaf.path] = text
+                values.update(leaf_texts(leaf.value))
+    finally:
+        OmegaConf.set_cache(cfg, cache)
     return Secrets(recorded, frozenset(values), tuple(marked))
 
 
-def resolved_leaves(node: Any, path: str = "") -> Iterator[tuple[str, Any, bool]]:
-    """(dotted path, resolved value, whether resolving it read the environment)."""
+@dataclass(frozen=True)
+class Leaf:
+    path: str  # dotted, list items by index
+    raw: Any  # as written: `${oc.env:KEY}` for an interpolation
+    value: Any  # resolved
+    reads_environment: bool
+
+
+def leaves(node: Any, path: str = "") -> Iterator[Leaf]:
     from omegaconf import Container, OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
@@ -138,9 +148,11 @@ def resolved_leaves(node: Any, path: str = "") -> Iterator[tuple[str, Any, bool]
     for key in keys:
         child = node._get_node(key)
         here = join(path, key)
-        if isinstance(child, Container) and not child._is_interpolation():
-            if not child._is_none() and not child._is_missing():
-                yield from resolved_leaves(child, here)
+        if not child._is_interpolation():
+            if not isinstance(child, Container):
+                yield Leaf(here, child._value(), child._value(), False)  # reads nothing
+            elif not child._is_none() and not child._is_missing():
+                yield from leaves(child, here)
             continue
         OmegaConf.clear_cache(node._get_root())
         with watched_environment() as reads:
@@ -150,15 +162,7 @@ def resolved_leaves(node: Any, path: str = "") -> Iterator[tuple[str, Any, bool]
                 value = None
         if isinstance(value, Container):
             value = OmegaConf.to_container(value, resolve=True)
-        yield here, value, bool(reads)
-
-
-def recorded_text(raw: Any, path: str) -> str:
-    """A secret's interpolation text when it has one, else `***`."""
-    value = raw
-    for key in path.split("."):
-        value = value[int(key)] if isinstance(value, list) else value.get(key)
-    return value if isinstance(value, str) and "${" in value else REDACTED
+        yield Leaf(here, child._value(), value, bool(reads))
 
 
 def leaf_texts(value: Any) -> Iterator[str]:
