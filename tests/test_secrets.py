@@ -10,6 +10,7 @@ import textwrap
 from pathlib import Path
 
 import mlflow
+import pytest
 
 from tests.conftest import run_cli
 
@@ -181,3 +182,27 @@ def test_which_keys_are_secret_and_how_they_are_recorded() -> None:
         "+creds.c=***",
         "lr=0.2",
     ]
+
+
+def test_start_run_records_secrets_as_their_text(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import hydraflow
+    from hydraflow import store
+    from omegaconf import OmegaConf
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setenv("MY_API_KEY", ENV_SECRET)
+    store._opened.clear()
+    config = OmegaConf.create({"key": "${oc.env:MY_API_KEY}", "db": {"password": YAML_SECRET}})
+    try:
+        with hydraflow.start_run(config, experiment_name="direct", secrets=["password"]) as run:
+            run_id = run.info.run_id
+    finally:
+        mlflow.set_tracking_uri(None)
+        store._opened.clear()
+    stored = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}").get_run(run_id)
+    assert stored.data.params == {"key": "${oc.env:MY_API_KEY}", "db.password": "***"}
+    for secret in (ENV_SECRET, YAML_SECRET):
+        assert not [p for p, data in stored_bytes(tmp_path) if secret.encode() in data]
