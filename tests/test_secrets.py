@@ -4,7 +4,6 @@ into a real SQLite store, then every byte of the store is searched."""
 from __future__ import annotations
 
 import json
-import os
 import sys
 import textwrap
 from pathlib import Path
@@ -82,15 +81,14 @@ def stored_bytes(folder: Path) -> list[tuple[Path, bytes]]:
     return [(path, path.read_bytes()) for path in files]
 
 
-def test_secrets_never_reach_the_store_and_the_app_gets_them(tmp_path: Path) -> None:
+def test_secrets_never_reach_the_store_and_the_app_gets_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     folder = make_project(tmp_path)
     received = tmp_path.parent / f"{tmp_path.name}-received.jsonl"
-    os.environ["MY_API_KEY"] = ENV_SECRET
-    os.environ["RECEIVED"] = str(received)
-    try:
-        result = run_cli("run", "secret", cwd=folder)
-    finally:
-        del os.environ["MY_API_KEY"], os.environ["RECEIVED"]
+    monkeypatch.setenv("MY_API_KEY", ENV_SECRET)
+    monkeypatch.setenv("RECEIVED", str(received))
+    result = run_cli("run", "secret", cwd=folder)
     assert result.returncode == 0, result.stderr
 
     apps = [json.loads(line) for line in received.read_text().splitlines()]
@@ -127,45 +125,37 @@ def test_secrets_never_reach_the_store_and_the_app_gets_them(tmp_path: Path) -> 
     assert "service.token=***" in run.info.run_name
 
 
-def test_a_changed_secret_is_the_same_run(tmp_path: Path) -> None:
+def test_a_changed_secret_is_the_same_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The digest is taken of the recorded text, not of the secret's value."""
     folder = make_project(tmp_path)
-    received = tmp_path.parent / f"{tmp_path.name}-received.jsonl"
+    monkeypatch.setenv("RECEIVED", str(tmp_path.parent / f"{tmp_path.name}-received.jsonl"))
     outcomes = []
     for secret in (ENV_SECRET, "sk-another-secret-987654"):
-        environment = {"MY_API_KEY": secret, "RECEIVED": str(received)}
-        os.environ.update(environment)
-        try:
-            result = run_cli("run", "secret", cwd=folder)
-        finally:
-            for key in environment:
-                del os.environ[key]
+        monkeypatch.setenv("MY_API_KEY", secret)
+        result = run_cli("run", "secret", cwd=folder)
         assert result.returncode == 0, result.stderr
         outcomes.append(result.stderr.splitlines()[-1])
     assert "2 finished" in outcomes[0]
     assert "2 skipped" in outcomes[1]
 
 
-def test_which_keys_are_secret_and_how_they_are_recorded() -> None:
+def test_which_keys_are_secret_and_how_they_are_recorded(monkeypatch: pytest.MonkeyPatch) -> None:
     from hydraflow.tracking.secrets import find_secrets
     from omegaconf import OmegaConf
 
-    os.environ["MY_API_KEY"] = ENV_SECRET
-    try:
-        cfg = OmegaConf.create(
-            {
-                "plain": "${lr}",
-                "lr": 0.1,
-                "urls": ["x", "${oc.env:MY_API_KEY}"],
-                "nested": {"deeper": "${alias}"},
-                "alias": "${oc.env:MY_API_KEY}",
-                "auth": {"user": "me", "password": "pw-literal"},
-                "creds": {"a": 1, "b": [2]},
-            }
-        )
-        secrets = find_secrets(cfg, ["password", "creds"])
-    finally:
-        del os.environ["MY_API_KEY"]
+    monkeypatch.setenv("MY_API_KEY", ENV_SECRET)
+    cfg = OmegaConf.create(
+        {
+            "plain": "${lr}",
+            "lr": 0.1,
+            "urls": ["x", "${oc.env:MY_API_KEY}"],
+            "nested": {"deeper": "${alias}"},
+            "alias": "${oc.env:MY_API_KEY}",
+            "auth": {"user": "me", "password": "pw-literal"},
+            "creds": {"a": 1, "b": [2]},
+        }
+    )
+    secrets = find_secrets(cfg, ["password", "creds"])
     assert dict(secrets.recorded) == {
         "urls.1": "${oc.env:MY_API_KEY}",
         "nested.deeper": "${alias}",
