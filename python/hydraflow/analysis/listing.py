@@ -80,8 +80,8 @@ def code_column(uri: str, run_ids: list[str]) -> pl.Series:
 def code_tags(uri: str, run_ids: list[str]) -> dict[str, tuple[str | None, str | None]]:
     """The code tags of the runs: read with `sqlite3` from a SQLite store,
     else through MLflow."""
+    from hydraflow.mlflow_schema import CODE_FILES_TAG, CODE_TAG
     from hydraflow.store import connect_read_only, retry_busy, sqlite_path
-    from hydraflow.tracking.identity import CODE_FILES_TAG, CODE_TAG
 
     found: dict[str, dict[str, str]] = {run_id: {} for run_id in run_ids}
     path = sqlite_path(uri)

@@ -17,9 +17,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from hydraflow.tracking.identity import CODE_FILES_TAG, CODE_TAG
-from hydraflow.tracking.inputs import file_digest, project_modules
-from hydraflow.tracking.record import MAX_TAG_LENGTH
+from hydraflow.mlflow_schema import CODE_FILES_TAG, CODE_TAG, MAX_TAG_LENGTH
+from hydraflow.protocol import file_digest
+from hydraflow.tracking.inputs import project_modules
 
 log = logging.getLogger("hydraflow")
 

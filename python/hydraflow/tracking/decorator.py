@@ -10,10 +10,10 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from hydraflow import protocol
 from hydraflow.errors import HydraflowError
 from hydraflow.store import as_uri
-from hydraflow.tracking import events
-from hydraflow.tracking.runs import Claim, JobContext, Options
+from hydraflow.tracking.lifecycle import Claim, JobContext, TrackingOptions
 from hydraflow.tracking.signals import exit_status, handle_termination
 
 if TYPE_CHECKING:
@@ -57,7 +57,9 @@ def main(
     `*.token`, `password`) are recorded as their interpolation text or
     `***`, never as their values; the app receives the real values.
     """
-    options = Options(store_uri(tracking_uri), force_new_run, match_overrides, rerun_finished)
+    options = TrackingOptions(
+        store_uri(tracking_uri), force_new_run, match_overrides, rerun_finished
+    )
     path = None if config_path is None else os.fspath(config_path)
 
     def decorator(app: App[C]) -> Callable[[], None]:
@@ -69,7 +71,7 @@ def main(
 
             show_only = dry_run or take_flag(DRY_RUN_FLAG)
             # Asked on the app's command line or by `hydraflow run --rerun`.
-            rerun = take_flag(RERUN_FLAG) or events.rerun_requested()
+            rerun = take_flag(RERUN_FLAG) or protocol.rerun_requested()
             job_options = dataclasses.replace(options, force_new_run=True) if rerun else options
             to_app_config = prepare(app, node, path, config_name)
 
@@ -77,7 +79,9 @@ def main(
             # from the user's script rather than from this module.
             @functools.wraps(app)
             def task(cfg: DictConfig) -> None:
-                job = Job(app, node, job_options, chdir=chdir, update=update, secrets=secrets)
+                job = TrackedJob(
+                    app, node, job_options, chdir=chdir, update=update, secrets=secrets
+                )
                 try:
                     job.run(to_app_config(cfg), show_only=show_only)
                 except HydraflowError as error:
@@ -110,14 +114,14 @@ def take_flag(flag: str) -> bool:
     return False
 
 
-class Job:
+class TrackedJob:
     """One Hydra job of the app: decide from the store, then run it tracked."""
 
     def __init__(
         self,
         app: App[Any],
         node: Any,
-        options: Options,
+        options: TrackingOptions,
         *,
         chdir: bool,
         update: Callable[[Any], Any] | None,
@@ -155,8 +159,8 @@ class Job:
 
     def finished_already(self, context: JobContext, config_yaml: str) -> bool:
         """The skip decided from a SQLite store without importing MLflow."""
+        from hydraflow.mlflow_schema import find_finished_in_sqlite
         from hydraflow.store import sqlite_path
-        from hydraflow.tracking.identity import find_finished_in_sqlite
 
         if self.options.force_new_run or self.options.rerun_finished:
             return False
@@ -180,7 +184,7 @@ class Job:
     ) -> None:
         from hydraflow.tracking.artifacts import chdir_artifact
         from hydraflow.tracking.code import current_code
-        from hydraflow.tracking.runs import claim, tracked_run
+        from hydraflow.tracking.lifecycle import claim, tracked_run
 
         code_tags = current_code(context.launch_dir).tags()
         claimed = claim(context, config_yaml, container, self.options, code_tags)
@@ -217,11 +221,11 @@ def report_skip(
     else:
         log.info("skipped: run %s already finished with this config", run_id)
     changed = code_changed(context, code, code_files)
-    if changed is not None and not events.enabled():
+    if changed is not None and not protocol.enabled():
         from hydraflow.tracking.code import warn_once
 
         warn_once(changed)
-    events.ended(context.overrides, events.SKIPPED, run_id, code_changed=changed)
+    protocol.ended(context.overrides, protocol.SKIPPED, run_id, code_changed=changed)
 
 
 def code_changed(context: JobContext, code: str | None, code_files: str | None) -> list[str] | None:
@@ -237,8 +241,8 @@ def code_changed(context: JobContext, code: str | None, code_files: str | None) 
 
 
 def report_unclaimed(context: JobContext, claimed: Claim) -> None:
-    from hydraflow.tracking.identity import CODE_FILES_TAG, CODE_TAG, OVERRIDES_TAG
-    from hydraflow.tracking.owner import OWNER_TAG, Owner
+    from hydraflow.mlflow_schema import CODE_FILES_TAG, CODE_TAG, OVERRIDES_TAG
+    from hydraflow.tracking.owner import owner_of
 
     assert claimed.run is not None
     tags = claimed.run.data.tags
@@ -247,7 +251,6 @@ def report_unclaimed(context: JobContext, claimed: Claim) -> None:
         code, files = tags.get(CODE_TAG), tags.get(CODE_FILES_TAG)
         report_skip(context, str(claimed.run_id), their_overrides, code, files)
         return
-    owner = Owner.from_tag(tags.get(OWNER_TAG))
-    who = owner.describe() if owner else "another process"
+    who = owner_of(tags)
     log.warning("skipped %s: run %s is running in %s", context.described, claimed.run_id, who)
-    events.ended(context.overrides, events.BUSY, claimed.run_id)
+    protocol.ended(context.overrides, protocol.BUSY, claimed.run_id)

@@ -1,4 +1,4 @@
-"""Reading job events (the contract in README, "Executors"): the
+"""Reading job events (the contract: `hydraflow.protocol`): the
 runner names a file per command in HYDRAFLOW_EVENTS; `@hydraflow.main`
 appends a JSON line when a run starts and when it ends. The runner reads them
 for progress, the ETA and the closing summary. Nothing here imports MLflow.
@@ -16,8 +16,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-# The order the summary names outcomes in.
-OUTCOMES = ("finished", "resumed", "skipped", "failed", "killed", "busy")
+from hydraflow import protocol
+
 POLL_SECONDS = 0.5
 
 
@@ -40,12 +40,12 @@ class RunCounts:
 
     def add_stale(self, event: dict[str, object]) -> None:
         """Counts a skipped run whose code changed (the event's `code_changed`)."""
-        changed = event.get("code_changed")
+        changed = event.get(protocol.CODE_CHANGED)
         if not isinstance(changed, list):
             return
         self.stale += 1
         self.changed_files.update(str(name) for name in changed)
-        count = event.get("code_changed_count")
+        count = event.get(protocol.CODE_CHANGED_COUNT)
         if not changed or (isinstance(count, int) and count > len(changed)):
             self.unnamed_changes = True
 
@@ -119,9 +119,9 @@ class EventLog:
         for event in entry.read_new():
             changed = True
             entry.events.append(event)
-            if event.get("event") == "start":
+            if event.get("event") == protocol.START:
                 self.counts.started += 1
-            elif event.get("event") == "end":
+            elif event.get("event") == protocol.END:
                 entry.ends += 1
                 self.counts.ended[str(event.get("outcome", "unknown"))] += 1
                 self.counts.add_stale(event)
@@ -149,7 +149,7 @@ class EventLog:
     def command_skipped(self, runs: int) -> None:
         """A command proven finished, not started: its runs count as skipped."""
         with self.lock:
-            self.counts.ended["skipped"] += runs
+            self.counts.ended[protocol.SKIPPED] += runs
         self.on_change()
 
     def poll_until_stopped(self) -> None:
