@@ -133,6 +133,15 @@ def test_a_recorded_creation_time_that_differs_means_another_process() -> None:
             assert not reused.is_alive(None, time.time())
 
 
+def test_an_owner_recorded_in_clock_ticks_by_an_earlier_version_is_judged_by_its_pid() -> None:
+    with sleeper() as other:
+        legacy = Owner(Owner.me().host, other.pid, "123456")
+        assert legacy.is_alive(None, time.time())
+        other.kill()
+        other.wait()
+        assert not legacy.is_alive(None, time.time())
+
+
 def test_the_status_is_written_although_the_store_is_busy_at_the_end(folder: Path) -> None:
     claimed = take(folder)
     with tracked_run(claimed, context(folder), CONFIG):

@@ -49,7 +49,15 @@ class Owner:
 
     def is_alive(self, heartbeat: str | None, now: float) -> bool:
         if self.host == socket.gethostname():
-            return self.pid == os.getpid() or process_start(self.pid) == self.started != ""
+            if self.pid == os.getpid():
+                return True
+            started = process_start(self.pid)
+            if self.started.isdigit():
+                # Recorded by an earlier hydraflow as /proc's clock ticks, which
+                # cannot be compared: a live pid is taken as the owner, so a run
+                # is never run twice while hydraflow is upgraded.
+                return started != ""
+            return started == self.started != ""
         try:
             return now - float(heartbeat or "") < STALE_SECONDS
         except ValueError:
