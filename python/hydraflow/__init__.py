@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from hydraflow.tracking.artifacts import chdir_artifact, get_artifact_dir
     from hydraflow.tracking.decorator import main
     from hydraflow.tracking.resume import is_resumed, last_step
-    from hydraflow.tracking.runs import start_run
+    from hydraflow.tracking.runs import current_run, start_run
 
 __all__ = [
     "Run",
@@ -26,6 +26,7 @@ __all__ = [
     "chdir_artifact",
     "collect",
     "count",
+    "current_run",
     "expand",
     "get_artifact_dir",
     "is_resumed",
@@ -42,6 +43,7 @@ _LAZY = {
     "Run": "hydraflow.analysis",
     "main": "hydraflow.tracking.decorator",
     "start_run": "hydraflow.tracking.runs",
+    "current_run": "hydraflow.tracking.runs",
     "get_artifact_dir": "hydraflow.tracking.artifacts",
     "chdir_artifact": "hydraflow.tracking.artifacts",
     "is_resumed": "hydraflow.tracking.resume",
