@@ -19,6 +19,7 @@ import mlflow
 from hydra.core.hydra_config import HydraConfig
 from mlflow.entities import Run
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import InterpolationResolutionError
 
 import hydraflow
 
@@ -44,11 +45,19 @@ def run(app: Callable[[], Any], app_with_run: Callable[[], Any]) -> None:
     (app_with_run if VARIANT == "flow_run" else app)()
 
 
+def plain(cfg: DictConfig) -> Any:
+    """Resolved; as written when some interpolation cannot be resolved."""
+    try:
+        return OmegaConf.to_container(cfg, resolve=True)
+    except InterpolationResolutionError:
+        return OmegaConf.to_container(cfg, resolve=False)
+
+
 def record(cfg: DictConfig, run: Run | None = None) -> None:
     """What the app received, where it runs and, under hydraflow, its run."""
     hydra_config = HydraConfig.get()
     received: dict[str, Any] = {
-        "config": OmegaConf.to_container(cfg, resolve=True),
+        "config": plain(cfg),
         "type": type(cfg).__name__,
         "choices": {
             str(group): str(option)
