@@ -5,7 +5,7 @@
 `__main__` with its own command line, its stdout and stderr captured, Hydra's
 ConfigStore reset to what it held before the first app, and warnings shown
 afresh (as in a new process). One line of RESULTS per job: its exit status,
-stdout, stderr and the records its app made (see variant.py).
+stdout, stderr, the records its app made (see variant.py) and its wall time.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import io
 import json
 import runpy
 import sys
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,7 @@ def run_job(job: dict[str, Any], pristine: dict[str, Any]) -> dict[str, Any]:
     sys.argv = [job["app"], *job["args"]]
     stdout, stderr = io.StringIO(), io.StringIO()
     status: Any = 0
+    start = time.perf_counter()
     with warnings.catch_warnings(), contextlib.redirect_stdout(stdout):
         with contextlib.redirect_stderr(stderr):
             try:
@@ -44,6 +46,7 @@ def run_job(job: dict[str, Any], pristine: dict[str, Any]) -> dict[str, Any]:
         "stdout": stdout.getvalue(),
         "stderr": stderr.getvalue(),
         "records": list(variant.RECORDS),
+        "seconds": time.perf_counter() - start,
     }
 
 
