@@ -23,12 +23,12 @@ from pathlib import Path
 from typing import Any
 
 import hydra
+import hydraflow
 import mlflow
 import pytest
+from hydraflow.tracking.decorator import takes_run
 from omegaconf import DictConfig
 
-import hydraflow
-from hydraflow.tracking.decorator import takes_run
 from tests.test_composition import environment, flattened, run_process
 
 APPS = Path(__file__).parent / "apps" / "dropin"
@@ -123,9 +123,7 @@ def outcomes(tmp_path_factory: pytest.TempPathFactory) -> Outcomes:
     (tmp / "jobs.json").write_text(json.dumps(jobs))
     store = f"sqlite:///{tmp / 'mlflow.db'}"
     mlflow.MlflowClient(store).search_experiments()  # MLflow says when it creates a store
-    env = environment(
-        MLFLOW_TRACKING_URI=store, PYTHONPATH=str(APPS), PYTHONDONTWRITEBYTECODE="1"
-    )
+    env = environment(MLFLOW_TRACKING_URI=store, PYTHONPATH=str(APPS), PYTHONDONTWRITEBYTECODE="1")
     command = [sys.executable, str(APPS / "run_patterns.py"), "jobs.json", "results.jsonl"]
     done = run_process(command, tmp, env)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -301,3 +299,61 @@ def test_the_apps_signature_decides_whether_it_gets_the_run(
 def test_current_run_outside_a_job_says_where_to_call_it() -> None:
     with pytest.raises(RuntimeError, match="outside a job"):
         hydraflow.current_run()
+
+
+PASSTHROUGH_APP = """
+import threading
+
+import hydra
+import hydraflow
+import mlflow
+from omegaconf import DictConfig, OmegaConf
+
+
+def train(cfg: DictConfig) -> None:
+    print(OmegaConf.to_yaml(cfg), end="")
+
+
+hydra_app = hydra.main(version_base=None)(train)
+flow_app = hydraflow.main(version_base=None)(train)
+
+@hydraflow.main(version_base=None)
+def nested(cfg: DictConfig) -> None:
+    job_run = hydraflow.current_run().info.run_id
+    with mlflow.start_run(nested=True) as child:
+        seen = []
+        thread = threading.Thread(target=lambda: seen.append(hydraflow.current_run()))
+        thread.start()
+        thread.join()
+        same = [run.info.run_id == job_run for run in (hydraflow.current_run(), *seen)]
+        print("nested:", child.info.run_id != job_run, same)
+
+
+config = OmegaConf.create({"lr": 0.1, "model": {"depth": 4}})
+hydra_app(config)
+print("---")
+flow_app(config)
+print("---")
+nested(OmegaConf.create({"nested": True}))
+"""
+
+
+def test_an_app_given_a_config_runs_with_it_as_under_hydra(
+    tmp_path: Path, outcomes: Outcomes
+) -> None:
+    """`@hydra.main`'s `cfg_passthrough`: `app(cfg)` skips the command line."""
+    (tmp_path / "passthrough.py").write_text(PASSTHROUGH_APP)
+    env = environment(MLFLOW_TRACKING_URI=outcomes.store)
+    done = run_process([sys.executable, "passthrough.py", "ignored=1"], tmp_path, env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    under_hydra, under_hydraflow, nested = done.stdout.split("---\n")
+    assert under_hydraflow == under_hydra == "lr: 0.1\nmodel:\n  depth: 4\n"
+    client = mlflow.MlflowClient(outcomes.store)
+    experiment = client.get_experiment_by_name("passthrough")
+    assert experiment is not None
+    runs = client.search_runs([experiment.experiment_id])
+    params = sorted(sorted(run.data.params.items()) for run in runs if run.data.params)
+    assert params == [[("lr", "0.1"), ("model.depth", "4")], [("nested", "True")]]
+    assert {run.info.status for run in runs} == {"FINISHED"}
+    # In a nested run and in another thread, current_run() is the job's run.
+    assert nested == "nested: True [True, True]\n"

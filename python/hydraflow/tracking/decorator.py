@@ -45,7 +45,7 @@ def main(
     rerun_finished: bool = False,
     dry_run: bool = False,
     update: Callable[[Any], Any] | None = None,
-) -> Callable[[App], Callable[[], Any]]:
+) -> Callable[[App], Callable[..., Any]]:
     """Runs the decorated app through Hydra, one MLflow run per job.
 
     A drop-in for `@hydra.main(config_path, config_name, version_base)`: the
@@ -71,9 +71,11 @@ def main(
     name = None if config_name is UNSPECIFIED else config_name
     options = Options(store_uri(tracking_uri), force_new_run, match_overrides, rerun_finished)
 
-    def decorator(app: App) -> Callable[[], Any]:
+    def decorator(app: App) -> Callable[..., Any]:
         @functools.wraps(app)
-        def run_with_hydra() -> Any:
+        def run_with_hydra(cfg_passthrough: DictConfig | None = None) -> Any:
+            """As `@hydra.main`'s: a config given (`app(cfg)`) runs the app
+            with it, without Hydra's command line; tracked all the same."""
             show_only = dry_run or take_flag(DRY_RUN_FLAG)
             to_app_config = prepare(app, node, path, name)
 
@@ -91,7 +93,7 @@ def main(
 
             handle_termination()
             try:
-                return hydra_main(task)()
+                return hydra_main(task)(cfg_passthrough)
             except KeyboardInterrupt as interrupt:
                 sys.stderr.write(f"hydraflow: {interrupt or 'interrupted'}; the run is KILLED\n")
                 sys.exit(exit_status(interrupt))
@@ -121,7 +123,7 @@ def schema_and_path(first: Any, config_path: Any) -> tuple[Any, Any]:
 
 def hydra_decorator(
     config_path: Any, config_name: Any, version_base: Any
-) -> tuple[Callable[[Callable[[DictConfig], Any]], Callable[[], Any]], str | None]:
+) -> tuple[Callable[[Callable[[DictConfig], Any]], Callable[..., Any]], str | None]:
     """`hydra.main` with the arguments given (Hydra fills in the others, its
     way), and the `config_path` it settled on.
 

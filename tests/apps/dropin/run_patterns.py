@@ -34,12 +34,15 @@ def run_job(job: dict[str, Any], pristine: dict[str, Any]) -> dict[str, Any]:
     stdout, stderr = io.StringIO(), io.StringIO()
     status: Any = 0
     start = time.perf_counter()
-    with warnings.catch_warnings(), contextlib.redirect_stdout(stdout):
-        with contextlib.redirect_stderr(stderr):
-            try:
-                runpy.run_path(job["app"], run_name="__main__")
-            except SystemExit as exit:
-                status = exit.code
+    with (
+        warnings.catch_warnings(),
+        contextlib.redirect_stdout(stdout),
+        contextlib.redirect_stderr(stderr),
+    ):
+        try:
+            runpy.run_path(job["app"], run_name="__main__")
+        except SystemExit as exit:
+            status = exit.code
     return {
         **job,
         "status": 1 if isinstance(status, str) else (status or 0),

@@ -15,13 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import hydra
+import hydraflow
 import mlflow
 from hydra.core.hydra_config import HydraConfig
 from mlflow.entities import Run
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import InterpolationResolutionError
-
-import hydraflow
 
 VARIANTS = ("hydra", "flow", "flow_run")
 VARIANT = os.environ.get("DROPIN_VARIANT", "flow")
