@@ -23,16 +23,12 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from hydraflow.errors import HydraflowError
+from hydraflow.errors import SchemaError
 
 SCHEMA_SUFFIX = "_schema"
 # A schema is the primary config, or validates it: it needs a name even
 # where `@hydra.main` composes from an empty primary config.
 SCHEMA_CONFIG_NAME = "config"
-
-
-class SchemaError(HydraflowError):
-    """The composed config does not fit the app's schema."""
 
 
 def prepare(
