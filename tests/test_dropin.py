@@ -252,6 +252,7 @@ def test_every_call_of_hydra_main_is_a_call_of_hydraflow_main(
     [
         (("conf",), {"config_path": "other"}, "config_path both by position and by name"),
         ((42,), {}, "not int"),
+        ((print,), {}, r"write @hydraflow.main\(...\)"),
     ],
 )
 def test_a_first_argument_that_is_neither_schema_nor_path_is_refused(

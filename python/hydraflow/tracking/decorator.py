@@ -117,6 +117,8 @@ def schema_and_path(first: Any, config_path: Any) -> tuple[Any, Any]:
         return None, first
     if dataclasses.is_dataclass(first) or isinstance(first, Mapping):
         return first, config_path
+    if callable(first):
+        raise TypeError("hydraflow.main decorates with its arguments: write @hydraflow.main(...)")
     raise TypeError(
         "hydraflow.main() takes a schema (a dataclass, an instance or a dict) or "
         f"config_path (a str) first, not {type(first).__name__}"
