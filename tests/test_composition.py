@@ -25,6 +25,8 @@ import mlflow
 import pytest
 import yaml
 
+pytestmark = pytest.mark.slow  # real Hydra apps, sweeps or services
+
 APPS = Path(__file__).parent / "apps" / "composition"
 VENV_BIN = Path(sys.executable).parent
 TIMEOUT = 600

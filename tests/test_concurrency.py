@@ -14,6 +14,8 @@ from pathlib import Path
 import mlflow
 import pytest
 
+pytestmark = pytest.mark.slow  # real Hydra apps, sweeps or services
+
 HYDRAFLOW = str(Path(sys.executable).parent / "hydraflow")
 
 APP = """

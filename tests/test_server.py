@@ -16,6 +16,7 @@ from multiprocessing.synchronize import Barrier
 from pathlib import Path
 
 import mlflow
+import pytest
 import yaml
 
 from tests.services import (
@@ -26,6 +27,8 @@ from tests.services import (
     slurm_cluster,
     tracking_server,
 )
+
+pytestmark = pytest.mark.slow  # real Hydra apps, sweeps or services
 
 __all__ = ["slurm", "slurm_cluster", "tracking_server"]  # the fixtures this module uses
 

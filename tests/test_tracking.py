@@ -85,6 +85,7 @@ def artifact(run: mlflow.entities.Run, path: str) -> str:
     return local.read_text()
 
 
+@pytest.mark.slow
 def test_a_multirun_becomes_runs_with_config_params_and_files(tmp_path: Path) -> None:
     folder = write_app(tmp_path)
     result = run_app(folder, "-m", "a=1,2", "b=y")
@@ -103,6 +104,7 @@ def test_a_multirun_becomes_runs_with_config_params_and_files(tmp_path: Path) ->
     assert "Warning" not in result.stderr
 
 
+@pytest.mark.slow
 def test_a_finished_config_is_skipped(tmp_path: Path) -> None:
     folder = write_app(tmp_path)
     run_app(folder, "a=3")
@@ -113,6 +115,7 @@ def test_a_finished_config_is_skipped(tmp_path: Path) -> None:
     assert len(calls(folder)) == 1
 
 
+@pytest.mark.slow
 def test_a_failed_run_is_resumed_under_the_same_id_with_both_logs(tmp_path: Path) -> None:
     folder = write_app(tmp_path)
     failed = run_app(folder, "a=4", APP_FAIL="1")
@@ -128,6 +131,7 @@ def test_a_failed_run_is_resumed_under_the_same_id_with_both_logs(tmp_path: Path
     assert artifact(resumed, "app.log").count("resuming run") == 1
 
 
+@pytest.mark.slow
 def test_keyboard_interrupt_marks_the_run_killed(tmp_path: Path) -> None:
     folder = write_app(tmp_path)
     run_app(folder, "a=5", APP_INTERRUPT="1")
@@ -135,6 +139,7 @@ def test_keyboard_interrupt_marks_the_run_killed(tmp_path: Path) -> None:
     assert run.info.status == "KILLED"
 
 
+@pytest.mark.slow
 def test_force_new_run_always_starts_a_run(tmp_path: Path) -> None:
     folder = write_app(tmp_path, "force_new_run=True")
     run_app(folder, "a=1")
@@ -142,6 +147,7 @@ def test_force_new_run_always_starts_a_run(tmp_path: Path) -> None:
     assert len(runs(folder)) == 2
 
 
+@pytest.mark.slow
 def test_rerun_finished_runs_again_in_the_same_run(tmp_path: Path) -> None:
     folder = write_app(tmp_path, "rerun_finished=True")
     run_app(folder, "a=1")
@@ -151,6 +157,7 @@ def test_rerun_finished_runs_again_in_the_same_run(tmp_path: Path) -> None:
     assert run.info.status == "FINISHED"
 
 
+@pytest.mark.slow
 def test_match_overrides_ignores_config_changes_outside_them(tmp_path: Path) -> None:
     folder = write_app(tmp_path, "match_overrides=True, update=update")
     run_app(folder, "a=1", APP_B="first")
@@ -164,6 +171,7 @@ def test_match_overrides_ignores_config_changes_outside_them(tmp_path: Path) -> 
     assert len(runs(plain)) == 2
 
 
+@pytest.mark.slow
 def test_update_changes_what_is_saved(tmp_path: Path) -> None:
     folder = write_app(tmp_path, "update=update")
     run_app(folder, "a=2", APP_B="changed")
@@ -172,6 +180,7 @@ def test_update_changes_what_is_saved(tmp_path: Path) -> None:
     assert yaml.safe_load(artifact(run, ".hydra/config.yaml")) == {"a": 2, "b": "changed"}
 
 
+@pytest.mark.slow
 def test_chdir_runs_the_app_in_its_artifact_dir(tmp_path: Path) -> None:
     folder = write_app(tmp_path, "chdir=True")
     run_app(folder, "a=1")
@@ -180,6 +189,7 @@ def test_chdir_runs_the_app_in_its_artifact_dir(tmp_path: Path) -> None:
     assert calls(folder)[0]["cwd"] == run.info.artifact_uri.removeprefix("file://")
 
 
+@pytest.mark.slow
 def test_dry_run_prints_configs_and_touches_no_store(tmp_path: Path) -> None:
     folder = write_app(tmp_path)
     result = run_app(folder, "--dry-run", "-m", "a=1,2")
@@ -190,6 +200,7 @@ def test_dry_run_prints_configs_and_touches_no_store(tmp_path: Path) -> None:
     assert calls(folder) == []
 
 
+@pytest.mark.slow
 def test_a_custom_tracking_uri(tmp_path: Path) -> None:
     uri = f"sqlite:///{tmp_path / 'elsewhere.db'}"
     folder = write_app(tmp_path, f"tracking_uri={uri!r}")
@@ -198,6 +209,7 @@ def test_a_custom_tracking_uri(tmp_path: Path) -> None:
     assert len(runs(folder, db="elsewhere.db")) == 1
 
 
+@pytest.mark.slow
 def test_a_tracking_uri_without_a_scheme_is_a_sqlite_file(tmp_path: Path) -> None:
     folder = write_app(tmp_path, "tracking_uri='stores/here.db'")
     (folder / "stores").mkdir()
@@ -206,6 +218,7 @@ def test_a_tracking_uri_without_a_scheme_is_a_sqlite_file(tmp_path: Path) -> Non
     assert len(runs(folder, db="stores/here.db")) == 1
 
 
+@pytest.mark.slow
 def test_the_tracking_uri_environment_variable(tmp_path: Path) -> None:
     folder = write_app(tmp_path)
     uri = f"sqlite:///{tmp_path / 'from_env.db'}"
@@ -213,6 +226,7 @@ def test_the_tracking_uri_environment_variable(tmp_path: Path) -> None:
     assert len(runs(folder, db="from_env.db")) == 1
 
 
+@pytest.mark.slow
 def test_yaml_configs_are_validated_by_the_schema(tmp_path: Path) -> None:
     folder = write_app(tmp_path, "config_path='conf'")
     (folder / "conf").mkdir()
@@ -234,6 +248,7 @@ def test_yaml_configs_are_validated_by_the_schema(tmp_path: Path) -> None:
     assert "Warning" not in result.stderr
 
 
+@pytest.mark.slow
 def test_32_runs_through_joblib_with_8_workers(tmp_path: Path) -> None:
     folder = write_app(tmp_path)
     result = run_app(
@@ -269,6 +284,7 @@ def test_start_run_and_artifact_helpers_without_the_decorator(
     mlflow.set_tracking_uri(None)
 
 
+@pytest.mark.slow
 def test_the_store_stays_in_the_launch_dir_when_hydra_changes_directory(tmp_path: Path) -> None:
     folder = write_app(tmp_path)
     result = run_app(folder, "a=1", "hydra.job.chdir=True")
@@ -279,6 +295,7 @@ def test_the_store_stays_in_the_launch_dir_when_hydra_changes_directory(tmp_path
     assert not list(folder.glob("outputs/**/mlflow.db"))
 
 
+@pytest.mark.slow
 def test_parallel_commands_share_a_fresh_store(tmp_path: Path) -> None:
     folder = write_app(tmp_path)
     (folder / "hydraflow.yaml").write_text(
@@ -319,6 +336,7 @@ if __name__ == "__main__":
 """
 
 
+@pytest.mark.slow
 def test_start_run_inside_hydra_keeps_the_jobs_log(tmp_path: Path) -> None:
     (tmp_path / "task.py").write_text(START_RUN_IN_HYDRA)
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
