@@ -55,15 +55,20 @@ lint: install ## cargo fmt/clippy, ruff, mypy and stubtest
 services: ## Install SLURM, munge and PostgreSQL (Debian packages) when missing
 	bash .ci/services.sh
 
+# pytest runs on every core (pytest-xdist); tests/conftest.py groups the
+# tests so that a module's fixtures, and the SLURM cluster and tracking
+# server, are each set up on one worker only.
+PYTEST := $(BIN)/pytest -n auto --dist loadgroup
+
 .PHONY: check
 check: install ## The fast tier, for every change: cargo test and the pytest tests not marked slow
 	cargo test --quiet
-	$(BIN)/pytest -m "not slow" --durations=10
+	$(PYTEST) -m "not slow" --durations=10
 
 .PHONY: test
 test: install services lint ## Set up, then everything CI runs: lint, cargo test and every pytest test
 	cargo test --quiet
-	$(BIN)/pytest --durations=20
+	$(PYTEST) --durations=20
 
 .PHONY: bench
 bench: install services ## Benchmarks (every benches/*.py), each figure beside its floor and target

@@ -4,6 +4,7 @@ tutorial's store, built once per session and copied for each test that needs it.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import sqlite3
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from filelock import FileLock
 
 HYDRAFLOW = str(Path(sys.executable).parent / "hydraflow")
 EXAMPLES = Path(__file__).parent.parent / "examples"
@@ -27,12 +29,16 @@ TUTORIAL_TIMEOUT = 600
 
 # Fixtures that start services or build the tutorial: a test using one is
 # marked slow, so `make check` starts none of them.
-SLOW_FIXTURES = frozenset({"tutorial_store", "slurm_cluster", "tracking_server"})
+SERVICES = frozenset({"slurm_cluster", "tracking_server"})
+SLOW_FIXTURES = SERVICES | {"tutorial_store"}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Checks the slow marks, and gives a test that may build the session's
-    tutorial store the time for it."""
+    """Checks the slow marks; gives a test that may build the session's
+    tutorial store the time for it; and, for pytest-xdist's `--dist
+    loadgroup`, keeps each module's tests on one worker (module fixtures are
+    built once) and every test of the services on one worker (one SLURM
+    cluster, one tracking server)."""
     for item in items:
         fixtures = set(getattr(item, "fixturenames", ()))
         slow_ones = fixtures & SLOW_FIXTURES
@@ -40,6 +46,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             raise pytest.UsageError(f"{item.nodeid} uses {', '.join(slow_ones)}: mark it slow")
         if "tutorial_store" in fixtures and item.get_closest_marker("timeout") is None:
             item.add_marker(pytest.mark.timeout(TUTORIAL_TIMEOUT))
+        group = "services" if fixtures & SERVICES else item.nodeid.split("::")[0]
+        item.add_marker(pytest.mark.xdist_group(group))
 
 
 # A program that records its arguments (one JSON line per call) and can sleep
@@ -103,22 +111,35 @@ def user_environment() -> dict[str, str]:
 
 @dataclass(frozen=True)
 class Tutorial:
-    """examples/ after `make tutorial`: its folder and each job's first run."""
+    """examples/ after `make tutorial`: its folder, and what each job's first
+    `hydraflow run` printed on stderr."""
 
     folder: Path
-    first_runs: dict[str, subprocess.CompletedProcess[str]]
+    first_stderr: dict[str, str]
 
 
 @pytest.fixture(scope="session")
 def tutorial_store(tmp_path_factory: pytest.TempPathFactory) -> Tutorial:
     """The tutorial's three jobs, run once for the whole session (the slowest
-    set-up there is). Read it, never change it: `tutorial_copy` gives a test
-    its own."""
-    folder = tmp_path_factory.mktemp("tutorial") / "examples"
-    folder.mkdir()
+    set-up there is) — once for all pytest-xdist workers too, under a lock in
+    their common temporary directory. Read it, never change it:
+    `tutorial_copy` gives a test its own."""
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        return build_tutorial(tmp_path_factory.mktemp("tutorial"))
+    shared = tmp_path_factory.getbasetemp().parent / "tutorial"
+    with FileLock(f"{shared}.lock"):
+        if not (shared / "first_stderr.json").exists():
+            build_tutorial(shared)
+    first_stderr = json.loads((shared / "first_stderr.json").read_text())
+    return Tutorial(shared / "examples", first_stderr)
+
+
+def build_tutorial(root: Path) -> Tutorial:
+    folder = root / "examples"
+    folder.mkdir(parents=True)
     for name in TUTORIAL_FILES:
         shutil.copy(EXAMPLES / name, folder / name)
-    first_runs = {}
+    first_stderr = {}
     for job in TUTORIAL_JOBS:
         result = subprocess.run(
             [HYDRAFLOW, "run", job],
@@ -129,8 +150,9 @@ def tutorial_store(tmp_path_factory: pytest.TempPathFactory) -> Tutorial:
             timeout=900,
         )
         assert result.returncode == 0, result.stderr[-3000:]
-        first_runs[job] = result
-    return Tutorial(folder, first_runs)
+        first_stderr[job] = result.stderr
+    (root / "first_stderr.json").write_text(json.dumps(first_stderr))
+    return Tutorial(folder, first_stderr)
 
 
 @pytest.fixture

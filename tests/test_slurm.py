@@ -118,33 +118,33 @@ def test_tutorial_job_submit_through_the_slurm_handler(slurm: SlurmCluster, tmp_
 
 
 @pytest.mark.slow
-def test_a_40_run_job_as_a_throttled_array(slurm: SlurmCluster, tmp_path: Path) -> None:
-    """4 tasks of 10 runs with at most one task at a time, below the cluster's
+def test_a_job_as_a_throttled_array(slurm: SlurmCluster, tmp_path: Path) -> None:
+    """3 tasks of 2 runs with at most one task at a time, below the cluster's
     CPUs, so that the throttle, not the node, keeps the tasks apart."""
     submit = "hydraflow slurm --max-parallel 1 -- python app.py"
     project = write_project(
-        tmp_path, {"forty": {"submit": submit, "sets": [{"each": "i=0:3", "all": "j=0:9"}]}}
+        tmp_path, {"six": {"submit": submit, "sets": [{"each": "i=0:2", "all": "j=0:1"}]}}
     )
     assert slurm.cpus >= 2
 
-    result = hydraflow(slurm, project, "run", "forty")
+    result = hydraflow(slurm, project, "run", "six")
 
     assert result.returncode == 0, result.stdout + result.stderr
     tasks = scontrol_tasks(slurm, job_id(result.stdout))
-    assert sorted(tasks) == [1, 2, 3, 4]
+    assert sorted(tasks) == [1, 2, 3]
     assert {t["ArrayTaskThrottle"] for t in tasks.values()} == {"1"}
     assert {t["JobState"] for t in tasks.values()} == {"COMPLETED"}
-    runs = runs_of(project, "forty")
-    assert len(runs) == 40
+    runs = runs_of(project, "six")
+    assert len(runs) == 6
     assert {r.info.status for r in runs} == {"FINISHED"}
-    assert len({(r.data.params["i"], r.data.params["j"]) for r in runs}) == 40
+    assert len({(r.data.params["i"], r.data.params["j"]) for r in runs}) == 6
     stamps = [json.loads(line) for line in (project / "stamps.jsonl").read_text().splitlines()]
     spans = sorted(
         (min(s["start"] for s in group), max(s["end"] for s in group))
         for task in {s["task"] for s in stamps}
         for group in [[s for s in stamps if s["task"] == task]]
     )
-    assert len(spans) == 4
+    assert len(spans) == 3
     assert all(earlier[1] <= later[0] for earlier, later in itertools.pairwise(spans))
 
 
