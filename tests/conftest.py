@@ -7,11 +7,12 @@ import contextlib
 import json
 import os
 import shutil
+import signal
 import sqlite3
 import subprocess
 import sys
 import textwrap
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -182,3 +183,34 @@ def replace_text(database: Path, old: str, new: str) -> None:
                     f'WHERE typeof("{name}") = \'text\' AND instr("{name}", ?) > 0',
                     (old, new, old),
                 )
+
+
+def run_in_own_group(
+    command: list[str], cwd: Path, env: Mapping[str, str], timeout: float
+) -> subprocess.CompletedProcess[str]:
+    """Runs `command` in its own session; its process group (an app's joblib
+    workers, say) is killed when it times out, and whatever it left behind is
+    killed when it ends — also when pytest-timeout stops the test."""
+    process = subprocess.Popen(
+        command,
+        cwd=cwd,
+        env=dict(env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        stdout, stderr = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        kill_group(process.pid)
+        stdout, stderr = process.communicate()
+        pytest.fail(f"{command} timed out after {timeout} s:\n{stdout[-2000:]}{stderr[-2000:]}")
+    finally:
+        kill_group(process.pid)
+    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
+
+
+def kill_group(pgid: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pgid, signal.SIGKILL)

@@ -9,11 +9,9 @@ own client. Real Hydra, a real SQLite store, real subprocesses.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 from collections.abc import Callable, Mapping
@@ -24,6 +22,8 @@ from typing import Any
 import mlflow
 import pytest
 import yaml
+
+from tests.conftest import run_in_own_group
 
 pytestmark = pytest.mark.slow  # real Hydra apps, sweeps or services
 
@@ -137,31 +137,7 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> str:
 def run_process(
     command: list[str], cwd: Path, env: Mapping[str, str]
 ) -> subprocess.CompletedProcess[str]:
-    """Runs `command` in its own session; its process group is killed when it
-    times out, and whatever it left behind is killed when it ends."""
-    process = subprocess.Popen(
-        command,
-        cwd=cwd,
-        env=dict(env),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        stdout, stderr = process.communicate(timeout=TIMEOUT)
-    except subprocess.TimeoutExpired:
-        kill_group(process.pid)
-        stdout, stderr = process.communicate()
-        pytest.fail(f"{command} timed out after {TIMEOUT} s:\n{stdout[-2000:]}{stderr[-2000:]}")
-    finally:
-        kill_group(process.pid)
-    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
-
-
-def kill_group(pgid: int) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pgid, signal.SIGKILL)
+    return run_in_own_group(command, cwd, env, TIMEOUT)
 
 
 def environment(**extra: str) -> dict[str, str]:

@@ -15,6 +15,8 @@ import pytest
 import yaml
 from hydraflow.errors import HydraflowError
 
+from tests.conftest import run_in_own_group
+
 APP = """
 import json, os
 from dataclasses import dataclass
@@ -58,14 +60,7 @@ def write_app(folder: Path, options: str = "") -> Path:
 def run_app(folder: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
     inherited = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     environment = {**inherited, "APP_RECORD": str(folder / "calls.jsonl"), **env}
-    return subprocess.run(
-        [sys.executable, "app.py", *args],
-        cwd=folder,
-        capture_output=True,
-        text=True,
-        env=environment,
-        timeout=300,
-    )
+    return run_in_own_group([sys.executable, "app.py", *args], folder, environment, 300)
 
 
 def calls(folder: Path) -> list[dict[str, object]]:
