@@ -32,6 +32,9 @@ from omegaconf import DictConfig
 from tests.test_composition import environment, flattened, run_process
 
 APPS = Path(__file__).parent / "apps" / "dropin"
+# The tests that run the apps (marked slow) share one process running them
+# all: about 30 s of CPU, several minutes of wall time on a loaded machine.
+APPS_TIMEOUT = 900
 FLOWS = ("flow", "flow_run")
 
 # Command lines per pattern; each runs under every variant.
@@ -160,6 +163,8 @@ def error_report(stderr: str) -> list[str]:
 
 
 @pytest.mark.parametrize(("case", "flow"), FLOW_CASES, ids=flow_id)
+@pytest.mark.slow
+@pytest.mark.timeout(APPS_TIMEOUT)
 def test_the_app_prints_and_receives_what_it_does_under_hydra(
     case: Case, flow: str, outcomes: Outcomes
 ) -> None:
@@ -177,6 +182,8 @@ def test_the_app_prints_and_receives_what_it_does_under_hydra(
 
 
 @pytest.mark.parametrize(("case", "flow"), FLOW_CASES, ids=flow_id)
+@pytest.mark.slow
+@pytest.mark.timeout(APPS_TIMEOUT)
 def test_each_job_is_a_run_with_its_config_and_choices(
     case: Case, flow: str, outcomes: Outcomes
 ) -> None:
@@ -206,6 +213,8 @@ def test_each_job_is_a_run_with_its_config_and_choices(
         assert choices == record["choices"]
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(APPS_TIMEOUT)
 def test_a_failing_app_leaves_its_traceback_in_the_runs_log_not_on_stdout(
     outcomes: Outcomes,
 ) -> None:
@@ -339,6 +348,8 @@ nested(OmegaConf.create({"nested": True}))
 """
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(APPS_TIMEOUT)
 def test_an_app_given_a_config_runs_with_it_as_under_hydra(
     tmp_path: Path, outcomes: Outcomes
 ) -> None:
