@@ -170,6 +170,7 @@ def test_damage_is_refused_with_a_reason(tmp_path: Path) -> None:
         read_table(tmp_path / "absent.db", 2, [0])
 
 
+@pytest.mark.slow  # MLflow's migrations, writer processes
 def test_an_mlflow_store_reads_the_same_from_pages_and_sql(tmp_path: Path) -> None:
     """A store MLflow made itself: runs with tags, params, NaN and plain metrics."""
     import mlflow
@@ -199,6 +200,7 @@ def test_an_mlflow_store_reads_the_same_from_pages_and_sql(tmp_path: Path) -> No
     assert pages.runs.height == 30 and pages.tags.height == 60
 
 
+@pytest.mark.slow  # MLflow's migrations, writer processes
 def test_a_write_lock_held_in_this_process_survives_a_load(tmp_path: Path) -> None:
     """Closing any descriptor of a file drops every POSIX lock the process
     holds on it: the reader keeps its descriptor open, so a writer in this
@@ -382,6 +384,7 @@ def load(path: Path) -> pl.DataFrame:
     return hydraflow.load(tracking_uri=f"sqlite:///{path}").frame
 
 
+@pytest.mark.slow  # MLflow's migrations, writer processes
 @pytest.mark.parametrize("copied_back", [True, False], ids=["read-mark-0", "read-mark-above-0"])
 def test_a_load_reads_the_commit_its_transaction_began_at(
     template: tuple[Path, str],
@@ -423,6 +426,7 @@ def test_a_load_reads_the_commit_its_transaction_began_at(
         keeper.close()
 
 
+@pytest.mark.slow  # MLflow's migrations, writer processes
 def test_a_commit_before_the_pin_reads_again(
     template: tuple[Path, str],
     tmp_path: Path,
@@ -453,6 +457,7 @@ def test_a_commit_before_the_pin_reads_again(
     assert "through SQL" not in caplog.text
 
 
+@pytest.mark.slow  # MLflow's migrations, writer processes
 def test_loads_during_two_writers_are_whole_and_never_fewer(
     template: tuple[Path, str], tmp_path: Path
 ) -> None:
@@ -495,6 +500,7 @@ print(len(list(Path("/proc/self/fd").iterdir())))
 """
 
 
+@pytest.mark.slow  # MLflow's migrations, writer processes
 def test_a_process_loading_many_stores_keeps_few_descriptors(
     template: tuple[Path, str], tmp_path: Path
 ) -> None:
@@ -517,6 +523,7 @@ def test_a_process_loading_many_stores_keeps_few_descriptors(
     assert int(result.stdout) < 32
 
 
+@pytest.mark.slow  # MLflow's migrations, writer processes
 def test_a_log_that_keeps_moving_is_read_through_sql_visibly(
     template: tuple[Path, str],
     tmp_path: Path,
@@ -573,6 +580,7 @@ def log_restart_is_busy(path: Path) -> bool:
     return result.stdout.strip() == "1"
 
 
+@pytest.mark.slow  # MLflow's migrations, writer processes
 def test_a_read_mark_held_in_this_process_survives_loads(
     template: tuple[Path, str], tmp_path: Path
 ) -> None:
