@@ -105,7 +105,8 @@ def decode_json(texts: pl.Series) -> pl.Series:
     all, faster: the type comes from one document of each shape (the Rust
     core groups them), then the documents are decoded in parallel chunks."""
     representatives = texts.gather(json_representatives(texts.to_list()))
-    dtype = representatives.str.json_decode(infer_schema_length=None).dtype
+    inferred = representatives.str.json_decode(infer_schema_length=None).dtype
+    dtype = in_document_order(inferred, [parse_json(text) for text in representatives])
     size = -(-len(texts) // pl.thread_pool_size())
     chunks = [
         pl.LazyFrame({"json": texts.slice(start, size)}).select(
@@ -114,6 +115,35 @@ def decode_json(texts: pl.Series) -> pl.Series:
         for start in range(0, len(texts), size)
     ]
     return pl.concat(frame.to_series() for frame in pl.collect_all(chunks))
+
+
+def parse_json(text: str | None) -> Any:
+    try:
+        return None if text is None else json.loads(text)
+    except ValueError:
+        return None
+
+
+def in_document_order(dtype: pl.DataType, documents: list[Any]) -> pl.DataType:
+    """`dtype` with every struct's fields in the order the documents first
+    give its keys: polars orders a nested struct's fields differently from
+    one decoding to the next, and a load must give the same frame each time."""
+    if isinstance(dtype, pl.List):
+        items = [item for doc in documents if isinstance(doc, list) for item in doc]
+        return pl.List(in_document_order(dtype.inner, items))
+    if not isinstance(dtype, pl.Struct):
+        return dtype
+    objects = [doc for doc in documents if isinstance(doc, dict)]
+    rank = {key: n for n, key in enumerate(dict.fromkeys(k for doc in objects for k in doc))}
+    fields = sorted(dtype.fields, key=lambda field: rank.get(field.name, len(rank)))
+    return pl.Struct(
+        [
+            pl.Field(
+                field.name, in_document_order(field.dtype, [doc.get(field.name) for doc in objects])
+            )
+            for field in fields
+        ]
+    )
 
 
 def flatten_struct(series: pl.Series, prefix: str) -> Iterator[tuple[str, pl.Series]]:
