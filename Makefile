@@ -55,10 +55,11 @@ lint: install ## cargo fmt/clippy, ruff, mypy and stubtest
 services: ## Install SLURM, munge and PostgreSQL (Debian packages) when missing
 	bash .ci/services.sh
 
-# pytest runs on every core (pytest-xdist); tests/conftest.py groups the
-# tests so that a module's fixtures, and the SLURM cluster and tracking
-# server, are each set up on one worker only.
-PYTEST := $(BIN)/pytest -n auto --dist loadgroup
+# pytest runs on every core (pytest-xdist), a test file's tests on one
+# worker, so that its module fixtures are set up once. The session's
+# tutorial store is built once for all workers (tests/conftest.py); a
+# worker that reaches the SLURM or server tests starts its own services.
+PYTEST := $(BIN)/pytest -n auto --dist loadfile
 
 .PHONY: check
 check: install ## The fast tier, for every change: cargo test and the pytest tests not marked slow

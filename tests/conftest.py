@@ -30,16 +30,12 @@ TUTORIAL_TIMEOUT = 600
 
 # Fixtures that start services or build the tutorial: a test using one is
 # marked slow, so `make check` starts none of them.
-SERVICES = frozenset({"slurm_cluster", "tracking_server"})
-SLOW_FIXTURES = SERVICES | {"tutorial_store"}
+SLOW_FIXTURES = frozenset({"tutorial_store", "slurm_cluster", "tracking_server"})
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Checks the slow marks; gives a test that may build the session's
-    tutorial store the time for it; and, for pytest-xdist's `--dist
-    loadgroup`, keeps each module's tests on one worker (module fixtures are
-    built once) and every test of the services on one worker (one SLURM
-    cluster, one tracking server)."""
+    """Checks the slow marks, and gives a test that may build the session's
+    tutorial store the time for it."""
     for item in items:
         fixtures = set(getattr(item, "fixturenames", ()))
         slow_ones = fixtures & SLOW_FIXTURES
@@ -47,8 +43,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             raise pytest.UsageError(f"{item.nodeid} uses {', '.join(slow_ones)}: mark it slow")
         if "tutorial_store" in fixtures and item.get_closest_marker("timeout") is None:
             item.add_marker(pytest.mark.timeout(TUTORIAL_TIMEOUT))
-        group = "services" if fixtures & SERVICES else item.nodeid.split("::")[0]
-        item.add_marker(pytest.mark.xdist_group(group))
 
 
 # A program that records its arguments (one JSON line per call) and can sleep

@@ -11,6 +11,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import run_cli
 
 TRAIN = """
@@ -54,6 +56,7 @@ def code_column(folder: Path) -> list[tuple[str, str]]:
     return sorted((row["code"], row["metrics.loss"]) for row in rows)
 
 
+@pytest.mark.slow
 def test_changed_code_is_reported_shown_and_rerun(tmp_path: Path) -> None:
     folder = make_project(tmp_path)
     first = run_cli("run", "train", cwd=folder)
@@ -88,6 +91,7 @@ def test_changed_code_is_reported_shown_and_rerun(tmp_path: Path) -> None:
     assert STALE not in again.stderr
 
 
+@pytest.mark.slow
 def test_an_app_run_directly_says_it_once_per_command(tmp_path: Path) -> None:
     folder = make_project(tmp_path)
     environment = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}

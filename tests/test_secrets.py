@@ -83,6 +83,7 @@ def stored_bytes(folder: Path) -> list[tuple[Path, bytes]]:
     return [(path, path.read_bytes()) for path in files]
 
 
+@pytest.mark.slow
 def test_secrets_never_reach_the_store_and_the_app_gets_them(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -127,6 +128,7 @@ def test_secrets_never_reach_the_store_and_the_app_gets_them(
     assert "service.token=***" in run.info.run_name
 
 
+@pytest.mark.slow
 def test_a_changed_secret_is_the_same_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The digest is taken of the recorded text, not of the secret's value."""
     folder = make_project(tmp_path)
