@@ -10,10 +10,10 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from hydraflow.errors import HydraflowError
+from hydraflow.signals import describe, exit_status, handle_termination, signal_of
 from hydraflow.store import as_uri
 from hydraflow.tracking import events
 from hydraflow.tracking.runs import Claim, JobContext, Options
-from hydraflow.tracking.signals import exit_status, handle_termination
 
 if TYPE_CHECKING:
     from mlflow.entities import Run
@@ -55,33 +55,41 @@ def main(
     def decorator(app: App[C]) -> Callable[[], None]:
         @functools.wraps(app)
         def run_with_hydra() -> None:
-            import hydra
-
-            from hydraflow.tracking.compose import prepare
-
-            show_only = dry_run or take_flag(DRY_RUN_FLAG)
-            to_app_config = prepare(app, node, path, config_name)
-
-            # functools.wraps makes Hydra name the job and find `config_path`
-            # from the user's script rather than from this module.
-            @functools.wraps(app)
-            def task(cfg: DictConfig) -> None:
-                job = Job(app, node, options, chdir=chdir, update=update)
-                try:
-                    job.run(to_app_config(cfg), show_only=show_only)
-                except HydraflowError as error:
-                    # A user's mistake: one line, not Hydra's report with a traceback.
-                    sys.stderr.write(f"hydraflow: error: {error}\n")
-                    raise SystemExit(error.exit_code) from None
-
+            # Set first: a signal while Hydra is imported is one line too.
             handle_termination()
+            killed: list[str] = []
             try:
-                hydra.main(config_path=path, config_name=config_name, version_base=None)(task)()
+                run_jobs(app, killed)
             except KeyboardInterrupt as interrupt:
-                sys.stderr.write(f"hydraflow: {interrupt or 'interrupted'}; the run is KILLED\n")
-                sys.exit(exit_status(interrupt))
+                what = f"run {killed[-1]} is KILLED" if killed else "no run was in progress"
+                sys.stderr.write(f"hydraflow: {describe(interrupt)}; {what}\n")
+                sys.exit(exit_status(signal_of(interrupt)))
 
         return run_with_hydra
+
+    def run_jobs(app: App[C], killed: list[str]) -> None:
+        """Hydra runs each job of the command line; `killed` gets the run
+        an interrupt ended."""
+        import hydra
+
+        from hydraflow.tracking.compose import prepare
+
+        show_only = dry_run or take_flag(DRY_RUN_FLAG)
+        to_app_config = prepare(app, node, path, config_name)
+
+        # functools.wraps makes Hydra name the job and find `config_path`
+        # from the user's script rather than from this module.
+        @functools.wraps(app)
+        def task(cfg: DictConfig) -> None:
+            job = Job(app, node, options, chdir=chdir, update=update, killed=killed)
+            try:
+                job.run(to_app_config(cfg), show_only=show_only)
+            except HydraflowError as error:
+                # A user's mistake: one line, not Hydra's report with a traceback.
+                sys.stderr.write(f"hydraflow: error: {error}\n")
+                raise SystemExit(error.exit_code) from None
+
+        hydra.main(config_path=path, config_name=config_name, version_base=None)(task)()
 
     return decorator
 
@@ -110,8 +118,10 @@ class Job:
         *,
         chdir: bool,
         update: Callable[[Any], Any] | None,
+        killed: list[str] | None = None,
     ) -> None:
         self.app = app
+        self.killed = [] if killed is None else killed
         self.node = node
         self.options = options
         self.chdir = chdir
@@ -165,12 +175,16 @@ class Job:
         if claimed.action in ("skip", "busy"):
             report_unclaimed(context, claimed)
             return
-        with tracked_run(claimed, context, container) as run:
-            if self.chdir:
-                with chdir_artifact(run):
+        try:
+            with tracked_run(claimed, context, container) as run:
+                if self.chdir:
+                    with chdir_artifact(run):
+                        self.app(run, config)
+                else:
                     self.app(run, config)
-            else:
-                self.app(run, config)
+        except KeyboardInterrupt:
+            self.killed.append(str(claimed.run_id))
+            raise
 
 
 def report_skip(context: JobContext, run_id: str, their_overrides: str) -> None:

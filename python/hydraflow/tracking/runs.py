@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from hydraflow.signals import deferred
 from hydraflow.store import (
     StoreError,
     is_busy,
@@ -41,7 +42,6 @@ from hydraflow.tracking.record import (
     log_hydra_files,
     log_params,
 )
-from hydraflow.tracking.signals import deferred_signals
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -283,7 +283,7 @@ def tracked_run(claimed: Claim, context: JobContext, config: Mapping[str, Any]) 
         log.exception("run %s failed", run_id)
         raise
     finally:
-        with deferred_signals():
+        with deferred():
             upload_log(client, run_id, context.log_file, resumed=resumed)
             end_run(client, run_id, status)
             outcome = {"FINISHED": events.RESUMED if resumed else events.FINISHED}
