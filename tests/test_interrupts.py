@@ -106,7 +106,7 @@ def interrupt(process: subprocess.Popen[str]) -> str:
 
 
 def summary_counts(stderr: str) -> tuple[int, list[int], int, list[int]]:
-    """From `sweep: 2 commands: 0 finished, 2 interrupted; 4 runs: 2 killed, 2 not started; 1.0 s`."""
+    """The counts of `sweep: 2 commands: 0 finished, 2 interrupted; 4 runs: 4 not started; 1 s`."""
     line = next(line for line in stderr.splitlines() if line.startswith("hydraflow: sweep: "))
     match = re.search(r"(\d+) commands: ([^;]*); (\d+) runs: ([^;]*);", line)
     assert match, line
