@@ -120,11 +120,15 @@ class StoreError(HydraflowError):
     """The tracking store cannot be opened or written."""
 
     def __init__(self, uri: str, error: BaseException) -> None:
+        from hydraflow.remote import mask_error, masked, missing_driver
+
+        mask_error(error)  # the cause a traceback shows below this error
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         reason = reason.removeprefix("(sqlite3.DatabaseError) ").removeprefix(
             "(sqlite3.OperationalError) "
         )
-        super().__init__(f"cannot use the MLflow store {uri}: {reason}{hint(reason)}")
+        reason = missing_driver(error) or reason + hint(reason)
+        super().__init__(masked(f"cannot use the MLflow store {uri}: {reason}"))
 
 
 def hint(reason: str) -> str:
@@ -141,9 +145,12 @@ def hint(reason: str) -> str:
 
 def open_experiment(uri: str, name: str, launch_dir: Path) -> tuple[MlflowClient, str]:
     """`open_new_experiment`, remembered for the rest of the process."""
+    from hydraflow.remote import APP_SECONDS, check_reachable
+
     key = (uri, name)
     if key not in _opened:
         try:
+            check_reachable(uri, APP_SECONDS)
             _opened[key] = open_new_experiment(uri, name, launch_dir)
         except Exception as error:
             raise StoreError(uri, error) from error

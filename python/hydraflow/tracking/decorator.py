@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from hydraflow.errors import HydraflowError
+from hydraflow.remote import masked
 from hydraflow.signals import describe, exit_status, handle_termination, signal_of
 from hydraflow.store import as_uri
 from hydraflow.tracking import events
@@ -86,7 +87,7 @@ def main(
                 job.run(to_app_config(cfg), show_only=show_only)
             except HydraflowError as error:
                 # A user's mistake: one line, not Hydra's report with a traceback.
-                sys.stderr.write(f"hydraflow: error: {error}\n")
+                sys.stderr.write(f"hydraflow: error: {masked(str(error))}\n")
                 raise SystemExit(error.exit_code) from None
 
         hydra.main(config_path=path, config_name=config_name, version_base=None)(task)()
@@ -143,7 +144,7 @@ class Job:
             return
         if self.update is not None and context.hydra_dir:
             save_yaml(container, context.hydra_dir / "config.yaml")
-        write_manifest(self.options.uri(context.launch_dir), config_search_dirs())
+        write_manifest(masked(self.options.uri(context.launch_dir)), config_search_dirs())
         if self.finished_already(context, config_yaml):
             return
         self.track(context, config_yaml, container, config)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from hydraflow.remote import mask_error, masked_stdout
 from hydraflow.signals import deferred
 from hydraflow.store import (
     StoreError,
@@ -279,7 +280,8 @@ def tracked_run(claimed: Claim, context: JobContext, config: Mapping[str, Any]) 
         status = "KILLED"
         log.warning("run %s interrupted", run_id)
         raise
-    except BaseException:
+    except BaseException as error:
+        mask_error(error)  # MLflow's errors name the URL, password and all
         log.exception("run %s failed", run_id)
         raise
     finally:
@@ -312,14 +314,16 @@ def end_run(client: MlflowClient, run_id: str, status: str) -> None:
     MLflow's fluent run (whose own end_run is not safe to retry)."""
     import mlflow
 
-    retry_busy(lambda: client.set_terminated(run_id, status))
-    active = mlflow.active_run()
-    if active is not None and active.info.run_id == run_id:
-        try:
-            mlflow.end_run(status)  # pops the run first, then writes the same status again
-        except Exception as error:
-            if not is_busy(error):
-                raise
+    # MLflow prints the run's URL (a tracking server's, password and all) as it ends it.
+    with masked_stdout():
+        retry_busy(lambda: client.set_terminated(run_id, status))
+        active = mlflow.active_run()
+        if active is not None and active.info.run_id == run_id:
+            try:
+                mlflow.end_run(status)  # pops the run first, then writes the same status again
+            except Exception as error:
+                if not is_busy(error):
+                    raise
 
 
 def flush_log_handlers() -> None:
