@@ -196,7 +196,9 @@ def test_a_password_never_reaches_the_output_or_the_store(
     runs = client.search_runs([experiment.experiment_id])
     assert len(runs) == 2
     for run in runs:
-        client.download_artifacts(run.info.run_id, "credentials_app.log", str(tmp_path / run.info.run_id))
+        client.download_artifacts(
+            run.info.run_id, "credentials_app.log", str(tmp_path / run.info.run_id)
+        )
     files = [path for path in tmp_path.rglob("*") if path.is_file()]
     assert len([path for path in files if path.name == "credentials_app.log"]) >= 2
     texts = [result.stdout, result.stderr, *(str(run.to_dictionary()) for run in runs)]
