@@ -6,12 +6,9 @@ from __future__ import annotations
 
 
 def main() -> None:
-    import signal
+    from hydraflow.signals import exit_on_interrupt_from_now_on
 
-    from hydraflow.signals import STOPPING, exit_on_interrupt
-
-    for signum in STOPPING:
-        signal.signal(signum, exit_on_interrupt("hydraflow"))
+    exit_on_interrupt_from_now_on("hydraflow")
     from hydraflow.cli import cli
 
     cli(prog_name="hydraflow")

@@ -97,6 +97,12 @@ def ignored(signums: Sequence[int] = STOPPING) -> Iterator[None]:
         yield
 
 
+def exit_on_interrupt_from_now_on(prefix: str) -> None:
+    """The process-wide handler of a command line tool (see `exit_on_interrupt`)."""
+    for signum in STOPPING:
+        signal.signal(signum, exit_on_interrupt(prefix))
+
+
 def exit_on_interrupt(prefix: str) -> Handler:
     """A handler for a command line tool outside its long work: one line
     (`prefix: interrupted by SIGINT`) and exit 128+N, no traceback; `finally`
