@@ -204,3 +204,42 @@ def test_a_password_never_reaches_the_output_or_the_store(
     texts = [result.stdout, result.stderr, *(str(run.to_dictionary()) for run in runs)]
     texts += [path.read_text(errors="replace") for path in files]
     assert not [text for text in texts if PASSWORD in text]
+
+
+FAILING_APP = """
+import os
+import mlflow
+import hydraflow
+
+@hydraflow.main({"a": 1})
+def app(run, cfg):
+    mlflow.MlflowClient(os.environ["OTHER_SERVER"]).get_experiment("0")  # its error names the URL
+
+if __name__ == "__main__":
+    app()
+"""
+
+
+def test_an_mlflow_error_mid_run_is_shown_and_logged_masked(
+    tmp_path: Path, closed_port: int
+) -> None:
+    uri = f"http://alice:{PASSWORD}@127.0.0.1:{closed_port}"
+    (tmp_path / "app.py").write_text(textwrap.dedent(FAILING_APP))
+    environment = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    result = subprocess.run(
+        [sys.executable, "app.py"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**environment, "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "OTHER_SERVER": uri},
+    )
+    assert result.returncode == 1
+    assert f"API request to {masked(uri)}/api/2.0/mlflow/experiments/get" in result.stderr
+    [run] = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}").search_runs(["1"])
+    assert run.info.status == "FAILED"
+    log = Path(run.info.artifact_uri.removeprefix("file://")) / "app.log"
+    assert masked(uri) in log.read_text()
+    files = [path for path in tmp_path.rglob("*") if path.is_file()]
+    texts = [result.stdout, result.stderr, *(path.read_text(errors="replace") for path in files)]
+    assert not [text for text in texts if PASSWORD in text]
