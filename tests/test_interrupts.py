@@ -169,10 +169,18 @@ def test_the_progress_shows_the_end_state() -> None:
     are not), and how the execution ended, not "starting"."""
     commands = [Command(i, ("app.py",), [], 2) for i in (1, 2)]
     finished = Execution("sweep", 2, 4)
+    assert finished.state_text() == "starting"
     for command in commands:
         finished.command_started(command)
         finished.command_ended(command, 0)
+    finished.close()
     assert (finished.done, finished.state_text()) == (2, "done")
+
+    failed = Execution("sweep", 2, 4)
+    failed.command_started(commands[0])
+    failed.command_ended(commands[0], 1)
+    failed.close()  # without --keep-going, command 2 never starts
+    assert failed.state_text() == "stopped: command 1 failed"
 
     interrupted = Execution("sweep", 2, 4)
     for command in commands:

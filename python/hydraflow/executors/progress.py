@@ -35,6 +35,7 @@ class Execution:
     signal: int | None = None
     runs: RunCounts = field(default_factory=RunCounts)
     started_at: float = field(default_factory=time.monotonic)
+    closed: bool = False
 
     @property
     def status(self) -> int:
@@ -82,6 +83,7 @@ class Execution:
         bookkeeping short) was interrupted."""
         self.interrupted += len(self.running)
         self.running.clear()
+        self.closed = True
 
     def runs_ended(self) -> int:
         """Runs known to have ended: reported by events, or in ended commands."""
@@ -92,7 +94,9 @@ class Execution:
 
     def eta(self) -> float | None:
         """Seconds left, from runs ended so far (or whole commands when the
-        program reports no runs); None until there is a basis."""
+        program reports no runs); None until there is a basis, and once interrupted."""
+        if self.signal is not None:
+            return None
         elapsed = self.elapsed()
         done = self.runs_ended()
         if self.total_runs and done:
@@ -123,7 +127,11 @@ class Execution:
             return f"interrupted by {signal.Signals(self.signal).name}"
         if self.running:
             return f"{running_text(list(self.running.values()))} running"
-        return "done" if self.ended == self.total_commands else "starting"
+        if not self.closed:
+            return "starting"
+        if self.first_failure is not None and self.ended < self.total_commands:
+            return f"stopped: command {self.first_failure.index} failed"
+        return "done"
 
     def summary(self) -> str:
         states = [
