@@ -16,8 +16,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from hydraflow.executors.progress import Execution
-from hydraflow.plan import Command
+from hydraflow.runner.executors.progress import Execution
+from hydraflow.runner.plan import Command
 
 from tests.conftest import HYDRAFLOW
 

@@ -9,12 +9,12 @@ import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from hydraflow import protocol
 from hydraflow.errors import HydraflowError
 from hydraflow.remote import masked
 from hydraflow.signals import describe, exit_status, handle_termination, signal_of
 from hydraflow.store import as_uri
-from hydraflow.tracking import events
-from hydraflow.tracking.runs import Claim, JobContext, Options
+from hydraflow.tracking.lifecycle import Claim, JobContext, TrackingOptions
 
 if TYPE_CHECKING:
     from mlflow.entities import Run
@@ -50,7 +50,9 @@ def main(
     Hydra's job name. A job whose config already has a FINISHED run is
     skipped; an unfinished run is resumed.
     """
-    options = Options(store_uri(tracking_uri), force_new_run, match_overrides, rerun_finished)
+    options = TrackingOptions(
+        store_uri(tracking_uri), force_new_run, match_overrides, rerun_finished
+    )
     path = None if config_path is None else os.fspath(config_path)
 
     def decorator(app: App[C]) -> Callable[[], None]:
@@ -82,7 +84,7 @@ def main(
         # from the user's script rather than from this module.
         @functools.wraps(app)
         def task(cfg: DictConfig) -> None:
-            job = Job(app, node, options, chdir=chdir, update=update, killed=killed)
+            job = TrackedJob(app, node, options, chdir=chdir, update=update, killed=killed)
             try:
                 job.run(to_app_config(cfg), show_only=show_only)
             except HydraflowError as error:
@@ -108,14 +110,14 @@ def take_flag(flag: str) -> bool:
     return False
 
 
-class Job:
+class TrackedJob:
     """One Hydra job of the app: decide from the store, then run it tracked."""
 
     def __init__(
         self,
         app: App[Any],
         node: Any,
-        options: Options,
+        options: TrackingOptions,
         *,
         chdir: bool,
         update: Callable[[Any], Any] | None,
@@ -151,8 +153,8 @@ class Job:
 
     def finished_already(self, context: JobContext, config_yaml: str) -> bool:
         """The skip decided from a SQLite store without importing MLflow."""
+        from hydraflow.mlflow_schema import find_finished_in_sqlite
         from hydraflow.store import sqlite_path
-        from hydraflow.tracking.identity import find_finished_in_sqlite
 
         if self.options.force_new_run or self.options.rerun_finished:
             return False
@@ -170,7 +172,7 @@ class Job:
         self, context: JobContext, config_yaml: str, container: dict[str, Any], config: Any
     ) -> None:
         from hydraflow.tracking.artifacts import chdir_artifact
-        from hydraflow.tracking.runs import claim, tracked_run
+        from hydraflow.tracking.lifecycle import claim, tracked_run
 
         claimed = claim(context, config_yaml, container, self.options)
         if claimed.action in ("skip", "busy"):
@@ -202,19 +204,18 @@ def report_skip(context: JobContext, run_id: str, their_overrides: str) -> None:
         )
     else:
         log.info("skipped: run %s already finished with this config", run_id)
-    events.ended(context.overrides, events.SKIPPED, run_id)
+    protocol.ended(context.overrides, protocol.SKIPPED, run_id)
 
 
 def report_unclaimed(context: JobContext, claimed: Claim) -> None:
-    from hydraflow.tracking.identity import OVERRIDES_TAG
-    from hydraflow.tracking.owner import OWNER_TAG, Owner
+    from hydraflow.mlflow_schema import OVERRIDES_TAG
+    from hydraflow.tracking.owner import owner_of
 
     assert claimed.run is not None
     tags = claimed.run.data.tags
     if claimed.action == "skip":
         report_skip(context, str(claimed.run_id), tags.get(OVERRIDES_TAG, ""))
         return
-    owner = Owner.from_tag(tags.get(OWNER_TAG))
-    who = owner.describe() if owner else "another process"
+    who = owner_of(tags)
     log.warning("skipped %s: run %s is running in %s", context.described, claimed.run_id, who)
-    events.ended(context.overrides, events.BUSY, claimed.run_id)
+    protocol.ended(context.overrides, protocol.BUSY, claimed.run_id)

@@ -13,11 +13,11 @@ from pathlib import Path
 from types import FrameType
 
 from hydraflow.errors import HydraflowError
-from hydraflow.executors.events import EventLog
-from hydraflow.executors.progress import PlainReporter
-from hydraflow.plan import Command, JobPlan
+from hydraflow.protocol import EVENTS_ENV
+from hydraflow.runner.executors.event_log import EventLog
+from hydraflow.runner.executors.progress import PlainReporter
+from hydraflow.runner.plan import Command, JobPlan
 from hydraflow.signals import Interrupted, exit_status, handled, signal_of
-from hydraflow.tracking.events import EVENTS_ENV
 
 Function = Callable[[list[str]], object]
 

@@ -1,11 +1,9 @@
-"""Executors: one per job kind (`run`, `call`, `submit`), behind one
-interface — what options it accepts, how it plans, runs and dry-runs a job.
-The CLI asks the executor; nothing else branches on the kind."""
+"""The executors' interface: what options a job kind accepts, how it
+plans, runs and dry-runs a job, and how its run is reported."""
 
 from __future__ import annotations
 
 import itertools
-import shlex
 import sys
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
@@ -14,15 +12,15 @@ from pathlib import Path
 from typing import ClassVar, TextIO
 
 from hydraflow.errors import HydraflowError
-from hydraflow.executors.events import EventLog, event_log
-from hydraflow.executors.progress import Execution, PlainReporter, make_reporter
-from hydraflow.jobs import Job
-from hydraflow.plan import CommandLine, JobPlan, command_words, plan_job
+from hydraflow.runner.executors.event_log import EventLog, event_log
+from hydraflow.runner.executors.progress import Execution, PlainReporter, make_reporter
+from hydraflow.runner.jobs import Job
+from hydraflow.runner.plan import CommandLine, JobPlan, command_words, plan_job
 from hydraflow.signals import handled, raise_interrupted, signal_of
 
 
 @dataclass(frozen=True)
-class Options:
+class RunOptions:
     """How the user asked the job to run."""
 
     jobs: int = 1
@@ -36,8 +34,8 @@ class Executor:
     accepts_jobs: ClassVar[bool] = False
     accepts_keep_going: ClassVar[bool] = True
 
-    def check_options(self, job: Job, options: Options) -> None:
-        """Options that cannot apply to this kind of job are refused, not ignored."""
+    def check_options(self, job: Job, options: RunOptions) -> None:
+        """RunOptions that cannot apply to this kind of job are refused, not ignored."""
         if options.jobs > 1 and not self.accepts_jobs:
             raise HydraflowError(f"-j/--jobs does not apply to {self.kind} jobs ('{job.name}')")
         if options.keep_going and not self.accepts_keep_going:
@@ -66,11 +64,11 @@ class Executor:
         return plan.total_commands
 
     def run(
-        self, plan: JobPlan, reporter: PlainReporter, events: EventLog, options: Options
+        self, plan: JobPlan, reporter: PlainReporter, events: EventLog, options: RunOptions
     ) -> None:
         raise NotImplementedError
 
-    def execute(self, plan: JobPlan, options: Options) -> Execution:
+    def execute(self, plan: JobPlan, options: RunOptions) -> Execution:
         """Checks, runs and reports the job; returns its one record."""
         self.preflight(plan)
         execution = Execution(plan.job.name, self.total_commands(plan), plan.total_runs)
@@ -84,7 +82,7 @@ class Executor:
         report(execution)
         return execution
 
-    def run_reported(self, plan: JobPlan, execution: Execution, options: Options) -> None:
+    def run_reported(self, plan: JobPlan, execution: Execution, options: RunOptions) -> None:
         reporter = make_reporter(execution, parallel=options.jobs > 1)
         try:
             with self.events(reporter) as events:
@@ -106,98 +104,6 @@ class Executor:
             f"hydraflow: {plan.job.name}: {plan.total_commands} commands, "
             f"{runs} runs (dry run: nothing was run)\n"
         )
-
-
-class RunExecutor(Executor):
-    """Each command a subprocess; `-j N` runs N at once."""
-
-    kind = "run"
-    accepts_jobs = True
-
-    def preflight(self, plan: JobPlan) -> None:
-        from hydraflow.executors.processes import check_argument_sizes, check_program
-
-        check_program(plan, self.kind)
-        check_argument_sizes(plan)
-
-    def run(
-        self, plan: JobPlan, reporter: PlainReporter, events: EventLog, options: Options
-    ) -> None:
-        from hydraflow.executors.processes import FinishedProof, run_commands
-
-        commands = plan.commands()
-        proof = FinishedProof(Path.cwd())
-        run_commands(
-            commands,
-            reporter,
-            events,
-            jobs=options.jobs,
-            keep_going=options.keep_going,
-            proof=proof,
-        )
-
-
-class CallExecutor(Executor):
-    """`module.function(argv)` per command, in this process."""
-
-    kind = "call"
-
-    def program(self, job: Job) -> list[str]:
-        """The arguments after `module.function`."""
-        return command_words(job)[1:]
-
-    def dry_lines(self, plan: JobPlan) -> Iterator[str]:
-        name = plan.job.command.split()[0]
-        return (f"{name}({command.argv!r})" for command in plan.commands())
-
-    def run(
-        self, plan: JobPlan, reporter: PlainReporter, events: EventLog, options: Options
-    ) -> None:
-        from hydraflow.executors.call import run_calls
-
-        run_calls(plan, reporter, events, keep_going=options.keep_going)
-
-
-class SubmitExecutor(Executor):
-    """One run of the user's handler with a file of every command's parameters."""
-
-    kind = "submit"
-    accepts_keep_going = False
-
-    def preflight(self, plan: JobPlan) -> None:
-        from hydraflow.executors.processes import check_program
-
-        check_program(plan, self.kind)
-
-    def dry_lines(self, plan: JobPlan) -> Iterator[str]:
-        from hydraflow.executors.submit import handler_argv, params_path
-
-        yield shlex.join(handler_argv(plan, params_path()))
-        yield from plan.shell_lines(with_head=False)
-
-    def events_directory(self) -> Path | None:
-        """The current directory: a handler may run the commands elsewhere
-        (a cluster node), where the project directory is shared."""
-        return Path.cwd()
-
-    def total_commands(self, plan: JobPlan) -> int:
-        return 1  # the handler
-
-    def run(
-        self, plan: JobPlan, reporter: PlainReporter, events: EventLog, options: Options
-    ) -> None:
-        from hydraflow.executors.submit import run_submit
-
-        run_submit(plan, reporter, events)
-
-
-EXECUTORS: dict[str, Executor] = {
-    e.kind: e for e in (RunExecutor(), CallExecutor(), SubmitExecutor())
-}
-
-
-def executor_for(job: Job) -> Executor:
-    return EXECUTORS[job.kind]
 
 
 def report(execution: Execution) -> None:
