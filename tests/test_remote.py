@@ -59,6 +59,27 @@ def hydraflow_cli(*args: str, cwd: Path, **env: str) -> subprocess.CompletedProc
     )
 
 
+def run_python(
+    folder: Path, script: str, *args: str, **env: str
+) -> subprocess.CompletedProcess[str]:
+    """`python script args` in `folder`, as a user starts an app."""
+    environment = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    return subprocess.run(
+        [sys.executable, script, *args],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**environment, **env},
+    )
+
+
+def holding_the_password(folder: Path, *outputs: str) -> list[str]:
+    """The outputs, and the files under `folder`, that hold the password."""
+    texts = [*outputs, *(p.read_text(errors="replace") for p in folder.rglob("*") if p.is_file())]
+    return [text for text in texts if PASSWORD in text]
+
+
 def assert_one_masked_line(output: str, uri: str) -> None:
     assert PASSWORD not in output
     assert output.count("\n") == 1, output
@@ -115,9 +136,7 @@ def test_an_app_fails_within_seconds_on_a_server_that_never_answers(
     uri = f"http://bob:{PASSWORD}@127.0.0.1:{silent_port}"
     (tmp_path / "app.py").write_text(textwrap.dedent(APP % uri))
     start = time.monotonic()
-    result = subprocess.run(
-        [sys.executable, "app.py"], cwd=tmp_path, capture_output=True, text=True, timeout=120
-    )
+    result = run_python(tmp_path, "app.py")
     assert time.monotonic() - start < 30
     assert result.returncode == 2
     assert "app ran" not in result.stdout
@@ -179,14 +198,7 @@ def test_a_password_never_reaches_the_output_or_the_store(
     credentials (no auth), so the URI with a password works."""
     uri = tracking_server.uri.replace("http://", f"http://alice:{PASSWORD}@")
     (tmp_path / "credentials_app.py").write_text(textwrap.dedent(APP % None))
-    result = subprocess.run(
-        [sys.executable, "credentials_app.py", "-m", "a=7,8"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env={**os.environ, "MLFLOW_TRACKING_URI": uri},
-    )
+    result = run_python(tmp_path, "credentials_app.py", "-m", "a=7,8", MLFLOW_TRACKING_URI=uri)
     assert result.returncode == 0, result.stderr
     assert "View run" in result.stdout
     assert "alice:***@" in result.stdout
@@ -199,11 +211,9 @@ def test_a_password_never_reaches_the_output_or_the_store(
         client.download_artifacts(
             run.info.run_id, "credentials_app.log", str(tmp_path / run.info.run_id)
         )
-    files = [path for path in tmp_path.rglob("*") if path.is_file()]
-    assert len([path for path in files if path.name == "credentials_app.log"]) >= 2
-    texts = [result.stdout, result.stderr, *(str(run.to_dictionary()) for run in runs)]
-    texts += [path.read_text(errors="replace") for path in files]
-    assert not [text for text in texts if PASSWORD in text]
+    assert len(list(tmp_path.rglob("credentials_app.log"))) >= 2
+    stored = [str(run.to_dictionary()) for run in runs]
+    assert not holding_the_password(tmp_path, result.stdout, result.stderr, *stored)
 
 
 FAILING_APP = """
@@ -225,21 +235,11 @@ def test_an_mlflow_error_mid_run_is_shown_and_logged_masked(
 ) -> None:
     uri = f"http://alice:{PASSWORD}@127.0.0.1:{closed_port}"
     (tmp_path / "app.py").write_text(textwrap.dedent(FAILING_APP))
-    environment = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    result = subprocess.run(
-        [sys.executable, "app.py"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**environment, "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "OTHER_SERVER": uri},
-    )
+    result = run_python(tmp_path, "app.py", MLFLOW_HTTP_REQUEST_MAX_RETRIES="0", OTHER_SERVER=uri)
     assert result.returncode == 1
     assert f"API request to {masked(uri)}/api/2.0/mlflow/experiments/get" in result.stderr
     [run] = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}").search_runs(["1"])
     assert run.info.status == "FAILED"
     log = Path(run.info.artifact_uri.removeprefix("file://")) / "app.log"
     assert masked(uri) in log.read_text()
-    files = [path for path in tmp_path.rglob("*") if path.is_file()]
-    texts = [result.stdout, result.stderr, *(path.read_text(errors="replace") for path in files)]
-    assert not [text for text in texts if PASSWORD in text]
+    assert not holding_the_password(tmp_path, result.stdout, result.stderr)
