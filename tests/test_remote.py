@@ -143,7 +143,7 @@ def test_an_app_fails_within_seconds_on_a_server_that_never_answers(
     error = [line for line in result.stderr.splitlines() if "hydraflow: error:" in line]
     assert error == [
         f"hydraflow: error: cannot use the MLflow store {masked(uri)}: "
-        "no answer within 25 s (timed out)"
+        "no answer within 20 s (timed out)"
     ]
     assert PASSWORD not in result.stdout + result.stderr
     assert "Traceback" not in result.stderr

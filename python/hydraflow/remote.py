@@ -27,7 +27,7 @@ Probe = Callable[[float], None]
 # How long a start-up check waits for a store to answer: the CLI and `load`
 # answer within 10 s, an app within 30 s (a server may be starting with it).
 CLI_SECONDS = 5.0
-APP_SECONDS = 25.0
+APP_SECONDS = 20.0
 ATTEMPT_SECONDS = 4.0
 DEFAULT_PORTS = {"postgresql": 5432, "mysql": 3306, "mssql": 1433}
 # The Python module a database driver is imported as, and the package it comes in.
