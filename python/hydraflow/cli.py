@@ -68,6 +68,11 @@ config_option = click.option(
     help="Commands to run at once.",
 )
 @click.option("--keep-going", is_flag=True, help="Run the remaining commands after a failure.")
+@click.option(
+    "--rerun",
+    is_flag=True,
+    help="Run every config again as a new run, although it finished (after a code change).",
+)
 @config_option
 @click.pass_context
 def run(
@@ -77,6 +82,7 @@ def run(
     dry_run: bool,
     jobs: int,
     keep_going: bool,
+    rerun: bool,
     config_file: str,
 ) -> None:
     """Run JOB from the jobs file, with optional overrides."""
@@ -87,7 +93,7 @@ def run(
     try:
         definition = find_job(load_jobs(config_file), job)
         executor = executor_for(definition)
-        options = RunOptions(jobs=jobs, keep_going=keep_going)
+        options = RunOptions(jobs=jobs, keep_going=keep_going, rerun=rerun)
         executor.check_options(definition, options)
         command_line = CommandLine.parse(args, after_dashes(ctx))
         plan = executor.plan(definition, command_line)
@@ -252,11 +258,25 @@ def normalised_yaml(job: Job) -> str:
     metavar="URI",
     help="The MLflow store [default: MLFLOW_TRACKING_URI, else sqlite:///mlflow.db].",
 )
-def runs(args: tuple[str, ...], status: str, output: str, tracking_uri: str | None) -> None:
+@click.option(
+    "--code",
+    is_flag=True,
+    help="Add a column: whether the code that made each run is the code here now.",
+)
+def runs(
+    args: tuple[str, ...], status: str, output: str, tracking_uri: str | None, code: bool
+) -> None:
     """List the runs of a store, one row per run: [JOB...] [KEY=VALUES...]."""
     from hydraflow.analysis.listing import list_runs
 
     try:
-        list_runs(args, status=status, output=output, tracking_uri=tracking_uri, out=sys.stdout)
+        list_runs(
+            args,
+            status=status,
+            output=output,
+            tracking_uri=tracking_uri,
+            out=sys.stdout,
+            code=code,
+        )
     except HydraflowError as error:
         fail(error)

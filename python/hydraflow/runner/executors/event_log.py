@@ -32,6 +32,10 @@ class RunCounts:
     stopped: int = 0
     # Runs of completed commands that no event accounts for; None once unknowable.
     not_reported: int | None = 0
+    # Skipped runs made by code that has changed since, and the files named.
+    stale: int = 0
+    changed_files: set[str] = field(default_factory=set)
+    unnamed_changes: bool = False
 
     @property
     def done(self) -> int:
@@ -43,6 +47,17 @@ class RunCounts:
         if self.not_reported is None:
             return None
         return self.done + self.stopped + self.not_reported
+
+    def add_stale(self, event: dict[str, object]) -> None:
+        """Counts a skipped run whose code changed (the event's `code_changed`)."""
+        changed = event.get(protocol.CODE_CHANGED)
+        if not isinstance(changed, list):
+            return
+        self.stale += 1
+        self.changed_files.update(str(name) for name in changed)
+        count = event.get(protocol.CODE_CHANGED_COUNT)
+        if not changed or (isinstance(count, int) and count > len(changed)):
+            self.unnamed_changes = True
 
     def add_not_reported(self, runs: int | None, reported: int) -> None:
         if runs is None or self.not_reported is None:
@@ -124,6 +139,7 @@ class EventLog:
                 entry.ends += 1
                 entry.ended.add(run_id)
                 self.counts.ended[str(event.get("outcome", "unknown"))] += 1
+                self.counts.add_stale(event)
         return changed
 
     def inputs_path(self, index: int) -> Path:
