@@ -109,7 +109,7 @@ def all_finished(uri: str, run_ids: list[str]) -> bool:
 
 
 class FinishedProof:
-    """The CLI half of resuming in seconds (README, "Resuming in seconds"):
+    """The CLI half of resuming in seconds (docs/internals.md, "Resuming in seconds"):
     asks the record in `.hydraflow/finished.db` whether a command is proven
     finished, and records a command that exited 0 with every run accounted
     for. Any doubt, or any error, means the command runs: a skip is never wrong."""
