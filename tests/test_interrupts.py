@@ -125,6 +125,7 @@ def assert_clean(stderr: str) -> None:
         assert not re.match(r"(\[\d+\] )?hydraflow: ;", line), line  # a message without its text
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("moment", "env", "killed"),
     [
@@ -154,6 +155,7 @@ def test_ctrl_c_at_any_moment_is_clean_and_every_run_is_counted(
         assert stderr.count("hydraflow: interrupted by SIGINT; no run was in progress") == 2
 
 
+@pytest.mark.slow
 def test_ctrl_c_while_the_cli_starts_is_one_line(folder: Path) -> None:
     for delay in (0.15, 0.6):
         process = launch(folder, APP_SLEEP="60")

@@ -97,6 +97,7 @@ def test_masked_uris() -> None:
         assert masked(unchanged) == unchanged
 
 
+@pytest.mark.slow
 def test_the_cli_fails_at_once_on_a_closed_port(tmp_path: Path, closed_port: int) -> None:
     uri = f"http://alice:{PASSWORD}@127.0.0.1:{closed_port}"
     start = time.monotonic()
@@ -108,6 +109,7 @@ def test_the_cli_fails_at_once_on_a_closed_port(tmp_path: Path, closed_port: int
     assert "connection refused" in result.stderr
 
 
+@pytest.mark.slow
 def test_load_fails_within_seconds_on_a_server_that_never_answers(silent_port: int) -> None:
     uri = f"http://alice:{PASSWORD}@127.0.0.1:{silent_port}"
     start = time.monotonic()
@@ -130,6 +132,7 @@ if __name__ == "__main__":
 """
 
 
+@pytest.mark.slow
 def test_an_app_fails_within_seconds_on_a_server_that_never_answers(
     tmp_path: Path, silent_port: int
 ) -> None:
@@ -163,6 +166,7 @@ sys.meta_path.insert(0, Hide())
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("uri", "module", "package"),
     [
@@ -191,6 +195,7 @@ def test_a_missing_database_driver_is_named(
     )
 
 
+@pytest.mark.slow
 def test_a_password_never_reaches_the_output_or_the_store(
     tracking_server: TrackingServer, tmp_path: Path
 ) -> None:
@@ -230,6 +235,7 @@ if __name__ == "__main__":
 """
 
 
+@pytest.mark.slow
 def test_an_mlflow_error_mid_run_is_shown_and_logged_masked(
     tmp_path: Path, closed_port: int
 ) -> None:
