@@ -1,6 +1,6 @@
 //! docs/grammar.md, "Scales": SI prefixes and `eN` exponents, each a power of ten.
 
-use crate::number::parse_exponent;
+use super::number::parse_exponent;
 
 /// The power of ten a scale token stands for, or None if `token` is not one.
 ///

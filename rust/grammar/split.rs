@@ -1,7 +1,7 @@
 //! docs/grammar.md, "Arguments": splitting text at top level — outside quotes
 //! (`'...'`, `"..."`, where a backslash escapes) and brackets `() [] {}`.
 
-use crate::error::{Result, SweepError};
+use super::error::{Result, SweepError};
 
 const WHAT: &str = "unbalanced text";
 

@@ -3,8 +3,9 @@
 //! counted, split, collected and expanded. No input may panic, and none may
 //! list more than the limits allow (a refusal must come before any listing).
 
-use crate::sweep::{self, MAX_LISTED};
-use crate::SweepError;
+use super::sweep::{self, MAX_LISTED};
+use super::SweepError;
+use crate::rng::Rng;
 
 /// Inputs per run of the test; the Python fuzz adds its own on top.
 const INPUTS: usize = 200_000;
@@ -17,26 +18,9 @@ const PIECES: &[&str] = &[
     "e330", "99999999", "1:", ":#4", ":*10", "choice(", "range(", "x=", "a/k=",
 ];
 
-/// xorshift64*: deterministic, so a failure reproduces from its seed.
-/// Shared by the crate's fuzz tests.
-pub(crate) struct Rng(pub(crate) u64);
-
-impl Rng {
-    pub(crate) fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
-    fn text(&mut self) -> String {
-        let pieces = self.below(12);
-        (0..pieces).map(|_| PIECES[self.below(PIECES.len())]).collect()
-    }
+fn text(rng: &mut Rng) -> String {
+    let pieces = rng.below(12);
+    (0..pieces).map(|_| PIECES[rng.below(PIECES.len())]).collect()
 }
 
 fn check_error(err: &SweepError) {
@@ -83,7 +67,7 @@ fn exercise(text: &str) {
 fn no_generated_input_panics_or_lists_too_much() {
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
     for _ in 0..INPUTS {
-        let text = rng.text();
+        let text = text(&mut rng);
         let outcome = std::panic::catch_unwind(|| exercise(&text));
         assert!(outcome.is_ok(), "the core panicked on {text:?}");
     }

@@ -1,9 +1,9 @@
-"""Writes `tables.db`, the SQLite file `rust/sqlite/tests.rs` reads.
+"""Writes `tables.db`, the SQLite file `rust/store/tests.rs` reads.
 
 Small pages (512 bytes) so that a few hundred rows make interior pages and
 overflow chains; rows deleted (free pages) and a column added after the first
 rows. The tests recompute each row's values from its id: keep the two in step.
-Run: python rust/testdata/make_sqlite.py
+Run: python rust/store/testdata/make_sqlite.py
 """
 
 import sqlite3

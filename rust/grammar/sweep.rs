@@ -5,10 +5,10 @@
 //! Every function that lists values checks first, without listing, that the
 //! whole call stays within [`MAX_LISTED`]: no input may exhaust memory.
 
-use crate::error::{Result, SweepError};
-use crate::scale::scale_exponent;
-use crate::split::{split_arguments, split_top_level, top_level};
-use crate::values::ValueList;
+use super::error::{Result, SweepError};
+use super::scale::scale_exponent;
+use super::split::{split_arguments, split_top_level, top_level};
+use super::values::ValueList;
 
 /// The most values one call may list (summed over its arguments, a pipe's
 /// sections included), and the most cells `expand` may build: beyond this,

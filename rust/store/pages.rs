@@ -4,37 +4,24 @@
 //! Python's `sqlite3` builds one object per cell through SQLite's API, which
 //! makes reading the runs of a large MLflow store take seconds; this walks the
 //! pages and decodes only the columns asked for. It takes no locks: the caller
-//! holds a read transaction on the same file through SQLite itself, so no
-//! writer can change the pages it reads. In WAL mode, pages committed to the
-//! `-wal` file are read from there (see `wal.rs` for why that stays
-//! consistent while the caller's transaction is open).
+//! holds a read transaction on the same file through SQLite itself, which
+//! keeps the pages of its snapshot. In WAL mode, the snapshot's pages in the
+//! `-wal` file are read from there, up to the snapshot's last frame (see
+//! `wal.rs`, and `files.rs` for how the snapshot is known).
 //!
-//! Files are opened once and never closed ([`open_kept`]): closing any
-//! descriptor of a file drops every POSIX lock the process holds on it,
-//! SQLite's own included, which could let another process write under a
-//! connection that believes it holds a lock.
+//! The decoding here reads through [`Pages`] and is portable; the files
+//! themselves are opened in `files.rs` (Unix only).
 
 use std::fmt;
-use std::fs::File;
 use std::io;
-use std::os::unix::fs::{FileExt, MetadataExt};
-use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use super::wal::{self, Published, WalIndex};
 
 const MAGIC: &[u8; 16] = b"SQLite format 3\0";
 const HEADER_SIZE: usize = 100;
 const LEAF_TABLE: u8 = 0x0D;
 const INTERIOR_TABLE: u8 = 0x05;
-
-/// One cell's value, with SQLite's storage classes.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Value {
-    Null,
-    Integer(i64),
-    Real(f64),
-    Text(String),
-    Blob(Vec<u8>),
-}
 
 /// One cell as stored, borrowed from the page it is on. Text is SQLite's
 /// bytes, UTF-8 unless damaged.
@@ -47,18 +34,6 @@ pub enum Cell<'a> {
     Blob(&'a [u8]),
 }
 
-impl Cell<'_> {
-    pub fn to_value(&self) -> Value {
-        match *self {
-            Cell::Null => Value::Null,
-            Cell::Integer(n) => Value::Integer(n),
-            Cell::Real(x) => Value::Real(x),
-            Cell::Text(bytes) => Value::Text(String::from_utf8_lossy(bytes).into_owned()),
-            Cell::Blob(bytes) => Value::Blob(bytes.to_vec()),
-        }
-    }
-}
-
 /// Why a file could not be read. `Unsupported` files are readable by SQLite
 /// itself (the caller falls back to SQL); `Corrupt` ones are not what their
 /// header says.
@@ -66,7 +41,12 @@ impl Cell<'_> {
 pub enum ReadError {
     Io(io::Error),
     Unsupported(&'static str),
-    Corrupt { page: u32, reason: &'static str },
+    Corrupt {
+        page: u32,
+        reason: &'static str,
+    },
+    /// A writer restarted the log while it was read: read again.
+    Moved,
 }
 
 impl fmt::Display for ReadError {
@@ -75,6 +55,7 @@ impl fmt::Display for ReadError {
             ReadError::Io(err) => write!(f, "cannot read the database file: {err}"),
             ReadError::Unsupported(what) => write!(f, "unsupported database file: {what}"),
             ReadError::Corrupt { page, reason } => write!(f, "damaged page {page}: {reason}"),
+            ReadError::Moved => write!(f, "the write-ahead log changed while it was read"),
         }
     }
 }
@@ -87,7 +68,7 @@ impl From<io::Error> for ReadError {
 
 pub type Result<T> = std::result::Result<T, ReadError>;
 
-fn corrupt<T>(page: u32, reason: &'static str) -> Result<T> {
+pub(super) fn corrupt<T>(page: u32, reason: &'static str) -> Result<T> {
     Err(ReadError::Corrupt { page, reason })
 }
 
@@ -95,16 +76,6 @@ fn corrupt<T>(page: u32, reason: &'static str) -> Result<T> {
 pub trait Pages {
     fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()>;
     fn size(&self) -> io::Result<u64>;
-}
-
-impl Pages for File {
-    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
-        FileExt::read_exact_at(self, buf, offset)
-    }
-
-    fn size(&self) -> io::Result<u64> {
-        Ok(self.metadata()?.len())
-    }
 }
 
 impl<P: Pages + ?Sized> Pages for Arc<P> {
@@ -131,24 +102,6 @@ impl Pages for [u8] {
     }
 }
 
-static KEPT: Mutex<Vec<Arc<File>>> = Mutex::new(Vec::new());
-
-/// The file at `path`, opened read-only once per file for the life of the
-/// process and never closed (see the module documentation).
-pub fn open_kept(path: &Path) -> io::Result<Arc<File>> {
-    let wanted = std::fs::metadata(path)?;
-    let mut kept = KEPT.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    for file in kept.iter() {
-        let meta = file.metadata()?;
-        if (meta.dev(), meta.ino()) == (wanted.dev(), wanted.ino()) {
-            return Ok(Arc::clone(file));
-        }
-    }
-    let file = Arc::new(File::open(path)?);
-    kept.push(Arc::clone(&file));
-    Ok(file)
-}
-
 /// Which cells of each row to return: record columns by index, and
 /// optionally only the rows whose text in `key_column` is one of `exact` or
 /// starts with one of `prefixes`.
@@ -170,15 +123,17 @@ impl Selection {
 /// A database file, its header checked, and the pages of its write-ahead log.
 pub struct Database<P: Pages> {
     pages: P,
-    wal: Option<(P, wal::WalIndex)>,
+    wal: Option<(P, WalIndex)>,
     page_size: usize,
     usable: usize,
     page_count: u32,
 }
 
 impl<P: Pages> Database<P> {
-    /// The database in `pages`; `wal` is its `-wal` file when it has one.
-    pub fn new(pages: P, wal: Option<P>) -> Result<Self> {
+    /// The database in `pages` at the snapshot `published` in its wal-index,
+    /// with the frames of its `-wal` file up to that snapshot; both are None
+    /// for a database in rollback-journal mode.
+    pub fn new(pages: P, wal: Option<P>, published: Option<Published>) -> Result<Self> {
         let mut header = [0u8; HEADER_SIZE];
         pages.read_exact_at(&mut header, 0)?;
         if &header[..16] != MAGIC {
@@ -204,28 +159,24 @@ impl<P: Pages> Database<P> {
             return corrupt(1, "invalid reserved space");
         }
         let mut page_count = u32::try_from(pages.size()? / page_size as u64).unwrap_or(u32::MAX);
-        let wal = match wal {
-            Some(file) if in_wal_mode => {
-                let index = wal::index(&file, page_size)?;
-                page_count = index.page_count.unwrap_or(page_count);
-                Some((file, index))
+        let wal = match (in_wal_mode, published) {
+            (false, _) => None, // a leftover log of a database in rollback-journal mode
+            (true, None) => return Err(ReadError::Unsupported("a WAL database without its index")),
+            (true, Some(published)) => {
+                if published.page_count != 0 {
+                    page_count = published.page_count;
+                }
+                match wal {
+                    Some(file) if published.needs_log() => {
+                        let index = wal::index(&file, page_size, &published)?;
+                        Some((file, index))
+                    }
+                    None if published.needs_log() => return Err(ReadError::Moved),
+                    _ => None,
+                }
             }
-            _ => None,
         };
         Ok(Database { pages, wal, page_size, usable, page_count })
-    }
-
-    /// The selected columns of every row of the table whose B-tree starts
-    /// at page `root`, in rowid order.
-    pub fn scan(&self, root: u32, selection: &Selection) -> Result<Vec<Vec<Value>>> {
-        let mut columns: Vec<Vec<Value>> = vec![Vec::new(); selection.columns.len()];
-        self.visit(root, selection, |row| -> Result<()> {
-            for (column, cell) in columns.iter_mut().zip(row) {
-                column.push(cell.to_value());
-            }
-            Ok(())
-        })?;
-        Ok(columns)
     }
 
     /// Calls `visit` with the selected cells of each row the selection keeps,
@@ -234,8 +185,41 @@ impl<P: Pages> Database<P> {
         &self,
         root: u32,
         selection: &Selection,
-        mut visit: impl FnMut(&[Cell<'_>]) -> std::result::Result<(), E>,
+        visit: impl FnMut(&[Cell<'_>]) -> std::result::Result<(), E>,
     ) -> std::result::Result<(), E> {
+        match self.walk(root, selection, visit) {
+            Ok(()) => Ok(()),
+            Err(Stop::Visitor(err)) => Err(err),
+            Err(Stop::Read(err)) => Err(self.explained(err).into()),
+        }
+    }
+
+    /// Fails with [`ReadError::Moved`] when a writer restarted the log since
+    /// it was indexed: the pages read from it may be another commit's.
+    pub fn check_log(&self) -> Result<()> {
+        match &self.wal {
+            Some((file, index)) if !index.unchanged(file)? => Err(ReadError::Moved),
+            _ => Ok(()),
+        }
+    }
+
+    /// A page that looks damaged, read from a log that changed since, is no
+    /// damage: the log moved under the read.
+    fn explained(&self, err: ReadError) -> ReadError {
+        match err {
+            ReadError::Corrupt { .. } | ReadError::Io(_) if self.check_log().is_err() => {
+                ReadError::Moved
+            }
+            err => err,
+        }
+    }
+
+    fn walk<E>(
+        &self,
+        root: u32,
+        selection: &Selection,
+        mut visit: impl FnMut(&[Cell<'_>]) -> std::result::Result<(), E>,
+    ) -> std::result::Result<(), Stop<E>> {
         let mut buffer = vec![0u8; self.page_size];
         let mut fields = Vec::new();
         let mut pending = vec![root];
@@ -262,7 +246,7 @@ impl<P: Pages> Database<P> {
                 let corrupt = |reason| ReadError::Corrupt { page: number, reason };
                 let mut row = Vec::with_capacity(selection.columns.len());
                 if select_row(&payload, selection, &mut fields, &mut row).map_err(corrupt)? {
-                    visit(&row)?;
+                    visit(&row).map_err(Stop::Visitor)?;
                 }
             }
         }
@@ -275,7 +259,10 @@ impl<P: Pages> Database<P> {
         }
         if let Some((file, index)) = &self.wal {
             if let Some(&offset) = index.frames.get(&number) {
-                return Ok(file.read_exact_at(buffer, offset)?);
+                file.read_exact_at(buffer, offset)?;
+                let mut header = [0u8; wal::FRAME_HEADER];
+                file.read_exact_at(&mut header, offset - wal::FRAME_HEADER as u64)?;
+                return if index.holds(&header, number) { Ok(()) } else { Err(ReadError::Moved) };
             }
         }
         let offset = u64::from(number - 1) * self.page_size as u64;
@@ -330,6 +317,18 @@ impl<P: Pages> Database<P> {
         } else {
             least
         }
+    }
+}
+
+/// Why a walk stopped: a read failed, or the visitor did.
+enum Stop<E> {
+    Read(ReadError),
+    Visitor(E),
+}
+
+impl<E> From<ReadError> for Stop<E> {
+    fn from(err: ReadError) -> Self {
+        Stop::Read(err)
     }
 }
 
@@ -486,5 +485,5 @@ fn be_u32(bytes: &[u8]) -> u32 {
 }
 
 #[cfg(test)]
+#[path = "tests.rs"]
 mod tests;
-mod wal;

@@ -2,10 +2,10 @@
 //! product of its parts, concatenated, the leftmost part varying slowest.
 //! A text run that is exactly a scale token scales the group before it.
 
-use crate::error::{Result, SweepError};
-use crate::scale::scale_exponent;
-use crate::split::{matching_paren, skip_quoted};
-use crate::values::ValueList;
+use super::error::{Result, SweepError};
+use super::scale::scale_exponent;
+use super::split::{matching_paren, skip_quoted};
+use super::values::ValueList;
 
 const WHAT: &str = "invalid product";
 

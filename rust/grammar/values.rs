@@ -3,11 +3,11 @@
 //! range, literal). Ranges and products stay lazy: a value list knows its
 //! length without rendering anything.
 
-use crate::error::{Result, SweepError};
-use crate::number::{parse_number, NumberFault};
-use crate::product::Product;
-use crate::range::Range;
-use crate::split::split_top_level;
+use super::error::{Result, SweepError};
+use super::number::{parse_number, NumberFault};
+use super::product::Product;
+use super::range::Range;
+use super::split::split_top_level;
 
 /// Hydra's sweep and cast functions, passed verbatim: Hydra expands them.
 const HYDRA_FUNCTIONS: [&str; 13] = [
@@ -91,7 +91,7 @@ fn is_quoted(text: &str) -> bool {
 fn is_hydra_function(text: &str) -> bool {
     let Some(open) = text.find('(') else { return false };
     HYDRA_FUNCTIONS.contains(&&text[..open])
-        && crate::split::matching_paren(text, open).is_ok_and(|close| close == text.len() - 1)
+        && super::split::matching_paren(text, open).is_ok_and(|close| close == text.len() - 1)
 }
 
 /// A comma-separated list of elements, each with its span in the list text.

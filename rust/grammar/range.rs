@@ -5,9 +5,9 @@
 //! 10^15 combinations costs nothing and rendering a million values is one
 //! pass of integer arithmetic.
 
-use crate::error::{Result, SweepError};
-use crate::number::{parse_number, render, render_decimal, Decimal, Number, NumberFault};
-use crate::scale::scale_exponent;
+use super::error::{Result, SweepError};
+use super::number::{parse_number, render, render_decimal, Decimal, Number, NumberFault};
+use super::scale::scale_exponent;
 
 const WHAT: &str = "invalid range";
 
