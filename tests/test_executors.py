@@ -337,7 +337,7 @@ def test_interrupting_submit_still_removes_the_file(project: Project) -> None:
     assert process.returncode == 130
     assert not list(folder.glob("hydraflow-submit-*"))
     assert not list(folder.glob(".hydraflow-events-*"))
-    assert "s: 1 commands: 0 finished, 1 interrupted; 4 runs: none ended" in stderr
+    assert "s: 1 commands: 0 finished, 1 interrupted; 4 runs: 4 not started" in stderr
 
 
 # A command that starts a grandchild (which ignores SIGINT and SIGTERM, as a

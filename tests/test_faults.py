@@ -146,7 +146,7 @@ def test_a_signal_ends_the_run_killed_with_its_log(
     [run] = runs(folder)
     assert run.info.status == "KILLED"
     assert "interrupted" in artifact_text(run, "app.log")
-    assert "the run is KILLED" in stderr
+    assert f"hydraflow: interrupted by {signum.name}; run {run.info.run_id} is KILLED" in stderr
     assert "Traceback" not in stderr
 
 

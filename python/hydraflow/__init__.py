@@ -2,16 +2,24 @@
 
 The tracking half (`main`, `start_run`, ...) imports MLflow and Hydra, and
 the analysis half (`load`, `Runs`, `Run`) imports polars, so both are loaded
-on first use: `import hydraflow` and the CLI stay fast.
+on first use: `import hydraflow` and the CLI stay fast. Even the Rust core and
+`typing` wait: the CLI sets its signal handler first thing (`__main__`).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
-from hydraflow._core import SweepSyntaxError, __version__, collect, count, expand, iter_expand
-
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
+    from hydraflow._core import (
+        SweepSyntaxError,
+        __version__,
+        collect,
+        count,
+        expand,
+        iter_expand,
+    )
     from hydraflow.analysis import Run, Runs, load
     from hydraflow.tracking.artifacts import chdir_artifact, get_artifact_dir
     from hydraflow.tracking.decorator import main
@@ -38,6 +46,10 @@ __all__ = [
 ]
 
 _LAZY = {
+    **dict.fromkeys(
+        ("SweepSyntaxError", "__version__", "collect", "count", "expand", "iter_expand"),
+        "hydraflow._core",
+    ),
     "load": "hydraflow.analysis",
     "Runs": "hydraflow.analysis",
     "Run": "hydraflow.analysis",

@@ -64,11 +64,15 @@ class StoreError(HydraflowError):
     """The tracking store cannot be opened or written."""
 
     def __init__(self, uri: str, error: BaseException) -> None:
+        from hydraflow.remote import mask_error, masked, missing_driver
+
+        mask_error(error)  # the cause a traceback shows below this error
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         reason = reason.removeprefix("(sqlite3.DatabaseError) ").removeprefix(
             "(sqlite3.OperationalError) "
         )
-        super().__init__(f"cannot use the MLflow store {uri}: {reason}{store_hint(reason)}")
+        reason = missing_driver(error) or reason + store_hint(reason)
+        super().__init__(masked(f"cannot use the MLflow store {uri}: {reason}"))
 
 
 def store_hint(reason: str) -> str:

@@ -118,9 +118,12 @@ _opened: dict[tuple[str, str], tuple[MlflowClient, str]] = {}
 
 def open_experiment(uri: str, name: str, launch_dir: Path) -> tuple[MlflowClient, str]:
     """`open_new_experiment`, remembered for the rest of the process."""
+    from hydraflow.remote import APP_SECONDS, check_reachable
+
     key = (uri, name)
     if key not in _opened:
         try:
+            check_reachable(uri, APP_SECONDS)
             _opened[key] = open_new_experiment(uri, name, launch_dir)
         except Exception as error:
             raise StoreError(uri, error) from error

@@ -404,7 +404,13 @@ class ClientStore:
     page by page, into the same tables."""
 
     def __init__(self, uri: str) -> None:
+        from hydraflow.remote import CLI_SECONDS, Unreachable, check_reachable
+
         self.uri = uri
+        try:
+            check_reachable(uri, CLI_SECONDS)
+        except (Unreachable, ImportError) as error:
+            raise StoreError(uri, error) from None
 
     def client(self) -> MlflowClient:
         from mlflow import MlflowClient
@@ -414,13 +420,14 @@ class ClientStore:
     @contextlib.contextmanager
     def errors(self) -> Iterator[None]:
         """MLflow's refusals (an unknown or retired kind of store, a server
-        that does not answer) become one clear StoreError."""
+        that does not answer, a database driver not installed) become one
+        clear StoreError, without the password a URI may hold."""
         from mlflow.exceptions import MlflowException
 
         try:
             yield
-        except MlflowException as error:
-            raise StoreError(self.uri, error) from error
+        except (MlflowException, ImportError) as error:
+            raise StoreError(self.uri, error) from None
 
     def read(self, experiments: Sequence[str] | None, statuses: Sequence[str] | None) -> Tables:
         with self.errors():

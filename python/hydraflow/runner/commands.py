@@ -12,8 +12,11 @@ from hydraflow.errors import HydraflowError
 
 
 def fail(error: HydraflowError) -> NoReturn:
-    """Shows a user mistake as `Error: ...` (no traceback) and exits with its status."""
-    click.echo(f"Error: {error}", err=True)
+    """Shows a user mistake as `Error: ...` (no traceback, no password a URI
+    in it held) and exits with its status."""
+    from hydraflow.remote import masked
+
+    click.echo(f"Error: {masked(str(error))}", err=True)
     sys.exit(error.exit_code)
 
 

@@ -15,20 +15,19 @@ from __future__ import annotations
 
 import re
 import shlex
-import signal
 import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType
 from typing import TYPE_CHECKING, TextIO
 
 import click
 
 from hydraflow.errors import HydraflowError, SlurmError
 from hydraflow.runner.commands import SplitAtDashes, after_dashes, fail
+from hydraflow.signals import exit_status, handled, ignored, raise_interrupted, signal_of
 
 if TYPE_CHECKING:
     import subprocess
@@ -258,16 +257,6 @@ def wait(job: ArrayJob, job_id: str, err: TextIO) -> dict[int, TaskState]:
         interval = min(interval * 1.5, POLL_MAX)
 
 
-class Interrupted(BaseException):
-    def __init__(self, signum: int) -> None:
-        super().__init__(signum)
-        self.signum = signum
-
-
-def raise_interrupted(signum: int, frame: FrameType | None) -> None:
-    raise Interrupted(signum)
-
-
 def cancel(job: ArrayJob, job_id: str, err: TextIO) -> None:
     """Stops the array: pending tasks never start, running ones get SIGINT and
     a grace period, then `scancel` takes whatever is left."""
@@ -279,13 +268,12 @@ def cancel(job: ArrayJob, job_id: str, err: TextIO) -> None:
         deadline = time.monotonic() + CANCEL_GRACE_SECONDS
         while time.monotonic() < deadline and not is_done(job, task_states(job_id, job.tasks)):
             time.sleep(POLL_FIRST)
-    except Interrupted:
+    except KeyboardInterrupt:
         pass  # a second Ctrl-C: no more grace
     finally:
-        # What is left (a scancel and the report) is short: let nothing cut it.
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(signum, signal.SIG_IGN)
-        slurm_command(["scancel", job_id])
+        # What is left (a scancel) is short: let nothing cut it.
+        with ignored():
+            slurm_command(["scancel", job_id])
 
 
 def report(job: ArrayJob, job_id: str, states: dict[int, TaskState], err: TextIO) -> int:
@@ -310,8 +298,7 @@ def report(job: ArrayJob, job_id: str, states: dict[int, TaskState], err: TextIO
 
 def submit_and_wait(job: ArrayJob, *, wait_for_tasks: bool) -> int:
     """Submits and prints the job id; with `wait_for_tasks`, waits and reports.
-    SIGINT or SIGTERM while waiting cancels the array."""
-    previous = {s: signal.signal(s, raise_interrupted) for s in (signal.SIGINT, signal.SIGTERM)}
+    A stopping signal while waiting cancels the array."""
     job_id = None
     try:
         job_id = submit(job)
@@ -322,14 +309,12 @@ def submit_and_wait(job: ArrayJob, *, wait_for_tasks: bool) -> int:
         if not wait_for_tasks:
             return 0
         return report(job, job_id, wait(job, job_id, sys.stderr), sys.stderr)
-    except Interrupted as interrupt:
+    except KeyboardInterrupt as interrupt:
         if job_id is not None and wait_for_tasks:
             cancel(job, job_id, sys.stderr)
-            report(job, job_id, task_states(job_id, job.tasks), sys.stderr)
-        return 128 + interrupt.signum
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
+            with ignored():
+                report(job, job_id, task_states(job_id, job.tasks), sys.stderr)
+        return exit_status(signal_of(interrupt))
 
 
 EPILOG = """\b
@@ -384,7 +369,8 @@ def command(
             click.echo(shlex.join(job.sbatch_argv()))
             click.echo(job.script(), nl=False)
             return
-        status = submit_and_wait(job, wait_for_tasks=wait_for_tasks)
+        with handled(raise_interrupted):
+            status = submit_and_wait(job, wait_for_tasks=wait_for_tasks)
     except HydraflowError as error:
         fail(error)
     ctx.exit(status)

@@ -13,10 +13,11 @@ from typing import TYPE_CHECKING, Any
 
 from hydraflow import protocol
 from hydraflow.errors import HydraflowError
+from hydraflow.remote import masked
+from hydraflow.signals import describe, exit_status, handle_termination, signal_of
 from hydraflow.store import as_uri
 from hydraflow.tracking.compose import SCHEMA_CONFIG_NAME, prepare
 from hydraflow.tracking.lifecycle import Claim, JobContext, TrackingOptions
-from hydraflow.tracking.signals import exit_status, handle_termination
 
 if TYPE_CHECKING:
     from omegaconf import DictConfig
@@ -86,34 +87,48 @@ def main(
         def run_with_hydra(cfg_passthrough: DictConfig | None = None) -> Any:
             """As `@hydra.main`'s: a config given (`app(cfg)`) runs the app
             with it, without Hydra's command line; tracked all the same."""
-            show_only = dry_run or take_flag(DRY_RUN_FLAG)
-            # Asked on the app's command line or by `hydraflow run --rerun`.
-            rerun = take_flag(RERUN_FLAG) or protocol.rerun_requested()
-            job_options = dataclasses.replace(options, force_new_run=True) if rerun else options
-            to_app_config = prepare(app, node, path, name)
-
-            # functools.wraps makes Hydra name the job and find `config_path`
-            # from the user's script rather than from this module.
-            @functools.wraps(app)
-            def task(cfg: DictConfig) -> Any:
-                job = TrackedJob(
-                    app, node, job_options, chdir=chdir, update=update, secrets=secrets
-                )
-                try:
-                    return job.run(to_app_config(cfg), show_only=show_only)
-                except HydraflowError as error:
-                    # A user's mistake: one line, not Hydra's report with a traceback.
-                    sys.stderr.write(f"hydraflow: error: {error}\n")
-                    raise SystemExit(error.exit_code) from None
-
+            # Set first: a signal at any moment of the app is one line.
             handle_termination()
+            killed: list[str] = []
             try:
-                return hydra_main(task)(cfg_passthrough)
+                return run_jobs(app, cfg_passthrough, killed)
             except KeyboardInterrupt as interrupt:
-                sys.stderr.write(f"hydraflow: {interrupt or 'interrupted'}; the run is KILLED\n")
-                sys.exit(exit_status(interrupt))
+                what = f"run {killed[-1]} is KILLED" if killed else "no run was in progress"
+                sys.stderr.write(f"hydraflow: {describe(interrupt)}; {what}\n")
+                sys.exit(exit_status(signal_of(interrupt)))
 
         return run_with_hydra
+
+    def run_jobs(app: App, cfg_passthrough: DictConfig | None, killed: list[str]) -> Any:
+        """Hydra runs each job of the command line (or the config given);
+        `killed` gets the run an interrupt ended."""
+        show_only = dry_run or take_flag(DRY_RUN_FLAG)
+        # Asked on the app's command line or by `hydraflow run --rerun`.
+        rerun = take_flag(RERUN_FLAG) or protocol.rerun_requested()
+        job_options = dataclasses.replace(options, force_new_run=True) if rerun else options
+        to_app_config = prepare(app, node, path, name)
+
+        # functools.wraps makes Hydra name the job and find `config_path`
+        # from the user's script rather than from this module.
+        @functools.wraps(app)
+        def task(cfg: DictConfig) -> Any:
+            job = TrackedJob(
+                app,
+                node,
+                job_options,
+                chdir=chdir,
+                update=update,
+                secrets=secrets,
+                killed=killed,
+            )
+            try:
+                return job.run(to_app_config(cfg), show_only=show_only)
+            except HydraflowError as error:
+                # A user's mistake: one line, not Hydra's report with a traceback.
+                sys.stderr.write(f"hydraflow: error: {masked(str(error))}\n")
+                raise SystemExit(error.exit_code) from None
+
+        return hydra_main(task)(cfg_passthrough)
 
     return decorator
 
@@ -190,8 +205,10 @@ class TrackedJob:
         chdir: bool,
         update: Callable[[Any], Any] | None,
         secrets: Sequence[str] = (),
+        killed: list[str] | None = None,
     ) -> None:
         self.app = app
+        self.killed = [] if killed is None else killed
         self.node = node
         self.options = options
         self.chdir = chdir
@@ -217,7 +234,7 @@ class TrackedJob:
             return None
         if self.update is not None and context.hydra_dir:
             save_yaml(container, context.hydra_dir / "config.yaml")
-        write_manifest(self.options.uri(context.launch_dir), config_search_dirs())
+        write_manifest(masked(self.options.uri(context.launch_dir)), config_search_dirs())
         if self.finished_already(context, config_yaml):
             return None
         return self.track(context, config_yaml, container, config, secrets)
@@ -256,12 +273,16 @@ class TrackedJob:
         if claimed.action in ("skip", "busy"):
             report_unclaimed(context, claimed)
             return None
-        with tracked_run(claimed, context, container, secrets) as run:
-            arguments = (run, config) if takes_run(self.app) else (config,)
-            if self.chdir:
-                with chdir_artifact(run):
-                    return self.app(*arguments)
-            return self.app(*arguments)
+        try:
+            with tracked_run(claimed, context, container, secrets) as run:
+                arguments = (run, config) if takes_run(self.app) else (config,)
+                if self.chdir:
+                    with chdir_artifact(run):
+                        return self.app(*arguments)
+                return self.app(*arguments)
+        except KeyboardInterrupt:
+            self.killed.append(str(claimed.run_id))
+            raise
 
 
 def takes_run(app: App) -> bool:

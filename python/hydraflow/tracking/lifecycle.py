@@ -29,6 +29,8 @@ from hydraflow.mlflow_schema import (
     OWNER_TAG,
     is_finished,
 )
+from hydraflow.remote import mask_error, masked_stdout
+from hydraflow.signals import deferred
 from hydraflow.store import (
     is_busy,
     lock_for,
@@ -40,7 +42,6 @@ from hydraflow.store import (
 from hydraflow.tracking.identity import config_digest, find_runs, overrides_digest
 from hydraflow.tracking.owner import Heartbeat, Owner, owner_alive, owner_of
 from hydraflow.tracking.record import append_log, log_hydra_files, log_params
-from hydraflow.tracking.signals import deferred_signals
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -298,11 +299,12 @@ def tracked_run(
         status = "KILLED"
         log.warning("run %s interrupted", run_id)
         raise
-    except BaseException:
+    except BaseException as error:
+        mask_error(error)  # MLflow's errors name the URL, password and all
         log_to_files("run %s failed", run_id)
         raise
     finally:
-        with deferred_signals():
+        with deferred():
             upload_log(client, run_id, context.log_file, resumed=resumed, secrets=secrets)
             end_run(client, run_id, status)
             outcome = {"FINISHED": protocol.RESUMED if resumed else protocol.FINISHED}
@@ -376,14 +378,16 @@ def end_run(client: MlflowClient, run_id: str, status: str) -> None:
     MLflow's fluent run (whose own end_run is not safe to retry)."""
     import mlflow
 
-    retry_busy(lambda: client.set_terminated(run_id, status))
-    active = mlflow.active_run()
-    if active is not None and active.info.run_id == run_id:
-        try:
-            mlflow.end_run(status)  # pops the run first, then writes the same status again
-        except Exception as error:
-            if not is_busy(error):
-                raise
+    # MLflow prints the run's URL (a tracking server's, password and all) as it ends it.
+    with masked_stdout():
+        retry_busy(lambda: client.set_terminated(run_id, status))
+        active = mlflow.active_run()
+        if active is not None and active.info.run_id == run_id:
+            try:
+                mlflow.end_run(status)  # pops the run first, then writes the same status again
+            except Exception as error:
+                if not is_busy(error):
+                    raise
 
 
 def flush_log_handlers() -> None:

@@ -18,6 +18,7 @@ from hydraflow.runner.executors.event_log import EventLog, event_log
 from hydraflow.runner.executors.progress import Execution, PlainReporter, make_reporter
 from hydraflow.runner.jobs import Job
 from hydraflow.runner.plan import CommandLine, JobPlan, command_words, plan_job
+from hydraflow.signals import handled, raise_interrupted, signal_of
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,17 @@ class Executor:
         """Checks, runs and reports the job; returns its one record."""
         self.preflight(plan)
         execution = Execution(plan.job.name, self.total_commands(plan), plan.total_runs)
+        try:
+            with handled(raise_interrupted):
+                self.run_reported(plan, execution, options)
+        except KeyboardInterrupt as interrupt:
+            # A signal between the executor's own handling (setting up, tearing down).
+            execution.interrupt(signal_of(interrupt))
+        execution.close()
+        report(execution)
+        return execution
+
+    def run_reported(self, plan: JobPlan, execution: Execution, options: RunOptions) -> None:
         reporter = make_reporter(execution, parallel=options.jobs > 1)
         if options.rerun:
             os.environ[RERUN_ENV] = "1"  # every kind of job passes it on to its apps
@@ -83,9 +95,8 @@ class Executor:
                 execution.runs = events.counts
                 self.run(plan, reporter, events, options)
         finally:
+            execution.close()
             reporter.close()
-        report(execution)
-        return execution
 
     def events(self, reporter: PlainReporter) -> AbstractContextManager[EventLog]:
         return event_log(reporter.refresh, where=self.events_directory())

@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import importlib
 import os
-import signal
 import sys
 import traceback
 from collections.abc import Callable, Iterator
@@ -16,9 +15,9 @@ from types import FrameType
 from hydraflow.errors import HydraflowError
 from hydraflow.protocol import EVENTS_ENV
 from hydraflow.runner.executors.event_log import EventLog
-from hydraflow.runner.executors.processes import HANDLED_SIGNALS
 from hydraflow.runner.executors.progress import PlainReporter
 from hydraflow.runner.plan import Command, JobPlan
+from hydraflow.signals import Interrupted, exit_status, handled, signal_of
 
 Function = Callable[[list[str]], object]
 
@@ -56,23 +55,6 @@ def import_function(plan: JobPlan) -> Function:
 
 
 @contextlib.contextmanager
-def interrupts_as_keyboard_interrupt(record: Callable[[int], None]) -> Iterator[None]:
-    """SIGINT, SIGTERM and SIGHUP each raise KeyboardInterrupt in the called
-    function (so an app ends its run KILLED), and are recorded."""
-
-    def handle(signum: int, frame: FrameType | None) -> None:
-        record(signum)
-        raise KeyboardInterrupt
-
-    previous = {signum: signal.signal(signum, handle) for signum in HANDLED_SIGNALS}
-    try:
-        yield
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-
-
-@contextlib.contextmanager
 def events_variable(path: Path) -> Iterator[None]:
     """HYDRAFLOW_EVENTS for one in-process call, restored afterwards."""
     previous = os.environ.get(EVENTS_ENV)
@@ -92,11 +74,13 @@ def run_calls(
     function = import_function(plan)
     execution = reporter.execution
 
-    def record(signum: int) -> None:
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        """Recorded, then raised in the called function (so an app ends its run KILLED)."""
         if execution.signal is None:
             execution.signal = signum
+        raise Interrupted(signum)
 
-    with interrupts_as_keyboard_interrupt(record):
+    with handled(interrupt):
         for command in plan.commands():
             status = call_command(function, command, plan, reporter, events)
             if execution.signal is not None:
@@ -112,10 +96,10 @@ def call_command(
     try:
         with events_variable(events.path_for(command.index)):
             status = call_status(function, command.argv)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as interrupt:
         if reporter.execution.signal is None:
-            reporter.execution.signal = signal.SIGINT
-        status = 128 + reporter.execution.signal
+            reporter.execution.signal = signal_of(interrupt)
+        status = exit_status(reporter.execution.signal)
     except Exception:
         reporter.message(f"command {command.index} raised: {function_name(plan)}({command.argv!r})")
         traceback.print_exc()

@@ -27,7 +27,10 @@ class RunCounts:
 
     started: int = 0
     ended: collections.Counter[str] = field(default_factory=collections.Counter)
-    # Runs of ended commands that no event accounts for; None once unknowable.
+    # Runs of ended commands that started and never ended (their process was
+    # killed): left RUNNING in the store, to be resumed.
+    stopped: int = 0
+    # Runs of completed commands that no event accounts for; None once unknowable.
     not_reported: int | None = 0
     # Skipped runs made by code that has changed since, and the files named.
     stale: int = 0
@@ -37,6 +40,13 @@ class RunCounts:
     @property
     def done(self) -> int:
         return sum(self.ended.values())
+
+    @property
+    def accounted(self) -> int | None:
+        """Runs whose fate is known: ended, stopped or not reported."""
+        if self.not_reported is None:
+            return None
+        return self.done + self.stopped + self.not_reported
 
     def add_stale(self, event: dict[str, object]) -> None:
         """Counts a skipped run whose code changed (the event's `code_changed`)."""
@@ -64,6 +74,8 @@ class EventFile:
     offset: int = 0
     ends: int = 0
     partial: bytes = b""
+    started: set[str] = field(default_factory=set)
+    ended: set[str] = field(default_factory=set)
     events: list[dict[str, object]] = field(default_factory=list)
 
     def read_new(self) -> Iterator[dict[str, object]]:
@@ -119,10 +131,13 @@ class EventLog:
         for event in entry.read_new():
             changed = True
             entry.events.append(event)
+            run_id = str(event.get("run_id"))
             if event.get("event") == protocol.START:
                 self.counts.started += 1
+                entry.started.add(run_id)
             elif event.get("event") == protocol.END:
                 entry.ends += 1
+                entry.ended.add(run_id)
                 self.counts.ended[str(event.get("outcome", "unknown"))] += 1
                 self.counts.add_stale(event)
         return changed
@@ -134,15 +149,19 @@ class EventLog:
     def command_ended(
         self, index: int, runs: int | None, *, completed: bool
     ) -> list[dict[str, object]]:
-        """Reads the command's last events and returns all of them; runs of a
-        completed command that no event reports are counted as not reported."""
+        """Reads the command's last events and returns all of them. Runs it
+        started and never ended are stopped; other runs of a completed command
+        that no event reports are not reported (an interrupted command's are
+        not started)."""
         with self.lock:
             entry = self.files.pop(index, None)
             if entry is None:
                 return []
             self.read(entry)
+            stopped = len(entry.started - entry.ended)
+            self.counts.stopped += stopped
             if completed:
-                self.counts.add_not_reported(runs, entry.ends)
+                self.counts.add_not_reported(runs, entry.ends + stopped)
         self.on_change()
         return entry.events
 

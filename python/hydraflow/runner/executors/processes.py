@@ -9,6 +9,7 @@ import contextlib
 import errno
 import os
 import queue
+import re
 import shlex
 import shutil
 import signal
@@ -16,7 +17,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -28,9 +29,9 @@ from hydraflow.runner.executors.event_log import EventLog
 from hydraflow.runner.executors.progress import Execution, PlainReporter
 from hydraflow.runner.finished import FinishedProof
 from hydraflow.runner.plan import Command, JobPlan
+from hydraflow.signals import handled
 
 NOT_FOUND = 127
-HANDLED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 # Children are asked to stop with SIGINT (so apps record their runs KILLED),
 # then told with SIGTERM, then killed; each step after a grace period.
 ESCALATION = (signal.SIGINT, signal.SIGTERM, signal.SIGKILL)
@@ -67,16 +68,6 @@ class Interrupts:
         self.level = -1
         self.next_step_at: float | None = None
         self.grace = grace_seconds()
-        self.previous: dict[int, object] = {}
-
-    def __enter__(self) -> Interrupts:
-        for signum in HANDLED_SIGNALS:
-            self.previous[signum] = signal.signal(signum, self.handle)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for signum, handler in self.previous.items():
-            signal.signal(signum, handler)  # type: ignore[arg-type]
 
     def handle(self, signum: int, frame: FrameType | None) -> None:
         if self.execution.signal is None:
@@ -129,7 +120,8 @@ def run_commands(
         failed = execution.first_failure is not None and not keep_going
         return execution.signal is not None or failed
 
-    with Interrupts(running, execution) as interrupts:
+    interrupts = Interrupts(running, execution)
+    with handled(interrupts.handle):
         while True:
             while not stopping() and len(running) < jobs:
                 command = next(pending, None)
@@ -211,8 +203,9 @@ def start(
         (process.stderr, sys.stderr),
     )
     for pipe, target in streams:
+        lines = InterruptTracebacks(lambda: reporter.execution.signal is not None)
         reader = threading.Thread(
-            target=forward_lines, args=(pipe, target, command, reporter), daemon=True
+            target=forward_lines, args=(pipe, target, command, reporter, lines), daemon=True
         )
         reader.start()
         entry.readers.append(reader)
@@ -234,14 +227,66 @@ def start_error(error: OSError, command: Command) -> str:
 
 
 def forward_lines(
-    pipe: IO[bytes] | None, target: IO[str], command: Command, reporter: PlainReporter
+    pipe: IO[bytes] | None,
+    target: IO[str],
+    command: Command,
+    reporter: PlainReporter,
+    lines: InterruptTracebacks,
 ) -> None:
     if pipe is None:
         return
     with pipe:
         for raw in pipe:
             line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
-            reporter.output(command, line, target)
+            for shown in lines.feed(line):
+                reporter.output(command, shown, target)
+    for shown in lines.release():
+        reporter.output(command, shown, target)
+
+
+TRACEBACK_START = "Traceback (most recent call last):"
+CHAINED = ("During handling of the above exception", "The above exception was the direct cause")
+# Python's last line for an interrupt: KeyboardInterrupt, or a subclass (ours).
+INTERRUPT_LINE = re.compile(r"(KeyboardInterrupt|[\w.]*Interrupted)(:.*)?")
+MAX_HELD_LINES = 1000
+
+
+class InterruptTracebacks:
+    """After hydraflow forwarded a stop signal, a child's KeyboardInterrupt
+    traceback (Python prints one when the signal lands before the app handles
+    it, e.g. while it imports) repeats the summary: each traceback is held
+    from its first line; one that ends in an interrupt is dropped, any other
+    shown whole as soon as its last line arrives."""
+
+    def __init__(self, interrupted: Callable[[], bool]) -> None:
+        self.interrupted = interrupted
+        self.held: list[str] = []
+        self.ends_in_interrupt = False
+
+    def feed(self, line: str) -> list[str]:
+        """The lines to show now."""
+        if not self.held:
+            if line == TRACEBACK_START:
+                self.held = [line]
+                return []
+            return [line]
+        if self.ends_in_interrupt and line and not line.startswith((TRACEBACK_START, *CHAINED)):
+            return [*self.release(), *self.feed(line)]  # the traceback ended before this line
+        self.held.append(line)
+        if line and not line[0].isspace() and not line.startswith((TRACEBACK_START, *CHAINED)):
+            if not INTERRUPT_LINE.fullmatch(line):
+                return self.release()
+            self.ends_in_interrupt = True  # unless a chained traceback follows
+        elif line == TRACEBACK_START:
+            self.ends_in_interrupt = False
+        return self.release() if len(self.held) > MAX_HELD_LINES else []
+
+    def release(self) -> list[str]:
+        """The held lines to show: none for an interrupt's traceback after a stop signal."""
+        held, self.held = self.held, []
+        quiet = self.ends_in_interrupt and self.interrupted()
+        self.ends_in_interrupt = False
+        return [] if quiet else held
 
 
 def reap(entry: Running, done: queue.Queue[Running]) -> None:

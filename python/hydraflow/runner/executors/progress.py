@@ -36,6 +36,7 @@ class Execution:
     signal: int | None = None
     runs: RunCounts = field(default_factory=RunCounts)
     started_at: float = field(default_factory=time.monotonic)
+    closed: bool = False
 
     @property
     def status(self) -> int:
@@ -44,7 +45,12 @@ class Execution:
 
     @property
     def ended(self) -> int:
-        return self.finished + self.skipped + self.failed + self.interrupted
+        return self.done + self.interrupted
+
+    @property
+    def done(self) -> int:
+        """Commands that ran to their end (or were proven finished before)."""
+        return self.finished + self.skipped + self.failed
 
     @property
     def not_started(self) -> int:
@@ -68,16 +74,30 @@ class Execution:
             if self.first_failure is None:
                 self.first_failure, self.failure_status = command, status
 
+    def interrupt(self, signum: int) -> None:
+        """The first stopping signal is the one the execution reports."""
+        if self.signal is None:
+            self.signal = signum
+
+    def close(self) -> None:
+        """After the last command: one still running (an interrupt cut its
+        bookkeeping short) was interrupted."""
+        self.interrupted += len(self.running)
+        self.running.clear()
+        self.closed = True
+
     def runs_ended(self) -> int:
         """Runs known to have ended: reported by events, or in ended commands."""
-        return self.runs.done + (self.runs.not_reported or 0)
+        return self.runs.accounted or self.runs.done
 
     def command_skipped(self, command: Command) -> None:
         self.skipped += 1
 
     def eta(self) -> float | None:
         """Seconds left, from runs ended so far (or whole commands when the
-        program reports no runs); None until there is a basis."""
+        program reports no runs); None until there is a basis, and once interrupted."""
+        if self.signal is not None:
+            return None
         elapsed = self.elapsed()
         done = self.runs_ended()
         if self.total_runs and done:
@@ -87,14 +107,32 @@ class Execution:
         return None
 
     def runs_text(self) -> str:
+        """Every planned run in one of the words, so the counts add up to the plan."""
         total = "?" if self.total_runs is None else str(self.total_runs)
         counts = self.runs
         parts = [f"{counts.ended[o]} {o}" for o in OUTCOMES if counts.ended[o]]
+        if counts.stopped:
+            parts.append(f"{counts.stopped} stopped")
         if counts.not_reported is None:
             parts.append("? not reported")
         elif counts.not_reported:
             parts.append(f"{counts.not_reported} not reported")
+        accounted = counts.accounted
+        if self.total_runs is not None and accounted is not None and accounted < self.total_runs:
+            parts.append(f"{self.total_runs - accounted} not started")
         return f"{total} runs: {', '.join(parts) or 'none ended'}"
+
+    def state_text(self) -> str:
+        """What the execution is doing, for the progress display."""
+        if self.signal is not None:
+            return f"interrupted by {signal.Signals(self.signal).name}"
+        if self.running:
+            return f"{running_text(list(self.running.values()))} running"
+        if not self.closed:
+            return "starting"
+        if self.first_failure is not None and self.ended < self.total_commands:
+            return f"stopped: command {self.first_failure.index} failed"
+        return "done"
 
     def summary(self) -> str:
         states = [
@@ -203,7 +241,7 @@ class PlainReporter:
         e = self.execution
         total = "?" if e.total_runs is None else e.total_runs
         return (
-            f"[{e.ended}/{e.total_commands} commands, {e.runs_ended()}/{total} runs, "
+            f"[{e.done}/{e.total_commands} commands, {e.runs_ended()}/{total} runs, "
             f"{e.elapsed():.1f} s, {eta_text(e.eta())}]"
         )
 
@@ -218,8 +256,7 @@ class PlainReporter:
             if ended == self.runs_shown or now - self.shown_at < PLAIN_PROGRESS_SECONDS:
                 return
             self.runs_shown, self.shown_at = ended, now
-            running = running_text(list(self.execution.running.values()))
-            self.message(f"{self.counts()} {running} running")
+            self.message(f"{self.counts()} {self.execution.state_text()}")
 
     def message(self, text: str) -> None:
         with self.lock:
@@ -273,8 +310,8 @@ class TerminalReporter(PlainReporter):
             total = "?" if e.total_runs is None else e.total_runs
             self.progress.update(
                 self.task,
-                description=f"{e.job}: {running_text(list(e.running.values()))}",
-                completed=e.ended,
+                description=f"{e.job}: {e.state_text()}",
+                completed=e.done,
                 runs=f"{e.runs_ended()}/{total}",
                 eta=eta_text(e.eta()),
             )
@@ -284,13 +321,13 @@ class TerminalReporter(PlainReporter):
             self.console.print(f"hydraflow: {text}", markup=False, highlight=False)
 
     def close(self) -> None:
+        """The last frame shows how the execution ended."""
+        self.refresh()
         self.progress.stop()
 
 
 def running_text(commands: list[Command]) -> str:
-    """The running command (its number and its swept values), or how many run."""
-    if not commands:
-        return "starting"
+    """The running command (its number and its swept values), or which run."""
     if len(commands) > 1:
         return f"commands {', '.join(str(c.index) for c in commands)}"
     [command] = commands

@@ -1,0 +1,197 @@
+"""Ctrl-C on `hydraflow run` at any moment, with a real app and real
+processes: one line per message (never an empty one), no traceback, and a
+summary whose counts add up to the plan."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from hydraflow.runner.executors.progress import Execution
+from hydraflow.runner.plan import Command
+
+from tests.conftest import HYDRAFLOW
+
+# Sleeps, once marked, when the app (never the CLI) imports the module
+# named by SLOW_IMPORT: a Ctrl-C can then land during that import.
+SITECUSTOMIZE = """
+import os, sys, time
+
+class SlowImport:
+    def find_spec(self, name, path=None, target=None):
+        if name == os.environ.get("SLOW_IMPORT") and sys.argv[0].endswith("app.py"):
+            open(f"importing-{os.getpid()}", "w").close()
+            time.sleep(60)
+        return None
+
+sys.meta_path.insert(0, SlowImport())
+"""
+
+APP = """
+import os, time
+import hydraflow
+
+@hydraflow.main({"a": 1, "b": 1})
+def app(run, cfg):
+    open(f"running-{os.getpid()}", "w").close()
+    time.sleep(float(os.environ.get("APP_SLEEP", "0")))
+
+if __name__ == "__main__":
+    app()
+"""
+
+# Two commands of two runs each, both at once with -j 2.
+JOBS = """
+jobs:
+  sweep:
+    run: {python} app.py
+    sets:
+      - each: a=1,2
+        all: b=1,2
+"""
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Iterator[Path]:
+    (tmp_path / "hydraflow.yaml").write_text(textwrap.dedent(JOBS).format(python=sys.executable))
+    (tmp_path / "app.py").write_text(textwrap.dedent(APP))
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site" / "sitecustomize.py").write_text(textwrap.dedent(SITECUSTOMIZE))
+    yield tmp_path
+    for marker in tmp_path.glob("*-[0-9]*"):  # each app's pid: kill what is left
+        with contextlib.suppress(ProcessLookupError, PermissionError, ValueError):
+            os.killpg(int(marker.name.rsplit("-", 1)[1]), signal.SIGKILL)
+
+
+def launch(folder: Path, **env: str) -> subprocess.Popen[str]:
+    environment = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    environment.update(env, PYTHONPATH=str(folder / "site"), HYDRAFLOW_GRACE_SECONDS="20")
+    return subprocess.Popen(
+        [HYDRAFLOW, "run", "sweep", "-j", "2"],
+        cwd=folder,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=environment,
+        start_new_session=True,  # its own group, as a terminal's foreground job
+    )
+
+
+def wait_for_markers(folder: Path, prefix: str, process: subprocess.Popen[str]) -> None:
+    deadline = time.monotonic() + 120
+    while len(list(folder.glob(f"{prefix}-*"))) < 2:
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, f"the apps never reached {prefix}"
+        time.sleep(0.05)
+
+
+def interrupt(process: subprocess.Popen[str]) -> str:
+    """Ctrl-C as a terminal sends it: SIGINT to the foreground process group."""
+    os.killpg(process.pid, signal.SIGINT)
+    try:
+        _, stderr = process.communicate(timeout=120)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+    return stderr
+
+
+def summary_counts(stderr: str) -> tuple[int, list[int], int, list[int]]:
+    """The counts of `sweep: 2 commands: 0 finished, 2 interrupted; 4 runs: 4 not started; 1 s`."""
+    line = next(line for line in stderr.splitlines() if line.startswith("hydraflow: sweep: "))
+    match = re.search(r"(\d+) commands: ([^;]*); (\d+) runs: ([^;]*);", line)
+    assert match, line
+    commands, command_parts, runs, run_parts = match.groups()
+
+    def numbers(parts: str) -> list[int]:
+        return [int(part.split()[0]) for part in parts.split(", ")]
+
+    return int(commands), numbers(command_parts), int(runs), numbers(run_parts)
+
+
+def assert_clean(stderr: str) -> None:
+    assert "Traceback" not in stderr
+    assert "KeyboardInterrupt" not in stderr
+    for line in stderr.splitlines():
+        assert not re.match(r"(\[\d+\] )?hydraflow: ;", line), line  # a message without its text
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("moment", "env", "killed"),
+    [
+        ("importing hydraflow", {"SLOW_IMPORT": "hydraflow"}, 0),
+        ("importing hydra", {"SLOW_IMPORT": "hydra"}, 0),
+        ("in a job, before its run", {"SLOW_IMPORT": "hydraflow.tracking.secrets"}, 0),
+        ("running", {"APP_SLEEP": "60"}, 2),
+    ],
+)
+def test_ctrl_c_at_any_moment_is_clean_and_every_run_is_counted(
+    folder: Path, moment: str, env: dict[str, str], killed: int
+) -> None:
+    process = launch(folder, **env)
+    wait_for_markers(folder, "running" if killed else "importing", process)
+    stderr = interrupt(process)
+    assert process.returncode == 130, stderr
+    assert_clean(stderr)
+    commands, command_parts, runs, run_parts = summary_counts(stderr)
+    assert (commands, sum(command_parts)) == (2, 2)
+    assert (runs, sum(run_parts)) == (4, 4)
+    assert "sweep: 2 commands: 0 finished, 2 interrupted;" in stderr
+    if killed:
+        assert "4 runs: 2 killed, 2 not started" in stderr
+        assert len(re.findall(r"interrupted by SIGINT; run \w+ is KILLED", stderr)) == 2
+    else:
+        assert "4 runs: 4 not started" in stderr
+    if moment == "in a job, before its run":
+        assert stderr.count("hydraflow: interrupted by SIGINT; no run was in progress") == 2
+
+
+@pytest.mark.slow
+def test_ctrl_c_while_the_cli_starts_is_one_line(folder: Path) -> None:
+    for delay in (0.15, 0.6):
+        process = launch(folder, APP_SLEEP="60")
+        time.sleep(delay)
+        stderr = interrupt(process)
+        assert process.returncode == 130, stderr
+        assert_clean(stderr)
+        assert "hydraflow: interrupted by SIGINT" in stderr
+
+
+def test_the_progress_shows_the_end_state() -> None:
+    """What the bar and the plain lines show: commands done (interrupted ones
+    are not), and how the execution ended, not "starting"."""
+    commands = [Command(i, ("app.py",), [], 2) for i in (1, 2)]
+    finished = Execution("sweep", 2, 4)
+    assert finished.state_text() == "starting"
+    for command in commands:
+        finished.command_started(command)
+        finished.command_ended(command, 0)
+    finished.close()
+    assert (finished.done, finished.state_text()) == (2, "done")
+
+    failed = Execution("sweep", 2, 4)
+    failed.command_started(commands[0])
+    failed.command_ended(commands[0], 1)
+    failed.close()  # without --keep-going, command 2 never starts
+    assert failed.state_text() == "stopped: command 1 failed"
+
+    interrupted = Execution("sweep", 2, 4)
+    for command in commands:
+        interrupted.command_started(command)
+    assert interrupted.state_text() == "commands 1, 2 running"
+    interrupted.interrupt(signal.SIGINT)
+    interrupted.command_ended(commands[0], 130)
+    interrupted.close()  # command 2's end was cut short
+    assert (interrupted.done, interrupted.interrupted) == (0, 2)
+    assert interrupted.state_text() == "interrupted by SIGINT"
+    assert "4 runs: 4 not started" in interrupted.summary()
