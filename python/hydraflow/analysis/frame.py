@@ -14,7 +14,7 @@ import re
 from collections import defaultdict
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
 import polars as pl
@@ -22,6 +22,9 @@ import polars as pl
 from hydraflow._core import json_representatives
 from hydraflow.analysis.reading import RUN_SCHEMA, Tables
 from hydraflow.mlflow_schema import MAX_PARAM_LENGTH, flatten
+
+if TYPE_CHECKING:
+    from polars._typing import PolarsDataType
 
 TIME = pl.Datetime("ms", "UTC")
 BASE_SCHEMA: dict[str, Any] = {
@@ -124,7 +127,7 @@ def parse_json(text: str | None) -> Any:
         return None
 
 
-def in_document_order(dtype: pl.DataType, documents: list[Any]) -> pl.DataType:
+def in_document_order(dtype: PolarsDataType, documents: list[Any]) -> PolarsDataType:
     """`dtype` with every struct's fields in the order the documents first
     give its keys: polars orders a nested struct's fields differently from
     one decoding to the next, and a load must give the same frame each time."""

@@ -29,7 +29,7 @@ class RunCounts:
     ended: collections.Counter[str] = field(default_factory=collections.Counter)
     # Runs of ended commands that started and never ended (their process was
     # killed): left RUNNING in the store, to be resumed.
-    stopped: int = 0
+    cut_off: int = 0
     # Runs of completed commands that no event accounts for; None once unknowable.
     not_reported: int | None = 0
     # Skipped runs made by code that has changed since, and the files named.
@@ -43,10 +43,10 @@ class RunCounts:
 
     @property
     def accounted(self) -> int | None:
-        """Runs whose fate is known: ended, stopped or not reported."""
+        """Runs whose fate is known: ended, cut off or not reported."""
         if self.not_reported is None:
             return None
-        return self.done + self.stopped + self.not_reported
+        return self.done + self.cut_off + self.not_reported
 
     def add_stale(self, event: dict[str, object]) -> None:
         """Counts a skipped run whose code changed (the event's `code_changed`)."""
@@ -150,7 +150,7 @@ class EventLog:
         self, index: int, runs: int | None, *, completed: bool
     ) -> list[dict[str, object]]:
         """Reads the command's last events and returns all of them. Runs it
-        started and never ended are stopped; other runs of a completed command
+        started and never ended are cut off; other runs of a completed command
         that no event reports are not reported (an interrupted command's are
         not started)."""
         with self.lock:
@@ -158,10 +158,10 @@ class EventLog:
             if entry is None:
                 return []
             self.read(entry)
-            stopped = len(entry.started - entry.ended)
-            self.counts.stopped += stopped
+            cut_off = len(entry.started - entry.ended)
+            self.counts.cut_off += cut_off
             if completed:
-                self.counts.add_not_reported(runs, entry.ends + stopped)
+                self.counts.add_not_reported(runs, entry.ends + cut_off)
         self.on_change()
         return entry.events
 

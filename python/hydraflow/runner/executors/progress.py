@@ -111,8 +111,8 @@ class Execution:
         total = "?" if self.total_runs is None else str(self.total_runs)
         counts = self.runs
         parts = [f"{counts.ended[o]} {o}" for o in OUTCOMES if counts.ended[o]]
-        if counts.stopped:
-            parts.append(f"{counts.stopped} stopped")
+        if counts.cut_off:
+            parts.append(f"{counts.cut_off} cut off")
         if counts.not_reported is None:
             parts.append("? not reported")
         elif counts.not_reported:
