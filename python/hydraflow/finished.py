@@ -24,7 +24,7 @@ from hydraflow.store import connect_read_only, sqlite_path
 
 RECORD_DIR = ".hydraflow"
 RECORD_DB = "finished.db"
-GOOD_OUTCOMES = frozenset({"finished", "resumed", "skipped"})
+GOOD_OUTCOMES = frozenset({"finished", "resumed", "stopped", "skipped"})
 SCHEMA = "CREATE TABLE IF NOT EXISTS commands (key TEXT PRIMARY KEY, manifest TEXT, runs TEXT)"
 
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 # The order the summary names outcomes in.
-OUTCOMES = ("finished", "resumed", "skipped", "failed", "killed", "busy")
+OUTCOMES = ("finished", "resumed", "stopped", "skipped", "failed", "killed", "busy")
 POLL_SECONDS = 0.5
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
@@ -12,15 +13,20 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from hydraflow.errors import HydraflowError
 from hydraflow.store import as_uri
 from hydraflow.tracking import events
+from hydraflow.tracking.identity import VALUE_TAG, FinishedRun
 from hydraflow.tracking.runs import Claim, JobContext, Options
 from hydraflow.tracking.signals import exit_status, handle_termination
+from hydraflow.tracking.values import decode
 
 if TYPE_CHECKING:
     from mlflow.entities import Run
     from omegaconf import DictConfig
 
+    from hydraflow.tracking.stopping import MedianStopping
+
 C = TypeVar("C")
-App = Callable[["Run", C], None]
+# What the app returns reaches Hydra's sweeper, as under `@hydra.main`.
+App = Callable[["Run", C], Any]
 DRY_RUN_FLAG = "--dry-run"
 
 log = logging.getLogger("hydraflow")
@@ -38,6 +44,7 @@ def main(
     rerun_finished: bool = False,
     dry_run: bool = False,
     update: Callable[[Any], Any] | None = None,
+    stopping: MedianStopping | None = None,
 ) -> Callable[[App[C]], Callable[[], None]]:
     """Runs the decorated `app(run, cfg)` through Hydra, one MLflow run per job.
 
@@ -47,7 +54,8 @@ def main(
     otherwise it validates the composed YAML. The app gets an instance of the
     dataclass when `node` is one, else the DictConfig. The experiment is
     Hydra's job name. A job whose config already has a FINISHED run is
-    skipped; an unfinished run is resumed.
+    skipped, and returns the value recorded on that run; an unfinished run is
+    resumed. `stopping` is the rule `hydraflow.report` applies.
     """
     options = Options(store_uri(tracking_uri), force_new_run, match_overrides, rerun_finished)
     path = None if config_path is None else os.fspath(config_path)
@@ -65,10 +73,10 @@ def main(
             # functools.wraps makes Hydra name the job and find `config_path`
             # from the user's script rather than from this module.
             @functools.wraps(app)
-            def task(cfg: DictConfig) -> None:
-                job = Job(app, node, options, chdir=chdir, update=update)
+            def task(cfg: DictConfig) -> Any:
+                job = Job(app, node, options, chdir=chdir, update=update, stopping=stopping)
                 try:
-                    job.run(to_app_config(cfg), show_only=show_only)
+                    return job.run(to_app_config(cfg), show_only=show_only)
                 except HydraflowError as error:
                     # A user's mistake: one line, not Hydra's report with a traceback.
                     sys.stderr.write(f"hydraflow: error: {error}\n")
@@ -110,14 +118,18 @@ class Job:
         *,
         chdir: bool,
         update: Callable[[Any], Any] | None,
+        stopping: MedianStopping | None = None,
     ) -> None:
         self.app = app
         self.node = node
         self.options = options
         self.chdir = chdir
         self.update = update
+        self.stopping = stopping
 
-    def run(self, cfg: DictConfig, *, show_only: bool) -> None:
+    def run(self, cfg: DictConfig, *, show_only: bool) -> Any:
+        """The app's return value; for a run that finished before, the value
+        recorded on it (None when dry-running or another process runs it)."""
         from hydraflow.tracking.configs import save_yaml, to_record, typed
         from hydraflow.tracking.inputs import config_search_dirs, write_manifest
 
@@ -130,47 +142,51 @@ class Job:
         context = JobContext.current()
         if show_only:
             print(f"# {context.experiment}: {context.described}\n{config_yaml}", end="")
-            return
+            return None
         if self.update is not None and context.hydra_dir:
             save_yaml(container, context.hydra_dir / "config.yaml")
         write_manifest(self.options.uri(context.launch_dir), config_search_dirs())
-        if self.finished_already(context, config_yaml):
-            return
-        self.track(context, config_yaml, container, config)
+        finished = self.finished_already(context, config_yaml)
+        if finished is not None:
+            return decode(finished.value)
+        return self.track(context, config_yaml, container, config)
 
-    def finished_already(self, context: JobContext, config_yaml: str) -> bool:
+    def finished_already(self, context: JobContext, config_yaml: str) -> FinishedRun | None:
         """The skip decided from a SQLite store without importing MLflow."""
         from hydraflow.store import sqlite_path
         from hydraflow.tracking.identity import find_finished_in_sqlite
 
         if self.options.force_new_run or self.options.rerun_finished:
-            return False
+            return None
         path = sqlite_path(self.options.uri(context.launch_dir))
         if path is None or not path.exists():
-            return False
+            return None
         digest = self.options.digest(context, config_yaml)
         found = find_finished_in_sqlite(path, context.experiment, digest)
-        if found is None:
-            return False
-        report_skip(context, found.run_id, found.overrides)
-        return True
+        if found is not None:
+            report_skip(context, found.run_id, found.overrides)
+        return found
 
     def track(
         self, context: JobContext, config_yaml: str, container: dict[str, Any], config: Any
-    ) -> None:
+    ) -> Any:
         from hydraflow.tracking.artifacts import chdir_artifact
         from hydraflow.tracking.runs import claim, tracked_run
+        from hydraflow.tracking.stopping import watching
 
         claimed = claim(context, config_yaml, container, self.options)
+        assert claimed.run is not None
+        old_tags = dict(claimed.run.data.tags)
         if claimed.action in ("skip", "busy"):
             report_unclaimed(context, claimed)
-            return
-        with tracked_run(claimed, context, container) as run:
-            if self.chdir:
-                with chdir_artifact(run):
-                    self.app(run, config)
-            else:
-                self.app(run, config)
+            return decode(old_tags.get(VALUE_TAG)) if claimed.action == "skip" else None
+        with (
+            watching(claimed.run, claimed.client, self.stopping) as trial,
+            tracked_run(claimed, context, container) as run,
+        ):
+            with chdir_artifact(run) if self.chdir else contextlib.nullcontext():
+                value = self.app(run, config)
+            return trial.finish(claimed.client, value, old_tags)
 
 
 def report_skip(context: JobContext, run_id: str, their_overrides: str) -> None:

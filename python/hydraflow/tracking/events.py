@@ -22,6 +22,8 @@ SKIPPED = "skipped"
 FAILED = "failed"
 KILLED = "killed"
 BUSY = "busy"
+# Ended early by `hydraflow.report`'s rule; FINISHED in MLflow, never run again.
+STOPPED = "stopped"
 
 
 def emit(event: str, overrides: Sequence[str], **fields: object) -> None:

@@ -29,6 +29,11 @@ CONFIG_TAG = "hydraflow.config"
 ATTEMPT_TAG = "hydraflow.attempt"
 # One tag per config group: `hydraflow.choice.model` = `vit_l`.
 CHOICE_TAG_PREFIX = "hydraflow.choice."
+# The app's return value as JSON (a float's repr, a tuple as an array), so a
+# replayed run returns exactly what the sweeper saw the first time.
+VALUE_TAG = "hydraflow.value"
+# The step at which `hydraflow.report` stopped the run early.
+STOPPED_TAG = "hydraflow.stopped"
 
 
 def config_digest(config_yaml: str) -> str:
@@ -55,6 +60,7 @@ def find_runs(client: MlflowClient, experiment_id: str, digest: str) -> list[Run
 class FinishedRun:
     run_id: str
     overrides: str
+    value: str | None = None
 
 
 def find_finished_in_sqlite(path: Path, experiment: str, digest: str) -> FinishedRun | None:
@@ -62,11 +68,12 @@ def find_finished_in_sqlite(path: Path, experiment: str, digest: str) -> Finishe
     with the standard library alone, so a skip costs no MLflow import. None
     when there is none, or when the store cannot be read this way."""
     query = """
-        SELECT runs.run_uuid, COALESCE(overrides.value, '')
+        SELECT runs.run_uuid, COALESCE(overrides.value, ''), returned.value
         FROM runs
         JOIN experiments ON experiments.experiment_id = runs.experiment_id
         JOIN tags AS digest ON digest.run_uuid = runs.run_uuid AND digest.key = ?
         LEFT JOIN tags AS overrides ON overrides.run_uuid = runs.run_uuid AND overrides.key = ?
+        LEFT JOIN tags AS returned ON returned.run_uuid = runs.run_uuid AND returned.key = ?
         WHERE experiments.name = ? AND experiments.lifecycle_stage = 'active'
           AND runs.lifecycle_stage = 'active' AND runs.status = 'FINISHED' AND digest.value = ?
         ORDER BY runs.start_time DESC LIMIT 1
@@ -74,8 +81,8 @@ def find_finished_in_sqlite(path: Path, experiment: str, digest: str) -> Finishe
     try:
         with contextlib.closing(connect_read_only(path)) as connection:
             row = connection.execute(
-                query, (DIGEST_TAG, OVERRIDES_TAG, experiment, digest)
+                query, (DIGEST_TAG, OVERRIDES_TAG, VALUE_TAG, experiment, digest)
             ).fetchone()
     except sqlite3.Error:
         return None
-    return FinishedRun(row[0], row[1]) if row else None
+    return FinishedRun(*row) if row else None

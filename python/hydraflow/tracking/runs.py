@@ -286,8 +286,18 @@ def tracked_run(claimed: Claim, context: JobContext, config: Mapping[str, Any]) 
         with deferred_signals():
             upload_log(client, run_id, context.log_file, resumed=resumed)
             end_run(client, run_id, status)
-            outcome = {"FINISHED": events.RESUMED if resumed else events.FINISHED}
-            events.ended(context.overrides, outcome.get(status, status.lower()), run_id)
+            events.ended(context.overrides, outcome(status, run_id, resumed=resumed), run_id)
+
+
+def outcome(status: str, run_id: str, *, resumed: bool) -> str:
+    """The word the CLI counts: a run `hydraflow.report` stopped is `stopped`."""
+    from hydraflow.tracking.stopping import was_stopped
+
+    if status != "FINISHED":
+        return status.lower()
+    if was_stopped(run_id):
+        return events.STOPPED
+    return events.RESUMED if resumed else events.FINISHED
 
 
 def heartbeat(client: MlflowClient, run_id: str) -> contextlib.AbstractContextManager[object]:
