@@ -21,7 +21,7 @@ import polars as pl
 from hydraflow._core import SqliteFileError, read_table
 from hydraflow.errors import StoreNotFoundError
 from hydraflow.store import StoreError, connect_read_only, sqlite_path
-from hydraflow.tracking.identity import CHOICE_TAG_PREFIX, CONFIG_TAG
+from hydraflow.tracking.identity import CHOICE_TAG_PREFIX, CONFIG_TAG, STOPPED_TAG, VALUE_TAG
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -35,7 +35,11 @@ RUN_SCHEMA = {
     "end_time": pl.Int64,
     "artifact_uri": pl.String,
     "config": pl.String,
+    "value": pl.String,
+    "stopped": pl.String,
 }
+# The tags read whole, each into the RUN_SCHEMA column of the same position.
+RUN_TAGS = (CONFIG_TAG, VALUE_TAG, STOPPED_TAG)
 PARAM_SCHEMA = {"run_id": pl.String, "key": pl.String, "value": pl.String}
 HISTORY_SCHEMA = {
     "run_id": pl.String,
@@ -205,7 +209,7 @@ def read_pages(db: sqlite3.Connection, path: Path) -> RawTables | None:
                     path,
                     *tags,
                     key_column=tag_key,
-                    exact=[CONFIG_TAG],
+                    exact=list(RUN_TAGS),
                     prefixes=[CHOICE_TAG_PREFIX],
                 ),
                 RAW_TAGS,
@@ -259,8 +263,8 @@ def read_sql(db: sqlite3.Connection) -> RawTables:
     """The same tables through SQL: slower (one Python object per cell)."""
     runs = db.execute(f"SELECT {', '.join(RAW_RUNS)} FROM runs")
     tags = db.execute(
-        "SELECT run_uuid, key, value FROM tags WHERE key = ? OR (key > ? AND key < ?)",
-        (CONFIG_TAG, *TAG_RANGE),
+        "SELECT run_uuid, key, value FROM tags WHERE key IN (?, ?, ?) OR (key > ? AND key < ?)",
+        (*RUN_TAGS, *TAG_RANGE),
     )
     latest = db.execute("SELECT run_uuid, key, value, is_nan FROM latest_metrics")
     return RawTables(frame(runs, RAW_RUNS), frame(tags, RAW_TAGS), frame(latest, RAW_LATEST))
@@ -290,12 +294,14 @@ def assemble(raw: RawTables, names: dict[int, str], statuses: Sequence[str] | No
         "artifact_uri",
     )
     tags = raw.tags.rename({"run_uuid": "run_id"})
-    config = tags.filter(pl.col("key") == CONFIG_TAG).select("run_id", config="value")
     choices = tags.filter(pl.col("key").str.starts_with(CHOICE_TAG_PREFIX)).with_columns(
         pl.col("key").str.strip_prefix(CHOICE_TAG_PREFIX)
     )
     latest = raw.latest.select(pl.col("run_uuid").alias("run_id"), "key", value=STORED_VALUE)
-    result = runs.join(config, on="run_id", how="left")
+    result = runs
+    for tag, column in zip(RUN_TAGS, ("config", "value", "stopped"), strict=True):
+        value = tags.filter(pl.col("key") == tag).select("run_id", pl.col("value").alias(column))
+        result = result.join(value, on="run_id", how="left")
     # Keys only runs outside the selection have give all-null columns,
     # which `frame.build` leaves out.
     for long, prefix in ((choices, CHOICE_PREFIX), (latest, METRIC_PREFIX)):
@@ -363,7 +369,7 @@ class ClientStore:
         rows = [
             (
                 *run_row(r, names),
-                r.data.tags.get(CONFIG_TAG),
+                *[r.data.tags.get(tag) for tag in RUN_TAGS],
                 *[r.data.tags.get(g) for g in groups],
                 *[r.data.metrics.get(m) for m in metrics],
             )
