@@ -17,10 +17,10 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import hydraflow
 import pytest
 import yaml
 
-import hydraflow
 from tests.conftest import HYDRAFLOW, run_cli
 
 APPS = Path(__file__).parent / "apps" / "search"

@@ -223,10 +223,12 @@ def read_pages(db: sqlite3.Connection, path: Path) -> RawTables | None:
 
 
 def table_layout(
-    db: sqlite3.Connection, table: str, columns: list[str]
+    db: sqlite3.Connection, table: str, columns: list[str], *, defaults_ok: bool = False
 ) -> tuple[int, list[int]] | None:
     """The table's root page and the record position of each column; None
-    unless every column is stored plainly in an ordinary rowid table."""
+    unless every column is stored plainly in an ordinary rowid table. With
+    `defaults_ok`, a column with a default is taken too: the caller puts the
+    default where a record ends before it (read as None)."""
     row = db.execute(
         "SELECT rootpage, sql FROM sqlite_schema WHERE type = 'table' AND name = ?", (table,)
     ).fetchone()
@@ -243,7 +245,7 @@ def table_layout(
         _, _, kind, _, default, _, _ = info[positions[name]]
         rowid_alias = primary_key == [name] and str(kind).upper() == "INTEGER"
         # A column added with a default is missing from older records.
-        if rowid_alias or default is not None:
+        if rowid_alias or (default is not None and not defaults_ok):
             return None
     return int(row[0]), [positions[name] for name in columns]
 

@@ -2,9 +2,8 @@
 should stop now, by the rule given to `@hydraflow.main(stopping=...)`.
 
 The rule compares with the experiment's completed runs: FINISHED and not
-stopped themselves, the runs whose histories are whole. A SQLite store is
-read directly (read-only, one indexed query per call); a tracking server
-through MLflow's client, each completed run's history fetched once.
+stopped themselves, the runs whose histories are whole (`histories.py`
+reads them).
 """
 
 from __future__ import annotations
@@ -12,19 +11,20 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
-import sqlite3
 import statistics
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
-from hydraflow.store import connect_read_only, retry_busy, sqlite_path
+from hydraflow.store import retry_busy
 from hydraflow.tracking.identity import STOPPED_TAG, VALUE_TAG
 from hydraflow.tracking.values import encode
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
     from mlflow.entities import Run
+
+    from hydraflow.tracking.histories import Histories
 
 DIRECTIONS = ("min", "max")
 
@@ -55,83 +55,6 @@ class MedianStopping:
             return True
         median = statistics.median(known)
         return value > median if self.direction == "min" else value < median
-
-
-class Histories(Protocol):
-    def at_step(self, metric: str, step: int) -> list[float]:
-        """The completed runs' values of `metric` at `step`."""
-        ...
-
-    def close(self) -> None: ...
-
-
-# MLflow's metrics table is indexed on (run_uuid, key, step): one probe per
-# completed run. A value logged twice at a step counts with its latest.
-AT_STEP_QUERY = f"""
-    SELECT metrics.value, metrics.is_nan, MAX(metrics.timestamp)
-    FROM runs
-    JOIN metrics ON metrics.run_uuid = runs.run_uuid AND metrics.key = ? AND metrics.step = ?
-    WHERE runs.experiment_id = ? AND runs.run_uuid != ? AND runs.status = 'FINISHED'
-      AND runs.lifecycle_stage = 'active'
-      AND NOT EXISTS (
-        SELECT 1 FROM tags WHERE tags.run_uuid = runs.run_uuid AND tags.key = '{STOPPED_TAG}')
-    GROUP BY runs.run_uuid
-"""
-
-
-class SqliteHistories:
-    """A SQLite store, read-only, through one connection kept for the run."""
-
-    def __init__(self, connection: sqlite3.Connection, experiment_id: str, run_id: str) -> None:
-        self.connection = connection
-        self.experiment_id = int(experiment_id)
-        self.run_id = run_id
-
-    def at_step(self, metric: str, step: int) -> list[float]:
-        rows = self.connection.execute(
-            AT_STEP_QUERY, (metric, step, self.experiment_id, self.run_id)
-        ).fetchall()
-        return [math.nan if is_nan else float(value) for value, is_nan, _ in rows]
-
-    def close(self) -> None:
-        self.connection.close()
-
-
-class ClientHistories:
-    """A tracking server: the completed runs found by one search per call,
-    the history of each fetched once (a completed run's history is final)."""
-
-    def __init__(self, client: MlflowClient, experiment_id: str, run_id: str) -> None:
-        self.client = client
-        self.experiment_id = experiment_id
-        self.run_id = run_id
-        self.cache: dict[tuple[str, str], dict[int, float]] = {}
-
-    def completed(self) -> list[str]:
-        runs = retry_busy(
-            lambda: self.client.search_runs(
-                [self.experiment_id], filter_string="attributes.status = 'FINISHED'"
-            )
-        )
-        return [
-            r.info.run_id
-            for r in runs
-            if r.info.run_id != self.run_id and STOPPED_TAG not in r.data.tags
-        ]
-
-    def history(self, run_id: str, metric: str) -> dict[int, float]:
-        if (run_id, metric) not in self.cache:
-            points = retry_busy(lambda: self.client.get_metric_history(run_id, metric))
-            latest = sorted(points, key=lambda p: p.timestamp)
-            self.cache[run_id, metric] = {p.step: p.value for p in latest}
-        return self.cache[run_id, metric]
-
-    def at_step(self, metric: str, step: int) -> list[float]:
-        values = (self.history(run_id, metric).get(step) for run_id in self.completed())
-        return [v for v in values if v is not None]
-
-    def close(self) -> None:
-        pass
 
 
 @dataclass
@@ -179,7 +102,11 @@ _current: Trial | None = None
 def watching(run: Run, client: MlflowClient, rule: MedianStopping | None) -> Iterator[Trial]:
     """Makes `run` the one `report` judges while the app runs."""
     global _current
-    histories = open_histories(run, client) if rule is not None else None
+    histories = None
+    if rule is not None:
+        from hydraflow.tracking.histories import open_histories
+
+        histories = open_histories(run, client)
     trial = Trial(run.info.run_id, rule, histories)
     _current = trial
     try:
@@ -188,14 +115,6 @@ def watching(run: Run, client: MlflowClient, rule: MedianStopping | None) -> Ite
         _current = None
         if histories is not None:
             histories.close()
-
-
-def open_histories(run: Run, client: MlflowClient) -> Histories:
-    experiment_id, run_id = run.info.experiment_id, run.info.run_id
-    path = sqlite_path(str(client.tracking_uri))
-    if path is not None:
-        return SqliteHistories(connect_read_only(path), experiment_id, run_id)
-    return ClientHistories(client, experiment_id, run_id)
 
 
 def report(name: str, value: float, step: int) -> bool:
