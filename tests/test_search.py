@@ -217,3 +217,10 @@ def test_worse_runs_of_a_grid_stop_early_and_stay_stopped(project: Path) -> None
 
     again = run_cli("run", "stopping", cwd=project)
     assert "5 runs: 5 skipped" in summary(again)
+
+
+def test_a_command_that_chooses_a_sweeper_has_an_unknown_run_count(project: Path) -> None:
+    done = run_cli("run", "grid", "hydra/sweeper=optuna", "--dry-run", cwd=project)
+    assert done.returncode == 0 and "1 commands, ? runs" in done.stderr
+    basic = run_cli("run", "grid", "hydra/sweeper=basic", "--dry-run", cwd=project)
+    assert basic.returncode == 0 and "1 commands, 2 runs" in basic.stderr
