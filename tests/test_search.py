@@ -224,3 +224,29 @@ def test_a_command_that_chooses_a_sweeper_has_an_unknown_run_count(project: Path
     assert done.returncode == 0 and "1 commands, ? runs" in done.stderr
     basic = run_cli("run", "grid", "hydra/sweeper=basic", "--dry-run", cwd=project)
     assert basic.returncode == 0 and "1 commands, 2 runs" in basic.stderr
+
+
+def test_the_median_rule() -> None:
+    rule = hydraflow.MedianStopping("max", warmup_steps=2, min_runs=2)
+    assert not rule.should_stop(0.1, 1, [0.5, 0.9])  # warming up
+    assert not rule.should_stop(0.1, 2, [0.5, float("nan")])  # one run known
+    assert rule.should_stop(0.6, 2, [0.5, 0.9, 0.8]) and not rule.should_stop(
+        0.8, 2, [0.5, 0.9, 0.8]
+    )
+    assert rule.should_stop(float("nan"), 2, [0.5, 0.9])
+    assert hydraflow.MedianStopping("min", min_runs=1).should_stop(0.6, 0, [0.5])
+    for bad in ({"direction": "down"}, {"warmup_steps": -1}, {"min_runs": 0}):
+        with pytest.raises(ValueError):
+            hydraflow.MedianStopping(**bad)  # type: ignore[arg-type]
+
+
+def test_return_values_read_back_exactly() -> None:
+    import numpy as np
+    from hydraflow.tracking.values import decode, encode
+
+    for value in (0.1, 1 / 3, -0.0, 1e-310, float("inf"), 7, True, "best", None, (0.1, 2.5)):
+        assert repr(decode(encode(value))) == repr(value)
+    assert repr(decode(encode([1.5, 2.0]))) == "(1.5, 2.0)"
+    assert decode(encode(np.float32(0.1))) == float(np.float32(0.1))
+    assert decode(encode(float("nan"))) != decode(encode(float("nan")))  # NaN
+    assert encode(object()) is None and encode("x" * 9000) is None
