@@ -12,8 +12,8 @@ import polars as pl
 
 from hydraflow._core import read_table
 from hydraflow.analysis.reading import columns_frame, frame, table_layout, with_nan
+from hydraflow.mlflow_schema import STOPPED_TAG
 from hydraflow.store import connect_read_only, retry_busy, sqlite_path
-from hydraflow.tracking.identity import STOPPED_TAG
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient

@@ -16,8 +16,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from hydraflow.mlflow_schema import STOPPED_TAG, VALUE_TAG
 from hydraflow.store import retry_busy
-from hydraflow.tracking.identity import STOPPED_TAG, VALUE_TAG
 from hydraflow.tracking.values import encode
 
 if TYPE_CHECKING:

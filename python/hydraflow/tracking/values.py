@@ -13,7 +13,7 @@ import json
 import logging
 from typing import Any
 
-from hydraflow.tracking.record import MAX_TAG_LENGTH
+from hydraflow.mlflow_schema import MAX_TAG_LENGTH
 
 log = logging.getLogger("hydraflow")
 
