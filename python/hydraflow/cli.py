@@ -12,13 +12,16 @@ from typing import TYPE_CHECKING, Any, TextIO
 import click
 
 from hydraflow import __version__
-from hydraflow.errors import HydraflowError, JobNotFoundError
+from hydraflow.errors import ConfigError, HydraflowError, JobNotFoundError
 from hydraflow.runner import slurm
 from hydraflow.runner.commands import SplitAtDashes, after_dashes, fail
 from hydraflow.runner.jobs import DEFAULT_FILE, Job, JobsFile, load_jobs
 
 if TYPE_CHECKING:
     from hydraflow.runner.plan import JobPlan
+
+# The kind `hydraflow show` lists for a job with a mistake.
+INVALID = "invalid"
 
 EXAMPLES = """\b
 Examples:
@@ -68,6 +71,11 @@ config_option = click.option(
     help="Commands to run at once.",
 )
 @click.option("--keep-going", is_flag=True, help="Run the remaining commands after a failure.")
+@click.option(
+    "--rerun",
+    is_flag=True,
+    help="Run every config again as a new run, although it finished (after a code change).",
+)
 @config_option
 @click.pass_context
 def run(
@@ -77,6 +85,7 @@ def run(
     dry_run: bool,
     jobs: int,
     keep_going: bool,
+    rerun: bool,
     config_file: str,
 ) -> None:
     """Run JOB from the jobs file, with optional overrides."""
@@ -87,7 +96,7 @@ def run(
     try:
         definition = find_job(load_jobs(config_file), job)
         executor = executor_for(definition)
-        options = RunOptions(jobs=jobs, keep_going=keep_going)
+        options = RunOptions(jobs=jobs, keep_going=keep_going, rerun=rerun)
         executor.check_options(definition, options)
         command_line = CommandLine.parse(args, after_dashes(ctx))
         plan = executor.plan(definition, command_line)
@@ -167,11 +176,15 @@ def show(job: str | None, config_file: str) -> None:
     try:
         jobs_file = load_jobs(config_file)
         if job is None:
-            rows = [job_row(definition) for definition in jobs_file.jobs.values()]
+            rows = [job_row(name, definition) for name, definition in jobs_file.jobs.items()]
             widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
             for row in rows:
                 cells = (cell.ljust(width) for cell, width in zip(row, widths, strict=True))
                 click.echo("  ".join(cells).rstrip())
+            invalid = [row[0] for row in rows if row[1] == INVALID]
+            if invalid:
+                message = f"invalid jobs (the others work): {', '.join(invalid)}"
+                fail(HydraflowError(f"{jobs_file.path}: {message}"))
             return
         definition = find_job(jobs_file, job)
         plan = plan_of(definition)
@@ -193,17 +206,27 @@ def runs_text(runs: int | None) -> str:
     return "?" if runs is None else str(runs)
 
 
-def job_row(job: Job) -> tuple[str, str, str, str]:
-    plan = plan_of(job)
+def job_row(name: str, job: Job | ConfigError) -> tuple[str, str, str, str]:
+    """A job's name, kind and counts; for a job with a mistake, its error."""
+    try:
+        if isinstance(job, ConfigError):
+            raise job
+        plan = plan_of(job)
+    except ConfigError as error:
+        return (name, INVALID, "", f"{error.where}: {error.message.splitlines()[0]}")
     runs = runs_text(plan.total_runs)
-    return (job.name, job.kind, f"{plan.total_commands} commands", f"{runs} runs")
+    return (name, job.kind, f"{plan.total_commands} commands", f"{runs} runs")
 
 
 def find_job(jobs_file: JobsFile, name: str) -> Job:
+    """The job named `name`; its error if it has a mistake."""
     try:
-        return jobs_file.jobs[name]
+        found = jobs_file.jobs[name]
     except KeyError:
         raise JobNotFoundError(name, list(jobs_file.jobs), jobs_file.path) from None
+    if isinstance(found, ConfigError):
+        raise found
+    return found
 
 
 def normalised_yaml(job: Job) -> str:
@@ -212,7 +235,8 @@ def normalised_yaml(job: Job) -> str:
     def listed(items: tuple[str, ...]) -> list[str]:
         return list(items)
 
-    body: dict[str, Any] = {job.kind: job.command}
+    body: dict[str, Any] = {} if job.experiment == job.name else {"name": job.experiment}
+    body[job.kind] = job.command
     if job.add.items:
         body["add"] = listed(job.add.items)
     sets = []
@@ -252,11 +276,25 @@ def normalised_yaml(job: Job) -> str:
     metavar="URI",
     help="The MLflow store [default: MLFLOW_TRACKING_URI, else sqlite:///mlflow.db].",
 )
-def runs(args: tuple[str, ...], status: str, output: str, tracking_uri: str | None) -> None:
+@click.option(
+    "--code",
+    is_flag=True,
+    help="Add a column: whether the code that made each run is the code here now.",
+)
+def runs(
+    args: tuple[str, ...], status: str, output: str, tracking_uri: str | None, code: bool
+) -> None:
     """List the runs of a store, one row per run: [JOB...] [KEY=VALUES...]."""
     from hydraflow.analysis.listing import list_runs
 
     try:
-        list_runs(args, status=status, output=output, tracking_uri=tracking_uri, out=sys.stdout)
+        list_runs(
+            args,
+            status=status,
+            output=output,
+            tracking_uri=tracking_uri,
+            out=sys.stdout,
+            code=code,
+        )
     except HydraflowError as error:
         fail(error)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
+import functools
 import json
 import sys
 from collections.abc import Sequence
 from datetime import datetime
+from pathlib import Path
 from typing import IO, Any
 
 import polars as pl
@@ -15,16 +18,25 @@ from hydraflow._core import SweepSyntaxError, expand_values
 from hydraflow.analysis.filters import column_name
 from hydraflow.analysis.runs import Runs, load
 from hydraflow.errors import FilterError
+from hydraflow.store import tracking_uri as resolve_uri
 
 # Shown in the table; csv and json give every column.
 HIDDEN_IN_TABLE = ("end_time", "artifact_dir")
 
 
 def list_runs(
-    args: Sequence[str], *, status: str, output: str, tracking_uri: str | None, out: IO[str]
+    args: Sequence[str],
+    *,
+    status: str,
+    output: str,
+    tracking_uri: str | None,
+    out: IO[str],
+    code: bool = False,
 ) -> int:
     """Prints the runs of the experiments named in `args` (all when none)
-    that match its KEY=VALUES filters; returns the number printed."""
+    that match its KEY=VALUES filters; returns the number printed. With
+    `code`, a column says whether the code that made each run is the code
+    on disk now."""
     experiments = [a for a in args if "=" not in a] or None
     statuses = None if status.lower() == "all" else status.split(",")
     runs: Runs[Any] = load(experiments, tracking_uri=tracking_uri, status=statuses)
@@ -32,15 +44,64 @@ def list_runs(
         print(f"hydraflow: no runs of an experiment matching {pattern!r}", file=sys.stderr)
     for argument in (a for a in args if "=" in a):
         runs = runs.filter(value_filter(runs, argument))
+    frame = runs.frame
+    if code:
+        uri = resolve_uri(tracking_uri, Path.cwd())
+        frame = frame.with_columns(code=code_column(uri, frame["run_id"].to_list()))
     if output == "csv":
-        out.write(printable(runs.frame).write_csv())
+        out.write(printable(frame).write_csv())
     elif output == "json":
-        out.write(json.dumps(printable(runs.frame).to_dicts(), indent=1) + "\n")
+        out.write(json.dumps(printable(frame).to_dicts(), indent=1) + "\n")
     elif len(runs):
-        out.write(table(runs.frame))
+        out.write(table(frame))
     if not len(runs):
         print("hydraflow: no runs match", file=sys.stderr)
     return len(runs)
+
+
+def code_column(uri: str, run_ids: list[str]) -> pl.Series:
+    """Per run: `current` when the files that made it hash the same on disk
+    now (relative to the current directory), `changed: FILES` when not, null
+    for a run made before hydraflow recorded code."""
+    from hydraflow.tracking.code import Code, changed_text, code_on_disk
+
+    tags = code_tags(uri, run_ids)
+    cells: list[str | None] = []
+    for run_id in run_ids:
+        recorded = Code.from_tags(*tags.get(run_id, (None, None)))
+        if recorded is None:
+            cells.append(None)
+            continue
+        changed = code_on_disk(recorded, Path.cwd())
+        cells.append("current" if changed == [] else changed_text(changed))
+    return pl.Series("code", cells, dtype=pl.String)
+
+
+def code_tags(uri: str, run_ids: list[str]) -> dict[str, tuple[str | None, str | None]]:
+    """The code tags of the runs: read with `sqlite3` from a SQLite store,
+    else through MLflow."""
+    from hydraflow.mlflow_schema import CODE_FILES_TAG, CODE_TAG
+    from hydraflow.store import connect_read_only, retry_busy, sqlite_path
+
+    found: dict[str, dict[str, str]] = {run_id: {} for run_id in run_ids}
+    path = sqlite_path(uri)
+    if path is not None:
+        with contextlib.closing(connect_read_only(path)) as connection:
+            rows = connection.execute(
+                "SELECT run_uuid, key, value FROM tags WHERE key IN (?, ?)",
+                (CODE_TAG, CODE_FILES_TAG),
+            ).fetchall()
+        for run_id, key, value in rows:
+            if run_id in found:
+                found[run_id][key] = value
+    else:
+        from mlflow import MlflowClient
+
+        client = MlflowClient(uri)
+        for run_id in run_ids:
+            run = retry_busy(functools.partial(client.get_run, run_id))
+            found[run_id] = dict(run.data.tags)
+    return {r: (tags.get(CODE_TAG), tags.get(CODE_FILES_TAG)) for r, tags in found.items()}
 
 
 def unmatched(patterns: Sequence[str], runs: Runs[Any]) -> list[str]:

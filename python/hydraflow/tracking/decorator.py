@@ -3,40 +3,49 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
+import inspect
 import logging
 import os
 import sys
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from hydraflow import protocol
 from hydraflow.errors import HydraflowError
 from hydraflow.mlflow_schema import VALUE_TAG, FinishedRun
 from hydraflow.store import as_uri
+from hydraflow.tracking.compose import SCHEMA_CONFIG_NAME, prepare
 from hydraflow.tracking.lifecycle import Claim, JobContext, TrackingOptions
 from hydraflow.tracking.signals import exit_status, handle_termination
 from hydraflow.tracking.values import decode
 
 if TYPE_CHECKING:
-    from mlflow.entities import Run
     from omegaconf import DictConfig
 
+    from hydraflow.tracking.secrets import Secrets
     from hydraflow.tracking.stopping import MedianStopping
 
-C = TypeVar("C")
-# What the app returns reaches Hydra's sweeper, as under `@hydra.main`.
-App = Callable[["Run", C], Any]
+# `app(cfg)` as under Hydra, or `app(run, cfg)`; what it returns reaches
+# Hydra's sweeper, as under `@hydra.main`.
+App = Callable[..., Any]
 DRY_RUN_FLAG = "--dry-run"
+RERUN_FLAG = "--rerun"
+# "Not given", told apart from an explicit None, as `hydra.main` does: Hydra
+# gives these parameters defaults that depend on `version_base`.
+UNSPECIFIED: Any = object()
 
 log = logging.getLogger("hydraflow")
 
 
 def main(
-    node: Any = None,
-    config_name: str = "config",
+    schema_or_config_path: Any = UNSPECIFIED,
+    /,
+    config_name: str | None = UNSPECIFIED,
+    version_base: str | None = UNSPECIFIED,
     *,
-    config_path: str | os.PathLike[str] | None = None,
+    config_path: str | os.PathLike[str] | None = UNSPECIFIED,
     tracking_uri: str | os.PathLike[str] | None = None,
     chdir: bool = False,
     force_new_run: bool = False,
@@ -44,39 +53,67 @@ def main(
     rerun_finished: bool = False,
     dry_run: bool = False,
     update: Callable[[Any], Any] | None = None,
+    secrets: Sequence[str] = (),
     stopping: MedianStopping | None = None,
-) -> Callable[[App[C]], Callable[[], None]]:
-    """Runs the decorated `app(run, cfg)` through Hydra, one MLflow run per job.
+) -> Callable[[App], Callable[..., Any]]:
+    """Runs the decorated app through Hydra, one MLflow run per job.
 
-    Hydra composes the config exactly as `@hydra.main(config_path,
-    config_name)` would. `node`, the app's schema (a dataclass, an instance or
-    a dict), is the primary config when no YAML file `config_name` exists;
-    otherwise it validates the composed YAML. The app gets an instance of the
-    dataclass when `node` is one, else the DictConfig. The experiment is
-    Hydra's job name. A job whose config already has a FINISHED run is
-    skipped, and returns the value recorded on that run; an unfinished run is
-    resumed. `stopping` is the rule `hydraflow.report` applies.
+    A drop-in for `@hydra.main(config_path, config_name, version_base)`: the
+    same arguments, positions and defaults, and Hydra composes the config
+    exactly as it would. An app `app(cfg)` gets the config alone, as under
+    Hydra (its run is `hydraflow.current_run()`); `app(run, cfg)` gets the
+    run too.
+
+    The first positional argument may instead be the app's schema (a
+    dataclass, an instance or a dict): it is the primary config when no YAML
+    file `config_name` exists, otherwise it validates the composed YAML, and
+    the app gets an instance of the dataclass. With a schema, `config_name`
+    defaults to "config" and `version_base` to None (this Hydra's defaults).
+
+    The experiment is Hydra's job name. A job whose config already has a
+    FINISHED run is skipped and returns the value recorded on that run (the
+    app's return value reaches Hydra's sweeper, as under `@hydra.main`); an
+    unfinished run is resumed. `stopping` is the rule `hydraflow.report`
+    applies. Values read from
+    the environment (`${oc.env:KEY}`) and keys matching a `secrets` pattern
+    (`db.password`, `*.token`, `password`) are recorded as their
+    interpolation text or `***`, never as their values; the app receives the
+    real values.
     """
+    node, config_path = schema_and_path(schema_or_config_path, config_path)
+    if node is not None:
+        config_name = SCHEMA_CONFIG_NAME if config_name in (None, UNSPECIFIED) else config_name
+        version_base = None if version_base is UNSPECIFIED else version_base
+    hydra_main, path = hydra_decorator(config_path, config_name, version_base)
+    name = None if config_name is UNSPECIFIED else config_name
     options = TrackingOptions(
         store_uri(tracking_uri), force_new_run, match_overrides, rerun_finished
     )
-    path = None if config_path is None else os.fspath(config_path)
 
-    def decorator(app: App[C]) -> Callable[[], None]:
+    def decorator(app: App) -> Callable[..., Any]:
         @functools.wraps(app)
-        def run_with_hydra() -> None:
-            import hydra
-
-            from hydraflow.tracking.compose import prepare
-
+        def run_with_hydra(cfg_passthrough: DictConfig | None = None) -> Any:
+            """As `@hydra.main`'s: a config given (`app(cfg)`) runs the app
+            with it, without Hydra's command line; tracked all the same."""
             show_only = dry_run or take_flag(DRY_RUN_FLAG)
-            to_app_config = prepare(app, node, path, config_name)
+            # Asked on the app's command line or by `hydraflow run --rerun`.
+            rerun = take_flag(RERUN_FLAG) or protocol.rerun_requested()
+            job_options = dataclasses.replace(options, force_new_run=True) if rerun else options
+            to_app_config = prepare(app, node, path, name)
 
             # functools.wraps makes Hydra name the job and find `config_path`
             # from the user's script rather than from this module.
             @functools.wraps(app)
             def task(cfg: DictConfig) -> Any:
-                job = TrackedJob(app, node, options, chdir=chdir, update=update, stopping=stopping)
+                job = TrackedJob(
+                    app,
+                    node,
+                    job_options,
+                    chdir=chdir,
+                    update=update,
+                    secrets=secrets,
+                    stopping=stopping,
+                )
                 try:
                     return job.run(to_app_config(cfg), show_only=show_only)
                 except HydraflowError as error:
@@ -86,7 +123,7 @@ def main(
 
             handle_termination()
             try:
-                hydra.main(config_path=path, config_name=config_name, version_base=None)(task)()
+                return hydra_main(task)(cfg_passthrough)
             except KeyboardInterrupt as interrupt:
                 sys.stderr.write(f"hydraflow: {interrupt or 'interrupted'}; the run is KILLED\n")
                 sys.exit(exit_status(interrupt))
@@ -94,6 +131,53 @@ def main(
         return run_with_hydra
 
     return decorator
+
+
+def schema_and_path(first: Any, config_path: Any) -> tuple[Any, Any]:
+    """Tells the first positional argument apart: a str, a path or None is
+    `config_path`, as in `hydra.main`; a dataclass, an instance or a mapping
+    is the schema."""
+    if first is UNSPECIFIED:
+        return None, config_path
+    if first is None or isinstance(first, (str, os.PathLike)):
+        if config_path is not UNSPECIFIED:
+            raise TypeError("hydraflow.main() got config_path both by position and by name")
+        return None, first
+    if dataclasses.is_dataclass(first) or isinstance(first, Mapping):
+        return first, config_path
+    if callable(first):
+        raise TypeError("hydraflow.main decorates with its arguments: write @hydraflow.main(...)")
+    raise TypeError(
+        "hydraflow.main() takes a schema (a dataclass, an instance or a dict) or "
+        f"config_path (a str) first, not {type(first).__name__}"
+    )
+
+
+def hydra_decorator(
+    config_path: Any, config_name: Any, version_base: Any
+) -> tuple[Callable[[Callable[[DictConfig], Any]], Callable[..., Any]], str | None]:
+    """`hydra.main` with the arguments given (Hydra fills in the others, its
+    way), and the `config_path` it settled on.
+
+    Called when the app is decorated, as `hydra.main` is: its warnings (no
+    `version_base`, no `config_path`) are raised again at the user's
+    decorator line, where Hydra would point."""
+    import warnings
+
+    import hydra
+    from hydra import version
+
+    given = {"config_path": config_path, "config_name": config_name, "version_base": version_base}
+    arguments = {key: value for key, value in given.items() if value is not UNSPECIFIED}
+    if isinstance(arguments.get("config_path"), os.PathLike):
+        arguments["config_path"] = os.fspath(arguments["config_path"])
+    with warnings.catch_warnings(record=True) as caught:
+        decorate = hydra.main(**arguments)
+    for warning in caught:
+        # 1: this function, 2: hydraflow.main, 3: the user's decorator line.
+        warnings.warn(warning.message, warning.category, stacklevel=3)
+    path = arguments.get("config_path", None if version.base_at_least("1.2") else ".")
+    return decorate, path
 
 
 def store_uri(tracking_uri: str | os.PathLike[str] | None) -> str | None:
@@ -114,12 +198,13 @@ class TrackedJob:
 
     def __init__(
         self,
-        app: App[Any],
+        app: App,
         node: Any,
         options: TrackingOptions,
         *,
         chdir: bool,
         update: Callable[[Any], Any] | None,
+        secrets: Sequence[str] = (),
         stopping: MedianStopping | None = None,
     ) -> None:
         self.app = app
@@ -127,6 +212,7 @@ class TrackedJob:
         self.options = options
         self.chdir = chdir
         self.update = update
+        self.secret_keys = tuple(secrets)
         self.stopping = stopping
 
     def run(self, cfg: DictConfig, *, show_only: bool) -> Any:
@@ -134,14 +220,16 @@ class TrackedJob:
         recorded on it (None when dry-running or another process runs it)."""
         from hydraflow.tracking.configs import save_yaml, to_record, typed
         from hydraflow.tracking.inputs import config_search_dirs, write_manifest
+        from hydraflow.tracking.secrets import find_secrets
 
         handle_termination()
+        secrets = find_secrets(cfg, self.secret_keys)
         config = typed(cfg, self.node)
         if self.update is not None:
             updated = self.update(config)
             config = config if updated is None else updated
-        config_yaml, container = to_record(cfg if self.update is None else config)
-        context = JobContext.current()
+        config_yaml, container = to_record(cfg if self.update is None else config, secrets)
+        context = JobContext.current().redacted(secrets)
         if show_only:
             print(f"# {context.experiment}: {context.described}\n{config_yaml}", end="")
             return None
@@ -151,7 +239,7 @@ class TrackedJob:
         finished = self.finished_already(context, config_yaml)
         if finished is not None:
             return decode(finished.value)
-        return self.track(context, config_yaml, container, config)
+        return self.track(context, config_yaml, container, config, secrets)
 
     def finished_already(self, context: JobContext, config_yaml: str) -> FinishedRun | None:
         """The skip decided from a SQLite store without importing MLflow."""
@@ -166,17 +254,24 @@ class TrackedJob:
         digest = self.options.digest(context, config_yaml)
         found = find_finished_in_sqlite(path, context.experiment, digest)
         if found is not None:
-            report_skip(context, found.run_id, found.overrides)
+            report_skip(context, found.run_id, found.overrides, found.code, found.code_files)
         return found
 
     def track(
-        self, context: JobContext, config_yaml: str, container: dict[str, Any], config: Any
+        self,
+        context: JobContext,
+        config_yaml: str,
+        container: dict[str, Any],
+        config: Any,
+        secrets: Secrets,
     ) -> Any:
         from hydraflow.tracking.artifacts import chdir_artifact
+        from hydraflow.tracking.code import current_code
         from hydraflow.tracking.lifecycle import claim, tracked_run
         from hydraflow.tracking.stopping import watching
 
-        claimed = claim(context, config_yaml, container, self.options)
+        code_tags = current_code(context.launch_dir).tags()
+        claimed = claim(context, config_yaml, container, self.options, code_tags)
         assert claimed.run is not None
         old_tags = dict(claimed.run.data.tags)
         if claimed.action in ("skip", "busy"):
@@ -184,16 +279,37 @@ class TrackedJob:
             return decode(old_tags.get(VALUE_TAG)) if claimed.action == "skip" else None
         with (
             watching(claimed.run, claimed.client, self.stopping) as trial,
-            tracked_run(claimed, context, container) as run,
+            tracked_run(claimed, context, container, secrets) as run,
         ):
+            arguments = (run, config) if takes_run(self.app) else (config,)
             with chdir_artifact(run) if self.chdir else contextlib.nullcontext():
-                value = self.app(run, config)
+                value = self.app(*arguments)
             return trial.finish(claimed.client, value, old_tags)
 
 
-def report_skip(context: JobContext, run_id: str, their_overrides: str) -> None:
+def takes_run(app: App) -> bool:
+    """Whether the app is `app(run, cfg)`: two parameters without a default.
+    `app(cfg)` (also `app(cfg, extra=None)`) gets the config alone, as Hydra
+    calls it."""
+    try:
+        parameters = inspect.signature(app).parameters.values()
+    except (TypeError, ValueError):  # a builtin without a signature
+        return False
+    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    required = [p for p in parameters if p.kind in positional and p.default is p.empty]
+    return len(required) >= 2
+
+
+def report_skip(
+    context: JobContext,
+    run_id: str,
+    their_overrides: str,
+    code: str | None = None,
+    code_files: str | None = None,
+) -> None:
     """Says why a job did not run; loudly when the matching run was made
-    with other overrides (they compose to the same config)."""
+    with other overrides (they compose to the same config), and once per
+    process (or once per job, by the CLI) when it was made by other code."""
     mine = " ".join(context.overrides)
     if their_overrides != mine:
         log.warning(
@@ -205,17 +321,36 @@ def report_skip(context: JobContext, run_id: str, their_overrides: str) -> None:
         )
     else:
         log.info("skipped: run %s already finished with this config", run_id)
-    protocol.ended(context.overrides, protocol.SKIPPED, run_id)
+    changed = code_changed(context, code, code_files)
+    if changed is not None and not protocol.enabled():
+        from hydraflow.tracking.code import warn_once
+
+        warn_once(changed)
+    protocol.ended(context.overrides, protocol.SKIPPED, run_id, code_changed=changed)
+
+
+def code_changed(context: JobContext, code: str | None, code_files: str | None) -> list[str] | None:
+    """The files changed since the skipped run was made; None when its code is
+    this code, or was not recorded ([] when changed but not named)."""
+    from hydraflow.tracking.code import Code, current_code
+
+    recorded = Code.from_tags(code, code_files)
+    if recorded is None:
+        return None
+    changed = current_code(context.launch_dir).changed_since(recorded)
+    return None if changed == [] else (changed or [])
 
 
 def report_unclaimed(context: JobContext, claimed: Claim) -> None:
-    from hydraflow.mlflow_schema import OVERRIDES_TAG
+    from hydraflow.mlflow_schema import CODE_FILES_TAG, CODE_TAG, OVERRIDES_TAG
     from hydraflow.tracking.owner import owner_of
 
     assert claimed.run is not None
     tags = claimed.run.data.tags
     if claimed.action == "skip":
-        report_skip(context, str(claimed.run_id), tags.get(OVERRIDES_TAG, ""))
+        their_overrides = tags.get(OVERRIDES_TAG, "")
+        code, files = tags.get(CODE_TAG), tags.get(CODE_FILES_TAG)
+        report_skip(context, str(claimed.run_id), their_overrides, code, files)
         return
     who = owner_of(tags)
     log.warning("skipped %s: run %s is running in %s", context.described, claimed.run_id, who)
