@@ -25,8 +25,10 @@ if TYPE_CHECKING:
     from hydraflow.tracking.decorator import main
     from hydraflow.tracking.lifecycle import current_run, start_run
     from hydraflow.tracking.resume import is_resumed, last_step
+    from hydraflow.tracking.stopping import MedianStopping, report
 
 __all__ = [
+    "MedianStopping",
     "Run",
     "Runs",
     "SweepSyntaxError",
@@ -42,6 +44,7 @@ __all__ = [
     "last_step",
     "load",
     "main",
+    "report",
     "start_run",
 ]
 
@@ -60,6 +63,8 @@ _LAZY = {
     "chdir_artifact": "hydraflow.tracking.artifacts",
     "is_resumed": "hydraflow.tracking.resume",
     "last_step": "hydraflow.tracking.resume",
+    "report": "hydraflow.tracking.stopping",
+    "MedianStopping": "hydraflow.tracking.stopping",
 }
 
 

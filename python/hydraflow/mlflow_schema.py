@@ -30,6 +30,11 @@ CHOICE_TAG_PREFIX = "hydraflow.choice."
 # Who runs the run (see `hydraflow.tracking.owner`), and its last sign of life.
 OWNER_TAG = "hydraflow.owner"
 HEARTBEAT_TAG = "hydraflow.heartbeat"
+# The app's return value as JSON (a float's repr, a tuple as an array), so a
+# replayed run returns exactly what the sweeper saw the first time.
+VALUE_TAG = "hydraflow.value"
+# The step at which `hydraflow.report` stopped the run early.
+STOPPED_TAG = "hydraflow.stopped"
 # What code made the run (`hydraflow.tracking.code`): a digest of the script
 # and project modules, and, when they fit, each file's hash as JSON.
 CODE_TAG = "hydraflow.code"
@@ -60,8 +65,10 @@ PARAMS_QUERY = "SELECT run_uuid, key, value FROM params WHERE run_uuid IN ({mark
 # The config tag and the choice tags: a key range (`.` + 1 is `/`) uses the
 # tags' primary key index.
 TAG_RANGE = (CHOICE_TAG_PREFIX, CHOICE_TAG_PREFIX[:-1] + "/")
+# The tags `load` reads whole, each into its column of the runs.
+RUN_TAGS = (CONFIG_TAG, VALUE_TAG, STOPPED_TAG)
 CONFIG_AND_CHOICE_TAGS_QUERY = (
-    "SELECT run_uuid, key, value FROM tags WHERE key = ? OR (key > ? AND key < ?)"
+    "SELECT run_uuid, key, value FROM tags WHERE key IN (?, ?, ?) OR (key > ? AND key < ?)"
 )
 LATEST_METRICS_QUERY = "SELECT run_uuid, key, value, is_nan FROM latest_metrics"
 HISTORY_QUERY = (
@@ -81,6 +88,7 @@ class FinishedRun:
     overrides: str
     code: str | None = None
     code_files: str | None = None
+    value: str | None = None  # VALUE_TAG
 
 
 def find_finished_in_sqlite(path: Path, experiment: str, digest: str) -> FinishedRun | None:
@@ -88,19 +96,21 @@ def find_finished_in_sqlite(path: Path, experiment: str, digest: str) -> Finishe
     with the standard library alone, so a skip costs no MLflow import. None
     when there is none, or when the store cannot be read this way."""
     query = f"""
-        SELECT runs.run_uuid, COALESCE(overrides.value, ''), code.value, files.value
+        SELECT runs.run_uuid, COALESCE(overrides.value, ''), code.value, files.value,
+               returned.value
         FROM runs
         JOIN experiments ON experiments.experiment_id = runs.experiment_id
         JOIN tags AS digest ON digest.run_uuid = runs.run_uuid AND digest.key = ?
         LEFT JOIN tags AS overrides ON overrides.run_uuid = runs.run_uuid AND overrides.key = ?
         LEFT JOIN tags AS code ON code.run_uuid = runs.run_uuid AND code.key = ?
         LEFT JOIN tags AS files ON files.run_uuid = runs.run_uuid AND files.key = ?
+        LEFT JOIN tags AS returned ON returned.run_uuid = runs.run_uuid AND returned.key = ?
         WHERE experiments.name = ? AND {FINISHED_RUN_SQL} AND digest.value = ?
         ORDER BY runs.start_time DESC LIMIT 1
     """
     try:
         with contextlib.closing(connect_read_only(path)) as connection:
-            keys = (DIGEST_TAG, OVERRIDES_TAG, CODE_TAG, CODE_FILES_TAG)
+            keys = (DIGEST_TAG, OVERRIDES_TAG, CODE_TAG, CODE_FILES_TAG, VALUE_TAG)
             row = connection.execute(query, (*keys, experiment, digest)).fetchone()
     except sqlite3.Error:
         return None

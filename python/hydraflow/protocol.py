@@ -43,10 +43,12 @@ SKIPPED = "skipped"
 FAILED = "failed"
 KILLED = "killed"
 BUSY = "busy"
+# Ended early by `hydraflow.report`'s rule: FINISHED in MLflow, never run again.
+STOPPED = "stopped"
 # The order the runner's summary names outcomes in.
-OUTCOMES = (FINISHED, RESUMED, SKIPPED, FAILED, KILLED, BUSY)
+OUTCOMES = (FINISHED, RESUMED, STOPPED, SKIPPED, FAILED, KILLED, BUSY)
 # A run that ended so is done: its command may be proven finished.
-DONE_OUTCOMES = frozenset({FINISHED, RESUMED, SKIPPED})
+DONE_OUTCOMES = frozenset({FINISHED, RESUMED, STOPPED, SKIPPED})
 # The fields of a skipped run's end event when its code changed since.
 CODE_CHANGED = "code_changed"
 CODE_CHANGED_COUNT = "code_changed_count"

@@ -45,7 +45,9 @@ def build(tables: Tables) -> tuple[pl.DataFrame, pl.DataFrame]:
     # Choices and metrics that only runs outside the selection have are left out.
     extra = runs.select(c for c in runs.columns if c not in RUN_SCHEMA)
     extra = extra.select(c.name for c in extra.iter_columns() if c.null_count() < len(c))
-    result = pl.concat([base, config_columns(configs["config"]), extra], how="horizontal")
+    outcome = outcome_columns(runs["value"], runs["stopped"])
+    config = config_columns(configs["config"])
+    result = pl.concat([base, outcome, config, extra], how="horizontal")
     order = result.with_row_index("row").sort("start_time", "run_id", nulls_last=True)["row"]
     return result[order], configs[order]
 
@@ -70,6 +72,30 @@ def base_columns(runs: pl.DataFrame) -> pl.DataFrame:
         pl.col("end_time").cast(TIME),
         artifact_dirs(runs["artifact_uri"]).alias("artifact_dir"),
     )
+
+
+def outcome_columns(values: pl.Series, stopped: pl.Series) -> pl.DataFrame:
+    """`stopped` (when a run was stopped early) and the app's return value:
+    `value`, or `value.0`, `value.1`, ... for a tuple (several objectives)."""
+    columns = [] if stopped.is_null().all() else [stopped.is_not_null().alias("stopped")]
+    if not values.is_null().all():
+        columns.extend(value_columns(values))
+    return pl.DataFrame(columns)
+
+
+def value_columns(texts: pl.Series) -> list[pl.Series]:
+    """The `hydraflow.value` tags decoded (JSON; Python's for NaN and
+    infinities, which polars' decoder refuses)."""
+    try:
+        decoded = texts.str.json_decode(infer_schema_length=None)
+    except pl.exceptions.PolarsError:
+        decoded = pl.Series([None if t is None else json.loads(t) for t in texts], strict=False)
+    if isinstance(decoded.dtype, pl.List | pl.Array):
+        width = max(decoded.list.len().drop_nulls().to_list(), default=0)
+        return [decoded.list.get(i, null_on_oob=True).alias(f"value.{i}") for i in range(width)]
+    if decoded.dtype == pl.Object or isinstance(decoded.dtype, pl.Struct):
+        return [texts.alias("value")]  # mixed kinds of values: their JSON text
+    return [decoded.alias("value")]
 
 
 def artifact_dirs(uris: pl.Series) -> pl.Series:

@@ -32,6 +32,7 @@ from hydraflow.mlflow_schema import (
     HISTORY_QUERY,
     LATEST_METRICS_QUERY,
     PARAMS_QUERY,
+    RUN_TAGS,
     TAG_RANGE,
 )
 from hydraflow.store import connect_read_only, sqlite_path
@@ -48,6 +49,8 @@ RUN_SCHEMA = {
     "end_time": pl.Int64,
     "artifact_uri": pl.String,
     "config": pl.String,
+    "value": pl.String,
+    "stopped": pl.String,
 }
 PARAM_SCHEMA = {"run_id": pl.String, "key": pl.String, "value": pl.String}
 HISTORY_SCHEMA = {
@@ -298,7 +301,7 @@ def read_pages(db: sqlite3.Connection, snapshot: StoreSnapshot) -> RawTables | N
         columns_frame(snapshot.read_table(*runs), RAW_RUNS),
         columns_frame(
             snapshot.read_table(
-                *tags, key_column=tag_key, exact=[CONFIG_TAG], prefixes=[CHOICE_TAG_PREFIX]
+                *tags, key_column=tag_key, exact=list(RUN_TAGS), prefixes=[CHOICE_TAG_PREFIX]
             ),
             RAW_TAGS,
         ),
@@ -309,10 +312,12 @@ def read_pages(db: sqlite3.Connection, snapshot: StoreSnapshot) -> RawTables | N
 
 
 def table_layout(
-    db: sqlite3.Connection, table: str, columns: list[str]
+    db: sqlite3.Connection, table: str, columns: list[str], *, defaults_ok: bool = False
 ) -> tuple[int, list[int]] | None:
     """The table's root page and the record position of each column; None
-    unless every column is stored plainly in an ordinary rowid table."""
+    unless every column is stored plainly in an ordinary rowid table. With
+    `defaults_ok`, a column with a default is taken too: the caller puts the
+    default where a record ends before it (read as None)."""
     row = db.execute(
         "SELECT rootpage, sql FROM sqlite_schema WHERE type = 'table' AND name = ?", (table,)
     ).fetchone()
@@ -329,7 +334,7 @@ def table_layout(
         _, _, kind, _, default, _, _ = info[positions[name]]
         rowid_alias = primary_key == [name] and str(kind).upper() == "INTEGER"
         # A column added with a default is missing from older records.
-        if rowid_alias or default is not None:
+        if rowid_alias or (default is not None and not defaults_ok):
             return None
     return int(row[0]), [positions[name] for name in columns]
 
@@ -348,7 +353,7 @@ def columns_frame(columns: list[list[Any]], schema: dict[str, Any]) -> pl.DataFr
 def read_sql(db: sqlite3.Connection) -> RawTables:
     """The same tables through SQL: slower (one Python object per cell)."""
     runs = db.execute(f"SELECT {', '.join(RAW_RUNS)} FROM runs")
-    tags = db.execute(CONFIG_AND_CHOICE_TAGS_QUERY, (CONFIG_TAG, *TAG_RANGE))
+    tags = db.execute(CONFIG_AND_CHOICE_TAGS_QUERY, (*RUN_TAGS, *TAG_RANGE))
     latest = db.execute(LATEST_METRICS_QUERY)
     return RawTables(frame(runs, RAW_RUNS), frame(tags, RAW_TAGS), frame(latest, RAW_LATEST))
 
@@ -369,12 +374,14 @@ def assemble(raw: RawTables, names: dict[int, str], statuses: Sequence[str] | No
         "artifact_uri",
     )
     tags = raw.tags.rename({"run_uuid": "run_id"})
-    config = tags.filter(pl.col("key") == CONFIG_TAG).select("run_id", config="value")
     choices = tags.filter(pl.col("key").str.starts_with(CHOICE_TAG_PREFIX)).with_columns(
         pl.col("key").str.strip_prefix(CHOICE_TAG_PREFIX)
     )
     latest = raw.latest.select(pl.col("run_uuid").alias("run_id"), "key", value=STORED_VALUE)
-    result = runs.join(config, on="run_id", how="left")
+    result = runs
+    for tag, column in zip(RUN_TAGS, ("config", "value", "stopped"), strict=True):
+        value = tags.filter(pl.col("key") == tag).select("run_id", pl.col("value").alias(column))
+        result = result.join(value, on="run_id", how="left")
     # Keys only runs outside the selection have give all-null columns,
     # which `frame.build` leaves out.
     for long, prefix in ((choices, CHOICE_PREFIX), (latest, METRIC_PREFIX)):
@@ -449,7 +456,7 @@ class ClientStore:
         rows = [
             (
                 *run_row(r, names),
-                r.data.tags.get(CONFIG_TAG),
+                *[r.data.tags.get(tag) for tag in RUN_TAGS],
                 *[r.data.tags.get(g) for g in groups],
                 *[r.data.metrics.get(m) for m in metrics],
             )

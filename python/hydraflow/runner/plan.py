@@ -100,12 +100,19 @@ def value_count(arg: str) -> int | None:
     """How many runs an override makes inside one Hydra multirun (None: unknown)."""
     if "=" not in arg or arg.startswith("-"):
         return 1
-    if HYDRA_SWEEPS.search(arg.split("=", 1)[1]):
+    name, value = arg.split("=", 1)
+    if HYDRA_SWEEPS.search(value) or chooses_a_sweeper(name, value):
         return None
     try:
         return count([arg])
     except SweepSyntaxError:
         return None
+
+
+def chooses_a_sweeper(name: str, value: str) -> bool:
+    """Another sweeper than Hydra's basic one makes as many runs as it decides
+    (Optuna's `n_trials`), whatever the values say."""
+    return name.lstrip("+") == "hydra/sweeper" and value.strip() != "basic"
 
 
 def product(counts: Iterable[int | None]) -> int | None:

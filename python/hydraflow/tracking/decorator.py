@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import inspect
@@ -13,18 +14,22 @@ from typing import TYPE_CHECKING, Any
 
 from hydraflow import protocol
 from hydraflow.errors import HydraflowError
+from hydraflow.mlflow_schema import VALUE_TAG, FinishedRun
 from hydraflow.remote import masked
 from hydraflow.signals import describe, exit_status, handle_termination, signal_of
 from hydraflow.store import as_uri
 from hydraflow.tracking.compose import SCHEMA_CONFIG_NAME, prepare
 from hydraflow.tracking.lifecycle import Claim, JobContext, TrackingOptions
+from hydraflow.tracking.values import decode
 
 if TYPE_CHECKING:
     from omegaconf import DictConfig
 
     from hydraflow.tracking.secrets import Secrets
+    from hydraflow.tracking.stopping import MedianStopping
 
-# `app(cfg)` as under Hydra, or `app(run, cfg)`.
+# `app(cfg)` as under Hydra, or `app(run, cfg)`; what it returns reaches
+# Hydra's sweeper, as under `@hydra.main`.
 App = Callable[..., Any]
 DRY_RUN_FLAG = "--dry-run"
 RERUN_FLAG = "--rerun"
@@ -50,6 +55,7 @@ def main(
     dry_run: bool = False,
     update: Callable[[Any], Any] | None = None,
     secrets: Sequence[str] = (),
+    stopping: MedianStopping | None = None,
 ) -> Callable[[App], Callable[..., Any]]:
     """Runs the decorated app through Hydra, one MLflow run per job.
 
@@ -66,7 +72,10 @@ def main(
     defaults to "config" and `version_base` to None (this Hydra's defaults).
 
     The experiment is Hydra's job name. A job whose config already has a
-    FINISHED run is skipped; an unfinished run is resumed. Values read from
+    FINISHED run is skipped and returns the value recorded on that run (the
+    app's return value reaches Hydra's sweeper, as under `@hydra.main`); an
+    unfinished run is resumed. `stopping` is the rule `hydraflow.report`
+    applies. Values read from
     the environment (`${oc.env:KEY}`) and keys matching a `secrets` pattern
     (`db.password`, `*.token`, `password`) are recorded as their
     interpolation text or `***`, never as their values; the app receives the
@@ -119,6 +128,7 @@ def main(
                 chdir=chdir,
                 update=update,
                 secrets=secrets,
+                stopping=stopping,
                 killed=killed,
             )
             try:
@@ -206,6 +216,7 @@ class TrackedJob:
         update: Callable[[Any], Any] | None,
         secrets: Sequence[str] = (),
         killed: list[str] | None = None,
+        stopping: MedianStopping | None = None,
     ) -> None:
         self.app = app
         self.killed = [] if killed is None else killed
@@ -214,9 +225,11 @@ class TrackedJob:
         self.chdir = chdir
         self.update = update
         self.secret_keys = tuple(secrets)
+        self.stopping = stopping
 
     def run(self, cfg: DictConfig, *, show_only: bool) -> Any:
-        """The app's return value; None for a job shown or skipped."""
+        """The app's return value; for a run that finished before, the value
+        recorded on it (None when dry-running or another process runs it)."""
         from hydraflow.tracking.configs import save_yaml, to_record, typed
         from hydraflow.tracking.inputs import config_search_dirs, write_manifest
         from hydraflow.tracking.secrets import find_secrets
@@ -235,26 +248,26 @@ class TrackedJob:
         if self.update is not None and context.hydra_dir:
             save_yaml(container, context.hydra_dir / "config.yaml")
         write_manifest(masked(self.options.uri(context.launch_dir)), config_search_dirs())
-        if self.finished_already(context, config_yaml):
-            return None
+        finished = self.finished_already(context, config_yaml)
+        if finished is not None:
+            return decode(finished.value)
         return self.track(context, config_yaml, container, config, secrets)
 
-    def finished_already(self, context: JobContext, config_yaml: str) -> bool:
+    def finished_already(self, context: JobContext, config_yaml: str) -> FinishedRun | None:
         """The skip decided from a SQLite store without importing MLflow."""
         from hydraflow.mlflow_schema import find_finished_in_sqlite
         from hydraflow.store import sqlite_path
 
         if self.options.force_new_run or self.options.rerun_finished:
-            return False
+            return None
         path = sqlite_path(self.options.uri(context.launch_dir))
         if path is None or not path.exists():
-            return False
+            return None
         digest = self.options.digest(context, config_yaml)
         found = find_finished_in_sqlite(path, context.experiment, digest)
-        if found is None:
-            return False
-        report_skip(context, found.run_id, found.overrides, found.code, found.code_files)
-        return True
+        if found is not None:
+            report_skip(context, found.run_id, found.overrides, found.code, found.code_files)
+        return found
 
     def track(
         self,
@@ -267,19 +280,24 @@ class TrackedJob:
         from hydraflow.tracking.artifacts import chdir_artifact
         from hydraflow.tracking.code import current_code
         from hydraflow.tracking.lifecycle import claim, tracked_run
+        from hydraflow.tracking.stopping import watching
 
         code_tags = current_code(context.launch_dir).tags()
         claimed = claim(context, config_yaml, container, self.options, code_tags)
+        assert claimed.run is not None
+        old_tags = dict(claimed.run.data.tags)
         if claimed.action in ("skip", "busy"):
             report_unclaimed(context, claimed)
-            return None
+            return decode(old_tags.get(VALUE_TAG)) if claimed.action == "skip" else None
         try:
-            with tracked_run(claimed, context, container, secrets) as run:
+            with (
+                watching(claimed.run, claimed.client, self.stopping) as trial,
+                tracked_run(claimed, context, container, secrets) as run,
+            ):
                 arguments = (run, config) if takes_run(self.app) else (config,)
-                if self.chdir:
-                    with chdir_artifact(run):
-                        return self.app(*arguments)
-                return self.app(*arguments)
+                with chdir_artifact(run) if self.chdir else contextlib.nullcontext():
+                    value = self.app(*arguments)
+                return trial.finish(claimed.client, value, old_tags)
         except KeyboardInterrupt:
             self.killed.append(str(claimed.run_id))
             raise

@@ -307,8 +307,18 @@ def tracked_run(
         with deferred():
             upload_log(client, run_id, context.log_file, resumed=resumed, secrets=secrets)
             end_run(client, run_id, status)
-            outcome = {"FINISHED": protocol.RESUMED if resumed else protocol.FINISHED}
-            protocol.ended(context.overrides, outcome.get(status, status.lower()), run_id)
+            protocol.ended(context.overrides, outcome(status, run_id, resumed=resumed), run_id)
+
+
+def outcome(status: str, run_id: str, *, resumed: bool) -> str:
+    """The word the runner counts: a run `hydraflow.report` stopped is `stopped`."""
+    from hydraflow.tracking.stopping import was_stopped
+
+    if status != "FINISHED":
+        return status.lower()
+    if was_stopped(run_id):
+        return protocol.STOPPED
+    return protocol.RESUMED if resumed else protocol.FINISHED
 
 
 # The runs of the jobs in progress, innermost last: the process's, not a

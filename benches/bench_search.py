@@ -1,0 +1,148 @@
+"""Adaptive sweeps: replaying a finished study, and one `hydraflow.report` call.
+
+Replay: a seeded Optuna study of 50 trials (tests/apps/search/search_app.py,
+Hydra's basic launcher, SQLite store) is run once, then again: every trial
+is replayed from the store. The same study cut to 1 trial, also replayed,
+is the app's start; the difference is what replaying costs. Target: <= 5 s.
+
+report: a store of 10,000 FINISHED runs in one experiment, each with a
+metric of 100 steps (a million points; MLflow makes the schema, the rows are
+inserted in bulk as MLflow writes them; a tenth of the runs tagged stopped),
+and a run of that experiment calling `hydraflow.report` under
+`MedianStopping`: each call logs the point and reads the completed runs'
+values at its step. Target: milliseconds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+APP = ROOT / "tests" / "apps" / "search" / "search_app.py"
+TRIALS = 50
+RUNS = 10_000
+STEPS = 100
+STUDY = [
+    "hydra/sweeper=optuna",
+    "hydra.sweeper.sampler.seed=3",
+    "hydra.sweeper.n_jobs=1",
+    "x=interval(-5.0,5.0)",
+    "y=choice(1,2,3)",
+]
+
+
+def study_seconds(folder: Path, trials: int) -> float:
+    command = [sys.executable, "search_app.py", "-m", *STUDY, f"hydra.sweeper.n_trials={trials}"]
+    start = time.perf_counter()
+    done = subprocess.run(command, cwd=folder, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    return time.perf_counter() - start
+
+
+def bench_replay() -> float:
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        shutil.copy(APP, folder)
+        first = study_seconds(folder, TRIALS)
+        study_seconds(folder, 1)  # the 1-trial study's trial is the first of the 50
+        start = min(study_seconds(folder, 1) for _ in range(3))
+        replay = min(study_seconds(folder, TRIALS) for _ in range(3))
+    cost = replay - start
+    print(f"study of {TRIALS} trials, first run: {first:.1f} s")
+    print(f"replayed: {replay:.2f} s; the app's start (1 trial replayed): {start:.2f} s")
+    print(f"replaying {TRIALS - 1} more trials: {cost:.2f} s (target <= 5 s)")
+    return cost
+
+
+def build_store(path: Path) -> str:
+    """10,000 finished runs of one experiment; returns its id."""
+    import mlflow
+
+    client = mlflow.MlflowClient(f"sqlite:///{path}")
+    experiment = client.create_experiment("study", artifact_location=str(path.parent / "mlruns"))
+    runs, points, tags = [], [], []
+    for index in range(RUNS):
+        run_id = uuid.UUID(int=index + 1).hex
+        start = 1_790_000_000_000 + index * 1000
+        runs.append((run_id, "FINISHED", start, start + 900, "active", int(experiment)))
+        rate = 1 + index % 97
+        points.extend(("loss", rate / (s + 1), start + s, run_id, s, 0) for s in range(STEPS))
+        if index % 10 == 0:
+            tags.append(("hydraflow.stopped", "5", run_id))
+    with contextlib.closing(sqlite3.connect(path)) as db, db:
+        db.executemany(
+            "INSERT INTO runs (run_uuid, name, source_type, source_name, entry_point_name,"
+            " user_id, status, start_time, end_time, source_version, lifecycle_stage,"
+            " artifact_uri, experiment_id) VALUES (?,'','LOCAL','','','bench',?,?,?,'',?,'',?)",
+            runs,
+        )
+        db.executemany(
+            "INSERT INTO metrics (key, value, timestamp, run_uuid, step, is_nan)"
+            " VALUES (?,?,?,?,?,?)",
+            points,
+        )
+        db.executemany("INSERT INTO tags (key, value, run_uuid) VALUES (?,?,?)", tags)
+    return str(experiment)
+
+
+def bench_report() -> float:
+    import hydraflow
+    import mlflow
+    from hydraflow.tracking.stopping import watching
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "mlflow.db"
+        made = time.perf_counter()
+        experiment = build_store(path)
+        print(f"store of {RUNS:,} runs x {STEPS} steps built in {time.perf_counter() - made:.0f} s")
+        client = mlflow.MlflowClient(f"sqlite:///{path}")
+        mlflow.set_tracking_uri(f"sqlite:///{path}")
+        rule = hydraflow.MedianStopping("min", warmup_steps=0, min_runs=3)
+        with mlflow.start_run(experiment_id=experiment) as run:
+            calls, reads, logs = [], [], []
+            with watching(run, client, rule) as trial:
+                assert trial.histories is not None
+                start = time.perf_counter()
+                hydraflow.report("loss", 0.5, 0)
+                first = time.perf_counter() - start
+                for step in range(1, 51):
+                    start = time.perf_counter()
+                    hydraflow.report("loss", 0.5 / (step + 1), step)
+                    calls.append(time.perf_counter() - start)
+                    start = time.perf_counter()
+                    others = trial.histories.at_step("loss", step)
+                    reads.append(time.perf_counter() - start)
+                    start = time.perf_counter()
+                    mlflow.log_metric("other", 1.0, step=step)
+                    logs.append(time.perf_counter() - start)
+                assert len(others) == RUNS - RUNS // 10
+    ms = {name: 1000 * statistics.median(t) for name, t in (("call", calls), ("read", reads))}
+    print(f"report at {RUNS:,} runs, the first call (reads the history): {first:.2f} s")
+    print(
+        f"report at {RUNS:,} runs: {ms['call']:.1f} ms a later call (median of 50), of which "
+        f"reading the {len(others):,} completed runs' values at the step {ms['read']:.1f} ms; "
+        f"mlflow.log_metric alone {1000 * statistics.median(logs):.1f} ms"
+    )
+    return ms["call"]
+
+
+def main() -> int:
+    print(f"load average: {os.getloadavg()[0]:.1f}")
+    call_ms = bench_report()
+    cost = bench_replay()
+    print(f"load average: {os.getloadavg()[0]:.1f}")
+    return 0 if cost <= 5 and call_ms < 100 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

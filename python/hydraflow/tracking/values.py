@@ -1,0 +1,53 @@
+"""The app's return value, kept on its run so that a replay returns it exactly.
+
+Hydra's sweepers read what the task function returns (Optuna: a float, or a
+list or tuple of floats for several objectives). The value is recorded as
+JSON in the tag `hydraflow.value`: Python writes a float as its `repr`, which
+reads back to the same float, NaN and infinities included. A sequence is a
+JSON array and reads back as a tuple.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from hydraflow.mlflow_schema import MAX_TAG_LENGTH
+
+log = logging.getLogger("hydraflow")
+
+
+def encode(value: Any) -> str | None:
+    """The value as JSON text; None when it has no exact JSON form or does
+    not fit in a tag (a replay then returns None, said in a warning now)."""
+    try:
+        text = json.dumps(value, default=plain, separators=(",", ":"))
+    except (TypeError, ValueError):
+        text = None
+    if text is None or len(text) > MAX_TAG_LENGTH:
+        log.warning(
+            "the return value (%s) is not recorded: it has no exact JSON form of at most "
+            "%d characters; a replay of this run returns None",
+            type(value).__name__,
+            MAX_TAG_LENGTH,
+        )
+        return None
+    return text
+
+
+def plain(value: Any) -> Any:
+    """numpy's scalars and arrays as Python numbers and lists (`tolist`)."""
+    tolist = getattr(value, "tolist", None)
+    if callable(tolist):
+        return tolist()
+    raise TypeError(type(value).__name__)
+
+
+def decode(text: str | None) -> Any:
+    """The recorded value; None for a run that has none (recorded before
+    values were, or not encodable)."""
+    if text is None:
+        return None
+    value = json.loads(text)
+    return tuple(value) if isinstance(value, list) else value

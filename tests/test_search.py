@@ -1,0 +1,252 @@
+"""Adaptive sweeps end to end through `hydraflow run`: real Hydra sweepers
+(hydra-optuna-sweeper, seeded TPE; Hydra's basic sweeper), a real SQLite
+store. The oracle for what a sweeper receives is the same app under plain
+`@hydra.main`; a Hydra callback (tests/apps/search/returns.py) writes each
+job's return value as the sweeper gets it."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import hydraflow
+import pytest
+import yaml
+
+from tests.conftest import HYDRAFLOW, run_cli
+
+APPS = Path(__file__).parent / "apps" / "search"
+PYTHON = sys.executable
+SPACE = "x=interval(-5.0,5.0) y=choice(1,2,3)"
+STUDY = (
+    "hydra/sweeper=optuna hydra.sweeper.sampler.seed=7 hydra.sweeper.n_trials=4 "
+    "hydra.sweeper.n_jobs=2 +hydra.callbacks.returns._target_=returns.Record"
+)
+JOBS = f"""
+jobs:
+  search:
+    run: {PYTHON} search_app.py
+    add: {STUDY}
+    sets:
+      - all: {SPACE}
+  parallel:
+    run: {PYTHON} search_app.py
+    add: {STUDY} hydra/launcher=joblib hydra.launcher.n_jobs=2
+    sets:
+      - all: {SPACE}
+  grid:
+    run: {PYTHON} search_app.py
+    add: +hydra.callbacks.returns._target_=returns.Record
+    sets:
+      - all: x=1.5,4.0 y=2
+  pareto:
+    run: {PYTHON} search_app.py
+    add: {STUDY} objectives=2 hydra.sweeper.direction=[minimize,minimize]
+    sets:
+      - all: {SPACE}
+  slow:
+    run: {PYTHON} search_app.py
+    add: {STUDY} sleep=1.5
+    sets:
+      - all: {SPACE}
+  stopping:
+    run: {PYTHON} stopping_app.py
+    sets:
+      - all: rate=2,3,1,4,5
+"""
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    for name in ("search_app.py", "returns.py", "stopping_app.py"):
+        shutil.copy(APPS / name, tmp_path)
+    (tmp_path / "hydraflow.yaml").write_text(textwrap.dedent(JOBS))
+    return tmp_path
+
+
+def returns(folder: Path) -> list[dict[str, object]]:
+    """What the sweeper received, job by job, and starts the record anew."""
+    path = folder / "returns.jsonl"
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    path.unlink()
+    return lines
+
+
+def oracle(folder: Path, *args: str) -> list[dict[str, object]]:
+    """The same study under plain `@hydra.main`."""
+    env = {**os.environ, "ORACLE": "1"}
+    command = [sys.executable, "search_app.py", "-m", *args, "hydra.sweep.dir=oracle"]
+    done = subprocess.run(command, cwd=folder, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    return returns(folder)
+
+
+def summary(done: subprocess.CompletedProcess[str]) -> str:
+    assert done.returncode == 0, done.stderr
+    return done.stderr.strip().splitlines()[-1]
+
+
+def best_value(folder: Path) -> float:
+    (results,) = folder.glob("multirun/*/optimization_results.yaml")
+    value: float = yaml.safe_load(results.read_text())["best_value"]
+    shutil.rmtree(folder / "multirun")
+    return value
+
+
+def load(folder: Path, job: str, status: str | None = "FINISHED") -> hydraflow.Runs[object]:
+    return hydraflow.load(job, tracking_uri=folder / "mlflow.db", status=status)
+
+
+def test_a_study_records_replays_and_extends_as_hydra_main_sees_it(project: Path) -> None:
+    expected = oracle(project, *STUDY.split(), *SPACE.split())
+    assert len(expected) == 4 and {line["type"] for line in expected} == {"float"}
+
+    assert "1 commands: 1 finished; ? runs: 4 finished," in summary(
+        run_cli("run", "search", cwd=project)
+    )
+    assert returns(project) == expected
+    frame = load(project, "search").frame
+    assert frame["value"].to_list() == [float(str(line["repr"])) for line in expected]
+    assert best_value(project) == frame["value"].min()
+
+    # Again: every trial replays from the store, the sweeper sees the same.
+    assert "4 skipped" in summary(run_cli("run", "search", cwd=project))
+    assert returns(project) == expected
+    assert best_value(project) == frame["value"].min()
+
+    # Two more trials: the four finished replay, exactly two run.
+    done = run_cli("run", "search", "hydra.sweeper.n_trials=6", cwd=project)
+    assert "runs: 2 finished, 4 skipped," in summary(done)
+    assert returns(project)[:4] == expected
+    extended = load(project, "search").frame
+    assert len(extended) == 6
+    assert best_value(project) == extended["value"].min()
+
+
+def test_parallel_trials_and_the_basic_sweeper_return_what_hydra_main_returns(
+    project: Path,
+) -> None:
+    parallel = (*STUDY.split(), "hydra/launcher=joblib", "hydra.launcher.n_jobs=2")
+    expected = oracle(project, *parallel, *SPACE.split())
+    assert "4 finished" in summary(run_cli("run", "parallel", cwd=project))
+    # Workers end in any order.
+    assert sorted(map(str, returns(project))) == sorted(map(str, expected))
+    assert best_value(project) == load(project, "parallel").frame["value"].min()
+
+    grid_expected = oracle(project, "x=1.5,4.0", "y=2", *STUDY.split()[-1:])
+    assert "2 finished" in summary(run_cli("run", "grid", cwd=project))
+    assert returns(project) == grid_expected
+    assert [line["repr"] for line in grid_expected] == ["2.25", "6.0"]
+
+
+def test_two_objectives_are_a_tuple_and_two_columns(project: Path) -> None:
+    assert "4 finished" in summary(run_cli("run", "pareto", cwd=project))
+    first = returns(project)
+    assert {line["type"] for line in first} == {"tuple"}
+    frame = load(project, "pareto").frame
+    assert [f"({a!r}, {b!r})" for a, b in frame.select("value.0", "value.1").iter_rows()] == [
+        line["repr"] for line in first
+    ]
+    assert "4 skipped" in summary(run_cli("run", "pareto", cwd=project))
+    assert returns(project) == first
+
+
+@pytest.fixture
+def background() -> Iterator[list[subprocess.Popen[str]]]:
+    processes: list[subprocess.Popen[str]] = []
+    yield processes
+    for process in processes:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+        process.communicate()
+
+
+def test_an_interrupted_study_resumes_its_trial_under_its_run_id(
+    project: Path, background: list[subprocess.Popen[str]]
+) -> None:
+    process = subprocess.Popen(
+        [HYDRAFLOW, "run", "slow"],
+        cwd=project,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    background.append(process)
+    deadline = time.monotonic() + 240
+    while not (project / "returns.jsonl").exists() or not running(project):
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr
+    before = load(project, "slow", status=None).frame
+    killed = before.filter(status="KILLED")["run_id"].to_list()
+    assert len(killed) == 1
+
+    done = run_cli("run", "slow", cwd=project)
+    assert "1 resumed" in summary(done)
+    after = load(project, "slow").frame
+    assert len(after) == 4 and killed[0] in after["run_id"].to_list()
+    assert best_value(project) == after["value"].min()
+
+
+def running(folder: Path) -> bool:
+    return bool(len(load(folder, "slow", status="RUNNING")))
+
+
+def test_worse_runs_of_a_grid_stop_early_and_stay_stopped(project: Path) -> None:
+    done = run_cli("run", "stopping", cwd=project)
+    assert "5 runs: 3 finished, 2 stopped" in summary(done)
+    frame = load(project, "stopping").frame.sort("rate")
+    assert frame["stopped"].to_list() == [False, False, False, True, True]
+    # A stopped run returns its last value: the loss where it stopped (step 1).
+    assert frame["value"].to_list() == [0.25, 0.5, 0.75, 2.0, 2.5]
+    history = load(project, "stopping").history("loss")
+    steps = history.group_by("run_id").len().join(frame.select("run_id", "rate"), on="run_id")
+    assert dict(steps.select("rate", "len").iter_rows()) == {1: 4, 2: 4, 3: 4, 4: 2, 5: 2}
+
+    again = run_cli("run", "stopping", cwd=project)
+    assert "5 runs: 5 skipped" in summary(again)
+
+
+def test_a_command_that_chooses_a_sweeper_has_an_unknown_run_count(project: Path) -> None:
+    done = run_cli("run", "grid", "hydra/sweeper=optuna", "--dry-run", cwd=project)
+    assert done.returncode == 0 and "1 commands, ? runs" in done.stderr
+    basic = run_cli("run", "grid", "hydra/sweeper=basic", "--dry-run", cwd=project)
+    assert basic.returncode == 0 and "1 commands, 2 runs" in basic.stderr
+
+
+def test_the_median_rule() -> None:
+    rule = hydraflow.MedianStopping("max", warmup_steps=2, min_runs=2)
+    assert not rule.should_stop(0.1, 1, [0.5, 0.9])  # warming up
+    assert not rule.should_stop(0.1, 2, [0.5, float("nan")])  # one run known
+    assert rule.should_stop(0.6, 2, [0.5, 0.9, 0.8]) and not rule.should_stop(
+        0.8, 2, [0.5, 0.9, 0.8]
+    )
+    assert rule.should_stop(float("nan"), 2, [0.5, 0.9])
+    assert hydraflow.MedianStopping("min", min_runs=1).should_stop(0.6, 0, [0.5])
+    for bad in ({"direction": "down"}, {"warmup_steps": -1}, {"min_runs": 0}):
+        with pytest.raises(ValueError):
+            hydraflow.MedianStopping(**bad)  # type: ignore[arg-type]
+
+
+def test_return_values_read_back_exactly() -> None:
+    import numpy as np
+    from hydraflow.tracking.values import decode, encode
+
+    for value in (0.1, 1 / 3, -0.0, 1e-310, float("inf"), 7, True, "best", None, (0.1, 2.5)):
+        assert repr(decode(encode(value))) == repr(value)
+    assert repr(decode(encode([1.5, 2.0]))) == "(1.5, 2.0)"
+    assert decode(encode(np.float32(0.1))) == float(np.float32(0.1))
+    assert decode(encode(float("nan"))) != decode(encode(float("nan")))  # NaN
+    assert encode(object()) is None and encode("x" * 9000) is None
