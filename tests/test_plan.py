@@ -210,7 +210,7 @@ def test_shell_line_and_argv_are_one_layout(
     each = Arguments(tuple(sweeps[:1]), "jobs.j.sets[0].each")
     rest = Arguments(tuple(sweeps[1:]), "jobs.j.sets[0].all")
     empty = Arguments((), "jobs.j.add")
-    j = Job("j", "run", "app", empty, (JobSet(each, rest, empty),), "hydraflow.yaml")
+    j = Job("j", "run", "app", empty, (JobSet(each, rest, empty),), "hydraflow.yaml", "j")
     plan = plan_job(j, CommandLine(extra=tuple(extra)), program=program)
     for line, command in zip(plan.shell_lines(), plan.commands(), strict=True):
         assert same_dirs(shlex.split(line)) == same_dirs(command.argv)
