@@ -196,9 +196,13 @@ def test_a_pipe_over_the_size_limit_is_a_located_error_not_a_crash(project: Proj
     folder = project(
         "jobs:\n  p:\n    run: python record.py\n    sets:\n      - each: a=1:999999999|b=1\n"
     )
-    for args in (["show"], ["show", "p"], ["run", "p", "--dry-run"]):
+    located = "jobs.p.sets[0].each: too many values in 'a=1:999999999|b=1'"
+    for args in (["show", "p"], ["run", "p", "--dry-run"]):
         result = run_cli(*args, cwd=folder)
         assert result.returncode == 2, args
-        assert result.stderr.startswith(
-            "Error: hydraflow.yaml: jobs.p.sets[0].each: too many values in 'a=1:999999999|b=1'"
-        )
+        assert result.stderr.startswith(f"Error: hydraflow.yaml: {located}")
+    # The listing names the broken job with its error, as it does any invalid job.
+    listing = run_cli("show", cwd=folder)
+    assert listing.returncode == 2
+    assert listing.stdout.startswith(f"p  invalid    {located}")
+    assert "Traceback" not in listing.stderr
