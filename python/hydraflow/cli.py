@@ -166,11 +166,10 @@ def show(job: str | None, config_file: str) -> None:
     try:
         jobs_file = load_jobs(config_file)
         if job is None:
+            from hydraflow.tables import print_table
+
             rows = [job_row(definition) for definition in jobs_file.jobs.values()]
-            widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-            for row in rows:
-                cells = (cell.ljust(width) for cell, width in zip(row, widths, strict=True))
-                click.echo("  ".join(cells).rstrip())
+            print_table(sys.stdout, [], rows)
             return
         definition = find_job(jobs_file, job)
         plan = plan_of(definition)
@@ -223,11 +222,30 @@ def normalised_yaml(job: Job) -> str:
     return text
 
 
+def comma_list(
+    ctx: click.Context, param: click.Parameter, value: tuple[str, ...]
+) -> tuple[str, ...]:
+    """Repeated options and comma-joined values alike: `--sort a,-b --sort c`."""
+    return tuple(item.strip() for text in value for item in text.split(",") if item.strip())
+
+
+store_option = click.option(
+    "--tracking-uri",
+    default=None,
+    metavar="URI",
+    help="The MLflow store [default: MLFLOW_TRACKING_URI, else sqlite:///mlflow.db].",
+)
+
+
 @cli.command(
     epilog="\b\nJOB arguments are experiment names or glob patterns (all when none);\n"
     "KEY=VALUES arguments keep the runs whose KEY is one of VALUES (sweep grammar:\n"
-    "width=100,300  height=100:300:100  lr/m=1,2). Examples:\n"
+    "width=100,300  lr/m=1,2) or, for LOW:HIGH, within that interval (lr=0.001:0.1,\n"
+    "lr=:0.1). The table shows what varies; what every run shares is said above it.\n"
+    "Examples:\n"
     "  hydraflow runs job_sequential width=100\n"
+    "  hydraflow runs train --sort -metrics.loss --limit 5\n"
+    "  hydraflow runs train --columns 'optimizer.*,metrics.loss'\n"
     "  hydraflow runs 'job_*' --status all --format csv > runs.csv"
 )
 @click.argument("args", nargs=-1)
@@ -243,19 +261,42 @@ def normalised_yaml(job: Job) -> str:
     type=click.Choice(["table", "csv", "json"]),
     default="table",
     show_default=True,
-    help="How to print the runs.",
+    help="How to print the runs (csv and json: every column).",
 )
 @click.option(
-    "--tracking-uri",
-    default=None,
-    metavar="URI",
-    help="The MLflow store [default: MLFLOW_TRACKING_URI, else sqlite:///mlflow.db].",
+    "--columns",
+    multiple=True,
+    callback=comma_list,
+    metavar="KEYS",
+    help="The columns to print, by name or glob, comma-separated.",
 )
-def runs(args: tuple[str, ...], status: str, output: str, tracking_uri: str | None) -> None:
+@click.option("--all-columns", is_flag=True, help="Print every column in the table.")
+@click.option(
+    "--sort",
+    multiple=True,
+    callback=comma_list,
+    metavar="KEYS",
+    help="Sort by these columns; a leading '-' sorts that key descending.",
+)
+@click.option("--desc", is_flag=True, help="Sort descending.")
+@click.option("--limit", type=click.IntRange(min=0), default=None, help="Print the first N runs.")
+@store_option
+def runs(
+    args: tuple[str, ...],
+    status: str,
+    output: str,
+    columns: tuple[str, ...],
+    all_columns: bool,
+    sort: tuple[str, ...],
+    desc: bool,
+    limit: int | None,
+    tracking_uri: str | None,
+) -> None:
     """List the runs of a store, one row per run: [JOB...] [KEY=VALUES...]."""
-    from hydraflow.analysis.listing import list_runs
+    from hydraflow.analysis.listing import View, list_runs
 
+    view = View(output, columns, sort, desc, limit, all_columns)
     try:
-        list_runs(args, status=status, output=output, tracking_uri=tracking_uri, out=sys.stdout)
+        list_runs(args, status=status, tracking_uri=tracking_uri, out=sys.stdout, view=view)
     except HydraflowError as error:
         fail(error)

@@ -56,3 +56,8 @@ class RunLookupError(HydraflowError, LookupError):
 class FilterError(HydraflowError, ValueError):
     """A filter names a column the runs do not have, or a value that cannot
     be compared with it."""
+
+
+class NoRunsWarning(UserWarning):
+    """`hydraflow.load` found no run of an experiment a pattern names; the
+    message lists the experiments there are."""
