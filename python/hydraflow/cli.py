@@ -300,3 +300,27 @@ def runs(
         list_runs(args, status=status, tracking_uri=tracking_uri, out=sys.stdout, view=view)
     except HydraflowError as error:
         fail(error)
+
+
+@cli.command(
+    epilog="\b\nThe URL opens the runs table of JOB's experiment (an experiment name or\n"
+    "glob pattern), showing the keys its sweep varies and the metrics. A\n"
+    "tracking server's own UI is opened as it is. Examples:\n"
+    "  hydraflow ui train\n"
+    "  hydraflow ui train --port 5001 --tracking-uri results/mlflow.db"
+)
+@click.argument("job", required=False)
+@click.option("--port", type=click.IntRange(1, 65535), default=5000, show_default=True)
+@click.option("--no-browser", is_flag=True, help="Print the URL; open no browser.")
+@store_option
+def ui(job: str | None, port: int, no_browser: bool, tracking_uri: str | None) -> None:
+    """Start MLflow's UI on the store, at JOB's runs (127.0.0.1 only)."""
+    from hydraflow.analysis.ui import run_ui
+    from hydraflow.tracking.signals import exit_status
+
+    try:
+        run_ui(job, port=port, tracking_uri=tracking_uri, browser=not no_browser)
+    except HydraflowError as error:
+        fail(error)
+    except KeyboardInterrupt as interrupt:
+        sys.exit(exit_status(interrupt))

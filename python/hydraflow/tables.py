@@ -4,6 +4,7 @@ it out to the terminal's width (80 columns, or COLUMNS, when not on one)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from itertools import accumulate
 from typing import IO
 
 MIN_WIDTH = 12
@@ -17,14 +18,25 @@ def print_table(
     right: Sequence[bool] = (),
     title: Sequence[str] = (),
 ) -> None:
-    """Writes `rows` under `headers` (none: no header line), columns that do
-    not fit cut with an ellipsis, `right`-aligned where asked; `title` lines
-    go above, wrapped to the width."""
+    """Writes `rows` under `headers` (none: no header line), `right`-aligned
+    where asked; `title` lines go above, wrapped to the width. Rich narrows
+    wide columns to fit, cutting values with an ellipsis; the columns that
+    would not fit even at MIN_WIDTH are left out, and a last line says so."""
     from rich import box
     from rich.console import Console
     from rich.table import Table
     from rich.text import Text
 
+    console = Console(file=out, highlight=False, soft_wrap=False)
+    names = list(headers) or [""] * len(rows[0])
+    narrowest = [
+        min(MIN_WIDTH, max(len(name), *(len(row[i]) for row in rows)))
+        for i, name in enumerate(names)
+    ]
+    # Each column takes its narrowest width and two blanks before the next.
+    fitting = max(
+        1, sum(1 for end in accumulate(w + 2 for w in narrowest) if end <= console.width + 2)
+    )
     table = Table(
         box=box.SIMPLE_HEAD if headers else None,
         show_header=bool(headers),
@@ -34,23 +46,21 @@ def print_table(
         collapse_padding=bool(headers),
         header_style="bold",
     )
-    for i, header in enumerate(headers or rows[0]):
-        aligned = i < len(right) and right[i]
-        widest = max(len(header) if headers else 0, *(len(row[i]) for row in rows))
+    for i, name in enumerate(names[:fitting]):
         table.add_column(
-            Text(header) if headers else "",
-            justify="right" if aligned else "left",
-            no_wrap=True,
-            overflow="ellipsis",
-            # Narrowed to fit, never past reading: what does not fit is cut at the edge.
-            min_width=min(widest, MIN_WIDTH),
+            Text(name, no_wrap=True, overflow="ellipsis"),
+            justify="right" if i < len(right) and right[i] else "left",
+            min_width=narrowest[i],
         )
     for row in rows:
-        table.add_row(*(Text(cell) for cell in row))
-    console = Console(file=out, highlight=False, soft_wrap=False)
+        # Wrappable columns, for rich narrows the widest of those first; one line per cell.
+        table.add_row(*(Text(cell, no_wrap=True, overflow="ellipsis") for cell in row[:fitting]))
+    left_out = names[fitting:]
     with console.capture() as captured:
         for line in title:
             console.print(Text(line))
         console.print(table)
+        if left_out:
+            console.print(Text(f"... {len(left_out)} more columns: {', '.join(left_out)}"))
     # Cells are padded to their column's width: no line needs its trailing blanks.
     out.write("".join(line.rstrip() + "\n" for line in captured.get().splitlines()))
