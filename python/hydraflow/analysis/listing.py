@@ -92,6 +92,7 @@ def arranged(frame: pl.DataFrame, view: View) -> pl.DataFrame:
 
 
 # `LOW:HIGH` (either end may be left out): an interval, as `(low, high)` in Python.
+NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
 INTERVAL = re.compile(r"([^:,()\[\]'\"]*):([^:,()\[\]'\"]*)")
 
 
@@ -108,14 +109,20 @@ def value_filter(runs: Runs[Any], argument: str) -> tuple[str, pl.Expr]:
     dtype = runs.frame.schema[name]
     interval = INTERVAL.fullmatch(values.strip())
     if interval and any(interval.groups()):
-        low, high = (
-            typed_values(expanded(b, scale, argument), dtype, argument)[0] if b else None
-            for b in interval.groups()
-        )
+        low, high = (bound(b, scale, dtype, argument) for b in interval.groups())
         return name, in_range(pl.col(name), name, (low, high))
-    return name, pl.col(name).is_in(
-        typed_values(expanded(values, scale, argument), dtype, argument)
-    )
+    texts = expanded(values, scale, argument)
+    return name, pl.col(name).is_in(typed_values(texts, dtype, argument))
+
+
+def bound(text: str, scale: str, dtype: Any, argument: str) -> Any:
+    """One end of a `LOW:HIGH` interval as the column's type (None: open)."""
+    if not text:
+        return None
+    [value] = expanded(text, scale, argument)
+    if dtype.is_numeric() and not NUMBER.fullmatch(value):
+        raise FilterError(f"{argument}: {text!r} is not a number")
+    return typed_values([value], dtype, argument)[0]
 
 
 def expanded(values: str, scale: str, argument: str) -> list[str]:

@@ -38,7 +38,6 @@ if TYPE_CHECKING:
 HOST = "127.0.0.1"
 SHARE_KEY = "hydraflow"
 SHARED_VIEW_TAG = f"mlflow.sharedViewState.{SHARE_KEY}"
-RUN_NAME = "attributes.`Run Name`"
 # MLflow's own experiment, never a job's.
 DEFAULT_EXPERIMENT = "Default"
 # A loaded machine starts MLflow's server slowly (imports, database migration check).
@@ -61,8 +60,7 @@ def column_id(column: str) -> str:
 def view_state(frame: pl.DataFrame) -> dict[str, object]:
     """The runs table's view: the settings the runs vary, then the metrics."""
     shown = [c for c in variation.table_columns(frame) if c not in ("run_id", "status")]
-    # Wide enough for a run name of a few swept values (`lr=0.01 model=mlp seed=3`).
-    return {"selectedColumns": [column_id(c) for c in shown], "columnWidths": {RUN_NAME: 260}}
+    return {"selectedColumns": [column_id(c) for c in shown]}
 
 
 def experiment_url(base: str, experiment_id: str | None) -> str:
