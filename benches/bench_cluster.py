@@ -36,6 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "benches")]
 
 import bench_runs  # noqa: E402
+from hydraflow.mlflow_schema import DIGEST_TAG  # noqa: E402
 
 from tests.services import (  # noqa: E402
     APP,
@@ -63,7 +64,7 @@ def fill(uri: str, count: int, workers: int) -> None:
     assert experiment is not None
 
     def add(index: int) -> None:
-        run = client.create_run(experiment.experiment_id, tags={"hydraflow.digest": f"x{index}"})
+        run = client.create_run(experiment.experiment_id, tags={DIGEST_TAG: f"x{index}"})
         client.log_param(run.info.run_id, "i", str(index))
         client.set_terminated(run.info.run_id)
 

@@ -31,10 +31,11 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
+
+from hydraflow.mlflow_schema import CONFIG_TAG, DIGEST_TAG, OVERRIDES_TAG, flatten
 
 FORMAT = 1  # bump when the stores' contents change, so caches are rebuilt
 EXPERIMENTS = ["train_a", "train_b", "train_c", "train_d"]
@@ -106,14 +107,6 @@ def config(index: int) -> dict[str, Any]:
     }
 
 
-def flatten(node: dict[str, Any], prefix: str = "") -> Iterator[tuple[str, str]]:
-    for key, value in node.items():
-        if isinstance(value, dict):
-            yield from flatten(value, f"{prefix}{key}.")
-        else:
-            yield f"{prefix}{key}", str(value)
-
-
 def build(path: Path, count: int) -> None:
     """The store: MLflow makes the schema and the experiments; bulk inserts
     add the runs, row for row as MLflow writes them."""
@@ -159,12 +152,12 @@ def insert_runs(db: sqlite3.Connection, ids: list[str], root: Path, indexes: ran
             "mlflow.source.name": "train.py",
             "mlflow.source.type": "LOCAL",
             "mlflow.runName": f"run-{index}",
-            "hydraflow.digest": hashlib.sha256(config_json.encode()).hexdigest(),
-            "hydraflow.overrides": overrides,
-            "hydraflow.config": config_json,
+            DIGEST_TAG: hashlib.sha256(config_json.encode()).hexdigest(),
+            OVERRIDES_TAG: overrides,
+            CONFIG_TAG: config_json,
         }.items():
             tags.append((key, value, run_id))
-        params.extend((key, value, run_id) for key, value in flatten(cfg))
+        params.extend((key, str(value), run_id) for key, value in flatten(cfg))
         for number, name in enumerate(METRICS):
             for step in range(STEPS):
                 value = (index % 97 + number) / (step + 1)

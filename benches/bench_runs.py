@@ -109,7 +109,7 @@ def hydra_ms(folder: Path) -> float:
 def add_runs(folder: Path, count: int) -> None:
     """Fills the experiment with finished runs carrying other digests."""
     import mlflow
-    from hydraflow.tracking.identity import DIGEST_TAG
+    from hydraflow.mlflow_schema import DIGEST_TAG
 
     client = mlflow.MlflowClient(f"sqlite:///{folder / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("app")

@@ -23,8 +23,7 @@ import mlflow
 import polars as pl
 import pytest
 import yaml
-from hydraflow.errors import FilterError, RunLookupError, StoreNotFoundError
-from hydraflow.store import StoreError
+from hydraflow.errors import FilterError, RunLookupError, StoreError, StoreNotFoundError
 from omegaconf import DictConfig
 
 from tests.apps.typed_app import Config, Model

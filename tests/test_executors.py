@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from hydraflow.executors.progress import Execution, eta_text
+from hydraflow.runner.executors.progress import Execution, eta_text
 
 from tests.conftest import HYDRAFLOW, recorded, run_cli
 

@@ -16,9 +16,10 @@ from pathlib import Path
 import mlflow
 import pytest
 from hydraflow import store
-from hydraflow.tracking import runs
-from hydraflow.tracking.owner import OWNER_TAG, Owner, process_start
-from hydraflow.tracking.runs import JobContext, Options, claim, tracked_run
+from hydraflow.mlflow_schema import OWNER_TAG
+from hydraflow.tracking import lifecycle
+from hydraflow.tracking.lifecycle import JobContext, TrackingOptions, claim, tracked_run
+from hydraflow.tracking.owner import Owner, process_start
 
 CONFIG = {"lr": 0.1, "model": {"depth": 3}}
 
@@ -43,12 +44,12 @@ def context(folder: Path, *overrides: str) -> JobContext:
 
 
 def take(
-    folder: Path, options: Options | None = None, config: dict[str, object] = CONFIG
-) -> runs.Claim:
+    folder: Path, options: TrackingOptions | None = None, config: dict[str, object] = CONFIG
+) -> lifecycle.Claim:
     from hydraflow.tracking.configs import to_record
 
     config_yaml, container = to_record(config)
-    return claim(context(folder, "lr=0.1"), config_yaml, container, options or Options())
+    return claim(context(folder, "lr=0.1"), config_yaml, container, options or TrackingOptions())
 
 
 def status(folder: Path, run_id: str) -> str:
@@ -56,7 +57,7 @@ def status(folder: Path, run_id: str) -> str:
     return str(client.get_run(run_id).info.status)
 
 
-def finish(claimed: runs.Claim, folder: Path) -> None:
+def finish(claimed: lifecycle.Claim, folder: Path) -> None:
     with tracked_run(claimed, context(folder, "lr=0.1"), CONFIG):
         pass
 
@@ -148,7 +149,7 @@ def claim_in_process(folder: str) -> str:
 
     config_yaml, container = to_record({"lr": 0.2})
     # The pool's processes outlive their tasks, so a winner stays a live owner.
-    return claim(context(Path(folder), "lr=0.2"), config_yaml, container, Options()).action
+    return claim(context(Path(folder), "lr=0.2"), config_yaml, container, TrackingOptions()).action
 
 
 # Helpers

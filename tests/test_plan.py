@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 from hydraflow.errors import ConfigError, HydraflowError
-from hydraflow.executors import executor_for
-from hydraflow.jobs import Arguments, Job, JobSet, load_jobs
-from hydraflow.plan import CommandLine, plan_job
+from hydraflow.runner.executors import executor_for
+from hydraflow.runner.jobs import Arguments, Job, JobSet, load_jobs
+from hydraflow.runner.plan import CommandLine, plan_job
 from hypothesis import given, settings
 from hypothesis import strategies as st
 

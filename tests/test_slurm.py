@@ -296,7 +296,7 @@ def test_dry_run_prints_the_sbatch_command_and_script(tmp_path: Path) -> None:
 
 def test_the_script_runs_each_line_with_its_quoting(tmp_path: Path) -> None:
     """The array script's body, run by bash as SLURM would for each task."""
-    from hydraflow.slurm import ArrayJob
+    from hydraflow.runner.slurm import ArrayJob
 
     lines = ("--multirun 'a=x y' b=1", "--multirun \"c='q'\" '$HOME'")
     printer = [sys.executable, "-c", "import json, sys; print(json.dumps(sys.argv[1:]))"]

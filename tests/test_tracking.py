@@ -13,6 +13,7 @@ from pathlib import Path
 import mlflow
 import pytest
 import yaml
+from hydraflow.errors import HydraflowError
 
 APP = """
 import json, os
@@ -266,6 +267,13 @@ def test_start_run_and_artifact_helpers_without_the_decorator(
     assert (directory / "note.txt").read_text() == "kept"
     with hydraflow.start_run(config, experiment_name="manual") as again:
         assert again.info.run_id == run.info.run_id
+        # The same config again while this process runs it: a user's error.
+        with (
+            pytest.raises(HydraflowError, match=f"is running in pid {os.getpid()}") as busy,
+            hydraflow.start_run(config, experiment_name="manual"),
+        ):
+            pass
+        assert isinstance(busy.value, RuntimeError)
     mlflow.set_tracking_uri(None)
 
 

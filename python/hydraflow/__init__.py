@@ -15,8 +15,8 @@ if TYPE_CHECKING:
     from hydraflow.analysis import Run, Runs, load
     from hydraflow.tracking.artifacts import chdir_artifact, get_artifact_dir
     from hydraflow.tracking.decorator import main
+    from hydraflow.tracking.lifecycle import start_run
     from hydraflow.tracking.resume import is_resumed, last_step
-    from hydraflow.tracking.runs import start_run
 
 __all__ = [
     "Run",
@@ -41,7 +41,7 @@ _LAZY = {
     "Runs": "hydraflow.analysis",
     "Run": "hydraflow.analysis",
     "main": "hydraflow.tracking.decorator",
-    "start_run": "hydraflow.tracking.runs",
+    "start_run": "hydraflow.tracking.lifecycle",
     "get_artifact_dir": "hydraflow.tracking.artifacts",
     "chdir_artifact": "hydraflow.tracking.artifacts",
     "is_resumed": "hydraflow.tracking.resume",

@@ -11,13 +11,14 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 import click
 
-from hydraflow import __version__, slurm
-from hydraflow.commands import SplitAtDashes, after_dashes, fail
+from hydraflow import __version__
 from hydraflow.errors import HydraflowError, JobNotFoundError
-from hydraflow.jobs import DEFAULT_FILE, Job, JobsFile, load_jobs
+from hydraflow.runner import slurm
+from hydraflow.runner.commands import SplitAtDashes, after_dashes, fail
+from hydraflow.runner.jobs import DEFAULT_FILE, Job, JobsFile, load_jobs
 
 if TYPE_CHECKING:
-    from hydraflow.plan import JobPlan
+    from hydraflow.runner.plan import JobPlan
 
 EXAMPLES = """\b
 Examples:
@@ -79,14 +80,14 @@ def run(
     config_file: str,
 ) -> None:
     """Run JOB from the jobs file, with optional overrides."""
-    from hydraflow.executors import Options, executor_for
-    from hydraflow.plan import CommandLine
+    from hydraflow.runner.executors import RunOptions, executor_for
+    from hydraflow.runner.plan import CommandLine
 
     guard_output()
     try:
         definition = find_job(load_jobs(config_file), job)
         executor = executor_for(definition)
-        options = Options(jobs=jobs, keep_going=keep_going)
+        options = RunOptions(jobs=jobs, keep_going=keep_going)
         executor.check_options(definition, options)
         command_line = CommandLine.parse(args, after_dashes(ctx))
         plan = executor.plan(definition, command_line)
@@ -181,7 +182,7 @@ def show(job: str | None, config_file: str) -> None:
 
 
 def plan_of(job: Job) -> JobPlan:
-    from hydraflow.executors import executor_for
+    from hydraflow.runner.executors import executor_for
 
     return executor_for(job).plan(job)
 

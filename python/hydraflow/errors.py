@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 USAGE_ERROR = 2
 # As a shell reports a command it cannot run.
 NOT_RUNNABLE = 127
@@ -56,6 +58,51 @@ class RunLookupError(HydraflowError, LookupError):
 class FilterError(HydraflowError, ValueError):
     """A filter names a column the runs do not have, or a value that cannot
     be compared with it."""
+
+
+class StoreError(HydraflowError):
+    """The tracking store cannot be opened or written."""
+
+    def __init__(self, uri: str, error: BaseException) -> None:
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        reason = reason.removeprefix("(sqlite3.DatabaseError) ").removeprefix(
+            "(sqlite3.OperationalError) "
+        )
+        super().__init__(f"cannot use the MLflow store {uri}: {reason}{store_hint(reason)}")
+
+
+def store_hint(reason: str) -> str:
+    if any(text in reason for text in ("not a database", "malformed", "damaged page")):
+        return (
+            " (the file is damaged or not an MLflow database: move it aside to start a new store)"
+        )
+    if any(
+        text in reason for text in ("readonly", "Read-only", "Permission denied", "unable to open")
+    ):
+        return " (the store and its directory must be writable)"
+    return ""
+
+
+class RunBusyError(HydraflowError, RuntimeError):
+    """`hydraflow.start_run` found the config's run running in a live process."""
+
+    def __init__(self, run_id: str | None, owner: str) -> None:
+        super().__init__(f"run {run_id} is running in {owner}")
+
+
+class NotAMappingError(HydraflowError):
+    def __init__(self, config: Any) -> None:
+        super().__init__(f"a config must be a mapping (a dataclass or a dict), not {type(config)}")
+
+
+class SchemaError(HydraflowError):
+    """The composed config does not fit the app's schema."""
+
+
+class SlurmError(HydraflowError):
+    """SLURM refused or is missing: no traceback, exit status 1."""
+
+    exit_code = 1
 
 
 class NoRunsWarning(UserWarning):

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 from filelock import FileLock
 
-from hydraflow.errors import HydraflowError
+from hydraflow.errors import StoreError
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -114,29 +114,6 @@ def is_initialised(uri: str) -> bool:
 # One client and experiment id per (store, experiment) for the whole process:
 # the jobs of one multirun share them instead of reconnecting each time.
 _opened: dict[tuple[str, str], tuple[MlflowClient, str]] = {}
-
-
-class StoreError(HydraflowError):
-    """The tracking store cannot be opened or written."""
-
-    def __init__(self, uri: str, error: BaseException) -> None:
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        reason = reason.removeprefix("(sqlite3.DatabaseError) ").removeprefix(
-            "(sqlite3.OperationalError) "
-        )
-        super().__init__(f"cannot use the MLflow store {uri}: {reason}{hint(reason)}")
-
-
-def hint(reason: str) -> str:
-    if any(text in reason for text in ("not a database", "malformed", "damaged page")):
-        return (
-            " (the file is damaged or not an MLflow database: move it aside to start a new store)"
-        )
-    if any(
-        text in reason for text in ("readonly", "Read-only", "Permission denied", "unable to open")
-    ):
-        return " (the store and its directory must be writable)"
-    return ""
 
 
 def open_experiment(uri: str, name: str, launch_dir: Path) -> tuple[MlflowClient, str]:

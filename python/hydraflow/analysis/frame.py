@@ -21,7 +21,7 @@ import polars as pl
 
 from hydraflow._core import json_representatives
 from hydraflow.analysis.reading import RUN_SCHEMA, Tables
-from hydraflow.tracking.record import MAX_PARAM_LENGTH
+from hydraflow.mlflow_schema import MAX_PARAM_LENGTH, flatten
 
 TIME = pl.Datetime("ms", "UTC")
 BASE_SCHEMA: dict[str, Any] = {
@@ -88,14 +88,6 @@ def artifact_dirs(uris: pl.Series) -> pl.Series:
     return local
 
 
-def pivot(long: pl.DataFrame, on: str, values: str, prefix: str) -> pl.DataFrame:
-    if long.is_empty():
-        return long.select("run_id")
-    wide = long.pivot(on=on, index="run_id", values=values, aggregate_function="last")
-    names = sorted(c for c in wide.columns if c != "run_id")
-    return wide.select("run_id", *[pl.col(n).alias(prefix + n) for n in names])
-
-
 def config_columns(configs: pl.Series) -> pl.DataFrame:
     """One typed column per dotted config key, decoded in bulk by polars;
     configs whose types clash across runs go through Python instead."""
@@ -155,14 +147,6 @@ def parse_object(text: str | None) -> dict[str, Any]:
     except json.JSONDecodeError:
         return {}
     return value if isinstance(value, dict) else {}
-
-
-def flatten(config: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
-    for key, value in config.items():
-        if isinstance(value, Mapping):
-            yield from flatten(value, f"{prefix}{key}.")
-        else:
-            yield f"{prefix}{key}", value
 
 
 def fallback_configs(tables: Tables, untagged: pl.DataFrame) -> dict[str, str]:

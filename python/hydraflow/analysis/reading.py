@@ -19,9 +19,18 @@ from typing import TYPE_CHECKING, Any, Protocol
 import polars as pl
 
 from hydraflow._core import SqliteFileError, read_table
-from hydraflow.errors import StoreNotFoundError
-from hydraflow.store import StoreError, connect_read_only, sqlite_path
-from hydraflow.tracking.identity import CHOICE_TAG_PREFIX, CONFIG_TAG
+from hydraflow.errors import StoreError, StoreNotFoundError
+from hydraflow.mlflow_schema import (
+    ACTIVE_EXPERIMENTS_QUERY,
+    CHOICE_TAG_PREFIX,
+    CONFIG_AND_CHOICE_TAGS_QUERY,
+    CONFIG_TAG,
+    HISTORY_QUERY,
+    LATEST_METRICS_QUERY,
+    PARAMS_QUERY,
+    TAG_RANGE,
+)
+from hydraflow.store import connect_read_only, sqlite_path
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -142,9 +151,7 @@ class SqliteStore:
     def experiment_names(
         db: sqlite3.Connection, experiments: Sequence[str] | None
     ) -> dict[int, str]:
-        rows = db.execute(
-            "SELECT experiment_id, name FROM experiments WHERE lifecycle_stage = 'active'"
-        ).fetchall()
+        rows = db.execute(ACTIVE_EXPERIMENTS_QUERY).fetchall()
         return {int(i): name for i, name in rows if matches(name, experiments)}
 
     def experiments(self) -> list[str]:
@@ -156,8 +163,7 @@ class SqliteStore:
         for start in range(0, len(run_ids), CHUNK):
             chunk = run_ids[start : start + CHUNK]
             marks = ",".join("?" * len(chunk))
-            query = f"SELECT run_uuid, key, value FROM params WHERE run_uuid IN ({marks})"
-            yield from db.execute(query, chunk)
+            yield from db.execute(PARAMS_QUERY.format(marks=marks), chunk)
 
     def history(self, run_ids: Sequence[str], metrics: Sequence[str]) -> pl.DataFrame:
         rows: list[tuple[Any, ...]] = []
@@ -266,20 +272,9 @@ def columns_frame(columns: list[list[Any]], schema: dict[str, Any]) -> pl.DataFr
 def read_sql(db: sqlite3.Connection) -> RawTables:
     """The same tables through SQL: slower (one Python object per cell)."""
     runs = db.execute(f"SELECT {', '.join(RAW_RUNS)} FROM runs")
-    tags = db.execute(
-        "SELECT run_uuid, key, value FROM tags WHERE key = ? OR (key > ? AND key < ?)",
-        (CONFIG_TAG, *TAG_RANGE),
-    )
-    latest = db.execute("SELECT run_uuid, key, value, is_nan FROM latest_metrics")
+    tags = db.execute(CONFIG_AND_CHOICE_TAGS_QUERY, (CONFIG_TAG, *TAG_RANGE))
+    latest = db.execute(LATEST_METRICS_QUERY)
     return RawTables(frame(runs, RAW_RUNS), frame(tags, RAW_TAGS), frame(latest, RAW_LATEST))
-
-
-# The choice tags: a key range (`.` + 1 is `/`) uses the tags' primary key index.
-TAG_RANGE = (CHOICE_TAG_PREFIX, CHOICE_TAG_PREFIX[:-1] + "/")
-HISTORY_QUERY = (
-    "SELECT run_uuid, key, step, timestamp, value, is_nan "
-    "FROM metrics WHERE run_uuid IN ({marks}){keys}"
-)
 
 
 def assemble(raw: RawTables, names: dict[int, str], statuses: Sequence[str] | None) -> pl.DataFrame:

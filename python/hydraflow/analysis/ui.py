@@ -30,14 +30,14 @@ import polars as pl
 from hydraflow.analysis import variation
 from hydraflow.analysis.reading import CHOICE_PREFIX, METRIC_PREFIX
 from hydraflow.errors import HydraflowError
-from hydraflow.tracking.identity import CHOICE_TAG_PREFIX
+from hydraflow.mlflow_schema import CHOICE_TAG_PREFIX, SHARED_VIEW_TAG_PREFIX
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
 HOST = "127.0.0.1"
 SHARE_KEY = "hydraflow"
-SHARED_VIEW_TAG = f"mlflow.sharedViewState.{SHARE_KEY}"
+SHARED_VIEW_TAG = f"{SHARED_VIEW_TAG_PREFIX}{SHARE_KEY}"
 # MLflow's own experiment, never a job's.
 DEFAULT_EXPERIMENT = "Default"
 # A loaded machine starts MLflow's server slowly (imports, database migration check).
@@ -166,8 +166,8 @@ def run_ui(job: str | None, *, port: int, tracking_uri: str | None, browser: boo
 
     from mlflow import MlflowClient
 
-    from hydraflow.errors import StoreNotFoundError
-    from hydraflow.store import StoreError, retry_busy, sqlite_path
+    from hydraflow.errors import StoreError, StoreNotFoundError
+    from hydraflow.store import retry_busy, sqlite_path
     from hydraflow.store import tracking_uri as resolve_uri
     from hydraflow.tracking.signals import handle_termination
 

@@ -23,13 +23,9 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from hydraflow.errors import HydraflowError
+from hydraflow.errors import SchemaError
 
 SCHEMA_SUFFIX = "_schema"
-
-
-class SchemaError(HydraflowError):
-    """The composed config does not fit the app's schema."""
 
 
 def prepare(

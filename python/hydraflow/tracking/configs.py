@@ -8,15 +8,10 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from hydraflow.errors import HydraflowError
+from hydraflow.errors import HydraflowError, NotAMappingError
 
 # A schema's defaults list steers composition; it is not part of the config.
 DEFAULTS_KEY = "defaults"
-
-
-class NotAMappingError(HydraflowError):
-    def __init__(self, config: Any) -> None:
-        super().__init__(f"a config must be a mapping (a dataclass or a dict), not {type(config)}")
 
 
 def as_omegaconf(config: Any) -> DictConfig:

@@ -9,10 +9,10 @@ import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from hydraflow import protocol
 from hydraflow.errors import HydraflowError
 from hydraflow.store import as_uri
-from hydraflow.tracking import events
-from hydraflow.tracking.runs import Claim, JobContext, Options
+from hydraflow.tracking.lifecycle import Claim, JobContext, TrackingOptions
 from hydraflow.tracking.signals import exit_status, handle_termination
 
 if TYPE_CHECKING:
@@ -49,7 +49,9 @@ def main(
     Hydra's job name. A job whose config already has a FINISHED run is
     skipped; an unfinished run is resumed.
     """
-    options = Options(store_uri(tracking_uri), force_new_run, match_overrides, rerun_finished)
+    options = TrackingOptions(
+        store_uri(tracking_uri), force_new_run, match_overrides, rerun_finished
+    )
     path = None if config_path is None else os.fspath(config_path)
 
     def decorator(app: App[C]) -> Callable[[], None]:
@@ -66,7 +68,7 @@ def main(
             # from the user's script rather than from this module.
             @functools.wraps(app)
             def task(cfg: DictConfig) -> None:
-                job = Job(app, node, options, chdir=chdir, update=update)
+                job = TrackedJob(app, node, options, chdir=chdir, update=update)
                 try:
                     job.run(to_app_config(cfg), show_only=show_only)
                 except HydraflowError as error:
@@ -99,14 +101,14 @@ def take_flag(flag: str) -> bool:
     return False
 
 
-class Job:
+class TrackedJob:
     """One Hydra job of the app: decide from the store, then run it tracked."""
 
     def __init__(
         self,
         app: App[Any],
         node: Any,
-        options: Options,
+        options: TrackingOptions,
         *,
         chdir: bool,
         update: Callable[[Any], Any] | None,
@@ -140,8 +142,8 @@ class Job:
 
     def finished_already(self, context: JobContext, config_yaml: str) -> bool:
         """The skip decided from a SQLite store without importing MLflow."""
+        from hydraflow.mlflow_schema import find_finished_in_sqlite
         from hydraflow.store import sqlite_path
-        from hydraflow.tracking.identity import find_finished_in_sqlite
 
         if self.options.force_new_run or self.options.rerun_finished:
             return False
@@ -159,7 +161,7 @@ class Job:
         self, context: JobContext, config_yaml: str, container: dict[str, Any], config: Any
     ) -> None:
         from hydraflow.tracking.artifacts import chdir_artifact
-        from hydraflow.tracking.runs import claim, tracked_run
+        from hydraflow.tracking.lifecycle import claim, tracked_run
 
         claimed = claim(context, config_yaml, container, self.options)
         if claimed.action in ("skip", "busy"):
@@ -187,19 +189,18 @@ def report_skip(context: JobContext, run_id: str, their_overrides: str) -> None:
         )
     else:
         log.info("skipped: run %s already finished with this config", run_id)
-    events.ended(context.overrides, events.SKIPPED, run_id)
+    protocol.ended(context.overrides, protocol.SKIPPED, run_id)
 
 
 def report_unclaimed(context: JobContext, claimed: Claim) -> None:
-    from hydraflow.tracking.identity import OVERRIDES_TAG
-    from hydraflow.tracking.owner import OWNER_TAG, Owner
+    from hydraflow.mlflow_schema import OVERRIDES_TAG
+    from hydraflow.tracking.owner import owner_of
 
     assert claimed.run is not None
     tags = claimed.run.data.tags
     if claimed.action == "skip":
         report_skip(context, str(claimed.run_id), tags.get(OVERRIDES_TAG, ""))
         return
-    owner = Owner.from_tag(tags.get(OWNER_TAG))
-    who = owner.describe() if owner else "another process"
+    who = owner_of(tags)
     log.warning("skipped %s: run %s is running in %s", context.described, claimed.run_id, who)
-    events.ended(context.overrides, events.BUSY, claimed.run_id)
+    protocol.ended(context.overrides, protocol.BUSY, claimed.run_id)

@@ -12,7 +12,6 @@ runs all finished without starting it. Configs that read the environment
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import sys
@@ -20,8 +19,8 @@ import sysconfig
 from collections.abc import Iterator
 from pathlib import Path
 
-INPUTS_ENV = "HYDRAFLOW_INPUTS"
-VERSIONED = ("hydra-core", "omegaconf", "hydraflow")
+from hydraflow.protocol import INPUTS_ENV, file_digest, new_manifest
+
 CONFIG_SUFFIXES = (".yaml", ".yml")
 
 _written: set[str] = set()
@@ -34,12 +33,8 @@ def write_manifest(store_uri: str, config_dirs: list[Path]) -> None:
         return
     _written.add(target)
     files = {str(path): file_digest(path) for path in sorted(input_files(config_dirs))}
-    manifest = {
-        "store": store_uri,
-        "files": files,
-        "versions": package_versions(),
-        "provable": not any(reads_environment(Path(path)) for path in files),
-    }
+    provable = not any(reads_environment(Path(path)) for path in files)
+    manifest = new_manifest(store_uri, files, provable=provable)
     partial = Path(f"{target}.{os.getpid()}")
     partial.write_text(json.dumps(manifest, sort_keys=True))
     partial.replace(target)  # atomic: parallel workers write the same content
@@ -75,13 +70,6 @@ def config_search_dirs() -> list[Path]:
     return [Path(s.path) for s in sources if s.schema == "file" and Path(s.path).is_dir()]
 
 
-def file_digest(path: Path) -> str:
-    try:
-        return hashlib.sha256(path.read_bytes()).hexdigest()
-    except OSError:
-        return ""
-
-
 def reads_environment(path: Path) -> bool:
     if path.suffix not in CONFIG_SUFFIXES:
         return False
@@ -89,15 +77,3 @@ def reads_environment(path: Path) -> bool:
         return "oc.env" in path.read_text(errors="replace")
     except OSError:
         return True
-
-
-def package_versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    versions = {}
-    for name in VERSIONED:
-        try:
-            versions[name] = version(name)
-        except PackageNotFoundError:
-            versions[name] = ""
-    return versions

@@ -17,8 +17,8 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
-OWNER_TAG = "hydraflow.owner"
-HEARTBEAT_TAG = "hydraflow.heartbeat"
+from hydraflow.mlflow_schema import HEARTBEAT_TAG, OWNER_TAG
+
 HEARTBEAT_SECONDS = 60.0
 # A heartbeat older than this means the owner is gone.
 STALE_SECONDS = 5 * HEARTBEAT_SECONDS
@@ -76,6 +76,12 @@ def owner_alive(tags: dict[str, str], now: float | None = None) -> Owner | None:
     if owner is None:
         return None
     return owner if owner.is_alive(tags.get(HEARTBEAT_TAG), now or time.time()) else None
+
+
+def owner_of(tags: dict[str, str]) -> str:
+    """Who the run's owner tag names, for a message."""
+    owner = Owner.from_tag(tags.get(OWNER_TAG))
+    return owner.describe() if owner else "another process"
 
 
 class Heartbeat:

@@ -4,30 +4,20 @@ the job's log as artifacts."""
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from hydraflow.mlflow_schema import (
+    MAX_KEY_LENGTH,
+    MAX_PARAM_LENGTH,
+    PARAMS_PER_BATCH,
+    flatten,
+)
 from hydraflow.store import retry_busy
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
-
-# MLflow's limits (mlflow.utils.validation), restated to avoid importing it here.
-MAX_KEY_LENGTH = 250
-MAX_PARAM_LENGTH = 6000
-MAX_TAG_LENGTH = 8000
-PARAMS_PER_BATCH = 100
-
-
-def flatten(config: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, str]]:
-    """Dotted keys to text values; lists stay whole (`[1, 2]`)."""
-    for key, value in config.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping) and value:
-            yield from flatten(value, f"{name}.")
-        else:
-            yield name, "None" if value is None else str(value)
 
 
 def log_params(
@@ -40,12 +30,16 @@ def log_params(
 
     logged = retry_busy(lambda: client.get_run(run_id)).data.params if resumed else {}
     params = [
-        Param(key[:MAX_KEY_LENGTH], value[:MAX_PARAM_LENGTH])
-        for key, value in flatten(config)
+        Param(key[:MAX_KEY_LENGTH], param_text(value)[:MAX_PARAM_LENGTH])
+        for key, value in flatten(config, empty_is_value=True)
         if key[:MAX_KEY_LENGTH] not in logged
     ]
     for start in range(0, len(params), PARAMS_PER_BATCH):
         log_batch(client, run_id, params[start : start + PARAMS_PER_BATCH])
+
+
+def param_text(value: Any) -> str:
+    return "None" if value is None else str(value)
 
 
 def log_batch(client: MlflowClient, run_id: str, params: list[Any]) -> None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from hydraflow.mlflow_schema import ATTEMPT_TAG
 from hydraflow.store import retry_busy
-from hydraflow.tracking.identity import ATTEMPT_TAG
 
 if TYPE_CHECKING:
     from mlflow.entities import Run

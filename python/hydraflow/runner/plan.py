@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from hydraflow._core import SweepSyntaxError, collect, count, expand, ulid, ulids
 from hydraflow.errors import ConfigError, HydraflowError
-from hydraflow.jobs import Arguments, Job, JobSet
+from hydraflow.runner.jobs import Arguments, Job, JobSet
 
 JOB_NAME_KEY = "hydra.job.name"
 SWEEP_DIR_KEY = "hydra.sweep.dir"

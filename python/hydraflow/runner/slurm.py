@@ -27,8 +27,8 @@ from typing import TYPE_CHECKING, TextIO
 
 import click
 
-from hydraflow.commands import SplitAtDashes, after_dashes, fail
-from hydraflow.errors import HydraflowError
+from hydraflow.errors import HydraflowError, SlurmError
+from hydraflow.runner.commands import SplitAtDashes, after_dashes, fail
 
 if TYPE_CHECKING:
     import subprocess
@@ -56,12 +56,6 @@ POLL_FIRST, POLL_MAX = 0.5, 5.0
 CANCEL_GRACE_SECONDS = 20.0
 SHOWN_FAILURES = 20
 FAILED, INTERRUPTED = 1, 130
-
-
-class SlurmError(HydraflowError):
-    """SLURM refused or is missing: no traceback, exit status 1."""
-
-    exit_code = 1
 
 
 @dataclass(frozen=True)

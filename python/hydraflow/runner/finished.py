@@ -2,7 +2,7 @@
 
 Starting a Hydra app costs a second or more before it can tell that its runs
 finished. So after a command succeeds, the CLI records its runs and the
-app's inputs manifest (see `hydraflow.tracking.inputs`); the next time the
+app's inputs manifest (see `hydraflow.protocol`); the next time the
 same command line comes up it is skipped when every input file still has
 its hash, the package versions are the same, and every recorded run is still
 FINISHED in the SQLite store. Anything else, and the app is started and
@@ -19,12 +19,13 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from hydraflow.plan import SWEEP_DIR_KEY
-from hydraflow.store import connect_read_only, sqlite_path
+from hydraflow import protocol
+from hydraflow.mlflow_schema import all_finished_in_sqlite
+from hydraflow.runner.plan import SWEEP_DIR_KEY, Command
+from hydraflow.store import sqlite_path
 
 RECORD_DIR = ".hydraflow"
 RECORD_DB = "finished.db"
-GOOD_OUTCOMES = frozenset({"finished", "resumed", "skipped"})
 SCHEMA = "CREATE TABLE IF NOT EXISTS commands (key TEXT PRIMARY KEY, manifest TEXT, runs TEXT)"
 
 
@@ -45,21 +46,28 @@ class FinishedCommands:
         if record is None:
             return False
         manifest, run_ids = record
-        return inputs_unchanged(manifest) and all_finished(manifest.get("store", ""), run_ids)
+        return protocol.inputs_unchanged(manifest) and all_finished(
+            protocol.manifest_store(manifest), run_ids
+        )
 
     def record(
         self, argv: Sequence[str], manifest_file: Path, events: Iterable[dict[str, Any]], runs: int
     ) -> bool:
         """Records a command that exited 0, if its events account for every
         one of its `runs` as finished, resumed or skipped. Returns whether it did."""
-        ends = [event for event in events if event.get("event") == "end"]
-        if len(ends) != runs or any(event.get("outcome") not in GOOD_OUTCOMES for event in ends):
+        ends = [event for event in events if event.get("event") == protocol.END]
+        if len(ends) != runs or any(
+            event.get("outcome") not in protocol.DONE_OUTCOMES for event in ends
+        ):
             return False
         try:
             manifest = json.loads(manifest_file.read_text())
         except (OSError, ValueError):
             return False
-        if not manifest.get("provable") or sqlite_file(manifest.get("store", "")) is None:
+        if (
+            not protocol.is_provable(manifest)
+            or sqlite_file(protocol.manifest_store(manifest)) is None
+        ):
             return False
         run_ids = sorted({str(event.get("run_id")) for event in ends})
         self.write(command_key(argv), json.dumps(manifest), json.dumps(run_ids))
@@ -86,36 +94,36 @@ class FinishedCommands:
             )
 
 
-def inputs_unchanged(manifest: dict[str, Any]) -> bool:
-    from hydraflow.tracking.inputs import file_digest, package_versions
-
-    if not manifest.get("provable"):
-        return False
-    if manifest.get("versions") != package_versions():
-        return False
-    files: dict[str, str] = manifest.get("files", {})
-    return all(file_digest(Path(path)) == digest for path, digest in files.items())
-
-
 def sqlite_file(uri: str) -> Path | None:
     path = sqlite_path(uri)
     return path if path is not None and path.exists() else None
 
 
 def all_finished(uri: str, run_ids: list[str]) -> bool:
-    """Whether every run is active and FINISHED in the SQLite store at `uri`."""
+    """Whether every run is finished in the SQLite store at `uri`."""
     path = sqlite_file(uri)
-    if path is None or not run_ids:
-        return False
-    marks = ",".join("?" * len(run_ids))
-    query = (
-        "SELECT COUNT(*) FROM runs JOIN experiments USING (experiment_id) "
-        f"WHERE run_uuid IN ({marks}) AND runs.status = 'FINISHED' "
-        "AND runs.lifecycle_stage = 'active' AND experiments.lifecycle_stage = 'active'"
-    )
-    try:
-        with contextlib.closing(connect_read_only(path)) as connection:
-            (found,) = connection.execute(query, run_ids).fetchone()
-    except sqlite3.Error:
-        return False
-    return bool(found == len(run_ids))
+    return path is not None and all_finished_in_sqlite(path, run_ids)
+
+
+class FinishedProof:
+    """The CLI half of resuming in seconds (README, "Resuming in seconds"):
+    asks the record in `.hydraflow/finished.db` whether a command is proven
+    finished, and records a command that exited 0 with every run accounted
+    for. Any doubt, or any error, means the command runs: a skip is never wrong."""
+
+    def __init__(self, launch_dir: Path) -> None:
+        self.commands = FinishedCommands(launch_dir)
+
+    def is_finished(self, command: Command) -> bool:
+        if command.runs is None:
+            return False
+        try:
+            return self.commands.is_finished(command.argv)
+        except Exception:
+            return False
+
+    def record(self, command: Command, manifest: Path, events: list[dict[str, object]]) -> None:
+        if command.runs is None or not manifest.exists():
+            return
+        with contextlib.suppress(Exception):
+            self.commands.record(command.argv, manifest, events, command.runs)

@@ -1,4 +1,4 @@
-"""Reading job events (the contract in README, "Executors"): the
+"""Reading job events (the contract: `hydraflow.protocol`): the
 runner names a file per command in HYDRAFLOW_EVENTS; `@hydraflow.main`
 appends a JSON line when a run starts and when it ends. The runner reads them
 for progress, the ETA and the closing summary. Nothing here imports MLflow.
@@ -16,8 +16,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-# The order the summary names outcomes in.
-OUTCOMES = ("finished", "resumed", "skipped", "failed", "killed", "busy")
+from hydraflow import protocol
+
 POLL_SECONDS = 0.5
 
 
@@ -104,9 +104,9 @@ class EventLog:
         for event in entry.read_new():
             changed = True
             entry.events.append(event)
-            if event.get("event") == "start":
+            if event.get("event") == protocol.START:
                 self.counts.started += 1
-            elif event.get("event") == "end":
+            elif event.get("event") == protocol.END:
                 entry.ends += 1
                 self.counts.ended[str(event.get("outcome", "unknown"))] += 1
         return changed
@@ -133,7 +133,7 @@ class EventLog:
     def command_skipped(self, runs: int) -> None:
         """A command proven finished, not started: its runs count as skipped."""
         with self.lock:
-            self.counts.ended["skipped"] += runs
+            self.counts.ended[protocol.SKIPPED] += runs
         self.on_change()
 
     def poll_until_stopped(self) -> None:

@@ -23,11 +23,11 @@ from types import FrameType
 from typing import IO
 
 from hydraflow.errors import HydraflowError, ProgramError
-from hydraflow.executors.events import EventLog
-from hydraflow.executors.progress import Execution, PlainReporter
-from hydraflow.plan import Command, JobPlan
-from hydraflow.tracking.events import EVENTS_ENV  # the writer's names: one source
-from hydraflow.tracking.inputs import INPUTS_ENV
+from hydraflow.protocol import EVENTS_ENV, INPUTS_ENV
+from hydraflow.runner.executors.event_log import EventLog
+from hydraflow.runner.executors.progress import Execution, PlainReporter
+from hydraflow.runner.finished import FinishedProof
+from hydraflow.runner.plan import Command, JobPlan
 
 NOT_FOUND = 127
 HANDLED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -181,32 +181,6 @@ def child_environment(events_file: Path, inputs_file: Path) -> Mapping[str, str]
         EVENTS_ENV: str(events_file),
         INPUTS_ENV: str(inputs_file),
     }
-
-
-class FinishedProof:
-    """The CLI half of resuming in seconds (README, "Resuming in seconds"):
-    asks the record in `.hydraflow/finished.db` whether a command is proven
-    finished, and records a command that exited 0 with every run accounted
-    for. Any doubt, or any error, means the command runs: a skip is never wrong."""
-
-    def __init__(self, launch_dir: Path) -> None:
-        from hydraflow.finished import FinishedCommands
-
-        self.commands = FinishedCommands(launch_dir)
-
-    def is_finished(self, command: Command) -> bool:
-        if command.runs is None:
-            return False
-        try:
-            return self.commands.is_finished(command.argv)
-        except Exception:
-            return False
-
-    def record(self, command: Command, manifest: Path, events: list[dict[str, object]]) -> None:
-        if command.runs is None or not manifest.exists():
-            return
-        with contextlib.suppress(Exception):
-            self.commands.record(command.argv, manifest, events, command.runs)
 
 
 def start(

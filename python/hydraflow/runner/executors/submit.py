@@ -9,10 +9,10 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from hydraflow._core import ulid
-from hydraflow.executors.events import EventLog
-from hydraflow.executors.processes import run_commands
-from hydraflow.executors.progress import PlainReporter
-from hydraflow.plan import Command, JobPlan
+from hydraflow.runner.executors.event_log import EventLog
+from hydraflow.runner.executors.processes import run_commands
+from hydraflow.runner.executors.progress import PlainReporter
+from hydraflow.runner.plan import Command, JobPlan
 
 
 def params_path() -> Path:

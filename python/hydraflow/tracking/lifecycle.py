@@ -14,8 +14,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from hydraflow import protocol
+from hydraflow.errors import RunBusyError, StoreError
+from hydraflow.mlflow_schema import (
+    ATTEMPT_TAG,
+    CHOICE_TAG_PREFIX,
+    CONFIG_TAG,
+    DIGEST_TAG,
+    HEARTBEAT_TAG,
+    MAX_RUN_NAME,
+    MAX_TAG_LENGTH,
+    OVERRIDES_TAG,
+    OWNER_TAG,
+    is_finished,
+)
 from hydraflow.store import (
-    StoreError,
     is_busy,
     lock_for,
     open_experiment,
@@ -23,24 +36,9 @@ from hydraflow.store import (
     sqlite_path,
     tracking_uri,
 )
-from hydraflow.tracking import events
-from hydraflow.tracking.identity import (
-    ATTEMPT_TAG,
-    CHOICE_TAG_PREFIX,
-    CONFIG_TAG,
-    DIGEST_TAG,
-    OVERRIDES_TAG,
-    config_digest,
-    find_runs,
-    overrides_digest,
-)
-from hydraflow.tracking.owner import HEARTBEAT_TAG, OWNER_TAG, Heartbeat, Owner, owner_alive
-from hydraflow.tracking.record import (
-    MAX_TAG_LENGTH,
-    append_log,
-    log_hydra_files,
-    log_params,
-)
+from hydraflow.tracking.identity import config_digest, find_runs, overrides_digest
+from hydraflow.tracking.owner import Heartbeat, Owner, owner_alive, owner_of
+from hydraflow.tracking.record import append_log, log_hydra_files, log_params
 from hydraflow.tracking.signals import deferred_signals
 
 if TYPE_CHECKING:
@@ -48,8 +46,6 @@ if TYPE_CHECKING:
     from mlflow.entities import Run
 
 log = logging.getLogger("hydraflow")
-
-MAX_RUN_NAME = 250
 
 
 @dataclass(frozen=True)
@@ -102,7 +98,7 @@ def user_choices(choices: Mapping[str, Any]) -> dict[str, str]:
 
 
 @dataclass(frozen=True)
-class Options:
+class TrackingOptions:
     tracking_uri: str | None = None
     force_new_run: bool = False
     match_overrides: bool = False
@@ -136,7 +132,7 @@ class Claim:
 
 
 def claim(
-    context: JobContext, config_yaml: str, config: Mapping[str, Any], options: Options
+    context: JobContext, config_yaml: str, config: Mapping[str, Any], options: TrackingOptions
 ) -> Claim:
     """Looks up the config's runs and takes the one to work on, so that two
     processes reaching the same config never both run it.
@@ -162,7 +158,7 @@ def claim_in(
     context: JobContext,
     config_yaml: str,
     config: Mapping[str, Any],
-    options: Options,
+    options: TrackingOptions,
 ) -> Claim:
     digest = options.digest(context, config_yaml)
     local = sqlite_path(uri) is not None
@@ -179,11 +175,11 @@ def claim_in(
     return Claim(client, action, run, digest)
 
 
-def decide(runs: list[Run], options: Options) -> tuple[str, Run | None]:
+def decide(runs: list[Run], options: TrackingOptions) -> tuple[str, Run | None]:
     """The action for a config whose active runs are `runs` (oldest first)."""
     if options.force_new_run or not runs:
         return "new", None
-    finished = [run for run in runs if run.info.status == "FINISHED"]
+    finished = [run for run in runs if is_finished(run.info.status)]
     if finished and not options.rerun_finished:
         return "skip", finished[-1]
     now = time.time()
@@ -254,7 +250,7 @@ def confirm(
     if first.info.run_id == mine.info.run_id:
         return "new", mine
     retry_busy(lambda: client.delete_run(mine.info.run_id))
-    return ("skip" if first.info.status == "FINISHED" else "busy"), first
+    return ("skip" if is_finished(first.info.status) else "busy"), first
 
 
 def run_tags(digest: str, context: JobContext, config: Mapping[str, Any]) -> dict[str, str]:
@@ -285,7 +281,7 @@ def tracked_run(claimed: Claim, context: JobContext, config: Mapping[str, Any]) 
     run = retry_busy(lambda: mlflow.start_run(run_id=run_id))
     if resumed:
         log.info("resuming run %s", run_id)
-    events.started(context.overrides, run_id, resumed=resumed)
+    protocol.started(context.overrides, run_id, resumed=resumed)
     status = "FAILED"
     try:
         with heartbeat(client, run_id):
@@ -305,8 +301,8 @@ def tracked_run(claimed: Claim, context: JobContext, config: Mapping[str, Any]) 
         with deferred_signals():
             upload_log(client, run_id, context.log_file, resumed=resumed)
             end_run(client, run_id, status)
-            outcome = {"FINISHED": events.RESUMED if resumed else events.FINISHED}
-            events.ended(context.overrides, outcome.get(status, status.lower()), run_id)
+            outcome = {"FINISHED": protocol.RESUMED if resumed else protocol.FINISHED}
+            protocol.ended(context.overrides, outcome.get(status, status.lower()), run_id)
 
 
 def heartbeat(client: MlflowClient, run_id: str) -> contextlib.AbstractContextManager[object]:
@@ -365,17 +361,12 @@ def start_run(
     from hydraflow.tracking.configs import to_record
 
     context = JobContext.current(experiment_name)
-    options = Options(tracking_uri, force_new_run, match_overrides, rerun_finished=True)
+    options = TrackingOptions(tracking_uri, force_new_run, match_overrides, rerun_finished=True)
     config_yaml, container = to_record(config)
     claimed = claim(context, config_yaml, container, options)
     if claimed.action == "busy":
-        raise RunBusyError(claimed)
+        raise RunBusyError(
+            claimed.run_id, owner_of(claimed.run.data.tags) if claimed.run else "another process"
+        )
     with tracked_run(claimed, context, container) as run:
         yield run
-
-
-class RunBusyError(RuntimeError):
-    def __init__(self, claimed: Claim) -> None:
-        owner = Owner.from_tag(claimed.run.data.tags.get(OWNER_TAG)) if claimed.run else None
-        who = owner.describe() if owner else "another process"
-        super().__init__(f"run {claimed.run_id} is running in {who}")

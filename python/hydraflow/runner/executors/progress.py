@@ -13,8 +13,9 @@ import time
 from dataclasses import dataclass, field
 from typing import IO
 
-from hydraflow.executors.events import OUTCOMES, RunCounts
-from hydraflow.plan import Command
+from hydraflow.protocol import OUTCOMES
+from hydraflow.runner.executors.event_log import RunCounts
+from hydraflow.runner.plan import Command
 
 
 @dataclass

@@ -14,11 +14,11 @@ from pathlib import Path
 from types import FrameType
 
 from hydraflow.errors import HydraflowError
-from hydraflow.executors.events import EventLog
-from hydraflow.executors.processes import HANDLED_SIGNALS
-from hydraflow.executors.progress import PlainReporter
-from hydraflow.plan import Command, JobPlan
-from hydraflow.tracking.events import EVENTS_ENV
+from hydraflow.protocol import EVENTS_ENV
+from hydraflow.runner.executors.event_log import EventLog
+from hydraflow.runner.executors.processes import HANDLED_SIGNALS
+from hydraflow.runner.executors.progress import PlainReporter
+from hydraflow.runner.plan import Command, JobPlan
 
 Function = Callable[[list[str]], object]
 

@@ -1,0 +1,133 @@
+"""MLflow as hydraflow uses it, in one place: the tags hydraflow writes on
+every run, MLflow's limits, the SQL that reads MLflow's tables in a SQLite
+store directly, and the one answer to "is this run finished?".
+
+Only the standard library is used: the runner and a skipping app read a
+store without importing MLflow.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hydraflow.store import connect_read_only
+
+# The tags hydraflow writes on every run.
+# A digest of the resolved config (or of the sorted overrides): the run's identity.
+DIGEST_TAG = "hydraflow.digest"
+OVERRIDES_TAG = "hydraflow.overrides"
+# The resolved config as compact JSON with sorted keys, when it fits in a tag.
+CONFIG_TAG = "hydraflow.config"
+# 1 for a new run, counted up each time the run is resumed.
+ATTEMPT_TAG = "hydraflow.attempt"
+# One tag per config group: `hydraflow.choice.model` = `vit_l`.
+CHOICE_TAG_PREFIX = "hydraflow.choice."
+# Who runs the run (see `hydraflow.tracking.owner`), and its last sign of life.
+OWNER_TAG = "hydraflow.owner"
+# MLflow's UI: an experiment tag holding a runs-table view (JSON), which the
+# URL parameter `viewStateShareKey=<key>` applies (`hydraflow ui` writes one).
+SHARED_VIEW_TAG_PREFIX = "mlflow.sharedViewState."
+HEARTBEAT_TAG = "hydraflow.heartbeat"
+
+# MLflow's limits (mlflow.utils.validation), restated to avoid importing it.
+MAX_KEY_LENGTH = 250
+MAX_PARAM_LENGTH = 6000
+MAX_TAG_LENGTH = 8000
+MAX_RUN_NAME = 250
+PARAMS_PER_BATCH = 100
+
+# MLflow's run status of a run that ended well, and the stage of what is not deleted.
+FINISHED = "FINISHED"
+ACTIVE = "active"
+
+# A run counts as finished when it is FINISHED and neither it nor its experiment is deleted.
+FINISHED_RUN_SQL = (
+    f"runs.status = '{FINISHED}' AND runs.lifecycle_stage = '{ACTIVE}' "
+    f"AND experiments.lifecycle_stage = '{ACTIVE}'"
+)
+
+# The SQL `hydraflow.load` reads a SQLite store with (when the page reader cannot).
+ACTIVE_EXPERIMENTS_QUERY = (
+    f"SELECT experiment_id, name FROM experiments WHERE lifecycle_stage = '{ACTIVE}'"
+)
+PARAMS_QUERY = "SELECT run_uuid, key, value FROM params WHERE run_uuid IN ({marks})"
+# The config tag and the choice tags: a key range (`.` + 1 is `/`) uses the
+# tags' primary key index.
+TAG_RANGE = (CHOICE_TAG_PREFIX, CHOICE_TAG_PREFIX[:-1] + "/")
+CONFIG_AND_CHOICE_TAGS_QUERY = (
+    "SELECT run_uuid, key, value FROM tags WHERE key = ? OR (key > ? AND key < ?)"
+)
+LATEST_METRICS_QUERY = "SELECT run_uuid, key, value, is_nan FROM latest_metrics"
+HISTORY_QUERY = (
+    "SELECT run_uuid, key, step, timestamp, value, is_nan "
+    "FROM metrics WHERE run_uuid IN ({marks}){keys}"
+)
+
+
+def is_finished(status: str) -> bool:
+    """Whether an active run with this MLflow status is finished."""
+    return status == FINISHED
+
+
+@dataclass(frozen=True)
+class FinishedRun:
+    run_id: str
+    overrides: str
+
+
+def find_finished_in_sqlite(path: Path, experiment: str, digest: str) -> FinishedRun | None:
+    """A finished run of `experiment` with `digest`, read from a SQLite store
+    with the standard library alone, so a skip costs no MLflow import. None
+    when there is none, or when the store cannot be read this way."""
+    query = f"""
+        SELECT runs.run_uuid, COALESCE(overrides.value, '')
+        FROM runs
+        JOIN experiments ON experiments.experiment_id = runs.experiment_id
+        JOIN tags AS digest ON digest.run_uuid = runs.run_uuid AND digest.key = ?
+        LEFT JOIN tags AS overrides ON overrides.run_uuid = runs.run_uuid AND overrides.key = ?
+        WHERE experiments.name = ? AND {FINISHED_RUN_SQL} AND digest.value = ?
+        ORDER BY runs.start_time DESC LIMIT 1
+    """
+    try:
+        with contextlib.closing(connect_read_only(path)) as connection:
+            row = connection.execute(
+                query, (DIGEST_TAG, OVERRIDES_TAG, experiment, digest)
+            ).fetchone()
+    except sqlite3.Error:
+        return None
+    return FinishedRun(row[0], row[1]) if row else None
+
+
+def all_finished_in_sqlite(path: Path, run_ids: list[str]) -> bool:
+    """Whether every run is finished in the SQLite store at `path`."""
+    if not run_ids:
+        return False
+    marks = ",".join("?" * len(run_ids))
+    query = (
+        "SELECT COUNT(*) FROM runs JOIN experiments USING (experiment_id) "
+        f"WHERE run_uuid IN ({marks}) AND {FINISHED_RUN_SQL}"
+    )
+    try:
+        with contextlib.closing(connect_read_only(path)) as connection:
+            (found,) = connection.execute(query, run_ids).fetchone()
+    except sqlite3.Error:
+        return False
+    return bool(found == len(run_ids))
+
+
+def flatten(
+    config: Mapping[str, Any], prefix: str = "", *, empty_is_value: bool = False
+) -> Iterator[tuple[str, Any]]:
+    """The config's leaves under dotted keys (the params' names); lists stay
+    whole. An empty mapping is a value only with `empty_is_value`."""
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping) and (value or not empty_is_value):
+            yield from flatten(value, f"{name}.", empty_is_value=empty_is_value)
+        else:
+            yield name, value

@@ -1,0 +1,123 @@
+"""The contract between `hydraflow run` (the runner) and `@hydraflow.main`
+(the app), owned here and imported by both sides. Only the standard library
+is used, so importing it costs nothing.
+
+- HYDRAFLOW_EVENTS names a file the app appends one JSON line to per run
+  start and end, so the runner can show progress and count what ran,
+  resumed, was skipped or failed without reading the store. Lines are
+  written with one `write` on a file opened for appending and stay short, so
+  parallel writers never interleave.
+- An end event carries one of the outcome words below.
+- HYDRAFLOW_INPUTS names a file the app writes its inputs manifest to (see
+  `hydraflow.tracking.inputs`): the store, a digest of every input file, the
+  package versions, and whether the configs are provable from files alone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+EVENTS_ENV = "HYDRAFLOW_EVENTS"
+INPUTS_ENV = "HYDRAFLOW_INPUTS"
+MAX_LINE = 512
+
+# The event kinds.
+START = "start"
+END = "end"
+
+FINISHED = "finished"
+RESUMED = "resumed"
+SKIPPED = "skipped"
+FAILED = "failed"
+KILLED = "killed"
+BUSY = "busy"
+# The order the runner's summary names outcomes in.
+OUTCOMES = (FINISHED, RESUMED, SKIPPED, FAILED, KILLED, BUSY)
+# A run that ended so is done: its command may be proven finished.
+DONE_OUTCOMES = frozenset({FINISHED, RESUMED, SKIPPED})
+
+
+def emit(event: str, overrides: Sequence[str], **fields: object) -> None:
+    """Appends one event line if the CLI asked for them; never fails the job."""
+    path = os.environ.get(EVENTS_ENV)
+    if not path:
+        return
+    record = {"event": event, "pid": os.getpid(), "time": time.time(), **fields}
+    record["overrides"] = list(overrides)
+    line = json.dumps(record, separators=(",", ":"))
+    if len(line) >= MAX_LINE:
+        record["overrides"] = None  # the long part; the CLI counts, it need not name
+        line = json.dumps(record, separators=(",", ":"))
+    try:
+        descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(descriptor, (line + "\n").encode())
+        finally:
+            os.close(descriptor)
+    except OSError:
+        pass  # progress is a convenience; the run itself is what matters
+
+
+def started(overrides: Sequence[str], run_id: str, *, resumed: bool) -> None:
+    emit(START, overrides, run_id=run_id, resumed=resumed)
+
+
+def ended(overrides: Sequence[str], outcome: str, run_id: str | None = None) -> None:
+    emit(END, overrides, run_id=run_id, outcome=outcome)
+
+
+# The inputs manifest.
+VERSIONED = ("hydra-core", "omegaconf", "hydraflow")
+
+
+def new_manifest(store_uri: str, files: Mapping[str, str], *, provable: bool) -> dict[str, Any]:
+    return {
+        "store": store_uri,
+        "files": dict(files),
+        "versions": package_versions(),
+        "provable": provable,
+    }
+
+
+def manifest_store(manifest: Mapping[str, Any]) -> str:
+    return str(manifest.get("store", ""))
+
+
+def is_provable(manifest: Mapping[str, Any]) -> bool:
+    return bool(manifest.get("provable"))
+
+
+def inputs_unchanged(manifest: Mapping[str, Any]) -> bool:
+    """Whether the manifest is provable and still true: the same package
+    versions, and every input file with the same digest."""
+    if not is_provable(manifest):
+        return False
+    if manifest.get("versions") != package_versions():
+        return False
+    files: dict[str, str] = manifest.get("files", {})
+    return all(file_digest(Path(path)) == digest for path, digest in files.items())
+
+
+def file_digest(path: Path) -> str:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return ""
+
+
+def package_versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    versions = {}
+    for name in VERSIONED:
+        try:
+            versions[name] = version(name)
+        except PackageNotFoundError:
+            versions[name] = ""
+    return versions

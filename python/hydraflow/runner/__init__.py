@@ -1,0 +1,1 @@
+"""The runner: a jobs file becomes Hydra commands, run by an executor."""

@@ -1,0 +1,110 @@
+"""Executors: one per job kind (`run`, `call`, `submit`), behind one
+interface (`base.Executor`) — what options it accepts, how it plans, runs
+and dry-runs a job. The CLI asks the executor; nothing else branches on the kind."""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Iterator
+from pathlib import Path
+
+from hydraflow.runner.executors.base import Executor, RunOptions
+from hydraflow.runner.executors.event_log import EventLog
+from hydraflow.runner.executors.progress import PlainReporter
+from hydraflow.runner.jobs import Job
+from hydraflow.runner.plan import JobPlan, command_words
+
+__all__ = ["EXECUTORS", "Executor", "RunOptions", "executor_for"]
+
+
+class RunExecutor(Executor):
+    """Each command a subprocess; `-j N` runs N at once."""
+
+    kind = "run"
+    accepts_jobs = True
+
+    def preflight(self, plan: JobPlan) -> None:
+        from hydraflow.runner.executors.processes import check_argument_sizes, check_program
+
+        check_program(plan, self.kind)
+        check_argument_sizes(plan)
+
+    def run(
+        self, plan: JobPlan, reporter: PlainReporter, events: EventLog, options: RunOptions
+    ) -> None:
+        from hydraflow.runner.executors.processes import run_commands
+        from hydraflow.runner.finished import FinishedProof
+
+        commands = plan.commands()
+        proof = FinishedProof(Path.cwd())
+        run_commands(
+            commands,
+            reporter,
+            events,
+            jobs=options.jobs,
+            keep_going=options.keep_going,
+            proof=proof,
+        )
+
+
+class CallExecutor(Executor):
+    """`module.function(argv)` per command, in this process."""
+
+    kind = "call"
+
+    def program(self, job: Job) -> list[str]:
+        """The arguments after `module.function`."""
+        return command_words(job)[1:]
+
+    def dry_lines(self, plan: JobPlan) -> Iterator[str]:
+        name = plan.job.command.split()[0]
+        return (f"{name}({command.argv!r})" for command in plan.commands())
+
+    def run(
+        self, plan: JobPlan, reporter: PlainReporter, events: EventLog, options: RunOptions
+    ) -> None:
+        from hydraflow.runner.executors.call import run_calls
+
+        run_calls(plan, reporter, events, keep_going=options.keep_going)
+
+
+class SubmitExecutor(Executor):
+    """One run of the user's handler with a file of every command's parameters."""
+
+    kind = "submit"
+    accepts_keep_going = False
+
+    def preflight(self, plan: JobPlan) -> None:
+        from hydraflow.runner.executors.processes import check_program
+
+        check_program(plan, self.kind)
+
+    def dry_lines(self, plan: JobPlan) -> Iterator[str]:
+        from hydraflow.runner.executors.submit import handler_argv, params_path
+
+        yield shlex.join(handler_argv(plan, params_path()))
+        yield from plan.shell_lines(with_head=False)
+
+    def events_directory(self) -> Path | None:
+        """The current directory: a handler may run the commands elsewhere
+        (a cluster node), where the project directory is shared."""
+        return Path.cwd()
+
+    def total_commands(self, plan: JobPlan) -> int:
+        return 1  # the handler
+
+    def run(
+        self, plan: JobPlan, reporter: PlainReporter, events: EventLog, options: RunOptions
+    ) -> None:
+        from hydraflow.runner.executors.submit import run_submit
+
+        run_submit(plan, reporter, events)
+
+
+EXECUTORS: dict[str, Executor] = {
+    e.kind: e for e in (RunExecutor(), CallExecutor(), SubmitExecutor())
+}
+
+
+def executor_for(job: Job) -> Executor:
+    return EXECUTORS[job.kind]

@@ -1,0 +1,109 @@
+"""The executors' interface: what options a job kind accepts, how it
+plans, runs and dry-runs a job, and how its run is reported."""
+
+from __future__ import annotations
+
+import itertools
+import sys
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar, TextIO
+
+from hydraflow.errors import HydraflowError
+from hydraflow.runner.executors.event_log import EventLog, event_log
+from hydraflow.runner.executors.progress import Execution, PlainReporter, make_reporter
+from hydraflow.runner.jobs import Job
+from hydraflow.runner.plan import CommandLine, JobPlan, command_words, plan_job
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How the user asked the job to run."""
+
+    jobs: int = 1
+    keep_going: bool = False
+
+
+class Executor:
+    """One kind of job. Subclasses say what they accept and how they run."""
+
+    kind: ClassVar[str]
+    accepts_jobs: ClassVar[bool] = False
+    accepts_keep_going: ClassVar[bool] = True
+
+    def check_options(self, job: Job, options: RunOptions) -> None:
+        """RunOptions that cannot apply to this kind of job are refused, not ignored."""
+        if options.jobs > 1 and not self.accepts_jobs:
+            raise HydraflowError(f"-j/--jobs does not apply to {self.kind} jobs ('{job.name}')")
+        if options.keep_going and not self.accepts_keep_going:
+            message = f"--keep-going does not apply to {self.kind} jobs ('{job.name}')"
+            raise HydraflowError(message)
+
+    def program(self, job: Job) -> list[str]:
+        """What comes before each command's parameters."""
+        return command_words(job)
+
+    def plan(self, job: Job, command_line: CommandLine | None = None) -> JobPlan:
+        return plan_job(job, command_line or CommandLine(), program=self.program(job))
+
+    def preflight(self, plan: JobPlan) -> None:
+        """Checks made before anything starts; raises HydraflowError."""
+
+    def dry_lines(self, plan: JobPlan) -> Iterator[str]:
+        """What `--dry-run` prints, one line each."""
+        return plan.shell_lines()
+
+    def events_directory(self) -> Path | None:
+        """Where the events files go (None: the system's temporary directory)."""
+        return None
+
+    def total_commands(self, plan: JobPlan) -> int:
+        return plan.total_commands
+
+    def run(
+        self, plan: JobPlan, reporter: PlainReporter, events: EventLog, options: RunOptions
+    ) -> None:
+        raise NotImplementedError
+
+    def execute(self, plan: JobPlan, options: RunOptions) -> Execution:
+        """Checks, runs and reports the job; returns its one record."""
+        self.preflight(plan)
+        execution = Execution(plan.job.name, self.total_commands(plan), plan.total_runs)
+        reporter = make_reporter(execution, parallel=options.jobs > 1)
+        try:
+            with self.events(reporter) as events:
+                execution.runs = events.counts
+                self.run(plan, reporter, events, options)
+        finally:
+            reporter.close()
+        report(execution)
+        return execution
+
+    def events(self, reporter: PlainReporter) -> AbstractContextManager[EventLog]:
+        return event_log(reporter.refresh, where=self.events_directory())
+
+    def dry_run(self, plan: JobPlan, out: TextIO) -> None:
+        """Prints what would run, touching nothing; a summary goes to stderr."""
+        write_lines(out, self.dry_lines(plan))
+        out.flush()
+        runs = "?" if plan.total_runs is None else plan.total_runs
+        sys.stderr.write(
+            f"hydraflow: {plan.job.name}: {plan.total_commands} commands, "
+            f"{runs} runs (dry run: nothing was run)\n"
+        )
+
+
+def report(execution: Execution) -> None:
+    err = sys.stderr
+    for line in execution.closing_report():
+        err.write(f"hydraflow: {line}\n")
+    err.write(f"hydraflow: {execution.summary()}\n")
+    err.flush()
+
+
+def write_lines(out: TextIO, lines: Iterator[str]) -> None:
+    """Writes in chunks: a million lines one write call each would be slow."""
+    while chunk := list(itertools.islice(lines, 8192)):
+        out.write("\n".join(chunk) + "\n")
