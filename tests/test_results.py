@@ -333,3 +333,19 @@ def test_the_ui_refuses_bad_input(store: Path, tmp_path: Path) -> None:
             result = hydraflow_cli(store, *args)
             assert result.returncode == 2, args
             assert message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_run_names_keep_a_key_whole_where_its_last_part_is_ambiguous() -> None:
+    from hydraflow.tracking.lifecycle import JobContext, run_name
+
+    def named(overrides: list[str], choices: dict[str, str] | None = None) -> str:
+        context = JobContext("train", Path("."), overrides=overrides, choices=choices or {})
+        return run_name(context)
+
+    assert named(["encoder.lr=0.1", "decoder.lr=0.2", "+seed=3"]) == (
+        "encoder.lr=0.1 decoder.lr=0.2 seed=3"
+    )
+    assert named(["~data.augment"], {"optimizer": "sgd", "model": "mlp"}) == (
+        "model=mlp optimizer=sgd"
+    )
+    assert named([]) == "defaults"
