@@ -555,3 +555,13 @@ def test_a_tracking_server_gives_the_same_frame(store: Path, tmp_path: Path) -> 
         )
         assert listed.returncode == 0, listed.stderr
         assert len(listed.stdout.splitlines()) == 17
+        # `hydraflow ui` on a server: its own UI, at the job's runs table; nothing started.
+        shown = run_cli("ui", "job_sequential", "--tracking-uri", address, cwd=tmp_path)
+        assert shown.returncode == 0, shown.stderr
+        experiment = mlflow.MlflowClient(address).get_experiment_by_name("job_sequential")
+        assert experiment is not None
+        assert shown.stdout == (
+            f"{address}/#/experiments/{experiment.experiment_id}/runs"
+            "?workflowType=machine_learning&viewStateShareKey=hydraflow\n"
+        )
+        assert "mlflow.sharedViewState.hydraflow" in experiment.tags

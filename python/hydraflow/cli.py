@@ -311,7 +311,13 @@ def runs(
     "  hydraflow ui train --port 5001 --tracking-uri results/mlflow.db"
 )
 @click.argument("job", required=False)
-@click.option("--port", type=click.IntRange(1, 65535), default=5000, show_default=True)
+@click.option(
+    "--port",
+    type=click.IntRange(1, 65535),
+    default=5000,
+    show_default=True,
+    help="The port MLflow's UI listens on.",
+)
 @click.option("--no-browser", is_flag=True, help="Print the URL; open no browser.")
 @store_option
 def ui(job: str | None, port: int, no_browser: bool, tracking_uri: str | None) -> None:
