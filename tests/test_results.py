@@ -349,3 +349,22 @@ def test_run_names_keep_a_key_whole_where_its_last_part_is_ambiguous() -> None:
         "model=mlp optimizer=sgd"
     )
     assert named([]) == "defaults"
+
+
+def test_a_long_table_stops_at_a_thousand_rows_and_says_so(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import io
+
+    from hydraflow.analysis.listing import MAX_TABLE_ROWS, View, table
+
+    frame = pl.DataFrame(
+        {"run_id": [f"{i:032x}" for i in range(1001)], "status": ["FINISHED"] * 1001}
+    ).with_columns(pl.Series("metrics.loss", [i / 1000 for i in range(1001)]))
+    out = io.StringIO()
+    table(frame, View(), out)
+    rows = out.getvalue().splitlines()[3:]  # the constants, the header, its rule
+    assert len(rows) == MAX_TABLE_ROWS == 1000
+    assert "the first 1000 of 1001 runs" in capsys.readouterr().err
+    table(frame, View(limit=1001), out := io.StringIO())
+    assert len(out.getvalue().splitlines()) == 3 + 1001

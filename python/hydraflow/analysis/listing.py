@@ -24,6 +24,8 @@ from hydraflow.tables import print_table
 HIDDEN_IN_TABLE = ("end_time", "artifact_dir")
 # Values named when a filter matches no run.
 MAX_LISTED = 10
+# Rows of a table without --limit; csv and json hold them all.
+MAX_TABLE_ROWS = 1000
 
 
 @dataclass(frozen=True)
@@ -178,6 +180,14 @@ def table(frame: pl.DataFrame, view: View, out: IO[str]) -> None:
         shown = frame.select(variation.table_columns(frame))
         shared = " ".join(f"{k}={cell(v)}" for k, v in variation.constants(frame).items())
         title = [f"{frame.height} runs; in every one: {shared}"] if shared else []
+    if view.limit is None and shown.height > MAX_TABLE_ROWS:
+        # Rich lays out about a thousand rows a second on a loaded machine.
+        print(
+            f"hydraflow: the first {MAX_TABLE_ROWS} of {shown.height} runs"
+            " (--limit N for more, --format csv for all)",
+            file=sys.stderr,
+        )
+        shown = shown.head(MAX_TABLE_ROWS)
     shown = nested_as_json(shown)
     if "run_id" in shown.columns:
         shown = shown.with_columns(pl.col("run_id").str.slice(0, 8))
