@@ -50,9 +50,15 @@ def list_runs(
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", NoRunsWarning)
         runs: Runs[Any] = load(experiments, tracking_uri=tracking_uri, status=statuses)
+    unmatched = [w for w in caught if issubclass(w.category, NoRunsWarning)]
     for warning in caught:
-        print(f"hydraflow: {warning.message}", file=sys.stderr)
-    if not len(runs) and not caught:
+        if warning in unmatched:
+            print(f"hydraflow: {warning.message}", file=sys.stderr)
+        else:
+            warnings.showwarning(
+                warning.message, warning.category, warning.filename, warning.lineno
+            )
+    if not len(runs) and not unmatched:
         print(f"hydraflow: no {status} runs in {runs.store_uri}", file=sys.stderr)
     for argument in (a for a in args if "=" in a):
         runs = filtered(runs, argument)
