@@ -150,7 +150,8 @@ class Runs(Generic[C]):
         from html import escape
 
         shared = " ".join(f"{k}={v!r}" for k, v in self.constants().items())
-        caption = f"<p>{escape(repr(self))}<br>the same in every run: {escape(shared)}</p>"
+        same = f"<br>the same in every run: {escape(shared)}" if shared else ""
+        caption = f"<p>{escape(repr(self))}{same}</p>"
         table: str = self.varying_frame().head(HTML_ROWS)._repr_html_()
         return caption + table
 
