@@ -55,10 +55,20 @@ lint: install ## cargo fmt/clippy, ruff, mypy and stubtest
 services: ## Install SLURM, munge and PostgreSQL (Debian packages) when missing
 	bash .ci/services.sh
 
-.PHONY: test
-test: install services ## Set up, then run every test: cargo test and pytest
+# pytest runs on every core (pytest-xdist); tests/conftest.py groups the
+# tests so that a module's fixtures, and the SLURM cluster and tracking
+# server, are each set up on one worker only.
+PYTEST := $(BIN)/pytest -n auto --dist loadgroup
+
+.PHONY: check
+check: install ## The fast tier, for every change: cargo test and the pytest tests not marked slow
 	cargo test --quiet
-	$(BIN)/pytest
+	$(PYTEST) -m "not slow" --durations=10
+
+.PHONY: test
+test: install services lint ## Set up, then everything CI runs: lint, cargo test and every pytest test
+	cargo test --quiet
+	$(PYTEST) --durations=20
 
 .PHONY: bench
 bench: install services ## Benchmarks (every benches/*.py), each figure beside its floor and target
@@ -80,9 +90,6 @@ tutorial: install ## Set up, then run the tutorial in examples/
 	cd examples && rm -rf mlruns mlflow.db multirun outputs .hydraflow && export PATH="$(CURDIR)/$(BIN):$$PATH" && \
 	  hydraflow run job_sequential && hydraflow run job_parallel && hydraflow run job_submit && \
 	  python -c "$$SHOW_RUNS"
-
-.PHONY: all
-all: lint test ## Lint and test
 
 .PHONY: clean
 clean: ## Remove build outputs and the virtual environment

@@ -27,36 +27,31 @@ from hydraflow.errors import FilterError, RunLookupError, StoreError, StoreNotFo
 from omegaconf import DictConfig
 
 from tests.apps.typed_app import Config, Model
-from tests.conftest import HYDRAFLOW, run_cli
+from tests.conftest import (
+    TUTORIAL_JOBS,
+    Tutorial,
+    copy_project,
+    run_cli,
+    user_environment,
+)
 
-EXAMPLES = Path(__file__).parent.parent / "examples"
+pytestmark = pytest.mark.slow  # real Hydra apps, sweeps or services
+
 TYPED_APP = Path(__file__).parent / "apps" / "typed_app.py"
 BASE = ["run_id", "experiment", "status", "start_time", "end_time", "artifact_dir"]
-TUTORIAL = {"job_sequential": 6, "job_parallel": 6, "job_submit": 4}
-
-
-def environment() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    return env
 
 
 def run(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        args, cwd=folder, capture_output=True, text=True, env=environment(), timeout=900
+        args, cwd=folder, capture_output=True, text=True, env=user_environment(), timeout=900
     )
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def store(tutorial_store: Tutorial, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tutorial's three jobs, then the typed app: 8 finished runs and a failed one."""
-    folder = tmp_path_factory.mktemp("analysis")
-    for name in ("example.py", "hydraflow.yaml", "submit.py"):
-        shutil.copy(EXAMPLES / name, folder / name)
+    folder = copy_project(tutorial_store.folder, tmp_path_factory.mktemp("analysis") / "examples")
     shutil.copy(TYPED_APP, folder / "typed_app.py")
-    for job in TUTORIAL:
-        result = run(folder, HYDRAFLOW, "run", job)
-        assert result.returncode == 0, result.stderr[-3000:]
     sweep = ["seed=1,2", "model.depth=2,3", "flag=true,false"]
     result = run(folder, sys.executable, "typed_app.py", "-m", *sweep)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -95,7 +90,7 @@ def test_the_tutorial_loads_as_16_typed_rows(inside: Path) -> None:
     frame = runs.frame
     assert frame.columns == [*BASE, "height", "width", "metrics.area", "metrics.error"]
     counts = dict(frame.group_by("experiment").len().iter_rows())
-    assert counts == TUTORIAL
+    assert counts == TUTORIAL_JOBS
     assert frame.schema["width"] == pl.Int64
     assert frame.schema["start_time"] == pl.Datetime("ms", "UTC")
     assert frame.schema["metrics.error"] == pl.Float64
@@ -235,8 +230,8 @@ def test_first_last_sort_and_indexing(inside: Path) -> None:
 def test_group_by_has_polars_semantics(inside: Path) -> None:
     runs = hydraflow.load("job_*")
     table = runs.group_by("experiment").agg(pl.len(), pl.col("metrics.error").min())
-    assert table["experiment"].to_list() == list(TUTORIAL)
-    assert table["len"].to_list() == list(TUTORIAL.values())
+    assert table["experiment"].to_list() == list(TUTORIAL_JOBS)
+    assert table["len"].to_list() == list(TUTORIAL_JOBS.values())
     depth = hydraflow.load("typed_app").group_by("model__depth").agg(pl.len())
     assert dict(depth.iter_rows()) == {2: 4, 3: 4}
     pandas = runs.to_pandas()
@@ -508,7 +503,11 @@ def mlflow_server(db: Path, artifacts: Path) -> Iterator[str]:
     ]
     log = (db.parent / "server.log").open("w")
     process = subprocess.Popen(
-        command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=environment()
+        command,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        env=user_environment(),
     )
     try:
         address = f"http://127.0.0.1:{port}"

@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import signal
 import subprocess
 import time
@@ -16,7 +15,7 @@ from pathlib import Path
 import pytest
 from hydraflow.runner.executors.progress import Execution, eta_text
 
-from tests.conftest import HYDRAFLOW, recorded, run_cli
+from tests.conftest import HYDRAFLOW, Tutorial, recorded, run_cli, user_environment
 
 Project = Callable[[str], Path]
 
@@ -574,36 +573,37 @@ def test_call_jobs_get_an_events_file_per_command(project: Project) -> None:
     assert "c: 2 commands: 2 finished; 2 runs: 2 skipped; " in result.stderr
 
 
-def test_the_tutorial_apps_report_their_runs(tmp_path: Path) -> None:
+@pytest.mark.slow
+def test_the_tutorial_apps_report_their_runs(tutorial_store: Tutorial, tutorial_copy: Path) -> None:
     """End to end with `@hydraflow.main` writing events and its inputs
     manifest: a first run finishes every run; a second skips both commands
     without starting them; after the script changes, the commands start again
     and the app skips its finished configs; submit sums up the same way."""
-    examples = Path(__file__).parent.parent / "examples"
-    for name in ("example.py", "hydraflow.yaml", "submit.py"):
-        shutil.copy(examples / name, tmp_path / name)
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    env["PATH"] = f"{Path(HYDRAFLOW).parent}{os.pathsep}{env.get('PATH', '')}"
+    first = tutorial_store.first_stderr
 
     def hydraflow(job: str) -> subprocess.CompletedProcess[str]:
         result = subprocess.run(
-            [HYDRAFLOW, "run", job], cwd=tmp_path, env=env, capture_output=True, text=True
+            [HYDRAFLOW, "run", job],
+            cwd=tutorial_copy,
+            env=user_environment(),
+            capture_output=True,
+            text=True,
         )
         assert result.returncode == 0, result.stderr[-3000:]
         return result
 
-    first = hydraflow("job_sequential")
-    assert "job_sequential: 2 commands: 2 finished; 6 runs: 6 finished; " in first.stderr
+    sequential = "job_sequential: 2 commands: 2 finished; 6 runs: 6 finished; "
+    assert sequential in first["job_sequential"]
+    submit = "job_submit: 1 commands: 1 finished; 4 runs: 4 finished; "
+    assert submit in first["job_submit"]
     again = hydraflow("job_sequential")
     assert "job_sequential: 2 commands: 0 finished, 2 skipped; 6 runs: 6 skipped; " in again.stderr
     assert "command 1 skipped: it finished before" in again.stderr
     assert "Launching" not in again.stdout + again.stderr  # no app was started
-    with (tmp_path / "example.py").open("a") as script:
+    with (tutorial_copy / "example.py").open("a") as script:
         script.write("# changed\n")
     changed = hydraflow("job_sequential")
     assert "job_sequential: 2 commands: 2 finished; 6 runs: 6 skipped; " in changed.stderr
-    submit = hydraflow("job_submit")
-    assert "job_submit: 1 commands: 1 finished; 4 runs: 4 finished; " in submit.stderr
 
 
 def test_a_call_job_stopped_by_sigterm_counts_it_interrupted(project: Project) -> None:

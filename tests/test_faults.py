@@ -16,6 +16,8 @@ from pathlib import Path
 import mlflow
 import pytest
 
+pytestmark = pytest.mark.slow  # real Hydra apps, sweeps or services
+
 APP = """
 import json, os, signal, time
 from dataclasses import dataclass

@@ -111,6 +111,37 @@ def test_a_reused_pid_is_not_mistaken_for_the_owner() -> None:
         assert not impostor.is_alive(None, time.time())
 
 
+def test_an_owner_is_alive_while_its_process_lives_and_dead_once_it_ends() -> None:
+    with sleeper() as other:
+        owner = Owner(Owner.me().host, other.pid, process_start(other.pid))
+        assert owner.started != ""
+        assert owner.is_alive(None, time.time())
+        other.kill()
+        deadline = time.monotonic() + 10
+        while process_start(other.pid) and time.monotonic() < deadline:
+            time.sleep(0.05)  # killed but not yet reaped: a zombie, already dead
+        assert not owner.is_alive(None, time.time())
+        other.wait()
+        assert not owner.is_alive(None, time.time())
+
+
+def test_a_recorded_creation_time_that_differs_means_another_process() -> None:
+    with sleeper() as other:
+        started = float(process_start(other.pid))
+        for recorded in (started - 1, started + 1):
+            reused = Owner(Owner.me().host, other.pid, f"{recorded:.2f}")
+            assert not reused.is_alive(None, time.time())
+
+
+def test_an_owner_recorded_in_clock_ticks_by_an_earlier_version_is_judged_by_its_pid() -> None:
+    with sleeper() as other:
+        legacy = Owner(Owner.me().host, other.pid, "123456")
+        assert legacy.is_alive(None, time.time())
+        other.kill()
+        other.wait()
+        assert not legacy.is_alive(None, time.time())
+
+
 def test_the_status_is_written_although_the_store_is_busy_at_the_end(folder: Path) -> None:
     claimed = take(folder)
     with tracked_run(claimed, context(folder), CONFIG):
@@ -161,7 +192,8 @@ def sleeper() -> Iterator[subprocess.Popen[bytes]]:
     try:
         yield process
     finally:
-        os.killpg(process.pid, 9)
+        with contextlib.suppress(ProcessLookupError):  # a test may have ended it
+            os.killpg(process.pid, 9)
         process.wait()
 
 

@@ -16,6 +16,7 @@ from multiprocessing.synchronize import Barrier
 from pathlib import Path
 
 import mlflow
+import pytest
 import yaml
 
 from tests.services import (
@@ -26,6 +27,8 @@ from tests.services import (
     slurm_cluster,
     tracking_server,
 )
+
+pytestmark = pytest.mark.slow  # real Hydra apps, sweeps or services
 
 __all__ = ["slurm", "slurm_cluster", "tracking_server"]  # the fixtures this module uses
 
@@ -146,14 +149,14 @@ def test_slurm_array_tasks_write_to_the_server(
     assert not (tmp_path / "mlflow.db").exists()
 
 
-WRITERS, RUNS_PER_WRITER = 4, 16
+WRITERS, RUNS_PER_WRITER = 4, 6
 MACHINES = 6
 
 
 def test_concurrent_writers_lose_and_duplicate_nothing(
     tracking_server: TrackingServer, tmp_path: Path
 ) -> None:
-    """Four launch directories, as on four machines, write 16 runs each to
+    """Four launch directories, as on four machines, write 6 runs each to
     one experiment at once. The experiment exists beforehand: creating it
     at once from several machines is the next test's race."""
     mlflow.MlflowClient(tracking_server.uri).create_experiment("writers")

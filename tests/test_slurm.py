@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import mlflow
+import pytest
 import yaml
 
 from tests.services import APP, SlurmCluster, slurm, slurm_cluster, wait_until
@@ -86,6 +87,7 @@ def array_folder(folder: Path) -> Path:
     return found
 
 
+@pytest.mark.slow
 def test_tutorial_job_submit_through_the_slurm_handler(slurm: SlurmCluster, tmp_path: Path) -> None:
     jobs = yaml.safe_load((EXAMPLES / "hydraflow.yaml").read_text())["jobs"]
     job_submit = jobs["job_submit"]
@@ -115,36 +117,38 @@ def test_tutorial_job_submit_through_the_slurm_handler(slurm: SlurmCluster, tmp_
         assert "[INFO]" in (logs / f"task-{task}.out").read_text()
 
 
-def test_a_40_run_job_as_a_throttled_array(slurm: SlurmCluster, tmp_path: Path) -> None:
-    """4 tasks of 10 runs with at most one task at a time, below the cluster's
+@pytest.mark.slow
+def test_a_job_as_a_throttled_array(slurm: SlurmCluster, tmp_path: Path) -> None:
+    """3 tasks of 2 runs with at most one task at a time, below the cluster's
     CPUs, so that the throttle, not the node, keeps the tasks apart."""
     submit = "hydraflow slurm --max-parallel 1 -- python app.py"
     project = write_project(
-        tmp_path, {"forty": {"submit": submit, "sets": [{"each": "i=0:3", "all": "j=0:9"}]}}
+        tmp_path, {"six": {"submit": submit, "sets": [{"each": "i=0:2", "all": "j=0:1"}]}}
     )
     assert slurm.cpus >= 2
 
-    result = hydraflow(slurm, project, "run", "forty")
+    result = hydraflow(slurm, project, "run", "six")
 
     assert result.returncode == 0, result.stdout + result.stderr
     tasks = scontrol_tasks(slurm, job_id(result.stdout))
-    assert sorted(tasks) == [1, 2, 3, 4]
+    assert sorted(tasks) == [1, 2, 3]
     assert {t["ArrayTaskThrottle"] for t in tasks.values()} == {"1"}
     assert {t["JobState"] for t in tasks.values()} == {"COMPLETED"}
-    runs = runs_of(project, "forty")
-    assert len(runs) == 40
+    runs = runs_of(project, "six")
+    assert len(runs) == 6
     assert {r.info.status for r in runs} == {"FINISHED"}
-    assert len({(r.data.params["i"], r.data.params["j"]) for r in runs}) == 40
+    assert len({(r.data.params["i"], r.data.params["j"]) for r in runs}) == 6
     stamps = [json.loads(line) for line in (project / "stamps.jsonl").read_text().splitlines()]
     spans = sorted(
         (min(s["start"] for s in group), max(s["end"] for s in group))
         for task in {s["task"] for s in stamps}
         for group in [[s for s in stamps if s["task"] == task]]
     )
-    assert len(spans) == 4
+    assert len(spans) == 3
     assert all(earlier[1] <= later[0] for earlier, later in itertools.pairwise(spans))
 
 
+@pytest.mark.slow
 def test_a_failing_task_is_named_with_its_log(slurm: SlurmCluster, tmp_path: Path) -> None:
     submit = "hydraflow slurm -- python app.py"
     sets = [{"each": "i=0,1,2"}]
@@ -178,6 +182,7 @@ def wait_for(condition: object, what: str, seconds: float = 300) -> None:
         time.sleep(0.2)
 
 
+@pytest.mark.slow
 def test_ctrl_c_cancels_the_array_and_leaves_no_run_running(
     slurm: SlurmCluster, tmp_path: Path
 ) -> None:
@@ -228,6 +233,7 @@ def test_ctrl_c_cancels_the_array_and_leaves_no_run_running(
     assert {r.info.run_id for r in interrupted} <= {r.info.run_id for r in runs}
 
 
+@pytest.mark.slow
 def test_sbatch_refusing_and_no_wait(slurm: SlurmCluster, tmp_path: Path) -> None:
     (tmp_path / "params.txt").write_text("--multirun a=1\n--multirun a=2\n")
     program = ["--", "true", "params.txt"]
@@ -312,6 +318,7 @@ def test_the_script_runs_each_line_with_its_quoting(tmp_path: Path) -> None:
     assert seen == [["--multirun", "a=x y", "b=1"], ["--multirun", "c='q'", "$HOME"]]
 
 
+@pytest.mark.slow
 def test_the_submitit_launcher_runs_job_sequential(slurm: SlurmCluster, tmp_path: Path) -> None:
     jobs = yaml.safe_load((EXAMPLES / "hydraflow.yaml").read_text())["jobs"]
     job_sequential = jobs["job_sequential"]

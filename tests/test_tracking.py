@@ -15,6 +15,8 @@ import pytest
 import yaml
 from hydraflow.errors import HydraflowError
 
+from tests.conftest import run_in_own_group
+
 APP = """
 import json, os
 from dataclasses import dataclass
@@ -58,14 +60,7 @@ def write_app(folder: Path, options: str = "") -> Path:
 def run_app(folder: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
     inherited = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     environment = {**inherited, "APP_RECORD": str(folder / "calls.jsonl"), **env}
-    return subprocess.run(
-        [sys.executable, "app.py", *args],
-        cwd=folder,
-        capture_output=True,
-        text=True,
-        env=environment,
-        timeout=300,
-    )
+    return run_in_own_group([sys.executable, "app.py", *args], folder, environment, 300)
 
 
 def calls(folder: Path) -> list[dict[str, object]]:
@@ -86,6 +81,7 @@ def artifact(run: mlflow.entities.Run, path: str) -> str:
     return local.read_text()
 
 
+@pytest.mark.slow
 def test_a_multirun_becomes_runs_with_config_params_and_files(tmp_path: Path) -> None:
     folder = write_app(tmp_path)
     result = run_app(folder, "-m", "a=1,2", "b=y")
@@ -104,6 +100,7 @@ def test_a_multirun_becomes_runs_with_config_params_and_files(tmp_path: Path) ->
     assert "Warning" not in result.stderr
 
 
+@pytest.mark.slow
 def test_a_finished_config_is_skipped(tmp_path: Path) -> None:
     folder = write_app(tmp_path)
     run_app(folder, "a=3")
@@ -114,6 +111,7 @@ def test_a_finished_config_is_skipped(tmp_path: Path) -> None:
     assert len(calls(folder)) == 1
 
 
+@pytest.mark.slow
 def test_a_failed_run_is_resumed_under_the_same_id_with_both_logs(tmp_path: Path) -> None:
     folder = write_app(tmp_path)
     failed = run_app(folder, "a=4", APP_FAIL="1")
@@ -129,6 +127,7 @@ def test_a_failed_run_is_resumed_under_the_same_id_with_both_logs(tmp_path: Path
     assert artifact(resumed, "app.log").count("resuming run") == 1
 
 
+@pytest.mark.slow
 def test_keyboard_interrupt_marks_the_run_killed(tmp_path: Path) -> None:
     folder = write_app(tmp_path)
     run_app(folder, "a=5", APP_INTERRUPT="1")
@@ -136,6 +135,7 @@ def test_keyboard_interrupt_marks_the_run_killed(tmp_path: Path) -> None:
     assert run.info.status == "KILLED"
 
 
+@pytest.mark.slow
 def test_force_new_run_always_starts_a_run(tmp_path: Path) -> None:
     folder = write_app(tmp_path, "force_new_run=True")
     run_app(folder, "a=1")
@@ -143,6 +143,7 @@ def test_force_new_run_always_starts_a_run(tmp_path: Path) -> None:
     assert len(runs(folder)) == 2
 
 
+@pytest.mark.slow
 def test_rerun_finished_runs_again_in_the_same_run(tmp_path: Path) -> None:
     folder = write_app(tmp_path, "rerun_finished=True")
     run_app(folder, "a=1")
@@ -152,6 +153,7 @@ def test_rerun_finished_runs_again_in_the_same_run(tmp_path: Path) -> None:
     assert run.info.status == "FINISHED"
 
 
+@pytest.mark.slow
 def test_match_overrides_ignores_config_changes_outside_them(tmp_path: Path) -> None:
     folder = write_app(tmp_path, "match_overrides=True, update=update")
     run_app(folder, "a=1", APP_B="first")
@@ -165,6 +167,7 @@ def test_match_overrides_ignores_config_changes_outside_them(tmp_path: Path) -> 
     assert len(runs(plain)) == 2
 
 
+@pytest.mark.slow
 def test_update_changes_what_is_saved(tmp_path: Path) -> None:
     folder = write_app(tmp_path, "update=update")
     run_app(folder, "a=2", APP_B="changed")
@@ -173,6 +176,7 @@ def test_update_changes_what_is_saved(tmp_path: Path) -> None:
     assert yaml.safe_load(artifact(run, ".hydra/config.yaml")) == {"a": 2, "b": "changed"}
 
 
+@pytest.mark.slow
 def test_chdir_runs_the_app_in_its_artifact_dir(tmp_path: Path) -> None:
     folder = write_app(tmp_path, "chdir=True")
     run_app(folder, "a=1")
@@ -181,6 +185,7 @@ def test_chdir_runs_the_app_in_its_artifact_dir(tmp_path: Path) -> None:
     assert calls(folder)[0]["cwd"] == run.info.artifact_uri.removeprefix("file://")
 
 
+@pytest.mark.slow
 def test_dry_run_prints_configs_and_touches_no_store(tmp_path: Path) -> None:
     folder = write_app(tmp_path)
     result = run_app(folder, "--dry-run", "-m", "a=1,2")
@@ -191,6 +196,7 @@ def test_dry_run_prints_configs_and_touches_no_store(tmp_path: Path) -> None:
     assert calls(folder) == []
 
 
+@pytest.mark.slow
 def test_a_custom_tracking_uri(tmp_path: Path) -> None:
     uri = f"sqlite:///{tmp_path / 'elsewhere.db'}"
     folder = write_app(tmp_path, f"tracking_uri={uri!r}")
@@ -199,6 +205,7 @@ def test_a_custom_tracking_uri(tmp_path: Path) -> None:
     assert len(runs(folder, db="elsewhere.db")) == 1
 
 
+@pytest.mark.slow
 def test_a_tracking_uri_without_a_scheme_is_a_sqlite_file(tmp_path: Path) -> None:
     folder = write_app(tmp_path, "tracking_uri='stores/here.db'")
     (folder / "stores").mkdir()
@@ -207,6 +214,7 @@ def test_a_tracking_uri_without_a_scheme_is_a_sqlite_file(tmp_path: Path) -> Non
     assert len(runs(folder, db="stores/here.db")) == 1
 
 
+@pytest.mark.slow
 def test_the_tracking_uri_environment_variable(tmp_path: Path) -> None:
     folder = write_app(tmp_path)
     uri = f"sqlite:///{tmp_path / 'from_env.db'}"
@@ -214,6 +222,7 @@ def test_the_tracking_uri_environment_variable(tmp_path: Path) -> None:
     assert len(runs(folder, db="from_env.db")) == 1
 
 
+@pytest.mark.slow
 def test_yaml_configs_are_validated_by_the_schema(tmp_path: Path) -> None:
     folder = write_app(tmp_path, "config_path='conf'")
     (folder / "conf").mkdir()
@@ -235,16 +244,18 @@ def test_yaml_configs_are_validated_by_the_schema(tmp_path: Path) -> None:
     assert "Warning" not in result.stderr
 
 
-def test_32_runs_through_joblib_with_8_workers(tmp_path: Path) -> None:
+@pytest.mark.slow
+def test_8_runs_through_joblib_with_4_workers(tmp_path: Path) -> None:
+    """Four worker processes write one fresh store at once, two runs each."""
     folder = write_app(tmp_path)
     result = run_app(
-        folder, "-m", "a=range(1,33)", "hydra/launcher=joblib", "hydra.launcher.n_jobs=8"
+        folder, "-m", "a=range(1,9)", "hydra/launcher=joblib", "hydra.launcher.n_jobs=4"
     )
     assert result.returncode == 0, result.stderr[-3000:]
     found = runs(folder)
-    assert len(found) == 32
+    assert len(found) == 8
     assert {r.info.status for r in found} == {"FINISHED"}
-    assert sorted(int(r.data.params["a"]) for r in found) == list(range(1, 33))
+    assert sorted(int(r.data.params["a"]) for r in found) == list(range(1, 9))
     assert "database is locked" not in result.stderr
 
 
@@ -277,6 +288,7 @@ def test_start_run_and_artifact_helpers_without_the_decorator(
     mlflow.set_tracking_uri(None)
 
 
+@pytest.mark.slow
 def test_the_store_stays_in_the_launch_dir_when_hydra_changes_directory(tmp_path: Path) -> None:
     folder = write_app(tmp_path)
     result = run_app(folder, "a=1", "hydra.job.chdir=True")
@@ -287,10 +299,11 @@ def test_the_store_stays_in_the_launch_dir_when_hydra_changes_directory(tmp_path
     assert not list(folder.glob("outputs/**/mlflow.db"))
 
 
+@pytest.mark.slow
 def test_parallel_commands_share_a_fresh_store(tmp_path: Path) -> None:
     folder = write_app(tmp_path)
     (folder / "hydraflow.yaml").write_text(
-        "jobs:\n  app:\n    run: python app.py\n    sets:\n      - each: a=1:8\n"
+        "jobs:\n  app:\n    run: python app.py\n    sets:\n      - each: a=1:4\n"
     )
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     env["APP_RECORD"] = str(folder / "calls.jsonl")
@@ -308,7 +321,7 @@ def test_parallel_commands_share_a_fresh_store(tmp_path: Path) -> None:
     names = [e.name for e in client.search_experiments()]
     assert sorted(names) == ["Default", "app"]
     found = runs(folder)
-    assert sorted(int(r.data.params["a"]) for r in found) == list(range(1, 9))
+    assert sorted(int(r.data.params["a"]) for r in found) == list(range(1, 5))
     assert {r.info.status for r in found} == {"FINISHED"}
 
 
@@ -327,6 +340,7 @@ if __name__ == "__main__":
 """
 
 
+@pytest.mark.slow
 def test_start_run_inside_hydra_keeps_the_jobs_log(tmp_path: Path) -> None:
     (tmp_path / "task.py").write_text(START_RUN_IN_HYDRA)
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}

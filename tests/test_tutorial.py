@@ -1,42 +1,39 @@
-"""The tutorial end to end, in a copy of examples/, through the installed CLI."""
+"""The tutorial end to end, through the installed CLI: the session's tutorial
+store (tests/conftest.py) is its three jobs run as `make tutorial` runs them."""
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 from hydraflow import load
 
-EXAMPLES = Path(__file__).parent.parent / "examples"
-EXPECTED = {"job_sequential": 6, "job_parallel": 6, "job_submit": 4}
+from tests.conftest import (
+    EXAMPLES,
+    HYDRAFLOW,
+    TUTORIAL_FILES,
+    TUTORIAL_JOBS,
+    Tutorial,
+    user_environment,
+)
 
 
 def hydraflow(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     return subprocess.run(
-        ["hydraflow", *args], cwd=folder, capture_output=True, text=True, env=env, timeout=600
+        [HYDRAFLOW, *args],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        env=user_environment(),
+        timeout=600,
     )
 
 
-@pytest.fixture(scope="module")
-def tutorial(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("tutorial")
-    for name in ("example.py", "hydraflow.yaml", "submit.py"):
-        shutil.copy(EXAMPLES / name, folder / name)
-    for job in EXPECTED:
-        result = hydraflow(folder, "run", job)
-        assert result.returncode == 0, result.stderr[-3000:]
-    return folder
-
-
 def test_dry_runs_show_the_commands(tmp_path: Path) -> None:
-    for name in ("example.py", "hydraflow.yaml", "submit.py"):
+    for name in TUTORIAL_FILES:
         shutil.copy(EXAMPLES / name, tmp_path / name)
     lines = hydraflow(tmp_path, "run", "job_sequential", "--dry-run").stdout.splitlines()
     assert [line.split(" hydra.sweep.dir=")[0] for line in lines] == [
@@ -54,23 +51,26 @@ def test_dry_runs_show_the_commands(tmp_path: Path) -> None:
     assert not (tmp_path / "mlflow.db").exists()
 
 
-def test_three_experiments_with_16_finished_runs(tutorial: Path) -> None:
-    runs = load(tracking_uri=f"sqlite:///{tutorial / 'mlflow.db'}", status=None)
+@pytest.mark.slow
+def test_three_experiments_with_16_finished_runs(tutorial_store: Tutorial) -> None:
+    folder = tutorial_store.folder
+    runs = load(tracking_uri=f"sqlite:///{folder / 'mlflow.db'}", status=None)
     counts = dict(runs.frame.group_by("experiment").len().iter_rows())
-    assert counts == EXPECTED
+    assert counts == TUTORIAL_JOBS
     assert set(runs.frame["status"]) == {"FINISHED"}
     for run in runs:
-        assert run.artifact_dir.is_relative_to(tutorial / "mlruns")
+        assert run.artifact_dir.is_relative_to(folder / "mlruns")
         config = yaml.safe_load(run.path(".hydra/config.yaml").read_text())
         assert config == {"width": run.cfg.width, "height": run.cfg.height}
         assert 0 < run.metrics["error"] < 2
     assert runs.frame.select("experiment", "width", "height").is_unique().all()
 
 
-def test_running_again_adds_no_run(tutorial: Path) -> None:
-    result = hydraflow(tutorial, "run", "job_sequential")
+@pytest.mark.slow
+def test_running_again_adds_no_run(tutorial_copy: Path) -> None:
+    result = hydraflow(tutorial_copy, "run", "job_sequential")
     assert result.returncode == 0
     # Skipped by the CLI (proven finished, no app started) or by the apps.
     assert "; 6 runs: 6 skipped; " in result.stderr
-    runs = load("job_sequential", tracking_uri=f"sqlite:///{tutorial / 'mlflow.db'}")
+    runs = load("job_sequential", tracking_uri=f"sqlite:///{tutorial_copy / 'mlflow.db'}")
     assert len(runs) == 6

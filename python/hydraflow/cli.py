@@ -68,6 +68,11 @@ config_option = click.option(
     help="Commands to run at once.",
 )
 @click.option("--keep-going", is_flag=True, help="Run the remaining commands after a failure.")
+@click.option(
+    "--rerun",
+    is_flag=True,
+    help="Run every config again as a new run, although it finished (after a code change).",
+)
 @config_option
 @click.pass_context
 def run(
@@ -77,6 +82,7 @@ def run(
     dry_run: bool,
     jobs: int,
     keep_going: bool,
+    rerun: bool,
     config_file: str,
 ) -> None:
     """Run JOB from the jobs file, with optional overrides."""
@@ -87,7 +93,7 @@ def run(
     try:
         definition = find_job(load_jobs(config_file), job)
         executor = executor_for(definition)
-        options = RunOptions(jobs=jobs, keep_going=keep_going)
+        options = RunOptions(jobs=jobs, keep_going=keep_going, rerun=rerun)
         executor.check_options(definition, options)
         command_line = CommandLine.parse(args, after_dashes(ctx))
         plan = executor.plan(definition, command_line)
@@ -281,6 +287,11 @@ store_option = click.option(
 )
 @click.option("--desc", is_flag=True, help="Sort descending.")
 @click.option("--limit", type=click.IntRange(min=0), default=None, help="Print the first N runs.")
+@click.option(
+    "--code",
+    is_flag=True,
+    help="Add a column: whether the code that made each run is the code here now.",
+)
 @store_option
 def runs(
     args: tuple[str, ...],
@@ -291,12 +302,13 @@ def runs(
     sort: tuple[str, ...],
     desc: bool,
     limit: int | None,
+    code: bool,
     tracking_uri: str | None,
 ) -> None:
     """List the runs of a store, one row per run: [JOB...] [KEY=VALUES...]."""
     from hydraflow.analysis.listing import View, list_runs
 
-    view = View(output, columns, sort, desc, limit, all_columns)
+    view = View(output, columns, sort, desc, limit, all_columns, code)
     try:
         list_runs(args, status=status, tracking_uri=tracking_uri, out=sys.stdout, view=view)
     except HydraflowError as error:

@@ -33,6 +33,10 @@ OWNER_TAG = "hydraflow.owner"
 # URL parameter `viewStateShareKey=<key>` applies (`hydraflow ui` writes one).
 SHARED_VIEW_TAG_PREFIX = "mlflow.sharedViewState."
 HEARTBEAT_TAG = "hydraflow.heartbeat"
+# What code made the run (`hydraflow.tracking.code`): a digest of the script
+# and project modules, and, when they fit, each file's hash as JSON.
+CODE_TAG = "hydraflow.code"
+CODE_FILES_TAG = "hydraflow.code.files"
 
 # MLflow's limits (mlflow.utils.validation), restated to avoid importing it.
 MAX_KEY_LENGTH = 250
@@ -78,6 +82,8 @@ def is_finished(status: str) -> bool:
 class FinishedRun:
     run_id: str
     overrides: str
+    code: str | None = None
+    code_files: str | None = None
 
 
 def find_finished_in_sqlite(path: Path, experiment: str, digest: str) -> FinishedRun | None:
@@ -85,22 +91,23 @@ def find_finished_in_sqlite(path: Path, experiment: str, digest: str) -> Finishe
     with the standard library alone, so a skip costs no MLflow import. None
     when there is none, or when the store cannot be read this way."""
     query = f"""
-        SELECT runs.run_uuid, COALESCE(overrides.value, '')
+        SELECT runs.run_uuid, COALESCE(overrides.value, ''), code.value, files.value
         FROM runs
         JOIN experiments ON experiments.experiment_id = runs.experiment_id
         JOIN tags AS digest ON digest.run_uuid = runs.run_uuid AND digest.key = ?
         LEFT JOIN tags AS overrides ON overrides.run_uuid = runs.run_uuid AND overrides.key = ?
+        LEFT JOIN tags AS code ON code.run_uuid = runs.run_uuid AND code.key = ?
+        LEFT JOIN tags AS files ON files.run_uuid = runs.run_uuid AND files.key = ?
         WHERE experiments.name = ? AND {FINISHED_RUN_SQL} AND digest.value = ?
         ORDER BY runs.start_time DESC LIMIT 1
     """
     try:
         with contextlib.closing(connect_read_only(path)) as connection:
-            row = connection.execute(
-                query, (DIGEST_TAG, OVERRIDES_TAG, experiment, digest)
-            ).fetchone()
+            keys = (DIGEST_TAG, OVERRIDES_TAG, CODE_TAG, CODE_FILES_TAG)
+            row = connection.execute(query, (*keys, experiment, digest)).fetchone()
     except sqlite3.Error:
         return None
-    return FinishedRun(row[0], row[1]) if row else None
+    return FinishedRun(*row) if row else None
 
 
 def all_finished_in_sqlite(path: Path, run_ids: list[str]) -> bool:

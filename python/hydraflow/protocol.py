@@ -11,6 +11,11 @@ is used, so importing it costs nothing.
 - HYDRAFLOW_INPUTS names a file the app writes its inputs manifest to (see
   `hydraflow.tracking.inputs`): the store, a digest of every input file, the
   package versions, and whether the configs are provable from files alone.
+- A skipped run made by code that has changed since carries CODE_CHANGED (up
+  to MAX_CHANGED_FILES of the changed files) and CODE_CHANGED_COUNT; the
+  runner then says so once per job, and never proves such a command finished.
+- HYDRAFLOW_RERUN=1 (`hydraflow run --rerun`) asks the app to run every
+  config again, as a new run.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from typing import Any
 
 EVENTS_ENV = "HYDRAFLOW_EVENTS"
 INPUTS_ENV = "HYDRAFLOW_INPUTS"
+RERUN_ENV = "HYDRAFLOW_RERUN"
 MAX_LINE = 512
 
 # The event kinds.
@@ -41,6 +47,10 @@ BUSY = "busy"
 OUTCOMES = (FINISHED, RESUMED, SKIPPED, FAILED, KILLED, BUSY)
 # A run that ended so is done: its command may be proven finished.
 DONE_OUTCOMES = frozenset({FINISHED, RESUMED, SKIPPED})
+# The fields of a skipped run's end event when its code changed since.
+CODE_CHANGED = "code_changed"
+CODE_CHANGED_COUNT = "code_changed_count"
+MAX_CHANGED_FILES = 5
 
 
 def emit(event: str, overrides: Sequence[str], **fields: object) -> None:
@@ -68,8 +78,29 @@ def started(overrides: Sequence[str], run_id: str, *, resumed: bool) -> None:
     emit(START, overrides, run_id=run_id, resumed=resumed)
 
 
-def ended(overrides: Sequence[str], outcome: str, run_id: str | None = None) -> None:
-    emit(END, overrides, run_id=run_id, outcome=outcome)
+def ended(
+    overrides: Sequence[str],
+    outcome: str,
+    run_id: str | None = None,
+    *,
+    code_changed: Sequence[str] | None = None,
+) -> None:
+    """A run's end; `code_changed` for a run skipped although its code changed
+    (the changed files, [] when they are not known)."""
+    fields: dict[str, object] = {"run_id": run_id, "outcome": outcome}
+    if code_changed is not None:
+        fields[CODE_CHANGED] = list(code_changed[:MAX_CHANGED_FILES])
+        fields[CODE_CHANGED_COUNT] = len(code_changed)
+    emit(END, overrides, **fields)
+
+
+def enabled() -> bool:
+    """Whether the runner reads this job's events (and so reports for it)."""
+    return bool(os.environ.get(EVENTS_ENV))
+
+
+def rerun_requested() -> bool:
+    return os.environ.get(RERUN_ENV) == "1"
 
 
 # The inputs manifest.

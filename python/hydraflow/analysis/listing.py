@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import re
 import sys
@@ -9,6 +11,7 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import IO, Any
 
 import polars as pl
@@ -18,6 +21,7 @@ from hydraflow.analysis import variation
 from hydraflow.analysis.filters import column_name, in_range
 from hydraflow.analysis.runs import Runs, load
 from hydraflow.errors import FilterError, NoRunsWarning
+from hydraflow.store import tracking_uri as resolve_uri
 from hydraflow.tables import print_table
 
 # Left out of `--all-columns` tables; csv and json give every column.
@@ -38,6 +42,8 @@ class View:
     descending: bool = False
     limit: int | None = None
     all_columns: bool = False
+    # A `code` column: whether the code that made each run is the code on disk now.
+    code: bool = False
 
 
 def list_runs(
@@ -62,7 +68,11 @@ def list_runs(
         print(f"hydraflow: no {status} runs in {runs.store_uri}", file=sys.stderr)
     for argument in (a for a in args if "=" in a):
         runs = filtered(runs, argument)
-    frame = arranged(runs.frame, view)
+    frame = runs.frame
+    if view.code:
+        uri = resolve_uri(tracking_uri, Path.cwd())
+        frame = frame.with_columns(code=code_column(uri, frame["run_id"].to_list()))
+    frame = arranged(frame, view)
     if view.output == "csv":
         out.write(printable(frame).write_csv())
     elif view.output == "json":
@@ -70,6 +80,51 @@ def list_runs(
     elif frame.height:
         table(frame, view, out)
     return frame.height
+
+
+def code_column(uri: str, run_ids: list[str]) -> pl.Series:
+    """Per run: `current` when the files that made it hash the same on disk
+    now (relative to the current directory), `changed: FILES` when not, null
+    for a run made before hydraflow recorded code."""
+    from hydraflow.tracking.code import Code, changed_text, code_on_disk
+
+    tags = code_tags(uri, run_ids)
+    cells: list[str | None] = []
+    for run_id in run_ids:
+        recorded = Code.from_tags(*tags.get(run_id, (None, None)))
+        if recorded is None:
+            cells.append(None)
+            continue
+        changed = code_on_disk(recorded, Path.cwd())
+        cells.append("current" if changed == [] else changed_text(changed))
+    return pl.Series("code", cells, dtype=pl.String)
+
+
+def code_tags(uri: str, run_ids: list[str]) -> dict[str, tuple[str | None, str | None]]:
+    """The code tags of the runs: read with `sqlite3` from a SQLite store,
+    else through MLflow."""
+    from hydraflow.mlflow_schema import CODE_FILES_TAG, CODE_TAG
+    from hydraflow.store import connect_read_only, retry_busy, sqlite_path
+
+    found: dict[str, dict[str, str]] = {run_id: {} for run_id in run_ids}
+    path = sqlite_path(uri)
+    if path is not None:
+        with contextlib.closing(connect_read_only(path)) as connection:
+            rows = connection.execute(
+                "SELECT run_uuid, key, value FROM tags WHERE key IN (?, ?)",
+                (CODE_TAG, CODE_FILES_TAG),
+            ).fetchall()
+        for run_id, key, value in rows:
+            if run_id in found:
+                found[run_id][key] = value
+    else:
+        from mlflow import MlflowClient
+
+        client = MlflowClient(uri)
+        for run_id in run_ids:
+            run = retry_busy(functools.partial(client.get_run, run_id))
+            found[run_id] = dict(run.data.tags)
+    return {r: (tags.get(CODE_TAG), tags.get(CODE_FILES_TAG)) for r, tags in found.items()}
 
 
 def filtered(runs: Runs[Any], argument: str) -> Runs[Any]:

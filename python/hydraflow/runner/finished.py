@@ -54,12 +54,15 @@ class FinishedCommands:
         self, argv: Sequence[str], manifest_file: Path, events: Iterable[dict[str, Any]], runs: int
     ) -> bool:
         """Records a command that exited 0, if its events account for every
-        one of its `runs` as finished, resumed or skipped. Returns whether it did."""
+        one of its `runs` as finished, resumed or skipped (none of them made
+        by code that has changed since). Returns whether it did."""
         ends = [event for event in events if event.get("event") == protocol.END]
         if len(ends) != runs or any(
             event.get("outcome") not in protocol.DONE_OUTCOMES for event in ends
         ):
             return False
+        if any(protocol.CODE_CHANGED in event for event in ends):
+            return False  # runs made by other code: say so each time, never skip in silence
         try:
             manifest = json.loads(manifest_file.read_text())
         except (OSError, ValueError):
@@ -106,7 +109,7 @@ def all_finished(uri: str, run_ids: list[str]) -> bool:
 
 
 class FinishedProof:
-    """The CLI half of resuming in seconds (README, "Resuming in seconds"):
+    """The CLI half of resuming in seconds (docs/internals.md, "Resuming in seconds"):
     asks the record in `.hydraflow/finished.db` whether a command is proven
     finished, and records a command that exited 0 with every run accounted
     for. Any doubt, or any error, means the command runs: a skip is never wrong."""

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from omegaconf import DictConfig, OmegaConf
 
 from hydraflow.errors import HydraflowError, NotAMappingError
+
+if TYPE_CHECKING:
+    from hydraflow.tracking.secrets import Secrets
 
 # A schema's defaults list steers composition; it is not part of the config.
 DEFAULTS_KEY = "defaults"
@@ -30,12 +33,15 @@ def as_omegaconf(config: Any) -> DictConfig:
     return conf
 
 
-def to_record(config: Any) -> tuple[str, dict[str, Any]]:
+def to_record(config: Any, secrets: Secrets | None = None) -> tuple[str, dict[str, Any]]:
     """The resolved config as sorted YAML (for the digest) and a plain dict
-    (for params and the config tag), without a schema's defaults list."""
+    (for params and the config tag), without a schema's defaults list, and
+    with its `secrets` as they are recorded (never their values)."""
     container = OmegaConf.to_container(as_omegaconf(config), resolve=True)
     if not isinstance(container, dict):
         raise NotAMappingError(config)
+    if secrets:
+        container = secrets.redact(container)
     plain = {str(key): value for key, value in container.items() if key != DEFAULTS_KEY}
     return OmegaConf.to_yaml(OmegaConf.create(plain), sort_keys=True), plain
 

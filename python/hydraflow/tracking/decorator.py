@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from hydraflow import protocol
@@ -19,9 +20,12 @@ if TYPE_CHECKING:
     from mlflow.entities import Run
     from omegaconf import DictConfig
 
+    from hydraflow.tracking.secrets import Secrets
+
 C = TypeVar("C")
 App = Callable[["Run", C], None]
 DRY_RUN_FLAG = "--dry-run"
+RERUN_FLAG = "--rerun"
 
 log = logging.getLogger("hydraflow")
 
@@ -38,6 +42,7 @@ def main(
     rerun_finished: bool = False,
     dry_run: bool = False,
     update: Callable[[Any], Any] | None = None,
+    secrets: Sequence[str] = (),
 ) -> Callable[[App[C]], Callable[[], None]]:
     """Runs the decorated `app(run, cfg)` through Hydra, one MLflow run per job.
 
@@ -47,7 +52,10 @@ def main(
     otherwise it validates the composed YAML. The app gets an instance of the
     dataclass when `node` is one, else the DictConfig. The experiment is
     Hydra's job name. A job whose config already has a FINISHED run is
-    skipped; an unfinished run is resumed.
+    skipped; an unfinished run is resumed. Values read from the environment
+    (`${oc.env:KEY}`) and keys matching a `secrets` pattern (`db.password`,
+    `*.token`, `password`) are recorded as their interpolation text or
+    `***`, never as their values; the app receives the real values.
     """
     options = TrackingOptions(
         store_uri(tracking_uri), force_new_run, match_overrides, rerun_finished
@@ -62,13 +70,18 @@ def main(
             from hydraflow.tracking.compose import prepare
 
             show_only = dry_run or take_flag(DRY_RUN_FLAG)
+            # Asked on the app's command line or by `hydraflow run --rerun`.
+            rerun = take_flag(RERUN_FLAG) or protocol.rerun_requested()
+            job_options = dataclasses.replace(options, force_new_run=True) if rerun else options
             to_app_config = prepare(app, node, path, config_name)
 
             # functools.wraps makes Hydra name the job and find `config_path`
             # from the user's script rather than from this module.
             @functools.wraps(app)
             def task(cfg: DictConfig) -> None:
-                job = TrackedJob(app, node, options, chdir=chdir, update=update)
+                job = TrackedJob(
+                    app, node, job_options, chdir=chdir, update=update, secrets=secrets
+                )
                 try:
                     job.run(to_app_config(cfg), show_only=show_only)
                 except HydraflowError as error:
@@ -112,24 +125,28 @@ class TrackedJob:
         *,
         chdir: bool,
         update: Callable[[Any], Any] | None,
+        secrets: Sequence[str] = (),
     ) -> None:
         self.app = app
         self.node = node
         self.options = options
         self.chdir = chdir
         self.update = update
+        self.secret_keys = tuple(secrets)
 
     def run(self, cfg: DictConfig, *, show_only: bool) -> None:
         from hydraflow.tracking.configs import save_yaml, to_record, typed
         from hydraflow.tracking.inputs import config_search_dirs, write_manifest
+        from hydraflow.tracking.secrets import find_secrets
 
         handle_termination()
+        secrets = find_secrets(cfg, self.secret_keys)
         config = typed(cfg, self.node)
         if self.update is not None:
             updated = self.update(config)
             config = config if updated is None else updated
-        config_yaml, container = to_record(cfg if self.update is None else config)
-        context = JobContext.current()
+        config_yaml, container = to_record(cfg if self.update is None else config, secrets)
+        context = JobContext.current().redacted(secrets)
         if show_only:
             print(f"# {context.experiment}: {context.described}\n{config_yaml}", end="")
             return
@@ -138,7 +155,7 @@ class TrackedJob:
         write_manifest(self.options.uri(context.launch_dir), config_search_dirs())
         if self.finished_already(context, config_yaml):
             return
-        self.track(context, config_yaml, container, config)
+        self.track(context, config_yaml, container, config, secrets)
 
     def finished_already(self, context: JobContext, config_yaml: str) -> bool:
         """The skip decided from a SQLite store without importing MLflow."""
@@ -154,20 +171,27 @@ class TrackedJob:
         found = find_finished_in_sqlite(path, context.experiment, digest)
         if found is None:
             return False
-        report_skip(context, found.run_id, found.overrides)
+        report_skip(context, found.run_id, found.overrides, found.code, found.code_files)
         return True
 
     def track(
-        self, context: JobContext, config_yaml: str, container: dict[str, Any], config: Any
+        self,
+        context: JobContext,
+        config_yaml: str,
+        container: dict[str, Any],
+        config: Any,
+        secrets: Secrets,
     ) -> None:
         from hydraflow.tracking.artifacts import chdir_artifact
+        from hydraflow.tracking.code import current_code
         from hydraflow.tracking.lifecycle import claim, tracked_run
 
-        claimed = claim(context, config_yaml, container, self.options)
+        code_tags = current_code(context.launch_dir).tags()
+        claimed = claim(context, config_yaml, container, self.options, code_tags)
         if claimed.action in ("skip", "busy"):
             report_unclaimed(context, claimed)
             return
-        with tracked_run(claimed, context, container) as run:
+        with tracked_run(claimed, context, container, secrets) as run:
             if self.chdir:
                 with chdir_artifact(run):
                     self.app(run, config)
@@ -175,9 +199,16 @@ class TrackedJob:
                 self.app(run, config)
 
 
-def report_skip(context: JobContext, run_id: str, their_overrides: str) -> None:
+def report_skip(
+    context: JobContext,
+    run_id: str,
+    their_overrides: str,
+    code: str | None = None,
+    code_files: str | None = None,
+) -> None:
     """Says why a job did not run; loudly when the matching run was made
-    with other overrides (they compose to the same config)."""
+    with other overrides (they compose to the same config), and once per
+    process (or once per job, by the CLI) when it was made by other code."""
     mine = " ".join(context.overrides)
     if their_overrides != mine:
         log.warning(
@@ -189,17 +220,36 @@ def report_skip(context: JobContext, run_id: str, their_overrides: str) -> None:
         )
     else:
         log.info("skipped: run %s already finished with this config", run_id)
-    protocol.ended(context.overrides, protocol.SKIPPED, run_id)
+    changed = code_changed(context, code, code_files)
+    if changed is not None and not protocol.enabled():
+        from hydraflow.tracking.code import warn_once
+
+        warn_once(changed)
+    protocol.ended(context.overrides, protocol.SKIPPED, run_id, code_changed=changed)
+
+
+def code_changed(context: JobContext, code: str | None, code_files: str | None) -> list[str] | None:
+    """The files changed since the skipped run was made; None when its code is
+    this code, or was not recorded ([] when changed but not named)."""
+    from hydraflow.tracking.code import Code, current_code
+
+    recorded = Code.from_tags(code, code_files)
+    if recorded is None:
+        return None
+    changed = current_code(context.launch_dir).changed_since(recorded)
+    return None if changed == [] else (changed or [])
 
 
 def report_unclaimed(context: JobContext, claimed: Claim) -> None:
-    from hydraflow.mlflow_schema import OVERRIDES_TAG
+    from hydraflow.mlflow_schema import CODE_FILES_TAG, CODE_TAG, OVERRIDES_TAG
     from hydraflow.tracking.owner import owner_of
 
     assert claimed.run is not None
     tags = claimed.run.data.tags
     if claimed.action == "skip":
-        report_skip(context, str(claimed.run_id), tags.get(OVERRIDES_TAG, ""))
+        their_overrides = tags.get(OVERRIDES_TAG, "")
+        code, files = tags.get(CODE_TAG), tags.get(CODE_FILES_TAG)
+        report_skip(context, str(claimed.run_id), their_overrides, code, files)
         return
     who = owner_of(tags)
     log.warning("skipped %s: run %s is running in %s", context.described, claimed.run_id, who)

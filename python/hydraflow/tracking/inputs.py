@@ -12,6 +12,7 @@ runs all finished without starting it. Configs that read the environment
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
@@ -49,15 +50,32 @@ def input_files(config_dirs: list[Path]) -> set[Path]:
 
 def project_modules() -> Iterator[Path]:
     """The files of imported modules that are not part of the installation."""
-    installed = {Path(p).resolve() for p in sysconfig.get_paths().values() if p}
-    installed.update(Path(p).resolve() for p in (sys.prefix, sys.base_prefix, sys.exec_prefix))
     for module in list(sys.modules.values()):
         file = getattr(module, "__file__", None)
-        if not file or not file.endswith(".py"):
-            continue
-        path = Path(file).resolve()
-        if not any(path.is_relative_to(root) for root in installed):
-            yield path
+        if file and file.endswith(".py"):
+            path = project_file(file)
+            if path is not None:
+                yield path
+
+
+@functools.cache
+def project_file(file: str) -> Path | None:
+    """The module file, resolved, unless it belongs to the installation
+    (cached: each job asks again for the thousands of modules MLflow imports;
+    most are seen to be installed by their path's text, without a system call)."""
+    roots = installed_roots()
+    if file.startswith(tuple(f"{root}{os.sep}" for root in roots)):
+        return None
+    path = Path(file).resolve()
+    return None if any(path.is_relative_to(root) for root in roots) else path
+
+
+@functools.cache
+def installed_roots() -> tuple[str, ...]:
+    """The installation's directories, as given and resolved."""
+    paths = [p for p in sysconfig.get_paths().values() if p]
+    paths += [sys.prefix, sys.base_prefix, sys.exec_prefix]
+    return tuple(sorted({str(Path(p)) for p in paths} | {str(Path(p).resolve()) for p in paths}))
 
 
 def config_search_dirs() -> list[Path]:

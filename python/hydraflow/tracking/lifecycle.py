@@ -5,11 +5,12 @@ overrides, Hydra's files and the log, and end it with the right status."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -45,6 +46,8 @@ if TYPE_CHECKING:
     from mlflow import MlflowClient
     from mlflow.entities import Run
 
+    from hydraflow.tracking.secrets import Secrets
+
 log = logging.getLogger("hydraflow")
 
 
@@ -64,6 +67,10 @@ class JobContext:
     @property
     def hydra_dir(self) -> Path | None:
         return self.output_dir / ".hydra" if self.output_dir else None
+
+    def redacted(self, secrets: Secrets) -> JobContext:
+        """The context whose overrides show no secret (run name, tags, events, logs)."""
+        return dataclasses.replace(self, overrides=secrets.overrides(self.overrides))
 
     @property
     def described(self) -> str:
@@ -132,19 +139,26 @@ class Claim:
 
 
 def claim(
-    context: JobContext, config_yaml: str, config: Mapping[str, Any], options: TrackingOptions
+    context: JobContext,
+    config_yaml: str,
+    config: Mapping[str, Any],
+    options: TrackingOptions,
+    code_tags: Mapping[str, str] | None = None,
 ) -> Claim:
     """Looks up the config's runs and takes the one to work on, so that two
     processes reaching the same config never both run it.
 
     On a SQLite store the lookup and the creation happen under the store's
     file lock. A tracking server offers no lock: a new run is created, then
-    the oldest run of the config wins and a later duplicate is deleted.
+    the oldest run of the config wins and a later duplicate is deleted. A run
+    created or taken over gets `code_tags`: the code that makes it now.
     """
     uri = options.uri(context.launch_dir)
     client, experiment_id = open_experiment(uri, context.experiment, context.launch_dir)
     try:
-        return claim_in(client, experiment_id, uri, context, config_yaml, config, options)
+        return claim_in(
+            client, experiment_id, uri, context, config_yaml, config, options, code_tags or {}
+        )
     except StoreError:
         raise
     except Exception as error:
@@ -159,6 +173,7 @@ def claim_in(
     config_yaml: str,
     config: Mapping[str, Any],
     options: TrackingOptions,
+    code_tags: Mapping[str, str],
 ) -> Claim:
     digest = options.digest(context, config_yaml)
     local = sqlite_path(uri) is not None
@@ -167,9 +182,9 @@ def claim_in(
         runs = [] if options.force_new_run else find_runs(client, experiment_id, digest)
         action, run = decide(runs, options)
         if action == "new":
-            run = create_run(client, experiment_id, digest, context, config)
+            run = create_run(client, experiment_id, digest, context, config, code_tags)
         elif action == "resume" and run is not None:
-            run = take_over(client, run)
+            run = take_over(client, run, code_tags)
     if not local and run is not None and action in ("new", "resume"):
         action, run = confirm(client, experiment_id, digest, action, run)
     return Claim(client, action, run, digest)
@@ -195,8 +210,9 @@ def create_run(
     digest: str,
     context: JobContext,
     config: Mapping[str, Any],
+    code_tags: Mapping[str, str],
 ) -> Run:
-    tags = run_tags(digest, context, config)
+    tags = run_tags(digest, context, config) | dict(code_tags)
     tags.update({OWNER_TAG: Owner.me().to_tag(), HEARTBEAT_TAG: str(time.time()), ATTEMPT_TAG: "1"})
     name = run_name(context)
     return retry_busy(lambda: client.create_run(experiment_id, tags=tags, run_name=name))
@@ -221,8 +237,9 @@ def run_name(context: JobContext) -> str:
     return " ".join(shown)[:MAX_RUN_NAME] or "defaults"
 
 
-def take_over(client: MlflowClient, run: Run) -> Run:
-    """Makes this process the owner of an unfinished run and counts the attempt."""
+def take_over(client: MlflowClient, run: Run, code_tags: Mapping[str, str]) -> Run:
+    """Makes this process the owner of an unfinished run and counts the
+    attempt; the run's code is now this process's."""
     from mlflow.entities import RunTag
 
     run_id = run.info.run_id
@@ -231,6 +248,7 @@ def take_over(client: MlflowClient, run: Run) -> Run:
         RunTag(OWNER_TAG, Owner.me().to_tag()),
         RunTag(HEARTBEAT_TAG, str(time.time())),
         RunTag(ATTEMPT_TAG, str(attempt)),
+        *(RunTag(key, value) for key, value in code_tags.items()),
     ]
     retry_busy(lambda: client.log_batch(run_id, tags=tags))
     retry_busy(lambda: client.update_run(run_id, status="RUNNING"))
@@ -267,7 +285,12 @@ def run_tags(digest: str, context: JobContext, config: Mapping[str, Any]) -> dic
 
 
 @contextlib.contextmanager
-def tracked_run(claimed: Claim, context: JobContext, config: Mapping[str, Any]) -> Iterator[Run]:
+def tracked_run(
+    claimed: Claim,
+    context: JobContext,
+    config: Mapping[str, Any],
+    secrets: Secrets | None = None,
+) -> Iterator[Run]:
     """Activates the claimed run, records it, and ends it with its status:
     FINISHED, FAILED on an exception (its traceback in the log), KILLED on
     Ctrl-C or a termination signal. The status is written even when the log
@@ -287,7 +310,7 @@ def tracked_run(claimed: Claim, context: JobContext, config: Mapping[str, Any]) 
         with heartbeat(client, run_id):
             log_params(client, run_id, config, resumed=resumed)
             if context.hydra_dir:
-                log_hydra_files(client, run_id, context.hydra_dir)
+                log_hydra_files(client, run_id, context.hydra_dir, secrets)
             yield run
         status = "FINISHED"
     except KeyboardInterrupt:
@@ -299,7 +322,7 @@ def tracked_run(claimed: Claim, context: JobContext, config: Mapping[str, Any]) 
         raise
     finally:
         with deferred_signals():
-            upload_log(client, run_id, context.log_file, resumed=resumed)
+            upload_log(client, run_id, context.log_file, resumed=resumed, secrets=secrets)
             end_run(client, run_id, status)
             outcome = {"FINISHED": protocol.RESUMED if resumed else protocol.FINISHED}
             protocol.ended(context.overrides, outcome.get(status, status.lower()), run_id)
@@ -312,12 +335,19 @@ def heartbeat(client: MlflowClient, run_id: str) -> contextlib.AbstractContextMa
     return Heartbeat(lambda now: client.set_tag(run_id, HEARTBEAT_TAG, now))
 
 
-def upload_log(client: MlflowClient, run_id: str, log_file: Path | None, *, resumed: bool) -> None:
+def upload_log(
+    client: MlflowClient,
+    run_id: str,
+    log_file: Path | None,
+    *,
+    resumed: bool,
+    secrets: Secrets | None = None,
+) -> None:
     if log_file is None:
         return
     flush_log_handlers()
     try:
-        append_log(client, run_id, log_file, resumed=resumed)
+        append_log(client, run_id, log_file, resumed=resumed, secrets=secrets)
     except Exception as error:
         log.warning("run %s: the log %s was not uploaded: %s", run_id, log_file, error)
 
@@ -350,23 +380,30 @@ def start_run(
     tracking_uri: str | None = None,
     force_new_run: bool = False,
     match_overrides: bool = False,
+    secrets: Sequence[str] = (),
 ) -> Iterator[Run]:
     """The decorator's bookkeeping as a context manager, for code without it.
 
     Inside a Hydra job the experiment, directories and overrides come from
     Hydra; elsewhere the experiment is `experiment_name` or the script's name.
     A run with the same config is resumed (whatever its status) unless
-    `force_new_run`; one that a live process is running is an error.
+    `force_new_run`; one that a live process is running is an error. Keys
+    matching `secrets`, and values read from the environment, are recorded
+    as their interpolation text or `***` (see `hydraflow.tracking.secrets`).
     """
-    from hydraflow.tracking.configs import to_record
+    from hydraflow.tracking.code import current_code
+    from hydraflow.tracking.configs import as_omegaconf, to_record
+    from hydraflow.tracking.secrets import find_secrets
 
-    context = JobContext.current(experiment_name)
+    found = find_secrets(as_omegaconf(config), secrets)
+    context = JobContext.current(experiment_name).redacted(found)
     options = TrackingOptions(tracking_uri, force_new_run, match_overrides, rerun_finished=True)
-    config_yaml, container = to_record(config)
-    claimed = claim(context, config_yaml, container, options)
+    config_yaml, container = to_record(config, found)
+    code = current_code(context.launch_dir)
+    claimed = claim(context, config_yaml, container, options, code.tags())
     if claimed.action == "busy":
         raise RunBusyError(
             claimed.run_id, owner_of(claimed.run.data.tags) if claimed.run else "another process"
         )
-    with tracked_run(claimed, context, container) as run:
+    with tracked_run(claimed, context, container, found) as run:
         yield run

@@ -2,7 +2,8 @@
 
 A RUNNING run whose owner is alive belongs to that process; one whose owner
 is gone (kill -9, a lost node) may be resumed. On the owner's host the
-process table decides at once (the start time guards against a reused pid);
+process table decides at once, read through psutil so that it works where
+there is no /proc (macOS); the creation time guards against a reused pid;
 from another host only a heartbeat can tell, so runs on a tracking server
 refresh one while they run.
 """
@@ -28,7 +29,7 @@ STALE_SECONDS = 5 * HEARTBEAT_SECONDS
 class Owner:
     host: str
     pid: int
-    started: str  # the process's start time as the kernel counts it; "" if unknown
+    started: str  # the process's creation time (`process_start`); "" if unknown
 
     @classmethod
     def me(cls) -> Owner:
@@ -48,7 +49,15 @@ class Owner:
 
     def is_alive(self, heartbeat: str | None, now: float) -> bool:
         if self.host == socket.gethostname():
-            return self.pid == os.getpid() or process_start(self.pid) == self.started != ""
+            if self.pid == os.getpid():
+                return True
+            started = process_start(self.pid)
+            if self.started.isdigit():
+                # Recorded by an earlier hydraflow as /proc's clock ticks, which
+                # cannot be compared: a live pid is taken as the owner, so a run
+                # is never run twice while hydraflow is upgraded.
+                return started != ""
+            return started == self.started != ""
         try:
             return now - float(heartbeat or "") < STALE_SECONDS
         except ValueError:
@@ -59,15 +68,19 @@ class Owner:
 
 
 def process_start(pid: int) -> str:
-    """Field 22 of /proc/PID/stat (start time in clock ticks after boot), or
-    "" when the process does not exist or /proc is not there."""
+    """The process's creation time as psutil reads it from the system (the
+    process table on Linux, the kernel's proc info on macOS), in seconds to
+    the hundredth; "" when no such process exists, it cannot be read, or it
+    is a zombie (it has ended; only its parent has not read its status)."""
+    import psutil
+
     try:
-        with open(f"/proc/{pid}/stat", "rb") as stat:
-            text = stat.read().decode(errors="replace")
-    except OSError:
+        process = psutil.Process(pid)
+        if process.status() == psutil.STATUS_ZOMBIE:
+            return ""
+        return f"{process.create_time():.2f}"
+    except (psutil.Error, OSError):
         return ""
-    # The command name (field 2) may hold spaces; the fields after it do not.
-    return text.rsplit(")", 1)[-1].split()[19]
 
 
 def owner_alive(tags: dict[str, str], now: float | None = None) -> Owner | None:

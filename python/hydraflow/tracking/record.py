@@ -19,6 +19,8 @@ from hydraflow.store import retry_busy
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
+    from hydraflow.tracking.secrets import Secrets
+
 
 def log_params(
     client: MlflowClient, run_id: str, config: Mapping[str, Any], *, resumed: bool
@@ -46,22 +48,43 @@ def log_batch(client: MlflowClient, run_id: str, params: list[Any]) -> None:
     retry_busy(lambda: client.log_batch(run_id, params=params))
 
 
-def log_hydra_files(client: MlflowClient, run_id: str, hydra_dir: Path) -> None:
-    if hydra_dir.is_dir():
+def log_hydra_files(
+    client: MlflowClient, run_id: str, hydra_dir: Path, secrets: Secrets | None = None
+) -> None:
+    """Hydra's `.hydra/` files as artifacts; with secrets, redacted copies."""
+    from hydraflow.tracking.secrets import redact_hydra_files
+
+    if not hydra_dir.is_dir():
+        return
+    if not secrets:
         retry_busy(lambda: client.log_artifacts(run_id, str(hydra_dir), ".hydra"))
+        return
+    with tempfile.TemporaryDirectory() as folder:
+        redacted = Path(folder) / ".hydra"
+        redact_hydra_files(hydra_dir, redacted, secrets)
+        retry_busy(lambda: client.log_artifacts(run_id, str(redacted), ".hydra"))
 
 
-def append_log(client: MlflowClient, run_id: str, log_file: Path, *, resumed: bool) -> None:
-    """Appends this job's log to the run's log artifact of the same name, so a
-    resumed run keeps the logs of every attempt."""
+def append_log(
+    client: MlflowClient,
+    run_id: str,
+    log_file: Path,
+    *,
+    resumed: bool,
+    secrets: Secrets | None = None,
+) -> None:
+    """Appends this job's log, secrets scrubbed, to the run's log artifact of
+    the same name, so a resumed run keeps the logs of every attempt."""
     if not log_file.is_file():
         return
-    if not resumed:
+    if not resumed and not secrets:
         retry_busy(lambda: client.log_artifact(run_id, str(log_file)))
         return
     text = log_file.read_text(encoding="utf-8", errors="replace")
+    if secrets:
+        text = secrets.scrub(text)
     with tempfile.TemporaryDirectory() as folder:
-        earlier = previous_artifact(client, run_id, log_file.name, Path(folder))
+        earlier = previous_artifact(client, run_id, log_file.name, Path(folder)) if resumed else ""
         combined = Path(folder) / "combined" / log_file.name
         combined.parent.mkdir()
         combined.write_text(earlier + text, encoding="utf-8")

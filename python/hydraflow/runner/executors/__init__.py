@@ -36,7 +36,7 @@ class RunExecutor(Executor):
         from hydraflow.runner.finished import FinishedProof
 
         commands = plan.commands()
-        proof = FinishedProof(Path.cwd())
+        proof = None if options.rerun else FinishedProof(Path.cwd())
         run_commands(
             commands,
             reporter,

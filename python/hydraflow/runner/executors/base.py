@@ -4,6 +4,7 @@ plans, runs and dry-runs a job, and how its run is reported."""
 from __future__ import annotations
 
 import itertools
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import ClassVar, TextIO
 
 from hydraflow.errors import HydraflowError
+from hydraflow.protocol import RERUN_ENV
 from hydraflow.runner.executors.event_log import EventLog, event_log
 from hydraflow.runner.executors.progress import Execution, PlainReporter, make_reporter
 from hydraflow.runner.jobs import Job
@@ -24,6 +26,8 @@ class RunOptions:
 
     jobs: int = 1
     keep_going: bool = False
+    # Run every config again, as new runs: no command is skipped as proven finished.
+    rerun: bool = False
 
 
 class Executor:
@@ -72,6 +76,8 @@ class Executor:
         self.preflight(plan)
         execution = Execution(plan.job.name, self.total_commands(plan), plan.total_runs)
         reporter = make_reporter(execution, parallel=options.jobs > 1)
+        if options.rerun:
+            os.environ[RERUN_ENV] = "1"  # every kind of job passes it on to its apps
         try:
             with self.events(reporter) as events:
                 execution.runs = events.counts

@@ -29,10 +29,25 @@ class RunCounts:
     ended: collections.Counter[str] = field(default_factory=collections.Counter)
     # Runs of ended commands that no event accounts for; None once unknowable.
     not_reported: int | None = 0
+    # Skipped runs made by code that has changed since, and the files named.
+    stale: int = 0
+    changed_files: set[str] = field(default_factory=set)
+    unnamed_changes: bool = False
 
     @property
     def done(self) -> int:
         return sum(self.ended.values())
+
+    def add_stale(self, event: dict[str, object]) -> None:
+        """Counts a skipped run whose code changed (the event's `code_changed`)."""
+        changed = event.get(protocol.CODE_CHANGED)
+        if not isinstance(changed, list):
+            return
+        self.stale += 1
+        self.changed_files.update(str(name) for name in changed)
+        count = event.get(protocol.CODE_CHANGED_COUNT)
+        if not changed or (isinstance(count, int) and count > len(changed)):
+            self.unnamed_changes = True
 
     def add_not_reported(self, runs: int | None, reported: int) -> None:
         if runs is None or self.not_reported is None:
@@ -109,6 +124,7 @@ class EventLog:
             elif event.get("event") == protocol.END:
                 entry.ends += 1
                 self.counts.ended[str(event.get("outcome", "unknown"))] += 1
+                self.counts.add_stale(event)
         return changed
 
     def inputs_path(self, index: int) -> Path:

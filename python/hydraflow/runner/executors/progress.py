@@ -112,6 +112,23 @@ class Execution:
 
     def closing_report(self) -> list[str]:
         """What to say after the job, before the summary."""
+        return [*self.stale_report(), *self.ending_report()]
+
+    def stale_report(self) -> list[str]:
+        """Once per job: skipped runs that code which has changed since made."""
+        counts = self.runs
+        if not counts.stale:
+            return []
+        names = sorted(counts.changed_files)
+        changed = f"changed: {', '.join(names)}" if names else "the changed files are not recorded"
+        if names and counts.unnamed_changes:
+            changed += " and others"
+        return [
+            f"{counts.stale} skipped runs were made by code that has changed since ({changed}); "
+            f"'hydraflow run {self.job} --rerun' runs them again as new runs"
+        ]
+
+    def ending_report(self) -> list[str]:
         if self.signal is not None:
             text = f"interrupted by {signal.Signals(self.signal).name}"
             if self.not_started:

@@ -1,0 +1,230 @@
+"""Secrets in configs: what is never written to the store or its artifacts.
+
+A config value is secret when resolving it reads the environment — `oc.env`,
+an interpolation that contains it (`${oc.env:A}/x`), a key that interpolates
+such a key, or a custom resolver that reads `os.environ` — or when its key
+matches a pattern the app marks secret (`secrets=["db.password", "*.token"]`).
+A secret is recorded as its interpolation text (`${oc.env:API_KEY}`) or, for
+a literal, as `***`; the digest is taken of that record, so a run's identity
+never depends on a secret's value. The app still receives the real value.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fnmatch
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+REDACTED = "***"
+# Shorter secret values are redacted where they are recorded as values, but
+# not searched for in free text (logs, Hydra's files), where they would match
+# too much (a `DEBUG=1` read with oc.env is secret, but "1" is everywhere).
+MIN_SCRUB_LENGTH = 6
+
+
+@dataclass(frozen=True)
+class Secrets:
+    """The secret keys of one job's config (dotted paths, list items by
+    index), what each is recorded as, and the values to scrub from text."""
+
+    recorded: Mapping[str, str] = field(default_factory=dict)
+    values: frozenset[str] = frozenset()
+    marked: tuple[str, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.recorded or self.marked)
+
+    def redact(self, config: Any, path: str = "") -> Any:
+        """A copy of a plain config (dicts and lists) with every secret as recorded."""
+        if path in self.recorded:
+            return self.recorded[path]
+        if isinstance(config, Mapping):
+            return {key: self.redact(value, join(path, key)) for key, value in config.items()}
+        if isinstance(config, list):
+            return [self.redact(value, join(path, index)) for index, value in enumerate(config)]
+        if isinstance(config, str) and self.contains_secret(config):
+            return REDACTED  # an `update` copied a secret elsewhere
+        return config
+
+    def overrides(self, overrides: Sequence[str]) -> list[str]:
+        """The overrides with a secret key's value (or a secret value) as `***`."""
+        return [self.override(override) for override in overrides]
+
+    def override(self, override: str) -> str:
+        key, equals, value = override.partition("=")
+        if not equals:
+            return override
+        if is_marked(key.lstrip("+~"), self.marked) or self.contains_secret(value):
+            return f"{key}={REDACTED}"
+        return override
+
+    def scrub(self, text: str) -> str:
+        """Free text (a log, Hydra's files) with every long enough secret value as `***`."""
+        for value in sorted(self.values, key=len, reverse=True):
+            if len(value) >= MIN_SCRUB_LENGTH:
+                text = text.replace(value, REDACTED)
+        return text
+
+    def redact_yaml(self, text: str) -> str:
+        """A saved, unresolved config (Hydra's `config.yaml`) with its marked
+        literals as `***`; its oc.env values are interpolation text already."""
+        from omegaconf import OmegaConf
+        from omegaconf.errors import OmegaConfBaseException
+
+        hidden = [path for path, shown in self.recorded.items() if shown == REDACTED]
+        if not hidden:
+            return text
+        try:
+            conf = OmegaConf.create(text)
+            for path in hidden:
+                OmegaConf.update(conf, path, REDACTED, merge=False, force_add=False)
+            return OmegaConf.to_yaml(conf)
+        except OmegaConfBaseException:
+            return REDACTED  # a config.yaml that cannot be read is not uploaded as it is
+
+    def contains_secret(self, text: str) -> bool:
+        return any(len(value) >= MIN_SCRUB_LENGTH and value in text for value in self.values)
+
+
+def join(path: str, key: object) -> str:
+    return f"{path}.{key}" if path else str(key)
+
+
+def is_marked(path: str, patterns: Sequence[str]) -> bool:
+    """A pattern with a dot matches the whole dotted key (`db.password`,
+    `*.token`); one without matches a key of that name at any depth
+    (`password`). A marked key marks everything under it."""
+    parts = path.split(".")
+    prefixes = [".".join(parts[: i + 1]) for i in range(len(parts))]
+    for pattern in patterns:
+        if "." in pattern:
+            if any(fnmatch.fnmatchcase(prefix, pattern) for prefix in prefixes):
+                return True
+        elif any(fnmatch.fnmatchcase(part, pattern) for part in parts):
+            return True
+    return False
+
+
+def find_secrets(cfg: Any, marked: Sequence[str] = ()) -> Secrets:
+    """The secrets of a composed config (a DictConfig; anything else has
+    only the marked ones). Each interpolation is resolved with the resolver
+    cache cleared, while reads of `os.environ` are watched; the cache is
+    restored afterwards, so the app resolves exactly what it would have."""
+    from omegaconf import DictConfig, OmegaConf
+
+    if not isinstance(cfg, DictConfig):
+        return Secrets(marked=tuple(marked))
+    recorded: dict[str, str] = {}
+    values: set[str] = set()
+    cache = OmegaConf.get_cache(cfg)
+    try:
+        for leaf in leaves(cfg):
+            if leaf.reads_environment or is_marked(leaf.path, marked):
+                text = leaf.raw if isinstance(leaf.raw, str) and "${" in leaf.raw else REDACTED
+                recorded[leaf.path] = text
+                values.update(leaf_texts(leaf.value))
+    finally:
+        OmegaConf.set_cache(cfg, cache)
+    return Secrets(recorded, frozenset(values), tuple(marked))
+
+
+@dataclass(frozen=True)
+class Leaf:
+    path: str  # dotted, list items by index
+    raw: Any  # as written: `${oc.env:KEY}` for an interpolation
+    value: Any  # resolved
+    reads_environment: bool
+
+
+def leaves(node: Any, path: str = "") -> Iterator[Leaf]:
+    from omegaconf import Container, OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    keys = node.keys() if OmegaConf.is_dict(node) else range(len(node))
+    for key in keys:
+        child = node._get_node(key)
+        here = join(path, key)
+        if not child._is_interpolation():
+            if not isinstance(child, Container):
+                yield Leaf(here, child._value(), child._value(), False)  # reads nothing
+            elif not child._is_none() and not child._is_missing():
+                yield from leaves(child, here)
+            continue
+        OmegaConf.clear_cache(node._get_root())
+        with watched_environment() as reads:
+            try:
+                value = node[key]
+            except OmegaConfBaseException:
+                value = None
+        if isinstance(value, Container):
+            value = OmegaConf.to_container(value, resolve=True)
+        yield Leaf(here, child._value(), value, bool(reads))
+
+
+def leaf_texts(value: Any) -> Iterator[str]:
+    if isinstance(value, Mapping):
+        for item in value.values():
+            yield from leaf_texts(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from leaf_texts(item)
+    elif value is not None:
+        yield str(value)
+
+
+@contextlib.contextmanager
+def watched_environment() -> Iterator[list[str]]:
+    """Records the variables read through `os.environ` (and so `os.getenv`
+    and `oc.env`, which look it up at each call) inside the block."""
+    real = os.environ
+    reads: list[str] = []
+    os.environ = WatchedEnviron(real, reads)  # noqa: B003 (the same data, watched)
+    try:
+        yield reads
+    finally:
+        os.environ = real  # noqa: B003
+
+
+class WatchedEnviron(os._Environ[str]):
+    """`os.environ` itself (same data, same writes), with its reads recorded."""
+
+    def __init__(self, real: os._Environ[str], reads: list[str]) -> None:
+        super().__init__(
+            real._data,  # type: ignore[attr-defined]
+            real.encodekey,
+            real.decodekey,
+            real.encodevalue,
+            real.decodevalue,
+        )
+        self.reads = reads
+
+    def __getitem__(self, key: str) -> str:
+        self.reads.append(key)
+        return super().__getitem__(key)
+
+
+def redact_hydra_files(source: Path, target: Path, secrets: Secrets) -> None:
+    """Copies Hydra's `.hydra/` files to `target` with the secrets as recorded:
+    marked keys of `config.yaml` as `***` (oc.env values are interpolations
+    there already), secret overrides as `key=***` wherever they appear (also
+    in `hydra.yaml`), and long enough secret values scrubbed."""
+    from omegaconf import OmegaConf
+
+    overrides_file = source / "overrides.yaml"
+    overrides = OmegaConf.load(overrides_file) if overrides_file.is_file() else None
+    replacements = {str(o): secrets.override(str(o)) for o in overrides or ()}
+    target.mkdir(parents=True, exist_ok=True)
+    for file in sorted(source.iterdir()):
+        if not file.is_file():
+            continue
+        text = file.read_text(encoding="utf-8", errors="replace")
+        if file.name == "config.yaml":
+            text = secrets.redact_yaml(text)
+        for original, redacted in replacements.items():
+            if original != redacted:
+                text = text.replace(original, redacted)
+        (target / file.name).write_text(secrets.scrub(text), encoding="utf-8")

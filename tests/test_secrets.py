@@ -1,0 +1,198 @@
+"""Secrets in configs, end to end: real Hydra apps run by `hydraflow run`
+into a real SQLite store, then every byte of the store is searched."""
+
+from __future__ import annotations
+
+import json
+import sys
+import textwrap
+from pathlib import Path
+
+import mlflow
+import pytest
+
+from tests.conftest import run_cli
+
+ENV_SECRET = "sk-env-secret-0123456789"
+YAML_SECRET = "hunter2-from-yaml"
+CLI_SECRET = "tok-from-the-command-line"
+
+CONFIG = f"""
+api_key: ${{oc.env:MY_API_KEY}}
+endpoint: https://api.example/${{oc.env:MY_API_KEY}}/v1
+alias: ${{api_key}}
+custom: ${{from_env:MY_API_KEY}}
+db:
+  host: localhost
+  password: {YAML_SECRET}
+service:
+  token: none
+lr: 0.1
+"""
+
+APP = """
+import json, logging, os
+
+from omegaconf import OmegaConf
+
+import hydraflow
+
+OmegaConf.register_new_resolver("from_env", lambda name: os.getenv(name), use_cache=True)
+log = logging.getLogger(__name__)
+
+
+@hydraflow.main(config_path="conf", secrets=["db.password", "*.token"])
+def app(run, cfg):
+    received = {key: str(cfg[key]) for key in ("api_key", "endpoint", "alias", "custom")}
+    received.update(password=cfg.db.password, token=cfg.service.token, lr=cfg.lr)
+    with open(os.environ["RECEIVED"], "a") as out:
+        out.write(json.dumps(received) + "\\n")
+    log.info("connecting with %s and %s", cfg.api_key, cfg.db.password)
+
+
+if __name__ == "__main__":
+    app()
+"""
+
+JOBS = f"""
+jobs:
+  secret:
+    run: {sys.executable} app.py
+    sets:
+      - all: lr=0.1,0.2
+        add: service.token={CLI_SECRET}
+"""
+
+
+def make_project(folder: Path) -> Path:
+    (folder / "conf").mkdir()
+    (folder / "conf" / "config.yaml").write_text(CONFIG)
+    (folder / "app.py").write_text(textwrap.dedent(APP))
+    (folder / "hydraflow.yaml").write_text(JOBS)
+    return folder
+
+
+def stored_bytes(folder: Path) -> list[tuple[Path, bytes]]:
+    """Everything the store and hydraflow's own records hold, with SQLite's
+    WAL and journal files (mlflow.db*, mlruns/, .hydraflow/)."""
+    files = [p for p in folder.glob("mlflow.db*") if p.is_file()]
+    for tree in ("mlruns", ".hydraflow"):
+        files += [p for p in (folder / tree).rglob("*") if p.is_file()]
+    return [(path, path.read_bytes()) for path in files]
+
+
+def test_secrets_never_reach_the_store_and_the_app_gets_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = make_project(tmp_path)
+    received = tmp_path.parent / f"{tmp_path.name}-received.jsonl"
+    monkeypatch.setenv("MY_API_KEY", ENV_SECRET)
+    monkeypatch.setenv("RECEIVED", str(received))
+    result = run_cli("run", "secret", cwd=folder)
+    assert result.returncode == 0, result.stderr
+
+    apps = [json.loads(line) for line in received.read_text().splitlines()]
+    assert sorted(app["lr"] for app in apps) == [0.1, 0.2]
+    for app in apps:
+        assert app["api_key"] == app["alias"] == app["custom"] == ENV_SECRET
+        assert app["endpoint"] == f"https://api.example/{ENV_SECRET}/v1"
+        assert (app["password"], app["token"]) == (YAML_SECRET, CLI_SECRET)
+
+    stored = stored_bytes(folder)
+    assert any(path.name == "mlflow.db" for path, _ in stored)
+    assert any(path.name == "config.yaml" for path, _ in stored)
+    assert any(path.name.endswith(".log") for path, _ in stored)
+    for secret in (ENV_SECRET, YAML_SECRET, CLI_SECRET):
+        leaks = [str(path) for path, data in stored if secret.encode() in data]
+        assert leaks == [], f"{secret} in {leaks}"
+    # The app's own log lines and Hydra's are theirs; hydraflow's own lines show
+    # no secret of the config (the progress names commands as the jobs file has them).
+    ours = [line for line in result.stderr.splitlines() if line.startswith("hydraflow:")]
+    assert not any(secret in line for line in ours for secret in (ENV_SECRET, YAML_SECRET))
+
+    client = mlflow.MlflowClient(f"sqlite:///{folder / 'mlflow.db'}")
+    [experiment] = [e for e in client.search_experiments() if e.name == "secret"]
+    [run, _] = client.search_runs([experiment.experiment_id])
+    params = run.data.params
+    assert params["api_key"] == "${oc.env:MY_API_KEY}"
+    assert params["endpoint"] == "https://api.example/${oc.env:MY_API_KEY}/v1"
+    assert params["alias"] == "${api_key}"
+    assert params["custom"] == "${from_env:MY_API_KEY}"
+    assert params["db.password"] == params["service.token"] == "***"
+    assert params["db.host"] == "localhost"
+    assert json.loads(run.data.tags["hydraflow.config"])["api_key"] == "${oc.env:MY_API_KEY}"
+    assert "service.token=***" in run.data.tags["hydraflow.overrides"]
+    assert "service.token=***" in run.info.run_name
+
+
+def test_a_changed_secret_is_the_same_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The digest is taken of the recorded text, not of the secret's value."""
+    folder = make_project(tmp_path)
+    monkeypatch.setenv("RECEIVED", str(tmp_path.parent / f"{tmp_path.name}-received.jsonl"))
+    outcomes = []
+    for secret in (ENV_SECRET, "sk-another-secret-987654"):
+        monkeypatch.setenv("MY_API_KEY", secret)
+        result = run_cli("run", "secret", cwd=folder)
+        assert result.returncode == 0, result.stderr
+        outcomes.append(result.stderr.splitlines()[-1])
+    assert "2 finished" in outcomes[0]
+    assert "2 skipped" in outcomes[1]
+
+
+def test_which_keys_are_secret_and_how_they_are_recorded(monkeypatch: pytest.MonkeyPatch) -> None:
+    from hydraflow.tracking.secrets import find_secrets
+    from omegaconf import OmegaConf
+
+    monkeypatch.setenv("MY_API_KEY", ENV_SECRET)
+    cfg = OmegaConf.create(
+        {
+            "plain": "${lr}",
+            "lr": 0.1,
+            "urls": ["x", "${oc.env:MY_API_KEY}"],
+            "nested": {"deeper": "${alias}"},
+            "alias": "${oc.env:MY_API_KEY}",
+            "auth": {"user": "me", "password": "pw-literal"},
+            "creds": {"a": 1, "b": [2]},
+        }
+    )
+    secrets = find_secrets(cfg, ["password", "creds"])
+    assert dict(secrets.recorded) == {
+        "urls.1": "${oc.env:MY_API_KEY}",
+        "nested.deeper": "${alias}",
+        "alias": "${oc.env:MY_API_KEY}",
+        "auth.password": "***",
+        "creds.a": "***",
+        "creds.b.0": "***",
+    }
+    # A secret that an `update` copied elsewhere is hidden there too.
+    copied = {"lr": 0.1, "auth": {"user": "me"}, "note": f"key={ENV_SECRET}"}
+    assert secrets.redact(copied)["note"] == "***"
+    assert secrets.overrides(["auth.password=x", "+creds.c=1", "lr=0.2"]) == [
+        "auth.password=***",
+        "+creds.c=***",
+        "lr=0.2",
+    ]
+
+
+def test_start_run_records_secrets_as_their_text(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import hydraflow
+    from hydraflow import store
+    from omegaconf import OmegaConf
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setenv("MY_API_KEY", ENV_SECRET)
+    store._opened.clear()
+    config = OmegaConf.create({"key": "${oc.env:MY_API_KEY}", "db": {"password": YAML_SECRET}})
+    try:
+        with hydraflow.start_run(config, experiment_name="direct", secrets=["password"]) as run:
+            run_id = run.info.run_id
+    finally:
+        mlflow.set_tracking_uri(None)
+        store._opened.clear()
+    stored = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}").get_run(run_id)
+    assert stored.data.params == {"key": "${oc.env:MY_API_KEY}", "db.password": "***"}
+    for secret in (ENV_SECRET, YAML_SECRET):
+        assert not [p for p, data in stored_bytes(tmp_path) if secret.encode() in data]
