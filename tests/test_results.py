@@ -29,7 +29,7 @@ import polars as pl
 import pytest
 from hydraflow.errors import NoRunsWarning
 
-from tests.conftest import HYDRAFLOW
+from tests.conftest import HYDRAFLOW, user_environment
 from tests.services import free_port
 
 APP = Path(__file__).parent / "apps" / "results"
@@ -37,9 +37,7 @@ SWEEP = ["model=mlp,cnn", "optimizer.lr=0.01,0.1"]
 
 
 def environment(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "NO_COLOR")}
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    return {**env, "TZ": "UTC", "COLUMNS": "80", **extra}
+    return {**user_environment(), "TZ": "UTC", "COLUMNS": "80", **extra}
 
 
 @pytest.fixture(scope="module")
@@ -87,6 +85,7 @@ def runs(store: Path) -> hydraflow.Runs[object]:
     return hydraflow.load("train", tracking_uri=store / "mlflow.db")
 
 
+@pytest.mark.slow
 def test_the_table_shows_what_varies_and_says_the_constants_once(store: Path) -> None:
     result = hydraflow_cli(store, "runs", "train")
     assert result.returncode == 0, result.stderr
@@ -103,6 +102,7 @@ def test_the_table_shows_what_varies_and_says_the_constants_once(store: Path) ->
     )
 
 
+@pytest.mark.slow
 def test_columns_sort_and_limit(store: Path) -> None:
     args = ["runs", "train", "--columns", "choice.*,optimizer__lr,metrics.loss"]
     result = hydraflow_cli(store, *args, "--sort", "-metrics.loss", "--limit", "2")
@@ -125,6 +125,7 @@ def test_columns_sort_and_limit(store: Path) -> None:
     )
 
 
+@pytest.mark.slow
 def test_the_table_fits_the_terminal(store: Path) -> None:
     narrow = hydraflow_cli(store, "runs", "train", "--all-columns", COLUMNS="60")
     lines = narrow.stdout.splitlines()
@@ -134,6 +135,7 @@ def test_the_table_fits_the_terminal(store: Path) -> None:
     assert wide.stdout.splitlines()[0].split()[-2:] == ["metrics.accuracy", "metrics.loss"]
 
 
+@pytest.mark.slow
 def test_a_range_filter_is_an_interval_and_an_empty_filter_says_so(store: Path) -> None:
     def count(*filters: str) -> int:
         result = hydraflow_cli(store, "runs", "train", *filters, "--format", "csv")
@@ -153,6 +155,7 @@ def test_a_range_filter_is_an_interval_and_an_empty_filter_says_so(store: Path) 
     assert len(python.filter(optimizer__lr=(0.001, 0.1))) == 4
 
 
+@pytest.mark.slow
 def test_a_pattern_matching_nothing_warns_in_python_and_on_the_command_line(store: Path) -> None:
     expected = (
         "no runs of an experiment matching 'trian'; the experiments are: Default, plain, train"
@@ -167,6 +170,7 @@ def test_a_pattern_matching_nothing_warns_in_python_and_on_the_command_line(stor
         hydraflow.load("tr*", tracking_uri=store / "mlflow.db")
 
 
+@pytest.mark.slow
 def test_runs_say_what_varies_and_what_is_constant(runs: hydraflow.Runs[object]) -> None:
     assert runs.varying() == ["optimizer.lr", "choice.model"]
     assert runs.varying(implied=True) == [
@@ -197,6 +201,7 @@ def test_runs_say_what_varies_and_what_is_constant(runs: hydraflow.Runs[object])
     assert runs.filter(choice__model="cnn").varying() == ["optimizer.lr"]
 
 
+@pytest.mark.slow
 def test_reprs_lead_with_what_varies(runs: hydraflow.Runs[object]) -> None:
     one = runs.get(choice__model="cnn", optimizer__lr=0.1)
     assert anonymous(repr(one)) == (
@@ -218,6 +223,7 @@ def test_reprs_lead_with_what_varies(runs: hydraflow.Runs[object]) -> None:
     ]
 
 
+@pytest.mark.slow
 def test_history_carries_the_settings_to_plot_by(runs: hydraflow.Runs[object]) -> None:
     history = runs.history("loss", columns=True)
     assert history.columns == [
@@ -230,6 +236,7 @@ def test_history_carries_the_settings_to_plot_by(runs: hydraflow.Runs[object]) -
     assert named.columns[-1] == "model.width" and named.height == 12
 
 
+@pytest.mark.slow
 def test_run_names_lead_with_the_swept_values(store: Path) -> None:
     client = mlflow.MlflowClient(f"sqlite:///{store / 'mlflow.db'}")
     names = {
@@ -298,6 +305,8 @@ def rendered(url: str, folder: Path) -> str:
     return dumped.stdout
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(600)
 def test_the_ui_opens_on_the_runs_table_with_the_swept_columns(store: Path) -> None:
     port = free_port()
     with started_ui(store, "train", "--port", str(port)) as (process, url):
@@ -316,6 +325,7 @@ def test_the_ui_opens_on_the_runs_table_with_the_swept_columns(store: Path) -> N
         probe.bind(("127.0.0.1", port))  # the server's process group is gone
 
 
+@pytest.mark.slow
 def test_the_ui_refuses_bad_input(store: Path, tmp_path: Path) -> None:
     cases = {
         (
