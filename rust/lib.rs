@@ -1,30 +1,21 @@
-//! The core of hydraflow: the sweep grammar that turns `each`/`all` strings
-//! into Hydra overrides, exact decimal ranges, SI scales, cartesian products
-//! and monotonic ULIDs; and a reader of SQLite files, so the runs of a large
-//! MLflow store load in bulk.
+//! The core of hydraflow, in two rooms: `grammar`, the sweep grammar that
+//! turns `each`/`all` strings into Hydra overrides (and ULIDs), portable;
+//! and `store`, a reader of SQLite store files, so the runs of a large MLflow
+//! store load in bulk, and the shapes of their JSON configs.
 //!
 //! Everything here is plain Rust; `python.rs` is the one thin PyO3 binding,
 //! compiled only with the `python` feature (maturin enables it).
 
-pub mod error;
-pub mod number;
-pub mod product;
-pub mod range;
-pub mod scale;
-pub mod shape;
-pub mod split;
-pub mod sqlite;
-pub mod sweep;
-pub mod ulid;
-pub mod values;
+pub mod grammar;
+pub mod store;
 
 #[cfg(feature = "python")]
 mod python;
 
 #[cfg(test)]
-mod fuzz;
+mod rng;
 
-pub use error::SweepError;
-pub use sweep::{
+pub use grammar::SweepError;
+pub use grammar::{
     alternatives, collect, count, expand, expand_values, parse_arguments, split, Argument,
 };

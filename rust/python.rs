@@ -1,16 +1,13 @@
 //! The PyO3 module `hydraflow._core`: a thin binding over the pure core.
 
-use std::fs::File;
-use std::sync::Arc;
-
 use pyo3::create_exception;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyString};
 
-use crate::error::SweepError;
-use crate::sqlite::{self, Cell, Selection};
-use crate::{shape, sweep, ulid};
+use crate::grammar::{sweep, ulid, SweepError};
+use crate::store::pages::{self as sqlite, Cell, Selection};
+use crate::store::{self, shape};
 
 create_exception!(
     hydraflow._core,
@@ -23,7 +20,7 @@ create_exception!(
     hydraflow._core,
     SqliteFileError,
     pyo3::exceptions::PyOSError,
-    "A SQLite file read_table cannot read. Attribute: unsupported (SQLite itself can read it)."
+    "A SQLite file StoreSnapshot cannot read. Attributes: unsupported (SQLite itself can read it), moved (the log changed underneath: read again)."
 );
 
 fn to_py_err(py: Python<'_>, err: SweepError) -> PyErr {
@@ -195,49 +192,60 @@ fn new_ulids(n: usize) -> Vec<String> {
     ulid::ulids(n)
 }
 
-/// Selected columns of every row of a table of a SQLite file, read from its
-/// pages: one list per column. The caller holds a read transaction on the
-/// file through SQLite while this runs.
-#[pyfunction]
-#[pyo3(signature = (path, root, columns, /, *, key_column = None, exact = Vec::new(), prefixes = Vec::new()))]
-fn read_table(
-    py: Python<'_>,
-    path: std::path::PathBuf,
-    root: u32,
-    columns: Vec<usize>,
-    key_column: Option<usize>,
-    exact: Vec<String>,
-    prefixes: Vec<String>,
-) -> PyResult<Vec<Py<PyList>>> {
-    let selection = Selection { columns, key_column, exact, prefixes };
-    let database = open_database(&path).map_err(|err| sqlite_error(py, &err))?;
-    let mut lists: Vec<Vec<Bound<'_, PyAny>>> = vec![Vec::new(); selection.columns.len()];
-    let mut interned: Vec<Interned<'_>> = (0..lists.len()).map(|_| Interned::default()).collect();
-    // Python objects are made as the pages are read: no copy of the cells.
-    let read = database.visit(root, &selection, |row| -> Result<(), TableError> {
-        for ((list, cell), interned) in lists.iter_mut().zip(row).zip(&mut interned) {
-            list.push(interned.object(py, cell)?);
-        }
-        Ok(())
-    });
-    read.map_err(|err| match err {
-        TableError::Read(err) => sqlite_error(py, &err),
-        TableError::Python(err) => err,
-    })?;
-    lists.into_iter().map(|items| Ok(PyList::new(py, items)?.unbind())).collect()
+/// A SQLite store read from its pages at the snapshot of the caller's read
+/// transaction: made before the transaction begins, pinned after its first
+/// read (see `store::Snapshot`).
+#[pyclass(module = "hydraflow._core")]
+struct StoreSnapshot {
+    snapshot: store::Snapshot,
 }
 
-/// The database file (kept open, see `sqlite::open_kept`) and its `-wal`
-/// file when there is one (SQLite puts no lock on it: closing it is safe).
-fn open_database(path: &std::path::Path) -> sqlite::Result<sqlite::Database<Arc<File>>> {
-    let mut wal_path = path.as_os_str().to_owned();
-    wal_path.push("-wal");
-    let wal = match File::open(&wal_path) {
-        Ok(file) => Some(Arc::new(file)),
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => None,
-        Err(err) => return Err(err.into()),
-    };
-    sqlite::Database::new(sqlite::open_kept(path)?, wal)
+#[pymethods]
+impl StoreSnapshot {
+    #[new]
+    #[pyo3(signature = (path, /))]
+    fn new(py: Python<'_>, path: std::path::PathBuf) -> PyResult<Self> {
+        let snapshot = store::Snapshot::open(&path).map_err(|err| sqlite_error(py, &err))?;
+        Ok(StoreSnapshot { snapshot })
+    }
+
+    fn pin(&mut self, py: Python<'_>) -> PyResult<()> {
+        self.snapshot.pin().map_err(|err| sqlite_error(py, &err))
+    }
+
+    fn check(&self, py: Python<'_>) -> PyResult<()> {
+        self.snapshot.check().map_err(|err| sqlite_error(py, &err))
+    }
+
+    /// Selected columns of every row of the table rooted at page `root`:
+    /// one list per column.
+    #[pyo3(signature = (root, columns, /, *, key_column = None, exact = Vec::new(), prefixes = Vec::new()))]
+    fn read_table(
+        &self,
+        py: Python<'_>,
+        root: u32,
+        columns: Vec<usize>,
+        key_column: Option<usize>,
+        exact: Vec<String>,
+        prefixes: Vec<String>,
+    ) -> PyResult<Vec<Py<PyList>>> {
+        let selection = Selection { columns, key_column, exact, prefixes };
+        let mut lists: Vec<Vec<Bound<'_, PyAny>>> = vec![Vec::new(); selection.columns.len()];
+        let mut interned: Vec<Interned<'_>> =
+            (0..lists.len()).map(|_| Interned::default()).collect();
+        // Python objects are made as the pages are read: no copy of the cells.
+        let read = self.snapshot.visit(root, &selection, |row| -> Result<(), TableError> {
+            for ((list, cell), interned) in lists.iter_mut().zip(row).zip(&mut interned) {
+                list.push(interned.object(py, cell)?);
+            }
+            Ok(())
+        });
+        read.map_err(|err| match err {
+            TableError::Read(err) => sqlite_error(py, &err),
+            TableError::Python(err) => err,
+        })?;
+        lists.into_iter().map(|items| Ok(PyList::new(py, items)?.unbind())).collect()
+    }
 }
 
 enum TableError {
@@ -259,8 +267,10 @@ impl From<PyErr> for TableError {
 
 fn sqlite_error(py: Python<'_>, err: &sqlite::ReadError) -> PyErr {
     let exception = SqliteFileError::new_err(err.to_string());
+    let value = exception.value(py);
     let unsupported = matches!(err, sqlite::ReadError::Unsupported(_));
-    match exception.value(py).setattr("unsupported", unsupported) {
+    let moved = matches!(err, sqlite::ReadError::Moved);
+    match value.setattr("unsupported", unsupported).and(value.setattr("moved", moved)) {
         Ok(()) => exception,
         Err(failure) => failure,
     }
@@ -357,6 +367,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("SweepSyntaxError", m.py().get_type::<SweepSyntaxError>())?;
     m.add("SqliteFileError", m.py().get_type::<SqliteFileError>())?;
     m.add_class::<SweepIterator>()?;
+    m.add_class::<StoreSnapshot>()?;
     m.add_function(wrap_pyfunction!(expand, m)?)?;
     m.add_function(wrap_pyfunction!(collect, m)?)?;
     m.add_function(wrap_pyfunction!(count, m)?)?;
@@ -365,10 +376,10 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(split, m)?)?;
     m.add_function(wrap_pyfunction!(new_ulid, m)?)?;
     m.add_function(wrap_pyfunction!(new_ulids, m)?)?;
-    m.add_function(wrap_pyfunction!(read_table, m)?)?;
     m.add_function(wrap_pyfunction!(json_representatives, m)?)?;
     let public = [
         "SqliteFileError",
+        "StoreSnapshot",
         "SweepIterator",
         "SweepSyntaxError",
         "collect",
@@ -377,7 +388,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
         "expand_values",
         "iter_expand",
         "json_representatives",
-        "read_table",
         "split",
         "ulid",
         "ulids",

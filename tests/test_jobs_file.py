@@ -109,3 +109,71 @@ def test_bad_override_on_the_command_line(project: Callable[[str], Path]) -> Non
     assert result.returncode == 2
     assert "command line: invalid range in 'x=5:1'" in result.stderr
     assert recorded(folder) == []
+
+
+def test_a_jobs_name_is_its_experiment(project: Callable[[str], Path]) -> None:
+    """`name:` as in the published HydraFlow: `hydra.job.name`, so the
+    experiment; `hydraflow run` still takes the job's key."""
+    folder = project("jobs:\n  train:\n    name: resnet_sweep\n    run: python record.py\n")
+    result = run_cli("run", "train", cwd=folder)
+    assert result.returncode == 0, result.stderr
+    [args] = recorded(folder)
+    assert "hydra.job.name=resnet_sweep" in args
+    shown = run_cli("show", "train", cwd=folder)
+    assert shown.stdout.startswith("train:\n  name: resnet_sweep\n  run: python record.py\n")
+
+
+def test_a_jobs_name_must_be_text(project: Callable[[str], Path]) -> None:
+    folder = project("jobs:\n  j:\n    name: [a]\n    run: python record.py\n")
+    result = run_cli("run", "j", cwd=folder)
+    assert result.returncode == 2
+    assert "hydraflow.yaml: jobs.j.name: must be a non-empty string" in result.stderr
+
+
+BROKEN_BESIDE_GOOD = """
+jobs:
+  good:
+    run: python record.py
+    sets:
+      - each: a=1,2
+  typo:
+    run: python record.py
+    sets:
+      - eachh: a=1
+  bad_range:
+    run: python record.py
+    sets:
+      - each: a=1:3tep
+"""
+
+
+def test_an_invalid_job_fails_alone_and_the_others_run(project: Callable[[str], Path]) -> None:
+    folder = project(BROKEN_BESIDE_GOOD)
+    good = run_cli("run", "good", cwd=folder)
+    assert good.returncode == 0, good.stderr
+    assert len(recorded(folder)) == 2
+    for job, message in [
+        ("typo", "jobs.typo.sets[0].eachh: unknown key 'eachh'; did you mean 'each'?"),
+        ("bad_range", "jobs.bad_range.sets[0].each: invalid range in 'a=1:3tep'"),
+    ]:
+        for command in (("run", job), ("show", job)):
+            result = run_cli(*command, cwd=folder)
+            assert result.returncode == 2
+            assert f"Error: hydraflow.yaml: {message}" in result.stderr
+            assert "Traceback" not in result.stderr
+    assert len(recorded(folder)) == 2
+
+
+def test_show_lists_an_invalid_job_with_its_error(project: Callable[[str], Path]) -> None:
+    result = run_cli("show", cwd=project(BROKEN_BESIDE_GOOD))
+    assert result.returncode == 2
+    assert result.stdout.splitlines() == [
+        "good       run      2 commands  2 runs",
+        "typo       invalid              jobs.typo.sets[0].eachh: unknown key 'eachh';"
+        " did you mean 'each'?",
+        "bad_range  invalid              jobs.bad_range.sets[0].each: invalid range in"
+        " 'a=1:3tep': '3tep' is not a number",
+    ]
+    assert (
+        result.stderr == "Error: hydraflow.yaml: invalid jobs (the others work): typo, bad_range\n"
+    )

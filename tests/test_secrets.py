@@ -41,7 +41,9 @@ OmegaConf.register_new_resolver("from_env", lambda name: os.getenv(name), use_ca
 log = logging.getLogger(__name__)
 
 
-@hydraflow.main(config_path="conf", secrets=["db.password", "*.token"])
+@hydraflow.main(
+    version_base=None, config_path="conf", config_name="config", secrets=["db.password", "*.token"]
+)
 def app(run, cfg):
     received = {key: str(cfg[key]) for key in ("api_key", "endpoint", "alias", "custom")}
     received.update(password=cfg.db.password, token=cfg.service.token, lr=cfg.lr)

@@ -1,6 +1,8 @@
 """The Rust core's SQLite file reader and JSON shapes, with SQLite and
-polars as the oracles: what `read_table` returns must be what a SELECT
-returns, and the fast config decoding must equal polars' own inference."""
+polars as the oracles: what a snapshot's `read_table` returns must be what a
+SELECT in the same transaction returns, also while writers commit and
+restart the log, and the fast config decoding must equal polars' own
+inference."""
 
 from __future__ import annotations
 
@@ -17,7 +19,8 @@ from typing import Any
 
 import polars as pl
 import pytest
-from hydraflow._core import SqliteFileError, json_representatives, read_table
+from hydraflow._core import SqliteFileError, StoreSnapshot, json_representatives
+from hydraflow.analysis import reading
 from hydraflow.analysis.frame import config_columns, decode_json
 from hydraflow.analysis.reading import read_pages, read_sql
 from hypothesis import HealthCheck, given, settings
@@ -43,6 +46,13 @@ def database(path: Path, page_size: int) -> Iterator[sqlite3.Connection]:
         db.execute(f"PRAGMA page_size = {page_size}")
         yield db
         db.commit()
+
+
+def read_table(path: Path, root: int, columns: list[int], **selection: Any) -> list[list[Any]]:
+    """A table read from pages, with no writer about (no transaction needed)."""
+    snapshot = StoreSnapshot(path)
+    snapshot.pin()
+    return snapshot.read_table(root, columns, **selection)
 
 
 def root_page(path: Path, table: str) -> int:
@@ -139,9 +149,11 @@ def test_wal_mode_reads_the_committed_frames_of_the_log(tmp_path: Path) -> None:
         writer.execute("INSERT INTO t VALUES (-1, 'not committed')")
         assert Path(f"{path}-wal").stat().st_size > 100_000
         with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as reader:
+            snapshot = StoreSnapshot(path)
             reader.execute("BEGIN")
             expected = reader.execute("SELECT a, b FROM t ORDER BY rowid").fetchall()
-            got = read_table(path, root_page(path, "t"), [0, 1])
+            snapshot.pin()
+            got = snapshot.read_table(root_page(path, "t"), [0, 1])
         assert got == [list(column) for column in zip(*expected, strict=True)]
         assert len(expected) == 500
     finally:
@@ -158,6 +170,7 @@ def test_damage_is_refused_with_a_reason(tmp_path: Path) -> None:
         read_table(tmp_path / "absent.db", 2, [0])
 
 
+@pytest.mark.slow  # MLflow's migrations, writer processes
 def test_an_mlflow_store_reads_the_same_from_pages_and_sql(tmp_path: Path) -> None:
     """A store MLflow made itself: runs with tags, params, NaN and plain metrics."""
     import mlflow
@@ -175,8 +188,10 @@ def test_an_mlflow_store_reads_the_same_from_pages_and_sql(tmp_path: Path) -> No
             client.set_terminated(run.info.run_id)
     client.delete_run(run.info.run_id)
     with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+        snapshot = StoreSnapshot(path)
         db.execute("BEGIN")
-        pages, sql = read_pages(db, path), read_sql(db)
+        sql = read_sql(db)
+        pages = read_pages(db, snapshot)
     assert pages is not None
     for name in ("runs", "tags", "latest"):
         key = ["run_uuid", "key"] if name != "runs" else ["run_uuid"]
@@ -185,6 +200,7 @@ def test_an_mlflow_store_reads_the_same_from_pages_and_sql(tmp_path: Path) -> No
     assert pages.runs.height == 30 and pages.tags.height == 60
 
 
+@pytest.mark.slow  # MLflow's migrations, writer processes
 def test_a_write_lock_held_in_this_process_survives_a_load(tmp_path: Path) -> None:
     """Closing any descriptor of a file drops every POSIX lock the process
     holds on it: the reader keeps its descriptor open, so a writer in this
@@ -293,10 +309,10 @@ def test_a_config_tag_that_is_not_json_gives_no_values() -> None:
 
 WRITER = """
 import json, sqlite3, sys, uuid
-db = sqlite3.connect(sys.argv[1], timeout=30, isolation_level=None)
-db.execute("PRAGMA wal_autocheckpoint = 8")  # checkpoints and log restarts all the time
-experiment, count = int(sys.argv[2]), int(sys.argv[3])
-for index in range(count):
+path, experiment, first, count, autocheckpoint = sys.argv[1:]
+db = sqlite3.connect(path, timeout=30, isolation_level=None)
+db.execute(f"PRAGMA wal_autocheckpoint = {autocheckpoint}")  # small: the log restarts often
+for index in range(int(first), int(first) + int(count)):
     run = uuid.uuid4().hex
     db.execute("BEGIN IMMEDIATE")
     db.execute(
@@ -306,7 +322,7 @@ for index in range(count):
         " VALUES (?, ?, 'LOCAL', 'w', '', 'w', 'FINISHED', ?, ?, '', 'active', ?, ?)",
         (run, f"run-{index}", index, index + 1, f"/tmp/{run}", experiment),
     )
-    config = json.dumps({"seed": index, "pad": "x" * (index % 700)})
+    config = json.dumps({"seed": index, "run": run, "pad": "x" * (index % 700)})
     db.execute(
         "INSERT INTO tags (key, value, run_uuid) VALUES ('hydraflow.config', ?, ?)", (config, run)
     )
@@ -318,36 +334,274 @@ for index in range(count):
 """
 
 
-def test_loads_during_writes_see_whole_runs_and_never_fewer(tmp_path: Path) -> None:
-    """A writer commits runs (each with its config tag and metric in one
-    transaction) while checkpoints copy the log into the file and restart
-    it; every load must see whole runs, never fewer than the one before."""
-    import hydraflow
+@pytest.fixture(scope="module")
+def template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """An MLflow store in WAL mode with one experiment (made once: MLflow's
+    migrations take seconds), and that experiment's id."""
     import mlflow
 
-    path = tmp_path / "mlflow.db"
+    path = tmp_path_factory.mktemp("template") / "mlflow.db"
     experiment = mlflow.MlflowClient(f"sqlite:///{path}").create_experiment("exp")
     with contextlib.closing(sqlite3.connect(path)) as db:
         db.execute("PRAGMA journal_mode = WAL")
-    writer = subprocess.Popen(
-        [sys.executable, "-c", WRITER, str(path), experiment, "3000"],
+    return path, experiment
+
+
+def store_from(template: tuple[Path, str], path: Path) -> tuple[Path, str]:
+    path.write_bytes(template[0].read_bytes())
+    return path, template[1]
+
+
+def write_runs(
+    store: tuple[Path, str], first: int, count: int, autocheckpoint: int = 4
+) -> subprocess.Popen[str]:
+    path, experiment = store
+    arguments = [str(path), experiment, str(first), str(count), str(autocheckpoint)]
+    return subprocess.Popen(
+        [sys.executable, "-c", WRITER, *arguments],
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,
     )
+
+
+def finish(writer: subprocess.Popen[str]) -> None:
+    _, errors = writer.communicate(timeout=120)
+    assert writer.returncode == 0, errors
+
+
+def check_whole(frame: pl.DataFrame) -> None:
+    """Every run once, with its own config and its own metric."""
+    assert frame["run_id"].n_unique() == frame.height
+    if frame.height:
+        assert frame["run"].to_list() == frame["run_id"].to_list()
+        assert frame["metrics.loss"].to_list() == [seed / 7 for seed in frame["seed"]]
+
+
+def load(path: Path) -> pl.DataFrame:
+    import hydraflow
+
+    return hydraflow.load(tracking_uri=f"sqlite:///{path}").frame
+
+
+@pytest.mark.slow  # MLflow's migrations, writer processes
+@pytest.mark.parametrize("copied_back", [True, False], ids=["read-mark-0", "read-mark-above-0"])
+def test_a_load_reads_the_commit_its_transaction_began_at(
+    template: tuple[Path, str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    copied_back: bool,
+) -> None:
+    """A writer commits three runs after the load's transaction began and its
+    snapshot was pinned, before any page is read: the load reads the commit
+    its transaction began at, as SQL in it sees it, whole. With the log
+    copied back into the file the transaction holds SQLite's read mark 0,
+    which does not keep the log: the writer restarts it and overwrites the
+    frames a reader of the log would take."""
+    store = store_from(template, tmp_path / "mlflow.db")
+    # An open connection keeps the log: the last one to close would copy it back and delete it.
+    keeper = sqlite3.connect(store[0], isolation_level=None)
+    keeper.execute("SELECT count(*) FROM sqlite_schema")
+    finish(write_runs(store, 0, 20, autocheckpoint=0))
+    if copied_back:
+        busy, frames, copied = keeper.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        assert busy == 0 and frames == copied > 0
+    original = reading.table_layout
+    writers: list[int] = []
+
+    def commit_then_layout(db: sqlite3.Connection, table: str, columns: list[str]) -> Any:
+        if not writers:
+            writers.append(1)
+            finish(write_runs(store, 20, 3))
+        return original(db, table, columns)
+
+    monkeypatch.setattr(reading, "table_layout", commit_then_layout)
+    try:
+        frame = load(store[0])
+        assert writers and frame.height == 20
+        check_whole(frame)
+        monkeypatch.undo()
+        assert load(store[0]).height == 23
+    finally:
+        keeper.close()
+
+
+@pytest.mark.slow  # MLflow's migrations, writer processes
+def test_a_commit_before_the_pin_reads_again(
+    template: tuple[Path, str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A writer commits between the snapshot noted before the transaction and
+    its pin: which commit the transaction took is unknown, so the load reads
+    again, in a new transaction."""
+    store = store_from(template, tmp_path / "mlflow.db")
+    finish(write_runs(store, 0, 5))
+    original = reading.SqliteStore.experiment_names
+    writers: list[int] = []
+
+    def names_then_commit(db: sqlite3.Connection, experiments: Any) -> dict[int, str]:
+        names = original(db, experiments)
+        if not writers:
+            writers.append(1)
+            finish(write_runs(store, 5, 2))
+        return names
+
+    monkeypatch.setattr(reading.SqliteStore, "experiment_names", staticmethod(names_then_commit))
+    with caplog.at_level("DEBUG", logger="hydraflow"):
+        frame = load(store[0])
+    assert frame.height == 7
+    check_whole(frame)
+    assert "moved under the read: again" in caplog.text
+    assert "through SQL" not in caplog.text
+
+
+@pytest.mark.slow  # MLflow's migrations, writer processes
+def test_loads_during_two_writers_are_whole_and_never_fewer(
+    template: tuple[Path, str], tmp_path: Path
+) -> None:
+    """Two writers commit runs (each with its config tag and metric in one
+    transaction) while small autocheckpoints copy the log into the file and
+    restart it; every load sees each run once and whole, never fewer runs
+    than the load before, and never an error."""
+    store = store_from(template, tmp_path / "mlflow.db")
+    per_writer = 400
+    writers = [write_runs(store, 0, per_writer), write_runs(store, per_writer, per_writer)]
     seen = [0]
     try:
-        while writer.poll() is None or seen[-1] < 3000:
-            frame = hydraflow.load(tracking_uri=f"sqlite:///{path}").frame
-            if frame.height:
-                assert frame["seed"].null_count() == 0 and frame["metrics.loss"].null_count() == 0
-                assert frame["metrics.loss"].to_list() == [s / 7 for s in frame["seed"]]
+        while any(w.poll() is None for w in writers) or seen[-1] < 2 * per_writer:
+            frame = load(store[0])
+            check_whole(frame)
             assert frame.height >= seen[-1]
             seen.append(frame.height)
+            assert len(seen) < 10_000, "the writers never finished"
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(writer.pid, 9)
-        _, errors = writer.communicate(timeout=60)
-    assert writer.returncode == 0, errors
-    assert seen[-1] == 3000
+        for writer in writers:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(writer.pid, 9)
+    for writer in writers:
+        finish(writer)
+    assert seen[-1] == 2 * per_writer
     assert len(set(seen)) > 3, f"the loads overlapped the writes: {seen}"
+
+
+MANY_STORES = """
+import resource, sys
+from pathlib import Path
+import hydraflow
+template, folder, count = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])
+resource.setrlimit(resource.RLIMIT_NOFILE, (64, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+for index in range(count):
+    store = folder / f"{index}.db"
+    store.write_bytes(template.read_bytes())
+    assert len(hydraflow.load(tracking_uri=f"sqlite:///{store}", status=None)) == 1
+print(len(list(Path("/proc/self/fd").iterdir())))
+"""
+
+
+@pytest.mark.slow  # MLflow's migrations, writer processes
+def test_a_process_loading_many_stores_keeps_few_descriptors(
+    template: tuple[Path, str], tmp_path: Path
+) -> None:
+    """1,000 different stores loaded by a process allowed 64 descriptors:
+    the reader closes a store's files once no other descriptor of the
+    process refers to them."""
+    store = store_from(template, tmp_path / "one.db")
+    finish(write_runs(store, 0, 1))
+    with contextlib.closing(sqlite3.connect(store[0])) as db:
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    folder = tmp_path / "stores"
+    folder.mkdir()
+    result = subprocess.run(
+        [sys.executable, "-c", MANY_STORES, str(store[0]), str(folder), "1000"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert int(result.stdout) < 32
+
+
+@pytest.mark.slow  # MLflow's migrations, writer processes
+def test_a_log_that_keeps_moving_is_read_through_sql_visibly(
+    template: tuple[Path, str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A writer commits in every transaction's first moments: after five
+    reads begun again, SQL reads the store (whole); the debug log says why
+    each time, and a slow fallback warns once per process."""
+    store = store_from(template, tmp_path / "mlflow.db")
+    finish(write_runs(store, 0, 3))
+    original = reading.SqliteStore.experiment_names
+    commits = [3]
+
+    def names_then_commit(db: sqlite3.Connection, experiments: Any) -> dict[int, str]:
+        names = original(db, experiments)
+        finish(write_runs(store, commits[-1], 1))
+        commits.append(commits[-1] + 1)
+        return names
+
+    monkeypatch.setattr(reading.SqliteStore, "experiment_names", staticmethod(names_then_commit))
+    monkeypatch.setattr(reading, "SLOW_SQL_SECONDS", 0.0)
+    monkeypatch.setattr(reading, "_warned_slow", set())
+    with caplog.at_level("DEBUG", logger="hydraflow"), pytest.warns(RuntimeWarning) as warned:
+        frame = load(store[0])
+        monkeypatch.setattr(reading.SqliteStore, "experiment_names", staticmethod(original))
+        monkeypatch.setattr(reading, "read_pages", lambda db, snapshot: None)
+        assert load(store[0]).height == commits[-1]
+    check_whole(frame)
+    # The SQL read's own transaction began before its writer committed.
+    assert frame.height == commits[-2] and len(commits) == reading.ATTEMPTS + 2
+    assert caplog.text.count("moved under the read: again") == reading.ATTEMPTS
+    assert "through SQL: the write-ahead log kept moving" in caplog.text
+    assert "through SQL: a table layout the page reader does not know" in caplog.text
+    assert [str(w.message).split(" in ")[0] for w in warned] == [
+        f"hydraflow.load read {store[0]} through SQL"
+    ]
+
+
+RESTART = """
+import sqlite3, sys
+db = sqlite3.connect(sys.argv[1], timeout=0)
+print(db.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()[0])
+"""
+
+
+def log_restart_is_busy(path: Path) -> bool:
+    """Whether another process is kept from restarting the log (a reader's
+    read mark holds it)."""
+    result = subprocess.run(
+        [sys.executable, "-c", RESTART, str(path)], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip() == "1"
+
+
+@pytest.mark.slow  # MLflow's migrations, writer processes
+def test_a_read_mark_held_in_this_process_survives_loads(
+    template: tuple[Path, str], tmp_path: Path
+) -> None:
+    """A read transaction of this process holds a read mark in the `-shm`
+    file; loads open and close descriptors of that file, and must not drop
+    the mark (closing any descriptor of a file drops the process's locks on
+    it), or another process could restart the log under the reader."""
+    store = store_from(template, tmp_path / "mlflow.db")
+    keeper = sqlite3.connect(store[0], isolation_level=None)
+    keeper.execute("SELECT count(*) FROM sqlite_schema")
+    finish(write_runs(store, 0, 5, autocheckpoint=0))
+    reader = sqlite3.connect(store[0], isolation_level=None)
+    try:
+        reader.execute("BEGIN")
+        assert reader.execute("SELECT count(*) FROM runs").fetchone() == (5,)
+        assert log_restart_is_busy(store[0])
+        for _ in range(3):
+            assert load(store[0]).height == 5
+        assert log_restart_is_busy(store[0])
+        Path(f"{store[0]}-shm").open("rb").close()  # the probe is sharp: this drops the mark
+        assert not log_restart_is_busy(store[0])
+    finally:
+        reader.close()
+        keeper.close()

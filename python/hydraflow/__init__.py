@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from hydraflow.analysis import Run, Runs, load
     from hydraflow.tracking.artifacts import chdir_artifact, get_artifact_dir
     from hydraflow.tracking.decorator import main
-    from hydraflow.tracking.lifecycle import start_run
+    from hydraflow.tracking.lifecycle import current_run, start_run
     from hydraflow.tracking.resume import is_resumed, last_step
 
 __all__ = [
@@ -26,6 +26,7 @@ __all__ = [
     "chdir_artifact",
     "collect",
     "count",
+    "current_run",
     "expand",
     "get_artifact_dir",
     "is_resumed",
@@ -42,6 +43,7 @@ _LAZY = {
     "Run": "hydraflow.analysis",
     "main": "hydraflow.tracking.decorator",
     "start_run": "hydraflow.tracking.lifecycle",
+    "current_run": "hydraflow.tracking.lifecycle",
     "get_artifact_dir": "hydraflow.tracking.artifacts",
     "chdir_artifact": "hydraflow.tracking.artifacts",
     "is_resumed": "hydraflow.tracking.resume",

@@ -1,4 +1,4 @@
-"""The Rust core of hydraflow: the sweep grammar, ULIDs and a SQLite file reader.
+"""The Rust core of hydraflow: the sweep grammar, ULIDs and a SQLite store reader.
 
 The grammar is documented in docs/grammar.md. Every function that takes
 ``args`` accepts one string (split at top-level white space, quotes kept) or a
@@ -11,6 +11,7 @@ from typing import final
 
 __all__ = [
     "SqliteFileError",
+    "StoreSnapshot",
     "SweepIterator",
     "SweepSyntaxError",
     "collect",
@@ -19,7 +20,6 @@ __all__ = [
     "expand_values",
     "iter_expand",
     "json_representatives",
-    "read_table",
     "split",
     "ulid",
     "ulids",
@@ -40,12 +40,15 @@ class SweepSyntaxError(ValueError):
     """Why, e.g. ``"'3tep' is not a number"``."""
 
 class SqliteFileError(OSError):
-    """A SQLite file :func:`read_table` cannot read."""
+    """A SQLite file :class:`StoreSnapshot` cannot read."""
 
     unsupported: bool
     """True when SQLite itself can read the file (UTF-16 text, an unknown
-    format version): read it with SQL instead. False for a damaged file or
-    an I/O error."""
+    format version, a system without Unix files): read it with SQL instead.
+    False for a damaged file, an I/O error or a moved log."""
+    moved: bool
+    """True when a writer committed or restarted the write-ahead log while
+    the snapshot was taken or read: begin a new transaction and read again."""
 
 @final
 class SweepIterator(Iterator[list[str]]):
@@ -93,31 +96,45 @@ def ulid() -> str:
 def ulids(n: int, /) -> list[str]:
     """``n`` new ULIDs, strictly increasing."""
 
-def read_table(
-    path: str | os.PathLike[str],
-    root: int,
-    columns: Sequence[int],
-    /,
-    *,
-    key_column: int | None = None,
-    exact: Sequence[str] = ...,
-    prefixes: Sequence[str] = ...,
-) -> list[list[int | float | str | bytes | None]]:
-    """Columns of every row of a table in a SQLite file, read from its pages.
+@final
+class StoreSnapshot:
+    """A SQLite file read from its pages at the snapshot of the caller's read
+    transaction on it through SQLite, in the same process.
 
-    ``root`` is the table's root page (``sqlite_schema.rootpage``) and
-    ``columns`` the record positions to return, one list each, rows in rowid
-    order; a position past a row's record (a column added later) is None.
-    With ``key_column``, only rows whose text there is one of ``exact`` or
-    starts with one of ``prefixes`` are kept. Values keep SQLite's storage
-    class: a whole number in a REAL column comes back as an int.
-
-    Pages committed to the ``-wal`` file of a database in WAL mode are read
-    from there. Takes no lock: hold a read transaction on the file through
-    SQLite (``BEGIN`` and a first ``SELECT``) while calling it. The file is opened
-    once and kept open for the life of the process, because closing it would
-    drop the POSIX locks SQLite holds on it.
+    Make it before the transaction begins (``BEGIN``), :meth:`pin` it after the
+    transaction's first ``SELECT``, then read tables and :meth:`check` after the
+    last. Any step may raise :class:`SqliteFileError`; with ``moved`` set, end
+    the transaction and start again. The database and ``-shm`` files stay open
+    while another descriptor of this process refers to them, because closing
+    one would drop the POSIX locks SQLite holds on them (docs/store-reader.md).
     """
+
+    def __new__(cls, path: str | os.PathLike[str], /) -> StoreSnapshot: ...
+    def pin(self) -> None:
+        """Take the snapshot of the transaction begun since the snapshot was made."""
+    def check(self) -> None:
+        """Raise with ``moved`` when the log changed since :meth:`pin`."""
+    def read_table(
+        self,
+        root: int,
+        columns: Sequence[int],
+        /,
+        *,
+        key_column: int | None = None,
+        exact: Sequence[str] = ...,
+        prefixes: Sequence[str] = ...,
+    ) -> list[list[int | float | str | bytes | None]]:
+        """Columns of every row of a table, read from its pages.
+
+        ``root`` is the table's root page (``sqlite_schema.rootpage``) and
+        ``columns`` the record positions to return, one list each, rows in
+        rowid order; a position past a row's record (a column added later) is
+        None. With ``key_column``, only rows whose text there is one of
+        ``exact`` or starts with one of ``prefixes`` are kept. Values keep
+        SQLite's storage class: a whole number in a REAL column comes back as
+        an int. Pages of the snapshot committed to the ``-wal`` file are read
+        from there.
+        """
 
 def json_representatives(texts: Sequence[str | None], /) -> list[int]:
     """The index of the first of ``texts`` (JSON documents) of each distinct

@@ -12,13 +12,16 @@ from typing import TYPE_CHECKING, Any, TextIO
 import click
 
 from hydraflow import __version__
-from hydraflow.errors import HydraflowError, JobNotFoundError
+from hydraflow.errors import ConfigError, HydraflowError, JobNotFoundError
 from hydraflow.runner import slurm
 from hydraflow.runner.commands import SplitAtDashes, after_dashes, fail
 from hydraflow.runner.jobs import DEFAULT_FILE, Job, JobsFile, load_jobs
 
 if TYPE_CHECKING:
     from hydraflow.runner.plan import JobPlan
+
+# The kind `hydraflow show` lists for a job with a mistake.
+INVALID = "invalid"
 
 EXAMPLES = """\b
 Examples:
@@ -175,8 +178,13 @@ def show(job: str | None, config_file: str) -> None:
         if job is None:
             from hydraflow.tables import print_table
 
-            rows = [job_row(definition) for definition in jobs_file.jobs.values()]
-            print_table(sys.stdout, [], rows)
+            rows = [job_row(name, definition) for name, definition in jobs_file.jobs.items()]
+            # An invalid job's last cell is its error: wrapped, never cut.
+            print_table(sys.stdout, [], rows, wrap_last=True)
+            invalid = [row[0] for row in rows if row[1] == INVALID]
+            if invalid:
+                message = f"invalid jobs (the others work): {', '.join(invalid)}"
+                fail(HydraflowError(f"{jobs_file.path}: {message}"))
             return
         definition = find_job(jobs_file, job)
         plan = plan_of(definition)
@@ -198,17 +206,27 @@ def runs_text(runs: int | None) -> str:
     return "?" if runs is None else str(runs)
 
 
-def job_row(job: Job) -> tuple[str, str, str, str]:
-    plan = plan_of(job)
+def job_row(name: str, job: Job | ConfigError) -> tuple[str, str, str, str]:
+    """A job's name, kind and counts; for a job with a mistake, its error."""
+    try:
+        if isinstance(job, ConfigError):
+            raise job
+        plan = plan_of(job)
+    except ConfigError as error:
+        return (name, INVALID, "", f"{error.where}: {error.message.splitlines()[0]}")
     runs = runs_text(plan.total_runs)
-    return (job.name, job.kind, f"{plan.total_commands} commands", f"{runs} runs")
+    return (name, job.kind, f"{plan.total_commands} commands", f"{runs} runs")
 
 
 def find_job(jobs_file: JobsFile, name: str) -> Job:
+    """The job named `name`; its error if it has a mistake."""
     try:
-        return jobs_file.jobs[name]
+        found = jobs_file.jobs[name]
     except KeyError:
         raise JobNotFoundError(name, list(jobs_file.jobs), jobs_file.path) from None
+    if isinstance(found, ConfigError):
+        raise found
+    return found
 
 
 def normalised_yaml(job: Job) -> str:
@@ -217,7 +235,8 @@ def normalised_yaml(job: Job) -> str:
     def listed(items: tuple[str, ...]) -> list[str]:
         return list(items)
 
-    body: dict[str, Any] = {job.kind: job.command}
+    body: dict[str, Any] = {} if job.experiment == job.name else {"name": job.experiment}
+    body[job.kind] = job.command
     if job.add.items:
         body["add"] = listed(job.add.items)
     sets = []

@@ -17,11 +17,13 @@ def print_table(
     *,
     right: Sequence[bool] = (),
     title: Sequence[str] = (),
+    wrap_last: bool = False,
 ) -> None:
     """Writes `rows` under `headers` (none: no header line), `right`-aligned
     where asked; `title` lines go above, wrapped to the width. Rich narrows
-    wide columns to fit, cutting values with an ellipsis; the columns that
-    would not fit even at MIN_WIDTH are left out, and a last line says so."""
+    wide columns to fit, cutting values with an ellipsis (`wrap_last`: the
+    last column's cells wrap instead); the columns that would not fit even
+    at MIN_WIDTH are left out, and a last line says so."""
     from rich import box
     from rich.console import Console
     from rich.table import Table
@@ -54,7 +56,10 @@ def print_table(
         )
     for row in rows:
         # Wrappable columns, for rich narrows the widest of those first; one line per cell.
-        table.add_row(*(Text(cell, no_wrap=True, overflow="ellipsis") for cell in row[:fitting]))
+        cells = [Text(cell, no_wrap=True, overflow="ellipsis") for cell in row[:fitting]]
+        if wrap_last and len(row) == fitting:
+            cells[-1] = Text(row[-1], overflow="fold")
+        table.add_row(*cells)
     left_out = names[fitting:]
     with console.capture() as captured:
         for line in title:

@@ -10,7 +10,11 @@ from __future__ import annotations
 
 import contextlib
 import fnmatch
+import logging
+import os
 import sqlite3
+import time
+import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import polars as pl
 
-from hydraflow._core import SqliteFileError, read_table
+from hydraflow._core import SqliteFileError, StoreSnapshot
 from hydraflow.errors import StoreError, StoreNotFoundError
 from hydraflow.mlflow_schema import (
     ACTIVE_EXPERIMENTS_QUERY,
@@ -59,6 +63,13 @@ MMAP_BYTES = 2**32
 CACHE_KIB = 256 * 1024
 # SQLite allows 32766 bound parameters; chunks well below that keep each query quick.
 CHUNK = 5000
+# Reads from pages begun again when a writer commits or restarts the log at
+# the wrong moment, before SQL reads the store instead.
+ATTEMPTS = 5
+# A read through SQL slower than this is worth a warning (once per process).
+SLOW_SQL_SECONDS = 1.0
+
+log = logging.getLogger("hydraflow")
 
 
 @dataclass(frozen=True)
@@ -134,17 +145,31 @@ class SqliteStore:
 
     def read(self, experiments: Sequence[str] | None, statuses: Sequence[str] | None) -> Tables:
         with self.connect() as db:
-            # One read transaction: SQLite holds its shared lock on the file
-            # until the end, so no writer changes a page while it is read.
-            db.execute("BEGIN")
-            try:
-                names = self.experiment_names(db, experiments)
-                raw = read_pages(db, self.path) or read_sql(db)
-                runs = assemble(raw, names, statuses)
-                without = runs.filter(pl.col("config").is_null())["run_id"].to_list()
-                params = frame(self.params(db, without), PARAM_SCHEMA)
-            finally:
-                db.rollback()
+            for _ in range(ATTEMPTS):
+                with contextlib.suppress(LogMoved):
+                    return self.read_once(db, experiments, statuses, pages=True)
+            return self.read_once(db, experiments, statuses, pages=False)
+
+    def read_once(
+        self,
+        db: sqlite3.Connection,
+        experiments: Sequence[str] | None,
+        statuses: Sequence[str] | None,
+        pages: bool,
+    ) -> Tables:
+        """Everything from one read transaction, so from one commit: SQLite's
+        lock keeps the pages of its snapshot, and `StoreSnapshot` makes the
+        pages read by the Rust core those of the same snapshot."""
+        snapshot = open_snapshot(self.path) if pages else "the write-ahead log kept moving"
+        db.execute("BEGIN")
+        try:
+            names = self.experiment_names(db, experiments)  # the transaction's first read
+            raw = read_raw(db, snapshot, self.path)
+            runs = assemble(raw, names, statuses)
+            without = runs.filter(pl.col("config").is_null())["run_id"].to_list()
+            params = frame(self.params(db, without), PARAM_SCHEMA)
+        finally:
+            db.rollback()
         return Tables(runs, params)
 
     @staticmethod
@@ -201,35 +226,94 @@ RAW_TAGS = {"run_uuid": pl.String, "key": pl.String, "value": pl.String}
 RAW_LATEST = {"run_uuid": pl.String, "key": pl.String, "value": pl.Float64, "is_nan": pl.Int64}
 
 
-def read_pages(db: sqlite3.Connection, path: Path) -> RawTables | None:
-    """The tables read from the file's pages by the Rust core, inside the
-    caller's read transaction; None when the core cannot read this file
-    faithfully (UTF-16 text, a table layout it does not know): SQL must."""
+class LogMoved(Exception):
+    """A writer committed or restarted the log under the read: read again."""
+
+
+def open_snapshot(path: Path) -> StoreSnapshot | str:
+    """The snapshot to pin once the transaction has begun, or why the
+    store's pages cannot be read (SQL reads it then)."""
+    shm = Path(f"{path}-shm")
+    if shm.exists() and not os.access(shm, os.W_OK):
+        # SQLite then builds its wal-index in memory: the file's may be older.
+        return "its -shm file is read-only to this user"
+    try:
+        return StoreSnapshot(path)
+    except SqliteFileError as error:
+        if error.moved:  # the wal-index header was being written, again and again
+            raise LogMoved from error
+        return str(error)
+
+
+def read_raw(db: sqlite3.Connection, snapshot: StoreSnapshot | str, path: Path) -> RawTables:
+    """The tables from the pages when the core can read them, else through
+    SQL. A page that looks damaged is not taken on the core's word: SQLite
+    reads the store, and only if it fails too is the store damaged."""
+    failure: SqliteFileError | None = None
+    if isinstance(snapshot, str):
+        reason = snapshot
+    else:
+        try:
+            raw = read_pages(db, snapshot)
+        except SqliteFileError as error:
+            if error.moved:
+                log.debug("hydraflow: the log of %s moved under the read: again", path)
+                raise LogMoved from error
+            failure, reason = error, str(error)
+        else:
+            if raw is not None:
+                return raw
+            reason = "a table layout the page reader does not know"
+    log.debug("hydraflow: reading %s through SQL: %s", path, reason)
+    started = time.perf_counter()
+    try:
+        raw = read_sql(db)
+    except sqlite3.DatabaseError as error:
+        raise StoreError(str(path), failure or error) from error
+    warn_if_slow(path, reason, time.perf_counter() - started)
+    return raw
+
+
+# Paths warned about: the warning is given once per process.
+_warned_slow: set[Path] = set()
+
+
+def warn_if_slow(path: Path, reason: str, seconds: float) -> None:
+    """Once per process: a load read through SQL, not pages, and it showed."""
+    if seconds < SLOW_SQL_SECONDS or _warned_slow:
+        return
+    _warned_slow.add(path)
+    warnings.warn(
+        f"hydraflow.load read {path} through SQL in {seconds:.1f} s, not from its pages"
+        f" ({reason}); the 'hydraflow' logger at DEBUG tells each time it does",
+        RuntimeWarning,
+        stacklevel=2,
+    )
+
+
+def read_pages(db: sqlite3.Connection, snapshot: StoreSnapshot) -> RawTables | None:
+    """The tables read from the file's pages by the Rust core at the
+    snapshot of the caller's transaction; None when the core cannot read a
+    table faithfully (a table layout it does not know): SQL must."""
+    snapshot.pin()
     runs = table_layout(db, "runs", list(RAW_RUNS))
     tags = table_layout(db, "tags", list(RAW_TAGS))
     latest = table_layout(db, "latest_metrics", list(RAW_LATEST))
     if runs is None or tags is None or latest is None:
         return None
     tag_key = tags[1][1]
-    try:
-        return RawTables(
-            columns_frame(read_table(path, *runs), RAW_RUNS),
-            columns_frame(
-                read_table(
-                    path,
-                    *tags,
-                    key_column=tag_key,
-                    exact=[CONFIG_TAG],
-                    prefixes=[CHOICE_TAG_PREFIX],
-                ),
-                RAW_TAGS,
+    raw = RawTables(
+        columns_frame(snapshot.read_table(*runs), RAW_RUNS),
+        columns_frame(
+            snapshot.read_table(
+                *tags, key_column=tag_key, exact=[CONFIG_TAG], prefixes=[CHOICE_TAG_PREFIX]
             ),
-            columns_frame(read_table(path, *latest), RAW_LATEST),
-        )
-    except SqliteFileError as error:
-        if error.unsupported:
-            return None
-        raise StoreError(str(path), error) from error
+            RAW_TAGS,
+        ),
+        columns_frame(snapshot.read_table(*latest), RAW_LATEST),
+    )
+    snapshot.check()
+    return raw
 
 
 def table_layout(

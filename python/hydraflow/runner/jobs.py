@@ -15,7 +15,7 @@ from hydraflow.errors import ConfigError
 
 DEFAULT_FILE = "hydraflow.yaml"
 COMMAND_KEYS = ("run", "call", "submit")
-JOB_KEYS = (*COMMAND_KEYS, "add", "sets")
+JOB_KEYS = ("name", *COMMAND_KEYS, "add", "sets")
 SET_KEYS = ("each", "all", "add")
 
 Kind = Literal["run", "call", "submit"]
@@ -38,18 +38,25 @@ class JobSet:
 
 @dataclass(frozen=True)
 class Job:
+    # The job's key under `jobs:`, which `hydraflow run NAME` names.
     name: str
     kind: Kind
     command: str
     add: Arguments
     sets: tuple[JobSet, ...]
     file: str
+    # Hydra's job name, so the MLflow experiment: `name:` if the job has
+    # one (as in the published HydraFlow), else its key.
+    experiment: str
 
 
 @dataclass(frozen=True)
 class JobsFile:
+    """The file's jobs in their order; a job with a mistake is kept as its
+    error, reported when that job is run or shown, so the others still work."""
+
     path: str
-    jobs: dict[str, Job]
+    jobs: dict[str, Job | ConfigError]
 
 
 def load_jobs(path: str | Path = DEFAULT_FILE) -> JobsFile:
@@ -90,7 +97,7 @@ def parse_yaml(text: str, file: str) -> Any:
         raise ConfigError(file, "", f"invalid YAML: {error}") from None
 
 
-def read_jobs(document: Any, file: str) -> dict[str, Job]:
+def read_jobs(document: Any, file: str) -> dict[str, Job | ConfigError]:
     if document is None:
         raise ConfigError(file, "", "the file is empty; it needs a 'jobs:' mapping")
     if not isinstance(document, dict):
@@ -99,7 +106,14 @@ def read_jobs(document: Any, file: str) -> dict[str, Job]:
     jobs = document.get("jobs")
     if not isinstance(jobs, dict) or not jobs:
         raise ConfigError(file, "jobs", "must be a mapping of job names to jobs")
-    return {str(name): read_job(str(name), body, file) for name, body in jobs.items()}
+    return {str(name): read_job_or_error(str(name), body, file) for name, body in jobs.items()}
+
+
+def read_job_or_error(name: str, body: Any, file: str) -> Job | ConfigError:
+    try:
+        return read_job(name, body, file)
+    except ConfigError as error:
+        return error
 
 
 def read_job(name: str, body: Any, file: str) -> Job:
@@ -128,7 +142,14 @@ def read_job(name: str, body: Any, file: str) -> Job:
         add=read_arguments(body.get("add"), file, f"{where}.add"),
         sets=tuple(read_set(s, file, f"{where}.sets[{i}]") for i, s in enumerate(sets)),
         file=file,
+        experiment=read_name(body.get("name", name), file, f"{where}.name"),
     )
+
+
+def read_name(value: Any, file: str, where: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(file, where, "must be a non-empty string (the experiment's name)")
+    return value.strip()
 
 
 def read_set(body: Any, file: str, where: str) -> JobSet:

@@ -275,7 +275,7 @@ def plan_set(job: Job, job_set: JobSet, overrides: Sequence[str]) -> SetPlan:
     add = replace(merged_add(job, job.add, job_set.add))
     all_args += [o for o in overrides if key_of(o) not in used]
     keys = {key_of(a).lstrip("+") for a in [*itertools.chain.from_iterable(each), *all_args, *add]}
-    job_name = [] if JOB_NAME_KEY in keys else [f"{JOB_NAME_KEY}={job.name}"]
+    job_name = [] if JOB_NAME_KEY in keys else [f"{JOB_NAME_KEY}={job.experiment}"]
     runs_of = {option: value_count(option) for options in each for option in options}
     fixed_runs = product(value_count(arg) for arg in [*all_args, *add])
     where = job_set.each.where.rsplit(".", 1)[0]

@@ -26,10 +26,13 @@ from omegaconf import DictConfig, OmegaConf
 from hydraflow.errors import SchemaError
 
 SCHEMA_SUFFIX = "_schema"
+# A schema is the primary config, or validates it: it needs a name even
+# where `@hydra.main` composes from an empty primary config.
+SCHEMA_CONFIG_NAME = "config"
 
 
 def prepare(
-    app: Callable[..., Any], node: Any, config_path: str | None, config_name: str
+    app: Callable[..., Any], node: Any, config_path: str | None, config_name: str | None
 ) -> Callable[[DictConfig], DictConfig]:
     """Registers `node` where it cannot change Hydra's composition and returns
     what turns Hydra's composed config into the one the app is given."""
@@ -38,7 +41,8 @@ def prepare(
     from hydra.core.config_store import ConfigStore
 
     args = hydra_arguments()
-    path, name = args.config_path or config_path, args.config_name or config_name
+    path = args.config_path or config_path
+    name = args.config_name or config_name or SCHEMA_CONFIG_NAME
     config_dir = str(Path(args.config_dir).absolute()) if args.config_dir else None
     if primary_config_exists(app, path, name, config_dir):
         ConfigStore.instance().store(name=f"{name}{SCHEMA_SUFFIX}", node=node)

@@ -6,7 +6,7 @@ import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from hydraflow.errors import HydraflowError, NotAMappingError
 
@@ -37,13 +37,41 @@ def to_record(config: Any, secrets: Secrets | None = None) -> tuple[str, dict[st
     """The resolved config as sorted YAML (for the digest) and a plain dict
     (for params and the config tag), without a schema's defaults list, and
     with its `secrets` as they are recorded (never their values)."""
-    container = OmegaConf.to_container(as_omegaconf(config), resolve=True)
+    container = resolved(as_omegaconf(config))
     if not isinstance(container, dict):
         raise NotAMappingError(config)
     if secrets:
         container = secrets.redact(container)
     plain = {str(key): value for key, value in container.items() if key != DEFAULTS_KEY}
     return OmegaConf.to_yaml(OmegaConf.create(plain), sort_keys=True), plain
+
+
+def resolved(conf: DictConfig | ListConfig) -> Any:
+    """The config as plain data, its interpolations resolved. One that cannot
+    be resolved (a missing key, an unset `${oc.env:VAR}`) stays as written:
+    Hydra runs an app that never reads it, and so must hydraflow."""
+    from omegaconf.errors import InterpolationResolutionError
+
+    try:
+        return OmegaConf.to_container(conf, resolve=True)
+    except InterpolationResolutionError:
+        pass
+    as_written = OmegaConf.to_container(conf, resolve=False)
+    keys = conf.keys() if isinstance(conf, DictConfig) else range(len(conf))
+    plain = {key: resolved_item(conf, key, as_written) for key in keys}
+    return plain if isinstance(conf, DictConfig) else list(plain.values())
+
+
+def resolved_item(conf: DictConfig | ListConfig, key: Any, as_written: Any) -> Any:
+    from omegaconf.errors import InterpolationResolutionError
+
+    if OmegaConf.is_missing(conf, key):
+        return as_written[key]
+    try:
+        value = conf[key]
+    except InterpolationResolutionError:
+        return as_written[key]
+    return resolved(value) if isinstance(value, DictConfig | ListConfig) else value
 
 
 def typed(cfg: DictConfig, node: Any) -> Any:

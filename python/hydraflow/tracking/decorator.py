@@ -4,37 +4,43 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import inspect
 import logging
 import os
 import sys
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from hydraflow import protocol
 from hydraflow.errors import HydraflowError
 from hydraflow.store import as_uri
+from hydraflow.tracking.compose import SCHEMA_CONFIG_NAME, prepare
 from hydraflow.tracking.lifecycle import Claim, JobContext, TrackingOptions
 from hydraflow.tracking.signals import exit_status, handle_termination
 
 if TYPE_CHECKING:
-    from mlflow.entities import Run
     from omegaconf import DictConfig
 
     from hydraflow.tracking.secrets import Secrets
 
-C = TypeVar("C")
-App = Callable[["Run", C], None]
+# `app(cfg)` as under Hydra, or `app(run, cfg)`.
+App = Callable[..., Any]
 DRY_RUN_FLAG = "--dry-run"
 RERUN_FLAG = "--rerun"
+# "Not given", told apart from an explicit None, as `hydra.main` does: Hydra
+# gives these parameters defaults that depend on `version_base`.
+UNSPECIFIED: Any = object()
 
 log = logging.getLogger("hydraflow")
 
 
 def main(
-    node: Any = None,
-    config_name: str = "config",
+    schema_or_config_path: Any = UNSPECIFIED,
+    /,
+    config_name: str | None = UNSPECIFIED,
+    version_base: str | None = UNSPECIFIED,
     *,
-    config_path: str | os.PathLike[str] | None = None,
+    config_path: str | os.PathLike[str] | None = UNSPECIFIED,
     tracking_uri: str | os.PathLike[str] | None = None,
     chdir: bool = False,
     force_new_run: bool = False,
@@ -43,47 +49,58 @@ def main(
     dry_run: bool = False,
     update: Callable[[Any], Any] | None = None,
     secrets: Sequence[str] = (),
-) -> Callable[[App[C]], Callable[[], None]]:
-    """Runs the decorated `app(run, cfg)` through Hydra, one MLflow run per job.
+) -> Callable[[App], Callable[..., Any]]:
+    """Runs the decorated app through Hydra, one MLflow run per job.
 
-    Hydra composes the config exactly as `@hydra.main(config_path,
-    config_name)` would. `node`, the app's schema (a dataclass, an instance or
-    a dict), is the primary config when no YAML file `config_name` exists;
-    otherwise it validates the composed YAML. The app gets an instance of the
-    dataclass when `node` is one, else the DictConfig. The experiment is
-    Hydra's job name. A job whose config already has a FINISHED run is
-    skipped; an unfinished run is resumed. Values read from the environment
-    (`${oc.env:KEY}`) and keys matching a `secrets` pattern (`db.password`,
-    `*.token`, `password`) are recorded as their interpolation text or
-    `***`, never as their values; the app receives the real values.
+    A drop-in for `@hydra.main(config_path, config_name, version_base)`: the
+    same arguments, positions and defaults, and Hydra composes the config
+    exactly as it would. An app `app(cfg)` gets the config alone, as under
+    Hydra (its run is `hydraflow.current_run()`); `app(run, cfg)` gets the
+    run too.
+
+    The first positional argument may instead be the app's schema (a
+    dataclass, an instance or a dict): it is the primary config when no YAML
+    file `config_name` exists, otherwise it validates the composed YAML, and
+    the app gets an instance of the dataclass. With a schema, `config_name`
+    defaults to "config" and `version_base` to None (this Hydra's defaults).
+
+    The experiment is Hydra's job name. A job whose config already has a
+    FINISHED run is skipped; an unfinished run is resumed. Values read from
+    the environment (`${oc.env:KEY}`) and keys matching a `secrets` pattern
+    (`db.password`, `*.token`, `password`) are recorded as their
+    interpolation text or `***`, never as their values; the app receives the
+    real values.
     """
+    node, config_path = schema_and_path(schema_or_config_path, config_path)
+    if node is not None:
+        config_name = SCHEMA_CONFIG_NAME if config_name in (None, UNSPECIFIED) else config_name
+        version_base = None if version_base is UNSPECIFIED else version_base
+    hydra_main, path = hydra_decorator(config_path, config_name, version_base)
+    name = None if config_name is UNSPECIFIED else config_name
     options = TrackingOptions(
         store_uri(tracking_uri), force_new_run, match_overrides, rerun_finished
     )
-    path = None if config_path is None else os.fspath(config_path)
 
-    def decorator(app: App[C]) -> Callable[[], None]:
+    def decorator(app: App) -> Callable[..., Any]:
         @functools.wraps(app)
-        def run_with_hydra() -> None:
-            import hydra
-
-            from hydraflow.tracking.compose import prepare
-
+        def run_with_hydra(cfg_passthrough: DictConfig | None = None) -> Any:
+            """As `@hydra.main`'s: a config given (`app(cfg)`) runs the app
+            with it, without Hydra's command line; tracked all the same."""
             show_only = dry_run or take_flag(DRY_RUN_FLAG)
             # Asked on the app's command line or by `hydraflow run --rerun`.
             rerun = take_flag(RERUN_FLAG) or protocol.rerun_requested()
             job_options = dataclasses.replace(options, force_new_run=True) if rerun else options
-            to_app_config = prepare(app, node, path, config_name)
+            to_app_config = prepare(app, node, path, name)
 
             # functools.wraps makes Hydra name the job and find `config_path`
             # from the user's script rather than from this module.
             @functools.wraps(app)
-            def task(cfg: DictConfig) -> None:
+            def task(cfg: DictConfig) -> Any:
                 job = TrackedJob(
                     app, node, job_options, chdir=chdir, update=update, secrets=secrets
                 )
                 try:
-                    job.run(to_app_config(cfg), show_only=show_only)
+                    return job.run(to_app_config(cfg), show_only=show_only)
                 except HydraflowError as error:
                     # A user's mistake: one line, not Hydra's report with a traceback.
                     sys.stderr.write(f"hydraflow: error: {error}\n")
@@ -91,7 +108,7 @@ def main(
 
             handle_termination()
             try:
-                hydra.main(config_path=path, config_name=config_name, version_base=None)(task)()
+                return hydra_main(task)(cfg_passthrough)
             except KeyboardInterrupt as interrupt:
                 sys.stderr.write(f"hydraflow: {interrupt or 'interrupted'}; the run is KILLED\n")
                 sys.exit(exit_status(interrupt))
@@ -99,6 +116,53 @@ def main(
         return run_with_hydra
 
     return decorator
+
+
+def schema_and_path(first: Any, config_path: Any) -> tuple[Any, Any]:
+    """Tells the first positional argument apart: a str, a path or None is
+    `config_path`, as in `hydra.main`; a dataclass, an instance or a mapping
+    is the schema."""
+    if first is UNSPECIFIED:
+        return None, config_path
+    if first is None or isinstance(first, (str, os.PathLike)):
+        if config_path is not UNSPECIFIED:
+            raise TypeError("hydraflow.main() got config_path both by position and by name")
+        return None, first
+    if dataclasses.is_dataclass(first) or isinstance(first, Mapping):
+        return first, config_path
+    if callable(first):
+        raise TypeError("hydraflow.main decorates with its arguments: write @hydraflow.main(...)")
+    raise TypeError(
+        "hydraflow.main() takes a schema (a dataclass, an instance or a dict) or "
+        f"config_path (a str) first, not {type(first).__name__}"
+    )
+
+
+def hydra_decorator(
+    config_path: Any, config_name: Any, version_base: Any
+) -> tuple[Callable[[Callable[[DictConfig], Any]], Callable[..., Any]], str | None]:
+    """`hydra.main` with the arguments given (Hydra fills in the others, its
+    way), and the `config_path` it settled on.
+
+    Called when the app is decorated, as `hydra.main` is: its warnings (no
+    `version_base`, no `config_path`) are raised again at the user's
+    decorator line, where Hydra would point."""
+    import warnings
+
+    import hydra
+    from hydra import version
+
+    given = {"config_path": config_path, "config_name": config_name, "version_base": version_base}
+    arguments = {key: value for key, value in given.items() if value is not UNSPECIFIED}
+    if isinstance(arguments.get("config_path"), os.PathLike):
+        arguments["config_path"] = os.fspath(arguments["config_path"])
+    with warnings.catch_warnings(record=True) as caught:
+        decorate = hydra.main(**arguments)
+    for warning in caught:
+        # 1: this function, 2: hydraflow.main, 3: the user's decorator line.
+        warnings.warn(warning.message, warning.category, stacklevel=3)
+    path = arguments.get("config_path", None if version.base_at_least("1.2") else ".")
+    return decorate, path
 
 
 def store_uri(tracking_uri: str | os.PathLike[str] | None) -> str | None:
@@ -119,7 +183,7 @@ class TrackedJob:
 
     def __init__(
         self,
-        app: App[Any],
+        app: App,
         node: Any,
         options: TrackingOptions,
         *,
@@ -134,7 +198,8 @@ class TrackedJob:
         self.update = update
         self.secret_keys = tuple(secrets)
 
-    def run(self, cfg: DictConfig, *, show_only: bool) -> None:
+    def run(self, cfg: DictConfig, *, show_only: bool) -> Any:
+        """The app's return value; None for a job shown or skipped."""
         from hydraflow.tracking.configs import save_yaml, to_record, typed
         from hydraflow.tracking.inputs import config_search_dirs, write_manifest
         from hydraflow.tracking.secrets import find_secrets
@@ -149,13 +214,13 @@ class TrackedJob:
         context = JobContext.current().redacted(secrets)
         if show_only:
             print(f"# {context.experiment}: {context.described}\n{config_yaml}", end="")
-            return
+            return None
         if self.update is not None and context.hydra_dir:
             save_yaml(container, context.hydra_dir / "config.yaml")
         write_manifest(self.options.uri(context.launch_dir), config_search_dirs())
         if self.finished_already(context, config_yaml):
-            return
-        self.track(context, config_yaml, container, config, secrets)
+            return None
+        return self.track(context, config_yaml, container, config, secrets)
 
     def finished_already(self, context: JobContext, config_yaml: str) -> bool:
         """The skip decided from a SQLite store without importing MLflow."""
@@ -181,7 +246,7 @@ class TrackedJob:
         container: dict[str, Any],
         config: Any,
         secrets: Secrets,
-    ) -> None:
+    ) -> Any:
         from hydraflow.tracking.artifacts import chdir_artifact
         from hydraflow.tracking.code import current_code
         from hydraflow.tracking.lifecycle import claim, tracked_run
@@ -190,13 +255,26 @@ class TrackedJob:
         claimed = claim(context, config_yaml, container, self.options, code_tags)
         if claimed.action in ("skip", "busy"):
             report_unclaimed(context, claimed)
-            return
+            return None
         with tracked_run(claimed, context, container, secrets) as run:
+            arguments = (run, config) if takes_run(self.app) else (config,)
             if self.chdir:
                 with chdir_artifact(run):
-                    self.app(run, config)
-            else:
-                self.app(run, config)
+                    return self.app(*arguments)
+            return self.app(*arguments)
+
+
+def takes_run(app: App) -> bool:
+    """Whether the app is `app(run, cfg)`: two parameters without a default.
+    `app(cfg)` (also `app(cfg, extra=None)`) gets the config alone, as Hydra
+    calls it."""
+    try:
+        parameters = inspect.signature(app).parameters.values()
+    except (TypeError, ValueError):  # a builtin without a signature
+        return False
+    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    required = [p for p in parameters if p.kind in positional and p.default is p.empty]
+    return len(required) >= 2
 
 
 def report_skip(

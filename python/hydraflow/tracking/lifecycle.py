@@ -307,7 +307,7 @@ def tracked_run(
     protocol.started(context.overrides, run_id, resumed=resumed)
     status = "FAILED"
     try:
-        with heartbeat(client, run_id):
+        with heartbeat(client, run_id), the_current(run):
             log_params(client, run_id, config, resumed=resumed)
             if context.hydra_dir:
                 log_hydra_files(client, run_id, context.hydra_dir, secrets)
@@ -318,7 +318,7 @@ def tracked_run(
         log.warning("run %s interrupted", run_id)
         raise
     except BaseException:
-        log.exception("run %s failed", run_id)
+        log_to_files("run %s failed", run_id)
         raise
     finally:
         with deferred_signals():
@@ -326,6 +326,44 @@ def tracked_run(
             end_run(client, run_id, status)
             outcome = {"FINISHED": protocol.RESUMED if resumed else protocol.FINISHED}
             protocol.ended(context.overrides, outcome.get(status, status.lower()), run_id)
+
+
+# The runs of the jobs in progress, innermost last: the process's, not a
+# thread's (MLflow's active run is per thread), so that threads the app starts
+# see the job's run too.
+CURRENT_RUNS: list[Run] = []
+
+
+@contextlib.contextmanager
+def the_current(run: Run) -> Iterator[None]:
+    CURRENT_RUNS.append(run)
+    try:
+        yield
+    finally:
+        CURRENT_RUNS.remove(run)
+
+
+def current_run() -> Run:
+    """The run of the job in progress: what an app written `app(run, cfg)`
+    receives, for one written `app(cfg)` as under Hydra. Unlike
+    `mlflow.active_run()`, it stays the job's run inside a nested run the app
+    starts, and in the app's other threads."""
+    if not CURRENT_RUNS:
+        raise RuntimeError(
+            "hydraflow.current_run() is called outside a job: call it in an app "
+            "decorated with @hydraflow.main, or inside hydraflow.start_run()"
+        )
+    return CURRENT_RUNS[-1]
+
+
+def log_to_files(message: str, *args: object) -> None:
+    """Logs the exception being handled, with its traceback, to the job's log
+    file (which the run keeps) but not to the console, where Hydra reports it
+    as it would under `@hydra.main`."""
+    record = log.makeRecord(log.name, logging.ERROR, __file__, 0, message, args, sys.exc_info())
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler) and record.levelno >= handler.level:
+            handler.handle(record)
 
 
 def heartbeat(client: MlflowClient, run_id: str) -> contextlib.AbstractContextManager[object]:
