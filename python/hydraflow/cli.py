@@ -179,8 +179,8 @@ def show(job: str | None, config_file: str) -> None:
             from hydraflow.tables import print_table
 
             rows = [job_row(name, definition) for name, definition in jobs_file.jobs.items()]
-            # An invalid job's last cell is its error: wrapped, never cut.
-            print_table(sys.stdout, [], rows, wrap_last=True)
+            # An invalid job's last cell is its error: printed whole.
+            print_table(sys.stdout, [], rows, fit=False)
             invalid = [row[0] for row in rows if row[1] == INVALID]
             if invalid:
                 message = f"invalid jobs (the others work): {', '.join(invalid)}"

@@ -8,6 +8,8 @@ from itertools import accumulate
 from typing import IO
 
 MIN_WIDTH = 12
+# The width of a table printed whole (no line is this long).
+UNFITTED = 100_000
 
 
 def print_table(
@@ -17,19 +19,19 @@ def print_table(
     *,
     right: Sequence[bool] = (),
     title: Sequence[str] = (),
-    wrap_last: bool = False,
+    fit: bool = True,
 ) -> None:
     """Writes `rows` under `headers` (none: no header line), `right`-aligned
     where asked; `title` lines go above, wrapped to the width. Rich narrows
-    wide columns to fit, cutting values with an ellipsis (`wrap_last`: the
-    last column's cells wrap instead); the columns that would not fit even
-    at MIN_WIDTH are left out, and a last line says so."""
+    wide columns to fit, cutting values with an ellipsis; the columns that
+    would not fit even at MIN_WIDTH are left out, and a last line says so.
+    Without `fit`, every cell is printed whole, one line per row."""
     from rich import box
     from rich.console import Console
     from rich.table import Table
     from rich.text import Text
 
-    console = Console(file=out, highlight=False, soft_wrap=False)
+    console = Console(file=out, highlight=False, soft_wrap=False, width=None if fit else UNFITTED)
     names = list(headers) or [""] * len(rows[0])
     narrowest = [
         min(MIN_WIDTH, max(len(name), *(len(row[i]) for row in rows)))
@@ -56,10 +58,7 @@ def print_table(
         )
     for row in rows:
         # Wrappable columns, for rich narrows the widest of those first; one line per cell.
-        cells = [Text(cell, no_wrap=True, overflow="ellipsis") for cell in row[:fitting]]
-        if wrap_last and len(row) == fitting:
-            cells[-1] = Text(row[-1], overflow="fold")
-        table.add_row(*cells)
+        table.add_row(*(Text(cell, no_wrap=True, overflow="ellipsis") for cell in row[:fitting]))
     left_out = names[fitting:]
     with console.capture() as captured:
         for line in title:
