@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Installs the services the cluster tests start (tests/services.py): a
-# single-node SLURM cluster (slurm-wlm, munge) and PostgreSQL, from Debian's
-# packages, when missing. Idempotent and silent when all are present. The
-# tests start and stop the daemons themselves, in temporary directories, so
-# the packages' own services are kept from starting at install time.
+# single-node SLURM cluster (slurm-wlm, munge) and PostgreSQL, and Chromium
+# for the UI test, from Debian's packages, when missing. Idempotent and
+# silent when all are present. The tests start and stop the daemons
+# themselves, in temporary directories, so the packages' own services are
+# kept from starting at install time.
 set -euo pipefail
 
 missing=()
@@ -13,11 +14,14 @@ for daemon in slurmctld slurmd; do
 done
 command -v sbatch >/dev/null || missing+=(slurm-client)
 compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing+=(postgresql)
+# The browser `hydraflow ui`'s test loads MLflow's UI in (headless).
+command -v chromium >/dev/null || missing+=(chromium)
 ((${#missing[@]} == 0)) && exit 0
 
 if [[ $EUID -ne 0 ]] || ! command -v apt-get >/dev/null; then
   echo "services: missing ${missing[*]}; install them (Debian: sudo apt-get install" \
-    "slurmctld slurmd slurm-client munge postgresql) or the SLURM and server tests skip" >&2
+    "slurmctld slurmd slurm-client munge postgresql chromium) or the SLURM, server and UI" \
+    "tests skip" >&2
   exit 0
 fi
 

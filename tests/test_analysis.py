@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -302,7 +303,8 @@ def test_status_selects_runs(inside: Path) -> None:
 
 
 def test_an_experiment_matching_nothing_gives_empty_runs(inside: Path) -> None:
-    runs = hydraflow.load("nothing_*")
+    with pytest.warns(hydraflow.errors.NoRunsWarning, match="'nothing_\\*'; the experiments are"):
+        runs = hydraflow.load("nothing_*")
     assert len(runs) == 0
     assert list(runs) == []
     assert runs.frame.columns == BASE
@@ -418,20 +420,19 @@ def test_the_runs_command_imports_no_mlflow(inside: Path) -> None:
     )
     result = run(inside, sys.executable, "-c", code)
     assert result.stderr.strip().endswith("[]")
-    assert len(result.stdout.splitlines()) == 4
+    rows = [line for line in result.stdout.splitlines() if re.match(r"[0-9a-f]{8} ", line)]
+    assert len(rows) == 3
 
 
 def test_the_runs_command_table_csv_and_json(inside: Path) -> None:
     frame = hydraflow.load().frame
-    table = run_cli("runs", cwd=inside)
+    table = run_cli("runs", "job_sequential", cwd=inside)
     assert table.returncode == 0, table.stderr
     lines = table.stdout.splitlines()
-    assert lines[0].split() == [
-        *["run_id", "experiment", "status", "start_time", "fail", "flag", "height", "label"],
-        *["lr", "model.depth", "model.name", "seed", "sizes", "width"],
-        *["metrics.area", "metrics.error", "metrics.ratio", "metrics.score"],
-    ]
-    assert [line.split()[0] for line in lines[1:]] == [r[:8] for r in frame["run_id"]]
+    assert lines[0] == "6 runs; in every one: experiment=job_sequential status=FINISHED"
+    assert lines[1].split() == ["run_id", "height", "width", "metrics.area", "metrics.error"]
+    sequential = frame.filter(experiment="job_sequential")["run_id"]
+    assert [line.split()[0] for line in lines[3:]] == [r[:8] for r in sequential]
     csv = run_cli("runs", "job_sequential", "--format", "csv", cwd=inside)
     parsed = pl.read_csv(csv.stdout.encode())
     assert (
@@ -553,3 +554,13 @@ def test_a_tracking_server_gives_the_same_frame(store: Path, tmp_path: Path) -> 
         )
         assert listed.returncode == 0, listed.stderr
         assert len(listed.stdout.splitlines()) == 17
+        # `hydraflow ui` on a server: its own UI, at the job's runs table; nothing started.
+        shown = run_cli("ui", "job_sequential", "--tracking-uri", address, cwd=tmp_path)
+        assert shown.returncode == 0, shown.stderr
+        experiment = mlflow.MlflowClient(address).get_experiment_by_name("job_sequential")
+        assert experiment is not None
+        assert shown.stdout == (
+            f"{address}/#/experiments/{experiment.experiment_id}/runs"
+            "?workflowType=machine_learning&viewStateShareKey=hydraflow\n"
+        )
+        assert "mlflow.sharedViewState.hydraflow" in experiment.tags

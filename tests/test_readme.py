@@ -143,7 +143,7 @@ def test_the_readme_marks_examples_to_run() -> None:
         "Results: `hydraflow.load` and `hydraflow runs`",
         "The sweep grammar in brief",
     ]
-    assert len(BLOCKS) == 7
+    assert len(BLOCKS) == 8
 
 
 def test_the_readme_is_a_guide_of_at_most_600_lines() -> None:

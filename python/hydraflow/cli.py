@@ -176,11 +176,11 @@ def show(job: str | None, config_file: str) -> None:
     try:
         jobs_file = load_jobs(config_file)
         if job is None:
+            from hydraflow.tables import print_table
+
             rows = [job_row(name, definition) for name, definition in jobs_file.jobs.items()]
-            widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-            for row in rows:
-                cells = (cell.ljust(width) for cell, width in zip(row, widths, strict=True))
-                click.echo("  ".join(cells).rstrip())
+            # An invalid job's last cell is its error: printed whole.
+            print_table(sys.stdout, [], rows, fit=False)
             invalid = [row[0] for row in rows if row[1] == INVALID]
             if invalid:
                 message = f"invalid jobs (the others work): {', '.join(invalid)}"
@@ -248,11 +248,30 @@ def normalised_yaml(job: Job) -> str:
     return text
 
 
+def comma_list(
+    ctx: click.Context, param: click.Parameter, value: tuple[str, ...]
+) -> tuple[str, ...]:
+    """Repeated options and comma-joined values alike: `--sort a,-b --sort c`."""
+    return tuple(item.strip() for text in value for item in text.split(",") if item.strip())
+
+
+store_option = click.option(
+    "--tracking-uri",
+    default=None,
+    metavar="URI",
+    help="The MLflow store [default: MLFLOW_TRACKING_URI, else sqlite:///mlflow.db].",
+)
+
+
 @cli.command(
     epilog="\b\nJOB arguments are experiment names or glob patterns (all when none);\n"
     "KEY=VALUES arguments keep the runs whose KEY is one of VALUES (sweep grammar:\n"
-    "width=100,300  height=100:300:100  lr/m=1,2). Examples:\n"
+    "width=100,300  lr/m=1,2) or, for LOW:HIGH, within that interval (lr=0.001:0.1,\n"
+    "lr=:0.1). The table shows what varies; what every run shares is said above it.\n"
+    "Examples:\n"
     "  hydraflow runs job_sequential width=100\n"
+    "  hydraflow runs train --sort -metrics.loss --limit 5\n"
+    "  hydraflow runs train --columns 'optimizer.*,metrics.loss'\n"
     "  hydraflow runs 'job_*' --status all --format csv > runs.csv"
 )
 @click.argument("args", nargs=-1)
@@ -268,33 +287,78 @@ def normalised_yaml(job: Job) -> str:
     type=click.Choice(["table", "csv", "json"]),
     default="table",
     show_default=True,
-    help="How to print the runs.",
+    help="How to print the runs (csv and json: every column).",
 )
 @click.option(
-    "--tracking-uri",
-    default=None,
-    metavar="URI",
-    help="The MLflow store [default: MLFLOW_TRACKING_URI, else sqlite:///mlflow.db].",
+    "--columns",
+    multiple=True,
+    callback=comma_list,
+    metavar="KEYS",
+    help="The columns to print, by name or glob, comma-separated.",
 )
+@click.option("--all-columns", is_flag=True, help="Print every column in the table.")
+@click.option(
+    "--sort",
+    multiple=True,
+    callback=comma_list,
+    metavar="KEYS",
+    help="Sort by these columns; a leading '-' sorts that key descending.",
+)
+@click.option("--desc", is_flag=True, help="Sort descending.")
+@click.option("--limit", type=click.IntRange(min=0), default=None, help="Print the first N runs.")
 @click.option(
     "--code",
     is_flag=True,
     help="Add a column: whether the code that made each run is the code here now.",
 )
+@store_option
 def runs(
-    args: tuple[str, ...], status: str, output: str, tracking_uri: str | None, code: bool
+    args: tuple[str, ...],
+    status: str,
+    output: str,
+    columns: tuple[str, ...],
+    all_columns: bool,
+    sort: tuple[str, ...],
+    desc: bool,
+    limit: int | None,
+    code: bool,
+    tracking_uri: str | None,
 ) -> None:
     """List the runs of a store, one row per run: [JOB...] [KEY=VALUES...]."""
-    from hydraflow.analysis.listing import list_runs
+    from hydraflow.analysis.listing import View, list_runs
 
+    view = View(output, columns, sort, desc, limit, all_columns, code)
     try:
-        list_runs(
-            args,
-            status=status,
-            output=output,
-            tracking_uri=tracking_uri,
-            out=sys.stdout,
-            code=code,
-        )
+        list_runs(args, status=status, tracking_uri=tracking_uri, out=sys.stdout, view=view)
     except HydraflowError as error:
         fail(error)
+
+
+@cli.command(
+    epilog="\b\nThe URL opens the runs table of JOB's experiment (an experiment name or\n"
+    "glob pattern), showing the keys its sweep varies and the metrics. A\n"
+    "tracking server's own UI is opened as it is. Examples:\n"
+    "  hydraflow ui train\n"
+    "  hydraflow ui train --port 5001 --tracking-uri results/mlflow.db"
+)
+@click.argument("job", required=False)
+@click.option(
+    "--port",
+    type=click.IntRange(1, 65535),
+    default=5000,
+    show_default=True,
+    help="The port MLflow's UI listens on.",
+)
+@click.option("--no-browser", is_flag=True, help="Print the URL; open no browser.")
+@store_option
+def ui(job: str | None, port: int, no_browser: bool, tracking_uri: str | None) -> None:
+    """Start MLflow's UI on the store, at JOB's runs (127.0.0.1 only)."""
+    from hydraflow.analysis.ui import run_ui
+    from hydraflow.tracking.signals import exit_status
+
+    try:
+        run_ui(job, port=port, tracking_uri=tracking_uri, browser=not no_browser)
+    except HydraflowError as error:
+        fail(error)
+    except KeyboardInterrupt as interrupt:
+        sys.exit(exit_status(interrupt))

@@ -107,3 +107,8 @@ class SlurmError(HydraflowError):
     """SLURM refused or is missing: no traceback, exit status 1."""
 
     exit_code = 1
+
+
+class NoRunsWarning(UserWarning):
+    """`hydraflow.load` found no run of an experiment a pattern names; the
+    message lists the experiments there are."""

@@ -29,6 +29,9 @@ ATTEMPT_TAG = "hydraflow.attempt"
 CHOICE_TAG_PREFIX = "hydraflow.choice."
 # Who runs the run (see `hydraflow.tracking.owner`), and its last sign of life.
 OWNER_TAG = "hydraflow.owner"
+# MLflow's UI: an experiment tag holding a runs-table view (JSON), which the
+# URL parameter `viewStateShareKey=<key>` applies (`hydraflow ui` writes one).
+SHARED_VIEW_TAG_PREFIX = "mlflow.sharedViewState."
 HEARTBEAT_TAG = "hydraflow.heartbeat"
 # The app's return value as JSON (a float's repr, a tuple as an array), so a
 # replayed run returns exactly what the sweeper saw the first time.

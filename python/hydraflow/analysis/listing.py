@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import contextlib
-import fnmatch
 import functools
 import json
+import re
 import sys
+import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
@@ -15,48 +17,69 @@ from typing import IO, Any
 import polars as pl
 
 from hydraflow._core import SweepSyntaxError, expand_values
-from hydraflow.analysis.filters import column_name
+from hydraflow.analysis import variation
+from hydraflow.analysis.filters import column_name, in_range
 from hydraflow.analysis.runs import Runs, load
-from hydraflow.errors import FilterError
+from hydraflow.errors import FilterError, NoRunsWarning
 from hydraflow.store import tracking_uri as resolve_uri
+from hydraflow.tables import print_table
 
-# Shown in the table; csv and json give every column.
+# Left out of `--all-columns` tables; csv and json give every column.
 HIDDEN_IN_TABLE = ("end_time", "artifact_dir")
+# Values named when a filter matches no run.
+MAX_LISTED = 10
+# Rows of a table without --limit; csv and json hold them all.
+MAX_TABLE_ROWS = 1000
+
+
+@dataclass(frozen=True)
+class View:
+    """Which columns, in which order, how many rows, in which format."""
+
+    output: str = "table"
+    columns: tuple[str, ...] = ()
+    sort: tuple[str, ...] = ()
+    descending: bool = False
+    limit: int | None = None
+    all_columns: bool = False
+    # A `code` column: whether the code that made each run is the code on disk now.
+    code: bool = False
 
 
 def list_runs(
-    args: Sequence[str],
-    *,
-    status: str,
-    output: str,
-    tracking_uri: str | None,
-    out: IO[str],
-    code: bool = False,
+    args: Sequence[str], *, status: str, tracking_uri: str | None, out: IO[str], view: View
 ) -> int:
     """Prints the runs of the experiments named in `args` (all when none)
-    that match its KEY=VALUES filters; returns the number printed. With
-    `code`, a column says whether the code that made each run is the code
-    on disk now."""
+    that match its KEY=VALUES filters; returns the number printed."""
     experiments = [a for a in args if "=" not in a] or None
     statuses = None if status.lower() == "all" else status.split(",")
-    runs: Runs[Any] = load(experiments, tracking_uri=tracking_uri, status=statuses)
-    for pattern in unmatched(experiments or [], runs):
-        print(f"hydraflow: no runs of an experiment matching {pattern!r}", file=sys.stderr)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", NoRunsWarning)
+        runs: Runs[Any] = load(experiments, tracking_uri=tracking_uri, status=statuses)
+    unmatched = [w for w in caught if issubclass(w.category, NoRunsWarning)]
+    for warning in caught:
+        if warning in unmatched:
+            print(f"hydraflow: {warning.message}", file=sys.stderr)
+        else:
+            warnings.showwarning(
+                warning.message, warning.category, warning.filename, warning.lineno
+            )
+    if not len(runs) and not unmatched:
+        print(f"hydraflow: no {status} runs in {runs.store_uri}", file=sys.stderr)
     for argument in (a for a in args if "=" in a):
-        runs = runs.filter(value_filter(runs, argument))
+        runs = filtered(runs, argument)
     frame = runs.frame
-    if code:
+    if view.code:
         uri = resolve_uri(tracking_uri, Path.cwd())
         frame = frame.with_columns(code=code_column(uri, frame["run_id"].to_list()))
-    if output == "csv":
+    frame = arranged(frame, view)
+    if view.output == "csv":
         out.write(printable(frame).write_csv())
-    elif output == "json":
+    elif view.output == "json":
         out.write(json.dumps(printable(frame).to_dicts(), indent=1) + "\n")
-    elif len(runs):
-        out.write(table(frame))
-    if not len(runs):
-        print("hydraflow: no runs match", file=sys.stderr)
-    return len(runs)
+    elif frame.height:
+        table(frame, view, out)
+    return frame.height
 
 
 def code_column(uri: str, run_ids: list[str]) -> pl.Series:
@@ -104,26 +127,72 @@ def code_tags(uri: str, run_ids: list[str]) -> dict[str, tuple[str | None, str |
     return {r: (tags.get(CODE_TAG), tags.get(CODE_FILES_TAG)) for r, tags in found.items()}
 
 
-def unmatched(patterns: Sequence[str], runs: Runs[Any]) -> list[str]:
-    """The JOB arguments no loaded run's experiment matches: a typo, or a
-    filter written without its `=`."""
-    names = runs.frame["experiment"].unique().to_list()
-    return [p for p in patterns if not any(fnmatch.fnmatchcase(n, p) for n in names)]
+def filtered(runs: Runs[Any], argument: str) -> Runs[Any]:
+    """The runs that pass one KEY=VALUES filter; when none does, says so
+    with the values the key has."""
+    name, condition = value_filter(runs, argument)
+    kept = runs.filter(condition)
+    if len(runs) and not len(kept):
+        values = runs.frame[name].unique().sort(nulls_last=True)
+        listed = ", ".join(cell(v) for v in values.head(MAX_LISTED))
+        more = f", ... ({len(values)} values)" if len(values) > MAX_LISTED else ""
+        print(f"hydraflow: no run has {argument} ({name} is {listed}{more})", file=sys.stderr)
+    return kept
 
 
-def value_filter(runs: Runs[Any], argument: str) -> pl.Expr:
-    """`KEY=VALUES` (sweep grammar: `width=100,300`, `lr=1:3:m`) as an
-    expression: the column is any of the values, read as the column's type."""
+def arranged(frame: pl.DataFrame, view: View) -> pl.DataFrame:
+    """Sorted (nulls last), cut to `limit` rows, narrowed to `--columns`."""
+    if view.sort:
+        keys = [k.removeprefix("-") for k in view.sort]
+        names = [column_name(k, frame.columns) for k in keys]
+        descending = [k.startswith("-") != view.descending for k in view.sort]
+        frame = frame.sort(names, descending=descending, nulls_last=True, maintain_order=True)
+    if view.limit is not None:
+        frame = frame.head(view.limit)
+    if view.columns:
+        frame = frame.select(variation.pick_columns(frame, view.columns))
+    return frame
+
+
+# `LOW:HIGH` (either end may be left out): an interval, as `(low, high)` in Python.
+NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
+INTERVAL = re.compile(r"([^:,()\[\]'\"]*):([^:,()\[\]'\"]*)")
+
+
+def value_filter(runs: Runs[Any], argument: str) -> tuple[str, pl.Expr]:
+    """`KEY=VALUES` as the column it filters and an expression: within an
+    inclusive interval for `LOW:HIGH`, else any of the values the sweep
+    grammar lists (`width=100,300`, `lr=1:3:m`, `x=0:1:0.5`), each read as
+    the column's type."""
     key, _, values = argument.partition("=")
     name, scale = key, ""
     if "/" in key and key not in runs.frame.columns:
         name, _, scale = key.rpartition("/")
     name = column_name(name, runs.frame.columns)
+    dtype = runs.frame.schema[name]
+    interval = INTERVAL.fullmatch(values.strip())
+    if interval and any(interval.groups()):
+        low, high = (bound(b, scale, dtype, argument) for b in interval.groups())
+        return name, in_range(pl.col(name), name, (low, high))
+    texts = expanded(values, scale, argument)
+    return name, pl.col(name).is_in(typed_values(texts, dtype, argument))
+
+
+def bound(text: str, scale: str, dtype: Any, argument: str) -> Any:
+    """One end of a `LOW:HIGH` interval as the column's type (None: open)."""
+    if not text:
+        return None
+    [value] = expanded(text, scale, argument)
+    if dtype.is_numeric() and not NUMBER.fullmatch(value):
+        raise FilterError(f"{argument}: {text!r} is not a number")
+    return typed_values([value], dtype, argument)[0]
+
+
+def expanded(values: str, scale: str, argument: str) -> list[str]:
     try:
-        texts = expand_values(values, scale)
+        return expand_values(values, scale)
     except SweepSyntaxError as error:
         raise FilterError(f"{argument}: {error}") from None
-    return pl.col(name).is_in(typed_values(texts, runs.frame.schema[name], argument))
 
 
 def typed_values(texts: list[str], dtype: Any, argument: str) -> pl.Series:
@@ -160,23 +229,32 @@ def nested_as_json(frame: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def table(frame: pl.DataFrame) -> str:
-    """An aligned text table: short run ids, local start times, numbers on the right."""
-    shown = nested_as_json(frame.drop(HIDDEN_IN_TABLE)).with_columns(
-        pl.col("run_id").str.slice(0, 8)
-    )
-    headers = shown.columns
-    columns = [[cell(v) for v in shown[n]] for n in shown.columns]
-    numeric = [shown.schema[n].is_numeric() for n in shown.columns]
-    widths = [max(len(h), *(len(v) for v in c)) for h, c in zip(headers, columns, strict=True)]
-    lines = []
-    for row in [headers, *map(list, zip(*columns, strict=True))]:
-        cells = [
-            v.rjust(w) if right else v.ljust(w)
-            for v, w, right in zip(row, widths, numeric, strict=True)
-        ]
-        lines.append("  ".join(cells).rstrip())
-    return "\n".join(lines) + "\n"
+def table(frame: pl.DataFrame, view: View, out: IO[str]) -> None:
+    """The runs as a table that fits the terminal: by default the settings
+    that vary and the metrics, what every run shares said once above."""
+    title: list[str] = []
+    if view.columns:
+        shown = frame
+    elif view.all_columns:
+        shown = frame.drop(HIDDEN_IN_TABLE, strict=False)
+    else:
+        shown = frame.select(variation.table_columns(frame))
+        shared = " ".join(f"{k}={cell(v)}" for k, v in variation.constants(frame).items())
+        title = [f"{frame.height} runs; in every one: {shared}"] if shared else []
+    if view.limit is None and shown.height > MAX_TABLE_ROWS:
+        # Rich lays out about a thousand rows a second on a loaded machine.
+        print(
+            f"hydraflow: the first {MAX_TABLE_ROWS} of {shown.height} runs"
+            " (--limit N for more, --format csv for all)",
+            file=sys.stderr,
+        )
+        shown = shown.head(MAX_TABLE_ROWS)
+    shown = nested_as_json(shown)
+    if "run_id" in shown.columns:
+        shown = shown.with_columns(pl.col("run_id").str.slice(0, 8))
+    rows = [[cell(v) for v in row] for row in shown.iter_rows()]
+    right = [dtype.is_numeric() for dtype in shown.dtypes]
+    print_table(out, shown.columns, rows, right=right, title=title)
 
 
 def cell(value: Any) -> str:

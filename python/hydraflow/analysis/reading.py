@@ -109,6 +109,10 @@ class Store(Protocol):
         """Every logged step of these metrics (all when empty) of these runs."""
         ...
 
+    def experiments(self) -> list[str]:
+        """The names of the active experiments, sorted."""
+        ...
+
 
 def open_store(uri: str) -> Store:
     path = sqlite_path(uri)
@@ -177,6 +181,10 @@ class SqliteStore:
     ) -> dict[int, str]:
         rows = db.execute(ACTIVE_EXPERIMENTS_QUERY).fetchall()
         return {int(i): name for i, name in rows if matches(name, experiments)}
+
+    def experiments(self) -> list[str]:
+        with self.connect() as db:
+            return sorted(self.experiment_names(db, None).values())
 
     @staticmethod
     def params(db: sqlite3.Connection, run_ids: list[str]) -> Iterator[tuple[str, str, str]]:
@@ -469,6 +477,10 @@ class ClientStore:
             for k, v in r.data.params.items()
         ]
         return Tables(frame(rows, schema), frame(params, PARAM_SCHEMA))
+
+    def experiments(self) -> list[str]:
+        with self.errors():
+            return sorted(self.experiment_names(self.client(), None).values())
 
     @staticmethod
     def experiment_names(client: MlflowClient, experiments: Sequence[str] | None) -> dict[str, str]:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import fnmatch
 import json
 import os
+import warnings
 from collections.abc import Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -12,14 +14,18 @@ from typing import Any, Generic, TypeVar, overload
 
 import polars as pl
 
+from hydraflow.analysis import variation
 from hydraflow.analysis.filters import column_name, combine, describe
 from hydraflow.analysis.frame import BASE_SCHEMA, build
 from hydraflow.analysis.reading import METRIC_PREFIX, Store, open_store
-from hydraflow.errors import FilterError, RunLookupError
+from hydraflow.errors import FilterError, NoRunsWarning, RunLookupError
 from hydraflow.store import tracking_uri as resolve_uri
 
 C = TypeVar("C")
 STATUSES = ("RUNNING", "SCHEDULED", "FINISHED", "FAILED", "KILLED")
+# Rows of a notebook's table of runs; `frame` has them all.
+HTML_ROWS = 10
+REPR_WIDTH = 100
 
 
 def load(
@@ -46,7 +52,21 @@ def load(
     store = open_store(resolve_uri(tracking_uri, Path.cwd()))
     patterns = [experiments] if isinstance(experiments, str) else experiments
     frame, configs = build(store.read(patterns, statuses(status)))
+    warn_unmatched(patterns or [], frame, store)
     return Runs(frame, configs, store, config)
+
+
+def warn_unmatched(patterns: Sequence[str], frame: pl.DataFrame, store: Store) -> None:
+    """A NoRunsWarning for each pattern no loaded run's experiment matches:
+    a typo, or (on the command line) a filter written without its `=`."""
+    names = frame["experiment"].unique().to_list()
+    missed = [p for p in patterns if not any(fnmatch.fnmatchcase(n, p) for n in names)]
+    if not missed:
+        return
+    existing = ", ".join(store.experiments()) or "(none)"
+    for pattern in missed:
+        message = f"no runs of an experiment matching {pattern!r}; the experiments are: {existing}"
+        warnings.warn(message, NoRunsWarning, stacklevel=3)
 
 
 def statuses(status: str | Sequence[str] | None) -> list[str] | None:
@@ -79,6 +99,9 @@ class Runs(Generic[C]):
         self._store = store
         self._config = config
         self._texts: dict[str, str] | None = None
+        # The runs as loaded, for what a run varies within its experiment.
+        self._loaded = frame
+        self._varying_by_experiment: dict[str, list[str]] = {}
 
     @property
     def frame(self) -> pl.DataFrame:
@@ -87,9 +110,16 @@ class Runs(Generic[C]):
         `choice.<group>` per config group, then `metrics.<name>` (latest)."""
         return self._frame
 
+    @property
+    def store_uri(self) -> str:
+        """The tracking URI the runs were read from."""
+        return self._store.uri
+
     def derive(self, frame: pl.DataFrame) -> Runs[C]:
         runs = Runs(frame, self._configs, self._store, self._config)
         runs._texts = self._texts
+        runs._loaded = self._loaded
+        runs._varying_by_experiment = self._varying_by_experiment
         return runs
 
     def __len__(self) -> int:
@@ -113,6 +143,40 @@ class Runs(Generic[C]):
     def __repr__(self) -> str:
         experiments = self._frame["experiment"].unique(maintain_order=True).to_list()
         return f"Runs({len(self)} runs of {', '.join(experiments) or 'no experiment'})"
+
+    def _repr_html_(self) -> str:
+        """In a notebook: the count, what every run shares, and a table of
+        what varies (the first rows)."""
+        from html import escape
+
+        shared = " ".join(f"{k}={v!r}" for k, v in self.constants().items())
+        same = f"<br>the same in every run: {escape(shared)}" if shared else ""
+        caption = f"<p>{escape(repr(self))}{same}</p>"
+        table: str = self.varying_frame().head(HTML_ROWS)._repr_html_()
+        return caption + table
+
+    def varying(self, *, implied: bool = False) -> list[str]:
+        """The settings (config keys, `choice.<group>`, experiment, status)
+        whose value differs between these runs. Unless `implied`, a key of a
+        config group that changes only with the group's option (`model.depth`
+        with `choice.model`) is left out."""
+        return variation.varying(self._frame, implied=implied)
+
+    def constants(self) -> dict[str, Any]:
+        """The settings every one of these runs shares, with their value."""
+        return variation.constants(self._frame)
+
+    def varying_frame(self) -> pl.DataFrame:
+        """The frame narrowed to what a person compares: run_id, the settings
+        that vary (`varying()`) and the metrics."""
+        return self._frame.select(variation.table_columns(self._frame))
+
+    def varying_in_experiment(self, experiment: str) -> list[str]:
+        """What the loaded runs of `experiment` vary (choices' keys included)."""
+        if experiment not in self._varying_by_experiment:
+            runs = self._loaded.filter(pl.col("experiment") == experiment)
+            self._varying_by_experiment[experiment] = variation.varying(runs)
+        return self._varying_by_experiment[experiment]
 
     def matching(self, predicates: Sequence[Any], criteria: dict[str, Any], keep: bool) -> Runs[C]:
         """The runs that meet every criterion (`keep`), or all the others: a
@@ -188,15 +252,17 @@ class Runs(Generic[C]):
         `hydraflow[pandas]` extra)."""
         return self._frame.to_pandas()
 
-    def history(self, *metrics: str) -> pl.DataFrame:
+    def history(self, *metrics: str, columns: Sequence[str] | bool = ()) -> pl.DataFrame:
         """Every logged step of these metrics (all when none are named), one
-        row per step: run_id, metric, step, timestamp, value. Join with
-        `frame` on run_id for the config."""
+        row per step: run_id, metric, step, timestamp, value, then `columns`
+        of the run's row (`True`: the settings that vary), ready to plot one
+        curve per setting."""
         names = [m.removeprefix(METRIC_PREFIX) for m in metrics]
         history = self._store.history(self._frame["run_id"].to_list(), names)
-        order = pl.DataFrame({"run_id": self._frame["run_id"]}).with_row_index("order")
+        keys = self.varying() if columns is True else self.columns(list(columns or ()))
+        rows = self._frame.select("run_id", *keys).with_row_index("order")
         return (
-            history.join(order, on="run_id")
+            history.join(rows, on="run_id")
             .sort("order", "metric", "step", "timestamp")
             .drop("order")
             .with_columns(pl.col("timestamp").cast(pl.Datetime("ms", "UTC")))
@@ -302,10 +368,16 @@ class Run(Generic[C]):
                 yield key, value
 
     def __repr__(self) -> str:
-        config = " ".join(f"{k}={v!r}" for k, v in self.config_items())
-        if len(config) > 80:
-            config = config[:77] + "..."
-        return f"Run({self.experiment} {self.run_id[:8]} {self.status} {config})"
+        """The values this run's experiment varies first, then the rest, cut to a line."""
+        first = self._runs.varying_in_experiment(self.experiment)
+        items = dict(self.config_items())
+        ordered = [k for k in first if k in items] + [k for k in items if k not in first]
+        config = " ".join(f"{k}={items[k]!r}" for k in ordered)
+        head = f"Run({self.experiment} {self.run_id[:8]} {self.status}"
+        room = REPR_WIDTH - len(head) - 2
+        if len(config) > room:
+            config = config[: room - 3] + "..."
+        return f"{head} {config})" if config else f"{head})"
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Run) and other.run_id == self.run_id

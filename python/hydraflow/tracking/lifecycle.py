@@ -215,8 +215,27 @@ def create_run(
 ) -> Run:
     tags = run_tags(digest, context, config) | dict(code_tags)
     tags.update({OWNER_TAG: Owner.me().to_tag(), HEARTBEAT_TAG: str(time.time()), ATTEMPT_TAG: "1"})
-    name = " ".join(context.overrides)[:MAX_RUN_NAME] or None
+    name = run_name(context)
     return retry_busy(lambda: client.create_run(experiment_id, tags=tags, run_name=name))
+
+
+def run_name(context: JobContext) -> str:
+    """The name a person reads in MLflow's UI, swept values first: the
+    overrides in their order (the sweep's `each` and `all` before its `add`),
+    each key cut to its last part where that stays unambiguous
+    (`optimizer.lr=0.01 model=mlp`  ->  `lr=0.01 model=mlp`); without
+    overrides the config groups' options, else `defaults` (never MLflow's
+    random name)."""
+    pairs = [o.lstrip("+~").partition("=") for o in context.overrides]
+    assigned = [(key, value) for key, sign, value in pairs if sign]
+    if not assigned:
+        assigned = sorted(context.choices.items())
+    leaves = [key.rpartition(".")[2] for key, _ in assigned]
+    shown = [
+        f"{leaf if leaves.count(leaf) == 1 else key}={value}"
+        for (key, value), leaf in zip(assigned, leaves, strict=True)
+    ]
+    return " ".join(shown)[:MAX_RUN_NAME] or "defaults"
 
 
 def take_over(client: MlflowClient, run: Run, code_tags: Mapping[str, str]) -> Run:

@@ -1,0 +1,203 @@
+"""`hydraflow ui`: MLflow's UI on a store, opened on the runs table of a job
+with the columns its sweep varies.
+
+MLflow 3's experiment page opens on its GenAI overview unless the URL asks
+for `workflowType=machine_learning` (the `mlflow.experimentKind` tag no
+longer decides it), and its runs table shows the columns a shared view says:
+an experiment tag `mlflow.sharedViewState.<key>` holding the view as JSON,
+applied by `?viewStateShareKey=<key>`. hydraflow writes that one tag.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fnmatch
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, TYPE_CHECKING
+from urllib.parse import urlencode
+
+import polars as pl
+
+from hydraflow.analysis import variation
+from hydraflow.analysis.reading import CHOICE_PREFIX, METRIC_PREFIX
+from hydraflow.errors import HydraflowError
+from hydraflow.mlflow_schema import CHOICE_TAG_PREFIX, SHARED_VIEW_TAG_PREFIX
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+HOST = "127.0.0.1"
+SHARE_KEY = "hydraflow"
+SHARED_VIEW_TAG = f"{SHARED_VIEW_TAG_PREFIX}{SHARE_KEY}"
+# MLflow's own experiment, never a job's.
+DEFAULT_EXPERIMENT = "Default"
+# A loaded machine starts MLflow's server slowly (imports, database migration check).
+START_SECONDS = 240
+
+
+class UiError(HydraflowError):
+    """The UI cannot start: a busy port, a server that exits, an unknown job."""
+
+
+def column_id(column: str) -> str:
+    """The runs table's id of a frame column: `params.`lr``, `metrics.`loss``, ..."""
+    if column.startswith(METRIC_PREFIX):
+        return f"metrics.`{column.removeprefix(METRIC_PREFIX)}`"
+    if column.startswith(CHOICE_PREFIX):
+        return f"tags.`{CHOICE_TAG_PREFIX}{column.removeprefix(CHOICE_PREFIX)}`"
+    return f"params.`{column}`"
+
+
+def view_state(frame: pl.DataFrame) -> dict[str, object]:
+    """The runs table's view: the settings the runs vary, then the metrics."""
+    shown = [c for c in variation.table_columns(frame) if c not in ("run_id", "status")]
+    return {"selectedColumns": [column_id(c) for c in shown]}
+
+
+def experiment_url(base: str, experiment_id: str | None) -> str:
+    """The runs table of the experiment (the experiments' list without one)."""
+    query = {"workflowType": "machine_learning"}
+    if experiment_id is None:
+        return f"{base}/#/experiments?{urlencode(query)}"
+    query["viewStateShareKey"] = SHARE_KEY
+    return f"{base}/#/experiments/{experiment_id}/runs?{urlencode(query)}"
+
+
+def prepare(client: MlflowClient, uri: str, job: str | None) -> str | None:
+    """The id of the experiment to open (None: the list of them), its view
+    written as the shared view hydraflow's URL applies."""
+    from hydraflow.analysis.runs import load
+
+    experiments = client.search_experiments()
+    chosen = [
+        e
+        for e in experiments
+        if (fnmatch.fnmatchcase(e.name, job) if job else e.name != DEFAULT_EXPERIMENT)
+    ]
+    if job is not None and not chosen:
+        names = ", ".join(sorted(e.name for e in experiments)) or "(none)"
+        raise UiError(f"no experiment matches {job!r}; the experiments are: {names}")
+    if len(chosen) != 1:
+        return None
+    experiment = chosen[0]
+    frame = load(experiment.name, tracking_uri=uri, status=None).frame.filter(
+        pl.col("experiment") == experiment.name
+    )
+    state = json.dumps(view_state(frame), separators=(",", ":"))
+    client.set_experiment_tag(experiment.experiment_id, SHARED_VIEW_TAG, state)
+    experiment_id: str = experiment.experiment_id
+    return experiment_id
+
+
+def port_is_free(port: int) -> bool:
+    with contextlib.closing(socket.socket()) as sock:
+        try:
+            sock.bind((HOST, port))
+        except OSError:
+            return False
+    return True
+
+
+@contextlib.contextmanager
+def mlflow_server(uri: str, port: int, log: IO[bytes]) -> Iterator[subprocess.Popen[bytes]]:
+    """`mlflow server` on 127.0.0.1 in its own process group, stopped with it."""
+    if not port_is_free(port):
+        raise UiError(f"port {port} on {HOST} is in use (another MLflow UI?); pass --port")
+    command = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", uri]
+    command += ["--host", HOST, "--port", str(port), "--workers", "1"]
+    process = subprocess.Popen(
+        command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
+    try:
+        yield process
+    finally:
+        stop(process)
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+def wait_until_up(base: str, process: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + START_SECONDS
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            tail = log.read_text(errors="replace").strip().splitlines()[-1:]
+            raise UiError(f"MLflow's server exited: {' '.join(tail) or 'no output'} (log: {log})")
+        with contextlib.suppress(OSError), urllib.request.urlopen(f"{base}/health", timeout=5):
+            return
+        time.sleep(0.3)
+    raise UiError(f"MLflow's server did not answer in {START_SECONDS} s (log: {log})")
+
+
+def open_browser(url: str) -> None:
+    """Opens `url` where a person sits at a graphical session; else the URL printed is it."""
+    graphical = sys.platform in ("darwin", "win32") or any(
+        os.environ.get(v) for v in ("DISPLAY", "WAYLAND_DISPLAY")
+    )
+    if graphical and sys.stdout.isatty():
+        import webbrowser
+
+        with contextlib.suppress(Exception):
+            webbrowser.open(url)
+
+
+def run_ui(job: str | None, *, port: int, tracking_uri: str | None, browser: bool) -> None:
+    """Starts MLflow's UI on the store (a tracking server's own UI is used
+    as it is), prints the URL of the job's runs table and, at a graphical
+    session, opens it; serves until Ctrl-C or a termination signal."""
+    import tempfile
+
+    from mlflow import MlflowClient
+
+    from hydraflow.errors import StoreError, StoreNotFoundError
+    from hydraflow.store import retry_busy, sqlite_path
+    from hydraflow.store import tracking_uri as resolve_uri
+    from hydraflow.tracking.signals import handle_termination
+
+    uri = resolve_uri(tracking_uri, Path.cwd())
+    path = sqlite_path(uri)
+    if path is not None and not path.is_file():
+        raise StoreNotFoundError(str(path))
+    try:
+        experiment_id = retry_busy(lambda: prepare(MlflowClient(uri), uri, job))
+    except HydraflowError:
+        raise
+    except Exception as error:
+        raise StoreError(uri, error) from error
+    if path is None:
+        show(experiment_url(uri.rstrip("/"), experiment_id), browser)
+        return
+    handle_termination()
+    base = f"http://{HOST}:{port}"
+    with (
+        tempfile.NamedTemporaryFile(prefix="hydraflow-ui-", suffix=".log", delete=False) as log,
+        mlflow_server(uri, port, log) as process,
+    ):
+        wait_until_up(base, process, Path(log.name))
+        show(experiment_url(base, experiment_id), browser)
+        print(f"hydraflow: MLflow's UI on {uri}; Ctrl-C stops it", file=sys.stderr)
+        process.wait()
+        raise UiError(f"MLflow's server exited (log: {log.name})")
+
+
+def show(url: str, browser: bool) -> None:
+    print(url, flush=True)
+    if browser:
+        open_browser(url)

@@ -1,0 +1,70 @@
+"""The one text table of the `hydraflow` command (`show`, `runs`): rich lays
+it out to the terminal's width (80 columns, or COLUMNS, when not on one)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from itertools import accumulate
+from typing import IO
+
+MIN_WIDTH = 12
+# The width of a table printed whole (no line is this long).
+UNFITTED = 100_000
+
+
+def print_table(
+    out: IO[str],
+    headers: Sequence[str],
+    rows: Sequence[Sequence[str]],
+    *,
+    right: Sequence[bool] = (),
+    title: Sequence[str] = (),
+    fit: bool = True,
+) -> None:
+    """Writes `rows` under `headers` (none: no header line), `right`-aligned
+    where asked; `title` lines go above, wrapped to the width. Rich narrows
+    wide columns to fit, cutting values with an ellipsis; the columns that
+    would not fit even at MIN_WIDTH are left out, and a last line says so.
+    Without `fit`, every cell is printed whole, one line per row."""
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    console = Console(file=out, highlight=False, soft_wrap=False, width=None if fit else UNFITTED)
+    names = list(headers) or [""] * len(rows[0])
+    narrowest = [
+        min(MIN_WIDTH, max(len(name), *(len(row[i]) for row in rows)))
+        for i, name in enumerate(names)
+    ]
+    # Each column takes its narrowest width and two blanks before the next.
+    fitting = max(
+        1, sum(1 for end in accumulate(w + 2 for w in narrowest) if end <= console.width + 2)
+    )
+    table = Table(
+        box=box.SIMPLE_HEAD if headers else None,
+        show_header=bool(headers),
+        show_edge=False,
+        pad_edge=False,
+        padding=(0, 1),
+        collapse_padding=bool(headers),
+        header_style="bold",
+    )
+    for i, name in enumerate(names[:fitting]):
+        table.add_column(
+            Text(name, no_wrap=True, overflow="ellipsis"),
+            justify="right" if i < len(right) and right[i] else "left",
+            min_width=narrowest[i],
+        )
+    for row in rows:
+        # Wrappable columns, for rich narrows the widest of those first; one line per cell.
+        table.add_row(*(Text(cell, no_wrap=True, overflow="ellipsis") for cell in row[:fitting]))
+    left_out = names[fitting:]
+    with console.capture() as captured:
+        for line in title:
+            console.print(Text(line))
+        console.print(table)
+        if left_out:
+            console.print(Text(f"... {len(left_out)} more columns: {', '.join(left_out)}"))
+    # Cells are padded to their column's width: no line needs its trailing blanks.
+    out.write("".join(line.rstrip() + "\n" for line in captured.get().splitlines()))
