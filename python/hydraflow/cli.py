@@ -354,11 +354,11 @@ def runs(
 def ui(job: str | None, port: int, no_browser: bool, tracking_uri: str | None) -> None:
     """Start MLflow's UI on the store, at JOB's runs (127.0.0.1 only)."""
     from hydraflow.analysis.ui import run_ui
-    from hydraflow.tracking.signals import exit_status
+    from hydraflow.signals import exit_status, signal_of
 
     try:
         run_ui(job, port=port, tracking_uri=tracking_uri, browser=not no_browser)
     except HydraflowError as error:
         fail(error)
     except KeyboardInterrupt as interrupt:
-        sys.exit(exit_status(interrupt))
+        sys.exit(exit_status(signal_of(interrupt)))
