@@ -167,9 +167,9 @@ def run_ui(job: str | None, *, port: int, tracking_uri: str | None, browser: boo
     from mlflow import MlflowClient
 
     from hydraflow.errors import StoreError, StoreNotFoundError
+    from hydraflow.signals import handle_termination
     from hydraflow.store import retry_busy, sqlite_path
     from hydraflow.store import tracking_uri as resolve_uri
-    from hydraflow.signals import handle_termination
 
     uri = resolve_uri(tracking_uri, Path.cwd())
     path = sqlite_path(uri)
