@@ -160,8 +160,17 @@ def test_filter_by_dotted_keys_lists_and_booleans(inside: Path) -> None:
     assert len(runs.filter(flag=True, model__depth=2)) == 2
     assert len(runs.filter(sizes=[1, 2])) == 8
     assert len(runs.filter(sizes=[[3], [1, 2]])) == 8
-    assert len(runs.filter(sizes=[[3]])) == 0
-    assert len(runs.filter(label=None)) == 0
+    # A filter that leaves no run says so, with the values the key has.
+    with pytest.warns(hydraflow.errors.NoRunsWarning, match=r"no run meets sizes=\[\[3\]\]"):
+        assert len(runs.filter(sizes=[[3]])) == 0
+    with pytest.warns(hydraflow.errors.NoRunsWarning, match=r"label=None \(label is "):
+        assert len(runs.filter(label=None)) == 0
+    with pytest.warns(
+        hydraflow.errors.NoRunsWarning,
+        match=r"^no run meets model__depth=7 \(model.depth is 2, 3\)$",
+    ):
+        assert len(runs.filter(model__depth=7)) == 0
+    assert runs.try_get(model__depth=7) is None  # says so by its None, no warning
 
 
 def test_filter_by_expression_and_by_run(inside: Path) -> None:

@@ -26,8 +26,6 @@ from hydraflow.tables import print_table
 
 # Left out of `--all-columns` tables; csv and json give every column.
 HIDDEN_IN_TABLE = ("end_time", "artifact_dir")
-# Values named when a filter matches no run.
-MAX_LISTED = 10
 # Rows of a table without --limit; csv and json hold them all.
 MAX_TABLE_ROWS = 1000
 
@@ -131,12 +129,9 @@ def filtered(runs: Runs[Any], argument: str) -> Runs[Any]:
     """The runs that pass one KEY=VALUES filter; when none does, says so
     with the values the key has."""
     name, condition = value_filter(runs, argument)
-    kept = runs.filter(condition)
+    kept = runs.matching((condition,), {}, keep=True)
     if len(runs) and not len(kept):
-        values = runs.frame[name].unique().sort(nulls_last=True)
-        listed = ", ".join(cell(v) for v in values.head(MAX_LISTED))
-        more = f", ... ({len(values)} values)" if len(values) > MAX_LISTED else ""
-        print(f"hydraflow: no run has {argument} ({name} is {listed}{more})", file=sys.stderr)
+        print(f"hydraflow: no run has {argument}{runs.values_of([name])}", file=sys.stderr)
     return kept
 
 

@@ -7,7 +7,7 @@ import fnmatch
 import json
 import os
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Generic, TypeVar, overload
@@ -20,6 +20,9 @@ from hydraflow.analysis.frame import BASE_SCHEMA, build
 from hydraflow.analysis.reading import METRIC_PREFIX, Store, open_store
 from hydraflow.errors import FilterError, NoRunsWarning, RunLookupError
 from hydraflow.store import tracking_uri as resolve_uri
+
+# How many of a key's values a message lists.
+MAX_LISTED = 10
 
 C = TypeVar("C")
 STATUSES = ("RUNNING", "SCHEDULED", "FINISHED", "FAILED", "KILLED")
@@ -200,8 +203,24 @@ class Runs(Generic[C]):
         raise FilterError(f"a filter is a polars expression or a function of a Run, not {item!r}")
 
     def filter(self, *predicates: Any, **criteria: Any) -> Runs[C]:
-        """The runs that meet every criterion."""
-        return self.matching(predicates, criteria, keep=True)
+        """The runs that meet every criterion; a NoRunsWarning when runs
+        were there and none does (`get`/`try_get` say so their own way)."""
+        found = self.matching(predicates, criteria, keep=True)
+        if len(self) and not len(found):
+            message = f"no run meets {describe(predicates, criteria)}{self.values_of(criteria)}"
+            warnings.warn(message, NoRunsWarning, stacklevel=2)
+        return found
+
+    def values_of(self, keys: Iterable[str]) -> str:
+        """The values the filtered keys have, to show what a filter missed."""
+        shown = []
+        for key in keys:
+            name = column_name(key, self._frame.columns)
+            values = self._frame[name].unique().sort(nulls_last=True)
+            listed = ", ".join(repr(v) for v in values.head(MAX_LISTED).to_list())
+            more = f", ... ({len(values)} values)" if len(values) > MAX_LISTED else ""
+            shown.append(f"{name} is {listed}{more}")
+        return f" ({'; '.join(shown)})" if shown else ""
 
     def exclude(self, *predicates: Any, **criteria: Any) -> Runs[C]:
         """The runs that `filter` with the same criteria leaves out."""
@@ -209,28 +228,28 @@ class Runs(Generic[C]):
 
     def get(self, *predicates: Any, **criteria: Any) -> Run[C]:
         """The one run that meets the criteria; RunLookupError for none or several."""
-        found = self.filter(*predicates, **criteria)
+        found = self.matching(predicates, criteria, keep=True)
         if len(found) != 1:
             raise RunLookupError(len(found), describe(predicates, criteria))
         return found[0]
 
     def try_get(self, *predicates: Any, **criteria: Any) -> Run[C] | None:
         """The one run that meets the criteria, None for none; RunLookupError for several."""
-        found = self.filter(*predicates, **criteria)
+        found = self.matching(predicates, criteria, keep=True)
         if len(found) > 1:
             raise RunLookupError(len(found), describe(predicates, criteria))
         return found[0] if len(found) else None
 
     def first(self, *predicates: Any, **criteria: Any) -> Run[C]:
         """The earliest run (in the current order) that meets the criteria."""
-        found = self.filter(*predicates, **criteria) if predicates or criteria else self
+        found = self.matching(predicates, criteria, keep=True) if predicates or criteria else self
         if not len(found):
             raise RunLookupError(0, describe(predicates, criteria))
         return found[0]
 
     def last(self, *predicates: Any, **criteria: Any) -> Run[C]:
         """The latest run (in the current order) that meets the criteria."""
-        found = self.filter(*predicates, **criteria) if predicates or criteria else self
+        found = self.matching(predicates, criteria, keep=True) if predicates or criteria else self
         if not len(found):
             raise RunLookupError(0, describe(predicates, criteria))
         return found[-1]
