@@ -217,7 +217,7 @@ class Runs(Generic[C]):
         for key in keys:
             name = column_name(key, self._frame.columns)
             values = self._frame[name].unique().sort(nulls_last=True)
-            listed = ", ".join(repr(v) for v in values.head(MAX_LISTED).to_list())
+            listed = ", ".join(str(v) for v in values.head(MAX_LISTED).to_list())
             more = f", ... ({len(values)} values)" if len(values) > MAX_LISTED else ""
             shown.append(f"{name} is {listed}{more}")
         return f" ({'; '.join(shown)})" if shown else ""
