@@ -270,16 +270,19 @@ def started_ui(store: Path, *args: str) -> Iterator[tuple[subprocess.Popen[str],
         assert url, process.stderr.read() if process.stderr else ""
         yield process, url
     finally:
+        # Ctrl-C, as a user stops it: one line, exit 130, its server stopped.
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
+            os.killpg(process.pid, signal.SIGINT)
         try:
-            process.wait(timeout=60)
+            status = process.wait(timeout=30)
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
+            status = None
         for stream in (process.stdout, process.stderr):
             if stream is not None:
                 stream.close()
+        assert status == 130, f"hydraflow ui ended {status} on SIGINT"
 
 
 def chromium() -> str:

@@ -193,7 +193,10 @@ def run_ui(job: str | None, *, port: int, tracking_uri: str | None, browser: boo
         wait_until_up(base, process, Path(log.name))
         show(experiment_url(base, experiment_id), browser)
         print(f"hydraflow: MLflow's UI on {uri}; Ctrl-C stops it", file=sys.stderr)
-        process.wait()
+        # Waited in short steps: a signal the kernel hands to one of polars'
+        # threads (the runs were loaded) would not interrupt a blocking wait.
+        while process.poll() is None:
+            time.sleep(0.2)
         raise UiError(f"MLflow's server exited (log: {log.name})")
 
 
