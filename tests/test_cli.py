@@ -206,3 +206,15 @@ def test_a_pipe_over_the_size_limit_is_a_located_error_not_a_crash(project: Proj
     assert listing.returncode == 2
     assert listing.stdout.startswith(f"p  invalid    {located}")
     assert "Traceback" not in listing.stderr
+
+
+def test_a_failed_command_is_named_with_its_passwords_masked(project: Project) -> None:
+    folder = project(
+        "jobs:\n  t:\n    run: python record.py --fail-if a=1:3\n"
+        "    add: uri=http://alice:s3cret-pw@db.example:5000\n    sets:\n      - each: a=1\n"
+    )
+    result = run_cli("run", "t", cwd=folder)
+    assert result.returncode == 3
+    assert "failed with status 3: python record.py --fail-if a=1:3" in result.stderr
+    assert "uri=http://alice:***@db.example:5000" in result.stderr
+    assert "s3cret-pw" not in result.stderr

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import IO
 
 from hydraflow.protocol import OUTCOMES
+from hydraflow.remote import masked
 from hydraflow.runner.executors.event_log import RunCounts
 from hydraflow.runner.plan import Command
 
@@ -176,7 +177,7 @@ class Execution:
         if failure is not None:
             return [
                 f"command {failure.index} failed with status {self.failure_status}: "
-                f"{shlex.join(failure.argv)}"
+                + masked(shlex.join(failure.argv))
             ]
         return []
 
