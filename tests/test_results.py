@@ -168,6 +168,8 @@ def test_a_pattern_matching_nothing_warns_in_python_and_on_the_command_line(stor
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         hydraflow.load("tr*", tracking_uri=store / "mlflow.db")
+        # An experiment with no run of the statuses asked for is no typo.
+        assert len(hydraflow.load("train", tracking_uri=store / "mlflow.db", status="FAILED")) == 0
 
 
 @pytest.mark.slow

@@ -60,13 +60,16 @@ def load(
 
 
 def warn_unmatched(patterns: Sequence[str], frame: pl.DataFrame, store: Store) -> None:
-    """A NoRunsWarning for each pattern no loaded run's experiment matches:
-    a typo, or (on the command line) a filter written without its `=`."""
+    """A NoRunsWarning for each pattern that names no experiment of the
+    store: a typo, or (on the command line) a filter written without its
+    `=`. An experiment with no run of the statuses asked for is no mistake."""
     names = frame["experiment"].unique().to_list()
     missed = [p for p in patterns if not any(fnmatch.fnmatchcase(n, p) for n in names)]
     if not missed:
         return
-    existing = ", ".join(store.experiments()) or "(none)"
+    experiments = store.experiments()
+    missed = [p for p in missed if not any(fnmatch.fnmatchcase(n, p) for n in experiments)]
+    existing = ", ".join(experiments) or "(none)"
     for pattern in missed:
         message = f"no runs of an experiment matching {pattern!r}; the experiments are: {existing}"
         warnings.warn(message, NoRunsWarning, stacklevel=3)
