@@ -19,6 +19,8 @@ tracking-directory argument that the page still passes (`"mlruns"` would be
 read as an experiment name and find no run), so the oracle drops it too.
 """
 
+# ruff: noqa: E501 (the checks are console statements, one a line)
+
 from __future__ import annotations
 
 import contextlib
@@ -26,7 +28,6 @@ import io
 import json
 import os
 import sys
-import traceback
 import types
 from pathlib import Path
 from typing import Any
@@ -124,10 +125,57 @@ STATEMENTS = [
 ]
 
 
-def run_tutorial(folder: Path) -> list[tuple[str, str]]:
+# After the page, in its namespace: the same calls with values that do not
+# hang on the order of the runs (the published tool lists a folder's runs in
+# the file system's order), and more of the API its reference pages describe.
+CHECKS = [
+    'sorted((Run(d).info.job_name, str(Run(d).cfg)) for d in iter_run_dirs("mlruns"))',
+    'all(Run(d).info.run_id == d.name and Run(d).info.run_dir == d for d in iter_run_dirs("mlruns"))',
+    'sorted((r.get("width"), r.get("size"), str(r.impl)) for r in map(lambda d: Run[Config, Size](d, Size), iter_run_dirs("mlruns")))',
+    'all(Run[Config, Impl](d, Impl).impl.root_dir == d / "artifacts" for d in iter_run_dirs("mlruns"))',
+    "sorted(str(r.impl) for r in rc.filter(width=400))",
+    "sorted(str(r.impl) for r in rc.filter(height=[100, 300]))",
+    "sorted(str(r.impl) for r in rc.filter(height=(100, 300)))",
+    "sorted(str(r.impl) for r in rc.filter(lambda r: r.impl.is_large()))",
+    'sorted(rc.to_frame("width", "height", "size").rows())',
+    'sorted(rc.to_frame("width", "height", is_large=lambda r: r.impl.is_large()).rows())',
+    'sorted(rc.to_frame("width", from_list=to_list).rows())',
+    'sorted(rc.to_frame("width", from_dict=to_dict).rows(), key=str)',
+    '[{k: str(v) for k, v in f.schema.items()} for f in (rc.to_frame("width", "height", "size"), rc.to_frame("width", from_list=to_list), rc.to_frame("width", from_dict=to_dict))]',
+    'sorted((k, len(g)) for k, g in rc.group_by("width").items())',
+    'sorted((k, len(g)) for k, g in rc.group_by("width", "height").items())',
+    'sorted(rc.group_by("width").agg(n=lambda runs: len(runs)).rows())',
+    'sorted((w, sorted(h)) for w, h in rc.group_by("width").agg("height").rows())',
+    'sorted((r.info.job_name, r.get("width"), r.get("height")) for r in rc)',
+    'rc.sort("width", "height").to_frame("width", "height").rows()',
+    'rc.sort("width", "height", reverse=True).to_list("height")',
+    'sorted(rc.to_list("width")), sorted(rc["height"].to_list()), rc.unique("width").tolist(), rc.n_unique("height")',
+    'len(rc.exclude(width=400)), len(rc.exclude(width=400, height=100)), len(rc.filter(("width", 100))), len(rc.filter(width=100, height=[100, 200]))',
+    "len(rc.filter(width=lambda w: w > 200)), len(rc.filter(height=(150, 250)))",
+    "len(rc[1:4]), len(rc[[0, 2]]), repr(rc[1:4]), repr(rc.filter(width=999)), bool(rc.filter(width=999))",
+    "rc.try_get(width=999), raises(lambda: rc.get(width=100), ValueError), raises(lambda: rc.first(width=999), ValueError)",
+    'run.get("run_id") == run.info.run_id, run.get("job_name"), run.get("info").job_name, run.get("cfg") is run.cfg',
+    'run.get("size"), run.get("missing", 7), run.get("missing", lambda r: r.get("width") * 2), raises(lambda: run.get("missing"), AttributeError)',
+    "from hydraflow import RunCollection",
+    'run.to_dict(), run["height"], repr(RunCollection([Run(d) for d in iter_run_dirs("mlruns", "job_submit")]))',
+    'sorted(str(p.relative_to(p.parents[1])) for p in rc.filter(width=100).glob("*.log"))',
+    'rc.update("depth", lambda r: r.get("width") // 50), sorted(rc.to_list("depth")), rc.filter(depth=8).to_list("width")',
+]
+
+
+def raises(call: Any, error: type[BaseException]) -> bool:
+    """Whether `call()` raises `error`."""
+    try:
+        call()
+    except error:
+        return True
+    return False
+
+
+def run_tutorial(folder: Path) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
     """Each statement with what it printed (its echoed value included), run
-    in `folder` in one namespace; a statement that raises gives
-    `error: TYPE: MESSAGE` and the next ones still run."""
+    in `folder` in one namespace, a statement that raises giving
+    `error: TYPE: MESSAGE`; then each check with the repr of its value."""
     # A module of its own, as a console's `__main__`: dataclasses look it up.
     module = types.ModuleType("__tutorial__")
     sys.modules[module.__name__] = module
@@ -136,7 +184,9 @@ def run_tutorial(folder: Path) -> list[tuple[str, str]]:
     with contextlib.chdir(folder):
         for statement in STATEMENTS:
             outputs.append((statement, run_statement(statement, namespace)))
-    return outputs
+        namespace["raises"] = raises
+        checks = [(check, run_statement(check, namespace).rstrip("\n")) for check in CHECKS]
+    return outputs, checks
 
 
 def run_statement(statement: str, namespace: dict[str, Any]) -> str:
@@ -144,7 +194,7 @@ def run_statement(statement: str, namespace: dict[str, Any]) -> str:
     with contextlib.redirect_stdout(out):
         try:
             # "single" echoes an expression's value, as the console does.
-            exec(compile(statement, "<tutorial>", "single"), namespace)  # noqa: S102
+            exec(compile(statement, "<tutorial>", "single"), namespace)
         except Exception as error:
             print(f"error: {type(error).__name__}: {error}")
     return out.getvalue()
@@ -168,12 +218,8 @@ def main() -> None:
     folder = Path(sys.argv[1]).resolve()
     os.environ.pop("MLFLOW_TRACKING_URI", None)
     drop_tracking_dir()
-    try:
-        outputs = run_tutorial(folder)
-    except Exception:
-        traceback.print_exc()
-        raise
-    json.dump([{"statement": s, "output": o} for s, o in outputs], sys.stdout, indent=1)
+    outputs, checks = run_tutorial(folder)
+    json.dump({"outputs": outputs, "checks": checks}, sys.stdout, indent=1)
 
 
 if __name__ == "__main__":
