@@ -21,7 +21,7 @@ import polars as pl
 from hydraflow.analysis.filters import condition
 from hydraflow.analysis.frame import BASE_SCHEMA
 from hydraflow.analysis.reading import CHOICE_PREFIX, METRIC_PREFIX, open_store
-from hydraflow.analysis.runs import C, I, Run, Runs, load
+from hydraflow.analysis.runs import C, ImplT, Run, Runs, load
 from hydraflow.errors import RunLookupError
 
 Getter = Callable[[Any, str, Any], Any]
@@ -32,7 +32,7 @@ NOT_CONFIG = (*BASE_SCHEMA, "stopped", "value")
 SCALARS = (bool, int, float, str)
 
 
-class RunCollection(Runs[C], Generic[C, I]):
+class RunCollection(Runs[C], Generic[C, ImplT]):
     """Runs as the published HydraFlow's `RunCollection`: a sequence of `Run`
     (index, slice, iterate, `len`), with `filter`, `get`, `first`, `last`,
     `to_frame`, `group_by` and more taking keys of `Run.get`.
@@ -47,7 +47,11 @@ class RunCollection(Runs[C], Generic[C, I]):
     def __init__(self, runs: Iterable[Run[Any, Any]] = (), get: Getter | None = None) -> None:
         items = list(runs)
         rows = [run.row for run in items]
-        frame = pl.from_dicts(rows, infer_schema_length=None) if rows else pl.DataFrame(schema=BASE_SCHEMA)
+        frame = (
+            pl.from_dicts(rows, infer_schema_length=None)
+            if rows
+            else pl.DataFrame(schema=BASE_SCHEMA)
+        )
         configs = pl.DataFrame(schema={"run_id": pl.String, "config": pl.String})
         store = open_store(store_uri(items[0])) if items else None
         super().__init__(frame, configs, store, None)  # type: ignore[arg-type]
@@ -55,9 +59,11 @@ class RunCollection(Runs[C], Generic[C, I]):
         self._getter = get
 
     @classmethod
-    def view(cls, runs: Runs[C], impl_factory: Callable[..., I] | None) -> RunCollection[C, I]:
+    def view(
+        cls, runs: Runs[C], impl_factory: Callable[..., ImplT] | None
+    ) -> RunCollection[C, ImplT]:
         """These runs as a collection whose runs' `impl` comes from `impl_factory`."""
-        collection: RunCollection[C, I] = object.__new__(cls)
+        collection: RunCollection[C, ImplT] = object.__new__(cls)
         collection.__dict__.update(runs.__dict__)
         collection._objects = {}
         collection._impl_factory = impl_factory
@@ -74,10 +80,10 @@ class RunCollection(Runs[C], Generic[C, I]):
     def __bool__(self) -> bool:
         return bool(len(self))
 
-    @overload  # type: ignore[override]
-    def __getitem__(self, index: int) -> Run[C, I]: ...
     @overload
-    def __getitem__(self, index: slice | Iterable[int]) -> RunCollection[C, I]: ...
+    def __getitem__(self, index: int) -> Run[C, ImplT]: ...
+    @overload
+    def __getitem__(self, index: slice | Iterable[int]) -> RunCollection[C, ImplT]: ...
     @overload
     def __getitem__(self, index: str) -> pl.Series: ...
     def __getitem__(self, index: Any) -> Any:
@@ -88,8 +94,8 @@ class RunCollection(Runs[C], Generic[C, I]):
             return super().__getitem__(index)
         return self.derive(self._frame[list(index)])
 
-    def __iter__(self) -> Iterator[Run[C, I]]:
-        return super().__iter__()  # type: ignore[return-value]
+    def __iter__(self) -> Iterator[Run[C, ImplT]]:
+        return super().__iter__()
 
     def value_of(self, run: Run[Any, Any], key: str, default: Any = MISSING) -> Any:
         if self._getter is not None:
@@ -166,7 +172,7 @@ class RunCollection(Runs[C], Generic[C, I]):
         values = [self.value_of(run, key, MISSING) for run in self]
         return pl.Series([matches(value, wanted) for value in values], dtype=pl.Boolean)
 
-    def filter(self, *criteria: Any, **keys: Any) -> RunCollection[C, I]:  # type: ignore[override]
+    def filter(self, *criteria: Any, **keys: Any) -> RunCollection[C, ImplT]:
         """The runs that meet every criterion: a function of a run, a
         `(key, value)` pair, a mask of booleans, a polars expression, or
         `key=value`. A value matches a run's value of the key (`Run.get`) by
@@ -177,18 +183,18 @@ class RunCollection(Runs[C], Generic[C, I]):
             found = found.derive(found._frame.filter(found.mask(criterion)))
         return found
 
-    def exclude(self, *criteria: Any, **keys: Any) -> RunCollection[C, I]:  # type: ignore[override]
+    def exclude(self, *criteria: Any, **keys: Any) -> RunCollection[C, ImplT]:
         """The runs that meet none of the criteria of `filter`."""
         kept = self
         for criterion in (*criteria, *keys.items()):
             kept = kept.derive(kept._frame.filter(~kept.mask(criterion)))
         return kept
 
-    def derive(self, frame: pl.DataFrame) -> RunCollection[C, I]:
-        collection: RunCollection[C, I] = super().derive(frame)  # type: ignore[assignment]
+    def derive(self, frame: pl.DataFrame) -> RunCollection[C, ImplT]:
+        collection: RunCollection[C, ImplT] = super().derive(frame)  # type: ignore[assignment]
         return collection
 
-    def try_get(self, *criteria: Any, **keys: Any) -> Run[C, I] | None:
+    def try_get(self, *criteria: Any, **keys: Any) -> Run[C, ImplT] | None:
         """The one run that meets the criteria, None for none; ValueError
         (RunLookupError) for several."""
         found = self.filter(*criteria, **keys)
@@ -196,28 +202,28 @@ class RunCollection(Runs[C], Generic[C, I]):
             raise RunLookupError(len(found), describe(criteria, keys))
         return found[0] if found else None
 
-    def get(self, *criteria: Any, **keys: Any) -> Run[C, I]:
+    def get(self, *criteria: Any, **keys: Any) -> Run[C, ImplT]:
         """The one run that meets the criteria; ValueError (RunLookupError) for none or several."""
         found = self.filter(*criteria, **keys)
         if len(found) != 1:
             raise RunLookupError(len(found), describe(criteria, keys))
         return found[0]
 
-    def first(self, *criteria: Any, **keys: Any) -> Run[C, I]:
+    def first(self, *criteria: Any, **keys: Any) -> Run[C, ImplT]:
         """The first run that meets the criteria; ValueError (RunLookupError) for none."""
         found = self.filter(*criteria, **keys)
         if not found:
             raise RunLookupError(0, describe(criteria, keys))
         return found[0]
 
-    def last(self, *criteria: Any, **keys: Any) -> Run[C, I]:
+    def last(self, *criteria: Any, **keys: Any) -> Run[C, ImplT]:
         """The last run that meets the criteria; ValueError (RunLookupError) for none."""
         found = self.filter(*criteria, **keys)
         if not found:
             raise RunLookupError(0, describe(criteria, keys))
         return found[-1]
 
-    def sort(self, *keys: str, reverse: bool = False) -> RunCollection[C, I]:  # type: ignore[override]
+    def sort(self, *keys: str, reverse: bool = False) -> RunCollection[C, ImplT]:  # type: ignore[override]
         """The runs ordered by the keys' values (stable), reversed with `reverse`."""
         if not keys:
             return self
@@ -225,21 +231,23 @@ class RunCollection(Runs[C], Generic[C, I]):
         order = sorted(range(len(self)), key=lambda i: [column[i] for column in columns])
         return self[order[::-1] if reverse else order]
 
-    def sample(self, k: int, seed: int | None = None) -> RunCollection[C, I]:
+    def sample(self, k: int, seed: int | None = None) -> RunCollection[C, ImplT]:
         """`k` runs drawn at random (reproducibly with `seed`)."""
         if not 1 <= k <= len(self):
-            raise ValueError(f"a sample of {k} runs out of {len(self)}: it must be 1 to {len(self)}")
+            raise ValueError(
+                f"a sample of {k} runs out of {len(self)}: it must be 1 to {len(self)}"
+            )
         rng = random.Random(seed)
         return self[rng.sample(range(len(self)), k)]
 
-    def shuffle(self, seed: int | None = None) -> RunCollection[C, I]:
+    def shuffle(self, seed: int | None = None) -> RunCollection[C, ImplT]:
         return self.sample(len(self), seed)
 
     def to_frame(
         self,
         *keys: str | tuple[str, Any],
         defaults: dict[str, Any] | None = None,
-        **functions: Callable[[Run[C, I]], Any],
+        **functions: Callable[[Run[C, ImplT]], Any],
     ) -> pl.DataFrame:
         """A column per key (`(key, default)` for a default), then one per
         function of a run, named by its keyword: a value, a list (a list
@@ -256,7 +264,7 @@ class RunCollection(Runs[C], Generic[C, I]):
             return frame
         return frame.with_columns(pl.Series(k, list(self.map(f))) for k, f in functions.items())
 
-    def group_by(self, *keys: str) -> GroupBy[C, I]:  # type: ignore[override]
+    def group_by(self, *keys: str) -> GroupBy[C, ImplT]:  # type: ignore[override]
         """The runs by their values of the keys (a value, or a tuple of values
         for several keys), in the order the values first come."""
         columns = [[hashable(v) for v in self.to_list(key)] for key in keys]
@@ -280,15 +288,15 @@ class RunCollection(Runs[C], Generic[C, I]):
             yield from run.glob(pattern, relative_dir)
 
 
-class GroupBy(Generic[C, I]):
+class GroupBy(Generic[C, ImplT]):
     """Runs grouped by keys: a mapping from the keys' values to a
     `RunCollection`, and `agg` to a frame."""
 
-    def __init__(self, by: tuple[str, ...], groups: dict[Any, RunCollection[C, I]]) -> None:
+    def __init__(self, by: tuple[str, ...], groups: dict[Any, RunCollection[C, ImplT]]) -> None:
         self.by = by
         self.groups = groups
 
-    def __getitem__(self, key: Any) -> RunCollection[C, I]:
+    def __getitem__(self, key: Any) -> RunCollection[C, ImplT]:
         return self.groups[key]
 
     def __iter__(self) -> Iterator[Any]:
@@ -303,13 +311,15 @@ class GroupBy(Generic[C, I]):
     def keys(self) -> KeysView[Any]:
         return self.groups.keys()
 
-    def values(self) -> ValuesView[RunCollection[C, I]]:
+    def values(self) -> ValuesView[RunCollection[C, ImplT]]:
         return self.groups.values()
 
-    def items(self) -> ItemsView[Any, RunCollection[C, I]]:
+    def items(self) -> ItemsView[Any, RunCollection[C, ImplT]]:
         return self.groups.items()
 
-    def agg(self, *keys: str, **functions: Callable[[RunCollection[C, I]], Any]) -> pl.DataFrame:
+    def agg(
+        self, *keys: str, **functions: Callable[[RunCollection[C, ImplT]], Any]
+    ) -> pl.DataFrame:
         """A row per group: the keys' values, a list of each run's value per
         key of `keys`, and a column per function of the group."""
         if len(self.by) == 1:
@@ -317,7 +327,9 @@ class GroupBy(Generic[C, I]):
         else:
             frame = pl.DataFrame([dict(zip(self.by, k, strict=True)) for k in self.groups])
         columns = [pl.Series(key, [g.to_list(key) for g in self.groups.values()]) for key in keys]
-        columns += [pl.Series(k, [f(g) for g in self.groups.values()]) for k, f in functions.items()]
+        columns += [
+            pl.Series(k, [f(g) for g in self.groups.values()]) for k, f in functions.items()
+        ]
         return frame.with_columns(columns)
 
 
@@ -331,10 +343,10 @@ def collect_run_dirs(
     stores = {store_beside(d.resolve().parent.parent) for d in {p.parent for p in run_dirs}}
     if len(stores) != 1:
         return RunCollection(Run(d, impl_factory) for d in run_dirs)
-    runs = load(tracking_uri=stores.pop(), status=None)
+    runs: Runs[Any] = load(tracking_uri=stores.pop(), status=None)
     position = {run_id: i for i, run_id in enumerate(runs.frame["run_id"])}
-    rows = [position.get(d.name) for d in run_dirs]
-    if None in rows:
+    rows = [position[d.name] for d in run_dirs if d.name in position]
+    if len(rows) != len(run_dirs):
         return RunCollection(Run(d, impl_factory) for d in run_dirs)
     return RunCollection.view(runs.derive(runs.frame[rows]), impl_factory)
 

@@ -31,9 +31,9 @@ def iter_run_dirs(
     `iter_run_dirs("job_*")`, a name that is no folder, is read as the
     published 0.23 reads it: experiment names, in the default store.
     """
-    if tracking_dir is not None and experiment_names is None:
-        if not Path(tracking_dir).is_dir():
-            tracking_dir, experiment_names = None, os.fspath(tracking_dir)
+    if tracking_dir is not None and experiment_names is None and not Path(tracking_dir).is_dir():
+        experiment_names = os.fspath(tracking_dir)
+        tracking_dir = None
     root = Path(tracking_dir).resolve() if tracking_dir is not None else None
     frame = runs_frame(store_beside(root), experiment_names)
     for folder in frame["artifact_dir"].drop_nulls():
@@ -69,11 +69,10 @@ def store_of(run_dir: Path) -> str:
 
 def row_of(run_dir: Path) -> dict[str, Any]:
     """The row of the run in `run_dir`, read from its store."""
-    from hydraflow.analysis.runs import load
+    from hydraflow.analysis.runs import Runs, load
 
-    runs = load(tracking_uri=store_of(run_dir), status=None)
+    runs: Runs[Any] = load(tracking_uri=store_of(run_dir), status=None)
     found = runs.frame.filter(pl.col("run_id") == run_dir.name)
     if not found.height:
         raise LookupError(f"{run_dir}: no run {run_dir.name} in the store {runs.store_uri}")
     return found.row(0, named=True)
-

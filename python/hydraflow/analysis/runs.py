@@ -31,7 +31,7 @@ MAX_LISTED = 10
 
 C = TypeVar("C")
 # What a run's `impl_factory` makes; `Run[Config]` leaves it None.
-I = TypeVar("I", default=None)
+ImplT = TypeVar("ImplT", default=None)
 STATUSES = ("RUNNING", "SCHEDULED", "FINISHED", "FAILED", "KILLED")
 # Rows of a notebook's table of runs; `frame` has them all.
 HTML_ROWS = 10
@@ -348,7 +348,7 @@ class RunInfo:
         return f"RunInfo(run_dir={self.run_dir!r})"
 
 
-class Run(Generic[C, I]):
+class Run(Generic[C, ImplT]):
     """One run: its config (`cfg`), where it is (`info`), an object of the
     user's made from its artifacts (`impl`), and its row of the runs' frame.
 
@@ -367,7 +367,7 @@ class Run(Generic[C, I]):
     def __init__(
         self,
         run_dir: str | os.PathLike[str],
-        impl_factory: Callable[..., I] | None = None,
+        impl_factory: Callable[..., ImplT] | None = None,
     ) -> None:
         self._row = None
         self._runs = None
@@ -376,9 +376,9 @@ class Run(Generic[C, I]):
         self.forget()
 
     @classmethod
-    def of_row(cls, row: dict[str, Any], runs: Runs[C], impl_factory: Any = None) -> Run[C, I]:
+    def of_row(cls, row: dict[str, Any], runs: Runs[C], impl_factory: Any = None) -> Run[C, ImplT]:
         """The run of a row of `runs.frame`."""
-        run: Run[C, I] = cls.__new__(cls)
+        run: Run[C, ImplT] = cls.__new__(cls)
         run._row = row
         run._runs = runs
         run._folder = None
@@ -393,22 +393,22 @@ class Run(Generic[C, I]):
 
     @overload
     @classmethod
-    def load(
-        cls, run_dir: str | os.PathLike[str], impl_factory: Callable[..., I] | None = None
-    ) -> Run[C, I]: ...
+    def load(  # type: ignore[overload-overlap]
+        cls, run_dir: str | os.PathLike[str], impl_factory: Callable[..., ImplT] | None = None
+    ) -> Run[C, ImplT]: ...
     @overload
     @classmethod
     def load(
         cls,
         run_dir: Iterable[str | os.PathLike[str]],
-        impl_factory: Callable[..., I] | None = None,
-    ) -> RunCollection[C, I]: ...
+        impl_factory: Callable[..., ImplT] | None = None,
+    ) -> RunCollection[C, ImplT]: ...
     @classmethod
     def load(
         cls,
         run_dir: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
-        impl_factory: Callable[..., I] | None = None,
-    ) -> Run[C, I] | RunCollection[C, I]:
+        impl_factory: Callable[..., ImplT] | None = None,
+    ) -> Run[C, ImplT] | RunCollection[C, ImplT]:
         """The run in a folder, or a `RunCollection` of the runs in several
         (their stores read once each, in bulk)."""
         if isinstance(run_dir, str | os.PathLike):
@@ -502,12 +502,12 @@ class Run(Generic[C, I]):
             raise ValueError(message) from None
 
     @property
-    def impl(self) -> I:
+    def impl(self) -> ImplT:
         """`impl_factory(artifacts_dir)`, or `impl_factory(artifacts_dir, cfg)`
         when it takes two arguments; made once (None without a factory)."""
         if self._impl is MISSING:
             self._impl = self.make_impl()
-        impl: I = self._impl
+        impl: ImplT = self._impl
         return impl
 
     def make_impl(self) -> Any:
