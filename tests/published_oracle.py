@@ -233,5 +233,8 @@ PUBLISHED_CHECKS = [
     "",
     "({'width': 250, 'height': 150}, 150, 'RunCollection(Run, n=4)')",
     "['artifacts/job_sequential.log', 'artifacts/job_sequential.log', 'artifacts/job_sequential.log']",
+    "(9, 4, 7, 3, 4, 4)",
+    "[(1, 250, 0), (2, 250, 0)]",
+    "[(100, 100), (200, 100), (300, 100)]",
     "(None, [2, 2, 2, 4, 4, 4, 5, 5, 6, 6, 6, 7, 7, 8, 8, 8], [400, 400, 400])",
 ]

@@ -159,6 +159,9 @@ CHECKS = [
     "from hydraflow import RunCollection",
     'run.to_dict(), run["height"], repr(RunCollection([Run(d) for d in iter_run_dirs("mlruns", "job_submit")]))',
     'sorted(str(p.relative_to(p.parents[1])) for p in rc.filter(width=100).glob("*.log"))',
+    'len(rc.filter(rc.gt("width", "height"))), len(rc.filter(rc.eq("width", "height"))), len(rc.filter(rc.le("width", "height"))), len(rc.filter(rc.startswith("width", "1"))), len(rc.filter(rc.endswith("height", "50"))), len(rc.filter(rc.match("height", r"[12]5")))',
+    'run.to_frame(lambda r: __import__("polars").DataFrame({"x": [1, 2]}), "width", ("missing", 0)).rows()',
+    'sorted(rc.filter(width=100).concat(lambda r: __import__("polars").DataFrame({"x": [r.get("height")]}), "width").rows())',
     'rc.update("depth", lambda r: r.get("width") // 50), sorted(rc.to_list("depth")), rc.filter(depth=8).to_list("width")',
 ]
 

@@ -11,6 +11,7 @@ function, go run by run through `Run.get`, as the published tool does.
 from __future__ import annotations
 
 import random
+import re
 from collections.abc import Callable, ItemsView, Iterable, Iterator, KeysView, ValuesView
 from dataclasses import MISSING
 from pathlib import Path
@@ -273,6 +274,56 @@ class RunCollection(Runs[C], Generic[C, ImplT]):
             values = tuple(column[i] for column in columns)
             positions.setdefault(values[0] if len(keys) == 1 else values, []).append(i)
         return GroupBy(keys, {value: self[rows] for value, rows in positions.items()})
+
+    def concat(self, function: Callable[[Run[C, ImplT]], pl.DataFrame], *keys: Any) -> pl.DataFrame:
+        """The frames `run.to_frame(function, *keys)` of the runs, one below the other."""
+        return pl.concat(run.to_frame(function, *keys) for run in self)
+
+    def eq(self, left: str, right: str, *, default: Any = MISSING) -> Callable[[Any], bool]:
+        """A filter: the runs whose values of two keys are equal."""
+        return lambda run: bool(
+            self.value_of(run, left, default) == self.value_of(run, right, default)
+        )
+
+    def ne(self, left: str, right: str, *, default: Any = MISSING) -> Callable[[Any], bool]:
+        return lambda run: bool(
+            self.value_of(run, left, default) != self.value_of(run, right, default)
+        )
+
+    def gt(self, left: str, right: str, *, default: Any = MISSING) -> Callable[[Any], bool]:
+        return lambda run: bool(
+            self.value_of(run, left, default) > self.value_of(run, right, default)
+        )
+
+    def lt(self, left: str, right: str, *, default: Any = MISSING) -> Callable[[Any], bool]:
+        return lambda run: bool(
+            self.value_of(run, left, default) < self.value_of(run, right, default)
+        )
+
+    def ge(self, left: str, right: str, *, default: Any = MISSING) -> Callable[[Any], bool]:
+        return lambda run: bool(
+            self.value_of(run, left, default) >= self.value_of(run, right, default)
+        )
+
+    def le(self, left: str, right: str, *, default: Any = MISSING) -> Callable[[Any], bool]:
+        return lambda run: bool(
+            self.value_of(run, left, default) <= self.value_of(run, right, default)
+        )
+
+    def startswith(self, key: str, prefix: str, *, default: Any = MISSING) -> Callable[[Any], bool]:
+        """A filter: the runs whose value of `key`, as text, starts with `prefix`."""
+        return lambda run: str(self.value_of(run, key, default)).startswith(prefix)
+
+    def endswith(self, key: str, suffix: str, *, default: Any = MISSING) -> Callable[[Any], bool]:
+        return lambda run: str(self.value_of(run, key, default)).endswith(suffix)
+
+    def match(
+        self, key: str, pattern: str | re.Pattern[str], *, default: Any = MISSING, flags: int = 0
+    ) -> Callable[[Any], bool]:
+        """A filter: the runs whose value of `key`, as text, matches a regular expression."""
+        return lambda run: (
+            re.match(pattern, str(self.value_of(run, key, default)), flags) is not None
+        )
 
     def update(self, key: str | tuple[str, ...], value: Any, *, force: bool = False) -> None:
         """`Run.update` of each run."""

@@ -566,6 +566,24 @@ class Run(Generic[C, ImplT]):
         if self._runs is not None:
             self._runs.updated()
 
+    def lit(self, key: str, default: Any = MISSING, *, dtype: Any = None) -> pl.Expr:
+        """`get(key, default)` as a polars literal named `key`."""
+        return pl.lit(self.get(key, default), dtype).alias(key)
+
+    def to_frame(
+        self, function: Callable[[Run[C, ImplT]], pl.DataFrame], *keys: str | tuple[str, Any]
+    ) -> pl.DataFrame:
+        """`function(run)` with a column per key (`(key, default)` for a
+        default) holding the run's value."""
+        literals = [self.lit(k) if isinstance(k, str) else self.lit(k[0], k[1]) for k in keys]
+        return function(self).with_columns(literals)
+
+    def to_frame_impl(
+        self, function: Callable[[ImplT], pl.DataFrame], *keys: str | tuple[str, Any]
+    ) -> pl.DataFrame:
+        """`to_frame` of a function of the run's `impl`."""
+        return self.to_frame(lambda run: function(run.impl), *keys)
+
     def to_dict(self, *, flatten: bool = True) -> dict[str, Any]:
         """The config as a dict, its keys dotted unless not `flatten`."""
         from omegaconf import OmegaConf
