@@ -146,3 +146,16 @@ def test_one_run_opened_from_its_folder_and_in_a_collection_is_one_kind(
     assert alone.get("width") == loaded.get("width") == loaded.cfg.width
     assert alone.metrics == loaded.metrics and alone.status == "FINISHED"
     assert alone.get("metrics.area") == loaded.get("metrics.area") > 0
+
+
+def test_the_api_is_exported_and_a_missing_tracking_folder_is_named(tmp_path: Path) -> None:
+    import hydraflow
+    from hydraflow.errors import HydraflowError, RunLookupError
+
+    for name in ("iter_run_dirs", "Run", "RunCollection"):
+        assert name in hydraflow.__all__ and getattr(hydraflow, name) is not None
+    assert issubclass(RunLookupError, ValueError)
+    with pytest.raises(HydraflowError, match=r"iter_run_dirs: no folder '.*/mlrun'"):
+        list(hydraflow.iter_run_dirs(tmp_path / "mlrun", "job_*"))
+    empty = hydraflow.RunCollection()
+    assert repr(empty) == "RunCollection(empty)" and not empty and empty.to_list("width") == []

@@ -15,6 +15,7 @@ from typing import Any
 
 import polars as pl
 
+from hydraflow.errors import HydraflowError
 from hydraflow.store import DEFAULT_DB
 from hydraflow.store import tracking_uri as resolve_uri
 
@@ -29,11 +30,16 @@ def iter_run_dirs(
     them, a function of a name, or None for all; in the order of their start.
 
     `iter_run_dirs("job_*")`, a name that is no folder, is read as the
-    published 0.23 reads it: experiment names, in the default store.
+    published 0.23 reads it: experiment names, in the default store. A
+    `tracking_dir` that is no folder beside `experiment_names` is an error.
     """
     if tracking_dir is not None and experiment_names is None and not Path(tracking_dir).is_dir():
         experiment_names = os.fspath(tracking_dir)
         tracking_dir = None
+    if tracking_dir is not None and not Path(tracking_dir).is_dir():
+        raise HydraflowError(
+            f"iter_run_dirs: no folder {os.fspath(tracking_dir)!r} (cwd {Path.cwd()})"
+        )
     root = Path(tracking_dir).resolve() if tracking_dir is not None else None
     frame = runs_frame(store_beside(root), experiment_names)
     for folder in frame["artifact_dir"].drop_nulls():
