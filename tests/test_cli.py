@@ -76,6 +76,28 @@ def test_options_after_overrides_and_unknown_options_pass_through(project: Proje
     assert first.startswith("python record.py --cfg job --multirun a=1 b=9 ")
 
 
+def test_an_option_neither_hydraflows_nor_hydras_is_refused_at_once(project: Project) -> None:
+    """`--tracking-uri` after the job name once reached the app, and every
+    command failed in Hydra's parser (exit 2); now the CLI refuses it."""
+    folder = project(JOBS)
+    expected = {
+        ("--tracking-uri", "x.db"): "no such option --tracking-uri (neither hydraflow's nor "
+        "Hydra's); the apps' store is set by MLFLOW_TRACKING_URI=URI before the command",
+        ("--dryrun",): "did you mean --dry-run?",
+        ("-x", "1"): "an option for the program goes after '--': hydraflow run JOB -- -x ...",
+    }
+    for args, message in expected.items():
+        result = run_cli("run", "train", "b=9", *args, cwd=folder)
+        assert result.returncode == 2
+        [line] = result.stderr.splitlines()
+        assert line.startswith(f"Error: hydraflow run: no such option {args[0]} ")
+        assert line.endswith(message)
+    assert recorded(folder) == []
+    after_dashes = run_cli("run", "train", "--dry-run", "--", "--tracking-uri", cwd=folder)
+    assert after_dashes.returncode == 0
+    assert after_dashes.stdout.startswith("python record.py --tracking-uri --multirun")
+
+
 def test_starting_the_cli_imports_neither_mlflow_nor_hydra(project: Project) -> None:
     folder = project(JOBS)
     code = (

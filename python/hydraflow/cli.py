@@ -14,7 +14,7 @@ import click
 from hydraflow import __version__
 from hydraflow.errors import ConfigError, HydraflowError, JobNotFoundError
 from hydraflow.runner import slurm
-from hydraflow.runner.commands import SplitAtDashes, after_dashes, fail
+from hydraflow.runner.commands import SplitAtDashes, after_dashes, fail, refuse_unknown_options
 from hydraflow.runner.jobs import DEFAULT_FILE, Job, JobsFile, load_jobs
 
 if TYPE_CHECKING:
@@ -94,6 +94,7 @@ def run(
 
     guard_output()
     try:
+        refuse_unknown_options(ctx, args)
         definition = find_job(load_jobs(config_file), job)
         executor = executor_for(definition)
         options = RunOptions(jobs=jobs, keep_going=keep_going, rerun=rerun)
