@@ -230,6 +230,28 @@ def test_a_pipe_over_the_size_limit_is_a_located_error_not_a_crash(project: Proj
     assert "Traceback" not in listing.stderr
 
 
+def test_a_dry_run_masks_passwords_as_the_real_run_does(project: Project) -> None:
+    """A dry run printed `db.password=` and `user:pass@` as typed; the real
+    run's failure line masked them. Keys the app marks `secrets=` are not
+    known to the CLI, so only URIs and keys named as passwords are masked."""
+    folder = project(JOBS)
+    typed = [
+        "+db.password=s3cret-pw",
+        "+api.token_secret=s3cret-pw a",
+        "uri=http://u:s3cret-pw@h/x",
+    ]
+    for job in ("train", "sweep"):
+        result = run_cli("run", job, *typed, "--dry-run", cwd=folder)
+        assert result.returncode == 0
+        assert "s3cret-pw" not in result.stdout
+        last = result.stdout.splitlines()[-1]
+        assert "+db.password=*** '+api.token_secret=***' uri=http://u:***@h/x" in last
+    failing = run_cli("run", "train", typed[0], "--", "--fail-if", "a=1:3", cwd=folder)
+    assert failing.returncode == 3
+    assert "+db.password=*** " in failing.stderr
+    assert "s3cret-pw" not in failing.stderr
+
+
 def test_a_failed_command_is_named_with_its_passwords_masked(project: Project) -> None:
     folder = project(
         "jobs:\n  t:\n    run: python record.py --fail-if a=1:3\n"

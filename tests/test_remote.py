@@ -93,6 +93,12 @@ def test_masked_uris() -> None:
         "see postgresql+psycopg2://u:***@db/mlflow."
     )
     assert masked("mssql://db/x?user=u&password=pw&a=1") == "mssql://db/x?user=u&password=***&a=1"
+    assert masked("app +db.password=pw 'x.db_pwd=a b' --secret=\"a b\" n=1") == (
+        "app +db.password=*** 'x.db_pwd=***' --secret=*** n=1"
+    )
+    assert masked("f(['DB.PASSWORD=pw', 'password_len=3', 'secretary=x'])") == (
+        "f(['DB.PASSWORD=***', 'password_len=3', 'secretary=x'])"
+    )
     for unchanged in ("http://host:5000/a@b", "http://alice@host", "sqlite:////tmp/a:b@c.db"):
         assert masked(unchanged) == unchanged
 

@@ -21,6 +21,14 @@ from urllib.parse import urlsplit
 # `scheme://user:password@`; a password may hold `:` but not `/`, `@` or spaces.
 PASSWORD_IN_URI = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.-]*://[^\s/@:]*:)[^\s/@]+@")
 PASSWORD_PARAMETER = re.compile(r"([?&](?:password|passwd|pwd)=)[^&\s]+", re.IGNORECASE)
+# An argument setting a key named so (`db.password=x`, `+db_pwd=x`, `--secret=x`),
+# alone or quoted whole as a shell or a repr quotes it (`'db.password=a b'`).
+SECRET_KEY = r"[-+~]*(?:[\w-]+[./])*(?:\w*_)?(?:password|passwd|pwd|secret)="
+PASSWORD_ARGUMENT = re.compile(
+    rf"((?<![^\s\"]){SECRET_KEY})(?:\"[^\"]*\"|[^\s'\"])+", re.IGNORECASE
+)
+QUOTED_PASSWORD_ARGUMENT = re.compile(rf"('{SECRET_KEY})[^']*", re.IGNORECASE)
+SECRET_HINTS = ("pass", "pwd", "secret")
 MASK = "***"
 Probe = Callable[[float], None]
 
@@ -45,9 +53,17 @@ DRIVER_PACKAGES = {
 
 
 def masked(text: str) -> str:
-    """`text` with every password in a URI (and `password=` parameter) as ***."""
-    text = PASSWORD_IN_URI.sub(rf"\1{MASK}@", text)
-    return PASSWORD_PARAMETER.sub(rf"\1{MASK}", text)
+    """`text` with every password in a URI (and `password=` parameter) as
+    ***, and the value of an argument whose key is a password's name. The
+    regular expressions run only where a cheap test finds what they look for."""
+    if "://" in text:
+        text = PASSWORD_IN_URI.sub(rf"\1{MASK}@", text)
+    lower = text.lower()
+    if any(hint in lower for hint in SECRET_HINTS):
+        text = PASSWORD_PARAMETER.sub(rf"\1{MASK}", text)
+        text = QUOTED_PASSWORD_ARGUMENT.sub(rf"\1{MASK}", text)
+        text = PASSWORD_ARGUMENT.sub(rf"\1{MASK}", text)
+    return text
 
 
 def chain(error: BaseException) -> Iterator[BaseException]:
