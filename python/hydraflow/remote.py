@@ -33,7 +33,8 @@ MASK = "***"
 Probe = Callable[[float], None]
 
 # How long a start-up check waits for a store to answer: the CLI and `load`
-# answer within 10 s, an app within 30 s (a server may be starting with it).
+# answer within 5 s, an app within 20 s (a loaded server may be slow to
+# answer). A refused connection is not waited for (`definite_refusal`).
 CLI_SECONDS = 5.0
 APP_SECONDS = 20.0
 ATTEMPT_SECONDS = 4.0
@@ -132,7 +133,8 @@ class Unreachable(Exception):
 def check_reachable(uri: str, within: float) -> None:
     """Raises `Unreachable` unless the server behind `uri` answers within
     `within` seconds (an HTTP answer of any status from a tracking server, a
-    TCP connection to a database); retried until then, a short pause apart."""
+    TCP connection to a database); retried until then, a short pause apart,
+    except after a definite answer (`definite_refusal`)."""
     probe = probe_for(uri)
     if probe is None:
         return
@@ -146,14 +148,25 @@ def check_reachable(uri: str, within: float) -> None:
         except ImportError:
             raise
         except Exception as error:
-            unknown_host = any(isinstance(e, socket.gaierror) for e in chain(error))
-            if unknown_host or deadline - time.monotonic() < pause:
-                reason = why(error)
-                if unknown_host:
-                    raise Unreachable(f"unknown host ({reason})") from None
-                raise Unreachable(f"no answer within {within:g} s ({reason})") from None
+            definite = definite_refusal(error)
+            if definite is not None:
+                raise Unreachable(definite) from None
+            if deadline - time.monotonic() < pause:
+                raise Unreachable(f"no answer within {within:g} s ({why(error)})") from None
         time.sleep(pause)
         pause = min(pause * 2, 4.0)
+
+
+def definite_refusal(error: BaseException) -> str | None:
+    """Why waiting is pointless, when it is: an unknown host, or a refused
+    connection (the host answered that nothing listens on that port). Only
+    silence is waited for: a server on its way up, a slow network."""
+    for current in chain(error):
+        if isinstance(current, socket.gaierror):
+            return f"unknown host ({why(error)})"
+        if isinstance(current, ConnectionRefusedError):
+            return "connection refused (nothing listens on that port: is the server running?)"
+    return None
 
 
 def probe_for(uri: str) -> Probe | None:
