@@ -59,6 +59,8 @@ def test_stops_at_the_first_failure_with_its_status(project: Project) -> None:
     assert "j: 4 commands: 1 finished, 1 failed, 2 not started; 12 runs: 6 not reported" in (
         result.stderr
     )
+    # The failed command's unreported runs are not counted as through; the first's are.
+    assert "[2/4 commands, 3/12 runs, " in result.stderr
 
 
 def test_keep_going_runs_the_rest(project: Project) -> None:

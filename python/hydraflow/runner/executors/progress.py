@@ -87,9 +87,15 @@ class Execution:
         self.running.clear()
         self.closed = True
 
-    def runs_ended(self) -> int:
-        """Runs known to have ended: reported by events, or in ended commands."""
-        return self.runs.accounted or self.runs.done
+    def runs_through(self) -> int:
+        """Runs that went through, for the progress: a failed command's
+        unreported runs never count."""
+        return self.runs.through
+
+    def runs_progress(self) -> str:
+        """`3/6` runs through of the plan's."""
+        total = "?" if self.total_runs is None else str(self.total_runs)
+        return f"{self.runs_through()}/{total}"
 
     def command_skipped(self, command: Command) -> None:
         self.skipped += 1
@@ -100,7 +106,8 @@ class Execution:
         if self.signal is not None:
             return None
         elapsed = self.elapsed()
-        done = self.runs_ended()
+        # Runs whose fate is known (a failed command's too): what is left to run.
+        done = self.runs.accounted or self.runs.done
         if self.total_runs and done:
             return max(0.0, elapsed / done * (self.total_runs - done))
         if self.ended:
@@ -240,9 +247,8 @@ class PlainReporter:
 
     def counts(self) -> str:
         e = self.execution
-        total = "?" if e.total_runs is None else e.total_runs
         return (
-            f"[{e.done}/{e.total_commands} commands, {e.runs_ended()}/{total} runs, "
+            f"[{e.done}/{e.total_commands} commands, {e.runs_progress()} runs, "
             f"{e.elapsed():.1f} s, {eta_text(e.eta())}]"
         )
 
@@ -308,12 +314,11 @@ class TerminalReporter(PlainReporter):
     def refresh(self) -> None:
         with self.lock:
             e = self.execution
-            total = "?" if e.total_runs is None else e.total_runs
             self.progress.update(
                 self.task,
                 description=f"{e.job}: {e.state_text()}",
                 completed=e.done,
-                runs=f"{e.runs_ended()}/{total}",
+                runs=e.runs_progress(),
                 eta=eta_text(e.eta()),
             )
 
