@@ -93,9 +93,9 @@ class Execution:
         return self.runs.through
 
     def runs_progress(self) -> str:
-        """`3/6` runs through of the plan's."""
-        total = "?" if self.total_runs is None else str(self.total_runs)
-        return f"{self.runs_through()}/{total}"
+        """`3/6` runs through of the plan's; `3` when only Hydra knows the total."""
+        through = self.runs_through()
+        return str(through) if self.total_runs is None else f"{through}/{self.total_runs}"
 
     def command_skipped(self, command: Command) -> None:
         self.skipped += 1
@@ -115,20 +115,20 @@ class Execution:
         return None
 
     def runs_text(self) -> str:
-        """Every planned run in one of the words, so the counts add up to the plan."""
-        total = "?" if self.total_runs is None else str(self.total_runs)
+        """Every planned run in one of the words, so the counts add up to the
+        plan; when only Hydra knows the total (a sweeper), the runs as they came."""
         counts = self.runs
         parts = [f"{counts.ended[o]} {o}" for o in OUTCOMES if counts.ended[o]]
         if counts.cut_off:
             parts.append(f"{counts.cut_off} cut off")
-        if counts.not_reported is None:
-            parts.append("? not reported")
-        elif counts.not_reported:
+        if counts.not_reported:
             parts.append(f"{counts.not_reported} not reported")
+        if self.total_runs is None:
+            return f"runs: {', '.join(parts) or 'none reported'}"
         accounted = counts.accounted
-        if self.total_runs is not None and accounted is not None and accounted < self.total_runs:
+        if accounted is not None and accounted < self.total_runs:
             parts.append(f"{self.total_runs - accounted} not started")
-        return f"{total} runs: {', '.join(parts) or 'none ended'}"
+        return f"{self.total_runs} runs: {', '.join(parts) or 'none ended'}"
 
     def state_text(self) -> str:
         """What the execution is doing, for the progress display."""
