@@ -27,6 +27,7 @@ import hydraflow
 import mlflow
 import polars as pl
 import pytest
+from hydraflow.analysis.listing import HIDDEN_IN_TABLE
 from hydraflow.errors import NoRunsWarning
 
 from tests.conftest import HYDRAFLOW, user_environment
@@ -133,6 +134,29 @@ def test_the_table_fits_the_terminal(store: Path) -> None:
     assert lines[0].split()[:3] == ["run_id", "experiment", "status"]
     wide = hydraflow_cli(store, "runs", "train", "--all-columns", COLUMNS="400")
     assert wide.stdout.splitlines()[0].split()[-2:] == ["metrics.accuracy", "metrics.loss"]
+
+
+@pytest.mark.slow
+def test_a_piped_table_is_printed_whole(store: Path) -> None:
+    """Piped (not a terminal) and without COLUMNS, the table was cut to 80
+    columns, values with an ellipsis and columns left out."""
+    env = {k: v for k, v in environment().items() if k != "COLUMNS"}
+    piped = subprocess.run(
+        [HYDRAFLOW, "runs", "train", "--all-columns"],
+        cwd=store,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=True,
+    )
+    lines = piped.stdout.splitlines()
+    frame = hydraflow.load("train", tracking_uri=store / "mlflow.db").frame
+    assert lines[0].split() == frame.drop(HIDDEN_IN_TABLE, strict=False).columns
+    assert max(len(line) for line in lines) > 80
+    assert lines[0].split()[-2:] == ["metrics.accuracy", "metrics.loss"]
+    assert "more columns" not in piped.stdout
+    assert "…" not in piped.stdout
 
 
 @pytest.mark.slow
