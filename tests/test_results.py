@@ -173,7 +173,7 @@ def test_a_range_filter_is_an_interval_and_an_empty_filter_says_so(store: Path) 
     assert count("optimizer.lr=0.01,0.1") == 4  # a list stays a list
     assert count("optimizer.lr/m=10:100") == 4  # a scale applies to both ends
     nothing = hydraflow_cli(store, "runs", "train", "choice.model=vit")
-    assert nothing.returncode == 0 and nothing.stdout == ""
+    assert nothing.returncode == 1 and nothing.stdout == ""  # as grep: nothing matched
     assert nothing.stderr == "hydraflow: no run has choice.model=vit (choice.model is cnn, mlp)\n"
     python = hydraflow.load("train", tracking_uri=store / "mlflow.db")
     assert len(python.filter(optimizer__lr=(0.001, 0.1))) == 4
@@ -189,6 +189,7 @@ def test_a_pattern_matching_nothing_warns_in_python_and_on_the_command_line(stor
     assert [str(w.message) for w in caught] == [expected]
     result = hydraflow_cli(store, "runs", "trian")
     assert result.stderr == f"hydraflow: {expected}\n"
+    assert result.returncode == 1
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         hydraflow.load("tr*", tracking_uri=store / "mlflow.db")

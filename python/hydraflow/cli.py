@@ -20,6 +20,8 @@ from hydraflow.runner.jobs import DEFAULT_FILE, Job, JobsFile, load_jobs
 if TYPE_CHECKING:
     from hydraflow.runner.plan import JobPlan
 
+# `hydraflow runs`' status when no run matched (2 is a usage error).
+NO_RUNS = 1
 # The kind `hydraflow show` lists for a job with a mistake.
 INVALID = "invalid"
 
@@ -330,9 +332,13 @@ def runs(
 
     view = View(output, columns, sort, desc, limit, all_columns, code)
     try:
-        list_runs(args, status=status, tracking_uri=tracking_uri, out=sys.stdout, view=view)
+        matched = list_runs(
+            args, status=status, tracking_uri=tracking_uri, out=sys.stdout, view=view
+        )
     except HydraflowError as error:
         fail(error)
+    if not matched:
+        sys.exit(NO_RUNS)  # as grep's 1: nothing matched (list_runs said why)
 
 
 @cli.command(
