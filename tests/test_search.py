@@ -111,7 +111,7 @@ def test_a_study_records_replays_and_extends_as_hydra_main_sees_it(project: Path
     expected = oracle(project, *STUDY.split(), *SPACE.split())
     assert len(expected) == 4 and {line["type"] for line in expected} == {"float"}
 
-    assert "1 commands: 1 finished; ? runs: 4 finished," in summary(
+    assert "1 commands: 1 finished; runs: 4 finished;" in summary(
         run_cli("run", "search", cwd=project)
     )
     assert returns(project) == expected
@@ -126,7 +126,7 @@ def test_a_study_records_replays_and_extends_as_hydra_main_sees_it(project: Path
 
     # Two more trials: the four finished replay, exactly two run.
     done = run_cli("run", "search", "hydra.sweeper.n_trials=6", cwd=project)
-    assert "runs: 2 finished, 4 skipped," in summary(done)
+    assert "runs: 2 finished, 4 skipped;" in summary(done)
     assert returns(project)[:4] == expected
     extended = load(project, "search").frame
     assert len(extended) == 6

@@ -57,8 +57,8 @@ class Executor:
         """Checks made before anything starts; raises HydraflowError."""
 
     def dry_lines(self, plan: JobPlan) -> Iterator[str]:
-        """What `--dry-run` prints, one line each."""
-        return plan.shell_lines()
+        """What `--dry-run` prints, one line each, passwords masked."""
+        return plan.shell_lines(masking=True)
 
     def events_directory(self) -> Path | None:
         """Where the events files go (None: the system's temporary directory)."""
