@@ -63,6 +63,16 @@ jobs:
     run: {PYTHON} stopping_app.py
     sets:
       - all: rate=2,3,1,4,5
+  maximising:
+    run: {PYTHON} stopping_app.py
+    stopping: {{direction: max, warmup_steps: 1, min_runs: 2}}
+    sets:
+      - all: rate=2,3,1,4,5
+  unstopped:
+    run: {PYTHON} stopping_app.py
+    stopping: false
+    sets:
+      - all: rate=2,3,1,4,5
 """
 
 
@@ -221,6 +231,41 @@ def test_worse_runs_of_a_grid_stop_early_and_stay_stopped(project: Path) -> None
 
     again = run_cli("run", "stopping", cwd=project)
     assert "5 runs: 5 skipped" in summary(again)
+
+
+def test_the_jobs_file_rule_wins_over_the_decorators(project: Path) -> None:
+    # Maximising, the lowest losses are the worse: rate 1 stops (at step 1,
+    # 0.5 against the median 1.25 of rates 2 and 3), rates 4 and 5 do not.
+    done = run_cli("run", "maximising", cwd=project)
+    assert "5 runs: 4 finished, 1 stopped" in summary(done)
+    frame = load(project, "maximising").frame.sort("rate")
+    assert frame["stopped"].to_list() == [True, False, False, False, False]
+    # `stopping: false`: the decorator's rule is off for this job.
+    assert "5 runs: 5 finished" in summary(run_cli("run", "unstopped", cwd=project))
+    shown = run_cli("show", "maximising", cwd=project).stdout
+    assert "stopping:\n    rule: median\n    direction: max\n    warmup_steps: 1\n" in shown
+
+
+@pytest.mark.parametrize(
+    ("stopping", "message"),
+    [
+        ("{rule: asha}", "jobs.j.stopping.rule: must be median or none, not 'asha'"),
+        ("{direction: up}", "jobs.j.stopping.direction: must be min or max, not 'up'"),
+        ("{warmup_steps: -1}", "jobs.j.stopping.warmup_steps: must be a whole number >= 0"),
+        ("{min_runs: 0}", "jobs.j.stopping.min_runs: must be a whole number >= 1, not 0"),
+        ("{min_runs: 2.5}", "jobs.j.stopping.min_runs: must be a whole number >= 1, not 2.5"),
+        ("{warmup: 2}", "jobs.j.stopping.warmup: unknown key 'warmup'; did you mean"),
+        ("median", "jobs.j.stopping: must be a mapping (rule, direction, warmup_steps"),
+        ("{rule: none, min_runs: 2}", "jobs.j.stopping: rule: none takes no other keys"),
+    ],
+)
+def test_a_bad_stopping_key_is_named(tmp_path: Path, stopping: str, message: str) -> None:
+    jobs = f"jobs:\n  j:\n    run: {PYTHON} stopping_app.py\n    stopping: {stopping}\n"
+    (tmp_path / "hydraflow.yaml").write_text(jobs)
+    done = run_cli("run", "j", cwd=tmp_path)
+    assert done.returncode == 2
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith(f"Error: hydraflow.yaml: {message}")
 
 
 def test_a_command_that_chooses_a_sweeper_has_an_unknown_run_count(project: Path) -> None:
