@@ -299,3 +299,63 @@ def test_return_values_read_back_exactly() -> None:
     assert decode(encode(np.float32(0.1))) == float(np.float32(0.1))
     assert decode(encode(float("nan"))) != decode(encode(float("nan")))  # NaN
     assert encode(object()) is None and encode("x" * 9000) is None
+
+
+def test_the_rule_reads_the_completed_runs_values_as_mlflow_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The values at a step come from the store, then from the files kept
+    beside it (in a later process), then from one merged file; each time as
+    MLflow's own reading of the completed runs' histories gives them."""
+    import mlflow
+    from hydraflow.tracking import histories
+
+    path = tmp_path / "mlflow.db"
+    client = mlflow.MlflowClient(f"sqlite:///{path}")
+    experiment = client.create_experiment("e", artifact_location=str(tmp_path / "art"))
+    current = client.create_run(experiment).info.run_id
+
+    def new_run(values: dict[int, float], status: str = "FINISHED", **tags: str) -> str:
+        run_id = client.create_run(experiment, tags=tags).info.run_id
+        for step, value in values.items():
+            client.log_metric(run_id, "loss", value, step=step)
+        client.set_terminated(run_id, status)
+        return run_id
+
+    def expected(step: int) -> list[str]:
+        """MLflow's reading: the completed runs' last value logged at the step."""
+        values = []
+        for run in client.search_runs([experiment], "attributes.status = 'FINISHED'"):
+            if run.info.run_id == current or "hydraflow.stopped" in run.data.tags:
+                continue
+            points = [p for p in client.get_metric_history(run.info.run_id, "loss")]
+            at_step = [p.value for p in points if p.step == step]
+            values += at_step[-1:]
+        return sorted(map(repr, values))
+
+    def read(step: int) -> tuple[list[str], int]:
+        """The values by a new process's histories, and how many files it found."""
+        found = histories.SqliteHistories(path, experiment, current)
+        values = sorted(map(repr, found.at_step("loss", step)))
+        stored = len(found.segments["loss"].stored)
+        found.close()
+        return values, stored
+
+    new_run({0: 1.0, 1: 0.5, 2: 0.25})
+    twice = new_run({0: 2.0, 1: 1.0})
+    client.log_metric(twice, "loss", 0.75, step=1)  # the later value counts
+    new_run({0: float("nan"), 1: 3.0})
+    new_run({})  # completed, without the metric
+    new_run({0: 0.1, 1: 0.1}, **{"hydraflow.stopped": "1"})
+    new_run({0: 9.0}, status="RUNNING")
+    for step in (0, 1, 2, 3):
+        assert read(step)[0] == expected(step)
+    assert read(1) == (expected(1), 1)  # from the file the first read wrote
+
+    deleted = new_run({0: 4.0, 1: 4.0})
+    read(0)
+    client.delete_run(deleted)
+    new_run({0: 5.0, 1: 0.2})
+    monkeypatch.setattr(histories, "MAX_SEGMENTS", 2)
+    assert read(1) == (expected(1), 2)  # the files of two processes, then merged
+    assert read(1) == (expected(1), 1) and read(0)[0] == expected(0)

@@ -92,8 +92,8 @@ class Trial:
 
     def report(self, name: str, value: float, step: int) -> bool:
         self.last_value = value
-        if self.rule is None or self.histories is None:
-            return False
+        if self.rule is None or self.histories is None or step < self.rule.warmup_steps:
+            return False  # warming up: nothing to read
         if self.rule.should_stop(value, step, self.histories.at_step(name, step)):
             if self.stopped_at is None:
                 self.stopped_at = step
