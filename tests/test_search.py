@@ -6,10 +6,13 @@ job's return value as the sweeper gets it."""
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import json
 import os
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -24,6 +27,9 @@ import yaml
 from hydraflow.errors import NoRunsWarning
 
 from tests.conftest import HYDRAFLOW, run_cli
+from tests.services import TrackingServer, tracking_server
+
+__all__ = ["tracking_server"]  # the fixture a test uses
 
 APPS = Path(__file__).parent / "apps" / "search"
 PYTHON = sys.executable
@@ -141,6 +147,52 @@ def test_a_study_records_replays_and_extends_as_hydra_main_sees_it(project: Path
     extended = load(project, "search").frame
     assert len(extended) == 6
     assert best_value(project) == extended["value"].min()
+
+
+def test_a_users_optuna_storage_still_works_with_replay(project: Path) -> None:
+    """Optuna keeps its study in the user's storage; run again, the study
+    loads it and asks for 4 more trials: its seeded sampler proposes the
+    first 4 again, and they replay from the store. Trials and runs agree."""
+    storage = stamped_optuna_storage(project / "optuna.db")
+    overrides = (f"hydra.sweeper.storage={storage}", "hydra.sweeper.study_name=kept")
+    assert "runs: 4 finished," in summary(run_cli("run", "search", *overrides, cwd=project))
+    assert "runs: 4 skipped," in summary(run_cli("run", "search", *overrides, cwd=project))
+    import optuna
+
+    study = optuna.load_study(study_name="kept", storage=storage)
+    assert [t.state.name for t in study.trials] == ["COMPLETE"] * 8
+    frame = load(project, "search").frame
+    assert len(frame) == 4
+    trials = [(t.params["x"], t.params["y"], t.value) for t in study.trials]
+    assert trials[:4] == trials[4:] == list(frame.select("x", "y", "value").iter_rows())
+    assert study.best_value == frame["value"].min()
+
+
+def stamped_optuna_storage(path: Path) -> str:
+    """A SQLite storage for Optuna 2.10 (what hydra-optuna-sweeper 1.3
+    takes). Under SQLAlchemy 2 (MLflow 3's), its RDB storage creates the
+    tables but loses the schema's version stamp and fails (`assert version
+    is not None`), under `@hydra.main` alike (Optuna issue 4375); the test
+    writes the stamp as Optuna means to."""
+    import optuna
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+    from optuna.storages import _rdb
+
+    url = f"sqlite:///{path}"
+    try:
+        optuna.storages.RDBStorage(url)
+    except AssertionError:
+        pass
+    else:
+        return url  # a SQLAlchemy that keeps the stamp
+    gc.collect()  # the failed storage's connection, still in its transaction
+    config = Config()
+    config.set_main_option("script_location", str(Path(_rdb.__file__).parent / "alembic"))
+    head = ScriptDirectory.from_config(config).get_current_head()
+    with contextlib.closing(sqlite3.connect(path)) as db, db:
+        db.execute("INSERT INTO alembic_version VALUES (?)", (head,))
+    return url
 
 
 def test_parallel_trials_and_the_basic_sweeper_return_what_hydra_main_returns(
@@ -306,7 +358,8 @@ def test_the_rule_reads_the_completed_runs_values_as_mlflow_does(
 ) -> None:
     """The values at a step come from the store, then from the files kept
     beside it (in a later process), then from one merged file; each time as
-    MLflow's own reading of the completed runs' histories gives them."""
+    MLflow's own reading of the completed runs' histories gives them (and
+    as the client's way, a tracking server's, gives them)."""
     import mlflow
     from hydraflow.tracking import histories
 
@@ -350,6 +403,8 @@ def test_the_rule_reads_the_completed_runs_values_as_mlflow_does(
     new_run({0: 9.0}, status="RUNNING")
     for step in (0, 1, 2, 3):
         assert read(step)[0] == expected(step)
+        served = histories.ClientHistories(client, experiment, current)  # a server's way
+        assert sorted(map(repr, served.at_step("loss", step))) == expected(step)
     assert read(1) == (expected(1), 1)  # from the file the first read wrote
 
     deleted = new_run({0: 4.0, 1: 4.0})
@@ -359,3 +414,29 @@ def test_the_rule_reads_the_completed_runs_values_as_mlflow_does(
     monkeypatch.setattr(histories, "MAX_SEGMENTS", 2)
     assert read(1) == (expected(1), 2)  # the files of two processes, then merged
     assert read(1) == (expected(1), 1) and read(0)[0] == expected(0)
+
+
+@pytest.mark.slow
+def test_early_stopping_against_a_tracking_server(
+    tracking_server: TrackingServer, tmp_path: Path
+) -> None:
+    """The rule reads the other runs' histories through MLflow's client."""
+    import uuid
+
+    shutil.copy(APPS / "stopping_app.py", tmp_path)
+    name = f"stopping-{uuid.uuid4().hex[:8]}"  # the server lives for the session
+    jobs = f"jobs:\n  grid:\n    run: {PYTHON} stopping_app.py\n    name: {name}\n"
+    (tmp_path / "hydraflow.yaml").write_text(jobs + "    sets:\n      - all: rate=2,3,1,4,5\n")
+    env = {k: v for k, v in tracking_server.env.items() if k != "NO_COLOR"}
+
+    def run() -> str:
+        command = [HYDRAFLOW, "run", "grid"]
+        return summary(
+            subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True)
+        )
+
+    assert "5 runs: 3 finished, 2 stopped" in run()
+    frame = hydraflow.load(name, tracking_uri=tracking_server.uri).frame.sort("rate")
+    assert frame["stopped"].to_list() == [False, False, False, True, True]
+    assert frame["value"].to_list() == [0.25, 0.5, 0.75, 2.0, 2.5]
+    assert "5 runs: 5 skipped" in run()

@@ -9,6 +9,7 @@ import hashlib
 import math
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -24,6 +25,7 @@ from hydraflow.store import connect_read_only, retry_busy, sqlite_path
 if TYPE_CHECKING:
     from mlflow import MlflowClient
     from mlflow.entities import Run
+    from mlflow.store.entities.paged_list import PagedList
 
 
 class Histories(Protocol):
@@ -294,26 +296,47 @@ def merged(segments: list[Segment]) -> Segment:
 
 
 class ClientHistories:
-    """A tracking server: the completed runs found by one search per call,
-    the history of each fetched once (a completed run's history is final)."""
+    """A tracking server: the completed runs found by a search (every page,
+    at most once a second), the history of each fetched once (a completed
+    run's history is final)."""
+
+    REFRESH_SECONDS = 1.0
 
     def __init__(self, client: MlflowClient, experiment_id: str, run_id: str) -> None:
         self.client = client
         self.experiment_id = experiment_id
         self.run_id = run_id
         self.cache: dict[tuple[str, str], dict[int, float]] = {}
+        self.runs: list[str] = []
+        self.checked_at = -math.inf
 
     def completed(self) -> list[str]:
-        runs = retry_busy(
-            lambda: self.client.search_runs(
-                [self.experiment_id], filter_string="attributes.status = 'FINISHED'"
-            )
+        now = time.monotonic()
+        if now - self.checked_at >= self.REFRESH_SECONDS:
+            self.checked_at = now
+            self.runs = [
+                run.info.run_id
+                for run in self.search()
+                if run.info.run_id != self.run_id and STOPPED_TAG not in run.data.tags
+            ]
+        return self.runs
+
+    def search(self) -> Iterator[Run]:
+        token = None
+        while True:
+            page = retry_busy(functools.partial(self.page, token))
+            yield from page
+            token = page.token
+            if not token:
+                return
+
+    def page(self, token: str | None) -> PagedList[Run]:
+        return self.client.search_runs(
+            [self.experiment_id],
+            filter_string="attributes.status = 'FINISHED'",
+            max_results=10_000,
+            page_token=token,
         )
-        return [
-            r.info.run_id
-            for r in runs
-            if r.info.run_id != self.run_id and STOPPED_TAG not in r.data.tags
-        ]
 
     def history(self, run_id: str, metric: str) -> dict[int, float]:
         if (run_id, metric) not in self.cache:
