@@ -4,13 +4,18 @@ Replay: a seeded Optuna study of 50 trials (tests/apps/search/search_app.py,
 Hydra's basic launcher, SQLite store) is run once, then again: every trial
 is replayed from the store. The same study cut to 1 trial, also replayed,
 is the app's start; the difference is what replaying costs. Target: <= 5 s.
+The same study under plain `@hydra.main` is the floor (Hydra's and Optuna's
+own cost per job). Wall clock and CPU time.
 
 report: a store of 10,000 FINISHED runs in one experiment, each with a
 metric of 100 steps (a million points; MLflow makes the schema, the rows are
 inserted in bulk as MLflow writes them; a tenth of the runs tagged stopped),
 and a run of that experiment calling `hydraflow.report` under
 `MedianStopping`: each call logs the point and reads the completed runs'
-values at its step. Target: milliseconds.
+values at its step; then a second run, as a later process would (it finds
+the files the first wrote beside the store). Target: milliseconds.
+
+`python benches/bench_search.py report` (or `replay`) runs one half.
 """
 
 from __future__ import annotations
