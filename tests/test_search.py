@@ -440,3 +440,42 @@ def test_early_stopping_against_a_tracking_server(
     assert frame["stopped"].to_list() == [False, False, False, True, True]
     assert frame["value"].to_list() == [0.25, 0.5, 0.75, 2.0, 2.5]
     assert "5 runs: 5 skipped" in run()
+
+
+def test_the_replay_lookup_sees_each_commit_and_a_store_replaced_under_it(
+    tmp_path: Path,
+) -> None:
+    """The skip lookup keeps its connection for the process: it must still
+    read every new commit, and a new file put in the store's place."""
+    from hydraflow.mlflow_schema import DIGEST_TAG, VALUE_TAG, find_finished_in_sqlite
+
+    path = tmp_path / "mlflow.db"
+
+    def write_store(value: str) -> None:
+        """A store with one finished run (the tables this lookup reads), put in place."""
+        new = tmp_path / "new.db"
+        with contextlib.closing(sqlite3.connect(new)) as db, db:
+            db.execute("CREATE TABLE experiments (experiment_id, name, lifecycle_stage)")
+            db.execute(
+                "CREATE TABLE runs (run_uuid, experiment_id, status, lifecycle_stage, start_time)"
+            )
+            db.execute("CREATE TABLE tags (key, value, run_uuid)")
+            db.execute("INSERT INTO experiments VALUES (1, 'e', 'active')")
+            db.execute("INSERT INTO runs VALUES ('r', 1, 'FINISHED', 'active', 0)")
+            tags = [(DIGEST_TAG, "d", "r"), (VALUE_TAG, value, "r")]
+            db.executemany("INSERT INTO tags VALUES (?, ?, ?)", tags)
+        new.replace(path)
+
+    def value() -> str | None:
+        found = find_finished_in_sqlite(path, "e", "d")
+        return None if found is None else found.value
+
+    write_store("1.5")
+    assert value() == "1.5"
+    with contextlib.closing(sqlite3.connect(path)) as db, db:
+        db.execute("UPDATE tags SET value = '2.5' WHERE key = ?", (VALUE_TAG,))
+    assert value() == "2.5"
+    write_store("3.5")
+    assert value() == "3.5"
+    path.unlink()
+    assert value() is None
