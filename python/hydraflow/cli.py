@@ -242,6 +242,8 @@ def normalised_yaml(job: Job) -> str:
     body[job.kind] = job.command
     if job.add.items:
         body["add"] = listed(job.add.items)
+    if job.stopping is not None:
+        body["stopping"] = job.stopping
     sets = []
     for job_set in job.sets:
         fields = {k: listed(getattr(job_set, k).items) for k in ("each", "all", "add")}
