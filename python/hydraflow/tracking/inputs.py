@@ -48,14 +48,27 @@ def input_files(config_dirs: list[Path]) -> set[Path]:
     return files
 
 
+# Each module seen, by name: the module and its project file (None when it is
+# installed), so a job looks again only at modules imported since the last one.
+_modules_seen: dict[str, tuple[object, Path | None]] = {}
+
+
 def project_modules() -> Iterator[Path]:
     """The files of imported modules that are not part of the installation."""
-    for module in list(sys.modules.values()):
-        file = getattr(module, "__file__", None)
-        if file and file.endswith(".py"):
-            path = project_file(file)
-            if path is not None:
-                yield path
+    for name, module in list(sys.modules.items()):
+        seen = _modules_seen.get(name)
+        if seen is None or seen[0] is not module:
+            seen = (module, module_project_file(module))
+            _modules_seen[name] = seen
+        if seen[1] is not None:
+            yield seen[1]
+
+
+def module_project_file(module: object) -> Path | None:
+    file = getattr(module, "__file__", None)
+    if file and isinstance(file, str) and file.endswith(".py"):
+        return project_file(file)
+    return None
 
 
 @functools.cache
