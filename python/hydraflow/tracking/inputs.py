@@ -48,20 +48,19 @@ def input_files(config_dirs: list[Path]) -> set[Path]:
     return files
 
 
-# Each module seen, by name: the module and its project file (None when it is
-# installed), so a job looks again only at modules imported since the last one.
-_modules_seen: dict[str, tuple[object, Path | None]] = {}
+# The project file of each imported module by name (None when installed): a
+# job looks only at the modules imported or removed since the last one.
+_module_files: dict[str, Path | None] = {}
 
 
 def project_modules() -> Iterator[Path]:
     """The files of imported modules that are not part of the installation."""
-    for name, module in list(sys.modules.items()):
-        seen = _modules_seen.get(name)
-        if seen is None or seen[0] is not module:
-            seen = (module, module_project_file(module))
-            _modules_seen[name] = seen
-        if seen[1] is not None:
-            yield seen[1]
+    modules = dict(sys.modules)
+    for name in modules.keys() - _module_files.keys():
+        _module_files[name] = module_project_file(modules[name])
+    for name in _module_files.keys() - modules.keys():
+        del _module_files[name]
+    return iter([path for path in _module_files.values() if path is not None])
 
 
 def module_project_file(module: object) -> Path | None:
