@@ -148,6 +148,24 @@ def forget_connection(path: Path) -> None:
         known[1].close()
 
 
+def runs_with_digest_in_sqlite(path: Path, experiment_id: str, digest: str) -> list[str] | None:
+    """The ids of the experiment's active runs with `digest`, oldest first (as
+    MLflow's search on the digest tag orders them); None when the store cannot
+    be read this way."""
+    query = f"""
+        SELECT runs.run_uuid FROM runs
+        JOIN tags ON tags.run_uuid = runs.run_uuid AND tags.key = ?
+        WHERE runs.experiment_id = ? AND runs.lifecycle_stage = '{ACTIVE}' AND tags.value = ?
+        ORDER BY runs.start_time ASC, runs.run_uuid ASC LIMIT 100
+    """
+    try:
+        with contextlib.closing(connect_read_only(path)) as connection:
+            rows = connection.execute(query, (DIGEST_TAG, int(experiment_id), digest)).fetchall()
+    except (sqlite3.Error, ValueError):
+        return None
+    return [str(row[0]) for row in rows]
+
+
 def all_finished_in_sqlite(path: Path, run_ids: list[str]) -> bool:
     """Whether every run is finished in the SQLite store at `path`."""
     if not run_ids:

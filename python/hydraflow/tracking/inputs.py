@@ -17,6 +17,7 @@ import json
 import os
 import sys
 import sysconfig
+from collections.abc import Iterator
 from pathlib import Path
 
 from hydraflow.protocol import INPUTS_ENV, file_digest, new_manifest
@@ -47,21 +48,26 @@ def input_files(config_dirs: list[Path]) -> set[Path]:
     return files
 
 
-# The project's module files, and how many modules were imported when they
-# were listed: every job asks again (a replayed trial too), and between jobs
-# the thousands of modules MLflow imports rarely change.
-_listed: tuple[int, list[Path]] = (-1, [])
+# The project file of each imported module by name (None when installed): a
+# job looks only at the modules imported or removed since the last one.
+_module_files: dict[str, Path | None] = {}
 
 
-def project_modules() -> list[Path]:
+def project_modules() -> Iterator[Path]:
     """The files of imported modules that are not part of the installation."""
-    global _listed
-    count = len(sys.modules)
-    if count != _listed[0]:
-        files = (getattr(module, "__file__", None) for module in list(sys.modules.values()))
-        paths = (project_file(f) for f in files if isinstance(f, str) and f.endswith(".py"))
-        _listed = (count, [path for path in paths if path is not None])
-    return list(_listed[1])
+    modules = dict(sys.modules)
+    for name in modules.keys() - _module_files.keys():
+        _module_files[name] = module_project_file(modules[name])
+    for name in _module_files.keys() - modules.keys():
+        del _module_files[name]
+    return iter([path for path in _module_files.values() if path is not None])
+
+
+def module_project_file(module: object) -> Path | None:
+    file = getattr(module, "__file__", None)
+    if file and isinstance(file, str) and file.endswith(".py"):
+        return project_file(file)
+    return None
 
 
 @functools.cache
