@@ -88,7 +88,7 @@ export SHOW_RUNS
 
 .PHONY: tutorial
 tutorial: install ## Set up, then run the tutorial in examples/
-	cd examples && rm -rf mlruns mlflow.db multirun outputs .hydraflow && export PATH="$(CURDIR)/$(BIN):$$PATH" && \
+	cd examples && rm -rf mlruns mlflow.db mlflow.db-wal mlflow.db-shm multirun outputs .hydraflow && export PATH="$(CURDIR)/$(BIN):$$PATH" && \
 	  hydraflow run job_sequential && hydraflow run job_parallel && hydraflow run job_submit && \
 	  python -c "$$SHOW_RUNS"
 

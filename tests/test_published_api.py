@@ -125,6 +125,8 @@ def test_run_load_of_many_folders_reads_the_store_once_into_a_frame(
     )
     # The published 0.23's call: experiment names, in the default store.
     assert len(list(iter_run_dirs("job_s*"))) == 10
+    assert len(list(iter_run_dirs(["job_sequential", "job_submit"]))) == 10
+    assert len(list(iter_run_dirs(lambda name: name.endswith("submit")))) == 4
     assert [d.parent.name for d in iter_run_dirs("mlruns", lambda name: name == "job_submit")] == [
         "3"
     ] * 4

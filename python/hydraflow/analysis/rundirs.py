@@ -23,16 +23,20 @@ Names = str | Sequence[str] | Callable[[str], bool] | None
 
 
 def iter_run_dirs(
-    tracking_dir: str | os.PathLike[str] | None = None, experiment_names: Names = None
+    tracking_dir: str | os.PathLike[str] | Names = None, experiment_names: Names = None
 ) -> Iterator[Path]:
     """The folders of the runs (all statuses) in `tracking_dir`, of the
     experiments named by `experiment_names`: a name, a glob pattern, a list of
     them, a function of a name, or None for all; in the order of their start.
 
     `iter_run_dirs("job_*")`, a name that is no folder, is read as the
-    published 0.23 reads it: experiment names, in the default store. A
+    published 0.23 reads it: experiment names, in the default store; so is a
+    list of names or a function as the one argument. A
     `tracking_dir` that is no folder beside `experiment_names` is an error.
     """
+    if not isinstance(tracking_dir, str | os.PathLike | None):
+        # The published 0.23's one argument: a list of names or a function of one.
+        tracking_dir, experiment_names = None, tracking_dir
     if tracking_dir is not None and experiment_names is None and not Path(tracking_dir).is_dir():
         experiment_names = os.fspath(tracking_dir)
         tracking_dir = None
