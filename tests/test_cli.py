@@ -70,10 +70,24 @@ def test_config_option_names_another_file(project: Project) -> None:
 
 def test_options_after_overrides_and_unknown_options_pass_through(project: Project) -> None:
     folder = project(JOBS)
-    result = run_cli("run", "train", "b=9", "--cfg", "job", "--dry-run", cwd=folder)
+    args = ("b=9", "--config-dir", "more", "--dry-run", "--", "c=1", "--flag=x")
+    result = run_cli("run", "train", *args, cwd=folder)
     assert result.returncode == 0
     first = result.stdout.splitlines()[0]
-    assert first.startswith("python record.py --cfg job --multirun a=1 b=9 ")
+    assert first.startswith("python record.py --config-dir more --flag=x --multirun a=1 b=9 ")
+    assert first.endswith(" c=1")
+
+
+def test_a_hydra_mode_refused_beside_multirun_is_one_line(project: Project) -> None:
+    """`--cfg job` with `--multirun` is refused by Hydra with a traceback in
+    every command; the CLI says so once, before anything starts."""
+    folder = project(JOBS)
+    for args in (("--cfg", "job"), ("--", "--info"), ("--dry-run", "--", "-c", "job")):
+        result = run_cli("run", "train", *args, cwd=folder)
+        assert result.returncode == 2
+        [line] = result.stderr.splitlines()
+        assert "cannot go with --multirun" in line
+    assert recorded(folder) == []
 
 
 def test_an_option_neither_hydraflows_nor_hydras_is_refused_at_once(project: Project) -> None:

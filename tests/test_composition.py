@@ -498,3 +498,18 @@ def test_a_mandatory_value_left_unset_is_refused_without_a_traceback(
     assert result.returncode == 0, result.stderr[-3000:]
     [job] = dumped(dump).values()
     assert job["config"] == {"data_dir": "/data", "epochs": 3}
+
+
+def test_arguments_passed_through_reach_hydra_as_typed(tmp_path: Path) -> None:
+    """`hydraflow run train --config-name X -- epochs=2,3` once put `epochs=...`
+    before `--multirun`, and Hydra's parser refused the whole command."""
+    project = tmp_path / "project"
+    shutil.copytree(APPS / "project", project)
+    jobs_file = project / "hydraflow.yaml"
+    jobs_file.write_text(
+        jobs_file.read_text().replace("cnn_s,cnn_l,vit_s,vit_l", "cnn_s").replace("1:6", "1")
+    )
+    result = run_cli(project, "run", "train", "--config-name", "config", "--", "epochs=2,3")
+    assert result.returncode == 0, result.stderr[-3000:]
+    runs = runs_of(f"sqlite:///{project / 'mlflow.db'}", "train")
+    assert sorted(run.data.params["epochs"] for run in runs) == ["2", "3"]

@@ -82,9 +82,27 @@ def test_overriding_an_each_key_runs_identical_commands_once(tmp_path: Path) -> 
     assert (plan.total_commands, plan.total_runs) == (1, 3)
 
 
-def test_extra_arguments_go_before_multirun(tmp_path: Path) -> None:
-    argvs = commands(job(tmp_path, SEQUENTIAL), "--cfg", "job", verbatim=("a=1", "--x"))
-    assert argvs[0][:7] == ["python", "example.py", "--cfg", "job", "a=1", "--x", "--multirun"]
+def test_options_go_before_multirun_and_other_arguments_after_the_jobs(tmp_path: Path) -> None:
+    """Hydra's parser takes its overrides as one run of words: a word before
+    `--multirun` and more after it is an error (`unrecognized arguments`)."""
+    argvs = commands(
+        job(tmp_path, SEQUENTIAL), "--config-name", "big", verbatim=("a=1", "--x=1", "b=2")
+    )
+    head = ["python", "example.py", "--config-name", "big", "--x=1", "--multirun"]
+    assert argvs[0][:6] == head
+    assert argvs[0][-2:] == ["a=1", "b=2"]
+
+
+def test_a_programs_option_keeps_its_value_and_hydras_flags_take_none() -> None:
+    line = CommandLine.parse([], ["--fail-if", "a=1:3", "--resolve", "b=1", "-m", "c=2"])
+    assert line.extra == ("--fail-if", "a=1:3", "--resolve", "-m")
+    assert line.trailing == ("b=1", "c=2")
+
+
+def test_a_hydra_mode_beside_multirun_is_refused() -> None:
+    for args in (["--cfg", "job"], ["-c", "all"], ["--info"], ["--run"], ["-sc=install"]):
+        with pytest.raises(HydraflowError, match="cannot go with --multirun"):
+            CommandLine.parse([], args)
 
 
 def test_set_add_overrides_job_add_in_place(tmp_path: Path) -> None:

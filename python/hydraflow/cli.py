@@ -32,7 +32,7 @@ Examples:
   hydraflow run job_sequential            run them, one after another
   hydraflow run job_sequential width=500  override width in every command
   hydraflow run train -j 4 --keep-going   four commands at once, go on after failures
-  hydraflow run train -- --cfg job        pass arguments verbatim to the program
+  hydraflow run train -- +extra=1         pass arguments verbatim to the program
 """
 
 
@@ -59,7 +59,7 @@ config_option = click.option(
     cls=SplitAtDashes,
     context_settings={"ignore_unknown_options": True},
     epilog="\b\nKEY=VALUES arguments override the job's values in every command;\n"
-    "other arguments go to the program, before --multirun.",
+    "other arguments go to the program: options before --multirun, the rest last.",
 )
 @click.argument("job")
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)

@@ -2,8 +2,8 @@
 
 For every set, in order, and every combination of its `each`, one command:
 
-    COMMAND [EXTRA] --multirun EACH... ALL...
-        hydra.job.name=JOB hydra.sweep.dir=multirun/ULID ADD...
+    COMMAND [OPTIONS] --multirun EACH... ALL...
+        hydra.job.name=JOB hydra.sweep.dir=multirun/ULID ADD... [TRAILING]
 
 Each set keeps only its distinct values; commands are generated one at a
 time, so a job of a million commands never holds them all.
@@ -53,25 +53,70 @@ class Command:
 
 @dataclass(frozen=True)
 class CommandLine:
-    """What the user typed after the job name, sorted into overrides and the rest."""
+    """What the user typed after the job name: overrides, the program's options
+    (`extra`, before `--multirun`) and its other arguments (`trailing`, after
+    the job's own: Hydra's parser takes its overrides as one run of words)."""
 
     overrides: tuple[str, ...] = ()
     extra: tuple[str, ...] = ()
+    trailing: tuple[str, ...] = ()
 
     @classmethod
     def parse(cls, args: Sequence[str], verbatim: Sequence[str] = ()) -> CommandLine:
         """`KEY=VALUES` (and `~KEY`) are overrides; anything else passes through.
 
-        `verbatim` (what followed `--`) always passes through.
+        `verbatim` (what followed `--`) always passes through. Raises
+        HydraflowError for an option Hydra refuses beside `--multirun`.
         """
         overrides: list[str] = []
-        extra: list[str] = []
+        rest: list[str] = []
         for arg in args:
             if is_override(arg):
                 overrides.append(collected_override(arg))
             else:
-                extra.append(arg)
-        return cls(tuple(overrides), (*extra, *verbatim))
+                rest.append(arg)
+        options, trailing = options_and_trailing([*rest, *verbatim])
+        return cls(tuple(overrides), tuple(options), tuple(trailing))
+
+
+# Hydra runs these instead of a sweep and refuses them beside `--multirun`,
+# which every command of a job has.
+HYDRA_MODES = frozenset(
+    {"--cfg", "-c", "--info", "-i", "--run", "-r", "--shell-completion", "-sc"}
+    | {"--experimental-rerun"}
+)
+
+
+# Hydra's options that take no value; the word after one trails.
+HYDRA_FLAGS = frozenset(
+    {"--multirun", "-m", "--resolve", "--help", "-h", "--hydra-help", "--version"}
+)
+
+
+def options_and_trailing(args: Sequence[str]) -> tuple[list[str], list[str]]:
+    """Options stay together, each with the word after it as its value
+    (`--config-name big`, a program's `--fail-if a=1`) unless it is one of
+    Hydra's flags or is written `--name=value`; the other words trail."""
+    options: list[str] = []
+    trailing: list[str] = []
+    taking_value = False
+    for arg in args:
+        name = arg.split("=", 1)[0]
+        if name in HYDRA_MODES:
+            raise HydraflowError(
+                f"command line: {name} cannot go with --multirun, which every command of a "
+                "job runs (Hydra refuses the two together); to see what a command would do, "
+                "`--dry-run` prints it"
+            )
+        if arg.startswith("-") and len(arg) > 1:
+            options.append(arg)
+            taking_value = "=" not in arg and arg not in HYDRA_FLAGS
+        elif taking_value:
+            options.append(arg)
+            taking_value = False
+        else:
+            trailing.append(arg)
+    return options, trailing
 
 
 def is_override(arg: str) -> bool:
@@ -261,7 +306,7 @@ def plan_job(
     if program is None:
         program = command_words(job)
     head = (*program, *command_line.extra)
-    sets = [plan_set(job, job_set, command_line.overrides) for job_set in job.sets]
+    sets = [plan_set(job, job_set, command_line) for job_set in job.sets]
     return JobPlan(job, head, sets)
 
 
@@ -273,7 +318,8 @@ def command_words(job: Job) -> list[str]:
         raise ConfigError(job.file, f"jobs.{job.name}.{job.kind}", str(error)) from None
 
 
-def plan_set(job: Job, job_set: JobSet, overrides: Sequence[str]) -> SetPlan:
+def plan_set(job: Job, job_set: JobSet, command_line: CommandLine) -> SetPlan:
+    overrides = command_line.overrides
     replacements = {key_of(o): o for o in overrides}
     used: set[str] = set()
 
@@ -290,7 +336,7 @@ def plan_set(job: Job, job_set: JobSet, overrides: Sequence[str]) -> SetPlan:
 
     each = [replace(options) for options in alternatives(job, job_set.each)]
     all_args = replace(collected(job, job_set.all))
-    add = replace(merged_add(job, job.add, job_set.add))
+    add = [*replace(merged_add(job, job.add, job_set.add)), *command_line.trailing]
     all_args += [o for o in overrides if key_of(o) not in used]
     keys = {key_of(a).lstrip("+") for a in [*itertools.chain.from_iterable(each), *all_args, *add]}
     job_name = [] if JOB_NAME_KEY in keys else [f"{JOB_NAME_KEY}={job.experiment}"]
