@@ -82,7 +82,7 @@ def test_a_hydra_mode_refused_beside_multirun_is_one_line(project: Project) -> N
     """`--cfg job` with `--multirun` is refused by Hydra with a traceback in
     every command; the CLI says so once, before anything starts."""
     folder = project(JOBS)
-    for args in (("--cfg", "job"), ("--", "--info"), ("--dry-run", "--", "-c", "job")):
+    for args in (("--cfg", "job"), ("--", "--info"), ("--dry-run", "--", "--run")):
         result = run_cli("run", "train", *args, cwd=folder)
         assert result.returncode == 2
         [line] = result.stderr.splitlines()
@@ -276,3 +276,11 @@ def test_a_failed_command_is_named_with_its_passwords_masked(project: Project) -
     assert "failed with status 3: python record.py --fail-if a=1:3" in result.stderr
     assert "uri=http://alice:***@db.example:5000" in result.stderr
     assert "s3cret-pw" not in result.stderr
+
+
+def test_hydraflows_option_after_dashes_is_the_programs_and_said_so(project: Project) -> None:
+    folder = project(JOBS)
+    result = run_cli("run", "train", "--dry-run", "--", "-j", "2", cwd=folder)
+    assert result.returncode == 0
+    assert "warning: -j comes after '--', so it goes to the program" in result.stderr
+    assert " -j 2 --multirun " in result.stdout.splitlines()[0]

@@ -14,7 +14,13 @@ import click
 from hydraflow import __version__
 from hydraflow.errors import ConfigError, HydraflowError, JobNotFoundError
 from hydraflow.runner import slurm
-from hydraflow.runner.commands import SplitAtDashes, after_dashes, fail, refuse_unknown_options
+from hydraflow.runner.commands import (
+    SplitAtDashes,
+    after_dashes,
+    fail,
+    refuse_unknown_options,
+    warn_own_options_after_dashes,
+)
 from hydraflow.runner.jobs import DEFAULT_FILE, Job, JobsFile, load_jobs
 
 if TYPE_CHECKING:
@@ -95,6 +101,7 @@ def run(
     from hydraflow.runner.plan import CommandLine
 
     guard_output()
+    warn_own_options_after_dashes(ctx)
     try:
         refuse_unknown_options(ctx, args)
         definition = find_job(load_jobs(config_file), job)

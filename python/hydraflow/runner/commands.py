@@ -78,3 +78,17 @@ def unknown_option_message(ctx: click.Context, name: str) -> str:
     else:
         hint = f"an option for the program goes after '--': {command} JOB -- {name} ..."
     return f"{command}: no such option {name} (neither hydraflow's nor Hydra's); {hint}"
+
+
+def warn_own_options_after_dashes(ctx: click.Context) -> None:
+    """`hydraflow run JOB -- a=1 --dry-run` runs for real (`--dry-run` is the
+    program's there): said once, so nobody takes a real run for a dry one."""
+    own = {opt for param in ctx.command.params for opt in param.opts if opt.startswith("-")}
+    for arg in after_dashes(ctx):
+        name = arg.split("=", 1)[0]
+        if name in own:
+            click.echo(
+                f"hydraflow: warning: {name} comes after '--', so it goes to the program, "
+                "not to hydraflow",
+                err=True,
+            )
