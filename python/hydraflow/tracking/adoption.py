@@ -1,0 +1,334 @@
+"""Runs made by other tools, adopted as the runs of their configs.
+
+The published HydraFlow, and an app that starts an MLflow run under
+`@hydra.main` itself and logs Hydra's `.hydra/` files as artifacts, leave
+runs without `hydraflow.digest`. The first time a process of a job reaches
+the job's experiment, every active run of it with neither the digest nor the
+mark `hydraflow.adopted` is examined, once: the digest hydraflow's own run of
+the same config would carry is taken of its `.hydra/config.yaml` (as Hydra
+saved it; resolved and with its secrets as hydraflow records them) or, with
+`match_overrides`, of its `.hydra/overrides.yaml`, and written on it with the
+tags `hydraflow.adopted`, `hydraflow.overrides` and `hydraflow.config`. From
+then on it is its config's run like any of hydraflow's: skipped when
+FINISHED, resumed under its id otherwise. A run with neither file is marked
+`hydraflow.adopted = none` and never read again; a RUNNING one is left for
+later, since its files may be on their way.
+
+A SQLite store is examined under its file lock, so two processes never both
+do it, and its tags are written in one transaction; a tracking server's runs
+get theirs through MLflow's client (the same tags from whoever writes them).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import tempfile
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote, urlparse
+
+from hydraflow.mlflow_schema import (
+    ADOPTED_TAG,
+    CONFIG_TAG,
+    DIGEST_TAG,
+    MAX_TAG_LENGTH,
+    OVERRIDES_TAG,
+    ForeignRun,
+    foreign_runs_in_sqlite,
+    write_tags_in_sqlite,
+)
+from hydraflow.store import lock_for, retry_busy, sqlite_path
+from hydraflow.tracking.identity import config_digest, config_json, overrides_digest
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+log = logging.getLogger("hydraflow")
+
+CONFIG_FILE = ".hydra/config.yaml"
+OVERRIDES_FILE = ".hydra/overrides.yaml"
+NOT_A_CONFIG = "none"
+# Downloads from a tracking server wait on the network: overlap them.
+SERVER_THREADS = 8
+
+
+@dataclass(frozen=True)
+class Adoption:
+    """How the adopting app takes a run's identity: as its own runs get theirs."""
+
+    match_overrides: bool = False
+    secrets: tuple[str, ...] = ()
+
+    def tags(self, config_text: str | None, overrides_text: str | None) -> dict[str, str]:
+        """The tags that make a run with these `.hydra/` files the run of its
+        config; only the mark `none` when the files cannot tell which."""
+        from hydraflow.tracking.secrets import Secrets
+
+        overrides = Secrets(marked=self.secrets).overrides(read_overrides(overrides_text))
+        recorded = config_record(config_text, self.secrets)
+        if self.match_overrides and overrides_text is not None:
+            digest, source = overrides_digest(overrides), OVERRIDES_FILE
+        elif not self.match_overrides and recorded is not None:
+            digest, source = config_digest(recorded[0]), CONFIG_FILE
+        else:
+            return {ADOPTED_TAG: NOT_A_CONFIG}
+        tags = {
+            DIGEST_TAG: digest,
+            ADOPTED_TAG: source,
+            OVERRIDES_TAG: " ".join(overrides)[:MAX_TAG_LENGTH],
+        }
+        if recorded is not None and len(config_json(recorded[1])) <= MAX_TAG_LENGTH:
+            tags[CONFIG_TAG] = config_json(recorded[1])
+        return tags
+
+
+# The (store, experiment, adoption) examined by this process: a job's later
+# jobs in the same process need not ask again.
+EXAMINED: set[tuple[str, str, Adoption]] = set()
+
+
+def adopt_in_sqlite(uri: str, experiment: str, launch_dir: Path, adoption: Adoption) -> int:
+    """Examines the experiment's foreign runs in a SQLite store, under its
+    lock; returns how many were examined (0 when none was waiting)."""
+    path = sqlite_path(uri)
+    key = (uri, experiment, adoption)
+    if path is None or key in EXAMINED or not path.exists():
+        return 0
+    examined = 0
+    if foreign_runs_in_sqlite(path, experiment):
+        with lock_for(uri, launch_dir):
+            runs = foreign_runs_in_sqlite(path, experiment)  # another process may have been first
+            rows = [
+                (run.run_id, tag, value)
+                for run, tags in zip(runs, map(adoption_tags(adoption), runs), strict=True)
+                for tag, value in tags.items()
+            ]
+            retry_busy(lambda: write_tags_in_sqlite(path, rows))
+            examined = len(runs)
+        report(experiment, examined)
+    EXAMINED.add(key)
+    return examined
+
+
+def adopt_with_client(
+    client: MlflowClient, experiment_id: str, uri: str, experiment: str, adoption: Adoption
+) -> int:
+    """Examines the experiment's foreign runs through MLflow's client (a
+    tracking server); returns how many were examined."""
+    from mlflow.entities import RunTag
+
+    key = (uri, experiment, adoption)
+    if key in EXAMINED:
+        return 0
+    runs = foreign_runs(client, experiment_id)
+    with ThreadPoolExecutor(SERVER_THREADS) as pool:
+        examined = list(pool.map(adoption_tags(adoption, client), runs))
+
+        def write(run: ForeignRun, tags: dict[str, str]) -> None:
+            if tags:
+                batch = [RunTag(tag, value) for tag, value in tags.items()]
+                retry_busy(lambda: client.log_batch(run.run_id, tags=batch))
+
+        list(pool.map(write, runs, examined))
+    report(experiment, len(runs))
+    EXAMINED.add(key)
+    return len(runs)
+
+
+def report(experiment: str, examined: int) -> None:
+    if examined:
+        log.info(
+            "examined %d runs of %s made by another tool: each is now its config's run",
+            examined,
+            experiment,
+        )
+
+
+def foreign_runs(client: MlflowClient, experiment_id: str) -> list[ForeignRun]:
+    """The experiment's active runs with neither the digest nor the mark."""
+    from mlflow.entities import ViewType
+    from mlflow.exceptions import MlflowException
+
+    missing = f"tags.`{DIGEST_TAG}` IS NULL AND tags.`{ADOPTED_TAG}` IS NULL"
+    try:
+        runs = search_all(client, experiment_id, missing, ViewType.ACTIVE_ONLY)
+    except MlflowException:  # a server older than `IS NULL` (MLflow 3.x): filter here
+        runs = search_all(client, experiment_id, "", ViewType.ACTIVE_ONLY)
+    return [
+        ForeignRun(run.info.run_id, run.info.status, run.info.artifact_uri)
+        for run in runs
+        if DIGEST_TAG not in run.data.tags and ADOPTED_TAG not in run.data.tags
+    ]
+
+
+def search_all(client: MlflowClient, experiment_id: str, query: str, view: int) -> list[Any]:
+    found: list[Any] = []
+    token = None
+    while True:
+        page = retry_busy(
+            lambda: client.search_runs(
+                [experiment_id], query, view, max_results=10_000, page_token=token
+            )
+        )
+        found.extend(page)
+        token = page.token
+        if not token:
+            return found
+
+
+def adoption_tags(adoption: Adoption, client: MlflowClient | None = None) -> Any:
+    """A function giving a foreign run's tags ({} for a RUNNING run without
+    its files yet), for `map`."""
+
+    def tags_of(run: ForeignRun) -> dict[str, str]:
+        config, overrides = (
+            artifact_text(run, name, client) for name in (CONFIG_FILE, OVERRIDES_FILE)
+        )
+        if config is None and overrides is None and run.status == "RUNNING":
+            return {}
+        return adoption.tags(config, overrides)
+
+    return tags_of
+
+
+def artifact_text(run: ForeignRun, name: str, client: MlflowClient | None) -> str | None:
+    """A run's artifact as text: read from the disk when its artifacts are
+    local, else downloaded; None when it has none such."""
+    local = local_path(run.artifact_uri)
+    try:
+        if local is not None:
+            return (local / name).read_text(encoding="utf-8")
+        if client is None:
+            import mlflow
+
+            client = mlflow.MlflowClient()
+        with tempfile.TemporaryDirectory() as folder:
+            downloaded = client.download_artifacts(run.run_id, name, folder)
+            return Path(downloaded).read_text(encoding="utf-8")
+    except Exception:  # no such artifact, or unreadable: the run cannot be its config's
+        return None
+
+
+def local_path(artifact_uri: str) -> Path | None:
+    """The folder of artifacts kept on this machine's disk, else None."""
+    if artifact_uri.startswith("/"):
+        return Path(artifact_uri)
+    parsed = urlparse(artifact_uri)
+    if parsed.scheme == "file" and parsed.netloc in ("", "localhost"):
+        return Path(unquote(parsed.path))
+    return None
+
+
+def read_overrides(text: str | None) -> list[str]:
+    import yaml
+
+    try:
+        overrides = yaml.load(text or "", Loader=fast_loader())
+    except yaml.YAMLError:
+        return []
+    return [str(item) for item in overrides] if isinstance(overrides, list) else []
+
+
+def config_record(text: str | None, secrets: Sequence[str]) -> tuple[str, dict[str, Any]] | None:
+    """What `hydraflow.tracking.configs.to_record` makes of the composed
+    config, made of the config as Hydra saved it: the sorted YAML digested and
+    the plain data recorded; None when the text is not a config.
+
+    A config of plain values (no interpolation, no missing value, no secret
+    to hide) needs no OmegaConf: it is read and written with libyaml, a
+    tenth of the cost; the rest goes through OmegaConf as the app's own does."""
+    import yaml
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    from hydraflow.tracking.configs import DEFAULTS_KEY, to_record
+    from hydraflow.tracking.secrets import find_secrets
+
+    if text is None:
+        return None
+    try:
+        data = yaml.load(text, Loader=fast_loader())
+        if not isinstance(data, dict):
+            return None
+        if not secrets and is_plain(data):
+            plain = {key: value for key, value in data.items() if key != DEFAULTS_KEY}
+            return sorted_yaml(plain), plain
+        conf = OmegaConf.create(data)
+        return to_record(conf, find_secrets(conf, secrets))
+    except (yaml.YAMLError, OmegaConfBaseException, ValueError, TypeError):
+        return None
+
+
+def is_plain(value: Any) -> bool:
+    """Whether the loaded YAML is data OmegaConf would take as it is and
+    libyaml writes as PyYAML does: short one-line ASCII strings, numbers,
+    booleans and None; nothing to resolve. (For quoted, folded or non-ASCII
+    strings the two emitters differ.)"""
+    if isinstance(value, dict):
+        return all(is_short_text(key) and is_plain(item) for key, item in value.items())
+    if isinstance(value, list):
+        return all(is_plain(item) for item in value)
+    if isinstance(value, str):
+        return is_short_text(value) and "$" not in value and value != "???"
+    return value is None or isinstance(value, bool | int | float)
+
+
+# Strings whose YAML never needs folding (PyYAML folds at 80 columns).
+SHORT_TEXT = 40
+
+
+def is_short_text(text: Any) -> bool:
+    return (
+        isinstance(text, str)
+        and len(text) <= SHORT_TEXT
+        and text.isascii()
+        and text.isprintable()
+        and text == text.strip()
+    )
+
+
+def sorted_yaml(plain: dict[str, Any]) -> str:
+    """`OmegaConf.to_yaml(..., sort_keys=True)` of plain data, emitted by libyaml."""
+    import yaml
+
+    return str(
+        yaml.dump(
+            plain, Dumper=fast_dumper(), default_flow_style=False, allow_unicode=True, sort_keys=True
+        )
+    )
+
+
+@functools.cache
+def fast_loader() -> type:
+    """OmegaConf's YAML loader (its float and no-timestamp rules, duplicate
+    keys refused) on libyaml's parser."""
+    from omegaconf._utils import get_yaml_loader
+    from yaml.constructor import SafeConstructor
+    from yaml.cyaml import CParser
+    from yaml.resolver import Resolver
+
+    class Loader(CParser, get_yaml_loader()):  # type: ignore[misc]
+        def __init__(self, stream: str) -> None:
+            CParser.__init__(self, stream)
+            SafeConstructor.__init__(self)
+            Resolver.__init__(self)
+
+    return Loader
+
+
+@functools.cache
+def fast_dumper() -> type:
+    """OmegaConf's YAML dumper (strings that read as numbers or booleans
+    quoted) on libyaml's emitter."""
+    import yaml
+    from omegaconf._utils import OmegaConfDumper
+
+    class Dumper(yaml.CDumper):  # type: ignore[misc]
+        pass
+
+    Dumper.add_representer(str, OmegaConfDumper.str_representer)
+    return Dumper
