@@ -50,13 +50,14 @@ def published_store(folder: Path) -> Path:
     return folder
 
 
-def run_app(folder: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+def run_app(folder: Path, *args: str, **env: str) -> str:
+    """The app's output: Hydra logs to stdout, Python's warnings go to stderr."""
     inherited = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     # Another value than the store was made with: the config records its text.
     environment = {**inherited, "FIXTURE_TOKEN": "another-secret-2", **env}
     result = run_in_own_group([sys.executable, "app.py", *args], folder, environment, 300)
     assert result.returncode == 0, result.stderr[-3000:]
-    return result
+    return result.stdout + result.stderr
 
 
 def store_runs(uri: str, experiment: str = "app") -> list[mlflow.entities.Run]:
@@ -77,11 +78,11 @@ def test_the_published_tools_runs_are_skipped_or_resumed_never_doubled(tmp_path:
     assert sorted(before.values()) == ["FAILED", "FAILED"] + ["FINISHED"] * 4 + ["RUNNING"]
 
     first = run_app(folder, "-m", *FINISHED)
-    assert first.stderr.count("already finished with this config") == 4, first.stderr
-    assert "examined 7 runs of app made by another tool" in first.stderr
+    assert first.count("already finished with this config") == 4, first
+    assert "examined 7 runs of app made by another tool" in first
     second = run_app(folder, "-m", *UNFINISHED)
-    assert second.stderr.count("resuming run") == 3, second.stderr
-    assert "examined" not in second.stderr  # once is enough
+    assert second.count("resuming run") == 3, second
+    assert "examined" not in second  # once is enough
 
     after = store_runs(sqlite_uri(folder))
     assert {r.info.run_id for r in after} == set(before)
@@ -107,7 +108,7 @@ def test_the_published_tools_runs_are_skipped_or_resumed_never_doubled(tmp_path:
 
     # A third pass skips everything, with nothing left to examine.
     third = run_app(folder, "-m", "width=100,200,300,400,500", "height=100")
-    assert third.stderr.count("already finished with this config") == 5, third.stderr
+    assert third.count("already finished with this config") == 5, third
     assert len(store_runs(sqlite_uri(folder))) == 7
 
 
@@ -130,7 +131,7 @@ def test_two_apps_adopting_at_once_make_no_second_run(tmp_path: Path) -> None:
     ]
     outputs = [process.communicate(timeout=300) for process in processes]
     assert [process.returncode for process in processes] == [0, 0], outputs
-    examined = [err.count("examined 7 runs") for _, err in outputs]
+    examined = [out.count("examined 7 runs") for out, _ in outputs]
     assert sorted(examined) == [0, 1]  # under the store's lock, one did it
     runs = store_runs(sqlite_uri(folder))
     overrides = [r.data.tags["hydraflow.overrides"] for r in runs]
@@ -202,7 +203,7 @@ def run_script(folder: Path, script: str, *args: str, **env: str) -> str:
     command = [sys.executable, script, *args]
     result = run_in_own_group(command, folder, environment, 300)
     assert result.returncode == 0, result.stderr[-3000:]
-    return result.stderr
+    return result.stdout + result.stderr
 
 
 SWEEP = ["optimizer.lr=1,0.5", "model.layers=2,3", "hydra.job.name=train"]
@@ -215,13 +216,13 @@ def test_runs_of_mlflow_and_hydra_by_hand_are_adopted(tmp_path: Path) -> None:
     made = {r.info.run_id for r in store_runs(sqlite_uri(folder), "train")}
     assert len(made) == 4
 
-    stderr = run_script(folder, "app.py", "-m", *SWEEP, DATA_ROOT="/elsewhere")
-    assert stderr.count("already finished with this config") == 4, stderr
+    output = run_script(folder, "app.py", "-m", *SWEEP, DATA_ROOT="/elsewhere")
+    assert output.count("already finished with this config") == 4, output
     assert {r.info.run_id for r in store_runs(sqlite_uri(folder), "train")} == made
 
-    # A new value is a new run; its digest is what the adopted ones were given.
-    stderr = run_script(folder, "app.py", "-m", "optimizer.lr=1,0.1", "hydra.job.name=train")
-    assert stderr.count("already finished with this config") == 1, stderr
+    # A config is found whatever overrides made it; a new value is a new run.
+    output = run_script(folder, "app.py", "-m", "optimizer.lr=1,0.1", "hydra.job.name=train")
+    assert output.count("already finished with the same config, made with other") == 1, output
     runs = store_runs(sqlite_uri(folder), "train")
     assert len(runs) == 5
     assert len({r.data.tags["hydraflow.digest"] for r in runs}) == 5
@@ -271,8 +272,8 @@ def test_runs_on_a_tracking_server_are_adopted(
     ]
     outputs = [process.communicate(timeout=300) for process in processes]
     assert [process.returncode for process in processes] == [0, 0], outputs
-    for _, stderr in outputs:
-        assert stderr.count("already finished with this config") == 4, stderr
+    for stdout, _ in outputs:
+        assert stdout.count("already finished with this config") == 4, stdout
     runs = store_runs(tracking_server.uri, "adopted_on_server")
     assert {r.info.run_id for r in runs} == made
     assert all(r.data.tags["hydraflow.adopted"] == ".hydra/config.yaml" for r in runs)
