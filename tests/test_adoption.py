@@ -22,7 +22,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from omegaconf import OmegaConf
 
-from hydraflow.tracking.adoption import Adoption, config_record
+from hydraflow.tracking.adoption import Adoption, config_record, read_overrides
 from hydraflow.tracking.configs import to_record
 from hydraflow.tracking.identity import config_digest
 from hydraflow.tracking.secrets import find_secrets
@@ -288,7 +288,7 @@ SCALARS = st.one_of(
     st.booleans(),
     st.none(),
     st.sampled_from(["yes", "off", "null", "1e3", "1_000", "007", ".inf", "12:30", "2024-01-01"]),
-    st.text(max_size=50),
+    st.text(max_size=50).filter(lambda text: "$" not in text),  # interpolations: below
 )
 KEYS = st.text(min_size=1, max_size=12).filter(lambda key: "$" not in key and key != "???")
 CONFIGS = st.dictionaries(
@@ -329,3 +329,43 @@ def test_a_file_that_is_not_a_config_makes_no_digest() -> None:
     assert Adoption(match_overrides=True).tags("a: 1\n", "- a=1\n")["hydraflow.adopted"] == (
         ".hydra/overrides.yaml"
     )
+
+
+# Configs whose values refer to other keys, as `${model.name}` does.
+NAMES = st.sampled_from(["a", "b", "c", "model"])
+
+
+@st.composite
+def referring_configs(draw: st.DrawFn) -> dict[str, object]:
+    config: dict[str, object] = {
+        "a": draw(SCALARS),
+        "b": draw(SCALARS),
+        "model": {"name": draw(SCALARS), "depth": draw(st.integers(0, 9))},
+    }
+    references = st.sampled_from(["a", "b", "model.name", "model.depth", "c", "model", "x.y"])
+    pieces = st.lists(
+        st.one_of(references.map(lambda path: "${" + path + "}"), st.sampled_from(["_", "x", "-"])),
+        min_size=1,
+        max_size=3,
+    )
+    config["c"] = "".join(draw(pieces))
+    config["d"] = "".join(draw(pieces))
+    return config
+
+
+@settings(max_examples=300, deadline=None)
+@given(referring_configs())
+def test_references_resolve_as_omegaconf_resolves_them(config: dict[str, object]) -> None:
+    saved = OmegaConf.to_yaml(OmegaConf.create(config))
+    reread = OmegaConf.create(saved)
+    assert config_record(saved, ()) == to_record(reread, find_secrets(reread))
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["- width=100\n- +model=x\n- lr=1e-3\n", "- 'a=b c'\n- x.y=[1,2]\n", "- a=\n- ~b\n", ""],
+)
+def test_overrides_are_read_as_yaml_reads_them(text: str) -> None:
+    import yaml
+
+    assert read_overrides(text) == (yaml.safe_load(text) or [])

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import re
 import tempfile
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -223,9 +224,17 @@ def local_path(artifact_uri: str) -> Path | None:
     return None
 
 
+# An override as Hydra writes it in overrides.yaml when YAML needs no quotes.
+SIMPLE_OVERRIDE = re.compile(r"- ([+~]?[A-Za-z0-9_./@-]+=[A-Za-z0-9_.,/+-]*)")
+
+
 def read_overrides(text: str | None) -> list[str]:
     import yaml
 
+    lines = (text or "").splitlines()
+    simple = [SIMPLE_OVERRIDE.fullmatch(line) for line in lines]
+    if all(simple):
+        return [match[1] for match in simple if match]
     try:
         overrides = yaml.load(text or "", Loader=fast_loader())
     except yaml.YAMLError:
@@ -254,13 +263,66 @@ def config_record(text: str | None, secrets: Sequence[str]) -> tuple[str, dict[s
         data = yaml.load(text, Loader=fast_loader())
         if not isinstance(data, dict):
             return None
-        if not secrets and is_plain(data):
-            plain = {key: value for key, value in data.items() if key != DEFAULTS_KEY}
+        plain = None if secrets else with_references_resolved(data)
+        if plain is not None and is_plain(plain):
+            plain = {key: value for key, value in plain.items() if key != DEFAULTS_KEY}
             return sorted_yaml(plain), plain
         conf = OmegaConf.create(data)
         return to_record(conf, find_secrets(conf, secrets))
     except (yaml.YAMLError, OmegaConfBaseException, ValueError, TypeError):
         return None
+
+
+# `${model.name}`: a reference to another key, which reads nothing else.
+REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)\}")
+# References to follow in a chain before leaving it to OmegaConf.
+MAX_CHAIN = 8
+
+
+def with_references_resolved(data: dict[str, Any]) -> dict[str, Any] | None:
+    """The config with its references to other keys resolved as OmegaConf
+    resolves them: a value that is one reference becomes the value referred
+    to; a string with references in it, the text with each replaced by its
+    string or integer. None when anything else is to resolve (a resolver
+    such as `oc.env`, a relative or missing key, a reference to a container,
+    a float in a text): OmegaConf, then."""
+
+    def resolve(value: Any, depth: int) -> Any:
+        if isinstance(value, dict):
+            return {key: resolve(item, depth) for key, item in value.items()}
+        if isinstance(value, list):
+            return [resolve(item, depth) for item in value]
+        if not isinstance(value, str) or "$" not in value:
+            return value
+        if depth > MAX_CHAIN or "\\" in value or "$" in REFERENCE.sub("", value):
+            raise LookupError(value)
+        whole = REFERENCE.fullmatch(value)
+        if whole:
+            return referred(whole[1], depth)
+        return REFERENCE.sub(lambda match: as_text(referred(match[1], depth)), value)
+
+    def referred(path: str, depth: int) -> Any:
+        node: Any = data
+        for key in path.split("."):
+            if not isinstance(node, dict) or key not in node:
+                raise LookupError(path)
+            node = node[key]
+        if isinstance(node, dict | list) or node == "???":
+            raise LookupError(path)
+        return resolve(node, depth + 1)
+
+    try:
+        return {key: resolve(value, 0) for key, value in data.items()}
+    except LookupError:
+        return None
+
+
+def as_text(value: Any) -> str:
+    """A value inside a string interpolation, as OmegaConf writes it there;
+    only where `str` is certainly the same."""
+    if isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool)):
+        return str(value)
+    raise LookupError(value)
 
 
 def is_plain(value: Any) -> bool:
