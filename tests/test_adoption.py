@@ -16,16 +16,17 @@ import tarfile
 import textwrap
 from pathlib import Path
 
+import hydraflow
 import mlflow
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
-from omegaconf import OmegaConf
-
 from hydraflow.tracking.adoption import Adoption, config_record, read_overrides
 from hydraflow.tracking.configs import to_record
 from hydraflow.tracking.identity import config_digest
 from hydraflow.tracking.secrets import find_secrets
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from omegaconf import OmegaConf
+
 from tests.conftest import replace_text, run_in_own_group
 from tests.services import TrackingServer, tracking_server
 
@@ -95,6 +96,15 @@ def test_the_published_tools_runs_are_skipped_or_resumed_never_doubled(tmp_path:
     ]
     assert {r.data.tags["hydraflow.attempt"] for r in resumed} == {"2"}
     assert all(r.data.tags["hydraflow.adopted"] == ".hydra/config.yaml" for r in after)
+    loaded = hydraflow.load("app", tracking_uri=sqlite_uri(folder))
+    assert sorted(loaded.frame["width"].to_list()) == [100, 100, 200, 200, 300, 400, 500]
+    assert set(loaded.frame["label"].to_list()) == {
+        "cnn_100",
+        "cnn_200",
+        "cnn_300",
+        "cnn_400",
+        "cnn_500",
+    }
 
     # The digest is the one this package's own run of the config carries.
     fresh = tmp_path / "own"
@@ -289,8 +299,10 @@ SCALARS = st.one_of(
     st.none(),
     st.sampled_from(["yes", "off", "null", "1e3", "1_000", "007", ".inf", "12:30", "2024-01-01"]),
     st.text(max_size=50).filter(lambda text: "$" not in text),  # interpolations: below
+    st.text(alphabet="ab :-'", min_size=15, max_size=120),  # folded at 80 columns, or not
 )
-KEYS = st.text(min_size=1, max_size=12).filter(lambda key: "$" not in key and key != "???")
+KEYS = st.one_of(st.text(min_size=1, max_size=12), st.text(alphabet="k ", min_size=18, max_size=45))
+KEYS = KEYS.filter(lambda key: "$" not in key and key != "???")
 CONFIGS = st.dictionaries(
     KEYS,
     st.recursive(

@@ -25,7 +25,7 @@ import functools
 import logging
 import re
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,8 +82,9 @@ class Adoption:
             ADOPTED_TAG: source,
             OVERRIDES_TAG: " ".join(overrides)[:MAX_TAG_LENGTH],
         }
-        if recorded is not None and len(config_json(recorded[1])) <= MAX_TAG_LENGTH:
-            tags[CONFIG_TAG] = config_json(recorded[1])
+        as_json = config_json(recorded[1]) if recorded is not None else ""
+        if as_json and len(as_json) <= MAX_TAG_LENGTH:
+            tags[CONFIG_TAG] = as_json
         return tags
 
 
@@ -170,18 +171,22 @@ def search_all(client: MlflowClient, experiment_id: str, query: str, view: int) 
     found: list[Any] = []
     token = None
     while True:
-        page = retry_busy(
-            lambda: client.search_runs(
-                [experiment_id], query, view, max_results=10_000, page_token=token
-            )
-        )
+        page = retry_busy(functools.partial(search_page, client, experiment_id, query, view, token))
         found.extend(page)
         token = page.token
         if not token:
             return found
 
 
-def adoption_tags(adoption: Adoption, client: MlflowClient | None = None) -> Any:
+def search_page(
+    client: MlflowClient, experiment_id: str, query: str, view: int, token: str | None
+) -> Any:
+    return client.search_runs([experiment_id], query, view, max_results=10_000, page_token=token)
+
+
+def adoption_tags(
+    adoption: Adoption, client: MlflowClient | None = None
+) -> Callable[[ForeignRun], dict[str, str]]:
     """A function giving a foreign run's tags ({} for a RUNNING run without
     its files yet), for `map`."""
 
@@ -325,28 +330,34 @@ def as_text(value: Any) -> str:
     raise LookupError(value)
 
 
-def is_plain(value: Any) -> bool:
+def is_plain(value: Any, depth: int = 0) -> bool:
     """Whether the loaded YAML is data OmegaConf would take as it is and
     libyaml writes as PyYAML does: short one-line ASCII strings, numbers,
-    booleans and None; nothing to resolve. (For quoted, folded or non-ASCII
-    strings the two emitters differ.)"""
+    booleans and None; nothing to resolve. (Quoted with escapes, non-ASCII or
+    folded at 80 columns, strings come out of the two emitters differently.)"""
+    if depth > MAX_DEPTH:
+        return False
     if isinstance(value, dict):
-        return all(is_short_text(key) and is_plain(item) for key, item in value.items())
+        return all(is_short_text(key) and is_plain(item, depth + 1) for key, item in value.items())
     if isinstance(value, list):
-        return all(is_plain(item) for item in value)
+        return all(is_plain(item, depth + 1) for item in value)
     if isinstance(value, str):
         return is_short_text(value) and "$" not in value and value != "???"
     return value is None or isinstance(value, bool | int | float)
 
 
-# Strings whose YAML never needs folding (PyYAML folds at 80 columns).
+# No line of such data reaches the 80 columns where PyYAML folds a string at
+# its spaces: at most 2 x MAX_DEPTH of indent, a key, a value, quotes and
+# separators. A string without a space is never folded.
+MAX_DEPTH = 5
 SHORT_TEXT = 40
+SHORT_SPACED_TEXT = 20
 
 
 def is_short_text(text: Any) -> bool:
     return (
         isinstance(text, str)
-        and len(text) <= SHORT_TEXT
+        and len(text) <= (SHORT_SPACED_TEXT if " " in text else SHORT_TEXT)
         and text.isascii()
         and text.isprintable()
         and text == text.strip()
@@ -359,7 +370,11 @@ def sorted_yaml(plain: dict[str, Any]) -> str:
 
     return str(
         yaml.dump(
-            plain, Dumper=fast_dumper(), default_flow_style=False, allow_unicode=True, sort_keys=True
+            plain,
+            Dumper=fast_dumper(),
+            default_flow_style=False,
+            allow_unicode=True,
+            sort_keys=True,
         )
     )
 
@@ -370,7 +385,7 @@ def fast_loader() -> type:
     keys refused) on libyaml's parser."""
     from omegaconf._utils import get_yaml_loader
     from yaml.constructor import SafeConstructor
-    from yaml.cyaml import CParser
+    from yaml.cyaml import CParser  # type: ignore[attr-defined]
     from yaml.resolver import Resolver
 
     class Loader(CParser, get_yaml_loader()):  # type: ignore[misc]
@@ -389,8 +404,8 @@ def fast_dumper() -> type:
     import yaml
     from omegaconf._utils import OmegaConfDumper
 
-    class Dumper(yaml.CDumper):  # type: ignore[misc]
+    class Dumper(yaml.CDumper):
         pass
 
-    Dumper.add_representer(str, OmegaConfDumper.str_representer)
+    Dumper.add_representer(str, OmegaConfDumper.str_representer)  # type: ignore[arg-type]
     return Dumper

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import hydraflow
 import mlflow
 from mlflow.entities import Run
-
-import hydraflow
 
 
 @dataclass
