@@ -80,10 +80,10 @@ def test_the_published_tools_runs_are_skipped_or_resumed_never_doubled(tmp_path:
 
     first = run_app(folder, "-m", *FINISHED)
     assert first.count("already finished with this config") == 4, first
-    assert "examined 7 runs of app made by another tool" in first
+    assert "adopted 7 runs of app made by another tool" in first
     second = run_app(folder, "-m", *UNFINISHED)
     assert second.count("resuming run") == 3, second
-    assert "examined" not in second  # once is enough
+    assert "adopted" not in second  # once is enough
 
     after = store_runs(sqlite_uri(folder))
     assert {r.info.run_id for r in after} == set(before)
@@ -141,7 +141,7 @@ def test_two_apps_adopting_at_once_make_no_second_run(tmp_path: Path) -> None:
     ]
     outputs = [process.communicate(timeout=300) for process in processes]
     assert [process.returncode for process in processes] == [0, 0], outputs
-    examined = [out.count("examined 7 runs") for out, _ in outputs]
+    examined = [out.count("adopted 7 runs") for out, _ in outputs]
     assert sorted(examined) == [0, 1]  # under the store's lock, one did it
     runs = store_runs(sqlite_uri(folder))
     overrides = [r.data.tags["hydraflow.overrides"] for r in runs]
@@ -248,11 +248,30 @@ def test_runs_without_hydra_files_are_marked_once_and_left_alone(tmp_path: Path)
             mlflow.log_param("lr", "1")
     finally:
         mlflow.set_tracking_uri("")
-    run_script(folder, "app.py", "hydra.job.name=train")
+    output = run_script(folder, "app.py", "hydra.job.name=train")
     runs = {r.info.run_id: r for r in store_runs(sqlite_uri(folder), "train")}
     assert len(runs) == 2
     assert runs[lone.info.run_id].data.tags["hydraflow.adopted"] == "none"
     assert "hydraflow.digest" not in runs[lone.info.run_id].data.tags
+    assert "adopted" not in output  # said only of runs that became a config's
+
+
+@pytest.mark.slow
+def test_nested_runs_are_never_examined(tmp_path: Path) -> None:
+    folder = plain_project(tmp_path)
+    mlflow.set_tracking_uri(sqlite_uri(folder))
+    try:
+        experiment = mlflow.create_experiment("train", artifact_location=str(folder / "mlruns"))
+        with (
+            mlflow.start_run(experiment_id=experiment),
+            mlflow.start_run(experiment_id=experiment, nested=True) as child,
+        ):
+            mlflow.log_param("lr", "1")
+    finally:
+        mlflow.set_tracking_uri("")
+    run_script(folder, "app.py", "hydra.job.name=train")
+    runs = {r.info.run_id: r for r in store_runs(sqlite_uri(folder), "train")}
+    assert "hydraflow.adopted" not in runs[child.info.run_id].data.tags
 
 
 @pytest.mark.slow

@@ -47,6 +47,8 @@ CODE_FILES_TAG = "hydraflow.code.files"
 # `.hydra/config.yaml` or `.hydra/overrides.yaml`, or `none` when it has
 # neither and so is never any config's run.
 ADOPTED_TAG = "hydraflow.adopted"
+# MLflow's tag on a nested run: a part of its parent, never a config's run.
+PARENT_RUN_TAG = "mlflow.parentRunId"
 
 # MLflow's limits (mlflow.utils.validation), restated to avoid importing it.
 MAX_KEY_LENGTH = 250
@@ -136,17 +138,19 @@ class ForeignRun:
 
 def foreign_runs_in_sqlite(path: Path, experiment: str) -> list[ForeignRun]:
     """The active runs of `experiment` that carry neither hydraflow's digest
-    nor the mark of an earlier examination: one query on the tags' index."""
+    nor the mark of an earlier examination, nested runs left out: one query
+    on the tags' index."""
     query = f"""
         SELECT runs.run_uuid, runs.status, COALESCE(runs.artifact_uri, '')
         FROM runs JOIN experiments ON experiments.experiment_id = runs.experiment_id
         WHERE experiments.name = ? AND runs.lifecycle_stage = '{ACTIVE}'
           AND NOT EXISTS (SELECT 1 FROM tags WHERE tags.run_uuid = runs.run_uuid
-                          AND tags.key IN (?, ?))
+                          AND tags.key IN (?, ?, ?))
     """
+    keys = (DIGEST_TAG, ADOPTED_TAG, PARENT_RUN_TAG)
     try:
         with contextlib.closing(connect_read_only(path)) as connection:
-            rows = connection.execute(query, (experiment, DIGEST_TAG, ADOPTED_TAG)).fetchall()
+            rows = connection.execute(query, (experiment, *keys)).fetchall()
     except sqlite3.Error:
         return []
     return [ForeignRun(*row) for row in rows]

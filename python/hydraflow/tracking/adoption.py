@@ -38,6 +38,7 @@ from hydraflow.mlflow_schema import (
     DIGEST_TAG,
     MAX_TAG_LENGTH,
     OVERRIDES_TAG,
+    PARENT_RUN_TAG,
     ForeignRun,
     foreign_runs_in_sqlite,
     write_tags_in_sqlite,
@@ -100,20 +101,20 @@ def adopt_in_sqlite(uri: str, experiment: str, launch_dir: Path, adoption: Adopt
     key = (uri, experiment, adoption)
     if path is None or key in EXAMINED or not path.exists():
         return 0
-    examined = 0
+    examined: list[dict[str, str]] = []
     if foreign_runs_in_sqlite(path, experiment):
         with lock_for(uri, launch_dir):
             runs = foreign_runs_in_sqlite(path, experiment)  # another process may have been first
+            examined = list(map(adoption_tags(adoption), runs))
             rows = [
                 (run.run_id, tag, value)
-                for run, tags in zip(runs, map(adoption_tags(adoption), runs), strict=True)
+                for run, tags in zip(runs, examined, strict=True)
                 for tag, value in tags.items()
             ]
             retry_busy(lambda: write_tags_in_sqlite(path, rows))
-            examined = len(runs)
         report(experiment, examined)
     EXAMINED.add(key)
-    return examined
+    return len(examined)
 
 
 def adopt_with_client(
@@ -136,26 +137,30 @@ def adopt_with_client(
                 retry_busy(lambda: client.log_batch(run.run_id, tags=batch))
 
         list(pool.map(write, runs, examined))
-    report(experiment, len(runs))
+    report(experiment, examined)
     EXAMINED.add(key)
     return len(runs)
 
 
-def report(experiment: str, examined: int) -> None:
-    if examined:
+def report(experiment: str, examined: list[dict[str, str]]) -> None:
+    """One line when runs were adopted (not for runs that are no config's)."""
+    adopted = sum(DIGEST_TAG in tags for tags in examined)
+    if adopted:
         log.info(
-            "examined %d runs of %s made by another tool: each is now its config's run",
-            examined,
+            "adopted %d runs of %s made by another tool: each is now its config's run",
+            adopted,
             experiment,
         )
 
 
 def foreign_runs(client: MlflowClient, experiment_id: str) -> list[ForeignRun]:
-    """The experiment's active runs with neither the digest nor the mark."""
+    """The experiment's active runs with neither the digest nor the mark,
+    nested runs left out."""
     from mlflow.entities import ViewType
     from mlflow.exceptions import MlflowException
 
-    missing = f"tags.`{DIGEST_TAG}` IS NULL AND tags.`{ADOPTED_TAG}` IS NULL"
+    skipped = (DIGEST_TAG, ADOPTED_TAG, PARENT_RUN_TAG)
+    missing = " AND ".join(f"tags.`{tag}` IS NULL" for tag in skipped)
     try:
         runs = search_all(client, experiment_id, missing, ViewType.ACTIVE_ONLY)
     except MlflowException:  # a server older than `IS NULL` (MLflow 3.x): filter here
@@ -163,7 +168,7 @@ def foreign_runs(client: MlflowClient, experiment_id: str) -> list[ForeignRun]:
     return [
         ForeignRun(run.info.run_id, run.info.status, run.info.artifact_uri)
         for run in runs
-        if DIGEST_TAG not in run.data.tags and ADOPTED_TAG not in run.data.tags
+        if not any(tag in run.data.tags for tag in skipped)
     ]
 
 
