@@ -354,6 +354,11 @@ def test_an_interpolation_and_a_marked_secret_digest_as_the_apps_own() -> None:
     assert tags["hydraflow.overrides"] == "db.password=***"
 
 
+def test_hydras_section_is_not_part_of_the_config() -> None:
+    saved_whole = "a: 1\nhydra:\n  run:\n    dir: outputs/${now:%H}\n  job:\n    name: app\n"
+    assert config_record(saved_whole, ()) == config_record("a: 1\n", ())
+
+
 def test_a_file_that_is_not_a_config_makes_no_digest() -> None:
     assert Adoption().tags("- a\n- b\n", None) == {"hydraflow.adopted": "none"}
     assert Adoption().tags("a: [unclosed\n", None) == {"hydraflow.adopted": "none"}

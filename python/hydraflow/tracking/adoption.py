@@ -54,6 +54,8 @@ log = logging.getLogger("hydraflow")
 CONFIG_FILE = ".hydra/config.yaml"
 OVERRIDES_FILE = ".hydra/overrides.yaml"
 NOT_A_CONFIG = "none"
+# Hydra's section of a config saved whole (`--cfg all`); the app never gets it.
+HYDRA_KEY = "hydra"
 # Downloads from a tracking server wait on the network: overlap them.
 SERVER_THREADS = 8
 
@@ -273,6 +275,7 @@ def config_record(text: str | None, secrets: Sequence[str]) -> tuple[str, dict[s
         data = yaml.load(text, Loader=fast_loader())
         if not isinstance(data, dict):
             return None
+        data.pop(HYDRA_KEY, None)  # Hydra's own settings, never in the app's config
         plain = None if secrets else with_references_resolved(data)
         if plain is not None and is_plain(plain):
             plain = {key: value for key, value in plain.items() if key != DEFAULTS_KEY}
