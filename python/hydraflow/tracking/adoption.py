@@ -25,7 +25,7 @@ import functools
 import logging
 import re
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,8 +56,8 @@ OVERRIDES_FILE = ".hydra/overrides.yaml"
 NOT_A_CONFIG = "none"
 # Hydra's section of a config saved whole (`--cfg all`); the app never gets it.
 HYDRA_KEY = "hydra"
-# Downloads from a tracking server wait on the network: overlap them.
-SERVER_THREADS = 8
+# Reads from the disk and downloads from a tracking server wait: overlap them.
+READERS = 8
 
 
 @dataclass(frozen=True)
@@ -107,7 +107,7 @@ def adopt_in_sqlite(uri: str, experiment: str, launch_dir: Path, adoption: Adopt
     if foreign_runs_in_sqlite(path, experiment):
         with lock_for(uri, launch_dir):
             runs = foreign_runs_in_sqlite(path, experiment)  # another process may have been first
-            examined = list(map(adoption_tags(adoption), runs))
+            examined = examine(runs, adoption)
             rows = [
                 (run.run_id, tag, value)
                 for run, tags in zip(runs, examined, strict=True)
@@ -130,8 +130,8 @@ def adopt_with_client(
     if key in EXAMINED:
         return 0
     runs = foreign_runs(client, experiment_id)
-    with ThreadPoolExecutor(SERVER_THREADS) as pool:
-        examined = list(pool.map(adoption_tags(adoption, client), runs))
+    examined = examine(runs, adoption, client)
+    with ThreadPoolExecutor(READERS) as pool:
 
         def write(run: ForeignRun, tags: dict[str, str]) -> None:
             if tags:
@@ -191,21 +191,22 @@ def search_page(
     return client.search_runs([experiment_id], query, view, max_results=10_000, page_token=token)
 
 
-def adoption_tags(
-    adoption: Adoption, client: MlflowClient | None = None
-) -> Callable[[ForeignRun], dict[str, str]]:
-    """A function giving a foreign run's tags ({} for a RUNNING run without
-    its files yet), for `map`."""
+def examine(
+    runs: list[ForeignRun], adoption: Adoption, client: MlflowClient | None = None
+) -> list[dict[str, str]]:
+    """Each run's tags ({} for a RUNNING run without its files yet). The files
+    are read by threads, which wait on the disk or the network together; the
+    digests are taken in this one."""
+    with ThreadPoolExecutor(READERS) as pool:
+        files = list(pool.map(functools.partial(hydra_files, client=client), runs))
+    return [
+        {} if run.status == "RUNNING" and texts == (None, None) else adoption.tags(*texts)
+        for run, texts in zip(runs, files, strict=True)
+    ]
 
-    def tags_of(run: ForeignRun) -> dict[str, str]:
-        config, overrides = (
-            artifact_text(run, name, client) for name in (CONFIG_FILE, OVERRIDES_FILE)
-        )
-        if config is None and overrides is None and run.status == "RUNNING":
-            return {}
-        return adoption.tags(config, overrides)
 
-    return tags_of
+def hydra_files(run: ForeignRun, client: MlflowClient | None) -> tuple[str | None, str | None]:
+    return artifact_text(run, CONFIG_FILE, client), artifact_text(run, OVERRIDES_FILE, client)
 
 
 def artifact_text(run: ForeignRun, name: str, client: MlflowClient | None) -> str | None:
