@@ -21,6 +21,7 @@ get theirs through MLflow's client (the same tags from whoever writes them).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import re
@@ -280,7 +281,8 @@ def config_record(text: str | None, secrets: Sequence[str]) -> tuple[str, dict[s
         plain = None if secrets else with_references_resolved(data)
         if plain is not None and is_plain(plain):
             plain = {key: value for key, value in plain.items() if key != DEFAULTS_KEY}
-            return sorted_yaml(plain), plain
+            with contextlib.suppress(NotOneLineError):
+                return sorted_yaml(plain), plain
         conf = OmegaConf.create(data)
         return to_record(conf, find_secrets(conf, secrets))
     except (yaml.YAMLError, OmegaConfBaseException, ValueError, TypeError):
@@ -374,18 +376,81 @@ def is_short_text(text: Any) -> bool:
 
 
 def sorted_yaml(plain: dict[str, Any]) -> str:
-    """`OmegaConf.to_yaml(..., sort_keys=True)` of plain data, emitted by libyaml."""
+    """`OmegaConf.to_yaml(..., sort_keys=True)` of plain data, emitted by
+    libyaml. A sweep's configs share their keys and differ in values, so
+    the YAML of each shape (keys, list lengths, a slot per value) is emitted
+    once, the text of each value once, and a config is the two put together."""
+    values: list[Any] = []
+    return shape_yaml(shape_of(plain, values)).format(*map(value_yaml, values))
+
+
+Shape = tuple[Any, ...] | str
+VALUE = "v"
+
+
+def shape_of(data: Any, values: list[Any]) -> Shape:
+    """The data's keys (sorted, as emitted) and list lengths, with `VALUE`
+    for each value, which goes into `values` in the order it is emitted."""
+    if isinstance(data, dict):
+        return ("dict", *((key, shape_of(data[key], values)) for key in sorted(data)))
+    if isinstance(data, list):
+        return ("list", *(shape_of(item, values) for item in data))
+    values.append(data)
+    return VALUE
+
+
+@functools.lru_cache(maxsize=1024)
+def shape_yaml(shape: Shape) -> str:
+    """The YAML of a shape, a `str.format` field in each value's place."""
     import yaml
 
-    return str(
-        yaml.dump(
-            plain,
-            Dumper=fast_dumper(),
-            default_flow_style=False,
-            allow_unicode=True,
-            sort_keys=True,
-        )
+    slots: list[str] = []
+
+    def build(part: Shape) -> Any:
+        if isinstance(part, str):
+            slots.append(f"hydraflowslot{len(slots)}x")
+            return slots[-1]
+        kind, *items = part
+        if kind == "dict":
+            return {key: build(item) for key, item in items}
+        return [build(item) for item in items]
+
+    text = yaml.dump(
+        build(shape),
+        Dumper=fast_dumper(),
+        default_flow_style=False,
+        allow_unicode=True,
+        sort_keys=True,
     )
+    text = text.replace("{", "{{").replace("}", "}}")
+    for index, slot in enumerate(slots):
+        text = text.replace(slot, f"{{{index}}}")
+    return str(text)
+
+
+# The YAML of each value met: (its type, its repr) -> its text.
+VALUE_TEXTS: dict[tuple[type, str], str] = {}
+MAX_VALUE_TEXTS = 100_000
+
+
+class NotOneLineError(ValueError):
+    """A value whose YAML takes more than a line: OmegaConf writes that config."""
+
+
+def value_yaml(value: Any) -> str:
+    key = (type(value), repr(value))
+    text = VALUE_TEXTS.get(key)
+    if text is None:
+        import yaml
+
+        item = yaml.dump([value], Dumper=fast_dumper(), default_flow_style=False)
+        text = item.removeprefix("- ").removesuffix("\n")
+        if "\n" in text:
+            raise NotOneLineError(value)
+        if len(VALUE_TEXTS) > MAX_VALUE_TEXTS:
+            VALUE_TEXTS.clear()
+        VALUE_TEXTS[key] = text
+    return text
 
 
 @functools.cache
