@@ -5,9 +5,10 @@ The store is made as the published HydraFlow leaves one: MLflow creates the
 database and the experiment through its client; 10,000 FINISHED runs are
 inserted in bulk into MLflow's tables (with the tags MLflow itself sets, no
 hydraflow tag), each with Hydra's `.hydra/config.yaml` (in Hydra's own
-YAML), `overrides.yaml`, `hydra.yaml` and a log. Two stores: configs of plain
-values (13 keys, nested), read with libyaml; and the same configs with one
-interpolation each, which go through OmegaConf as the app's own config does.
+YAML), `overrides.yaml`, `hydra.yaml` and a log. Three stores: configs of
+plain values (13 keys, nested); the same with a reference to other keys
+(`${model.name}_${seed}`), both read with libyaml; and the same with a
+resolver (`${oc.env:...}`), which go through OmegaConf as the app's own do.
 
 The stores are cached in the temp directory (HYDRAFLOW_BENCH_CACHE), so
 reruns skip building them. Figures, each from fresh processes:
@@ -43,6 +44,7 @@ from typing import Any
 from hydraflow.mlflow_schema import ADOPTED_TAG, CONFIG_TAG, DIGEST_TAG, OVERRIDES_TAG
 
 RUNS = 10_000
+KINDS = ("plain", "interpolated", "resolver")
 FORMAT = 1  # bump when the stores' contents change, so caches are rebuilt
 EXPERIMENT = "train"
 TARGET_SECONDS = 5.0
@@ -80,7 +82,7 @@ if __name__ == "__main__":
 """
 
 
-def config(index: int, interpolated: bool) -> dict[str, Any]:
+def config(index: int, kind: str) -> dict[str, Any]:
     pick = random.Random(index)
     cfg = {
         "lr": pick.choice([1e-4, 3e-4, 1e-3, 3e-3, 1e-2]),
@@ -94,12 +96,14 @@ def config(index: int, interpolated: bool) -> dict[str, Any]:
         "model": {"name": pick.choice(["cnn", "vit"]), "depth": pick.randrange(2, 8)},
         "data": {"path": "/data/train", "shuffle": pick.random() < 0.7},
     }
-    if interpolated:
+    if kind == "interpolated":
         cfg["run_name"] = "${model.name}_${seed}"
+    if kind == "resolver":
+        cfg["token"] = "${oc.env:BENCH_TOKEN,none}"
     return cfg
 
 
-def build(folder: Path, interpolated: bool) -> None:
+def build(folder: Path, kind: str) -> None:
     import mlflow
     from omegaconf import OmegaConf
 
@@ -117,7 +121,7 @@ def build(folder: Path, interpolated: bool) -> None:
             run_id = uuid.UUID(int=random.Random(f"run{index}").getrandbits(128)).hex
             name = f"run-{index}"
             artifacts = root / run_id / "artifacts"
-            text = OmegaConf.to_yaml(OmegaConf.create(config(index, interpolated)))
+            text = OmegaConf.to_yaml(OmegaConf.create(config(index, kind)))
             writes.append(pool.submit(write_artifacts, artifacts, text, index))
             start = 1_790_000_000_000 + index * 1000
             runs.append(
@@ -159,7 +163,7 @@ def cache_dir() -> Path:
     return Path(os.environ.get("HYDRAFLOW_BENCH_CACHE", default))
 
 
-def store(name: str, interpolated: bool) -> Path:
+def store(name: str) -> Path:
     """The store, built once and cached in the temp directory (an app's runs
     added by a measurement stay; the tags adoption writes are removed)."""
     folder = cache_dir() / f"v{FORMAT}-{name}"
@@ -168,7 +172,7 @@ def store(name: str, interpolated: bool) -> Path:
         if folder.exists():
             subprocess.run(["rm", "-rf", str(folder)], check=True)
         started = time.perf_counter()
-        build(folder, interpolated)
+        build(folder, name)
         print(f"built {name}: {time.perf_counter() - started:.1f} s", file=sys.stderr)
         ready.touch()
     return folder
@@ -255,8 +259,8 @@ def measure(folder: Path) -> dict[str, float]:
 def main() -> int:
     print(f"load average {os.getloadavg()[0]:.2f} at the start", file=sys.stderr)
     results = {}
-    for name, interpolated in (("plain", False), ("interpolated", True)):
-        results[name] = measure(store(name, interpolated))
+    for name in KINDS:
+        results[name] = measure(store(name))
     print(f"load average {os.getloadavg()[0]:.2f} at the end")
     print(f"{RUNS:,} runs | examined once | each later process | app, first | app, next")
     met = True
@@ -266,7 +270,9 @@ def main() -> int:
             f" | {figures['app_first']:.2f} s | {figures['app_after']:.2f} s"
         )
         met = met and figures["once"] <= TARGET_SECONDS
-    print(f"target: examined once <= {TARGET_SECONDS} s: {'met' if met else 'NOT met'}")
+    print(
+        f"target: examined once <= {TARGET_SECONDS} s, every store: {'met' if met else 'NOT met'}"
+    )
     print(json.dumps(results), file=sys.stderr)
     return 0 if met else 1
 
