@@ -108,7 +108,7 @@ def adopt_in_sqlite(uri: str, experiment: str, launch_dir: Path, adoption: Adopt
     if foreign_runs_in_sqlite(path, experiment):
         with lock_for(uri, launch_dir):
             runs = foreign_runs_in_sqlite(path, experiment)  # another process may have been first
-            examined = examine(runs, adoption)
+            examined = examine(runs, adoption, client_for_remote_artifacts(uri, runs))
             rows = [
                 (run.run_id, tag, value)
                 for run, tags in zip(runs, examined, strict=True)
@@ -118,6 +118,16 @@ def adopt_in_sqlite(uri: str, experiment: str, launch_dir: Path, adoption: Adopt
         report(experiment, examined)
     EXAMINED.add(key)
     return len(examined)
+
+
+def client_for_remote_artifacts(uri: str, runs: list[ForeignRun]) -> MlflowClient | None:
+    """MLflow's client, to download the artifacts not on this disk (a SQLite
+    store whose artifacts are elsewhere); None when all are here."""
+    if all(local_path(run.artifact_uri) is not None for run in runs):
+        return None
+    import mlflow
+
+    return mlflow.MlflowClient(uri)
 
 
 def adopt_with_client(
@@ -166,7 +176,7 @@ def foreign_runs(client: MlflowClient, experiment_id: str) -> list[ForeignRun]:
     missing = " AND ".join(f"tags.`{tag}` IS NULL" for tag in skipped)
     try:
         runs = search_all(client, experiment_id, missing, ViewType.ACTIVE_ONLY)
-    except MlflowException:  # a server older than `IS NULL` (MLflow 3.x): filter here
+    except MlflowException:  # a server that cannot search for a missing tag: filter here
         runs = search_all(client, experiment_id, "", ViewType.ACTIVE_ONLY)
     return [
         ForeignRun(run.info.run_id, run.info.status, run.info.artifact_uri)
@@ -195,15 +205,22 @@ def search_page(
 def examine(
     runs: list[ForeignRun], adoption: Adoption, client: MlflowClient | None = None
 ) -> list[dict[str, str]]:
-    """Each run's tags ({} for a RUNNING run without its files yet). The files
-    are read by threads, which wait on the disk or the network together; the
-    digests are taken in this one."""
+    """Each run's tags; none for a run without its files that may get them
+    (RUNNING, or its artifact folder not on this disk: a moved store), so it
+    is examined again next time. The files are read by threads, which wait on
+    the disk or the network together; the digests are taken in this one."""
     with ThreadPoolExecutor(READERS) as pool:
         files = list(pool.map(functools.partial(hydra_files, client=client), runs))
     return [
-        {} if run.status == "RUNNING" and texts == (None, None) else adoption.tags(*texts)
+        {} if texts == (None, None) and not final(run) else adoption.tags(*texts)
         for run, texts in zip(runs, files, strict=True)
     ]
+
+
+def final(run: ForeignRun) -> bool:
+    """Whether a run without Hydra's files will never have them."""
+    local = local_path(run.artifact_uri)
+    return run.status != "RUNNING" and (local is None or local.is_dir())
 
 
 def hydra_files(run: ForeignRun, client: MlflowClient | None) -> tuple[str | None, str | None]:
@@ -211,16 +228,14 @@ def hydra_files(run: ForeignRun, client: MlflowClient | None) -> tuple[str | Non
 
 
 def artifact_text(run: ForeignRun, name: str, client: MlflowClient | None) -> str | None:
-    """A run's artifact as text: read from the disk when its artifacts are
-    local, else downloaded; None when it has none such."""
+    """A run's artifact as text: read from the disk when it is there, else
+    downloaded through `client`; None when it has none such."""
     local = local_path(run.artifact_uri)
     try:
-        if local is not None:
+        if local is not None and (local / name).is_file():
             return (local / name).read_text(encoding="utf-8")
         if client is None:
-            import mlflow
-
-            client = mlflow.MlflowClient()
+            return None
         with tempfile.TemporaryDirectory() as folder:
             downloaded = client.download_artifacts(run.run_id, name, folder)
             return Path(downloaded).read_text(encoding="utf-8")
