@@ -17,7 +17,6 @@ import json
 import os
 import sys
 import sysconfig
-from collections.abc import Iterator
 from pathlib import Path
 
 from hydraflow.protocol import INPUTS_ENV, file_digest, new_manifest
@@ -48,14 +47,21 @@ def input_files(config_dirs: list[Path]) -> set[Path]:
     return files
 
 
-def project_modules() -> Iterator[Path]:
+# The project's module files, and how many modules were imported when they
+# were listed: every job asks again (a replayed trial too), and between jobs
+# the thousands of modules MLflow imports rarely change.
+_listed: tuple[int, list[Path]] = (-1, [])
+
+
+def project_modules() -> list[Path]:
     """The files of imported modules that are not part of the installation."""
-    for module in list(sys.modules.values()):
-        file = getattr(module, "__file__", None)
-        if file and file.endswith(".py"):
-            path = project_file(file)
-            if path is not None:
-                yield path
+    global _listed
+    count = len(sys.modules)
+    if count != _listed[0]:
+        files = (getattr(module, "__file__", None) for module in list(sys.modules.values()))
+        paths = (project_file(f) for f in files if isinstance(f, str) and f.endswith(".py"))
+        _listed = (count, [path for path in paths if path is not None])
+    return list(_listed[1])
 
 
 @functools.cache
