@@ -409,17 +409,16 @@ def test_overrides_are_read_as_yaml_reads_them(text: str) -> None:
     assert read_overrides(text) == (yaml.safe_load(text) or [])
 
 
-def test_a_run_whose_files_may_yet_come_is_left_for_later(tmp_path: Path) -> None:
+def test_a_running_run_without_files_is_left_for_later(tmp_path: Path) -> None:
     here = tmp_path / "artifacts"
     (here / ".hydra").mkdir(parents=True)
     (here / ".hydra" / "config.yaml").write_text("a: 1\n")
     runs = [
         ForeignRun("with_files", "FAILED", str(here)),
         ForeignRun("running", "RUNNING", str(tmp_path / "not yet")),
-        ForeignRun("moved", "FINISHED", str(tmp_path / "elsewhere")),
-        ForeignRun("no_files", "FINISHED", str(tmp_path)),
+        ForeignRun("no_files", "FINISHED", str(tmp_path / "none")),
     ]
     found = dict(zip([run.run_id for run in runs], examine(runs, Adoption()), strict=True))
     assert found["with_files"]["hydraflow.adopted"] == ".hydra/config.yaml"
-    assert found["running"] == found["moved"] == {}
+    assert found["running"] == {}
     assert found["no_files"] == {"hydraflow.adopted": "none"}

@@ -205,22 +205,16 @@ def search_page(
 def examine(
     runs: list[ForeignRun], adoption: Adoption, client: MlflowClient | None = None
 ) -> list[dict[str, str]]:
-    """Each run's tags; none for a run without its files that may get them
-    (RUNNING, or its artifact folder not on this disk: a moved store), so it
-    is examined again next time. The files are read by threads, which wait on
-    the disk or the network together; the digests are taken in this one."""
+    """Each run's tags; none for a RUNNING run without its files, which may be
+    on their way, so it is examined again next time. The files are read by
+    threads, which wait on the disk or the network together; the digests are
+    taken in this one."""
     with ThreadPoolExecutor(READERS) as pool:
         files = list(pool.map(functools.partial(hydra_files, client=client), runs))
     return [
-        {} if texts == (None, None) and not final(run) else adoption.tags(*texts)
+        {} if texts == (None, None) and run.status == "RUNNING" else adoption.tags(*texts)
         for run, texts in zip(runs, files, strict=True)
     ]
-
-
-def final(run: ForeignRun) -> bool:
-    """Whether a run without Hydra's files will never have them."""
-    local = local_path(run.artifact_uri)
-    return run.status != "RUNNING" and (local is None or local.is_dir())
 
 
 def hydra_files(run: ForeignRun, client: MlflowClient | None) -> tuple[str | None, str | None]:
