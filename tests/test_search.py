@@ -155,7 +155,7 @@ def test_a_users_optuna_storage_still_works_with_replay(project: Path) -> None:
     first 4 again, and they replay from the store. Trials and runs agree."""
     storage = stamped_optuna_storage(project / "optuna.db")
     overrides = (f"hydra.sweeper.storage={storage}", "hydra.sweeper.study_name=kept")
-    assert "runs: 4 finished," in summary(run_cli("run", "search", *overrides, cwd=project))
+    assert "runs: 4 finished;" in summary(run_cli("run", "search", *overrides, cwd=project))
     assert "runs: 4 skipped," in summary(run_cli("run", "search", *overrides, cwd=project))
     import optuna
 

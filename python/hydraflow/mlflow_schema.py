@@ -43,6 +43,13 @@ STOPPED_TAG = "hydraflow.stopped"
 # and project modules, and, when they fit, each file's hash as JSON.
 CODE_TAG = "hydraflow.code"
 CODE_FILES_TAG = "hydraflow.code.files"
+# A run another tool made (the published HydraFlow, MLflow and Hydra by hand),
+# examined once (`hydraflow.tracking.adoption`): what its digest was taken of,
+# `.hydra/config.yaml` or `.hydra/overrides.yaml`, or `none` when it has
+# neither and so is never any config's run.
+ADOPTED_TAG = "hydraflow.adopted"
+# MLflow's tag on a nested run: a part of its parent, never a config's run.
+PARENT_RUN_TAG = "mlflow.parentRunId"
 
 # MLflow's limits (mlflow.utils.validation), restated to avoid importing it.
 MAX_KEY_LENGTH = 250
@@ -164,6 +171,44 @@ def runs_with_digest_in_sqlite(path: Path, experiment_id: str, digest: str) -> l
     except (sqlite3.Error, ValueError):
         return None
     return [str(row[0]) for row in rows]
+
+
+@dataclass(frozen=True)
+class ForeignRun:
+    """A run without hydraflow's digest, not examined yet (see ADOPTED_TAG)."""
+
+    run_id: str
+    status: str
+    artifact_uri: str
+
+
+def foreign_runs_in_sqlite(path: Path, experiment: str) -> list[ForeignRun]:
+    """The active runs of `experiment` that carry neither hydraflow's digest
+    nor the mark of an earlier examination, nested runs left out: one query
+    on the tags' index."""
+    query = f"""
+        SELECT runs.run_uuid, runs.status, COALESCE(runs.artifact_uri, '')
+        FROM runs JOIN experiments ON experiments.experiment_id = runs.experiment_id
+        WHERE experiments.name = ? AND runs.lifecycle_stage = '{ACTIVE}'
+          AND NOT EXISTS (SELECT 1 FROM tags WHERE tags.run_uuid = runs.run_uuid
+                          AND tags.key IN (?, ?, ?))
+    """
+    keys = (DIGEST_TAG, ADOPTED_TAG, PARENT_RUN_TAG)
+    try:
+        with contextlib.closing(connect_read_only(path)) as connection:
+            rows = connection.execute(query, (experiment, *keys)).fetchall()
+    except sqlite3.Error:
+        return []
+    return [ForeignRun(*row) for row in rows]
+
+
+def write_tags_in_sqlite(path: Path, tags: list[tuple[str, str, str]]) -> None:
+    """Sets tags `(run_id, key, value)` in one transaction, straight into
+    MLflow's `tags` table (MLflow's client would take a call per run)."""
+    with contextlib.closing(sqlite3.connect(path, timeout=30)) as connection, connection:
+        connection.executemany(
+            "INSERT OR REPLACE INTO tags (run_uuid, key, value) VALUES (?, ?, ?)", tags
+        )
 
 
 def all_finished_in_sqlite(path: Path, run_ids: list[str]) -> bool:

@@ -88,7 +88,7 @@ def main(
     hydra_main, path = hydra_decorator(config_path, config_name, version_base)
     name = None if config_name is UNSPECIFIED else config_name
     options = TrackingOptions(
-        store_uri(tracking_uri), force_new_run, match_overrides, rerun_finished
+        store_uri(tracking_uri), force_new_run, match_overrides, rerun_finished, tuple(secrets)
     )
 
     def decorator(app: App) -> Callable[..., Any]:
@@ -257,12 +257,15 @@ class TrackedJob:
         """The skip decided from a SQLite store without importing MLflow."""
         from hydraflow.mlflow_schema import find_finished_in_sqlite
         from hydraflow.store import sqlite_path
+        from hydraflow.tracking.adoption import adopt_in_sqlite
 
         if self.options.force_new_run or self.options.rerun_finished:
             return None
-        path = sqlite_path(self.options.uri(context.launch_dir))
+        uri = self.options.uri(context.launch_dir)
+        path = sqlite_path(uri)
         if path is None or not path.exists():
             return None
+        adopt_in_sqlite(uri, context.experiment, context.launch_dir, self.options.adoption())
         digest = self.options.digest(context, config_yaml)
         found = find_finished_in_sqlite(path, context.experiment, digest)
         if found is not None:

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import functools
 import hashlib
-from collections.abc import Iterable
-from typing import TYPE_CHECKING
+import json
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from hydraflow.mlflow_schema import DIGEST_TAG, runs_with_digest_in_sqlite
 from hydraflow.store import retry_busy, sqlite_path
@@ -26,6 +27,11 @@ def config_digest(config_yaml: str) -> str:
 
 def overrides_digest(overrides: Iterable[str]) -> str:
     return hashlib.sha256("\n".join(sorted(overrides)).encode()).hexdigest()
+
+
+def config_json(config: Mapping[str, Any]) -> str:
+    """The recorded config as the tag `hydraflow.config` holds it."""
+    return json.dumps(config, sort_keys=True, separators=(",", ":"), default=str)
 
 
 def find_runs(client: MlflowClient, experiment_id: str, digest: str) -> list[Run]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import logging
 import sys
 import time
@@ -39,7 +38,8 @@ from hydraflow.store import (
     sqlite_path,
     tracking_uri,
 )
-from hydraflow.tracking.identity import config_digest, find_runs, overrides_digest
+from hydraflow.tracking.adoption import Adoption, adopt_in_sqlite, adopt_with_client
+from hydraflow.tracking.identity import config_digest, config_json, find_runs, overrides_digest
 from hydraflow.tracking.owner import Heartbeat, Owner, owner_alive, owner_of
 from hydraflow.tracking.record import append_log, log_hydra_files, log_params
 
@@ -112,9 +112,14 @@ class TrackingOptions:
     force_new_run: bool = False
     match_overrides: bool = False
     rerun_finished: bool = False
+    # The keys recorded as `***`: a foreign run's config is digested with them hidden.
+    secrets: tuple[str, ...] = ()
 
     def uri(self, launch_dir: Path) -> str:
         return tracking_uri(self.tracking_uri, launch_dir)
+
+    def adoption(self) -> Adoption:
+        return Adoption(self.match_overrides, self.secrets)
 
     def digest(self, context: JobContext, config_yaml: str) -> str:
         if self.match_overrides:
@@ -179,6 +184,12 @@ def claim_in(
 ) -> Claim:
     digest = options.digest(context, config_yaml)
     local = sqlite_path(uri) is not None
+    if options.force_new_run:
+        pass  # no run is looked for, so no run made by another tool either
+    elif local:
+        adopt_in_sqlite(uri, context.experiment, context.launch_dir, options.adoption())
+    else:
+        adopt_with_client(client, experiment_id, uri, context.experiment, options.adoption())
     lock = lock_for(uri, context.launch_dir) if local else contextlib.nullcontext()
     with lock:
         runs = [] if options.force_new_run else find_runs(client, experiment_id, digest)
@@ -280,9 +291,9 @@ def run_tags(digest: str, context: JobContext, config: Mapping[str, Any]) -> dic
     tags.update(
         {f"{CHOICE_TAG_PREFIX}{group}": option for group, option in context.choices.items()}
     )
-    config_json = json.dumps(config, sort_keys=True, separators=(",", ":"), default=str)
-    if len(config_json) <= MAX_TAG_LENGTH:
-        tags[CONFIG_TAG] = config_json
+    recorded = config_json(config)
+    if len(recorded) <= MAX_TAG_LENGTH:
+        tags[CONFIG_TAG] = recorded
     return tags
 
 
@@ -489,7 +500,9 @@ def start_run(
 
     found = find_secrets(as_omegaconf(config), secrets)
     context = JobContext.current(experiment_name).redacted(found)
-    options = TrackingOptions(tracking_uri, force_new_run, match_overrides, rerun_finished=True)
+    options = TrackingOptions(
+        tracking_uri, force_new_run, match_overrides, rerun_finished=True, secrets=tuple(secrets)
+    )
     config_yaml, container = to_record(config, found)
     code = current_code(context.launch_dir)
     claimed = claim(context, config_yaml, container, options, code.tags())

@@ -1,0 +1,281 @@
+"""Adopting runs made by other tools: what a store of 10,000 such runs costs
+the first time an app reaches it, and every time after.
+
+The store is made as the published HydraFlow leaves one: MLflow creates the
+database and the experiment through its client; 10,000 FINISHED runs are
+inserted in bulk into MLflow's tables (with the tags MLflow itself sets, no
+hydraflow tag), each with Hydra's `.hydra/config.yaml` (in Hydra's own
+YAML), `overrides.yaml`, `hydra.yaml` and a log. Three stores: configs of
+plain values (13 keys, nested); the same with a reference to other keys
+(`${model.name}_${seed}`), both read with libyaml; and the same with a
+resolver (`${oc.env:...}`), which go through OmegaConf as the app's own do.
+
+The stores are cached in the temp directory (HYDRAFLOW_BENCH_CACHE), so
+reruns skip building them. Figures, each from fresh processes:
+1. the examination alone (`adopt_in_sqlite`, imports apart): once, on the
+   untouched store (median of 3; the tags are removed between rounds);
+2. the check every later process makes (nothing left to examine), median of 5;
+3. an app's run of a new config against the store: the first (which adopts
+   the 10,000) and the next (which has nothing to adopt).
+
+Target: the one-time cost of 10,000 runs no more than a few seconds.
+
+Run: .venv/bin/python benches/bench_adoption.py
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import random
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from hydraflow.mlflow_schema import ADOPTED_TAG, CONFIG_TAG, DIGEST_TAG, OVERRIDES_TAG
+
+RUNS = 10_000
+KINDS = ("plain", "interpolated", "resolver")
+FORMAT = 1  # bump when the stores' contents change, so caches are rebuilt
+EXPERIMENT = "train"
+TARGET_SECONDS = 5.0
+HYDRA_YAML = "hydra:\n  run:\n    dir: outputs/x\n" + "  # hydra's own settings\n" * 150
+LOG = "[2026-11-25 10:00:00,000][__main__][INFO] - training\n" * 20
+
+EXAMINE = """
+import sys, time
+from pathlib import Path
+from hydraflow.tracking.adoption import Adoption, adopt_in_sqlite
+folder = Path(sys.argv[1])
+start = time.perf_counter()
+count = adopt_in_sqlite(f"sqlite:///{folder / 'mlflow.db'}", "train", folder, Adoption())
+print(count, time.perf_counter() - start)
+"""
+
+APP = """
+from dataclasses import dataclass
+
+import hydraflow
+
+
+@dataclass
+class Config:
+    seed: int = 0
+
+
+@hydraflow.main(Config)
+def app(run, cfg):
+    pass
+
+
+if __name__ == "__main__":
+    app()
+"""
+
+
+def config(index: int, kind: str) -> dict[str, Any]:
+    pick = random.Random(index)
+    cfg = {
+        "lr": pick.choice([1e-4, 3e-4, 1e-3, 3e-3, 1e-2]),
+        "seed": index,
+        "batch": pick.choice([32, 64, 128]),
+        "epochs": pick.randrange(10, 14),
+        "optimizer": pick.choice(["adam", "sgd", "adamw"]),
+        "dropout": pick.choice([0.0, 0.1, 0.2, 0.3]),
+        "augment": pick.random() < 0.5,
+        "layers": pick.choice([[64, 64], [128, 64, 32]]),
+        "model": {"name": pick.choice(["cnn", "vit"]), "depth": pick.randrange(2, 8)},
+        "data": {"path": "/data/train", "shuffle": pick.random() < 0.7},
+    }
+    if kind == "interpolated":
+        cfg["run_name"] = "${model.name}_${seed}"
+    if kind == "resolver":
+        cfg["token"] = "${oc.env:BENCH_TOKEN,none}"
+    return cfg
+
+
+def build(folder: Path, kind: str) -> None:
+    import mlflow
+    from omegaconf import OmegaConf
+
+    folder.mkdir(parents=True)
+    with contextlib.chdir(folder):
+        experiment = mlflow.MlflowClient(f"sqlite:///{folder / 'mlflow.db'}").create_experiment(
+            EXPERIMENT
+        )
+    root = folder / "mlruns" / experiment
+    root.mkdir(parents=True)
+    (root / "hydra.yaml").write_text(HYDRA_YAML)
+    runs, tags, writes = [], [], []
+    with ThreadPoolExecutor(8) as pool:
+        for index in range(RUNS):
+            run_id = uuid.UUID(int=random.Random(f"run{index}").getrandbits(128)).hex
+            name = f"run-{index}"
+            artifacts = root / run_id / "artifacts"
+            text = OmegaConf.to_yaml(OmegaConf.create(config(index, kind)))
+            writes.append(pool.submit(write_artifacts, artifacts, text, index))
+            start = 1_790_000_000_000 + index * 1000
+            runs.append(
+                (run_id, name, "LOCAL", "train.py", "", "bench", "FINISHED", start,
+                 start + 900, "", "active", str(artifacts), int(experiment))
+            )  # fmt: skip
+            for key, value in {
+                "mlflow.user": "bench",
+                "mlflow.source.name": "train.py",
+                "mlflow.source.type": "LOCAL",
+                "mlflow.runName": name,
+            }.items():
+                tags.append((key, value, run_id))
+        for write in writes:
+            write.result()
+    with contextlib.closing(sqlite3.connect(folder / "mlflow.db")) as db, db:
+        db.executemany(
+            "INSERT INTO runs (run_uuid, name, source_type, source_name, entry_point_name,"
+            " user_id, status, start_time, end_time, source_version, lifecycle_stage,"
+            " artifact_uri, experiment_id) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            runs,
+        )
+        db.executemany("INSERT INTO tags (key, value, run_uuid) VALUES (?,?,?)", tags)
+    with contextlib.closing(sqlite3.connect(folder / "mlflow.db")) as db:
+        db.execute("PRAGMA journal_mode = WAL")
+
+
+def write_artifacts(folder: Path, config_yaml: str, index: int) -> None:
+    hydra = folder / ".hydra"
+    hydra.mkdir(parents=True)
+    (hydra / "config.yaml").write_text(config_yaml)
+    (hydra / "overrides.yaml").write_text(f"- seed={index}\n")
+    os.link(folder.parents[1] / "hydra.yaml", hydra / "hydra.yaml")
+    (folder / "train.log").write_text(LOG)
+
+
+def cache_dir() -> Path:
+    default = Path(tempfile.gettempdir()) / "hydraflow-bench-adoption"
+    return Path(os.environ.get("HYDRAFLOW_BENCH_CACHE", default))
+
+
+def store(name: str) -> Path:
+    """The store, built once and cached in the temp directory (an app's runs
+    added by a measurement stay; the tags adoption writes are removed)."""
+    folder = cache_dir() / f"v{FORMAT}-{name}"
+    ready = folder / "ready"
+    if not ready.exists():
+        if folder.exists():
+            subprocess.run(["rm", "-rf", str(folder)], check=True)
+        started = time.perf_counter()
+        build(folder, name)
+        print(f"built {name}: {time.perf_counter() - started:.1f} s", file=sys.stderr)
+        ready.touch()
+    return folder
+
+
+def forget_adoption(folder: Path) -> None:
+    """Removes what adoption wrote, from the adopted runs only (an app's own
+    runs keep their digests)."""
+    keys = (DIGEST_TAG, ADOPTED_TAG, OVERRIDES_TAG, CONFIG_TAG)
+    with contextlib.closing(sqlite3.connect(folder / "mlflow.db")) as db, db:
+        adopted = db.execute("SELECT run_uuid FROM tags WHERE key = ?", (ADOPTED_TAG,)).fetchall()
+        db.executemany(
+            "DELETE FROM tags WHERE run_uuid = ? AND key IN (?, ?, ?, ?)",
+            [(run_id, *keys) for (run_id,) in adopted],
+        )
+
+
+def environment() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+
+
+def examine(folder: Path) -> tuple[int, float]:
+    result = subprocess.run(
+        [sys.executable, "-c", EXAMINE, str(folder)],
+        capture_output=True,
+        text=True,
+        env=environment(),
+        check=True,
+    )
+    count, seconds = result.stdout.split()
+    return int(count), float(seconds)
+
+
+def app_seconds(folder: Path, seed: int) -> float:
+    start = time.perf_counter()
+    subprocess.run(
+        [sys.executable, "app.py", f"seed={seed}", f"hydra.job.name={EXPERIMENT}"],
+        cwd=folder,
+        env=environment(),
+        capture_output=True,
+        check=True,
+    )
+    return time.perf_counter() - start
+
+
+def untagged(folder: Path) -> int:
+    """The runs without a digest."""
+    with contextlib.closing(sqlite3.connect(folder / "mlflow.db")) as db:
+        (count,) = db.execute(
+            "SELECT COUNT(*) FROM runs WHERE run_uuid NOT IN "
+            "(SELECT run_uuid FROM tags WHERE key = ?)",
+            (DIGEST_TAG,),
+        ).fetchone()
+    return int(count)
+
+
+def measure(folder: Path) -> dict[str, float]:
+    once = []
+    for _ in range(3):
+        forget_adoption(folder)
+        count, seconds = examine(folder)
+        assert count == RUNS, count
+        once.append(seconds)
+    assert untagged(folder) == 0
+    later = []
+    for _ in range(5):
+        count, seconds = examine(folder)
+        assert count == 0, count
+        later.append(seconds)
+    forget_adoption(folder)
+    (folder / "app.py").write_text(textwrap.dedent(APP))
+    seed = -int(time.time())  # a new config each time
+    first = app_seconds(folder, seed)
+    assert untagged(folder) == 0
+    after = app_seconds(folder, seed - 1)
+    return {
+        "once": statistics.median(once),
+        "later": statistics.median(later),
+        "app_first": first,
+        "app_after": after,
+    }
+
+
+def main() -> int:
+    print(f"load average {os.getloadavg()[0]:.2f} at the start", file=sys.stderr)
+    results = {}
+    for name in KINDS:
+        results[name] = measure(store(name))
+    print(f"load average {os.getloadavg()[0]:.2f} at the end")
+    print(f"{RUNS:,} runs | examined once | each later process | app, first | app, next")
+    met = True
+    for name, figures in results.items():
+        print(
+            f"{name:12} | {figures['once']:.2f} s | {figures['later'] * 1000:.1f} ms"
+            f" | {figures['app_first']:.2f} s | {figures['app_after']:.2f} s"
+        )
+        met = met and figures["once"] <= TARGET_SECONDS
+    print(
+        f"target: examined once <= {TARGET_SECONDS} s, every store: {'met' if met else 'NOT met'}"
+    )
+    print(json.dumps(results), file=sys.stderr)
+    return 0 if met else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
