@@ -98,13 +98,18 @@ def test_the_rule_reads_a_servers_runs_as_mlflow_does(tracking_server: TrackingS
     later = Counted(client, experiment, current)  # a later process: from the cache
     assert sorted(map(repr, later.at_step("loss", 1))) == expected(client, experiment, current, 1)
     assert later.fetched == []
+    assert later.full_search is not None  # every page, in a thread of its own
+    later.full_search[0].join()
 
     added = new_run({0: 0.5, 1: 0.5})
     later.checked_at = -math.inf  # a second later: a search for the runs ended since
     assert sorted(map(repr, later.at_step("loss", 1))) == expected(client, experiment, current, 1)
     assert later.fetched == [added]
     client.delete_run(added)
-    later.checked_at = later.searched_at = -math.inf  # a minute later: every page
+    later.checked_at = later.searched_at = -math.inf  # a minute later: every page again
+    later.at_step("loss", 1)
+    assert later.full_search is not None
+    later.full_search[0].join()
     assert sorted(map(repr, later.at_step("loss", 1))) == expected(client, experiment, current, 1)
 
 

@@ -8,12 +8,13 @@ import functools
 import hashlib
 import math
 import os
+import threading
 import time
 import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import polars as pl
@@ -299,17 +300,23 @@ def merged(segments: list[Segment]) -> Segment:
 
 
 class ClientHistories:
-    """A tracking server. The completed runs are found by a search: every
-    page the first time and every FULL_REFRESH_SECONDS, in between (at most
-    once a second) only the runs that ended lately. Their points are kept as
-    a SQLite store's are (`Segments`), in the user's cache folder, so a later
-    process fetches only the runs completed since; those are fetched 100 at
-    a time through the server's bulk history endpoint (`fetch`)."""
+    """A tracking server. The completed runs' points are kept as a SQLite
+    store's are (`Segments`), in the user's cache folder, so a later process
+    fetches only the runs completed since; those are fetched 100 at a time
+    through the server's bulk history endpoint (`fetch`).
+
+    The completed runs are found by searches: at most once a second, only
+    the runs that ended lately (since the newest end seen, less a margin);
+    every page in a thread of its own, every FULL_SEARCH_SECONDS (a search of
+    10,000 runs takes seconds), to drop runs deleted or run again. The first
+    call of a process searches every page itself, unless the cache holds
+    the metric: then the runs the cache holds, and the runs that ended since
+    the newest end its writers saw, until the first full search comes back."""
 
     REFRESH_SECONDS = 1.0
-    FULL_REFRESH_SECONDS = 60.0
+    FULL_SEARCH_SECONDS = 60.0
     # A run that ended this long before the newest one seen is still looked
-    # for by the later searches: end times come from the clients' clocks.
+    # for: end times come from the clients' clocks.
     END_TIME_MARGIN_MS = 600_000
     # The ajax endpoint MLflow's UI draws charts with: one SQL query for up
     # to 100 runs (MLflow's limit), at most 25,000 points a response.
@@ -327,16 +334,22 @@ class ClientHistories:
         self.checked_at = self.searched_at = -math.inf
         self.segments: dict[str, Segments] = {}
         self.bulk = True  # until the server says it has no bulk endpoint
+        # The full search under way (its thread, its answer), and the runs
+        # the searches since it began found.
+        self.full_search: tuple[threading.Thread, dict[str, Any]] | None = None
+        self.recent: set[str] = set()
 
     def at_step(self, metric: str, step: int) -> list[float]:
         from mlflow.exceptions import MlflowException
 
         try:
-            self.refresh()
             segments = self.segments.get(metric)
             if segments is None:
                 folder = client_cache_folder(self.uri, self.experiment_id, metric)
                 segments = self.segments[metric] = Segments.load(folder)
+                if self.searched_at == -math.inf:
+                    self.begin(segments)
+            self.refresh()
             missing = self.completed - segments.included
             if missing:
                 runs = sorted(missing)
@@ -345,23 +358,66 @@ class ClientHistories:
             raise unreachable(self.uri, error) from None
         return segments.at_step(step, self.completed)
 
+    def begin(self, segments: Segments) -> None:
+        """The completed runs, the first time: from the cache when it has
+        them (a full search follows in a thread), else by a full search."""
+        newest_end = read_newest_end(segments.folder)
+        if segments.stored and newest_end is not None:
+            self.completed = segments.included - {self.run_id}
+            self.newest_end = newest_end
+            self.start_full_search()
+        else:
+            self.searched_at = time.monotonic()
+            self.completed = frozenset(self.completed_since(None))
+            self.checked_at = time.monotonic()
+
     def refresh(self) -> None:
+        self.collect_full_search()
         now = time.monotonic()
         if now - self.checked_at < self.REFRESH_SECONDS:
             return
         self.checked_at = now
+        if self.full_search is None and now - self.searched_at >= self.FULL_SEARCH_SECONDS:
+            self.start_full_search()
+        found = self.completed_since(self.newest_end - self.END_TIME_MARGIN_MS)
+        self.recent |= found
+        self.completed |= found
+
+    def start_full_search(self) -> None:
+        self.searched_at = time.monotonic()
+        self.recent = set()
+        answer: dict[str, Any] = {}
+
+        def search_all() -> None:
+            try:
+                answer["runs"] = self.completed_since(None)
+            except Exception as error:  # raised again by the caller's thread
+                answer["error"] = error
+
+        thread = threading.Thread(target=search_all, name="hydraflow-completed-runs", daemon=True)
+        thread.start()
+        self.full_search = (thread, answer)
+
+    def collect_full_search(self) -> None:
+        if self.full_search is None or self.full_search[0].is_alive():
+            return
+        answer = self.full_search[1]
+        self.full_search = None
+        if "error" in answer:
+            raise answer["error"]
+        self.completed = frozenset(answer["runs"] | self.recent)
+
+    def completed_since(self, end: int | None) -> set[str]:
+        """The completed runs that ended at `end` or later (all: None)."""
         query = "attributes.status = 'FINISHED'"
-        if now - self.searched_at >= self.FULL_REFRESH_SECONDS:
-            self.searched_at, found = now, set[str]()
-        else:
-            since = self.newest_end - self.END_TIME_MARGIN_MS
-            query += f" AND attributes.end_time >= {since}"
-            found = set(self.completed)
+        if end is not None:
+            query += f" AND attributes.end_time >= {end}"
+        found = set()
         for run in self.search(query):
             self.newest_end = max(self.newest_end, run.info.end_time or 0)
             if run.info.run_id != self.run_id and STOPPED_TAG not in run.data.tags:
                 found.add(run.info.run_id)
-        self.completed = frozenset(found)
+        return found
 
     def search(self, query: str) -> Iterator[Run]:
         token = None
@@ -430,6 +486,30 @@ class ClientHistories:
     def close(self) -> None:
         for segments in self.segments.values():
             segments.save(self.completed)
+            write_newest_end(segments.folder, self.newest_end)
+
+
+NEWEST_END = "newest-end"
+
+
+def read_newest_end(folder: Path) -> int | None:
+    """The newest end of a completed run the cache's writers saw."""
+    try:
+        return int((folder / NEWEST_END).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def write_newest_end(folder: Path, newest_end: int) -> None:
+    """The newest of this process's and the file's. Two writers at once may
+    leave the older: later processes then search further back (no harm)."""
+    newest = max(newest_end, read_newest_end(folder) or 0)
+    partial = folder / f".{NEWEST_END}.{uuid.uuid4().hex}.partial"
+    try:
+        partial.write_text(str(newest))
+        partial.replace(folder / NEWEST_END)
+    except OSError:
+        partial.unlink(missing_ok=True)
 
 
 def points_frame(rows: Iterable[tuple[str, int, float, int]]) -> pl.DataFrame:
