@@ -6,11 +6,13 @@ the oracle; and a server that goes away."""
 
 from __future__ import annotations
 
+import contextlib
 import math
 import shutil
 import uuid
 from pathlib import Path
 
+import hydraflow
 import mlflow
 import pytest
 from hydraflow.errors import HydraflowError
@@ -129,13 +131,24 @@ def test_a_server_gone_mid_sweep_is_one_line(
         client.set_terminated(done)
         read = histories.ClientHistories(client, experiment, current)
         assert read.at_step("loss", 0) == [1.0]
+        mlflow.set_tracking_uri(server.uri)
+        mlflow.start_run(run_id=current)
         daemons.stop()
         read.checked_at = -math.inf
-        with pytest.raises(HydraflowError) as raised:
+        with pytest.raises(HydraflowError) as reading:
             read.at_step("loss", 0)
+        with pytest.raises(HydraflowError) as logging:
+            hydraflow.report("loss", 2.0, 1)
     finally:
         daemons.stop()
+        with contextlib.suppress(Exception):
+            mlflow.end_run()
+        mlflow.set_tracking_uri(None)
         shutil.rmtree(root, ignore_errors=True)
-    message = str(raised.value)
-    assert "\n" not in message and server.uri in message, message
-    assert message.startswith("early stopping could not read the completed runs"), message
+    for raised, start in (
+        (reading, "early stopping could not read the completed runs from the tracking server"),
+        (logging, "report could not log 'loss' to the tracking server"),
+    ):
+        message = str(raised.value)
+        assert "\n" not in message and server.uri in message, message
+        assert message.startswith(start) and message.endswith("connection refused"), message
