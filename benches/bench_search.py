@@ -15,7 +15,11 @@ and a run of that experiment calling `hydraflow.report` under
 values at its step; then a second run, as a later process would (it finds
 the files the first wrote beside the store). Target: milliseconds.
 
-`python benches/bench_search.py report` (or `replay`) runs one half.
+report through a tracking server (`server`): the same stores of 1,000 and
+10,000 runs behind `mlflow server` (SQLite backend), the first call of a
+process with nothing cached, of a later process, and later calls.
+
+`python benches/bench_search.py report` (or `replay`, or `server`) runs one part.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import contextlib
 import os
 import resource
 import shutil
+import signal
 import sqlite3
 import statistics
 import subprocess
@@ -31,6 +36,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -95,14 +101,14 @@ def bench_replay() -> float:
     return cost
 
 
-def build_store(path: Path) -> str:
-    """10,000 finished runs of one experiment; returns its id."""
+def build_store(path: Path, count: int = RUNS) -> str:
+    """`count` finished runs of one experiment; returns its id."""
     import mlflow
 
     client = mlflow.MlflowClient(f"sqlite:///{path}")
     experiment = client.create_experiment("study", artifact_location=str(path.parent / "mlruns"))
     runs, points, tags = [], [], []
-    for index in range(RUNS):
+    for index in range(count):
         run_id = uuid.UUID(int=index + 1).hex
         start = 1_790_000_000_000 + index * 1000
         runs.append((run_id, "FINISHED", start, start + 900, "active", int(experiment)))
@@ -188,10 +194,108 @@ def bench_report() -> float:
     return ms["call"]
 
 
+@contextlib.contextmanager
+def mlflow_server(path: Path) -> Iterator[str]:
+    """`mlflow server` on the SQLite store (as tests/services.py starts one);
+    yields its URI, stops its process group at the end."""
+    import socket
+    import urllib.request
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"
+    argv = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port)]
+    argv += ["--backend-store-uri", f"sqlite:///{path}", "--workers", "1"]
+    with open(path.parent / "server.log", "wb") as log:
+        server = subprocess.Popen(
+            argv, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
+    uri = f"http://127.0.0.1:{port}"
+    try:
+        while True:
+            try:
+                with urllib.request.urlopen(f"{uri}/health", timeout=5):
+                    break
+            except OSError:
+                assert server.poll() is None, (path.parent / "server.log").read_text()[-2000:]
+                time.sleep(0.3)
+        yield uri
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+
+
+def bench_report_server(count: int) -> float:
+    """The same, through a tracking server on a store of `count` runs: the
+    first call of a process with nothing cached (it fetches every completed
+    run's history), the first call of a later process (the cache in the
+    user's cache folder), later calls, and `mlflow.log_metric` alone."""
+    import hydraflow
+    import mlflow
+    from hydraflow.tracking.stopping import watching
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "mlflow.db"
+        os.environ["XDG_CACHE_HOME"] = str(Path(tmp) / "cache")
+        experiment = build_store(path, count)
+        with mlflow_server(path) as uri:
+            client = mlflow.MlflowClient(uri)
+            mlflow.set_tracking_uri(uri)
+            rule = hydraflow.MedianStopping("min", warmup_steps=0, min_runs=3)
+            firsts, closes = [], []
+            for _ in range(2):  # each `watching` is what a new process does
+                with mlflow.start_run(experiment_id=experiment) as run:
+                    calls, logs = [], []
+                    with watching(run, client, rule) as trial:
+                        start = time.perf_counter()
+                        hydraflow.report("loss", 0.5, 0)
+                        firsts.append(time.perf_counter() - start)
+                        for step in range(1, 21):
+                            start = time.perf_counter()
+                            hydraflow.report("loss", 0.5 / (step + 1), step)
+                            calls.append(time.perf_counter() - start)
+                            start = time.perf_counter()
+                            mlflow.log_metric("other", 1.0, step=step)
+                            logs.append(time.perf_counter() - start)
+                        assert trial.histories is not None
+                        others = trial.histories.at_step("loss", 1)
+                        assert len(others) == count - count // 10
+                        start = time.perf_counter()
+                    closes.append(time.perf_counter() - start)
+                client.delete_run(run.info.run_id)
+            from hydraflow.tracking.histories import ClientHistories
+
+            fresh = ClientHistories(client, experiment, uuid.uuid4().hex)  # as a new process
+            start = time.perf_counter()
+            fresh.at_step("loss", 1)
+            first_read = time.perf_counter() - start
+            assert fresh.full_search is not None
+            fresh.full_search[0].join()
+            full = time.perf_counter() - start
+            start = time.perf_counter()
+            fresh.completed_since(fresh.newest_end - fresh.END_TIME_MARGIN_MS)
+            recent = time.perf_counter() - start
+        del os.environ["XDG_CACHE_HOME"]
+    call, log = 1000 * statistics.median(calls), 1000 * statistics.median(logs)
+    print(
+        f"server, {count:,} runs: the first call with nothing cached {firsts[0]:.2f} s "
+        f"(the cache written at the job's end: {closes[0]:.2f} s); the first call of a "
+        f"later process {firsts[1]:.2f} s, of which the rule's first read {first_read:.2f} s "
+        f"(a search for the runs ended lately {recent:.2f} s; the full search, in a thread, "
+        f"back after {full:.2f} s); a later call {call:.1f} ms (median of 20); "
+        f"mlflow.log_metric alone {log:.1f} ms"
+    )
+    return call
+
+
 def main() -> int:
     print(f"load average: {os.getloadavg()[0]:.1f}")
-    call_ms = bench_report() if "replay" not in sys.argv[1:] else 0.0
-    cost = bench_replay() if "report" not in sys.argv[1:] else 0.0
+    call_ms = bench_report() if not {"replay", "server"} & set(sys.argv[1:]) else 0.0
+    if "server" in sys.argv[1:]:
+        call_ms = max(bench_report_server(count) for count in (1_000, RUNS))
+    cost = bench_replay() if not {"report", "server"} & set(sys.argv[1:]) else 0.0
     print(f"load average: {os.getloadavg()[0]:.1f}")
     return 0 if cost <= 5 and call_ms < 100 else 1
 

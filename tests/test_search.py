@@ -428,6 +428,7 @@ def test_early_stopping_against_a_tracking_server(
     jobs = f"jobs:\n  grid:\n    run: {PYTHON} stopping_app.py\n    name: {name}\n"
     (tmp_path / "hydraflow.yaml").write_text(jobs + "    sets:\n      - all: rate=2,3,1,4,5\n")
     env = {k: v for k, v in tracking_server.env.items() if k != "NO_COLOR"}
+    env["XDG_CACHE_HOME"] = str(tmp_path / "cache")  # where the histories are kept
 
     def run() -> str:
         command = [HYDRAFLOW, "run", "grid"]

@@ -7,19 +7,23 @@ import bisect
 import functools
 import hashlib
 import math
+import os
+import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import polars as pl
 
 from hydraflow._core import SqliteFileError
 from hydraflow.analysis.reading import columns_frame, frame, open_snapshot, table_layout, with_nan
+from hydraflow.errors import HydraflowError
 from hydraflow.mlflow_schema import STOPPED_TAG
+from hydraflow.remote import masked, why
 from hydraflow.store import connect_read_only, retry_busy, sqlite_path
 
 if TYPE_CHECKING:
@@ -296,61 +300,241 @@ def merged(segments: list[Segment]) -> Segment:
 
 
 class ClientHistories:
-    """A tracking server: the completed runs found by a search (every page,
-    at most once a second), the history of each fetched once (a completed
-    run's history is final)."""
+    """A tracking server. The completed runs' points are kept as a SQLite
+    store's are (`Segments`), in the user's cache folder, so a later process
+    fetches only the runs completed since; those are fetched 100 at a time
+    through the server's bulk history endpoint (`fetch`).
+
+    The completed runs are found by searches: at most once a second, only
+    the runs that ended lately (since the newest end seen, less a margin);
+    every page in a thread of its own, every FULL_SEARCH_SECONDS (a search of
+    10,000 runs takes seconds), to drop runs deleted or run again. The first
+    call of a process searches every page itself, unless the cache holds
+    the metric: then the runs the cache holds, and the runs that ended since
+    the newest end its writers saw, until the first full search comes back."""
 
     REFRESH_SECONDS = 1.0
+    FULL_SEARCH_SECONDS = 60.0
+    # A run that ended this long before the newest one seen is still looked
+    # for: end times come from the clients' clocks. Every search returns the
+    # runs that ended within it (in full, as `search_runs` does): kept short.
+    END_TIME_MARGIN_MS = 60_000
+    # The ajax endpoint MLflow's UI draws charts with: one SQL query for up
+    # to 100 runs (MLflow's limit), at most 25,000 points a response.
+    BULK_ENDPOINT = "/ajax-api/2.0/mlflow/metrics/get-history-bulk"
+    BULK_RUNS = 100
+    BULK_POINTS = 25_000
 
     def __init__(self, client: MlflowClient, experiment_id: str, run_id: str) -> None:
         self.client = client
+        self.uri = str(client.tracking_uri)
         self.experiment_id = experiment_id
         self.run_id = run_id
-        self.cache: dict[tuple[str, str], dict[int, float]] = {}
-        self.runs: list[str] = []
-        self.checked_at = -math.inf
+        self.completed: frozenset[str] = frozenset()
+        self.newest_end = 0
+        self.checked_at = self.searched_at = -math.inf
+        self.segments: dict[str, Segments] = {}
+        self.bulk = True  # until the server says it has no bulk endpoint
+        # The full search under way (its thread, its answer), and the runs
+        # the searches since it began found.
+        self.full_search: tuple[threading.Thread, dict[str, Any]] | None = None
+        self.recent: set[str] = set()
 
-    def completed(self) -> list[str]:
+    def at_step(self, metric: str, step: int) -> list[float]:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            segments = self.segments.get(metric)
+            if segments is None:
+                folder = client_cache_folder(self.uri, self.experiment_id, metric)
+                segments = self.segments[metric] = Segments.load(folder)
+                if self.searched_at == -math.inf:
+                    self.begin(segments)
+            self.refresh()
+            missing = self.completed - segments.included
+            if missing:
+                runs = sorted(missing)
+                segments.add(self.fetch(metric, runs), runs)
+        except (MlflowException, OSError) as error:  # requests' errors are OSErrors
+            raise unreachable(self.uri, error) from None
+        return segments.at_step(step, self.completed)
+
+    def begin(self, segments: Segments) -> None:
+        """The completed runs, the first time: from the cache when it has
+        them (a full search follows in a thread), else by a full search."""
+        newest_end = read_newest_end(segments.folder)
+        if segments.stored and newest_end is not None:
+            self.completed = segments.included - {self.run_id}
+            self.newest_end = newest_end
+            self.start_full_search()
+        else:
+            self.searched_at = time.monotonic()
+            self.completed = frozenset(self.completed_since(None))
+            self.checked_at = time.monotonic()
+
+    def refresh(self) -> None:
+        self.collect_full_search()
         now = time.monotonic()
-        if now - self.checked_at >= self.REFRESH_SECONDS:
-            self.checked_at = now
-            self.runs = [
-                run.info.run_id
-                for run in self.search()
-                if run.info.run_id != self.run_id and STOPPED_TAG not in run.data.tags
-            ]
-        return self.runs
+        if now - self.checked_at < self.REFRESH_SECONDS:
+            return
+        self.checked_at = now
+        if self.full_search is None and now - self.searched_at >= self.FULL_SEARCH_SECONDS:
+            self.start_full_search()
+        found = self.completed_since(self.newest_end - self.END_TIME_MARGIN_MS)
+        self.recent |= found
+        self.completed |= found
 
-    def search(self) -> Iterator[Run]:
+    def start_full_search(self) -> None:
+        self.searched_at = time.monotonic()
+        self.recent = set()
+        answer: dict[str, Any] = {}
+
+        def search_all() -> None:
+            try:
+                answer["runs"] = self.completed_since(None)
+            except Exception as error:  # raised again by the caller's thread
+                answer["error"] = error
+
+        thread = threading.Thread(target=search_all, name="hydraflow-completed-runs", daemon=True)
+        thread.start()
+        self.full_search = (thread, answer)
+
+    def collect_full_search(self) -> None:
+        if self.full_search is None or self.full_search[0].is_alive():
+            return
+        answer = self.full_search[1]
+        self.full_search = None
+        if "error" in answer:
+            raise answer["error"]
+        self.completed = frozenset(answer["runs"] | self.recent)
+
+    def completed_since(self, end: int | None) -> set[str]:
+        """The completed runs that ended at `end` or later (all: None)."""
+        query = "attributes.status = 'FINISHED'"
+        if end is not None:
+            query += f" AND attributes.end_time >= {end}"
+        found = set()
+        for run in self.search(query):
+            self.newest_end = max(self.newest_end, run.info.end_time or 0)
+            if run.info.run_id != self.run_id and STOPPED_TAG not in run.data.tags:
+                found.add(run.info.run_id)
+        return found
+
+    def search(self, query: str) -> Iterator[Run]:
         token = None
         while True:
-            page = retry_busy(functools.partial(self.page, token))
+            page = retry_busy(functools.partial(self.page, query, token))
             yield from page
             token = page.token
             if not token:
                 return
 
-    def page(self, token: str | None) -> PagedList[Run]:
+    def page(self, query: str, token: str | None) -> PagedList[Run]:
         return self.client.search_runs(
-            [self.experiment_id],
-            filter_string="attributes.status = 'FINISHED'",
-            max_results=10_000,
-            page_token=token,
+            [self.experiment_id], filter_string=query, max_results=10_000, page_token=token
         )
 
-    def history(self, run_id: str, metric: str) -> dict[int, float]:
-        if (run_id, metric) not in self.cache:
-            points = retry_busy(lambda: self.client.get_metric_history(run_id, metric))
-            latest = sorted(points, key=lambda p: p.timestamp)
-            self.cache[run_id, metric] = {p.step: p.value for p in latest}
-        return self.cache[run_id, metric]
+    def fetch(self, metric: str, runs: list[str]) -> pl.DataFrame:
+        """The runs' points, each run's in MLflow's order (by timestamp: a
+        step logged twice keeps its later value)."""
+        parts = [
+            self.fetch_some(metric, runs[start : start + self.BULK_RUNS])
+            for start in range(0, len(runs), self.BULK_RUNS)
+        ]
+        return pl.concat(parts) if parts else pl.DataFrame(schema=POINTS)
 
-    def at_step(self, metric: str, step: int) -> list[float]:
-        values = (self.history(run_id, metric).get(step) for run_id in self.completed())
-        return [v for v in values if v is not None]
+    def fetch_some(self, metric: str, runs: list[str]) -> pl.DataFrame:
+        """In one bulk request; a response cut at its limit is asked again
+        in halves, a single run's through the client's paged history (as is
+        every run's when the server has no bulk endpoint: MLflow's REST API
+        proper reads one run's history a request)."""
+        rows = self.fetch_bulk(metric, runs) if self.bulk else None
+        if rows is not None and len(rows) < self.BULK_POINTS:
+            return points_frame(rows)
+        if rows is not None and len(runs) > 1:
+            halves = (runs[: len(runs) // 2], runs[len(runs) // 2 :])
+            return pl.concat([self.fetch_some(metric, half) for half in halves])
+        return points_frame(
+            (run_id, point.step, point.value, point.timestamp)
+            for run_id in runs
+            for point in retry_busy(
+                functools.partial(self.client.get_metric_history, run_id, metric)
+            )
+        )
+
+    def fetch_bulk(self, metric: str, runs: list[str]) -> list[tuple[str, int, float, int]] | None:
+        """The points, or None when the server has no such endpoint."""
+        from mlflow.utils.rest_utils import http_request
+
+        store = self.client._tracking_client.store
+        get_host_creds = getattr(store, "get_host_creds", None)
+        if get_host_creds is None:
+            self.bulk = False
+            return None
+        params = {"run_id": runs, "metric_key": metric, "max_results": self.BULK_POINTS}
+        response = http_request(  # type: ignore[no-untyped-call]
+            get_host_creds(), self.BULK_ENDPOINT, "GET", params=params
+        )
+        if response.status_code in (404, 405):  # an older server, or a proxy that hides it
+            self.bulk = False
+            return None
+        response.raise_for_status()
+        return [
+            (m["run_id"], int(m["step"]), float(m["value"]), int(m["timestamp"]))
+            for m in response.json().get("metrics", [])
+        ]
 
     def close(self) -> None:
-        pass
+        for segments in self.segments.values():
+            segments.save(self.completed)
+            write_newest_end(segments.folder, self.newest_end)
+
+
+NEWEST_END = "newest-end"
+
+
+def read_newest_end(folder: Path) -> int | None:
+    """The newest end of a completed run the cache's writers saw."""
+    try:
+        return int((folder / NEWEST_END).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def write_newest_end(folder: Path, newest_end: int) -> None:
+    """The newest of this process's and the file's. Two writers at once may
+    leave the older: later processes then search further back (no harm)."""
+    newest = max(newest_end, read_newest_end(folder) or 0)
+    partial = folder / f".{NEWEST_END}.{uuid.uuid4().hex}.partial"
+    try:
+        partial.write_text(str(newest))
+        partial.replace(folder / NEWEST_END)
+    except OSError:
+        partial.unlink(missing_ok=True)
+
+
+def points_frame(rows: Iterable[tuple[str, int, float, int]]) -> pl.DataFrame:
+    """Points as `Segment.of` takes them: each run's in timestamp order (a
+    stable sort keeps MLflow's order of points logged at one timestamp)."""
+    schema = {"run_uuid": pl.String, "step": pl.Int64, "value": pl.Float64, "timestamp": pl.Int64}
+    points = pl.DataFrame(list(rows), schema=schema, orient="row")
+    return points.sort("run_uuid", "timestamp", maintain_order=True).drop("timestamp")
+
+
+def client_cache_folder(uri: str, experiment_id: str, metric: str) -> Path:
+    """In the user's cache folder; named by the tracking URI (hashed: it may
+    hold a password), the experiment and the metric."""
+    root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    key = hashlib.sha256(f"{uri}\0{experiment_id}\0{metric}".encode()).hexdigest()
+    return root / "hydraflow" / "histories" / key[:32]
+
+
+def unreachable(uri: str, error: Exception) -> HydraflowError:
+    """A server gone mid-sweep: one line, where a traceback would say no more."""
+    return HydraflowError(
+        f"early stopping could not read the completed runs from the tracking server "
+        f"{masked(uri)}: {why(error)}"
+    )
 
 
 def open_histories(run: Run, client: MlflowClient) -> Histories:

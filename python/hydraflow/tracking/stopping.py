@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from hydraflow import protocol
 from hydraflow.errors import HydraflowError
 from hydraflow.mlflow_schema import STOPPED_TAG, VALUE_TAG
+from hydraflow.remote import chain, masked, why
 from hydraflow.store import retry_busy
 from hydraflow.tracking.values import encode
 
@@ -145,8 +146,18 @@ def report(name: str, value: float, step: int) -> bool:
     would) and returns True when the run should stop now, by the rule of
     `@hydraflow.main(stopping=...)`; always False without one."""
     import mlflow
+    from mlflow.exceptions import MlflowException
 
-    mlflow.log_metric(name, value, step=step)
+    try:
+        mlflow.log_metric(name, value, step=step)
+    except MlflowException as error:
+        if not any(isinstance(cause, OSError) for cause in chain(error)):
+            raise  # the server answered: MLflow's own error says what
+        # A server gone mid-sweep: one line, where a traceback would say no more.
+        uri = masked(mlflow.get_tracking_uri())
+        raise HydraflowError(
+            f"report could not log {name!r} to the tracking server {uri}: {why(error)}"
+        ) from None
     trial = _current
     return trial is not None and trial.report(name, float(value), step)
 
