@@ -33,18 +33,29 @@ class RunExecutor(Executor):
         self, plan: JobPlan, reporter: PlainReporter, events: EventLog, options: RunOptions
     ) -> None:
         from hydraflow.runner.executors.processes import run_commands
+        from hydraflow.runner.executors.warm import WarmInterpreter
         from hydraflow.runner.finished import FinishedProof
 
         commands = plan.commands()
         proof = None if options.rerun else FinishedProof(Path.cwd())
-        run_commands(
-            commands,
-            reporter,
-            events,
-            jobs=options.jobs,
-            keep_going=options.keep_going,
-            proof=proof,
-        )
+        # Said once each with -v: why commands start cold, or that they start warm.
+        note = reporter.message if options.verbose else None
+        warm = None if options.cold else WarmInterpreter(note)
+        if options.cold and note is not None:
+            note("commands start cold: --cold")
+        try:
+            run_commands(
+                commands,
+                reporter,
+                events,
+                jobs=options.jobs,
+                keep_going=options.keep_going,
+                proof=proof,
+                warm=warm,
+            )
+        finally:
+            if warm is not None:
+                warm.close()
 
 
 class CallExecutor(Executor):

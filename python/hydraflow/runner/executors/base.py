@@ -29,6 +29,10 @@ class RunOptions:
     keep_going: bool = False
     # Run every config again, as new runs: no command is skipped as proven finished.
     rerun: bool = False
+    # Start every command as a fresh process, never from the warm interpreter.
+    cold: bool = False
+    # Say how commands start (warm, or cold and why).
+    verbose: bool = False
 
 
 class Executor:
