@@ -26,6 +26,7 @@ import importlib
 import importlib.machinery
 import json
 import os
+import re
 import selectors
 import shutil
 import signal
@@ -56,6 +57,10 @@ PRELOAD = (
     "hydraflow",
     "hydraflow.tracking",
 )
+PRELOADED_IMPORT = re.compile(
+    rb"^\s*(from\s+|import\s+([\w.]+\s*,\s*)*)(hydraflow|hydra|mlflow|omegaconf)\b", re.M
+)
+MLFLOW_SESSION_ENV = "_MLFLOW_TELEMETRY_SESSION_ID"
 # Hydra scans this namespace for plugins in every app: the installed ones are
 # imported ahead (best effort: a plugin that fails fails again, as in a fresh app).
 PLUGIN_NAMESPACE = "hydra_plugins"
@@ -100,7 +105,20 @@ def python_target(argv: Sequence[str], environment: Mapping[str, str]) -> Target
     script = argv[1]
     if not os.path.isfile(script) or script.endswith((".pyc", ".pyz", ".zip")):
         return f"'{script}' is not a Python source file"
+    if not imports_preloaded(script):
+        return f"'{script}' imports none of Hydra, MLflow, hydraflow (a fresh start is quicker)"
     return Target(executable, "script", script, tuple(argv[2:]))
+
+
+def imports_preloaded(script: str) -> bool:
+    """Whether the script names a preloaded library in an import: only then
+    does the warm interpreter save time (a plain script starts in 50 ms)."""
+    try:
+        with open(script, "rb") as file:
+            source = file.read(1 << 20)
+    except OSError:
+        return False
+    return PRELOADED_IMPORT.search(source) is not None
 
 
 def same_interpreter(found: str) -> bool:
@@ -336,7 +354,8 @@ class Pristine:
     startup_modules: frozenset[str]
     handlers: dict[int, Any]
     fds: set[int]
-    warnings: list[warnings.WarningMessage]
+    warnings: list[tuple[Warning | str, type[Warning], str, int]]
+    environ: dict[str, str]
 
 
 def serve(startup_modules: frozenset[str]) -> NoReturn:
@@ -350,14 +369,17 @@ def serve(startup_modules: frozenset[str]) -> NoReturn:
         handlers={s: signal.getsignal(s) for s in signal.valid_signals() if is_catchable(s)},
         fds=set(),
         warnings=[],
+        environ={},
     )
-    failure = preload(pristine)
-    if failure is None and threading.active_count() > 1:
+    failure = "threads before the preload (forking is unsafe then)" if threaded() else None
+    failure = failure or preload(pristine)
+    if failure is None and threaded():
         failure = "the preload started threads (forking is unsafe then)"
     if failure is not None:
         send_message(control, {"ready": False, "reason": failure})
         os._exit(0)
     pristine.fds = open_descriptors() - {0, 1, 2, control.fileno()}
+    pristine.environ = dict(os.environ)
     pristine.modules = frozenset(sys.modules)
     # The preloaded objects stay out of the collector's way: a child's
     # collections neither walk them nor copy their pages.
@@ -369,25 +391,39 @@ def serve(startup_modules: frozenset[str]) -> NoReturn:
     child.run()
 
 
+def threaded() -> bool:
+    """Python threads besides this one: a fork copies the locks they hold.
+    (Native threads of the preloaded libraries are let be: OpenBLAS, arrow's
+    jemalloc and polars prepare for a fork; see docs/internals.md.)"""
+    return threading.active_count() > 1
+
+
 def is_catchable(signum: int) -> bool:
     return signum not in (signal.SIGKILL, signal.SIGSTOP)
 
 
 def preload(pristine: Pristine) -> str | None:
-    """Imports the heavy modules; the reason if one fails. Warnings they would
-    show are kept, to be shown by each command, where a fresh app shows them."""
-    with warnings.catch_warnings(record=True) as shown:
+    """Imports the heavy modules; the reason if one fails. Warnings they show
+    are kept, to be shown by each command, where a fresh app shows them (the
+    filters they add stay: `catch_warnings` would drop them)."""
+    show = warnings.showwarning
+    warnings.showwarning = lambda message, category, filename, lineno, *_: (
+        pristine.warnings.append((message, category, filename, lineno))
+    )
+    try:
         for name in PRELOAD:
             try:
                 importlib.import_module(name)
             except BaseException as error:  # noqa: BLE001 (any failure means: start cold)
                 return f"preloading {name} failed ({type(error).__name__}: {error})"
         preload_plugins()
-    pristine.warnings = list(shown)
+    finally:
+        warnings.showwarning = show
     return None
 
 
 def preload_plugins() -> None:
+    """The modules Hydra's scan imports: each plugin's public ones."""
     import pkgutil
 
     try:
@@ -395,6 +431,8 @@ def preload_plugins() -> None:
     except ImportError:
         return
     for module in pkgutil.walk_packages(namespace.__path__, f"{PLUGIN_NAMESPACE}."):
+        if any(part.startswith("_") for part in module.name.split(".")):
+            continue  # Hydra's scan leaves these to the plugin
         with contextlib.suppress(Exception):
             importlib.import_module(module.name)
 
@@ -457,7 +495,7 @@ class Server:
 
     def refusal(self, message: dict[str, Any]) -> str | None:
         """Why this command cannot start warm after all."""
-        if threading.active_count() > 1:
+        if threaded():
             return "the warm interpreter has threads (forking is unsafe then)"
         directory = first_path(message)
         if directory is not None:
@@ -552,16 +590,16 @@ class Child:
                 signal.signal(signum, handler)
         message = self.message
         os.chdir(message["cwd"])
-        os.environ.clear()
-        os.environ.update(message["env"])
+        set_environment(message["env"], self.pristine)
         sys.executable = message["executable"]
         sys.orig_argv = list(message["orig_argv"])
         first = first_path(message)
         sys.path[:] = ([] if first is None else [first]) + self.pristine.path
         importlib.invalidate_caches()
         reseed()
+        renew_mlflow_telemetry()
         for shown in self.pristine.warnings:
-            warnings.showwarning(shown.message, shown.category, shown.filename, shown.lineno)
+            warnings.showwarning(*shown)
 
     def execute(self) -> None:
         message = self.message
@@ -634,6 +672,25 @@ def finalize(pristine: Pristine) -> int:
         except Exception:  # noqa: BLE001 (Python's own exit status for it)
             status = 120
     return status
+
+
+def set_environment(environment: dict[str, str], pristine: Pristine) -> None:
+    """The command's environment, with what Python added at start-up (LC_CTYPE
+    when it coerces the C locale) and the preloaded modules at import
+    (pyarrow's allocator settings), as a fresh app has them."""
+    added = {k: v for k, v in pristine.environ.items() if k not in environment}
+    added.pop(MLFLOW_SESSION_ENV, None)  # one per process: renewed below
+    os.environ.clear()
+    os.environ.update(environment)
+    os.environ.update(added)
+
+
+def renew_mlflow_telemetry() -> None:
+    """MLflow makes its telemetry client, with a session id of the process's
+    own, when it is imported: each command makes its own, as a fresh one would."""
+    telemetry = sys.modules.get("mlflow.telemetry.client")
+    if telemetry is not None:
+        telemetry.set_telemetry_client()
 
 
 def reseed() -> None:
