@@ -40,7 +40,8 @@ class RunExecutor(Executor):
         proof = None if options.rerun else FinishedProof(Path.cwd())
         # Said once each with -v: why commands start cold, or that they start warm.
         note = reporter.message if options.verbose else None
-        warm = None if options.cold else WarmInterpreter(note)
+        stopping = lambda: reporter.execution.signal is not None  # noqa: E731
+        warm = None if options.cold else WarmInterpreter(note, stopping)
         if options.cold and note is not None:
             note("commands start cold: --cold")
         try:

@@ -94,6 +94,10 @@ class Interrupts:
         for entry in list(self.running.values()):
             kill_group(entry.process.pid, signum)
 
+    def forward_to(self, entry: Running) -> None:
+        """The step reached so far, to a child that started after it."""
+        kill_group(entry.process.pid, ESCALATION[max(self.level, 0)])
+
 
 def kill_group(pid: int, signum: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -141,6 +145,8 @@ def run_commands(
                 entry = start(command, reporter, done, events, warm)
                 if entry is not None:
                     running[entry.process.pid] = entry
+                    if execution.signal is not None:  # it came while the command started
+                        interrupts.forward_to(entry)
             if not running:
                 break
             finished = wait_for_one(done, interrupts)
@@ -198,6 +204,11 @@ def start(
     )
     try:
         process = None if warm is None else warm.start(command.argv, environment, PER_COMMAND)
+        if process is None and reporter.execution.signal is not None:
+            # Interrupted while the warm interpreter preloaded: never started.
+            events.command_ended(command.index, command.runs, completed=False)
+            reporter.ended(command, 128 + reporter.execution.signal)
+            return None
         process = process or subprocess.Popen(
             command.argv,
             stdin=subprocess.DEVNULL,

@@ -27,6 +27,7 @@ import importlib.machinery
 import json
 import os
 import re
+import select
 import selectors
 import shutil
 import signal
@@ -42,21 +43,25 @@ from dataclasses import dataclass
 from typing import IO, Any, NoReturn
 
 COLD_ENV = "HYDRAFLOW_COLD"
-# Heavy modules every hydraflow app imports; never the user's own.
-PRELOAD = (
-    "omegaconf",
-    "hydra",
+# Heavy modules every hydraflow app imports; never the user's own. A
+# failure of these means the warm interpreter cannot be what a fresh one is.
+PRELOAD = ("omegaconf", "hydra", "mlflow", "hydraflow")
+# What an app imports later, as it runs its first job: imported ahead on a
+# best-effort basis (a module that is not there is left to the app).
+WARM_UP = (
     "hydra._internal.hydra",
     "hydra._internal.utils",
-    "hydra._internal.core_plugins.basic_launcher",
-    "hydra._internal.core_plugins.basic_sweeper",
-    "mlflow",
+    "hydra._internal.logging_config",
     "mlflow.tracking.fluent",
     "mlflow.store.tracking.sqlalchemy_store",
+    "mlflow.store.tracking.sqlalchemy_workspace_store",
     "mlflow.store.tracking.file_store",
-    "hydraflow",
-    "hydraflow.tracking",
+    "mlflow.tracing.processor.otel",
+    "filelock",
 )
+# Packages whose every public module is imported ahead: hydraflow's side of
+# an app and Hydra's own plugins (which Hydra's scan imports in every app).
+WARM_UP_PACKAGES = ("hydraflow.tracking", "hydra._internal.core_plugins")
 PRELOADED_IMPORT = re.compile(
     rb"^\s*(from\s+|import\s+([\w.]+\s*,\s*)*)(hydraflow|hydra|mlflow|omegaconf)\b", re.M
 )
@@ -156,8 +161,14 @@ class WarmInterpreter:
     `python`, stopped at the end. `start` returns None for a command that
     must start cold; `refusals` says why, each reason once."""
 
-    def __init__(self, note: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self,
+        note: Callable[[str], None] | None = None,
+        stopping: Callable[[], bool] = lambda: False,
+    ) -> None:
         self.note = note or (lambda text: None)
+        # Asked while the preload is awaited: a Ctrl-C meanwhile stops the wait.
+        self.stopping = stopping
         self.refusals: list[str] = []
         self.server: subprocess.Popen[bytes] | None = None
         self.control: socket.socket | None = None
@@ -224,22 +235,29 @@ class WarmInterpreter:
             os.close(write_end)
             theirs.close()
         threading.Thread(target=drain, args=(read_end,), daemon=True).start()
-        ours.settimeout(READY_SECONDS)
         began = time.monotonic()
-        try:
-            ready = read_message(ours)
-        except OSError:
-            ready = None
-        ours.settimeout(None)
+        ready = self.await_preload(ours, began + READY_SECONDS)
         if ready is None or not ready.get("ready"):
             default = "the warm interpreter ended while it preloaded"
             self.broken = str((ready or {}).get("reason", default))
             ours.close()
-            self.stop_server()
+            self.stop_server(kill=True)
             return
         self.control, self.environment = ours, environment
         took = time.monotonic() - began
         self.note(f"commands start from a warm interpreter (preloaded in {took:.1f} s)")
+
+    def await_preload(self, sock: socket.socket, deadline: float) -> dict[str, Any] | None:
+        """The server's first message; None if it ended, or hydraflow is stopping."""
+        while not select.select([sock], [], [], 0.1)[0]:
+            if self.stopping():
+                return {"reason": "interrupted while the warm interpreter preloaded"}
+            if time.monotonic() > deadline:
+                return {"reason": f"the preload took more than {READY_SECONDS:.0f} s"}
+        try:
+            return read_message(sock)
+        except OSError:
+            return None
 
     def request(
         self, target: Target, argv: Sequence[str], environment: Mapping[str, str]
@@ -286,9 +304,12 @@ class WarmInterpreter:
                 self.control = None
             self.stop_server()
 
-    def stop_server(self) -> None:
+    def stop_server(self, *, kill: bool = False) -> None:
         if self.server is None:
             return
+        if kill:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.server.pid, signal.SIGKILL)
         try:
             self.server.wait(timeout=10)
         except subprocess.TimeoutExpired:
@@ -416,25 +437,27 @@ def preload(pristine: Pristine) -> str | None:
                 importlib.import_module(name)
             except BaseException as error:  # noqa: BLE001 (any failure means: start cold)
                 return f"preloading {name} failed ({type(error).__name__}: {error})"
-        preload_plugins()
+        warm_up()
     finally:
         warnings.showwarning = show
     return None
 
 
-def preload_plugins() -> None:
-    """The modules Hydra's scan imports: each plugin's public ones."""
+def warm_up() -> None:
+    """The modules an app imports as it runs, best effort: one that fails
+    here fails again in the app, as in a fresh one."""
     import pkgutil
 
-    try:
-        namespace = importlib.import_module(PLUGIN_NAMESPACE)
-    except ImportError:
-        return
-    for module in pkgutil.walk_packages(namespace.__path__, f"{PLUGIN_NAMESPACE}."):
-        if any(part.startswith("_") for part in module.name.split(".")):
-            continue  # Hydra's scan leaves these to the plugin
+    names = list(WARM_UP)
+    for package in (*WARM_UP_PACKAGES, PLUGIN_NAMESPACE):
         with contextlib.suppress(Exception):
-            importlib.import_module(module.name)
+            path = importlib.import_module(package).__path__
+            names += [module.name for module in pkgutil.walk_packages(path, f"{package}.")]
+    for name in names:
+        if any(part.startswith("_") for part in name.split(".")[-1:]):
+            continue  # private: Hydra's scan leaves these to the plugin
+        with contextlib.suppress(Exception):
+            importlib.import_module(name)
 
 
 def open_descriptors() -> set[int]:
