@@ -35,7 +35,7 @@ ROUNDS = int(os.environ.get("BENCH_ROUNDS", "1"))
 
 # A trivial app: one run per command, nothing to compute. Written for both
 # tools' `hydraflow.main` (a dataclass config, `app(run, cfg)`).
-TRIVIAL_APP = '''
+TRIVIAL_APP = """
 from dataclasses import dataclass
 import os, time
 import hydraflow
@@ -53,7 +53,7 @@ def app(run, cfg):
 
 if __name__ == "__main__":
     app()
-'''
+"""
 
 SWEEP_JOBS = """
 jobs:
@@ -222,8 +222,9 @@ def peak_memory(tool: Tool, folder: Path) -> tuple[float, float, float]:
     env = {**tool.environment(), "APP_SLEEP": "2"}
     command = [str(tool.venv / "bin" / "hydraflow"), "run", "sweep", "-j", "2", *tool.extra]
     start = time.perf_counter()
-    process = subprocess.Popen(command, cwd=folder, env=env, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        command, cwd=folder, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     peaks = [0.0, 0.0]
 
     def sample() -> None:

@@ -123,7 +123,9 @@ def test_a_warm_command_is_the_same_as_a_fresh_python(
 def test_the_exit_statuses_are_those_of_python(warm: WarmInterpreter, project: Path) -> None:
     statuses = {}
     for mode in ("return", "exit3", "raise", "interrupt", "sigterm"):
-        process = warm.start([sys.executable, "probe.py", mode], environment(project, "w"), PER_COMMAND)
+        process = warm.start(
+            [sys.executable, "probe.py", mode], environment(project, "w"), PER_COMMAND
+        )
         assert process is not None
         statuses[mode] = finish(process).status
     expected = {"return": 0, "exit3": 3, "raise": 1}
@@ -215,8 +217,12 @@ def test_what_a_warm_start_cannot_do_the_same_starts_cold(
 ) -> None:
     notes: list[str] = []
     interpreter = WarmInterpreter(notes.append)
-    assert interpreter.start([sys.executable, *argv], environment(project, "w"), PER_COMMAND) is None
-    assert interpreter.start([sys.executable, *argv], environment(project, "w"), PER_COMMAND) is None
+    assert (
+        interpreter.start([sys.executable, *argv], environment(project, "w"), PER_COMMAND) is None
+    )
+    assert (
+        interpreter.start([sys.executable, *argv], environment(project, "w"), PER_COMMAND) is None
+    )
     assert len(notes) == 1  # said once
     assert notes[0].startswith(f"commands start cold: {reason}")
     assert interpreter.server is None  # nothing was started for it

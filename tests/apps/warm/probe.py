@@ -11,8 +11,9 @@ import stat
 import sys
 import warnings
 
-import __main__
 import omegaconf  # noqa: F401 (preloaded, so the probe starts warm)
+
+import __main__
 
 mode = sys.argv[1] if len(sys.argv) > 1 else "return"
 helper_was_loaded = "helper" in sys.modules
@@ -46,15 +47,16 @@ state = {
     "stderr": stream(sys.stderr),
     "stdin": [sys.stdin.seekable(), sys.stdin.encoding],
     "open_fds": sorted(int(fd) for fd in os.listdir("/proc/self/fd")),
-    "signals": {s.name: repr(signal.getsignal(s)) for s in (signal.SIGINT, signal.SIGTERM,
-                                                            signal.SIGHUP, signal.SIGPIPE)},
+    "signals": {
+        s.name: repr(signal.getsignal(s))
+        for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGPIPE)
+    },
     "helper": [helper.VALUE, helper_was_loaded],
     "root_logger": [logging.root.level, len(logging.root.handlers)],
     "flags": list(sys.flags),
 }
 if mode == "return":  # the whole state, as an app has it (a cold start takes seconds)
     import mlflow
-    import numpy
     from hydra.core.global_hydra import GlobalHydra
     from hydra.core.plugins import Plugins
 

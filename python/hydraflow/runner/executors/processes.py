@@ -162,7 +162,7 @@ def conclude(
     if interrupted:
         # Whatever the interrupted command left in its group goes too.
         kill_group(finished.process.pid, signal.SIGKILL)
-    status = exit_status(finished.process.returncode)
+    status = exit_status(finished.process.wait())  # reaped: returns at once
     command = finished.command
     command_events = events.command_ended(command.index, command.runs, completed=not interrupted)
     if proof is not None and not interrupted and status == 0:
@@ -203,13 +203,13 @@ def start(
         events.path_for(command.index), events.inputs_path(command.index)
     )
     try:
-        process = None if warm is None else warm.start(command.argv, environment, PER_COMMAND)
-        if process is None and reporter.execution.signal is not None:
+        forked = None if warm is None else warm.start(command.argv, environment, PER_COMMAND)
+        if forked is None and reporter.execution.signal is not None:
             # Interrupted while the warm interpreter preloaded: never started.
             events.command_ended(command.index, command.runs, completed=False)
             reporter.ended(command, 128 + reporter.execution.signal)
             return None
-        process = process or subprocess.Popen(
+        process = forked or subprocess.Popen(
             command.argv,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,

@@ -334,9 +334,7 @@ def send_message(sock: socket.socket, message: dict[str, Any], fds: Sequence[int
         sock.sendall(data[sent:])
 
 
-def read_message(
-    sock: socket.socket, fds: list[int] | None = None
-) -> dict[str, Any] | None:
+def read_message(sock: socket.socket, fds: list[int] | None = None) -> dict[str, Any] | None:
     """One message (None at the end of the stream); its descriptors into `fds`."""
     if fds is None:
         head = read_exactly(sock, HEADER.size, b"")
@@ -428,14 +426,14 @@ def preload(pristine: Pristine) -> str | None:
     are kept, to be shown by each command, where a fresh app shows them (the
     filters they add stay: `catch_warnings` would drop them)."""
     show = warnings.showwarning
-    warnings.showwarning = lambda message, category, filename, lineno, *_: (
-        pristine.warnings.append((message, category, filename, lineno))
+    warnings.showwarning = lambda message, category, filename, lineno, *_: pristine.warnings.append(
+        (message, category, filename, lineno)
     )
     try:
         for name in PRELOAD:
             try:
                 importlib.import_module(name)
-            except BaseException as error:  # noqa: BLE001 (any failure means: start cold)
+            except BaseException as error:
                 return f"preloading {name} failed ({type(error).__name__}: {error})"
         warm_up()
     finally:
@@ -557,7 +555,7 @@ def first_path(message: dict[str, Any]) -> str | None:
         return None
     if message["kind"] == "module":
         return str(message["cwd"])
-    script = os.path.join(message["cwd"], message["name"])
+    script = os.path.join(str(message["cwd"]), str(message["name"]))
     return os.path.dirname(os.path.realpath(script))
 
 
@@ -593,7 +591,7 @@ class Child:
             status = 0
         except SystemExit as exit_request:
             status = system_exit_status(exit_request)
-        except BaseException as error:  # noqa: BLE001 (reported as Python reports it)
+        except BaseException as error:
             report_uncaught(error)
             if isinstance(error, KeyboardInterrupt):
                 finalize(self.pristine)
@@ -654,7 +652,7 @@ class Child:
         with open(path, "rb") as file:
             source = file.read()
         code = compile(source, path, "exec", dont_inherit=True)
-        exec(code, namespace)  # noqa: S102 (the user's script, as `python` runs it)
+        exec(code, namespace)
 
 
 def system_exit_status(exit_request: SystemExit) -> int:
@@ -692,7 +690,7 @@ def finalize(pristine: Pristine) -> int:
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
-        except Exception:  # noqa: BLE001 (Python's own exit status for it)
+        except Exception:
             status = 120
     return status
 
