@@ -22,6 +22,7 @@ class RunExecutor(Executor):
 
     kind = "run"
     accepts_jobs = True
+    accepts_cold = True
 
     def preflight(self, plan: JobPlan) -> None:
         from hydraflow.runner.executors.processes import check_argument_sizes, check_program
