@@ -5,9 +5,12 @@ a 100-command sweep of a trivial app, and the memory of `-j 2`.
 Run: python benches/bench_warm.py   (about 6 minutes on a quiet 2-core machine)
 
 The published tool runs from the virtual environment named by
-HYDRAFLOW_PUBLISHED_VENV (default: /work/published/.venv if it is there, else
-~/.cache/hydraflow/published-0.23.2, made with `pip install hydraflow==0.23.2`
-when missing). Each tool runs in a fresh copy of examples/ with its own
+HYDRAFLOW_PUBLISHED_VENV (default: /work/published/.venv if it has Hydra's
+joblib launcher, which the tutorial's `job_parallel` needs, else
+~/.cache/hydraflow/published-0.23.2, made with `pip install hydraflow==0.23.2
+hydra-joblib-launcher` when missing). Every job's runs are counted in its
+store through the tool's own MLflow: a figure of a job that recorded fewer
+runs than it should is refused. Each tool runs in a fresh copy of examples/ with its own
 environment's `python` first on PATH, as a user's activated venv would; the
 tools take turns in every round, so a change of the machine's load falls on
 all of them. BENCH_ROUNDS (default 1) rounds; the best time of each is shown.
@@ -31,6 +34,15 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 TUTORIAL_FILES = ("example.py", "hydraflow.yaml", "submit.py")
 TUTORIAL_JOBS = ("job_sequential", "job_parallel", "job_submit")
 PUBLISHED_VERSION = "0.23.2"
+PUBLISHED_PACKAGES = (f"hydraflow=={PUBLISHED_VERSION}", "hydra-joblib-launcher")
+TUTORIAL_RUNS = {"job_sequential": 6, "job_parallel": 6, "job_submit": 4}
+# Counts the finished runs of one experiment, as MLflow reads the store the
+# app wrote to (the default tracking URI of that MLflow, in that folder).
+COUNT_RUNS = """
+import sys, mlflow
+runs = mlflow.search_runs(experiment_names=[sys.argv[1]], filter_string="status = 'FINISHED'")
+print(len(runs))
+"""
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "1"))
 
 # A trivial app: one run per command, nothing to compute. Written for both
@@ -79,8 +91,20 @@ class Tool:
         env.update(self.env)
         return env
 
-    def run(self, folder: Path, job: str, *args: str) -> float:
-        """Wall seconds of `hydraflow run JOB`; fails loudly if the job fails."""
+    def runs(self, folder: Path, experiment: str) -> int:
+        result = subprocess.run(
+            [str(self.venv / "bin" / "python"), "-c", COUNT_RUNS, experiment],
+            cwd=folder,
+            env=self.environment(),
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return int(result.stdout.split()[-1])
+
+    def run(self, folder: Path, job: str, *args: str, runs: int | None = None) -> float:
+        """Wall seconds of `hydraflow run JOB`; fails loudly if the job fails
+        or records fewer finished runs than `runs` (the time would be a lie)."""
         start = time.perf_counter()
         result = subprocess.run(
             [str(self.venv / "bin" / "hydraflow"), "run", job, *args, *self.extra],
@@ -92,21 +116,30 @@ class Tool:
         took = time.perf_counter() - start
         if result.returncode != 0:
             raise SystemExit(f"{self.name}: {job} failed:\n{result.stderr[-3000:]}")
+        if runs is not None and (recorded := self.runs(folder, job)) < runs:
+            tail = result.stderr[-3000:]
+            raise SystemExit(f"{self.name}: {job} recorded {recorded} runs, not {runs}:\n{tail}")
         return took
+
+
+def usable(venv: Path) -> bool:
+    """The published hydraflow with Hydra's joblib launcher."""
+    python = venv / "bin" / "python"
+    check = "import hydraflow, hydra_plugins.hydra_joblib_launcher"
+    return python.exists() and subprocess.run([str(python), "-c", check]).returncode == 0
 
 
 def published_venv() -> Path:
     """The published tool's venv: found, or made once with pip."""
     named = os.environ.get("HYDRAFLOW_PUBLISHED_VENV")
-    default = Path("/work/published/.venv")
-    if named is None and not (default / "bin" / "hydraflow").exists():
-        default = Path.home() / ".cache" / "hydraflow" / f"published-{PUBLISHED_VERSION}"
-    venv = Path(named) if named else default
-    if not (venv / "bin" / "hydraflow").exists():
-        print(f"making {venv} with hydraflow=={PUBLISHED_VERSION} ...", file=sys.stderr)
+    venv = Path(named) if named else Path("/work/published/.venv")
+    if named is None and not usable(venv):
+        venv = Path.home() / ".cache" / "hydraflow" / f"published-{PUBLISHED_VERSION}"
+    if not usable(venv):
+        print(f"making {venv} with {' '.join(PUBLISHED_PACKAGES)} ...", file=sys.stderr)
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
         pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q"]
-        subprocess.run([*pip, f"hydraflow=={PUBLISHED_VERSION}"], check=True)
+        subprocess.run([*pip, *PUBLISHED_PACKAGES], check=True)
     return venv
 
 
@@ -145,12 +178,12 @@ def bench_tutorial(tools: list[Tool], root: Path) -> None:
         times = {}
         for tool in tools:
             folder = tutorial_folder(root, f"seq-{tool.name}-{round_number}")
-            times[f"{tool.name} job_sequential"] = tool.run(folder, "job_sequential")
+            times[f"{tool.name} job_sequential"] = tool.run(folder, "job_sequential", runs=6)
         for tool in tools:
             folder = tutorial_folder(root, f"tutorial-{tool.name}-{round_number}")
             total = 0.0
             for job in TUTORIAL_JOBS:
-                took = tool.run(folder, job)
+                took = tool.run(folder, job, runs=TUTORIAL_RUNS[job])
                 times[f"{tool.name} tutorial {job}"] = took
                 total += took
             times[f"{tool.name} tutorial"] = total
@@ -179,7 +212,7 @@ def bench_sweep(tools: list[Tool], root: Path) -> None:
         for tool in tools:
             count = 100 if tool.name == "warm" else 10
             folder = sweep_folder(root, f"sweep-{tool.name}-{round_number}", count)
-            times[f"{tool.name} {count}"] = tool.run(folder, "sweep") / count
+            times[f"{tool.name} {count}"] = tool.run(folder, "sweep", runs=count) / count
         return times
 
     print(f"\n## A sweep of a trivial app, -j 1 ({load()} before)")

@@ -38,6 +38,7 @@ import sys
 import threading
 import time
 import warnings
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import IO, Any, NoReturn
@@ -680,12 +681,7 @@ def finalize(pristine: Pristine) -> int:
     import atexit
 
     atexit._run_exitfuncs()
-    for name in [n for n in sys.modules if n not in pristine.modules]:
-        module = sys.modules.get(name)
-        if module is not None and name != "__main__":
-            vars(module).clear()
-    vars(sys.modules["__main__"]).clear()
-    gc.collect()
+    release_modules(pristine)
     status = 0
     for stream in (sys.stdout, sys.stderr):
         try:
@@ -693,6 +689,30 @@ def finalize(pristine: Pristine) -> int:
         except Exception:
             status = 120
     return status
+
+
+def release_modules(pristine: Pristine) -> None:
+    """As Python tears modules down, for `__main__` and the modules the
+    command imported: out of sys.modules and a collection (what only they
+    held goes, with their globals intact), then the names of those still
+    alive set to None, in reverse import order, and a last collection."""
+    names = ["__main__", *(n for n in sys.modules if n not in pristine.modules)]
+    alive = [weakref.ref(module) for n in names if (module := sys.modules.pop(n, None))]
+    gc.collect()
+    for reference in reversed(alive):
+        module = reference()
+        if module is not None:
+            clear_names(vars(module))
+    gc.collect()
+
+
+def clear_names(namespace: dict[str, Any]) -> None:
+    """Python's way: names with one leading underscore first, then the rest,
+    each set to None (code that runs later, a callback, finds None, not a NameError)."""
+    for key in [k for k in namespace if k.startswith("_") and not k.startswith("__")]:
+        namespace[key] = None
+    for key in [k for k in namespace if k != "__builtins__"]:
+        namespace[key] = None
 
 
 def set_environment(environment: dict[str, str], pristine: Pristine) -> None:
