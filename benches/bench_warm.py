@@ -126,7 +126,9 @@ def usable(venv: Path) -> bool:
     """The published hydraflow with Hydra's joblib launcher."""
     python = venv / "bin" / "python"
     check = "import hydraflow, hydra_plugins.hydra_joblib_launcher"
-    return python.exists() and subprocess.run([str(python), "-c", check]).returncode == 0
+    if not python.exists():
+        return False
+    return subprocess.run([str(python), "-c", check], stderr=subprocess.DEVNULL).returncode == 0
 
 
 def published_venv() -> Path:
@@ -288,7 +290,7 @@ def main() -> None:
     ours = Path(sys.executable).parent.parent
     tools = [
         Tool("published", published_venv()),
-        Tool("cold", ours, ("--cold",)),
+        Tool("cold", ours, env=(("HYDRAFLOW_COLD", "1"),)),  # --cold is for run jobs only
         Tool("warm", ours),
     ]
     print(f"# hydraflow warm start: {os.cpu_count()} CPUs, {load()}")

@@ -498,7 +498,11 @@ class Server:
             close_all(stdin, stdout, stderr, status.detach())
             return None
         in_session, session_ready = os.pipe()
-        pid = os.fork()
+        with warnings.catch_warnings():
+            # Python 3.12+ warns of forking a process with native threads
+            # (the preloaded libraries'; see `threaded`): not the command's warning.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            pid = os.fork()
         if pid == 0:
             os.setsid()
             os.close(session_ready)  # hydraflow may signal the child's group now
