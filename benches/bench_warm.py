@@ -20,6 +20,7 @@ The load average is printed beside the figures.
 from __future__ import annotations
 
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -44,6 +45,10 @@ runs = mlflow.search_runs(experiment_names=[sys.argv[1]], filter_string="status 
 print(len(runs))
 """
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "1"))
+# The CPU seconds of each tool's last `hydraflow run`, with all it started
+# (reaped processes count to their waiting parent): a figure the machine's
+# load disturbs far less than wall time.
+CPU: dict[str, float] = {}
 
 # A trivial app: one run per command, nothing to compute. Written for both
 # tools' `hydraflow.main` (a dataclass config, `app(run, cfg)`).
@@ -104,7 +109,9 @@ class Tool:
 
     def run(self, folder: Path, job: str, *args: str, runs: int | None = None) -> float:
         """Wall seconds of `hydraflow run JOB`; fails loudly if the job fails
-        or records fewer finished runs than `runs` (the time would be a lie)."""
+        or records fewer finished runs than `runs` (the time would be a lie).
+        The CPU seconds of it and everything it started are kept in `cpu`."""
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         start = time.perf_counter()
         result = subprocess.run(
             [str(self.venv / "bin" / "hydraflow"), "run", job, *args, *self.extra],
@@ -114,6 +121,8 @@ class Tool:
             text=True,
         )
         took = time.perf_counter() - start
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        CPU[self.name] = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
         if result.returncode != 0:
             raise SystemExit(f"{self.name}: {job} failed:\n{result.stderr[-3000:]}")
         if runs is not None and (recorded := self.runs(folder, job)) < runs:
@@ -181,14 +190,18 @@ def bench_tutorial(tools: list[Tool], root: Path) -> None:
         for tool in tools:
             folder = tutorial_folder(root, f"seq-{tool.name}-{round_number}")
             times[f"{tool.name} job_sequential"] = tool.run(folder, "job_sequential", runs=6)
+            times[f"{tool.name} job_sequential cpu"] = CPU[tool.name]
         for tool in tools:
             folder = tutorial_folder(root, f"tutorial-{tool.name}-{round_number}")
-            total = 0.0
+            total = cpu = 0.0
             for job in TUTORIAL_JOBS:
                 took = tool.run(folder, job, runs=TUTORIAL_RUNS[job])
                 times[f"{tool.name} tutorial {job}"] = took
+                times[f"{tool.name} tutorial {job} cpu"] = CPU[tool.name]
                 total += took
+                cpu += CPU[tool.name]
             times[f"{tool.name} tutorial"] = total
+            times[f"{tool.name} tutorial cpu"] = cpu
         return times
 
     print(f"\n## The tutorial ({load()} before)")
@@ -196,11 +209,19 @@ def bench_tutorial(tools: list[Tool], root: Path) -> None:
     published = tools[0].name
     for what in ("job_sequential", "tutorial"):
         for tool in tools:
-            took = times[f"{tool.name} {what}"]
+            took, cpu = times[f"{tool.name} {what}"], times[f"{tool.name} {what} cpu"]
             ratio = took / times[f"{published} {what}"]
-            print(f"{what:16} {tool.name:10} {took:6.1f} s  {ratio:5.2f}x {published}")
+            cpu_ratio = cpu / times[f"{published} {what} cpu"]
+            print(
+                f"{what:16} {tool.name:10} {took:6.1f} s wall {ratio:5.2f}x {published}, "
+                f"{cpu:6.1f} s CPU {cpu_ratio:5.2f}x"
+            )
     for job in TUTORIAL_JOBS:
-        row = "  ".join(f"{t.name} {times[f'{t.name} tutorial {job}']:5.1f} s" for t in tools)
+        row = "  ".join(
+            f"{t.name} {times[f'{t.name} tutorial {job}']:5.1f} s "
+            f"({times[f'{t.name} tutorial {job} cpu']:5.1f} s CPU)"
+            for t in tools
+        )
         print(f"  {job:14} {row}")
     print(f"({load()} after)")
 
@@ -215,12 +236,20 @@ def bench_sweep(tools: list[Tool], root: Path) -> None:
             count = 100 if tool.name == "warm" else 10
             folder = sweep_folder(root, f"sweep-{tool.name}-{round_number}", count)
             times[f"{tool.name} {count}"] = tool.run(folder, "sweep", runs=count) / count
+            times[f"{tool.name} {count} cpu"] = CPU[tool.name] / count
         return times
 
     print(f"\n## A sweep of a trivial app, -j 1 ({load()} before)")
-    for key, per_command in sorted(best_of(ROUNDS, measure).items()):
+    times = best_of(ROUNDS, measure)
+    for key, per_command in sorted(times.items()):
+        if key.endswith(" cpu"):
+            continue
         tool, count = key.split()
-        print(f"{tool:10} {count:>3} commands: {per_command:5.2f} s per command (wall / commands)")
+        cpu = times[f"{key} cpu"]
+        print(
+            f"{tool:10} {count:>3} commands: {per_command:5.2f} s wall, {cpu:5.2f} s CPU"
+            " per command"
+        )
     print(f"({load()} after)")
 
 

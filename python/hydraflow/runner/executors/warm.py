@@ -453,7 +453,7 @@ def warm_up() -> None:
             path = importlib.import_module(package).__path__
             names += [module.name for module in pkgutil.walk_packages(path, f"{package}.")]
     for name in names:
-        if any(part.startswith("_") for part in name.split(".")[-1:]):
+        if name.rpartition(".")[2].startswith("_"):
             continue  # private: Hydra's scan leaves these to the plugin
         with contextlib.suppress(Exception):
             importlib.import_module(name)
