@@ -113,7 +113,15 @@ def test_a_warm_command_is_the_same_as_a_fresh_python(
     assert warm_end.status == cold_end.status
     assert warm_end.stderr == cold_end.stderr
     warm_lines, cold_lines = warm_end.stdout.splitlines(), cold_end.stdout.splitlines()
-    assert json.loads(warm_lines[0]) == json.loads(cold_lines[0])
+    warm_state, cold_state = json.loads(warm_lines[0]), json.loads(cold_lines[0])
+    warm_environ, cold_environ = warm_state.pop("environ", {}), cold_state.pop("environ", {})
+    differing = {
+        k
+        for k in warm_environ.keys() | cold_environ.keys()
+        if warm_environ.get(k) != cold_environ.get(k)
+    }
+    assert {k: (warm_environ.get(k), cold_environ.get(k)) for k in differing} == {}
+    assert warm_state == cold_state
     assert warm_lines[2:] == cold_lines[2:]  # the atexit handler's line, or none
     # Flushed as Python ends, unless a signal ended it (the same cold: `both`).
     flushed = "" if mode == "sigterm" else "written, never closed\n"
