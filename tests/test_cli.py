@@ -76,6 +76,28 @@ def test_options_after_overrides_and_unknown_options_pass_through(project: Proje
     assert first.startswith("python record.py --cfg job --multirun a=1 b=9 ")
 
 
+def test_an_option_neither_hydraflows_nor_hydras_is_refused_at_once(project: Project) -> None:
+    """`--tracking-uri` after the job name once reached the app, and every
+    command failed in Hydra's parser (exit 2); now the CLI refuses it."""
+    folder = project(JOBS)
+    expected = {
+        ("--tracking-uri", "x.db"): "no such option --tracking-uri (neither hydraflow's nor "
+        "Hydra's); the apps' store is set by MLFLOW_TRACKING_URI=URI before the command",
+        ("--dryrun",): "did you mean --dry-run?",
+        ("-x", "1"): "an option for the program goes after '--': hydraflow run JOB -- -x ...",
+    }
+    for args, message in expected.items():
+        result = run_cli("run", "train", "b=9", *args, cwd=folder)
+        assert result.returncode == 2
+        [line] = result.stderr.splitlines()
+        assert line.startswith(f"Error: hydraflow run: no such option {args[0]} ")
+        assert line.endswith(message)
+    assert recorded(folder) == []
+    after_dashes = run_cli("run", "train", "--dry-run", "--", "--tracking-uri", cwd=folder)
+    assert after_dashes.returncode == 0
+    assert after_dashes.stdout.startswith("python record.py --tracking-uri --multirun")
+
+
 def test_starting_the_cli_imports_neither_mlflow_nor_hydra(project: Project) -> None:
     folder = project(JOBS)
     code = (
@@ -209,6 +231,28 @@ def test_a_pipe_over_the_size_limit_is_a_located_error_not_a_crash(project: Proj
     assert listing.returncode == 2
     assert listing.stdout.startswith(f"p  invalid    {located}")
     assert "Traceback" not in listing.stderr
+
+
+def test_a_dry_run_masks_passwords_as_the_real_run_does(project: Project) -> None:
+    """A dry run printed `db.password=` and `user:pass@` as typed; the real
+    run's failure line masked them. Keys the app marks `secrets=` are not
+    known to the CLI, so only URIs and keys named as passwords are masked."""
+    folder = project(JOBS)
+    typed = [
+        "+db.password=s3cret-pw",
+        "+api.token_secret=s3cret-pw a",
+        "uri=http://u:s3cret-pw@h/x",
+    ]
+    for job in ("train", "sweep"):
+        result = run_cli("run", job, *typed, "--dry-run", cwd=folder)
+        assert result.returncode == 0
+        assert "s3cret-pw" not in result.stdout
+        last = result.stdout.splitlines()[-1]
+        assert "+db.password=*** '+api.token_secret=***' uri=http://u:***@h/x" in last
+    failing = run_cli("run", "train", typed[0], "--", "--fail-if", "a=1:3", cwd=folder)
+    assert failing.returncode == 3
+    assert "+db.password=*** " in failing.stderr
+    assert "s3cret-pw" not in failing.stderr
 
 
 def test_a_failed_command_is_named_with_its_passwords_masked(project: Project) -> None:

@@ -59,6 +59,8 @@ def test_stops_at_the_first_failure_with_its_status(project: Project) -> None:
     assert "j: 4 commands: 1 finished, 1 failed, 2 not started; 12 runs: 6 not reported" in (
         result.stderr
     )
+    # The failed command's unreported runs are not counted as through; the first's are.
+    assert "[2/4 commands, 3/12 runs, " in result.stderr
 
 
 def test_keep_going_runs_the_rest(project: Project) -> None:
@@ -555,10 +557,14 @@ def test_runs_no_event_reports_are_counted_as_not_reported(project: Project) -> 
     assert "e: 1 commands: 1 finished; 2 runs: 1 finished, 1 not reported; " in result.stderr
 
 
-def test_an_unknown_run_count_stays_unknown_in_the_summary(project: Project) -> None:
+def test_an_unknown_run_count_is_said_as_the_runs_came(project: Project) -> None:
+    """Where only Hydra knows the count (a sweep function, a sweeper), the
+    progress and the summary once said `?/? runs` and `? not reported`."""
     folder = events_project(project, "all: o=finished,silent o2=choice(1,2)")
     result = run_cli("run", "e", cwd=folder)
-    assert "e: 1 commands: 1 finished; ? runs: 1 finished, ? not reported; " in result.stderr
+    assert "e: 1 commands: 1 finished; runs: 1 finished; " in result.stderr
+    assert "[1/1 commands, 1 runs, " in result.stderr
+    assert "?" not in result.stderr.replace("ETA ?", "")
 
 
 def test_call_jobs_get_an_events_file_per_command(project: Project) -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 import hydraflow
 import mlflow
 import pytest
-from hydraflow.remote import masked
+from hydraflow.remote import APP_SECONDS, Unreachable, check_reachable, masked
 from hydraflow.store import StoreError
 
 from tests.conftest import HYDRAFLOW
@@ -93,6 +93,12 @@ def test_masked_uris() -> None:
         "see postgresql+psycopg2://u:***@db/mlflow."
     )
     assert masked("mssql://db/x?user=u&password=pw&a=1") == "mssql://db/x?user=u&password=***&a=1"
+    assert masked("app +db.password=pw 'x.db_pwd=a b' --secret=\"a b\" n=1") == (
+        "app +db.password=*** 'x.db_pwd=***' --secret=*** n=1"
+    )
+    assert masked("f(['DB.PASSWORD=pw', 'password_len=3', 'secretary=x'])") == (
+        "f(['DB.PASSWORD=***', 'password_len=3', 'secretary=x'])"
+    )
     for unchanged in ("http://host:5000/a@b", "http://alice@host", "sqlite:////tmp/a:b@c.db"):
         assert masked(unchanged) == unchanged
 
@@ -150,6 +156,26 @@ def test_an_app_fails_within_seconds_on_a_server_that_never_answers(
     ]
     assert PASSWORD not in result.stdout + result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_an_app_fails_at_once_on_a_refused_connection(tmp_path: Path, closed_port: int) -> None:
+    """A refused connection is a definite answer: the app once waited its
+    full 20 s for it, as for a server that never answers."""
+    uri = f"http://bob:{PASSWORD}@127.0.0.1:{closed_port}"
+    start = time.monotonic()
+    with pytest.raises(Unreachable, match=r"^connection refused"):
+        check_reachable(uri, APP_SECONDS)
+    assert time.monotonic() - start < 2
+    (tmp_path / "app.py").write_text(textwrap.dedent(APP % uri))
+    start = time.monotonic()
+    result = run_python(tmp_path, "app.py")
+    assert time.monotonic() - start < APP_SECONDS / 2  # the interpreter's start, not a wait
+    assert result.returncode == 2
+    assert "app ran" not in result.stdout
+    assert result.stderr.splitlines() == [
+        f"hydraflow: error: cannot use the MLflow store {masked(uri)}: connection refused "
+        "(nothing listens on that port: is the server running?)"
+    ]
 
 
 # Hides a module as if it were not installed: a real ModuleNotFoundError.

@@ -27,6 +27,7 @@ import hydraflow
 import mlflow
 import polars as pl
 import pytest
+from hydraflow.analysis.listing import HIDDEN_IN_TABLE
 from hydraflow.errors import NoRunsWarning
 
 from tests.conftest import HYDRAFLOW, user_environment
@@ -136,6 +137,29 @@ def test_the_table_fits_the_terminal(store: Path) -> None:
 
 
 @pytest.mark.slow
+def test_a_piped_table_is_printed_whole(store: Path) -> None:
+    """Piped (not a terminal) and without COLUMNS, the table was cut to 80
+    columns, values with an ellipsis and columns left out."""
+    env = {k: v for k, v in environment().items() if k != "COLUMNS"}
+    piped = subprocess.run(
+        [HYDRAFLOW, "runs", "train", "--all-columns"],
+        cwd=store,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=True,
+    )
+    lines = piped.stdout.splitlines()
+    frame = hydraflow.load("train", tracking_uri=store / "mlflow.db").frame
+    assert lines[0].split() == frame.drop(HIDDEN_IN_TABLE, strict=False).columns
+    assert max(len(line) for line in lines) > 80
+    assert lines[0].split()[-2:] == ["metrics.accuracy", "metrics.loss"]
+    assert "more columns" not in piped.stdout
+    assert "…" not in piped.stdout
+
+
+@pytest.mark.slow
 def test_a_range_filter_is_an_interval_and_an_empty_filter_says_so(store: Path) -> None:
     def count(*filters: str) -> int:
         result = hydraflow_cli(store, "runs", "train", *filters, "--format", "csv")
@@ -149,7 +173,7 @@ def test_a_range_filter_is_an_interval_and_an_empty_filter_says_so(store: Path) 
     assert count("optimizer.lr=0.01,0.1") == 4  # a list stays a list
     assert count("optimizer.lr/m=10:100") == 4  # a scale applies to both ends
     nothing = hydraflow_cli(store, "runs", "train", "choice.model=vit")
-    assert nothing.returncode == 0 and nothing.stdout == ""
+    assert nothing.returncode == 1 and nothing.stdout == ""  # as grep: nothing matched
     assert nothing.stderr == "hydraflow: no run has choice.model=vit (choice.model is cnn, mlp)\n"
     python = hydraflow.load("train", tracking_uri=store / "mlflow.db")
     assert len(python.filter(optimizer__lr=(0.001, 0.1))) == 4
@@ -165,6 +189,7 @@ def test_a_pattern_matching_nothing_warns_in_python_and_on_the_command_line(stor
     assert [str(w.message) for w in caught] == [expected]
     result = hydraflow_cli(store, "runs", "trian")
     assert result.stderr == f"hydraflow: {expected}\n"
+    assert result.returncode == 1
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         hydraflow.load("tr*", tracking_uri=store / "mlflow.db")

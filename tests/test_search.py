@@ -6,10 +6,13 @@ job's return value as the sweeper gets it."""
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import json
 import os
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -24,6 +27,9 @@ import yaml
 from hydraflow.errors import NoRunsWarning
 
 from tests.conftest import HYDRAFLOW, run_cli
+from tests.services import TrackingServer, tracking_server
+
+__all__ = ["tracking_server"]  # the fixture a test uses
 
 APPS = Path(__file__).parent / "apps" / "search"
 PYTHON = sys.executable
@@ -61,6 +67,16 @@ jobs:
       - all: {SPACE}
   stopping:
     run: {PYTHON} stopping_app.py
+    sets:
+      - all: rate=2,3,1,4,5
+  maximising:
+    run: {PYTHON} stopping_app.py
+    stopping: {{direction: max, warmup_steps: 1, min_runs: 2}}
+    sets:
+      - all: rate=2,3,1,4,5
+  unstopped:
+    run: {PYTHON} stopping_app.py
+    stopping: false
     sets:
       - all: rate=2,3,1,4,5
 """
@@ -111,7 +127,7 @@ def test_a_study_records_replays_and_extends_as_hydra_main_sees_it(project: Path
     expected = oracle(project, *STUDY.split(), *SPACE.split())
     assert len(expected) == 4 and {line["type"] for line in expected} == {"float"}
 
-    assert "1 commands: 1 finished; ? runs: 4 finished," in summary(
+    assert "1 commands: 1 finished; runs: 4 finished;" in summary(
         run_cli("run", "search", cwd=project)
     )
     assert returns(project) == expected
@@ -126,11 +142,57 @@ def test_a_study_records_replays_and_extends_as_hydra_main_sees_it(project: Path
 
     # Two more trials: the four finished replay, exactly two run.
     done = run_cli("run", "search", "hydra.sweeper.n_trials=6", cwd=project)
-    assert "runs: 2 finished, 4 skipped," in summary(done)
+    assert "runs: 2 finished, 4 skipped;" in summary(done)
     assert returns(project)[:4] == expected
     extended = load(project, "search").frame
     assert len(extended) == 6
     assert best_value(project) == extended["value"].min()
+
+
+def test_a_users_optuna_storage_still_works_with_replay(project: Path) -> None:
+    """Optuna keeps its study in the user's storage; run again, the study
+    loads it and asks for 4 more trials: its seeded sampler proposes the
+    first 4 again, and they replay from the store. Trials and runs agree."""
+    storage = stamped_optuna_storage(project / "optuna.db")
+    overrides = (f"hydra.sweeper.storage={storage}", "hydra.sweeper.study_name=kept")
+    assert "runs: 4 finished," in summary(run_cli("run", "search", *overrides, cwd=project))
+    assert "runs: 4 skipped," in summary(run_cli("run", "search", *overrides, cwd=project))
+    import optuna
+
+    study = optuna.load_study(study_name="kept", storage=storage)
+    assert [t.state.name for t in study.trials] == ["COMPLETE"] * 8
+    frame = load(project, "search").frame
+    assert len(frame) == 4
+    trials = [(t.params["x"], t.params["y"], t.value) for t in study.trials]
+    assert trials[:4] == trials[4:] == list(frame.select("x", "y", "value").iter_rows())
+    assert study.best_value == frame["value"].min()
+
+
+def stamped_optuna_storage(path: Path) -> str:
+    """A SQLite storage for Optuna 2.10 (what hydra-optuna-sweeper 1.3
+    takes). Under SQLAlchemy 2 (MLflow 3's), its RDB storage creates the
+    tables but loses the schema's version stamp and fails (`assert version
+    is not None`), under `@hydra.main` alike (Optuna issue 4375); the test
+    writes the stamp as Optuna means to."""
+    import optuna
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+    from optuna.storages import _rdb
+
+    url = f"sqlite:///{path}"
+    try:
+        optuna.storages.RDBStorage(url)
+    except AssertionError:
+        pass
+    else:
+        return url  # a SQLAlchemy that keeps the stamp
+    gc.collect()  # the failed storage's connection, still in its transaction
+    config = Config()
+    config.set_main_option("script_location", str(Path(_rdb.__file__).parent / "alembic"))
+    head = ScriptDirectory.from_config(config).get_current_head()
+    with contextlib.closing(sqlite3.connect(path)) as db, db:
+        db.execute("INSERT INTO alembic_version VALUES (?)", (head,))
+    return url
 
 
 def test_parallel_trials_and_the_basic_sweeper_return_what_hydra_main_returns(
@@ -223,6 +285,41 @@ def test_worse_runs_of_a_grid_stop_early_and_stay_stopped(project: Path) -> None
     assert "5 runs: 5 skipped" in summary(again)
 
 
+def test_the_jobs_file_rule_wins_over_the_decorators(project: Path) -> None:
+    # Maximising, the lowest losses are the worse: rate 1 stops (at step 1,
+    # 0.5 against the median 1.25 of rates 2 and 3), rates 4 and 5 do not.
+    done = run_cli("run", "maximising", cwd=project)
+    assert "5 runs: 4 finished, 1 stopped" in summary(done)
+    frame = load(project, "maximising").frame.sort("rate")
+    assert frame["stopped"].to_list() == [True, False, False, False, False]
+    # `stopping: false`: the decorator's rule is off for this job.
+    assert "5 runs: 5 finished" in summary(run_cli("run", "unstopped", cwd=project))
+    shown = run_cli("show", "maximising", cwd=project).stdout
+    assert "stopping:\n    rule: median\n    direction: max\n    warmup_steps: 1\n" in shown
+
+
+@pytest.mark.parametrize(
+    ("stopping", "message"),
+    [
+        ("{rule: asha}", "jobs.j.stopping.rule: must be median or none, not 'asha'"),
+        ("{direction: up}", "jobs.j.stopping.direction: must be min or max, not 'up'"),
+        ("{warmup_steps: -1}", "jobs.j.stopping.warmup_steps: must be a whole number >= 0"),
+        ("{min_runs: 0}", "jobs.j.stopping.min_runs: must be a whole number >= 1, not 0"),
+        ("{min_runs: 2.5}", "jobs.j.stopping.min_runs: must be a whole number >= 1, not 2.5"),
+        ("{warmup: 2}", "jobs.j.stopping.warmup: unknown key 'warmup'; did you mean"),
+        ("median", "jobs.j.stopping: must be a mapping (rule, direction, warmup_steps"),
+        ("{rule: none, min_runs: 2}", "jobs.j.stopping: rule: none takes no other keys"),
+    ],
+)
+def test_a_bad_stopping_key_is_named(tmp_path: Path, stopping: str, message: str) -> None:
+    jobs = f"jobs:\n  j:\n    run: {PYTHON} stopping_app.py\n    stopping: {stopping}\n"
+    (tmp_path / "hydraflow.yaml").write_text(jobs)
+    done = run_cli("run", "j", cwd=tmp_path)
+    assert done.returncode == 2
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith(f"Error: hydraflow.yaml: {message}")
+
+
 def test_a_command_that_chooses_a_sweeper_has_an_unknown_run_count(project: Path) -> None:
     done = run_cli("run", "grid", "hydra/sweeper=optuna", "--dry-run", cwd=project)
     assert done.returncode == 0 and "1 commands, ? runs" in done.stderr
@@ -254,3 +351,131 @@ def test_return_values_read_back_exactly() -> None:
     assert decode(encode(np.float32(0.1))) == float(np.float32(0.1))
     assert decode(encode(float("nan"))) != decode(encode(float("nan")))  # NaN
     assert encode(object()) is None and encode("x" * 9000) is None
+
+
+def test_the_rule_reads_the_completed_runs_values_as_mlflow_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The values at a step come from the store, then from the files kept
+    beside it (in a later process), then from one merged file; each time as
+    MLflow's own reading of the completed runs' histories gives them (and
+    as the client's way, a tracking server's, gives them)."""
+    import mlflow
+    from hydraflow.tracking import histories
+
+    path = tmp_path / "mlflow.db"
+    client = mlflow.MlflowClient(f"sqlite:///{path}")
+    experiment = client.create_experiment("e", artifact_location=str(tmp_path / "art"))
+    current = client.create_run(experiment).info.run_id
+
+    def new_run(values: dict[int, float], status: str = "FINISHED", **tags: str) -> str:
+        run_id = client.create_run(experiment, tags=tags).info.run_id
+        for step, value in values.items():
+            client.log_metric(run_id, "loss", value, step=step)
+        client.set_terminated(run_id, status)
+        return run_id
+
+    def expected(step: int) -> list[str]:
+        """MLflow's reading: the completed runs' last value logged at the step."""
+        values = []
+        for run in client.search_runs([experiment], "attributes.status = 'FINISHED'"):
+            if run.info.run_id == current or "hydraflow.stopped" in run.data.tags:
+                continue
+            points = [p for p in client.get_metric_history(run.info.run_id, "loss")]
+            at_step = [p.value for p in points if p.step == step]
+            values += at_step[-1:]
+        return sorted(map(repr, values))
+
+    def read(step: int) -> tuple[list[str], int]:
+        """The values by a new process's histories, and how many files it found."""
+        found = histories.SqliteHistories(path, experiment, current)
+        values = sorted(map(repr, found.at_step("loss", step)))
+        stored = len(found.segments["loss"].stored)
+        found.close()
+        return values, stored
+
+    new_run({0: 1.0, 1: 0.5, 2: 0.25})
+    twice = new_run({0: 2.0, 1: 1.0})
+    client.log_metric(twice, "loss", 0.75, step=1)  # the later value counts
+    new_run({0: float("nan"), 1: 3.0})
+    new_run({})  # completed, without the metric
+    new_run({0: 0.1, 1: 0.1}, **{"hydraflow.stopped": "1"})
+    new_run({0: 9.0}, status="RUNNING")
+    for step in (0, 1, 2, 3):
+        assert read(step)[0] == expected(step)
+        served = histories.ClientHistories(client, experiment, current)  # a server's way
+        assert sorted(map(repr, served.at_step("loss", step))) == expected(step)
+    assert read(1) == (expected(1), 1)  # from the file the first read wrote
+
+    deleted = new_run({0: 4.0, 1: 4.0})
+    read(0)
+    client.delete_run(deleted)
+    new_run({0: 5.0, 1: 0.2})
+    monkeypatch.setattr(histories, "MAX_SEGMENTS", 2)
+    assert read(1) == (expected(1), 2)  # the files of two processes, then merged
+    assert read(1) == (expected(1), 1) and read(0)[0] == expected(0)
+
+
+@pytest.mark.slow
+def test_early_stopping_against_a_tracking_server(
+    tracking_server: TrackingServer, tmp_path: Path
+) -> None:
+    """The rule reads the other runs' histories through MLflow's client."""
+    import uuid
+
+    shutil.copy(APPS / "stopping_app.py", tmp_path)
+    name = f"stopping-{uuid.uuid4().hex[:8]}"  # the server lives for the session
+    jobs = f"jobs:\n  grid:\n    run: {PYTHON} stopping_app.py\n    name: {name}\n"
+    (tmp_path / "hydraflow.yaml").write_text(jobs + "    sets:\n      - all: rate=2,3,1,4,5\n")
+    env = {k: v for k, v in tracking_server.env.items() if k != "NO_COLOR"}
+
+    def run() -> str:
+        command = [HYDRAFLOW, "run", "grid"]
+        return summary(
+            subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True)
+        )
+
+    assert "5 runs: 3 finished, 2 stopped" in run()
+    frame = hydraflow.load(name, tracking_uri=tracking_server.uri).frame.sort("rate")
+    assert frame["stopped"].to_list() == [False, False, False, True, True]
+    assert frame["value"].to_list() == [0.25, 0.5, 0.75, 2.0, 2.5]
+    assert "5 runs: 5 skipped" in run()
+
+
+def test_the_replay_lookup_sees_each_commit_and_a_store_replaced_under_it(
+    tmp_path: Path,
+) -> None:
+    """The skip lookup keeps its connection for the process: it must still
+    read every new commit, and a new file put in the store's place."""
+    from hydraflow.mlflow_schema import DIGEST_TAG, VALUE_TAG, find_finished_in_sqlite
+
+    path = tmp_path / "mlflow.db"
+
+    def write_store(value: str) -> None:
+        """A store with one finished run (the tables this lookup reads), put in place."""
+        new = tmp_path / "new.db"
+        with contextlib.closing(sqlite3.connect(new)) as db, db:
+            db.execute("CREATE TABLE experiments (experiment_id, name, lifecycle_stage)")
+            db.execute(
+                "CREATE TABLE runs (run_uuid, experiment_id, status, lifecycle_stage, start_time)"
+            )
+            db.execute("CREATE TABLE tags (key, value, run_uuid)")
+            db.execute("INSERT INTO experiments VALUES (1, 'e', 'active')")
+            db.execute("INSERT INTO runs VALUES ('r', 1, 'FINISHED', 'active', 0)")
+            tags = [(DIGEST_TAG, "d", "r"), (VALUE_TAG, value, "r")]
+            db.executemany("INSERT INTO tags VALUES (?, ?, ?)", tags)
+        new.replace(path)
+
+    def value() -> str | None:
+        found = find_finished_in_sqlite(path, "e", "d")
+        return None if found is None else found.value
+
+    write_store("1.5")
+    assert value() == "1.5"
+    with contextlib.closing(sqlite3.connect(path)) as db, db:
+        db.execute("UPDATE tags SET value = '2.5' WHERE key = ?", (VALUE_TAG,))
+    assert value() == "2.5"
+    write_store("3.5")
+    assert value() == "3.5"
+    path.unlink()
+    assert value() is None

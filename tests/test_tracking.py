@@ -4,6 +4,7 @@ subprocesses."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -355,3 +356,32 @@ def test_start_run_inside_hydra_keeps_the_jobs_log(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     [run] = runs(tmp_path, experiment="other")
     assert "inside the run" in artifact(run, "task.log")
+
+
+@pytest.mark.slow
+def test_a_new_stores_table_creation_is_not_announced(tmp_path: Path) -> None:
+    """MLflow said "Creating initial MLflow database tables..." (and alembic
+    its migrations) in the app's output on the first run into a new store."""
+    folder = write_app(tmp_path)
+    app = folder / "app.py"
+    app.write_text("import logging\nlogging.basicConfig(level=logging.INFO)\n" + app.read_text())
+    result = run_app(folder)
+    assert result.returncode == 0, result.stderr
+    assert [r.info.status for r in runs(folder)] == ["FINISHED"]
+    for noise in ("Creating initial", "Updating database tables", "alembic", "Context impl"):
+        assert noise not in result.stderr
+
+
+def test_quieting_table_creation_keeps_warnings_and_errors(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from hydraflow.store import quiet_table_creation
+
+    logger = logging.getLogger("mlflow.store.db.utils")
+    before = logger.level
+    with caplog.at_level(logging.INFO), quiet_table_creation():
+        logger.info("Creating initial MLflow database tables...")
+        logging.getLogger("alembic.runtime.migration").info("Context impl SQLiteImpl.")
+        logger.error("a real error")
+    assert [record.getMessage() for record in caplog.records] == ["a real error"]
+    assert logger.level == before

@@ -1,7 +1,7 @@
 """hydraflow: run Hydra sweeps from a jobs file and track every run in MLflow.
 
 The tracking half (`main`, `start_run`, ...) imports MLflow and Hydra, and
-the analysis half (`load`, `Runs`, `Run`) imports polars, so both are loaded
+the analysis half (`load`, `Runs`, `Run`, `RunCollection`) imports polars, so both are loaded
 on first use: `import hydraflow` and the CLI stay fast. Even the Rust core and
 `typing` wait: the CLI sets its signal handler first thing (`__main__`).
 """
@@ -20,7 +20,7 @@ if TYPE_CHECKING:
         expand,
         iter_expand,
     )
-    from hydraflow.analysis import Run, Runs, load
+    from hydraflow.analysis import Run, RunCollection, Runs, iter_run_dirs, load
     from hydraflow.tracking.artifacts import chdir_artifact, get_artifact_dir
     from hydraflow.tracking.decorator import main
     from hydraflow.tracking.lifecycle import current_run, start_run
@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 __all__ = [
     "MedianStopping",
     "Run",
+    "RunCollection",
     "Runs",
     "SweepSyntaxError",
     "__version__",
@@ -41,6 +42,7 @@ __all__ = [
     "get_artifact_dir",
     "is_resumed",
     "iter_expand",
+    "iter_run_dirs",
     "last_step",
     "load",
     "main",
@@ -56,6 +58,8 @@ _LAZY = {
     "load": "hydraflow.analysis",
     "Runs": "hydraflow.analysis",
     "Run": "hydraflow.analysis",
+    "RunCollection": "hydraflow.analysis",
+    "iter_run_dirs": "hydraflow.analysis",
     "main": "hydraflow.tracking.decorator",
     "start_run": "hydraflow.tracking.lifecycle",
     "current_run": "hydraflow.tracking.lifecycle",

@@ -14,12 +14,14 @@ import click
 from hydraflow import __version__
 from hydraflow.errors import ConfigError, HydraflowError, JobNotFoundError
 from hydraflow.runner import slurm
-from hydraflow.runner.commands import SplitAtDashes, after_dashes, fail
+from hydraflow.runner.commands import SplitAtDashes, after_dashes, fail, refuse_unknown_options
 from hydraflow.runner.jobs import DEFAULT_FILE, Job, JobsFile, load_jobs
 
 if TYPE_CHECKING:
     from hydraflow.runner.plan import JobPlan
 
+# `hydraflow runs`' status when no run matched (2 is a usage error).
+NO_RUNS = 1
 # The kind `hydraflow show` lists for a job with a mistake.
 INVALID = "invalid"
 
@@ -103,6 +105,7 @@ def run(
 
     guard_output()
     try:
+        refuse_unknown_options(ctx, args)
         definition = find_job(load_jobs(config_file), job)
         executor = executor_for(definition)
         options = RunOptions(
@@ -250,6 +253,8 @@ def normalised_yaml(job: Job) -> str:
     body[job.kind] = job.command
     if job.add.items:
         body["add"] = listed(job.add.items)
+    if job.stopping is not None:
+        body["stopping"] = job.stopping
     sets = []
     for job_set in job.sets:
         fields = {k: listed(getattr(job_set, k).items) for k in ("each", "all", "add")}
@@ -340,9 +345,13 @@ def runs(
 
     view = View(output, columns, sort, desc, limit, all_columns, code)
     try:
-        list_runs(args, status=status, tracking_uri=tracking_uri, out=sys.stdout, view=view)
+        matched = list_runs(
+            args, status=status, tracking_uri=tracking_uri, out=sys.stdout, view=view
+        )
     except HydraflowError as error:
         fail(error)
+    if not matched:
+        sys.exit(NO_RUNS)  # as grep's 1: nothing matched (list_runs said why)
 
 
 @cli.command(

@@ -46,8 +46,9 @@ class StoreNotFoundError(HydraflowError, FileNotFoundError):
         super().__init__(f"no MLflow store at {path}: run some jobs there first, or pass its URI")
 
 
-class RunLookupError(HydraflowError, LookupError):
-    """`runs.get(...)` matched no run or several; `count` says how many."""
+class RunLookupError(HydraflowError, LookupError, ValueError):
+    """`runs.get(...)` matched no run or several; `count` says how many. A
+    ValueError too, as the published HydraFlow's `RunCollection.get` raises."""
 
     def __init__(self, count: int, criteria: str) -> None:
         self.count = count

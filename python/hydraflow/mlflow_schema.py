@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
+import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -111,13 +112,58 @@ def find_finished_in_sqlite(path: Path, experiment: str, digest: str) -> Finishe
         WHERE experiments.name = ? AND {FINISHED_RUN_SQL} AND digest.value = ?
         ORDER BY runs.start_time DESC LIMIT 1
     """
+    keys = (DIGEST_TAG, OVERRIDES_TAG, CODE_TAG, CODE_FILES_TAG, VALUE_TAG)
+    try:
+        # fetchall: the statement ends, no read lock outlives the query.
+        rows = kept_connection(path).execute(query, (*keys, experiment, digest)).fetchall()
+    except (sqlite3.Error, OSError):
+        forget_connection(path)
+        return None
+    return FinishedRun(*rows[0]) if rows else None
+
+
+# A read-only connection per store file and thread, kept for the process: a
+# new one reads MLflow's schema (about a millisecond) before its first query,
+# and a replayed study asks once per trial. Each query still sees the latest
+# commit; a file replaced since (another inode) gets a new connection.
+_kept: dict[tuple[Path, int], tuple[tuple[int, int], sqlite3.Connection]] = {}
+
+
+def kept_connection(path: Path) -> sqlite3.Connection:
+    stat = path.stat()
+    identity = (stat.st_dev, stat.st_ino)
+    key = (path, threading.get_ident())
+    known = _kept.get(key)
+    if known is not None and known[0] == identity:
+        return known[1]
+    forget_connection(path)
+    connection = connect_read_only(path)
+    _kept[key] = (identity, connection)
+    return connection
+
+
+def forget_connection(path: Path) -> None:
+    known = _kept.pop((path, threading.get_ident()), None)
+    if known is not None:
+        known[1].close()
+
+
+def runs_with_digest_in_sqlite(path: Path, experiment_id: str, digest: str) -> list[str] | None:
+    """The ids of the experiment's active runs with `digest`, oldest first (as
+    MLflow's search on the digest tag orders them); None when the store cannot
+    be read this way."""
+    query = f"""
+        SELECT runs.run_uuid FROM runs
+        JOIN tags ON tags.run_uuid = runs.run_uuid AND tags.key = ?
+        WHERE runs.experiment_id = ? AND runs.lifecycle_stage = '{ACTIVE}' AND tags.value = ?
+        ORDER BY runs.start_time ASC, runs.run_uuid ASC LIMIT 100
+    """
     try:
         with contextlib.closing(connect_read_only(path)) as connection:
-            keys = (DIGEST_TAG, OVERRIDES_TAG, CODE_TAG, CODE_FILES_TAG, VALUE_TAG)
-            row = connection.execute(query, (*keys, experiment, digest)).fetchone()
-    except sqlite3.Error:
+            rows = connection.execute(query, (DIGEST_TAG, int(experiment_id), digest)).fetchall()
+    except (sqlite3.Error, ValueError):
         return None
-    return FinishedRun(*row) if row else None
+    return [str(row[0]) for row in rows]
 
 
 def all_finished_in_sqlite(path: Path, run_ids: list[str]) -> bool:

@@ -16,6 +16,9 @@ is used, so importing it costs nothing.
   runner then says so once per job, and never proves such a command finished.
 - HYDRAFLOW_RERUN=1 (`hydraflow run --rerun`) asks the app to run every
   config again, as a new run.
+- HYDRAFLOW_STOPPING holds the job's `stopping:` from the jobs file as JSON
+  (`{"rule": "median", "direction": "min", "warmup_steps": 2, "min_runs": 3}`
+  or `{"rule": "none"}`); it wins over the decorator's `stopping=`.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from typing import Any
 EVENTS_ENV = "HYDRAFLOW_EVENTS"
 INPUTS_ENV = "HYDRAFLOW_INPUTS"
 RERUN_ENV = "HYDRAFLOW_RERUN"
+STOPPING_ENV = "HYDRAFLOW_STOPPING"
 MAX_LINE = 512
 
 # The event kinds.
@@ -103,6 +107,21 @@ def enabled() -> bool:
 
 def rerun_requested() -> bool:
     return os.environ.get(RERUN_ENV) == "1"
+
+
+def set_stopping(settings: Mapping[str, Any] | None) -> None:
+    """Gives the job's apps its stopping rule (None: the decorator's)."""
+    if settings is None:
+        os.environ.pop(STOPPING_ENV, None)
+    else:
+        os.environ[STOPPING_ENV] = json.dumps(dict(settings), separators=(",", ":"))
+
+
+def stopping_settings() -> Any:
+    """The jobs file's stopping rule, as JSON read back; None when not set.
+    Raises ValueError when the variable is not JSON."""
+    text = os.environ.get(STOPPING_ENV)
+    return None if not text else json.loads(text)
 
 
 # The inputs manifest.

@@ -21,11 +21,20 @@ from urllib.parse import urlsplit
 # `scheme://user:password@`; a password may hold `:` but not `/`, `@` or spaces.
 PASSWORD_IN_URI = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.-]*://[^\s/@:]*:)[^\s/@]+@")
 PASSWORD_PARAMETER = re.compile(r"([?&](?:password|passwd|pwd)=)[^&\s]+", re.IGNORECASE)
+# An argument setting a key named so (`db.password=x`, `+db_pwd=x`, `--secret=x`),
+# alone or quoted whole as a shell or a repr quotes it (`'db.password=a b'`).
+SECRET_KEY = r"[-+~]*(?:[\w-]+[./])*(?:\w*_)?(?:password|passwd|pwd|secret)="
+PASSWORD_ARGUMENT = re.compile(
+    rf"((?<![^\s\"]){SECRET_KEY})(?:\"[^\"]*\"|[^\s'\"])+", re.IGNORECASE
+)
+QUOTED_PASSWORD_ARGUMENT = re.compile(rf"('{SECRET_KEY})[^']*", re.IGNORECASE)
+SECRET_HINTS = ("pass", "pwd", "secret")
 MASK = "***"
 Probe = Callable[[float], None]
 
 # How long a start-up check waits for a store to answer: the CLI and `load`
-# answer within 10 s, an app within 30 s (a server may be starting with it).
+# answer within 5 s, an app within 20 s (a loaded server may be slow to
+# answer). A refused connection is not waited for (`definite_refusal`).
 CLI_SECONDS = 5.0
 APP_SECONDS = 20.0
 ATTEMPT_SECONDS = 4.0
@@ -45,9 +54,17 @@ DRIVER_PACKAGES = {
 
 
 def masked(text: str) -> str:
-    """`text` with every password in a URI (and `password=` parameter) as ***."""
-    text = PASSWORD_IN_URI.sub(rf"\1{MASK}@", text)
-    return PASSWORD_PARAMETER.sub(rf"\1{MASK}", text)
+    """`text` with every password in a URI (and `password=` parameter) as
+    ***, and the value of an argument whose key is a password's name. The
+    regular expressions run only where a cheap test finds what they look for."""
+    if "://" in text:
+        text = PASSWORD_IN_URI.sub(rf"\1{MASK}@", text)
+    lower = text.lower()
+    if any(hint in lower for hint in SECRET_HINTS):
+        text = PASSWORD_PARAMETER.sub(rf"\1{MASK}", text)
+        text = QUOTED_PASSWORD_ARGUMENT.sub(rf"\1{MASK}", text)
+        text = PASSWORD_ARGUMENT.sub(rf"\1{MASK}", text)
+    return text
 
 
 def chain(error: BaseException) -> Iterator[BaseException]:
@@ -116,7 +133,8 @@ class Unreachable(Exception):
 def check_reachable(uri: str, within: float) -> None:
     """Raises `Unreachable` unless the server behind `uri` answers within
     `within` seconds (an HTTP answer of any status from a tracking server, a
-    TCP connection to a database); retried until then, a short pause apart."""
+    TCP connection to a database); retried until then, a short pause apart,
+    except after a definite answer (`definite_refusal`)."""
     probe = probe_for(uri)
     if probe is None:
         return
@@ -130,14 +148,25 @@ def check_reachable(uri: str, within: float) -> None:
         except ImportError:
             raise
         except Exception as error:
-            unknown_host = any(isinstance(e, socket.gaierror) for e in chain(error))
-            if unknown_host or deadline - time.monotonic() < pause:
-                reason = why(error)
-                if unknown_host:
-                    raise Unreachable(f"unknown host ({reason})") from None
-                raise Unreachable(f"no answer within {within:g} s ({reason})") from None
+            definite = definite_refusal(error)
+            if definite is not None:
+                raise Unreachable(definite) from None
+            if deadline - time.monotonic() < pause:
+                raise Unreachable(f"no answer within {within:g} s ({why(error)})") from None
         time.sleep(pause)
         pause = min(pause * 2, 4.0)
+
+
+def definite_refusal(error: BaseException) -> str | None:
+    """Why waiting is pointless, when it is: an unknown host, or a refused
+    connection (the host answered that nothing listens on that port). Only
+    silence is waited for: a server on its way up, a slow network."""
+    for current in chain(error):
+        if isinstance(current, socket.gaierror):
+            return f"unknown host ({why(error)})"
+        if isinstance(current, ConnectionRefusedError):
+            return "connection refused (nothing listens on that port: is the server running?)"
+    return None
 
 
 def probe_for(uri: str) -> Probe | None:

@@ -15,7 +15,7 @@ import random
 import re
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
@@ -152,13 +152,34 @@ def open_new_experiment(uri: str, name: str, launch_dir: Path) -> tuple[MlflowCl
             found = existing_experiment(client, name)
             if found is not None:
                 return client, found
-        with lock_for(uri, launch_dir):
+        with lock_for(uri, launch_dir), quiet_table_creation():
             client = mlflow.MlflowClient(uri)
             found = existing_experiment(client, name)
             use_wal(uri)
             if found is not None:
                 return client, found
             return client, create_experiment(client, name)
+
+
+# MLflow says at INFO that it creates (or upgrades) a new store's tables, and
+# alembic names each migration: noise in the app's output, not news.
+TABLE_CREATION_LOGGERS = ("mlflow.store.db.utils", "alembic")
+
+
+@contextlib.contextmanager
+def quiet_table_creation() -> Iterator[None]:
+    """Those loggers at WARNING while a store is opened: their warnings and
+    errors still show, their INFO lines do not."""
+    loggers = [logging.getLogger(name) for name in TABLE_CREATION_LOGGERS]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        if logger.getEffectiveLevel() < logging.WARNING:
+            logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
 
 
 def create_experiment(client: MlflowClient, name: str) -> str:

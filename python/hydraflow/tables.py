@@ -1,8 +1,10 @@
 """The one text table of the `hydraflow` command (`show`, `runs`): rich lays
-it out to the terminal's width (80 columns, or COLUMNS, when not on one)."""
+it out to the terminal's width, or to COLUMNS when set; piped elsewhere (a
+file, `less -S`, `grep`), it is printed whole, never cut to a made-up 80."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from itertools import accumulate
 from typing import IO
@@ -25,13 +27,16 @@ def print_table(
     where asked; `title` lines go above, wrapped to the width. Rich narrows
     wide columns to fit, cutting values with an ellipsis; the columns that
     would not fit even at MIN_WIDTH are left out, and a last line says so.
-    Without `fit`, every cell is printed whole, one line per row."""
+    Without `fit` (or with no width to fit: not a terminal, no COLUMNS),
+    every cell is printed whole, one line per row."""
     from rich import box
     from rich.console import Console
     from rich.table import Table
     from rich.text import Text
 
-    console = Console(file=out, highlight=False, soft_wrap=False, width=None if fit else UNFITTED)
+    fitted = fit and (is_terminal(out) or "COLUMNS" in os.environ)
+    width = None if fitted else UNFITTED
+    console = Console(file=out, highlight=False, soft_wrap=False, width=width)
     names = list(headers) or [""] * len(rows[0])
     narrowest = [
         min(MIN_WIDTH, max(len(name), *(len(row[i]) for row in rows)))
@@ -68,3 +73,10 @@ def print_table(
             console.print(Text(f"... {len(left_out)} more columns: {', '.join(left_out)}"))
     # Cells are padded to their column's width: no line needs its trailing blanks.
     out.write("".join(line.rstrip() + "\n" for line in captured.get().splitlines()))
+
+
+def is_terminal(out: IO[str]) -> bool:
+    try:
+        return out.isatty()
+    except (AttributeError, ValueError):
+        return False

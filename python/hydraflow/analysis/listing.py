@@ -48,7 +48,8 @@ def list_runs(
     args: Sequence[str], *, status: str, tracking_uri: str | None, out: IO[str], view: View
 ) -> int:
     """Prints the runs of the experiments named in `args` (all when none)
-    that match its KEY=VALUES filters; returns the number printed."""
+    that match its KEY=VALUES filters; returns how many matched (before
+    `--limit`), having said on stderr why when none did."""
     experiments = [a for a in args if "=" not in a] or None
     statuses = None if status.lower() == "all" else status.split(",")
     with warnings.catch_warnings(record=True) as caught:
@@ -66,6 +67,7 @@ def list_runs(
         print(f"hydraflow: no {status} runs in {runs.store_uri}", file=sys.stderr)
     for argument in (a for a in args if "=" in a):
         runs = filtered(runs, argument)
+    matched = len(runs)
     frame = runs.frame
     if view.code:
         uri = resolve_uri(tracking_uri, Path.cwd())
@@ -77,7 +79,7 @@ def list_runs(
         out.write(json.dumps(printable(frame).to_dicts(), indent=1) + "\n")
     elif frame.height:
         table(frame, view, out)
-    return frame.height
+    return matched
 
 
 def code_column(uri: str, run_ids: list[str]) -> pl.Series:

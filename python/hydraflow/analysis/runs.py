@@ -7,12 +7,14 @@ import fnmatch
 import json
 import os
 import warnings
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import MISSING, asdict
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Generic, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Generic, overload
 
 import polars as pl
+from typing_extensions import TypeVar
 
 from hydraflow.analysis import variation
 from hydraflow.analysis.filters import column_name, combine, describe
@@ -21,10 +23,15 @@ from hydraflow.analysis.reading import METRIC_PREFIX, Store, open_store
 from hydraflow.errors import FilterError, NoRunsWarning, RunLookupError
 from hydraflow.store import tracking_uri as resolve_uri
 
+if TYPE_CHECKING:
+    from hydraflow.analysis.collection import RunCollection
+
 # How many of a key's values a message lists.
 MAX_LISTED = 10
 
 C = TypeVar("C")
+# What a run's `impl_factory` makes; `Run[Config]` leaves it None.
+ImplT = TypeVar("ImplT", default=None)
 STATUSES = ("RUNNING", "SCHEDULED", "FINISHED", "FAILED", "KILLED")
 # Rows of a notebook's table of runs; `frame` has them all.
 HTML_ROWS = 10
@@ -97,6 +104,9 @@ class Runs(Generic[C]):
     polars expressions or functions of a `Run`.
     """
 
+    # How a run of these runs shows itself (see `Run.__repr__`).
+    SHORT_RUN_REPR = False
+
     def __init__(
         self, frame: pl.DataFrame, configs: pl.DataFrame, store: Store, config: type[C] | None
     ) -> None:
@@ -108,6 +118,11 @@ class Runs(Generic[C]):
         # The runs as loaded, for what a run varies within its experiment.
         self._loaded = frame
         self._varying_by_experiment: dict[str, list[str]] = {}
+        # Shared by the runs derived from these: each run's one `Run`, so
+        # that its `impl` is made once and a config it was given stays.
+        self._objects: dict[str, Run[C, Any]] = {}
+        self._impl_factory: Callable[..., Any] | None = None
+        self._changed = [False]
 
     @property
     def frame(self) -> pl.DataFrame:
@@ -122,29 +137,42 @@ class Runs(Generic[C]):
         return self._store.uri
 
     def derive(self, frame: pl.DataFrame) -> Runs[C]:
-        runs = Runs(frame, self._configs, self._store, self._config)
-        runs._texts = self._texts
-        runs._loaded = self._loaded
-        runs._varying_by_experiment = self._varying_by_experiment
+        """Runs of the same kind over other rows, sharing every cache."""
+        runs = object.__new__(type(self))
+        runs.__dict__.update(self.__dict__)
+        runs._frame = frame
         return runs
+
+    def run_at(self, row: dict[str, Any]) -> Run[C, Any]:
+        """The one `Run` of a row."""
+        run = self._objects.get(row["run_id"])
+        if run is None:
+            run = Run.of_row(row, self, self._impl_factory)
+            self._objects[row["run_id"]] = run
+        return run
+
+    def updated(self) -> None:
+        """A run's config was changed (`Run.update`): the frame no longer says
+        all of it."""
+        self._changed[0] = True
 
     def __len__(self) -> int:
         return self._frame.height
 
-    def __iter__(self) -> Iterator[Run[C]]:
+    def __iter__(self) -> Iterator[Run[C, Any]]:
         for row in self._frame.iter_rows(named=True):
-            yield Run(row, self)
+            yield self.run_at(row)
 
     @overload
-    def __getitem__(self, index: int) -> Run[C]: ...
+    def __getitem__(self, index: int) -> Run[C, Any]: ...
     @overload
     def __getitem__(self, index: slice) -> Runs[C]: ...
-    def __getitem__(self, index: int | slice) -> Run[C] | Runs[C]:
+    def __getitem__(self, index: int | slice) -> Run[C, Any] | Runs[C]:
         if isinstance(index, slice):
             return self.derive(self._frame[index])
         if not -len(self) <= index < len(self):
             raise IndexError(f"run index {index} out of range for {len(self)} runs")
-        return Run(self._frame.row(index, named=True), self)
+        return self.run_at(self._frame.row(index, named=True))
 
     def __repr__(self) -> str:
         experiments = self._frame["experiment"].unique(maintain_order=True).to_list()
@@ -229,28 +257,28 @@ class Runs(Generic[C]):
         """The runs that `filter` with the same criteria leaves out."""
         return self.matching(predicates, criteria, keep=False)
 
-    def get(self, *predicates: Any, **criteria: Any) -> Run[C]:
+    def get(self, *predicates: Any, **criteria: Any) -> Run[C, Any]:
         """The one run that meets the criteria; RunLookupError for none or several."""
         found = self.matching(predicates, criteria, keep=True)
         if len(found) != 1:
             raise RunLookupError(len(found), describe(predicates, criteria))
         return found[0]
 
-    def try_get(self, *predicates: Any, **criteria: Any) -> Run[C] | None:
+    def try_get(self, *predicates: Any, **criteria: Any) -> Run[C, Any] | None:
         """The one run that meets the criteria, None for none; RunLookupError for several."""
         found = self.matching(predicates, criteria, keep=True)
         if len(found) > 1:
             raise RunLookupError(len(found), describe(predicates, criteria))
         return found[0] if len(found) else None
 
-    def first(self, *predicates: Any, **criteria: Any) -> Run[C]:
+    def first(self, *predicates: Any, **criteria: Any) -> Run[C, Any]:
         """The earliest run (in the current order) that meets the criteria."""
         found = self.matching(predicates, criteria, keep=True) if predicates or criteria else self
         if not len(found):
             raise RunLookupError(0, describe(predicates, criteria))
         return found[0]
 
-    def last(self, *predicates: Any, **criteria: Any) -> Run[C]:
+    def last(self, *predicates: Any, **criteria: Any) -> Run[C, Any]:
         """The latest run (in the current order) that meets the criteria."""
         found = self.matching(predicates, criteria, keep=True) if predicates or criteria else self
         if not len(found):
@@ -296,18 +324,122 @@ class Runs(Generic[C]):
         return self._texts.get(run_id)
 
 
-class Run(Generic[C]):
-    """One run: its row of `Runs.frame`, its config and its artifacts."""
+class RunInfo:
+    """Where a run is and what it is called: `run_dir` (the run's folder,
+    `mlruns/<experiment id>/<run id>`), `run_id` and `job_name` (the Hydra
+    job's name, which is the MLflow experiment's)."""
 
-    def __init__(self, row: dict[str, Any], runs: Runs[C]) -> None:
-        self.row = row
-        self._runs = runs
-        self._cfg: Any = None
+    def __init__(self, run: Run[Any, Any]) -> None:
+        self._run = run
+
+    @property
+    def run_dir(self) -> Path:
+        return self._run.run_dir
 
     @property
     def run_id(self) -> str:
+        return self._run.run_id
+
+    @property
+    def job_name(self) -> str:
+        return self._run.experiment
+
+    def __repr__(self) -> str:
+        return f"RunInfo(run_dir={self.run_dir!r})"
+
+
+class Run(Generic[C, ImplT]):
+    """One run: its config (`cfg`), where it is (`info`), an object of the
+    user's made from its artifacts (`impl`), and its row of the runs' frame.
+
+    `Run(run_dir, impl_factory)` (or `Run.load`) opens the run in a folder
+    `mlruns/<experiment id>/<run id>`, as the published HydraFlow does;
+    `Run[Config, Impl]` only types it. `hydraflow.load` and `Run.load` of many
+    folders give runs that read their store once, in bulk.
+
+    `impl_factory(artifacts_dir)` or `impl_factory(artifacts_dir, cfg)` makes
+    `impl` on first use.
+    """
+
+    _row: dict[str, Any] | None
+    _runs: Runs[C] | None
+
+    def __init__(
+        self,
+        run_dir: str | os.PathLike[str],
+        impl_factory: Callable[..., ImplT] | None = None,
+    ) -> None:
+        self._row = None
+        self._runs = None
+        self._folder: Path | None = Path(run_dir)
+        self.impl_factory = impl_factory
+        self.forget()
+
+    @classmethod
+    def of_row(cls, row: dict[str, Any], runs: Runs[C], impl_factory: Any = None) -> Run[C, ImplT]:
+        """The run of a row of `runs.frame`."""
+        run: Run[C, ImplT] = cls.__new__(cls)
+        run._row = row
+        run._runs = runs
+        run._folder = None
+        run.impl_factory = impl_factory
+        run.forget()
+        return run
+
+    def forget(self) -> None:
+        self._cfg: Any = None
+        self._impl: Any = MISSING
+        self.info = RunInfo(self)
+
+    @overload
+    @classmethod
+    def load(  # type: ignore[overload-overlap]
+        cls, run_dir: str | os.PathLike[str], impl_factory: Callable[..., ImplT] | None = None
+    ) -> Run[C, ImplT]: ...
+    @overload
+    @classmethod
+    def load(
+        cls,
+        run_dir: Iterable[str | os.PathLike[str]],
+        impl_factory: Callable[..., ImplT] | None = None,
+    ) -> RunCollection[C, ImplT]: ...
+    @classmethod
+    def load(
+        cls,
+        run_dir: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
+        impl_factory: Callable[..., ImplT] | None = None,
+    ) -> Run[C, ImplT] | RunCollection[C, ImplT]:
+        """The run in a folder, or a `RunCollection` of the runs in several
+        (their stores read once each, in bulk)."""
+        if isinstance(run_dir, str | os.PathLike):
+            return cls(run_dir, impl_factory)
+        from hydraflow.analysis.collection import collect_run_dirs
+
+        return collect_run_dirs([Path(d) for d in run_dir], impl_factory)
+
+    @property
+    def row(self) -> dict[str, Any]:
+        """The run's row of the runs' frame (a run opened from its folder
+        reads it from its store on first use)."""
+        if self._row is None:
+            from hydraflow.analysis.rundirs import row_of
+
+            self._row = row_of(self.run_dir)
+        return self._row
+
+    @property
+    def run_id(self) -> str:
+        if self._folder is not None:
+            return self._folder.name
         run_id: str = self.row["run_id"]
         return run_id
+
+    @property
+    def run_dir(self) -> Path:
+        """The run's folder: its artifact directory's parent."""
+        if self._folder is not None:
+            return self._folder
+        return self.artifact_dir.parent
 
     @property
     def experiment(self) -> str:
@@ -341,7 +473,8 @@ class Run(Generic[C]):
     @property
     def cfg(self) -> C:
         """The run's config: an instance of `load(config=...)`'s dataclass,
-        else an OmegaConf DictConfig."""
+        else an OmegaConf DictConfig; for a run opened the published way (from
+        its folder, or in a RunCollection) its `.hydra/config.yaml` as is."""
         if self._cfg is None:
             self._cfg = self.make_cfg()
         cfg: C = self._cfg
@@ -350,6 +483,13 @@ class Run(Generic[C]):
     def make_cfg(self) -> Any:
         from omegaconf import OmegaConf
 
+        if self._runs is None or self._runs.SHORT_RUN_REPR:
+            # Opened the published way: the file Hydra wrote, as the published
+            # tool reads it (keys in the config's order, interpolations kept).
+            path = self.path(".hydra/config.yaml")
+            if path.is_file() or self._runs is None:
+                return OmegaConf.load(path) if path.is_file() else OmegaConf.create()
+        assert self._runs is not None
         text = self._runs.config_text(self.run_id)
         conf = OmegaConf.create(json.loads(text) if text else {})
         schema = self._runs._config
@@ -362,9 +502,104 @@ class Run(Generic[C]):
             raise ValueError(message) from None
 
     @property
+    def impl(self) -> ImplT:
+        """`impl_factory(artifacts_dir)`, or `impl_factory(artifacts_dir, cfg)`
+        when it takes two arguments; made once (None without a factory)."""
+        if self._impl is MISSING:
+            self._impl = self.make_impl()
+        impl: ImplT = self._impl
+        return impl
+
+    def make_impl(self) -> Any:
+        if self.impl_factory is None:
+            return None
+        import inspect
+
+        folder = self.artifact_dir
+        if len(inspect.signature(self.impl_factory).parameters) == 1:
+            return self.impl_factory(folder)
+        return self.impl_factory(folder, self.cfg)
+
+    def get(self, key: str, default: Any = MISSING) -> Any:
+        """A value by key (`__` for dots), looked for in the config, then in
+        `impl`, `info` and the run's attributes, then in its row (`metrics.x`,
+        `status`, ...); else `default` (a function of the run is called), else
+        AttributeError. `"cfg"`, `"impl"`, `"info"` give those objects."""
+        key = key.replace("__", ".")
+        value = select(self.cfg, key)
+        if value is not MISSING:
+            return value
+        for source in (self.impl, self.info, self):
+            value = getattr(source, key, MISSING)
+            if value is not MISSING and not callable(value):
+                return value
+        if key in self.row:
+            return self.row[key]
+        if default is not MISSING:
+            return default(self) if callable(default) else default
+        raise AttributeError(f"run {self.run_id} has no key {key!r}")
+
+    def __getitem__(self, key: str) -> Any:
+        return self.get(key)
+
+    def update(self, key: str | tuple[str, ...], value: Any, *, force: bool = False) -> None:
+        """Sets config values the run lacks (all of them with `force`): one
+        dotted key, or a tuple of keys with an iterable of values; `value`
+        may be a function of the run. The store is left as it is."""
+        from omegaconf import OmegaConf
+
+        keys = [key] if isinstance(key, str) else list(key)
+        keys = [k.replace("__", ".") for k in keys]
+        absent = [k for k in keys if select(self.cfg, k) is MISSING]
+        if not force and not absent:
+            return
+        given = value(self) if callable(value) else value
+        if isinstance(key, str):
+            values = [given]
+        elif isinstance(given, Iterable) and not isinstance(given, str):
+            values = list(given)
+        else:
+            raise TypeError(f"{given!r} is not an iterable of values for {key!r}")
+        for name, item in zip(keys, values, strict=True):
+            if force or name in absent:
+                OmegaConf.update(self.cfg, name, item, force_add=True)  # type: ignore[arg-type]
+        if self._runs is not None:
+            self._runs.updated()
+
+    def lit(self, key: str, default: Any = MISSING, *, dtype: Any = None) -> pl.Expr:
+        """`get(key, default)` as a polars literal named `key`."""
+        return pl.lit(self.get(key, default), dtype).alias(key)
+
+    def to_frame(
+        self, function: Callable[[Run[C, ImplT]], pl.DataFrame], *keys: str | tuple[str, Any]
+    ) -> pl.DataFrame:
+        """`function(run)` with a column per key (`(key, default)` for a
+        default) holding the run's value."""
+        literals = [self.lit(k) if isinstance(k, str) else self.lit(k[0], k[1]) for k in keys]
+        return function(self).with_columns(literals)
+
+    def to_frame_impl(
+        self, function: Callable[[ImplT], pl.DataFrame], *keys: str | tuple[str, Any]
+    ) -> pl.DataFrame:
+        """`to_frame` of a function of the run's `impl`."""
+        return self.to_frame(lambda run: function(run.impl), *keys)
+
+    def to_dict(self, *, flatten: bool = True) -> dict[str, Any]:
+        """The config as a dict, its keys dotted unless not `flatten`."""
+        from omegaconf import OmegaConf
+
+        cfg = self.cfg
+        tree = OmegaConf.to_container(cfg) if OmegaConf.is_config(cfg) else asdict(cfg)  # type: ignore[call-overload]
+        if not isinstance(tree, dict):
+            raise TypeError(f"run {self.run_id}: its config is not a mapping")
+        return dict(flat_items(tree, "")) if flatten else {str(k): v for k, v in tree.items()}
+
+    @property
     def artifact_dir(self) -> Path:
         """The local directory of the run's artifacts (ValueError when they are
         not on this file system)."""
+        if self._folder is not None:
+            return self._folder / "artifacts"
         folder = self.row["artifact_dir"]
         if folder is None:
             raise ValueError(f"run {self.run_id} keeps its artifacts off this file system")
@@ -374,15 +609,21 @@ class Run(Generic[C]):
         """A path inside the artifact directory."""
         return self.artifact_dir / relative
 
-    def glob(self, pattern: str) -> list[Path]:
-        """The artifacts matching a glob pattern, sorted."""
-        return sorted(self.artifact_dir.glob(pattern))
+    def glob(self, pattern: str, relative_dir: str = "") -> list[Path]:
+        """The artifacts matching a glob pattern (in `relative_dir`), sorted."""
+        return sorted(self.path(relative_dir).glob(pattern))
+
+    def iterdir(self, relative_dir: str = "") -> Iterator[Path]:
+        """The entries of the artifact directory (or of `relative_dir` in it)."""
+        return self.path(relative_dir).iterdir()
 
     @contextlib.contextmanager
-    def chdir(self) -> Iterator[Path]:
-        """Works inside the artifact directory for the block, then returns."""
-        with contextlib.chdir(self.artifact_dir):
-            yield self.artifact_dir
+    def chdir(self, relative_dir: str = "") -> Iterator[Path]:
+        """Works inside the artifact directory (or `relative_dir` in it) for
+        the block, then returns."""
+        folder = self.path(relative_dir)
+        with contextlib.chdir(folder):
+            yield folder
 
     def config_items(self) -> Iterator[tuple[str, Any]]:
         for key, value in self.row.items():
@@ -390,7 +631,13 @@ class Run(Generic[C]):
                 yield key, value
 
     def __repr__(self) -> str:
-        """The values this run's experiment varies first, then the rest, cut to a line."""
+        """As the published HydraFlow's (`Run[Impl]('run id')`) for a run
+        opened from its folder or in a RunCollection; else the values this
+        run's experiment varies first, then the rest, cut to a line."""
+        if self._runs is None or self._runs.SHORT_RUN_REPR:
+            factory = self.impl_factory
+            impl = f"[{factory.__name__}]" if isinstance(factory, type) else ""
+            return f"{type(self).__name__}{impl}({self.run_id!r})"
         first = self._runs.varying_in_experiment(self.experiment)
         items = dict(self.config_items())
         ordered = [k for k in first if k in items] + [k for k in items if k not in first]
@@ -406,3 +653,25 @@ class Run(Generic[C]):
 
     def __hash__(self) -> int:
         return hash(self.run_id)
+
+
+def select(cfg: Any, key: str) -> Any:
+    """The value at a dotted key of a config (DictConfig or dataclass), or MISSING."""
+    from omegaconf import OmegaConf
+
+    if OmegaConf.is_config(cfg):
+        return OmegaConf.select(cfg, key, default=MISSING)
+    node = cfg
+    for part in key.split("."):
+        node = node.get(part, MISSING) if isinstance(node, dict) else getattr(node, part, MISSING)
+        if node is MISSING:
+            return MISSING
+    return node
+
+
+def flat_items(tree: dict[Any, Any], prefix: str) -> Iterator[tuple[str, Any]]:
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            yield from flat_items(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}", value

@@ -15,7 +15,7 @@ from hydraflow.errors import ConfigError
 
 DEFAULT_FILE = "hydraflow.yaml"
 COMMAND_KEYS = ("run", "call", "submit")
-JOB_KEYS = ("name", *COMMAND_KEYS, "add", "sets")
+JOB_KEYS = ("name", *COMMAND_KEYS, "add", "sets", "stopping")
 SET_KEYS = ("each", "all", "add")
 
 Kind = Literal["run", "call", "submit"]
@@ -48,6 +48,10 @@ class Job:
     # Hydra's job name, so the MLflow experiment: `name:` if the job has
     # one (as in the published HydraFlow), else its key.
     experiment: str
+    # The early-stopping rule for the job's apps (`stopping:`, see
+    # `read_stopping`), given to them in HYDRAFLOW_STOPPING; None: the
+    # decorator's.
+    stopping: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -143,6 +147,7 @@ def read_job(name: str, body: Any, file: str) -> Job:
         sets=tuple(read_set(s, file, f"{where}.sets[{i}]") for i, s in enumerate(sets)),
         file=file,
         experiment=read_name(body.get("name", name), file, f"{where}.name"),
+        stopping=read_stopping(body.get("stopping"), file, f"{where}.stopping"),
     )
 
 
@@ -150,6 +155,43 @@ def read_name(value: Any, file: str, where: str) -> str:
     if not isinstance(value, str) or not value.strip():
         raise ConfigError(file, where, "must be a non-empty string (the experiment's name)")
     return value.strip()
+
+
+# `stopping:` keys and their defaults (MedianStopping's); `rule: none` (or
+# `stopping: false`) turns off the decorator's rule for the job.
+STOPPING_RULES = ("median", "none")
+STOPPING_DEFAULTS: dict[str, Any] = {"direction": "min", "warmup_steps": 0, "min_runs": 3}
+STOPPING_KEYS = ("rule", *STOPPING_DEFAULTS)
+
+
+def read_stopping(value: Any, file: str, where: str) -> dict[str, Any] | None:
+    """The job's stopping rule, every key filled in: `{rule: median,
+    direction: min, warmup_steps: 2, min_runs: 3}`, or `{rule: none}`."""
+    if value is None:
+        return None
+    if value is False:
+        return {"rule": "none"}
+    if not isinstance(value, dict):
+        message = "must be a mapping (rule, direction, warmup_steps, min_runs) or false"
+        raise ConfigError(file, where, message)
+    check_keys(value, STOPPING_KEYS, file, where)
+    rule = value.get("rule", "median")
+    if rule not in STOPPING_RULES:
+        raise ConfigError(file, f"{where}.rule", f"must be median or none, not {rule!r}")
+    if rule == "none":
+        if len(value) > 1:
+            raise ConfigError(file, where, "rule: none takes no other keys")
+        return {"rule": "none"}
+    settings = {"rule": rule, **STOPPING_DEFAULTS, **value}
+    if settings["direction"] not in ("min", "max"):
+        message = f"must be min or max, not {settings['direction']!r}"
+        raise ConfigError(file, f"{where}.direction", message)
+    for key, least in (("warmup_steps", 0), ("min_runs", 1)):
+        number = settings[key]
+        if not isinstance(number, int) or isinstance(number, bool) or number < least:
+            message = f"must be a whole number >= {least}, not {number!r}"
+            raise ConfigError(file, f"{where}.{key}", message)
+    return settings
 
 
 def read_set(body: Any, file: str, where: str) -> JobSet:

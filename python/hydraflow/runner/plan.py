@@ -183,11 +183,12 @@ class SetPlan:
             params = layout(combination, self.all, self.job_name, sweep_dir, self.add)
             yield params, self.runs_of_combination(combination)
 
-    def shell_lines(self, head: str) -> Iterator[str]:
+    def shell_lines(self, head: str, *, masking: bool = False) -> Iterator[str]:
         """`shlex.join(head + params)` per command, fast: the line is laid out
         once as a template (every fixed piece quoted once), and each command
-        only fills in its combination and its ULID (which never needs quoting)."""
-        quote = shlex.quote
+        only fills in its combination and its ULID (which never needs quoting).
+        `masking`: passwords as `***` (see `shown_quote`)."""
+        quote = shown_quote if masking else shlex.quote
         quoted = [[quote(arg).replace("%", "%%") for arg in options] for options in self.each]
         slots = ["%s"] * len(self.each)
         sweep_dir = [f"{SWEEP_DIR_KEY}={SWEEP_ROOT}/%s"] if self.sweep_dir else []
@@ -227,10 +228,11 @@ class JobPlan:
     def total_runs(self) -> int | None:
         return summed(s.runs for s in self.sets)
 
-    def shell_lines(self, *, with_head: bool = True) -> Iterator[str]:
-        head = shlex.join(self.head) if with_head else ""
+    def shell_lines(self, *, with_head: bool = True, masking: bool = False) -> Iterator[str]:
+        quote = shown_quote if masking else shlex.quote
+        head = " ".join(quote(arg) for arg in self.head) if with_head else ""
         for job_set in self.sets:
-            yield from job_set.shell_lines(head)
+            yield from job_set.shell_lines(head, masking=masking)
 
     def commands(self) -> Iterator[Command]:
         index = 0
@@ -238,6 +240,15 @@ class JobPlan:
             for params, runs in job_set.params():
                 index += 1
                 yield Command(index, self.head, params, runs)
+
+
+def shown_quote(arg: str) -> str:
+    """An argument quoted for a shell, as printed for a person: a password in
+    a URI or in a key named so (`db.password=x`) as `***`, as the failure
+    line of a real run shows it. Masked once per distinct argument, not per line."""
+    from hydraflow.remote import masked
+
+    return masked(shlex.quote(arg))
 
 
 def plan_job(

@@ -1,15 +1,20 @@
-"""A run's artifact directory on the local file system."""
+"""A run's artifacts: its directory on the local file system, and writing to it."""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlparse
 
+from hydraflow.store import retry_busy
+
 if TYPE_CHECKING:
+    from mlflow import MlflowClient
     from mlflow.entities import Run
 
 
@@ -18,16 +23,24 @@ def get_artifact_dir(run: Run) -> Path:
 
     Raises ValueError when the artifacts live elsewhere (s3://, http://, ...).
     """
+    path = local_artifact_dir(run)
+    if path is None:
+        raise ValueError(
+            f"run {run.info.run_id} keeps its artifacts at {run.info.artifact_uri}, not locally"
+        )
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def local_artifact_dir(run: Run) -> Path | None:
+    """The run's artifact directory when it is on this file system, else None."""
     uri = run.info.artifact_uri or ""
     parsed = urlparse(uri)
     if parsed.scheme == "file":
-        path = Path(unquote(parsed.path))
-    elif parsed.scheme == "" or len(parsed.scheme) == 1:  # a plain or Windows path
-        path = Path(uri)
-    else:
-        raise ValueError(f"run {run.info.run_id} keeps its artifacts at {uri}, not locally")
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+        return Path(unquote(parsed.path))
+    if parsed.scheme == "" or len(parsed.scheme) == 1:  # a plain or Windows path
+        return Path(uri)
+    return None
 
 
 @contextlib.contextmanager
@@ -40,3 +53,65 @@ def chdir_artifact(run: Run) -> Iterator[Path]:
         yield path
     finally:
         os.chdir(previous)
+
+
+class LocalArtifacts:
+    """Writes a run's artifacts as MLflow's local repository does (each file
+    copied to a temporary name beside its place, then renamed into it, so a
+    crash never leaves half a file), without its per-call setup."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def log_dir(self, local_dir: Path, artifact_path: str) -> None:
+        for source in sorted(local_dir.rglob("*")):
+            if source.is_file():
+                self.copy(source, self.root / artifact_path / source.relative_to(local_dir))
+
+    def log_file(self, local_file: Path) -> None:
+        self.copy(local_file, self.root / local_file.name)
+
+    def read(self, name: str) -> str:
+        """The artifact's text, "" when there is none."""
+        try:
+            return (self.root / name).read_text(encoding="utf-8", errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    @staticmethod
+    def copy(source: Path, target: Path) -> None:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
+        shutil.copy2(source, partial)
+        os.replace(partial, target)
+
+
+class ClientArtifacts:
+    """A run's artifacts through MLflow's client (a tracking server, cloud storage)."""
+
+    def __init__(self, client: MlflowClient, run_id: str) -> None:
+        self.client = client
+        self.run_id = run_id
+
+    def log_dir(self, local_dir: Path, artifact_path: str) -> None:
+        retry_busy(lambda: self.client.log_artifacts(self.run_id, str(local_dir), artifact_path))
+
+    def log_file(self, local_file: Path) -> None:
+        retry_busy(lambda: self.client.log_artifact(self.run_id, str(local_file)))
+
+    def read(self, name: str) -> str:
+        names = {item.path for item in retry_busy(lambda: self.client.list_artifacts(self.run_id))}
+        if name not in names:
+            return ""
+        with tempfile.TemporaryDirectory() as folder:
+            local = self.client.download_artifacts(self.run_id, name, folder)
+            return Path(local).read_text(encoding="utf-8", errors="replace")
+
+
+Artifacts = LocalArtifacts | ClientArtifacts
+
+
+def artifacts_of(client: MlflowClient, run: Run) -> Artifacts:
+    """Direct file copies when the run's artifacts are on this file system."""
+    root = local_artifact_dir(run)
+    return LocalArtifacts(root) if root is not None else ClientArtifacts(client, run.info.run_id)

@@ -75,7 +75,7 @@ def main(
     FINISHED run is skipped and returns the value recorded on that run (the
     app's return value reaches Hydra's sweeper, as under `@hydra.main`); an
     unfinished run is resumed. `stopping` is the rule `hydraflow.report`
-    applies. Values read from
+    applies (a jobs file's `stopping:` wins for its job). Values read from
     the environment (`${oc.env:KEY}`) and keys matching a `secrets` pattern
     (`db.password`, `*.token`, `password`) are recorded as their
     interpolation text or `***`, never as their values; the app receives the
@@ -280,7 +280,7 @@ class TrackedJob:
         from hydraflow.tracking.artifacts import chdir_artifact
         from hydraflow.tracking.code import current_code
         from hydraflow.tracking.lifecycle import claim, tracked_run
-        from hydraflow.tracking.stopping import watching
+        from hydraflow.tracking.stopping import rule_for_job, watching
 
         code_tags = current_code(context.launch_dir).tags()
         claimed = claim(context, config_yaml, container, self.options, code_tags)
@@ -291,7 +291,7 @@ class TrackedJob:
             return decode(old_tags.get(VALUE_TAG)) if claimed.action == "skip" else None
         try:
             with (
-                watching(claimed.run, claimed.client, self.stopping) as trial,
+                watching(claimed.run, claimed.client, rule_for_job(self.stopping)) as trial,
                 tracked_run(claimed, context, container, secrets) as run,
             ):
                 arguments = (run, config) if takes_run(self.app) else (config,)

@@ -7,12 +7,13 @@ search on that tag, so finding a run never means reading other runs' artifacts.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from hydraflow.mlflow_schema import DIGEST_TAG
-from hydraflow.store import retry_busy
+from hydraflow.mlflow_schema import DIGEST_TAG, runs_with_digest_in_sqlite
+from hydraflow.store import retry_busy, sqlite_path
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -28,7 +29,13 @@ def overrides_digest(overrides: Iterable[str]) -> str:
 
 
 def find_runs(client: MlflowClient, experiment_id: str, digest: str) -> list[Run]:
-    """The experiment's active runs carrying `digest`, oldest first."""
+    """The experiment's active runs carrying `digest`, oldest first. In a
+    SQLite store the lookup is one query of the tags' index, and MLflow
+    reads only the runs found (usually none)."""
+    path = sqlite_path(str(client.tracking_uri))
+    found = None if path is None else runs_with_digest_in_sqlite(path, experiment_id, digest)
+    if found is not None:
+        return [retry_busy(functools.partial(client.get_run, run_id)) for run_id in found]
     return retry_busy(
         lambda: client.search_runs(
             [experiment_id],

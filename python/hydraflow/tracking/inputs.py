@@ -48,14 +48,26 @@ def input_files(config_dirs: list[Path]) -> set[Path]:
     return files
 
 
+# The project file of each imported module by name (None when installed): a
+# job looks only at the modules imported or removed since the last one.
+_module_files: dict[str, Path | None] = {}
+
+
 def project_modules() -> Iterator[Path]:
     """The files of imported modules that are not part of the installation."""
-    for module in list(sys.modules.values()):
-        file = getattr(module, "__file__", None)
-        if file and file.endswith(".py"):
-            path = project_file(file)
-            if path is not None:
-                yield path
+    modules = dict(sys.modules)
+    for name in modules.keys() - _module_files.keys():
+        _module_files[name] = module_project_file(modules[name])
+    for name in _module_files.keys() - modules.keys():
+        del _module_files[name]
+    return iter([path for path in _module_files.values() if path is not None])
+
+
+def module_project_file(module: object) -> Path | None:
+    file = getattr(module, "__file__", None)
+    if file and isinstance(file, str) and file.endswith(".py"):
+        return project_file(file)
+    return None
 
 
 @functools.cache

@@ -44,9 +44,10 @@ from hydraflow.tracking.owner import Heartbeat, Owner, owner_alive, owner_of
 from hydraflow.tracking.record import append_log, log_hydra_files, log_params
 
 if TYPE_CHECKING:
-    from mlflow import MlflowClient
+    from mlflow import ActiveRun, MlflowClient
     from mlflow.entities import Run
 
+    from hydraflow.tracking.artifacts import Artifacts
     from hydraflow.tracking.secrets import Secrets
 
 log = logging.getLogger("hydraflow")
@@ -296,22 +297,24 @@ def tracked_run(
     FINISHED, FAILED on an exception (its traceback in the log), KILLED on
     Ctrl-C or a termination signal. The status is written even when the log
     cannot be uploaded, and no bookkeeping error replaces the app's own."""
-    import mlflow
+    from hydraflow.tracking.artifacts import artifacts_of
 
     client = claimed.client
     run_id = claimed.run_id
-    assert run_id is not None, "only a claimed run is tracked"
+    assert claimed.run is not None and run_id is not None, "only a claimed run is tracked"
     resumed = claimed.action == "resume"
-    run = retry_busy(lambda: mlflow.start_run(run_id=run_id))
+    run = activate(claimed)
+    artifacts = artifacts_of(client, claimed.run)
     if resumed:
         log.info("resuming run %s", run_id)
     protocol.started(context.overrides, run_id, resumed=resumed)
     status = "FAILED"
     try:
         with heartbeat(client, run_id), the_current(run):
-            log_params(client, run_id, config, resumed=resumed)
+            # The claim read the run under the lock: the params it has are these.
+            log_params(client, run_id, config, claimed.run.data.params if resumed else {})
             if context.hydra_dir:
-                log_hydra_files(client, run_id, context.hydra_dir, secrets)
+                log_hydra_files(artifacts, context.hydra_dir, secrets)
             yield run
         status = "FINISHED"
     except KeyboardInterrupt:
@@ -324,7 +327,7 @@ def tracked_run(
         raise
     finally:
         with deferred():
-            upload_log(client, run_id, context.log_file, resumed=resumed, secrets=secrets)
+            upload_log(artifacts, run_id, context.log_file, resumed=resumed, secrets=secrets)
             end_run(client, run_id, status)
             protocol.ended(context.overrides, outcome(status, run_id, resumed=resumed), run_id)
 
@@ -386,7 +389,7 @@ def heartbeat(client: MlflowClient, run_id: str) -> contextlib.AbstractContextMa
 
 
 def upload_log(
-    client: MlflowClient,
+    artifacts: Artifacts,
     run_id: str,
     log_file: Path | None,
     *,
@@ -397,18 +400,55 @@ def upload_log(
         return
     flush_log_handlers()
     try:
-        append_log(client, run_id, log_file, resumed=resumed, secrets=secrets)
+        append_log(artifacts, log_file, resumed=resumed, secrets=secrets)
     except Exception as error:
         log.warning("run %s: the log %s was not uploaded: %s", run_id, log_file, error)
 
 
+def activate(claimed: Claim) -> ActiveRun:
+    """Makes the claimed run MLflow's active run, as `mlflow.start_run(run_id=...)`
+    does, without its three store calls (a read, a write of the RUNNING status
+    the claim has just given the run, a read again). MLflow's own call where it
+    does more (system metrics, an active run to refuse) or keeps its active
+    runs otherwise than this MLflow does."""
+    import mlflow
+    from mlflow.environment_variables import MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING
+    from mlflow.tracking import fluent
+
+    run = claimed.run
+    assert run is not None
+    stack = getattr(fluent, "_active_run_stack", None)
+    if (
+        stack is None
+        or not hasattr(stack, "get")
+        or MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING.get()  # type: ignore[no-untyped-call]
+        or mlflow.active_run() is not None
+        or mlflow.get_tracking_uri() != str(claimed.client.tracking_uri)
+    ):
+        return retry_busy(lambda: mlflow.start_run(run_id=run.info.run_id))
+    active = mlflow.ActiveRun(run)  # type: ignore[no-untyped-call]
+    stack.get().append(active)
+    return active
+
+
 def end_run(client: MlflowClient, run_id: str, status: str) -> None:
-    """Writes the status with an idempotent, retried call, then leaves
-    MLflow's fluent run (whose own end_run is not safe to retry)."""
+    """Leaves MLflow's fluent run with its status, written once: by MLflow's
+    `end_run` (which pops the run, then writes), and when that write fails by
+    the client's idempotent, retried call."""
     import mlflow
 
     # MLflow prints the run's URL (a tracking server's, password and all) as it ends it.
     with masked_stdout():
+        active = mlflow.active_run()
+        same_store = mlflow.get_tracking_uri() == str(client.tracking_uri)
+        if active is not None and active.info.run_id == run_id and same_store:
+            try:
+                mlflow.end_run(status)
+                return
+            except Exception as error:
+                log.debug(
+                    "run %s: MLflow's end_run failed (%s); writing the status again", run_id, error
+                )
         retry_busy(lambda: client.set_terminated(run_id, status))
         active = mlflow.active_run()
         if active is not None and active.info.run_id == run_id:

@@ -10,6 +10,7 @@ refresh one while they run.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import socket
@@ -33,8 +34,7 @@ class Owner:
 
     @classmethod
     def me(cls) -> Owner:
-        pid = os.getpid()
-        return cls(socket.gethostname(), pid, process_start(pid))
+        return owner_of_pid(os.getpid())
 
     def to_tag(self) -> str:
         return json.dumps(asdict(self), separators=(",", ":"))
@@ -65,6 +65,12 @@ class Owner:
 
     def describe(self) -> str:
         return f"pid {self.pid} on {self.host}"
+
+
+@functools.cache
+def owner_of_pid(pid: int) -> Owner:
+    """This process as an owner, read once (a forked child has its own pid)."""
+    return Owner(socket.gethostname(), pid, process_start(pid))
 
 
 def process_start(pid: int) -> str:

@@ -1,5 +1,6 @@
 """Early stopping: `hydraflow.report` logs a metric and says whether the run
-should stop now, by the rule given to `@hydraflow.main(stopping=...)`.
+should stop now, by the rule given to `@hydraflow.main(stopping=...)` or, for
+a job run by `hydraflow run`, by the jobs file's `stopping:` (which wins).
 
 The rule compares with the experiment's completed runs: FINISHED and not
 stopped themselves, the runs whose histories are whole (`histories.py`
@@ -11,11 +12,14 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
+import os
 import statistics
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from hydraflow import protocol
+from hydraflow.errors import HydraflowError
 from hydraflow.mlflow_schema import STOPPED_TAG, VALUE_TAG
 from hydraflow.store import retry_busy
 from hydraflow.tracking.values import encode
@@ -57,6 +61,25 @@ class MedianStopping:
         return value > median if self.direction == "min" else value < median
 
 
+def rule_for_job(default: MedianStopping | None) -> MedianStopping | None:
+    """The jobs file's rule when `hydraflow run` gives one, else `default`
+    (the decorator's): the file says how this job is run, as Hydra's command
+    line overrides what the code sets."""
+    try:
+        settings = protocol.stopping_settings()
+        if settings is None:
+            return default
+        if settings["rule"] == "none":
+            return None
+        return MedianStopping(settings["direction"], settings["warmup_steps"], settings["min_runs"])
+    except (ValueError, KeyError, TypeError) as error:
+        text = os.environ.get(protocol.STOPPING_ENV, "")
+        raise HydraflowError(
+            f"{protocol.STOPPING_ENV}={text!r} is not a stopping rule ({error}); "
+            "set the rule in the jobs file's stopping: key"
+        ) from None
+
+
 @dataclass
 class Trial:
     """The run being tracked in this process, and how `report` judges it."""
@@ -69,8 +92,8 @@ class Trial:
 
     def report(self, name: str, value: float, step: int) -> bool:
         self.last_value = value
-        if self.rule is None or self.histories is None:
-            return False
+        if self.rule is None or self.histories is None or step < self.rule.warmup_steps:
+            return False  # warming up: nothing to read
         if self.rule.should_stop(value, step, self.histories.at_step(name, step)):
             if self.stopped_at is None:
                 self.stopped_at = step

@@ -70,8 +70,10 @@ class CallExecutor(Executor):
         return command_words(job)[1:]
 
     def dry_lines(self, plan: JobPlan) -> Iterator[str]:
+        from hydraflow.remote import masked
+
         name = plan.job.command.split()[0]
-        return (f"{name}({command.argv!r})" for command in plan.commands())
+        return (masked(f"{name}({command.argv!r})") for command in plan.commands())
 
     def run(
         self, plan: JobPlan, reporter: PlainReporter, events: EventLog, options: RunOptions
@@ -93,10 +95,11 @@ class SubmitExecutor(Executor):
         check_program(plan, self.kind)
 
     def dry_lines(self, plan: JobPlan) -> Iterator[str]:
+        from hydraflow.remote import masked
         from hydraflow.runner.executors.submit import handler_argv, params_path
 
-        yield shlex.join(handler_argv(plan, params_path()))
-        yield from plan.shell_lines(with_head=False)
+        yield masked(shlex.join(handler_argv(plan, params_path())))
+        yield from plan.shell_lines(with_head=False, masking=True)
 
     def events_directory(self) -> Path | None:
         """The current directory: a handler may run the commands elsewhere

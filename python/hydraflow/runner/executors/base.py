@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import ClassVar, TextIO
 
 from hydraflow.errors import HydraflowError
-from hydraflow.protocol import RERUN_ENV
+from hydraflow.protocol import RERUN_ENV, set_stopping
 from hydraflow.runner.executors.event_log import EventLog, event_log
 from hydraflow.runner.executors.progress import Execution, PlainReporter, make_reporter
 from hydraflow.runner.jobs import Job
@@ -65,8 +65,8 @@ class Executor:
         """Checks made before anything starts; raises HydraflowError."""
 
     def dry_lines(self, plan: JobPlan) -> Iterator[str]:
-        """What `--dry-run` prints, one line each."""
-        return plan.shell_lines()
+        """What `--dry-run` prints, one line each, passwords masked."""
+        return plan.shell_lines(masking=True)
 
     def events_directory(self) -> Path | None:
         """Where the events files go (None: the system's temporary directory)."""
@@ -98,6 +98,7 @@ class Executor:
         reporter = make_reporter(execution, parallel=options.jobs > 1)
         if options.rerun:
             os.environ[RERUN_ENV] = "1"  # every kind of job passes it on to its apps
+        set_stopping(plan.job.stopping)  # the job's own, not the last job's
         try:
             with self.events(reporter) as events:
                 execution.runs = events.counts

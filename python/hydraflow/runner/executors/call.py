@@ -105,7 +105,7 @@ def call_command(
         traceback.print_exc()
         status = 1
     completed = reporter.execution.signal is None
-    events.command_ended(command.index, command.runs, completed=completed)
+    events.command_ended(command.index, command.runs, completed=completed, succeeded=status == 0)
     reporter.ended(command, status)
     return status
 

@@ -32,6 +32,9 @@ class RunCounts:
     cut_off: int = 0
     # Runs of completed commands that no event accounts for; None once unknowable.
     not_reported: int | None = 0
+    # Of those, the runs of commands that exited 0 (an app that writes no
+    # events): progress counts them as through, never a failed command's.
+    passed_unreported: int = 0
     # Skipped runs made by code that has changed since, and the files named.
     stale: int = 0
     changed_files: set[str] = field(default_factory=set)
@@ -40,6 +43,11 @@ class RunCounts:
     @property
     def done(self) -> int:
         return sum(self.ended.values())
+
+    @property
+    def through(self) -> int:
+        """Runs that went through: ended, or in a command that exited 0."""
+        return self.done + self.passed_unreported
 
     @property
     def accounted(self) -> int | None:
@@ -59,11 +67,14 @@ class RunCounts:
         if not changed or (isinstance(count, int) and count > len(changed)):
             self.unnamed_changes = True
 
-    def add_not_reported(self, runs: int | None, reported: int) -> None:
+    def add_not_reported(self, runs: int | None, reported: int, *, succeeded: bool) -> None:
         if runs is None or self.not_reported is None:
             self.not_reported = None
-        else:
-            self.not_reported += max(0, runs - reported)
+            return
+        missing = max(0, runs - reported)
+        self.not_reported += missing
+        if succeeded:
+            self.passed_unreported += missing
 
 
 @dataclass
@@ -147,12 +158,12 @@ class EventLog:
         return self.directory / f"command-{index}.inputs.json"
 
     def command_ended(
-        self, index: int, runs: int | None, *, completed: bool
+        self, index: int, runs: int | None, *, completed: bool, succeeded: bool = True
     ) -> list[dict[str, object]]:
         """Reads the command's last events and returns all of them. Runs it
         started and never ended are cut off; other runs of a completed command
         that no event reports are not reported (an interrupted command's are
-        not started)."""
+        not started), and went through only if it `succeeded` (exited 0)."""
         with self.lock:
             entry = self.files.pop(index, None)
             if entry is None:
@@ -161,7 +172,7 @@ class EventLog:
             cut_off = len(entry.started - entry.ended)
             self.counts.cut_off += cut_off
             if completed:
-                self.counts.add_not_reported(runs, entry.ends + cut_off)
+                self.counts.add_not_reported(runs, entry.ends + cut_off, succeeded=succeeded)
         self.on_change()
         return entry.events
 

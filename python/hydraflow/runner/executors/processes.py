@@ -164,7 +164,9 @@ def conclude(
         kill_group(finished.process.pid, signal.SIGKILL)
     status = exit_status(finished.process.wait())  # reaped: returns at once
     command = finished.command
-    command_events = events.command_ended(command.index, command.runs, completed=not interrupted)
+    command_events = events.command_ended(
+        command.index, command.runs, completed=not interrupted, succeeded=status == 0
+    )
     if proof is not None and not interrupted and status == 0:
         proof.record(command, events.inputs_path(command.index), command_events)
     reporter.ended(command, status)

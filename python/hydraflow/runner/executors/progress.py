@@ -87,9 +87,15 @@ class Execution:
         self.running.clear()
         self.closed = True
 
-    def runs_ended(self) -> int:
-        """Runs known to have ended: reported by events, or in ended commands."""
-        return self.runs.accounted or self.runs.done
+    def runs_through(self) -> int:
+        """Runs that went through, for the progress: a failed command's
+        unreported runs never count."""
+        return self.runs.through
+
+    def runs_progress(self) -> str:
+        """`3/6` runs through of the plan's; `3` when only Hydra knows the total."""
+        through = self.runs_through()
+        return str(through) if self.total_runs is None else f"{through}/{self.total_runs}"
 
     def command_skipped(self, command: Command) -> None:
         self.skipped += 1
@@ -100,7 +106,8 @@ class Execution:
         if self.signal is not None:
             return None
         elapsed = self.elapsed()
-        done = self.runs_ended()
+        # Runs whose fate is known (a failed command's too): what is left to run.
+        done = self.runs.accounted or self.runs.done
         if self.total_runs and done:
             return max(0.0, elapsed / done * (self.total_runs - done))
         if self.ended:
@@ -108,20 +115,20 @@ class Execution:
         return None
 
     def runs_text(self) -> str:
-        """Every planned run in one of the words, so the counts add up to the plan."""
-        total = "?" if self.total_runs is None else str(self.total_runs)
+        """Every planned run in one of the words, so the counts add up to the
+        plan; when only Hydra knows the total (a sweeper), the runs as they came."""
         counts = self.runs
         parts = [f"{counts.ended[o]} {o}" for o in OUTCOMES if counts.ended[o]]
         if counts.cut_off:
             parts.append(f"{counts.cut_off} cut off")
-        if counts.not_reported is None:
-            parts.append("? not reported")
-        elif counts.not_reported:
+        if counts.not_reported:
             parts.append(f"{counts.not_reported} not reported")
+        if self.total_runs is None:
+            return f"runs: {', '.join(parts) or 'none reported'}"
         accounted = counts.accounted
-        if self.total_runs is not None and accounted is not None and accounted < self.total_runs:
+        if accounted is not None and accounted < self.total_runs:
             parts.append(f"{self.total_runs - accounted} not started")
-        return f"{total} runs: {', '.join(parts) or 'none ended'}"
+        return f"{self.total_runs} runs: {', '.join(parts) or 'none ended'}"
 
     def state_text(self) -> str:
         """What the execution is doing, for the progress display."""
@@ -240,9 +247,8 @@ class PlainReporter:
 
     def counts(self) -> str:
         e = self.execution
-        total = "?" if e.total_runs is None else e.total_runs
         return (
-            f"[{e.done}/{e.total_commands} commands, {e.runs_ended()}/{total} runs, "
+            f"[{e.done}/{e.total_commands} commands, {e.runs_progress()} runs, "
             f"{e.elapsed():.1f} s, {eta_text(e.eta())}]"
         )
 
@@ -308,12 +314,11 @@ class TerminalReporter(PlainReporter):
     def refresh(self) -> None:
         with self.lock:
             e = self.execution
-            total = "?" if e.total_runs is None else e.total_runs
             self.progress.update(
                 self.task,
                 description=f"{e.job}: {e.state_text()}",
                 completed=e.done,
-                runs=f"{e.runs_ended()}/{total}",
+                runs=e.runs_progress(),
                 eta=eta_text(e.eta()),
             )
 
