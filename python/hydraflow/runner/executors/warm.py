@@ -376,6 +376,7 @@ class Pristine:
     fds: set[int]
     warnings: list[tuple[Warning | str, type[Warning], str, int]]
     environ: dict[str, str]
+    started_environ: dict[str, str]
 
 
 def serve(startup_modules: frozenset[str]) -> NoReturn:
@@ -390,6 +391,7 @@ def serve(startup_modules: frozenset[str]) -> NoReturn:
         fds=set(),
         warnings=[],
         environ={},
+        started_environ=dict(os.environ),
     )
     failure = "threads before the preload (forking is unsafe then)" if threaded() else None
     failure = failure or preload(pristine)
@@ -721,13 +723,18 @@ def clear_names(namespace: dict[str, Any]) -> None:
 
 def set_environment(environment: dict[str, str], pristine: Pristine) -> None:
     """The command's environment, with what Python added at start-up (LC_CTYPE
-    when it coerces the C locale) and the preloaded modules at import
-    (pyarrow's allocator settings), as a fresh app has them."""
-    added = {k: v for k, v in pristine.environ.items() if k not in environment}
-    added.pop(MLFLOW_SESSION_ENV, None)  # one per process: renewed below
+    when it coerces the C locale) and what the preloaded modules set or
+    changed at import (pyarrow appends its allocator settings to a variable
+    the command may have already), as a fresh app has them."""
+    made = {
+        key: value
+        for key, value in pristine.environ.items()
+        if key not in environment or pristine.started_environ.get(key) != value
+    }
+    made.pop(MLFLOW_SESSION_ENV, None)  # one per process: renewed below
     os.environ.clear()
     os.environ.update(environment)
-    os.environ.update(added)
+    os.environ.update(made)
 
 
 def renew_mlflow_telemetry() -> None:
