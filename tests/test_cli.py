@@ -180,6 +180,9 @@ def test_options_that_do_not_apply_are_refused(project: Project) -> None:
     assert "-j/--jobs does not apply to submit jobs ('sweep')" in result.stderr
     result = run_cli("run", "sweep", "--keep-going", cwd=folder)
     assert result.returncode == 2
+    result = run_cli("run", "sweep", "--cold", cwd=folder)  # a submit job's handler starts cold
+    assert result.returncode == 2
+    assert "--cold does not apply to submit jobs ('sweep')" in result.stderr
 
 
 def test_show_counts_hydra_sweep_functions_as_unknown(project: Project) -> None:

@@ -39,6 +39,7 @@ sys.meta_path.insert(0, SlowImport())
 APP = """
 import os, time
 import hydraflow
+import appmodule
 
 @hydraflow.main({"a": 1, "b": 1})
 def app(run, cfg):
@@ -64,6 +65,7 @@ jobs:
 def folder(tmp_path: Path) -> Iterator[Path]:
     (tmp_path / "hydraflow.yaml").write_text(textwrap.dedent(JOBS).format(python=sys.executable))
     (tmp_path / "app.py").write_text(textwrap.dedent(APP))
+    (tmp_path / "appmodule.py").write_text("")
     (tmp_path / "site").mkdir()
     (tmp_path / "site" / "sitecustomize.py").write_text(textwrap.dedent(SITECUSTOMIZE))
     yield tmp_path
@@ -125,14 +127,22 @@ def assert_clean(stderr: str) -> None:
         assert not re.match(r"(\[\d+\] )?hydraflow: ;", line), line  # a message without its text
 
 
+COLD = {"HYDRAFLOW_COLD": "1"}
+
+
+# Started warm, an app has hydraflow and Hydra imported before its first
+# line: the moments of importing them (and of a job's first imports) are a
+# cold start's, which hydraflow still makes (another interpreter, --cold).
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("moment", "env", "killed"),
     [
-        ("importing hydraflow", {"SLOW_IMPORT": "hydraflow"}, 0),
-        ("importing hydra", {"SLOW_IMPORT": "hydra"}, 0),
-        ("in a job, before its run", {"SLOW_IMPORT": "hydraflow.tracking.secrets"}, 0),
-        ("running", {"APP_SLEEP": "60"}, 2),
+        ("importing hydraflow", {"SLOW_IMPORT": "hydraflow", **COLD}, 0),
+        ("importing hydra", {"SLOW_IMPORT": "hydra", **COLD}, 0),
+        ("in a job, before its run", {"SLOW_IMPORT": "hydraflow.tracking.secrets", **COLD}, 0),
+        ("running", {"APP_SLEEP": "60", **COLD}, 2),
+        ("warm, importing the app's own module", {"SLOW_IMPORT": "appmodule"}, 0),
+        ("warm, running", {"APP_SLEEP": "60"}, 2),
     ],
 )
 def test_ctrl_c_at_any_moment_is_clean_and_every_run_is_counted(
@@ -158,7 +168,8 @@ def test_ctrl_c_at_any_moment_is_clean_and_every_run_is_counted(
 
 @pytest.mark.slow
 def test_ctrl_c_while_the_cli_starts_is_one_line(folder: Path) -> None:
-    for delay in (0.15, 0.6):
+    # The last while the warm interpreter preloads (it takes seconds).
+    for delay in (0.15, 0.6, 1.5):
         process = launch(folder, APP_SLEEP="60")
         time.sleep(delay)
         stderr = interrupt(process)

@@ -84,6 +84,13 @@ config_option = click.option(
     is_flag=True,
     help="Run every config again as a new run, although it finished (after a code change).",
 )
+@click.option(
+    "--cold",
+    is_flag=True,
+    help="Start each command as a fresh process, never from the warm interpreter "
+    "(also HYDRAFLOW_COLD=1).",
+)
+@click.option("-v", "--verbose", is_flag=True, help="Say how commands start (warm or cold, why).")
 @config_option
 @click.pass_context
 def run(
@@ -94,6 +101,8 @@ def run(
     jobs: int,
     keep_going: bool,
     rerun: bool,
+    cold: bool,
+    verbose: bool,
     config_file: str,
 ) -> None:
     """Run JOB from the jobs file, with optional overrides."""
@@ -106,7 +115,9 @@ def run(
         refuse_unknown_options(ctx, args)
         definition = find_job(load_jobs(config_file), job)
         executor = executor_for(definition)
-        options = RunOptions(jobs=jobs, keep_going=keep_going, rerun=rerun)
+        options = RunOptions(
+            jobs=jobs, keep_going=keep_going, rerun=rerun, cold=cold, verbose=verbose
+        )
         executor.check_options(definition, options)
         command_line = CommandLine.parse(args, after_dashes(ctx))
         plan = executor.plan(definition, command_line)

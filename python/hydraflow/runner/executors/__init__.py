@@ -22,6 +22,7 @@ class RunExecutor(Executor):
 
     kind = "run"
     accepts_jobs = True
+    accepts_cold = True
 
     def preflight(self, plan: JobPlan) -> None:
         from hydraflow.runner.executors.processes import check_argument_sizes, check_program
@@ -33,18 +34,30 @@ class RunExecutor(Executor):
         self, plan: JobPlan, reporter: PlainReporter, events: EventLog, options: RunOptions
     ) -> None:
         from hydraflow.runner.executors.processes import run_commands
+        from hydraflow.runner.executors.warm import WarmInterpreter
         from hydraflow.runner.finished import FinishedProof
 
         commands = plan.commands()
         proof = None if options.rerun else FinishedProof(Path.cwd())
-        run_commands(
-            commands,
-            reporter,
-            events,
-            jobs=options.jobs,
-            keep_going=options.keep_going,
-            proof=proof,
-        )
+        # Said once each with -v: why commands start cold, or that they start warm.
+        note = reporter.message if options.verbose else None
+        stopping = lambda: reporter.execution.signal is not None  # noqa: E731
+        warm = None if options.cold else WarmInterpreter(note, stopping)
+        if options.cold and note is not None:
+            note("commands start cold: --cold")
+        try:
+            run_commands(
+                commands,
+                reporter,
+                events,
+                jobs=options.jobs,
+                keep_going=options.keep_going,
+                proof=proof,
+                warm=warm,
+            )
+        finally:
+            if warm is not None:
+                warm.close()
 
 
 class CallExecutor(Executor):

@@ -29,6 +29,10 @@ class RunOptions:
     keep_going: bool = False
     # Run every config again, as new runs: no command is skipped as proven finished.
     rerun: bool = False
+    # Start every command as a fresh process, never from the warm interpreter.
+    cold: bool = False
+    # Say how commands start (warm, or cold and why).
+    verbose: bool = False
 
 
 class Executor:
@@ -37,11 +41,15 @@ class Executor:
     kind: ClassVar[str]
     accepts_jobs: ClassVar[bool] = False
     accepts_keep_going: ClassVar[bool] = True
+    # Whether commands may start from the warm interpreter (so --cold means something).
+    accepts_cold: ClassVar[bool] = False
 
     def check_options(self, job: Job, options: RunOptions) -> None:
         """RunOptions that cannot apply to this kind of job are refused, not ignored."""
         if options.jobs > 1 and not self.accepts_jobs:
             raise HydraflowError(f"-j/--jobs does not apply to {self.kind} jobs ('{job.name}')")
+        if options.cold and not self.accepts_cold:
+            raise HydraflowError(f"--cold does not apply to {self.kind} jobs ('{job.name}')")
         if options.keep_going and not self.accepts_keep_going:
             message = f"--keep-going does not apply to {self.kind} jobs ('{job.name}')"
             raise HydraflowError(message)

@@ -27,6 +27,7 @@ from hydraflow.errors import HydraflowError, ProgramError
 from hydraflow.protocol import EVENTS_ENV, INPUTS_ENV
 from hydraflow.runner.executors.event_log import EventLog
 from hydraflow.runner.executors.progress import Execution, PlainReporter
+from hydraflow.runner.executors.warm import WarmInterpreter, WarmProcess
 from hydraflow.runner.finished import FinishedProof
 from hydraflow.runner.plan import Command, JobPlan
 from hydraflow.signals import handled
@@ -50,10 +51,14 @@ def grace_seconds() -> float:
         return DEFAULT_GRACE_SECONDS
 
 
+# The variables hydraflow sets for each command (a warm start sends them per command).
+PER_COMMAND = (EVENTS_ENV, INPUTS_ENV)
+
+
 @dataclass
 class Running:
     command: Command
-    process: subprocess.Popen[bytes]
+    process: subprocess.Popen[bytes] | WarmProcess
     readers: list[threading.Thread] = field(default_factory=list)
 
 
@@ -89,6 +94,10 @@ class Interrupts:
         for entry in list(self.running.values()):
             kill_group(entry.process.pid, signum)
 
+    def forward_to(self, entry: Running) -> None:
+        """The step reached so far, to a child that started after it."""
+        kill_group(entry.process.pid, ESCALATION[max(self.level, 0)])
+
 
 def kill_group(pid: int, signum: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -108,9 +117,11 @@ def run_commands(
     jobs: int = 1,
     keep_going: bool = False,
     proof: FinishedProof | None = None,
+    warm: WarmInterpreter | None = None,
 ) -> None:
     """Runs the commands, recording everything in `reporter.execution`; with
-    `proof`, a command proven finished before is skipped without starting."""
+    `proof`, a command proven finished before is skipped without starting;
+    with `warm`, each command it can run the same is forked from it."""
     execution = reporter.execution
     running: dict[int, Running] = {}
     done: queue.Queue[Running] = queue.Queue()
@@ -131,9 +142,11 @@ def run_commands(
                     events.command_skipped(command.runs or 0)
                     reporter.skipped(command)
                     continue
-                entry = start(command, reporter, done, events)
+                entry = start(command, reporter, done, events, warm)
                 if entry is not None:
                     running[entry.process.pid] = entry
+                    if execution.signal is not None:  # it came while the command started
+                        interrupts.forward_to(entry)
             if not running:
                 break
             finished = wait_for_one(done, interrupts)
@@ -149,7 +162,7 @@ def conclude(
     if interrupted:
         # Whatever the interrupted command left in its group goes too.
         kill_group(finished.process.pid, signal.SIGKILL)
-    status = exit_status(finished.process.returncode)
+    status = exit_status(finished.process.wait())  # reaped: returns at once
     command = finished.command
     command_events = events.command_ended(
         command.index, command.runs, completed=not interrupted, succeeded=status == 0
@@ -178,21 +191,33 @@ def child_environment(events_file: Path, inputs_file: Path) -> Mapping[str, str]
 
 
 def start(
-    command: Command, reporter: PlainReporter, done: queue.Queue[Running], events: EventLog
+    command: Command,
+    reporter: PlainReporter,
+    done: queue.Queue[Running],
+    events: EventLog,
+    warm: WarmInterpreter | None = None,
 ) -> Running | None:
-    """Starts a child in its own process group; None if it could not start
-    (counted as a failure with status 127)."""
+    """Starts a child in its own process group (its own session), from the
+    warm interpreter when it can; None if it could not start (counted as a
+    failure with status 127)."""
     reporter.started(command)
+    environment = child_environment(
+        events.path_for(command.index), events.inputs_path(command.index)
+    )
     try:
-        process = subprocess.Popen(
+        forked = None if warm is None else warm.start(command.argv, environment, PER_COMMAND)
+        if forked is None and reporter.execution.signal is not None:
+            # Interrupted while the warm interpreter preloaded: never started.
+            events.command_ended(command.index, command.runs, completed=False)
+            reporter.ended(command, 128 + reporter.execution.signal)
+            return None
+        process = forked or subprocess.Popen(
             command.argv,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             start_new_session=True,
-            env=child_environment(
-                events.path_for(command.index), events.inputs_path(command.index)
-            ),
+            env=environment,
         )
     except OSError as error:
         reporter.message(f"command {command.index} could not start: {start_error(error, command)}")

@@ -1,0 +1,772 @@
+"""Commands started from a warm interpreter: `python app.py ...` and
+`python -m pkg ...` with hydraflow's own interpreter are forked from a
+server process that has already imported Hydra, OmegaConf, MLflow and
+hydraflow, instead of paying those imports (about 2.5 s) in every command.
+
+The server is a plain `python -c` child of hydraflow (standard library
+only: `os.fork`, `socket.send_fds`, `os.pidfd_open`, `runpy`). hydraflow
+sends it one request per command over a Unix socket: the command line, the
+working directory, the environment, and the child's stdin, stdout and stderr
+as file descriptors. The server forks; the child makes itself what a fresh
+`python` would be (own session, the descriptors on 0-2 and no others, the
+directory, the environment, `sys.argv`, `sys.path[0]`, a pristine `__main__`,
+reseeded generators) and runs the script; its exit goes through Python's own
+finalization, so `sys.exit`, atexit handlers and threads behave as usual.
+The server reports the child's pid, then its wait status, on a socket of the
+command's own, so hydraflow waits for it as for a `subprocess.Popen`.
+
+Whatever cannot be made the same starts cold, as before (`WarmInterpreter.refusal`)."""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+import gc
+import importlib
+import importlib.machinery
+import json
+import os
+import re
+import select
+import selectors
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+import warnings
+import weakref
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import IO, Any, NoReturn
+
+COLD_ENV = "HYDRAFLOW_COLD"
+# Heavy modules every hydraflow app imports; never the user's own. A
+# failure of these means the warm interpreter cannot be what a fresh one is.
+PRELOAD = ("omegaconf", "hydra", "mlflow", "hydraflow")
+# What an app imports later, as it runs its first job: imported ahead on a
+# best-effort basis (a module that is not there is left to the app).
+WARM_UP = (
+    "hydra._internal.hydra",
+    "hydra._internal.utils",
+    "hydra._internal.logging_config",
+    "mlflow.tracking.fluent",
+    "mlflow.store.tracking.sqlalchemy_store",
+    "mlflow.store.tracking.sqlalchemy_workspace_store",
+    "mlflow.store.tracking.file_store",
+    "mlflow.tracing.processor.otel",
+    "filelock",
+)
+# Packages whose every public module is imported ahead: hydraflow's side of
+# an app and Hydra's own plugins (which Hydra's scan imports in every app).
+WARM_UP_PACKAGES = ("hydraflow.tracking", "hydra._internal.core_plugins")
+PRELOADED_IMPORT = re.compile(
+    rb"^\s*(from\s+|import\s+([\w.]+\s*,\s*)*)(hydraflow|hydra|mlflow|omegaconf)\b", re.M
+)
+MLFLOW_SESSION_ENV = "_MLFLOW_TELEMETRY_SESSION_ID"
+# Hydra scans this namespace for plugins in every app: the installed ones are
+# imported ahead (best effort: a plugin that fails fails again, as in a fresh app).
+PLUGIN_NAMESPACE = "hydra_plugins"
+READY_SECONDS = 120.0
+HEADER = struct.Struct("!I")
+# Notes the modules a fresh interpreter starts with, and drops the '' that
+# `-c` puts first on sys.path: the server imports nothing from the directory.
+SERVER_CODE = (
+    "import sys\n"
+    "startup = frozenset(sys.modules)\n"
+    "sys.flags.safe_path or sys.path.pop(0)\n"
+    "__import__('hydraflow.runner.executors.warm', fromlist=['serve']).serve(startup)\n"
+)
+
+
+# --- hydraflow's side -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Target:
+    """What a `python` command line runs: a script or a module, and its arguments."""
+
+    executable: str
+    kind: str  # "script" or "module"
+    name: str
+    args: tuple[str, ...]
+
+
+def python_target(argv: Sequence[str], environment: Mapping[str, str]) -> Target | str:
+    """The script or module a command runs with this very interpreter, or
+    why a warm start could not be the same as a fresh `python`."""
+    found = shutil.which(argv[0], path=environment.get("PATH")) if argv else None
+    if found is None or not same_interpreter(found):
+        return f"'{argv[0] if argv else ''}' is not the interpreter hydraflow runs on"
+    executable = os.path.abspath(found)
+    if len(argv) < 2:
+        return "the interpreter is started without a script"
+    if argv[1] == "-m" and len(argv) > 2:
+        return Target(executable, "module", argv[2], tuple(argv[3:]))
+    if argv[1].startswith("-"):
+        return f"interpreter options ({argv[1]}) need a fresh interpreter"
+    script = argv[1]
+    if not os.path.isfile(script) or script.endswith((".pyc", ".pyz", ".zip")):
+        return f"'{script}' is not a Python source file"
+    if not imports_preloaded(script):
+        return f"'{script}' imports none of Hydra, MLflow, hydraflow (a fresh start is quicker)"
+    return Target(executable, "script", script, tuple(argv[2:]))
+
+
+def imports_preloaded(script: str) -> bool:
+    """Whether the script names a preloaded library in an import: only then
+    does the warm interpreter save time (a plain script starts in 50 ms)."""
+    try:
+        with open(script, "rb") as file:
+            source = file.read(1 << 20)
+    except OSError:
+        return False
+    return PRELOADED_IMPORT.search(source) is not None
+
+
+def same_interpreter(found: str) -> bool:
+    """The same binary in the same directory (so the same venv) as ours."""
+    here = os.path.abspath(sys.executable)
+    there = os.path.abspath(found)
+    same_binary = os.path.realpath(there) == os.path.realpath(here)
+    return same_binary and os.path.dirname(there) == os.path.dirname(here)
+
+
+class WarmProcess:
+    """A command forked by the warm server, waited for as a `subprocess.Popen`:
+    `pid`, `stdout`, `stderr`, `wait()`, `returncode` (negative: a signal)."""
+
+    def __init__(self, pid: int, status: socket.socket, stdout: IO[bytes], stderr: IO[bytes]):
+        self.pid = pid
+        self.status = status
+        self.stdout: IO[bytes] | None = stdout
+        self.stderr: IO[bytes] | None = stderr
+        self.returncode: int | None = None
+
+    def wait(self) -> int:
+        if self.returncode is None:
+            with self.status:
+                reply = read_message(self.status)
+            # The server gone before the child ended: its status is lost.
+            wait_status = None if reply is None else reply.get("status")
+            self.returncode = 1 if wait_status is None else os.waitstatus_to_exitcode(wait_status)
+        return self.returncode
+
+
+class WarmInterpreter:
+    """The warm server of one `hydraflow run`: started at the first command
+    it can run, used for every command it can run the same as a fresh
+    `python`, stopped at the end. `start` returns None for a command that
+    must start cold; `refusals` says why, each reason once."""
+
+    def __init__(
+        self,
+        note: Callable[[str], None] | None = None,
+        stopping: Callable[[], bool] = lambda: False,
+    ) -> None:
+        self.note = note or (lambda text: None)
+        # Asked while the preload is awaited: a Ctrl-C meanwhile stops the wait.
+        self.stopping = stopping
+        self.refusals: list[str] = []
+        self.server: subprocess.Popen[bytes] | None = None
+        self.control: socket.socket | None = None
+        self.environment: dict[str, str] | None = None
+        self.broken: str | None = None
+        self.lock = threading.Lock()
+
+    def refuse(self, reason: str) -> None:
+        if reason not in self.refusals:
+            self.refusals.append(reason)
+            self.note(f"commands start cold: {reason}")
+
+    def start(
+        self, argv: Sequence[str], environment: Mapping[str, str], per_command: Sequence[str]
+    ) -> WarmProcess | None:
+        """Forks the command from the warm server; None if it must start cold."""
+        reason = self.refusal(argv, environment)
+        target = python_target(argv, environment) if reason is None else reason
+        if isinstance(target, str):
+            self.refuse(target)
+            return None
+        shared = {k: v for k, v in environment.items() if k not in per_command}
+        with self.lock:
+            if self.control is None and self.broken is None:
+                self.launch_server(shared)
+            if self.broken is not None:
+                self.refuse(self.broken)
+                return None
+            if shared != self.environment:
+                self.refuse("the environment changed after the warm interpreter started")
+                return None
+            return self.request(target, argv, environment)
+
+    @staticmethod
+    def refusal(argv: Sequence[str], environment: Mapping[str, str]) -> str | None:
+        if not sys.platform.startswith("linux") or not hasattr(os, "pidfd_open"):
+            return "warm start needs Linux"
+        if environment.get(COLD_ENV, "") not in ("", "0"):
+            return f"{COLD_ENV} is set"
+        return None
+
+    def launch_server(self, environment: dict[str, str]) -> None:
+        """Starts the server in its own session (a terminal's Ctrl-C is for
+        the commands, which hydraflow forwards) and waits for its preload."""
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        # Its standard streams are a pipe, as each command's are: Python
+        # sets up sys.stdout once, by the kind of file it finds.
+        read_end, write_end = os.pipe()
+        try:
+            self.server = subprocess.Popen(
+                [sys.executable, "-c", SERVER_CODE, str(theirs.fileno())],
+                stdin=subprocess.DEVNULL,
+                stdout=write_end,
+                stderr=write_end,
+                pass_fds=(theirs.fileno(),),
+                env=environment,
+                start_new_session=True,
+            )
+        except OSError as error:
+            self.broken = f"the warm interpreter could not start ({error.strerror})"
+            os.close(read_end)
+            return
+        finally:
+            os.close(write_end)
+            theirs.close()
+        threading.Thread(target=drain, args=(read_end,), daemon=True).start()
+        began = time.monotonic()
+        ready = self.await_preload(ours, began + READY_SECONDS)
+        if ready is None or not ready.get("ready"):
+            default = "the warm interpreter ended while it preloaded"
+            self.broken = str((ready or {}).get("reason", default))
+            ours.close()
+            self.stop_server(kill=True)
+            return
+        self.control, self.environment = ours, environment
+        took = time.monotonic() - began
+        self.note(f"commands start from a warm interpreter (preloaded in {took:.1f} s)")
+
+    def await_preload(self, sock: socket.socket, deadline: float) -> dict[str, Any] | None:
+        """The server's first message; None if it ended, or hydraflow is stopping."""
+        while not select.select([sock], [], [], 0.1)[0]:
+            if self.stopping():
+                return {"reason": "interrupted while the warm interpreter preloaded"}
+            if time.monotonic() > deadline:
+                return {"reason": f"the preload took more than {READY_SECONDS:.0f} s"}
+        try:
+            return read_message(sock)
+        except OSError:
+            return None
+
+    def request(
+        self, target: Target, argv: Sequence[str], environment: Mapping[str, str]
+    ) -> WarmProcess | None:
+        assert self.control is not None
+        status_ours, status_theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        out_read, out_write = os.pipe()
+        err_read, err_write = os.pipe()
+        stdin = os.open(os.devnull, os.O_RDONLY)
+        message = {
+            "executable": target.executable,
+            "kind": target.kind,
+            "name": target.name,
+            "args": list(target.args),
+            "orig_argv": list(argv),
+            "cwd": os.getcwd(),
+            "env": dict(environment),
+        }
+        fds = [stdin, out_write, err_write, status_theirs.fileno()]
+        try:
+            send_message(self.control, message, fds)
+            reply = read_message(status_ours)
+        except OSError:
+            reply = None
+        finally:
+            for fd in (stdin, out_write, err_write):
+                os.close(fd)
+            status_theirs.close()
+        if reply is None or "pid" not in reply:
+            os.close(out_read)
+            os.close(err_read)
+            status_ours.close()
+            reason = "the warm interpreter stopped" if reply is None else reply["refused"]
+            self.refuse(str(reason))
+            return None
+        stdout, stderr = os.fdopen(out_read, "rb"), os.fdopen(err_read, "rb")
+        return WarmProcess(int(reply["pid"]), status_ours, stdout, stderr)
+
+    def close(self) -> None:
+        """Stops the server: the end of its socket is its cue."""
+        with self.lock:
+            if self.control is not None:
+                self.control.close()
+                self.control = None
+            self.stop_server()
+
+    def stop_server(self, *, kill: bool = False) -> None:
+        if self.server is None:
+            return
+        if kill:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.server.pid, signal.SIGKILL)
+        try:
+            self.server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.server.pid, signal.SIGKILL)
+            self.server.wait()
+        self.server = None
+
+
+def drain(fd: int) -> None:
+    """Reads the server's own output (nothing, unless a preload prints) so it never blocks."""
+    with open(fd, "rb") as pipe:
+        for _ in pipe:
+            pass
+
+
+def send_message(sock: socket.socket, message: dict[str, Any], fds: Sequence[int] = ()) -> None:
+    payload = json.dumps(message).encode("utf-8", "surrogateescape")
+    data = HEADER.pack(len(payload)) + payload
+    sent = socket.send_fds(sock, [data], list(fds)) if fds else sock.send(data)
+    if sent < len(data):
+        sock.sendall(data[sent:])
+
+
+def read_message(sock: socket.socket, fds: list[int] | None = None) -> dict[str, Any] | None:
+    """One message (None at the end of the stream); its descriptors into `fds`."""
+    if fds is None:
+        head = read_exactly(sock, HEADER.size, b"")
+    else:
+        first, received, _, _ = socket.recv_fds(sock, HEADER.size, 8)
+        fds.extend(received)
+        head = read_exactly(sock, HEADER.size, first)
+    if head is None:
+        return None
+    body = read_exactly(sock, HEADER.unpack(head)[0], b"")
+    if body is None:
+        return None
+    loaded: dict[str, Any] = json.loads(body.decode("utf-8", "surrogateescape"))
+    return loaded
+
+
+def read_exactly(sock: socket.socket, size: int, start: bytes) -> bytes | None:
+    data = bytearray(start)
+    while len(data) < size:
+        chunk = sock.recv(size - len(data))
+        if not chunk:
+            return None
+        data += chunk
+    return bytes(data)
+
+
+# --- the server's side ------------------------------------------------------
+
+
+@dataclass
+class Pristine:
+    """The interpreter's state before the preload, restored in every child."""
+
+    path: list[str]
+    modules: frozenset[str]
+    startup_modules: frozenset[str]
+    handlers: dict[int, Any]
+    fds: set[int]
+    warnings: list[tuple[Warning | str, type[Warning], str, int]]
+    environ: dict[str, str]
+    started_environ: dict[str, str]
+
+
+def serve(startup_modules: frozenset[str]) -> NoReturn:
+    """The server's main: preloads, then forks a child per request until
+    hydraflow closes the socket. Returns only in a child, after running its command."""
+    control = socket.socket(fileno=int(sys.argv[1]))
+    pristine = Pristine(
+        path=list(sys.path),
+        modules=frozenset(),
+        startup_modules=frozenset(name.partition(".")[0] for name in startup_modules),
+        handlers={s: signal.getsignal(s) for s in signal.valid_signals() if is_catchable(s)},
+        fds=set(),
+        warnings=[],
+        environ={},
+        started_environ=dict(os.environ),
+    )
+    failure = "threads before the preload (forking is unsafe then)" if threaded() else None
+    failure = failure or preload(pristine)
+    if failure is None and threaded():
+        failure = "the preload started threads (forking is unsafe then)"
+    if failure is not None:
+        send_message(control, {"ready": False, "reason": failure})
+        os._exit(0)
+    pristine.fds = open_descriptors() - {0, 1, 2, control.fileno()}
+    pristine.environ = dict(os.environ)
+    pristine.modules = frozenset(sys.modules)
+    # The preloaded objects stay out of the collector's way: a child's
+    # collections neither walk them nor copy their pages.
+    gc.freeze()
+    send_message(control, {"ready": True})
+    child = Server(control, pristine).loop()
+    if child is None:
+        os._exit(0)  # nothing to finalize: the server only preloaded
+    child.run()
+
+
+def threaded() -> bool:
+    """Python threads besides this one: a fork copies the locks they hold.
+    (Native threads of the preloaded libraries are let be: OpenBLAS, arrow's
+    jemalloc and polars prepare for a fork; see docs/internals.md.)"""
+    return threading.active_count() > 1
+
+
+def is_catchable(signum: int) -> bool:
+    return signum not in (signal.SIGKILL, signal.SIGSTOP)
+
+
+def preload(pristine: Pristine) -> str | None:
+    """Imports the heavy modules; the reason if one fails. Warnings they show
+    are kept, to be shown by each command, where a fresh app shows them (the
+    filters they add stay: `catch_warnings` would drop them)."""
+    show = warnings.showwarning
+    warnings.showwarning = lambda message, category, filename, lineno, *_: pristine.warnings.append(
+        (message, category, filename, lineno)
+    )
+    try:
+        for name in PRELOAD:
+            try:
+                importlib.import_module(name)
+            except BaseException as error:
+                return f"preloading {name} failed ({type(error).__name__}: {error})"
+        warm_up()
+    finally:
+        warnings.showwarning = show
+    return None
+
+
+def warm_up() -> None:
+    """The modules an app imports as it runs, best effort: one that fails
+    here fails again in the app, as in a fresh one."""
+    import pkgutil
+
+    names = list(WARM_UP)
+    for package in (*WARM_UP_PACKAGES, PLUGIN_NAMESPACE):
+        with contextlib.suppress(Exception):
+            path = importlib.import_module(package).__path__
+            names += [module.name for module in pkgutil.walk_packages(path, f"{package}.")]
+    for name in names:
+        if name.rpartition(".")[2].startswith("_"):
+            continue  # private: Hydra's scan leaves these to the plugin
+        with contextlib.suppress(Exception):
+            importlib.import_module(name)
+
+
+def open_descriptors() -> set[int]:
+    return {int(name) for name in os.listdir("/proc/self/fd")}
+
+
+class Server:
+    """The loop: a request forks a child; a child's end is reported to hydraflow."""
+
+    def __init__(self, control: socket.socket, pristine: Pristine) -> None:
+        self.control = control
+        self.pristine = pristine
+        self.selector = selectors.DefaultSelector()
+        self.selector.register(control, selectors.EVENT_READ)
+        # pidfd -> (pid, the command's status socket)
+        self.children: dict[int, tuple[int, socket.socket]] = {}
+
+    def loop(self) -> Child | None:
+        """Serves until the socket closes (None), or returns in a forked child."""
+        while True:
+            for key, _ in self.selector.select():
+                if key.fileobj is self.control:
+                    fds: list[int] = []
+                    message = read_message(self.control, fds)
+                    if message is None:
+                        return None
+                    child = self.fork(message, fds)
+                    if child is not None:
+                        return child
+                else:
+                    self.reap(int(key.fd))
+
+    def fork(self, message: dict[str, Any], fds: list[int]) -> Child | None:
+        stdin, stdout, stderr, status_fd = fds
+        status = socket.socket(fileno=status_fd)
+        refusal = self.refusal(message)
+        if refusal is not None:
+            send_message(status, {"refused": refusal})
+            close_all(stdin, stdout, stderr, status.detach())
+            return None
+        in_session, session_ready = os.pipe()
+        with warnings.catch_warnings():
+            # Python 3.12+ warns of forking a process with native threads
+            # (the preloaded libraries'; see `threaded`): not the command's warning.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            pid = os.fork()
+        if pid == 0:
+            os.setsid()
+            os.close(session_ready)  # hydraflow may signal the child's group now
+            os.close(in_session)
+            self.leave(status)
+            return Child(message, (stdin, stdout, stderr), self.pristine)
+        os.close(session_ready)
+        os.read(in_session, 1)
+        os.close(in_session)
+        close_all(stdin, stdout, stderr)
+        pidfd = os.pidfd_open(pid)
+        self.children[pidfd] = (pid, status)
+        self.selector.register(pidfd, selectors.EVENT_READ)
+        send_message(status, {"pid": pid})
+        return None
+
+    def refusal(self, message: dict[str, Any]) -> str | None:
+        """Why this command cannot start warm after all."""
+        if threaded():
+            return "the warm interpreter has threads (forking is unsafe then)"
+        directory = first_path(message)
+        if directory is not None:
+            shadowed = shadowed_modules(directory, self.pristine)
+            if shadowed:
+                return f"{directory} has modules of the names it preloaded ({', '.join(shadowed)})"
+        return None
+
+    def reap(self, pidfd: int) -> None:
+        pid, status = self.children.pop(pidfd)
+        self.selector.unregister(pidfd)
+        os.close(pidfd)
+        _, wait_status = os.waitpid(pid, 0)
+        with status, contextlib.suppress(OSError):
+            send_message(status, {"status": wait_status})
+
+    def leave(self, own_status: socket.socket) -> None:
+        """In the child: closes the server's sockets as objects, so no fd
+        number the command opens later is closed by their finalizers."""
+        self.selector.close()
+        for pidfd, (_, status) in self.children.items():
+            os.close(pidfd)
+            status.close()
+        own_status.close()
+        self.control.close()
+
+
+def close_all(*fds: int) -> None:
+    for fd in fds:
+        os.close(fd)
+
+
+def first_path(message: dict[str, Any]) -> str | None:
+    """The command's `sys.path[0]`, as Python computes it (None with -P)."""
+    if sys.flags.safe_path:
+        return None
+    if message["kind"] == "module":
+        return str(message["cwd"])
+    script = os.path.join(str(message["cwd"]), str(message["name"]))
+    return os.path.dirname(os.path.realpath(script))
+
+
+def shadowed_modules(directory: str, pristine: Pristine) -> list[str]:
+    """Preloaded top-level modules the command's directory has its own of:
+    a fresh app would import those."""
+    try:
+        entries = os.listdir(directory)
+    except OSError:
+        return []
+    names = {entry.removesuffix(".py") for entry in entries if entry.endswith(".py")}
+    names |= {e for e in entries if os.path.isfile(os.path.join(directory, e, "__init__.py"))}
+    preloaded = {name.partition(".")[0] for name in sys.modules} - pristine.startup_modules
+    return sorted(n for n in names & preloaded if n.isidentifier() and n != "__main__")
+
+
+class Child:
+    """A forked command made the same as a fresh `python`, then run and
+    ended as Python ends: the exit status, threads joined, atexit handlers,
+    the command's own objects finalized, the streams flushed."""
+
+    def __init__(
+        self, message: dict[str, Any], stdio: tuple[int, int, int], pristine: Pristine
+    ) -> None:
+        self.message = message
+        self.stdio = stdio
+        self.pristine = pristine
+
+    def run(self) -> NoReturn:
+        self.become_fresh()
+        try:
+            self.execute()
+            status = 0
+        except SystemExit as exit_request:
+            status = system_exit_status(exit_request)
+        except BaseException as error:
+            report_uncaught(error)
+            if isinstance(error, KeyboardInterrupt):
+                finalize(self.pristine)
+                die_of_sigint()
+            status = 1
+        os._exit(finalize(self.pristine) or status)
+
+    def become_fresh(self) -> None:
+        for target, fd in enumerate(self.stdio):
+            os.dup2(fd, target)
+        close_all(*self.stdio)
+        for fd in open_descriptors() - {0, 1, 2} - self.pristine.fds:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        for signum, handler in self.pristine.handlers.items():
+            if signal.getsignal(signum) is not handler and handler is not None:
+                signal.signal(signum, handler)
+        message = self.message
+        os.chdir(message["cwd"])
+        set_environment(message["env"], self.pristine)
+        sys.executable = message["executable"]
+        sys.orig_argv = list(message["orig_argv"])
+        first = first_path(message)
+        sys.path[:] = ([] if first is None else [first]) + self.pristine.path
+        importlib.invalidate_caches()
+        reseed()
+        renew_mlflow_telemetry()
+        for shown in self.pristine.warnings:
+            warnings.showwarning(*shown)
+
+    def execute(self) -> None:
+        message = self.message
+        namespace = sys.modules["__main__"].__dict__
+        namespace.clear()
+        namespace.update(
+            __name__="__main__",
+            __doc__=None,
+            __package__=None,
+            __loader__=importlib.machinery.BuiltinImporter,
+            __spec__=None,
+            __annotations__={},
+            __builtins__=builtins,
+        )
+        if message["kind"] == "module":
+            import runpy
+
+            sys.argv = ["-m", *message["args"]]
+            run_module_as_main: Callable[[str], None] = runpy._run_module_as_main  # type: ignore[attr-defined]
+            run_module_as_main(message["name"])
+            return
+        path = os.path.join(os.getcwd(), message["name"])
+        sys.argv = [message["name"], *message["args"]]
+        namespace.update(
+            __file__=path,
+            __cached__=None,
+            __loader__=importlib.machinery.SourceFileLoader("__main__", path),
+        )
+        with open(path, "rb") as file:
+            source = file.read()
+        code = compile(source, path, "exec", dont_inherit=True)
+        exec(code, namespace)
+
+
+def system_exit_status(exit_request: SystemExit) -> int:
+    """As Python ends on SystemExit: None is 0, a number is itself, anything
+    else is printed to stderr and means 1."""
+    code = exit_request.code
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code & 0xFF
+    with contextlib.suppress(Exception):
+        sys.stderr.write(f"{code}\n")
+    return 1
+
+
+def finalize(pristine: Pristine) -> int:
+    """Python's finalization for what the command made: its threads joined,
+    the atexit handlers, its modules' objects released (an unclosed file is
+    flushed, `__del__` runs), the streams flushed; 120 if they cannot be,
+    as Python says. The preloaded modules are not torn down: they are the
+    server's, and tearing them down costs seconds of copied pages."""
+    shutdown: Callable[[], None] | None = getattr(threading, "_shutdown", None)
+    if shutdown is not None:
+        shutdown()
+    import atexit
+
+    atexit._run_exitfuncs()
+    release_modules(pristine)
+    status = 0
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:
+            status = 120
+    return status
+
+
+def release_modules(pristine: Pristine) -> None:
+    """As Python tears modules down, for `__main__` and the modules the
+    command imported: out of sys.modules and a collection (what only they
+    held goes, with their globals intact), then the names of those still
+    alive set to None, in reverse import order, and a last collection."""
+    names = ["__main__", *(n for n in sys.modules if n not in pristine.modules)]
+    alive = [weakref.ref(module) for n in names if (module := sys.modules.pop(n, None))]
+    gc.collect()
+    for reference in reversed(alive):
+        module = reference()
+        if module is not None:
+            clear_names(vars(module))
+    gc.collect()
+
+
+def clear_names(namespace: dict[str, Any]) -> None:
+    """Python's way: names with one leading underscore first, then the rest,
+    each set to None (code that runs later, a callback, finds None, not a NameError)."""
+    for key in [k for k in namespace if k.startswith("_") and not k.startswith("__")]:
+        namespace[key] = None
+    for key in [k for k in namespace if k != "__builtins__"]:
+        namespace[key] = None
+
+
+def set_environment(environment: dict[str, str], pristine: Pristine) -> None:
+    """The command's environment, with what Python added at start-up (LC_CTYPE
+    when it coerces the C locale) and what the preloaded modules set or
+    changed at import (pyarrow appends its allocator settings to a variable
+    the command may have already), as a fresh app has them."""
+    made = {
+        key: value
+        for key, value in pristine.environ.items()
+        if key not in environment or pristine.started_environ.get(key) != value
+    }
+    made.pop(MLFLOW_SESSION_ENV, None)  # one per process: renewed below
+    os.environ.clear()
+    os.environ.update(environment)
+    os.environ.update(made)
+
+
+def renew_mlflow_telemetry() -> None:
+    """MLflow makes its telemetry client, with a session id of the process's
+    own, when it is imported: each command makes its own, as a fresh one would."""
+    telemetry = sys.modules.get("mlflow.telemetry.client")
+    if telemetry is not None:
+        telemetry.set_telemetry_client()
+
+
+def reseed() -> None:
+    """Generators seeded once per process: a fresh one seeds from the system.
+    (`random` reseeds itself after a fork; numpy's global one does not.)"""
+    numpy_random = sys.modules.get("numpy.random")
+    if numpy_random is not None:
+        numpy_random.seed()
+
+
+def report_uncaught(error: BaseException) -> None:
+    """As Python reports an uncaught exception: sys.excepthook, with the
+    traceback from the command's own first frame (never the server's)."""
+    here = {__file__, "<string>"}
+    traceback = error.__traceback__
+    while traceback is not None and traceback.tb_frame.f_code.co_filename in here:
+        traceback = traceback.tb_next
+    sys.excepthook(type(error), error.with_traceback(traceback), traceback)
+
+
+def die_of_sigint() -> NoReturn:
+    """As Python ends after an uncaught KeyboardInterrupt: killed by SIGINT,
+    so the parent sees the signal."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGINT)
+    time.sleep(1)
+    os._exit(128 + signal.SIGINT)
