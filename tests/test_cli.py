@@ -157,7 +157,8 @@ def run_on_terminal(folder: Path, env: dict[str, str]) -> str:
 
 
 def test_terminal_shows_a_progress_display(project: Project) -> None:
-    folder = project(JOBS)
+    # Each command lasts long enough for the display to draw it running.
+    folder = project(JOBS.replace("run: python record.py", "run: python record.py --sleep 0.5"))
     screen = run_on_terminal(folder, {})
     assert "3/3 commands" in screen
     assert "6/6 runs" in screen

@@ -156,7 +156,7 @@ def test_a_users_optuna_storage_still_works_with_replay(project: Path) -> None:
     storage = stamped_optuna_storage(project / "optuna.db")
     overrides = (f"hydra.sweeper.storage={storage}", "hydra.sweeper.study_name=kept")
     assert "runs: 4 finished;" in summary(run_cli("run", "search", *overrides, cwd=project))
-    assert "runs: 4 skipped," in summary(run_cli("run", "search", *overrides, cwd=project))
+    assert "runs: 4 skipped;" in summary(run_cli("run", "search", *overrides, cwd=project))
     import optuna
 
     study = optuna.load_study(study_name="kept", storage=storage)
