@@ -20,7 +20,8 @@ reruns skip building them. Figures, each from fresh processes:
 
 Target: the one-time cost of 10,000 runs no more than a few seconds.
 
-Run: .venv/bin/python benches/bench_adoption.py
+Run: .venv/bin/python benches/bench_adoption.py [plain|interpolated|resolver ...]
+(the stores named, every one by default)
 """
 
 from __future__ import annotations
@@ -259,7 +260,7 @@ def measure(folder: Path) -> dict[str, float]:
 def main() -> int:
     print(f"load average {os.getloadavg()[0]:.2f} at the start", file=sys.stderr)
     results = {}
-    for name in KINDS:
+    for name in sys.argv[1:] or KINDS:
         results[name] = measure(store(name))
     print(f"load average {os.getloadavg()[0]:.2f} at the end")
     print(f"{RUNS:,} runs | examined once | each later process | app, first | app, next")
