@@ -353,18 +353,19 @@ def with_references_resolved(
     a dotted key beside values read from the environment): OmegaConf, then."""
     recorded: dict[str, str] = {}
     values: set[str] = set()
-    dotted = False
 
-    def leaf(value: Any, path: str) -> Any:
-        nonlocal dotted
+    def leaf(value: Any, parent: str, key: object) -> Any:
         if isinstance(value, dict):
-            dotted = dotted or any("." in str(key) for key in value)
-            return {key: leaf(item, join(path, key)) for key, item in value.items()}
+            here = join(parent, key)
+            return {name: leaf(item, here, name) for name, item in value.items()}
         if isinstance(value, list):
-            return [leaf(item, join(path, index)) for index, item in enumerate(value)]
+            here = join(parent, key)
+            return [leaf(item, here, index) for index, item in enumerate(value)]
+        if not isinstance(value, str) or "$" not in value:
+            return value  # most values: no path joined for them
         resolved, reads_environment = resolve(value, 0)
         if reads_environment:
-            recorded[path] = value
+            recorded[join(parent, key)] = value
             if resolved is not UNSET and resolved is not None:
                 values.add(str(resolved))
         return value if resolved is UNSET else resolved
@@ -372,20 +373,26 @@ def with_references_resolved(
     def resolve(value: Any, depth: int) -> tuple[Any, bool]:
         if not isinstance(value, str) or "$" not in value:
             return value, False
-        if depth > MAX_CHAIN or "\\" in value or "$" in INTERPOLATION.sub("", value):
+        # The shorter pattern when there is no `oc.env`: its group 1 is the same.
+        pattern = INTERPOLATION if "oc.env" in value else REFERENCE
+        if depth > MAX_CHAIN or "\\" in value or "$" in pattern.sub("", value):
             raise LookupError(value)
-        whole = INTERPOLATION.fullmatch(value)
+        whole = pattern.fullmatch(value)
         if whole:
             return interpolated(whole, depth)
-        parts = [interpolated(match, depth) for match in INTERPOLATION.finditer(value)]
-        reads_environment = any(reads for _, reads in parts)
-        if any(part is UNSET for part, _ in parts):
-            return UNSET, reads_environment
-        texts = iter([as_text(part) for part, _ in parts])
-        return INTERPOLATION.sub(lambda _: next(texts), value), reads_environment
+        pieces: list[str] = []
+        reads_environment = unset = False
+        end = 0
+        for match in pattern.finditer(value):
+            part, reads = interpolated(match, depth)
+            reads_environment |= reads
+            unset |= part is UNSET
+            pieces += [value[end : match.start()], "" if unset else as_text(part)]
+            end = match.end()
+        return UNSET if unset else "".join(pieces) + value[end:], reads_environment
 
     def interpolated(match: re.Match[str], depth: int) -> tuple[Any, bool]:
-        if match[1]:
+        if match[1]:  # a key's path
             return referred(match[1], depth)
         return environment_value(match[2], match[3]), True
 
@@ -400,12 +407,20 @@ def with_references_resolved(
         return resolve(node, depth + 1)
 
     try:
-        resolved = {key: leaf(value, str(key)) for key, value in data.items()}
+        resolved = {key: leaf(value, "", key) for key, value in data.items()}
     except LookupError:
         return None
-    if recorded and (dotted or any("." in str(key) for key in data)):
+    if recorded and has_dotted_key(data):
         return None  # paths that may name two keys: as OmegaConf's walk decides
     return resolved, recorded, values
+
+
+def has_dotted_key(value: Any) -> bool:
+    if isinstance(value, dict):
+        return any("." in str(key) or has_dotted_key(item) for key, item in value.items())
+    if isinstance(value, list):
+        return any(has_dotted_key(item) for item in value)
+    return False
 
 
 def environment_value(key: str, default: str | None) -> Any:
@@ -414,9 +429,12 @@ def environment_value(key: str, default: str | None) -> Any:
     if KEYWORD.fullmatch(key) or (default is not None and not is_text_default(default)):
         raise LookupError(key)
     try:
-        return os.environ[key]
+        value = os.environ[key]
     except KeyError:
         return UNSET if default is None else default
+    if "$" in value:
+        raise LookupError(key)  # what OmegaConf makes of it is for OmegaConf to say
+    return value
 
 
 def is_text_default(default: str) -> bool:
