@@ -7,8 +7,8 @@ inserted in bulk into MLflow's tables (with the tags MLflow itself sets, no
 hydraflow tag), each with Hydra's `.hydra/config.yaml` (in Hydra's own
 YAML), `overrides.yaml`, `hydra.yaml` and a log. Three stores: configs of
 plain values (13 keys, nested); the same with a reference to other keys
-(`${model.name}_${seed}`), both read with libyaml; and the same with a
-resolver (`${oc.env:...}`), which go through OmegaConf as the app's own do.
+(`${model.name}_${seed}`); and the same with a resolver
+(`${oc.env:...}`, recorded as its text); all three read with libyaml.
 
 The stores are cached in the temp directory (HYDRAFLOW_BENCH_CACHE), so
 reruns skip building them. Figures, each from fresh processes:
