@@ -7,8 +7,8 @@ inserted in bulk into MLflow's tables (with the tags MLflow itself sets, no
 hydraflow tag), each with Hydra's `.hydra/config.yaml` (in Hydra's own
 YAML), `overrides.yaml`, `hydra.yaml` and a log. Three stores: configs of
 plain values (13 keys, nested); the same with a reference to other keys
-(`${model.name}_${seed}`), both read with libyaml; and the same with a
-resolver (`${oc.env:...}`), which go through OmegaConf as the app's own do.
+(`${model.name}_${seed}`); and the same with a resolver
+(`${oc.env:...}`, recorded as its text); all three read with libyaml.
 
 The stores are cached in the temp directory (HYDRAFLOW_BENCH_CACHE), so
 reruns skip building them. Figures, each from fresh processes:
@@ -20,7 +20,8 @@ reruns skip building them. Figures, each from fresh processes:
 
 Target: the one-time cost of 10,000 runs no more than a few seconds.
 
-Run: .venv/bin/python benches/bench_adoption.py
+Run: .venv/bin/python benches/bench_adoption.py [plain|interpolated|resolver ...]
+(the stores named, every one by default)
 """
 
 from __future__ import annotations
@@ -259,7 +260,7 @@ def measure(folder: Path) -> dict[str, float]:
 def main() -> int:
     print(f"load average {os.getloadavg()[0]:.2f} at the start", file=sys.stderr)
     results = {}
-    for name in KINDS:
+    for name in sys.argv[1:] or KINDS:
         results[name] = measure(store(name))
     print(f"load average {os.getloadavg()[0]:.2f} at the end")
     print(f"{RUNS:,} runs | examined once | each later process | app, first | app, next")

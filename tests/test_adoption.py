@@ -8,19 +8,27 @@ adopted run must carry the digest that run carries."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
 import sys
 import tarfile
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 
 import hydraflow
 import mlflow
 import pytest
 from hydraflow.mlflow_schema import ForeignRun
-from hydraflow.tracking.adoption import Adoption, config_record, examine, read_overrides
+from hydraflow.tracking.adoption import (
+    Adoption,
+    config_record,
+    examine,
+    fast_record,
+    read_overrides,
+)
 from hydraflow.tracking.configs import to_record
 from hydraflow.tracking.identity import config_digest
 from hydraflow.tracking.secrets import find_secrets
@@ -397,6 +405,91 @@ def test_references_resolve_as_omegaconf_resolves_them(config: dict[str, object]
     saved = OmegaConf.to_yaml(OmegaConf.create(config))
     reread = OmegaConf.create(saved)
     assert config_record(saved, ()) == to_record(reread, find_secrets(reread))
+
+
+# Configs with `oc.env` values, as they are recorded: the value's text for
+# each key whose resolution reads the environment (a key referring to one
+# too), and a value read hidden where another string contains it.
+ENVIRONMENT = {"HFT_TOKEN": "secret-token-1", "HFT_SHORT": "1"}
+# Names and defaults the grammar reads otherwise are rarer: each sends the
+# whole config to OmegaConf, and the fast path is the one to compare.
+VARIABLES = st.sampled_from([*ENVIRONMENT, "HFT_UNSET"] * 6 + ["null", "true", "NaN"])
+DEFAULTS = st.sampled_from(
+    ["none", "/tmp/x", "a.b", "x-y", "12:30", "8080", "0", "1e5x", "0x1"] * 3
+    + ["-1", "+1", "007", "1_0", "1e5", "1.50", "TRUE", "Null", "-inf"]
+)
+ENV_VALUES = st.builds(
+    lambda variable, default: "${oc.env:" + variable + ("," + default if default else "") + "}",
+    VARIABLES,
+    st.none() | DEFAULTS,
+)
+CONTAINING = st.sampled_from(["secret-token-1/data", "x_secret-token-1", "1", "a1b"])
+# Mostly values the fast path takes, so that it is the one compared.
+SIMPLE = st.integers(-5, 5) | st.text(alphabet="ab-_/", max_size=6) | CONTAINING
+
+
+@st.composite
+def environment_configs(draw: st.DrawFn) -> dict[str, object]:
+    config: dict[str, object] = {
+        "a": draw(SIMPLE),
+        "e": draw(ENV_VALUES),
+        "model": {"name": draw(ENV_VALUES | SIMPLE), "depth": draw(st.integers(0, 9))},
+        "items": [draw(ENV_VALUES | SIMPLE), draw(SIMPLE)],
+    }
+    references = st.sampled_from(["a", "e", "f", "g", "model.name", "model.depth"])
+    pieces = st.lists(
+        st.one_of(
+            references.map(lambda path: "${" + path + "}"),
+            ENV_VALUES,
+            st.sampled_from(["_", "x", "-", "/"]),
+        ),
+        min_size=1,
+        max_size=3,
+    )
+    config["f"] = "".join(draw(pieces))  # chains: f -> g -> f are cut by MAX_CHAIN or fail
+    config["g"] = "".join(draw(pieces))
+    return config
+
+
+@settings(max_examples=400, deadline=None)
+@given(environment_configs())
+def test_environment_values_are_recorded_as_omegaconf_records_them(
+    config: dict[str, object],
+) -> None:
+    saved = OmegaConf.to_yaml(OmegaConf.create(config))
+    with environment(ENVIRONMENT):
+        reread = OmegaConf.create(saved)
+        assert config_record(saved, ()) == to_record(reread, find_secrets(reread))
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "token: ${oc.env:HFT_TOKEN,none}\nlr: 0.1\n",
+        "a: ${oc.env:HFT_UNSET}\nb: ${a}\nc: run_${b}_${d}\nd: 3\n",
+        "a: ${oc.env:HFT_TOKEN}\nb: secret-token-1/data\nc:\n- ${a}\n",
+    ],
+)
+def test_environment_values_need_no_omegaconf(text: str) -> None:
+    import yaml
+
+    with environment(ENVIRONMENT):
+        conf = OmegaConf.create(text)
+        assert fast_record(yaml.safe_load(text)) == to_record(conf, find_secrets(conf))
+
+
+@contextlib.contextmanager
+def environment(variables: dict[str, str]) -> Iterator[None]:
+    saved = {name: os.environ.get(name) for name in variables}
+    os.environ.update(variables)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 @pytest.mark.parametrize(

@@ -21,9 +21,9 @@ get theirs through MLflow's client (the same tags from whoever writes them).
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import logging
+import os
 import re
 import tempfile
 from collections.abc import Sequence
@@ -46,6 +46,7 @@ from hydraflow.mlflow_schema import (
 )
 from hydraflow.store import lock_for, retry_busy, sqlite_path
 from hydraflow.tracking.identity import config_digest, config_json, overrides_digest
+from hydraflow.tracking.secrets import join
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -270,14 +271,15 @@ def config_record(text: str | None, secrets: Sequence[str]) -> tuple[str, dict[s
     config, made of the config as Hydra saved it: the sorted YAML digested and
     the plain data recorded; None when the text is not a config.
 
-    A config of plain values (no interpolation, no missing value, no secret
-    to hide) needs no OmegaConf: it is read and written with libyaml, a
-    tenth of the cost; the rest goes through OmegaConf as the app's own does."""
+    A config of plain values, references to other keys and `oc.env` values
+    (no other resolver, no missing value, no marked secret) needs no
+    OmegaConf: it is read and written with libyaml, a tenth of the cost; the
+    rest goes through OmegaConf as the app's own does."""
     import yaml
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
-    from hydraflow.tracking.configs import DEFAULTS_KEY, to_record
+    from hydraflow.tracking.configs import to_record
     from hydraflow.tracking.secrets import find_secrets
 
     if text is None:
@@ -287,46 +289,114 @@ def config_record(text: str | None, secrets: Sequence[str]) -> tuple[str, dict[s
         if not isinstance(data, dict):
             return None
         data.pop(HYDRA_KEY, None)  # Hydra's own settings, never in the app's config
-        plain = None if secrets else with_references_resolved(data)
-        if plain is not None and is_plain(plain):
-            plain = {key: value for key, value in plain.items() if key != DEFAULTS_KEY}
-            with contextlib.suppress(NotOneLineError):
-                return sorted_yaml(plain), plain
+        record = None if secrets else fast_record(data)
+        if record is not None:
+            return record
         conf = OmegaConf.create(data)
         return to_record(conf, find_secrets(conf, secrets))
     except (yaml.YAMLError, OmegaConfBaseException, ValueError, TypeError):
         return None
 
 
+def fast_record(data: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
+    """`to_record` of the loaded config without OmegaConf, when its values
+    are plain, references to other keys or `oc.env`: each value that reads
+    the environment recorded as its text and the values read hidden where
+    they appear in other strings, as `find_secrets` and `Secrets.redact`
+    do; None when the config needs OmegaConf."""
+    from hydraflow.tracking.configs import DEFAULTS_KEY
+    from hydraflow.tracking.secrets import Secrets
+
+    found = with_references_resolved(data)
+    if found is None:
+        return None
+    resolved, recorded, values = found
+    plain = Secrets(recorded, frozenset(values)).redact(resolved) if recorded else resolved
+    if not is_plain(plain, frozenset(recorded.values())):
+        return None
+    plain = {key: value for key, value in plain.items() if key != DEFAULTS_KEY}
+    try:
+        return sorted_yaml(plain), plain
+    except NotOneLineError:
+        return None
+
+
 # `${model.name}`: a reference to another key, which reads nothing else.
 REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)\}")
+# `${oc.env:KEY}` or `${oc.env:KEY,default}`, with a default OmegaConf's
+# grammar reads as the same text (checked by `env_default`).
+ENV = re.compile(r"\$\{oc\.env:([A-Za-z_][A-Za-z0-9_]*)(?:,([A-Za-z0-9_/.:-]+))?\}")
+INTERPOLATION = re.compile(f"{REFERENCE.pattern}|{ENV.pattern}")
+# Words the grammar reads as null, a boolean or a float, not as text.
+KEYWORD = re.compile(r"[+-]?(?:inf|nan)|null|true|false", re.IGNORECASE)
+# What the grammar may read as a number (`1e3`, `1_000`, `1.50`, `007`).
+NUMBER_LIKE = re.compile(r"[+-]?[0-9_.]*(?:[eE][+-]?[0-9_]*)?")
+INTEGER = re.compile(r"0|[1-9][0-9]*")
 # References to follow in a chain before leaving it to OmegaConf.
 MAX_CHAIN = 8
+# An `oc.env` without a default whose variable is not set: OmegaConf fails
+# to resolve it (and every value that uses it), and records its text.
+UNSET = object()
 
 
-def with_references_resolved(data: dict[str, Any]) -> dict[str, Any] | None:
-    """The config with its references to other keys resolved as OmegaConf
-    resolves them: a value that is one reference becomes the value referred
-    to; a string with references in it, the text with each replaced by its
-    string or integer. None when anything else is to resolve (a resolver
-    such as `oc.env`, a relative or missing key, a reference to a container,
-    a float in a text): OmegaConf, then."""
+def with_references_resolved(
+    data: dict[str, Any],
+) -> tuple[dict[str, Any], dict[str, str], set[str]] | None:
+    """The config with its references to other keys and `oc.env` values
+    resolved as OmegaConf resolves them, the keys whose resolution reads the
+    environment (dotted, list items by index) with their text, and the
+    values these resolve to. A value that is one interpolation becomes the
+    value it refers to; a string with interpolations in it, the text with
+    each replaced by its string or integer. None when anything else is to
+    resolve (another resolver, a relative or missing key, a reference to a
+    container, a float in a text, a default the grammar may read otherwise,
+    a dotted key beside values read from the environment): OmegaConf, then."""
+    recorded: dict[str, str] = {}
+    values: set[str] = set()
 
-    def resolve(value: Any, depth: int) -> Any:
+    def leaf(value: Any, parent: str, key: object) -> Any:
         if isinstance(value, dict):
-            return {key: resolve(item, depth) for key, item in value.items()}
+            here = join(parent, key)
+            return {name: leaf(item, here, name) for name, item in value.items()}
         if isinstance(value, list):
-            return [resolve(item, depth) for item in value]
+            here = join(parent, key)
+            return [leaf(item, here, index) for index, item in enumerate(value)]
         if not isinstance(value, str) or "$" not in value:
-            return value
-        if depth > MAX_CHAIN or "\\" in value or "$" in REFERENCE.sub("", value):
-            raise LookupError(value)
-        whole = REFERENCE.fullmatch(value)
-        if whole:
-            return referred(whole[1], depth)
-        return REFERENCE.sub(lambda match: as_text(referred(match[1], depth)), value)
+            return value  # most values: no path joined for them
+        resolved, reads_environment = resolve(value, 0)
+        if reads_environment:
+            recorded[join(parent, key)] = value
+            if resolved is not UNSET and resolved is not None:
+                values.add(str(resolved))
+        return value if resolved is UNSET else resolved
 
-    def referred(path: str, depth: int) -> Any:
+    def resolve(value: Any, depth: int) -> tuple[Any, bool]:
+        if not isinstance(value, str) or "$" not in value:
+            return value, False
+        # The shorter pattern when there is no `oc.env`: its group 1 is the same.
+        pattern = INTERPOLATION if "oc.env" in value else REFERENCE
+        if depth > MAX_CHAIN or "\\" in value or "$" in pattern.sub("", value):
+            raise LookupError(value)
+        whole = pattern.fullmatch(value)
+        if whole:
+            return interpolated(whole, depth)
+        pieces: list[str] = []
+        reads_environment = unset = False
+        end = 0
+        for match in pattern.finditer(value):
+            part, reads = interpolated(match, depth)
+            reads_environment |= reads
+            unset |= part is UNSET
+            pieces += [value[end : match.start()], "" if unset else as_text(part)]
+            end = match.end()
+        return UNSET if unset else "".join(pieces) + value[end:], reads_environment
+
+    def interpolated(match: re.Match[str], depth: int) -> tuple[Any, bool]:
+        if match[1]:  # a key's path
+            return referred(match[1], depth)
+        return environment_value(match[2], match[3]), True
+
+    def referred(path: str, depth: int) -> tuple[Any, bool]:
         node: Any = data
         for key in path.split("."):
             if not isinstance(node, dict) or key not in node:
@@ -337,9 +407,42 @@ def with_references_resolved(data: dict[str, Any]) -> dict[str, Any] | None:
         return resolve(node, depth + 1)
 
     try:
-        return {key: resolve(value, 0) for key, value in data.items()}
+        resolved = {key: leaf(value, "", key) for key, value in data.items()}
     except LookupError:
         return None
+    if recorded and has_dotted_key(data):
+        return None  # paths that may name two keys: as OmegaConf's walk decides
+    return resolved, recorded, values
+
+
+def has_dotted_key(value: Any) -> bool:
+    if isinstance(value, dict):
+        return any("." in str(key) or has_dotted_key(item) for key, item in value.items())
+    if isinstance(value, list):
+        return any(has_dotted_key(item) for item in value)
+    return False
+
+
+def environment_value(key: str, default: str | None) -> Any:
+    """What `oc.env` returns: the variable (read as it reads it), else the
+    default as text, else UNSET."""
+    if KEYWORD.fullmatch(key) or (default is not None and not is_text_default(default)):
+        raise LookupError(key)
+    try:
+        value = os.environ[key]
+    except KeyError:
+        return UNSET if default is None else default
+    if "$" in value:
+        raise LookupError(key)  # what OmegaConf makes of it is for OmegaConf to say
+    return value
+
+
+def is_text_default(default: str) -> bool:
+    """Whether OmegaConf's grammar reads the default as this very text (it
+    reads `1e3` as 1000.0, `1_0` as 10, `TRUE` as True, `null` as None)."""
+    if KEYWORD.fullmatch(default):
+        return False
+    return bool(INTEGER.fullmatch(default)) or not NUMBER_LIKE.fullmatch(default)
 
 
 def as_text(value: Any) -> str:
@@ -350,19 +453,27 @@ def as_text(value: Any) -> str:
     raise LookupError(value)
 
 
-def is_plain(value: Any, depth: int = 0) -> bool:
+def is_plain(value: Any, interpolations: frozenset[str] = frozenset(), depth: int = 0) -> bool:
     """Whether the loaded YAML is data OmegaConf would take as it is and
     libyaml writes as PyYAML does: short one-line ASCII strings, numbers,
-    booleans and None; nothing to resolve. (Quoted with escapes, non-ASCII or
+    booleans and None; nothing to resolve but the `interpolations` recorded
+    as their text. (Quoted with escapes, non-ASCII or
     folded at 80 columns, strings come out of the two emitters differently.)"""
     if depth > MAX_DEPTH:
         return False
     if isinstance(value, dict):
-        return all(is_short_text(key) and is_plain(item, depth + 1) for key, item in value.items())
+        return all(
+            is_short_text(key) and is_plain(item, interpolations, depth + 1)
+            for key, item in value.items()
+        )
     if isinstance(value, list):
-        return all(is_plain(item, depth + 1) for item in value)
+        return all(is_plain(item, interpolations, depth + 1) for item in value)
     if isinstance(value, str):
-        return is_short_text(value) and "$" not in value and value != "???"
+        return (
+            is_short_text(value)
+            and ("$" not in value or value in interpolations)
+            and value != "???"
+        )
     return value is None or isinstance(value, bool | int | float)
 
 
