@@ -8,7 +8,7 @@ The published tool runs from the virtual environment named by
 HYDRAFLOW_PUBLISHED_VENV (default: /work/published/.venv if it has Hydra's
 joblib launcher, which the tutorial's `job_parallel` needs, else
 ~/.cache/hydraflow/published-0.23.2, made with `pip install hydraflow==0.23.2
-hydra-joblib-launcher` when missing). Every job's runs are counted in its
+hydra-joblib-launcher` under Python 3.13 when missing). Every job's runs are counted in its
 store through the tool's own MLflow: a figure of a job that recorded fewer
 runs than it should is refused. Each tool runs in a fresh copy of examples/ with its own
 environment's `python` first on PATH, as a user's activated venv would; the
@@ -148,10 +148,26 @@ def published_venv() -> Path:
         venv = Path.home() / ".cache" / "hydraflow" / f"published-{PUBLISHED_VERSION}"
     if not usable(venv):
         print(f"making {venv} with {' '.join(PUBLISHED_PACKAGES)} ...", file=sys.stderr)
-        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        shutil.rmtree(venv, ignore_errors=True)
+        subprocess.run([python_for_published(), "-m", "venv", str(venv)], check=True)
         pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q"]
         subprocess.run([*pip, *PUBLISHED_PACKAGES], check=True)
     return venv
+
+
+def python_for_published() -> str:
+    """An interpreter the published tool installs on (it requires Python 3.13):
+    HYDRAFLOW_PUBLISHED_PYTHON, else pyenv's 3.13, else python3.13 on PATH (a
+    pyenv shim there may name a version that is not active)."""
+    pyenv = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv")) / "versions"
+    found = [str(p) for p in sorted(pyenv.glob("3.13*/bin/python"))]
+    named = os.environ.get("HYDRAFLOW_PUBLISHED_PYTHON")
+    for python in [named, *found[-1:], shutil.which("python3.13")]:
+        if python and subprocess.run([python, "-V"], capture_output=True).returncode == 0:
+            return python
+    sys.exit(
+        "bench_warm: the published hydraflow needs Python 3.13: set HYDRAFLOW_PUBLISHED_PYTHON"
+    )
 
 
 def tutorial_folder(root: Path, name: str) -> Path:
