@@ -339,7 +339,7 @@ def test_interrupting_submit_still_removes_the_file(project: Project) -> None:
     assert process.returncode == 130
     assert not list(folder.glob("hydraflow-submit-*"))
     assert not list(folder.glob(".hydraflow-events-*"))
-    assert "s: 1 commands: 0 finished, 1 interrupted; 4 runs: 4 not started" in stderr
+    assert "s: 1 command: 0 finished, 1 interrupted; 4 runs: 4 not started" in stderr
 
 
 # A command that starts a grandchild (which ignores SIGINT and SIGTERM, as a
@@ -554,7 +554,7 @@ def test_the_summary_counts_runs_by_the_events_the_app_wrote(project: Project) -
 def test_runs_no_event_reports_are_counted_as_not_reported(project: Project) -> None:
     folder = events_project(project, "all: o=finished,silent")
     result = run_cli("run", "e", cwd=folder)
-    assert "e: 1 commands: 1 finished; 2 runs: 1 finished, 1 not reported; " in result.stderr
+    assert "e: 1 command: 1 finished; 2 runs: 1 finished, 1 not reported; " in result.stderr
 
 
 def test_an_unknown_run_count_is_said_as_the_runs_came(project: Project) -> None:
@@ -562,8 +562,8 @@ def test_an_unknown_run_count_is_said_as_the_runs_came(project: Project) -> None
     progress and the summary once said `?/? runs` and `? not reported`."""
     folder = events_project(project, "all: o=finished,silent o2=choice(1,2)")
     result = run_cli("run", "e", cwd=folder)
-    assert "e: 1 commands: 1 finished; runs: 1 finished; " in result.stderr
-    assert "[1/1 commands, 1 runs, " in result.stderr
+    assert "e: 1 command: 1 finished; runs: 1 finished; " in result.stderr
+    assert "[1/1 command, 1 run, " in result.stderr
     assert "?" not in result.stderr.replace("ETA ?", "")
 
 
@@ -600,7 +600,7 @@ def test_the_tutorial_apps_report_their_runs(tutorial_store: Tutorial, tutorial_
 
     sequential = "job_sequential: 2 commands: 2 finished; 6 runs: 6 finished; "
     assert sequential in first["job_sequential"]
-    submit = "job_submit: 1 commands: 1 finished; 4 runs: 4 finished; "
+    submit = "job_submit: 1 command: 1 finished; 4 runs: 4 finished; "
     assert submit in first["job_submit"]
     again = hydraflow("job_sequential")
     assert "job_sequential: 2 commands: 0 finished, 2 skipped; 6 runs: 6 skipped; " in again.stderr
@@ -624,7 +624,7 @@ def test_a_call_job_stopped_by_sigterm_counts_it_interrupted(project: Project) -
     process.send_signal(signal.SIGTERM)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 143
-    assert "hydraflow: interrupted by SIGTERM; 1 commands not started" in stderr
+    assert "hydraflow: interrupted by SIGTERM; 1 command not started" in stderr
     assert "c: 2 commands: 0 finished, 1 interrupted, 1 not started; 2 runs:" in stderr
     assert "Traceback" not in stderr
 

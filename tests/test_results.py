@@ -408,3 +408,11 @@ def test_a_long_table_stops_at_a_thousand_rows_and_says_so(
     assert "the first 1000 of 1001 runs" in capsys.readouterr().err
     table(frame, View(limit=1001), out := io.StringIO())
     assert len(out.getvalue().splitlines()) == 3 + 1001
+
+
+@pytest.mark.slow
+def test_one_run_is_counted_in_the_singular(store: Path) -> None:
+    result = hydraflow_cli(store, "runs", "plain")
+    assert result.stdout.startswith("1 run; in every one: experiment=plain"), result.stdout
+    plain = hydraflow.load("plain", tracking_uri=store / "mlflow.db")
+    assert repr(plain).startswith("Runs(1 run of plain")

@@ -22,6 +22,7 @@ from hydraflow.analysis.frame import BASE_SCHEMA, build
 from hydraflow.analysis.reading import METRIC_PREFIX, Store, open_store
 from hydraflow.errors import FilterError, NoRunsWarning, RunLookupError
 from hydraflow.store import tracking_uri as resolve_uri
+from hydraflow.tables import counted
 
 if TYPE_CHECKING:
     from hydraflow.analysis.collection import RunCollection
@@ -176,7 +177,7 @@ class Runs(Generic[C]):
 
     def __repr__(self) -> str:
         experiments = self._frame["experiment"].unique(maintain_order=True).to_list()
-        return f"Runs({len(self)} runs of {', '.join(experiments) or 'no experiment'})"
+        return f"Runs({counted(len(self), 'run')} of {', '.join(experiments) or 'no experiment'})"
 
     def _repr_html_(self) -> str:
         """In a notebook: the count, what every run shares, and a table of

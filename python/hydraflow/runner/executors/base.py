@@ -18,6 +18,7 @@ from hydraflow.runner.executors.event_log import EventLog, event_log
 from hydraflow.runner.executors.progress import Execution, PlainReporter, make_reporter
 from hydraflow.runner.jobs import Job
 from hydraflow.runner.plan import CommandLine, JobPlan, command_words, plan_job
+from hydraflow.tables import counted
 from hydraflow.signals import handled, raise_interrupted, signal_of
 
 
@@ -106,11 +107,9 @@ class Executor:
         """Prints what would run, touching nothing; a summary goes to stderr."""
         write_lines(out, self.dry_lines(plan))
         out.flush()
-        runs = "?" if plan.total_runs is None else plan.total_runs
-        sys.stderr.write(
-            f"hydraflow: {plan.job.name}: {plan.total_commands} commands, "
-            f"{runs} runs (dry run: nothing was run)\n"
-        )
+        commands = counted(plan.total_commands, "command")
+        runs = counted(plan.total_runs, "run")
+        sys.stderr.write(f"hydraflow: {plan.job.name}: {commands}, {runs} (dry run: nothing was run)\n")
 
 
 def report(execution: Execution) -> None:

@@ -17,6 +17,7 @@ from hydraflow.protocol import OUTCOMES
 from hydraflow.remote import masked
 from hydraflow.runner.executors.event_log import RunCounts
 from hydraflow.runner.plan import Command
+from hydraflow.tables import counted
 
 
 @dataclass
@@ -92,10 +93,16 @@ class Execution:
         unreported runs never count."""
         return self.runs.through
 
+    def commands_progress(self) -> str:
+        """`1/2 commands` ended of the plan's."""
+        return f"{self.done}/{counted(self.total_commands, 'command')}"
+
     def runs_progress(self) -> str:
-        """`3/6` runs through of the plan's; `3` when only Hydra knows the total."""
+        """`3/6 runs` through of the plan's; `3 runs` when only Hydra knows the total."""
         through = self.runs_through()
-        return str(through) if self.total_runs is None else f"{through}/{self.total_runs}"
+        if self.total_runs is None:
+            return counted(through, "run")
+        return f"{through}/{counted(self.total_runs, 'run')}"
 
     def command_skipped(self, command: Command) -> None:
         self.skipped += 1
@@ -128,7 +135,7 @@ class Execution:
         accounted = counts.accounted
         if accounted is not None and accounted < self.total_runs:
             parts.append(f"{self.total_runs - accounted} not started")
-        return f"{self.total_runs} runs: {', '.join(parts) or 'none ended'}"
+        return f"{counted(self.total_runs, 'run')}: {', '.join(parts) or 'none ended'}"
 
     def state_text(self) -> str:
         """What the execution is doing, for the progress display."""
@@ -152,7 +159,7 @@ class Execution:
         ]
         commands = ", ".join(f"{n} {state}" for state, n in states if n or state == "finished")
         return (
-            f"{self.job}: {self.total_commands} commands: {commands}; "
+            f"{self.job}: {counted(self.total_commands, 'command')}: {commands}; "
             f"{self.runs_text()}; {self.elapsed():.1f} s"
         )
 
@@ -170,7 +177,8 @@ class Execution:
         if names and counts.unnamed_changes:
             changed += " and others"
         return [
-            f"{counts.stale} skipped runs were made by code that has changed since ({changed}); "
+            f"{counted(counts.stale, 'skipped run')} {'was' if counts.stale == 1 else 'were'} "
+            f"made by code that has changed since ({changed}); "
             f"'hydraflow run {self.job} --rerun' runs them again as new runs"
         ]
 
@@ -178,7 +186,7 @@ class Execution:
         if self.signal is not None:
             text = f"interrupted by {signal.Signals(self.signal).name}"
             if self.not_started:
-                text += f"; {self.not_started} commands not started"
+                text += f"; {counted(self.not_started, 'command')} not started"
             return [text]
         failure = self.first_failure
         if failure is not None:
@@ -248,7 +256,7 @@ class PlainReporter:
     def counts(self) -> str:
         e = self.execution
         return (
-            f"[{e.done}/{e.total_commands} commands, {e.runs_progress()} runs, "
+            f"[{e.commands_progress()}, {e.runs_progress()}, "
             f"{e.elapsed():.1f} s, {eta_text(e.eta())}]"
         )
 
@@ -288,8 +296,8 @@ class TerminalReporter(PlainReporter):
         self.progress = Progress(
             TextColumn("{task.description}"),
             BarColumn(),
-            TextColumn("{task.completed}/{task.total} commands"),
-            TextColumn("{task.fields[runs]} runs"),
+            TextColumn("{task.fields[commands]}"),
+            TextColumn("{task.fields[runs]}"),
             TimeElapsedColumn(),
             TextColumn("{task.fields[eta]}"),
             console=self.console,
@@ -297,7 +305,7 @@ class TerminalReporter(PlainReporter):
             redirect_stderr=False,
         )
         self.task = self.progress.add_task(
-            execution.job, total=execution.total_commands, runs="", eta=""
+            execution.job, total=execution.total_commands, commands="", runs="", eta=""
         )
         self.refresh()
         self.progress.start()
@@ -318,6 +326,7 @@ class TerminalReporter(PlainReporter):
                 self.task,
                 description=f"{e.job}: {e.state_text()}",
                 completed=e.done,
+                commands=e.commands_progress(),
                 runs=e.runs_progress(),
                 eta=eta_text(e.eta()),
             )
