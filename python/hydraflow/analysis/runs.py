@@ -203,7 +203,7 @@ class Runs(Generic[C]):
 
     def varying_frame(self) -> pl.DataFrame:
         """The frame narrowed to what a person compares: run_id, the settings
-        that vary (`varying()`) and the metrics."""
+        that vary (`varying()`), the results (`value`, `stopped`) and the metrics."""
         return self._frame.select(variation.table_columns(self._frame))
 
     def varying_in_experiment(self, experiment: str) -> list[str]:
