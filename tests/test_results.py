@@ -416,3 +416,12 @@ def test_one_run_is_counted_in_the_singular(store: Path) -> None:
     assert result.stdout.startswith("1 run; in every one: experiment=plain"), result.stdout
     plain = hydraflow.load("plain", tracking_uri=store / "mlflow.db")
     assert repr(plain).startswith("Runs(1 run of plain")
+
+
+@pytest.mark.slow
+def test_a_config_group_filters_on_its_option(store: Path, runs: hydraflow.Runs[object]) -> None:
+    assert len(runs.filter(model="cnn")) == 2
+    assert runs.filter(model="cnn").constants()["choice.model"] == "cnn"
+    result = hydraflow_cli(store, "runs", "train", "model=cnn", "--format", "csv")
+    assert result.returncode == 0, result.stderr
+    assert len(result.stdout.splitlines()) == 3
