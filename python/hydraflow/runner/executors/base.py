@@ -18,8 +18,8 @@ from hydraflow.runner.executors.event_log import EventLog, event_log
 from hydraflow.runner.executors.progress import Execution, PlainReporter, make_reporter
 from hydraflow.runner.jobs import Job
 from hydraflow.runner.plan import CommandLine, JobPlan, command_words, plan_job
-from hydraflow.tables import counted
 from hydraflow.signals import handled, raise_interrupted, signal_of
+from hydraflow.tables import counted
 
 
 @dataclass(frozen=True)
@@ -109,7 +109,9 @@ class Executor:
         out.flush()
         commands = counted(plan.total_commands, "command")
         runs = counted(plan.total_runs, "run")
-        sys.stderr.write(f"hydraflow: {plan.job.name}: {commands}, {runs} (dry run: nothing was run)\n")
+        sys.stderr.write(
+            f"hydraflow: {plan.job.name}: {commands}, {runs} (dry run: nothing was run)\n"
+        )
 
 
 def report(execution: Execution) -> None:
