@@ -181,9 +181,7 @@ def test_a_range_filter_is_an_interval_and_an_empty_filter_says_so(store: Path) 
 
 @pytest.mark.slow
 def test_a_pattern_matching_nothing_warns_in_python_and_on_the_command_line(store: Path) -> None:
-    expected = (
-        "no runs of an experiment matching 'trian'; the experiments are: Default, plain, train"
-    )
+    expected = "no runs of an experiment matching 'trian'; the experiments are: plain, train"
     with pytest.warns(NoRunsWarning) as caught:
         assert len(hydraflow.load("trian", tracking_uri=store / "mlflow.db")) == 0
     assert [str(w.message) for w in caught] == [expected]
@@ -361,7 +359,7 @@ def test_the_ui_refuses_bad_input(store: Path, tmp_path: Path) -> None:
         (
             "ui",
             "trian",
-        ): "no experiment matches 'trian'; the experiments are: Default, plain, train",
+        ): "no experiment matches 'trian'; the experiments are: plain, train",
         ("ui", "--tracking-uri", str(tmp_path / "none.db")): "no MLflow store at",
     }
     with socket.socket() as busy:
