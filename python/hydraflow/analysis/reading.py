@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import polars as pl
 
 from hydraflow._core import SqliteFileError, StoreSnapshot
-from hydraflow.errors import StoreError, StoreNotFoundError
+from hydraflow.errors import StoreError, StoreNotFoundError, user_stacklevel
 from hydraflow.mlflow_schema import (
     ACTIVE,
     ACTIVE_EXPERIMENTS_QUERY,
@@ -302,7 +302,7 @@ def warn_if_slow(path: Path, reason: str, seconds: float) -> None:
         f"hydraflow.load read {path} through SQL in {seconds:.1f} s, not from its pages"
         f" ({reason}); the 'hydraflow' logger at DEBUG tells each time it does",
         RuntimeWarning,
-        stacklevel=2,
+        stacklevel=user_stacklevel(),
     )
 
 

@@ -20,7 +20,7 @@ from hydraflow.analysis import variation
 from hydraflow.analysis.filters import column_name, combine, describe
 from hydraflow.analysis.frame import BASE_SCHEMA, build
 from hydraflow.analysis.reading import METRIC_PREFIX, Store, open_store
-from hydraflow.errors import FilterError, NoRunsWarning, RunLookupError
+from hydraflow.errors import FilterError, NoRunsWarning, RunLookupError, user_stacklevel
 from hydraflow.store import tracking_uri as resolve_uri
 from hydraflow.tables import counted
 
@@ -80,7 +80,7 @@ def warn_unmatched(patterns: Sequence[str], frame: pl.DataFrame, store: Store) -
     existing = ", ".join(experiments) or "(none)"
     for pattern in missed:
         message = f"no runs of an experiment matching {pattern!r}; the experiments are: {existing}"
-        warnings.warn(message, NoRunsWarning, stacklevel=3)
+        warnings.warn(message, NoRunsWarning, stacklevel=user_stacklevel())
 
 
 def statuses(status: str | Sequence[str] | None) -> list[str] | None:
@@ -240,7 +240,7 @@ class Runs(Generic[C]):
         found = self.matching(predicates, criteria, keep=True)
         if len(self) and not len(found):
             message = f"no run meets {describe(predicates, criteria)}{self.values_of(criteria)}"
-            warnings.warn(message, NoRunsWarning, stacklevel=2)
+            warnings.warn(message, NoRunsWarning, stacklevel=user_stacklevel())
         return found
 
     def values_of(self, keys: Iterable[str]) -> str:
