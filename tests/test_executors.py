@@ -640,3 +640,23 @@ def test_the_eta_has_a_basis_as_soon_as_one_run_ended() -> None:
     unknown = Execution("j", total_commands=2, total_runs=None)
     unknown.runs.ended["finished"] += 1
     assert unknown.eta() is None  # no total to aim at until a command ends
+
+
+def test_the_progress_bar_cuts_a_long_description_before_the_counts() -> None:
+    import io
+
+    from hydraflow.runner.executors.progress import TerminalReporter
+    from rich.console import Console
+
+    execution = Execution("job_sequential", 2, 6)
+    reporter = TerminalReporter(execution, prefix=False)
+    reporter.progress.stop()
+    long = "job_sequential: command 1 " + " ".join(f"key{i}=value{i}" for i in range(20))
+    reporter.progress.update(reporter.task, description=long)
+    out = io.StringIO()
+    Console(file=out, width=100, color_system=None).print(
+        reporter.progress.make_tasks_table(reporter.progress.tasks)
+    )
+    [line] = out.getvalue().splitlines()
+    assert line.startswith("job_sequential: command 1 key0=") and "…" in line
+    assert "0/2 commands 0/6 runs 0:00:00 ETA" in line

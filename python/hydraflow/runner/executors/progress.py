@@ -290,11 +290,21 @@ class TerminalReporter(PlainReporter):
         # The bar shows progress, so no plain progress lines.
         super().__init__(execution, prefix=prefix, show_progress=False)
         from rich.console import Console
-        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+        from rich.progress import BarColumn, Progress, Task, TextColumn, TimeElapsedColumn
+        from rich.table import Column
+        from rich.text import Text
+
+        class DescriptionColumn(TextColumn):
+            """The description on one line, cut with an ellipsis to its column."""
+
+            def render(self, task: Task) -> Text:
+                return Text(task.description, no_wrap=True, overflow="ellipsis")
 
         self.console = Console(stderr=True)
         self.progress = Progress(
-            TextColumn("{task.description}"),
+            # The long description gives way first (cut with an ellipsis); the
+            # other text columns (no_wrap) keep their counts and times whole.
+            DescriptionColumn("", table_column=Column(no_wrap=False)),
             BarColumn(),
             TextColumn("{task.fields[commands]}"),
             TextColumn("{task.fields[runs]}"),
