@@ -222,6 +222,8 @@ def test_submit_hands_over_a_private_file_and_removes_it(project: Project) -> No
     assert all(line.split()[3] == "hydra.job.name=s" for line in lines)
     assert not list(folder.glob("hydraflow-submit-*"))
     assert "handled" in result.stdout
+    assert "2 commands submitted by python handler.py example.py finished" in result.stderr
+    assert "s: 2 commands: 2 finished; 4 runs:" in result.stderr  # as `hydraflow show` counts
 
 
 def test_submit_exits_with_the_handlers_status_and_still_cleans_up(project: Project) -> None:
@@ -339,7 +341,7 @@ def test_interrupting_submit_still_removes_the_file(project: Project) -> None:
     assert process.returncode == 130
     assert not list(folder.glob("hydraflow-submit-*"))
     assert not list(folder.glob(".hydraflow-events-*"))
-    assert "s: 1 command: 0 finished, 1 interrupted; 4 runs: 4 not started" in stderr
+    assert "s: 2 commands: 0 finished, 2 interrupted; 4 runs: 4 not started" in stderr
 
 
 # A command that starts a grandchild (which ignores SIGINT and SIGTERM, as a
@@ -600,8 +602,13 @@ def test_the_tutorial_apps_report_their_runs(tutorial_store: Tutorial, tutorial_
 
     sequential = "job_sequential: 2 commands: 2 finished; 6 runs: 6 finished; "
     assert sequential in first["job_sequential"]
-    submit = "job_submit: 1 command: 1 finished; 4 runs: 4 finished; "
+    submit = "job_submit: 2 commands: 2 finished; 4 runs: 4 finished; "
     assert submit in first["job_submit"]
+    submitted_again = hydraflow("job_submit")  # proven finished: no handler, no app starts
+    assert "job_submit: 2 commands: 0 finished, 2 skipped; 4 runs: 4 skipped; " in (
+        submitted_again.stderr
+    )
+    assert "submitting" not in submitted_again.stdout
     again = hydraflow("job_sequential")
     assert "job_sequential: 2 commands: 0 finished, 2 skipped; 6 runs: 6 skipped; " in again.stderr
     assert "command 1 skipped: it finished before" in again.stderr

@@ -56,7 +56,8 @@ class Execution:
 
     @property
     def not_started(self) -> int:
-        return self.total_commands - self.ended - len(self.running)
+        running = sum(commands_in(c) for c in self.running.values())
+        return self.total_commands - self.ended - running
 
     def elapsed(self) -> float:
         return time.monotonic() - self.started_at
@@ -67,12 +68,13 @@ class Execution:
     def command_ended(self, command: Command, status: int) -> None:
         """Counts the command: once interrupted, whatever ends was interrupted."""
         self.running.pop(command.index, None)
+        count = commands_in(command)
         if self.signal is not None:
-            self.interrupted += 1
+            self.interrupted += count
         elif status == 0:
-            self.finished += 1
+            self.finished += count
         else:
-            self.failed += 1
+            self.failed += count
             if self.first_failure is None:
                 self.first_failure, self.failure_status = command, status
 
@@ -84,7 +86,7 @@ class Execution:
     def close(self) -> None:
         """After the last command: one still running (an interrupt cut its
         bookkeeping short) was interrupted."""
-        self.interrupted += len(self.running)
+        self.interrupted += sum(commands_in(c) for c in self.running.values())
         self.running.clear()
         self.closed = True
 
@@ -146,7 +148,7 @@ class Execution:
         if not self.closed:
             return "starting"
         if self.first_failure is not None and self.ended < self.total_commands:
-            return f"stopped: command {self.first_failure.index} failed"
+            return f"stopped: {label_of(self.first_failure)} failed"
         return "done"
 
     def summary(self) -> str:
@@ -191,7 +193,7 @@ class Execution:
         failure = self.first_failure
         if failure is not None:
             return [
-                f"command {failure.index} failed with status {self.failure_status}: "
+                f"{label_of(failure)} failed with status {self.failure_status}: "
                 + masked(shlex.join(failure.argv))
             ]
         return []
@@ -251,7 +253,7 @@ class PlainReporter:
             outcome = "interrupted"
         else:
             outcome = "finished" if status == 0 else f"failed with status {status}"
-        return f"{self.counts()} command {command.index} {outcome}"
+        return f"{self.counts()} {label_of(command)} {outcome}"
 
     def counts(self) -> str:
         e = self.execution
@@ -356,9 +358,24 @@ def running_text(commands: list[Command]) -> str:
     if len(commands) > 1:
         return f"commands {', '.join(str(c.index) for c in commands)}"
     [command] = commands
+    if hasattr(command, "label"):
+        return label_of(command)
     swept = [p for p in command.params[1:] if "=" in p and not p.startswith("hydra.")]
     text = f"command {command.index} " + " ".join(swept)
     return text if len(text) <= 60 else text[:59] + "…"
+
+
+def commands_in(command: Command) -> int:
+    """How many of the job's commands `command` stands for: a submit
+    handler's run, all those in its file."""
+    count: int = getattr(command, "submitted", 1)
+    return count
+
+
+def label_of(command: Command) -> str:
+    """`command N`, or what a submit handler's run says it is."""
+    label: str = getattr(command, "label", f"command {command.index}")
+    return label
 
 
 def make_reporter(execution: Execution, *, parallel: bool) -> PlainReporter:
