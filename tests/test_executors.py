@@ -653,17 +653,20 @@ def test_the_progress_bar_cuts_a_long_description_before_the_counts() -> None:
     import io
 
     from hydraflow.runner.executors.progress import TerminalReporter
+    from hydraflow.runner.plan import Command
     from rich.console import Console
 
     execution = Execution("job_sequential", 2, 6)
     reporter = TerminalReporter(execution, prefix=False)
     reporter.progress.stop()
-    long = "job_sequential: command 1 " + " ".join(f"key{i}=value{i}" for i in range(20))
-    reporter.progress.update(reporter.task, description=long)
+    params = ["--multirun", *(f"key{i}=value{i}" for i in range(20))]
+    execution.command_started(Command(1, ("python", "app.py"), params, 3))
+    reporter.console.width = 100
+    reporter.refresh()
     out = io.StringIO()
     Console(file=out, width=100, color_system=None).print(
         reporter.progress.make_tasks_table(reporter.progress.tasks)
     )
     [line] = out.getvalue().splitlines()
-    assert line.startswith("job_sequential: command 1 key0=") and "…" in line
-    assert "0/2 commands 0/6 runs 0:00:00 ETA" in line
+    assert line.startswith("job_sequential: command 1 key0=value0 key1=") and "…" in line
+    assert line.rstrip().endswith("0/2 commands 0/6 runs 0:00:00 ETA ?")

@@ -284,6 +284,9 @@ class PlainReporter:
         pass
 
 
+MIN_BAR, MAX_BAR = 10, 40
+
+
 class TerminalReporter(PlainReporter):
     """A live progress bar on stderr naming the running commands, with an
     ETA from the runs ended so far; children's lines print above it."""
@@ -303,11 +306,12 @@ class TerminalReporter(PlainReporter):
                 return Text(task.description, no_wrap=True, overflow="ellipsis")
 
         self.console = Console(stderr=True)
+        # The bar narrows first (see `refresh`), then the description is cut
+        # with an ellipsis; the other text columns (no_wrap) stay whole.
+        self.bar = BarColumn(table_column=Column(no_wrap=True))
         self.progress = Progress(
-            # The long description gives way first (cut with an ellipsis); the
-            # other text columns (no_wrap) keep their counts and times whole.
             DescriptionColumn("", table_column=Column(no_wrap=False)),
-            BarColumn(),
+            self.bar,
             TextColumn("{task.fields[commands]}"),
             TextColumn("{task.fields[runs]}"),
             TimeElapsedColumn(),
@@ -334,13 +338,18 @@ class TerminalReporter(PlainReporter):
     def refresh(self) -> None:
         with self.lock:
             e = self.execution
+            commands, runs, eta = e.commands_progress(), e.runs_progress(), eta_text(e.eta())
+            description = f"{e.job}: {e.state_text()}"
+            # The elapsed time (7), a space between each of the 6 columns (5).
+            taken = len(description) + len(commands) + len(runs) + len(eta) + 7 + 5
+            self.bar.bar_width = max(MIN_BAR, min(MAX_BAR, self.console.width - taken))
             self.progress.update(
                 self.task,
-                description=f"{e.job}: {e.state_text()}",
+                description=description,
                 completed=e.done,
-                commands=e.commands_progress(),
-                runs=e.runs_progress(),
-                eta=eta_text(e.eta()),
+                commands=commands,
+                runs=runs,
+                eta=eta,
             )
 
     def message(self, text: str) -> None:
