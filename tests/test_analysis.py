@@ -574,3 +574,25 @@ def test_a_tracking_server_gives_the_same_frame(store: Path, tmp_path: Path) -> 
             "?workflowType=machine_learning&viewStateShareKey=hydraflow\n"
         )
         assert "mlflow.sharedViewState.hydraflow" in experiment.tags
+
+
+def test_results_are_not_what_a_sweep_varies() -> None:
+    from hydraflow.analysis import variation
+
+    frame = pl.DataFrame(
+        {
+            "run_id": ["a", "b"],
+            "experiment": ["grid", "grid"],
+            "stopped": [True, False],
+            "value": [0.5, 0.7],
+            "value.0": [1, 2],
+            "seed": [0, 1],
+            "choice.model": ["cnn", "cnn"],
+            "metrics.loss": [0.1, 0.2],
+        }
+    )
+    assert variation.varying(frame) == ["seed"]
+    assert variation.constants(frame) == {"experiment": "grid", "choice.model": "cnn"}
+    assert variation.table_columns(frame) == [
+        *["run_id", "seed", "stopped", "value", "value.0", "metrics.loss"]
+    ]

@@ -46,7 +46,7 @@ def test_show_lists_jobs_with_counts(project: Project) -> None:
     assert result.returncode == 0
     assert result.stdout.splitlines() == [
         "train  run     3 commands  6 runs",
-        "sweep  submit  1 commands  1 runs",
+        "sweep  submit  1 command   1 run",
     ]
 
 
@@ -191,10 +191,10 @@ def test_show_counts_hydra_sweep_functions_as_unknown(project: Project) -> None:
         "jobs:\n  h:\n    run: python record.py\n    sets:\n"
         "      - all: a=range(1,5) b=choice(x,y,z)\n"
     )
-    assert run_cli("show", cwd=folder).stdout.splitlines() == ["h  run  1 commands  ? runs"]
-    assert run_cli("show", "h", cwd=folder).stdout.endswith("# 1 commands, ? runs\n")
+    assert run_cli("show", cwd=folder).stdout.splitlines() == ["h  run  1 command  ? runs"]
+    assert run_cli("show", "h", cwd=folder).stdout.endswith("# 1 command, ? runs\n")
     dry = run_cli("run", "h", "--dry-run", cwd=folder)
-    assert "h: 1 commands, ? runs (dry run" in dry.stderr
+    assert "h: 1 command, ? runs (dry run" in dry.stderr
 
 
 def test_a_jobs_file_that_is_not_utf8_is_a_located_error(project: Project) -> None:

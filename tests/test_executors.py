@@ -222,6 +222,8 @@ def test_submit_hands_over_a_private_file_and_removes_it(project: Project) -> No
     assert all(line.split()[3] == "hydra.job.name=s" for line in lines)
     assert not list(folder.glob("hydraflow-submit-*"))
     assert "handled" in result.stdout
+    assert "2 commands submitted by python handler.py example.py finished" in result.stderr
+    assert "s: 2 commands: 2 finished; 4 runs:" in result.stderr  # as `hydraflow show` counts
 
 
 def test_submit_exits_with_the_handlers_status_and_still_cleans_up(project: Project) -> None:
@@ -339,7 +341,7 @@ def test_interrupting_submit_still_removes_the_file(project: Project) -> None:
     assert process.returncode == 130
     assert not list(folder.glob("hydraflow-submit-*"))
     assert not list(folder.glob(".hydraflow-events-*"))
-    assert "s: 1 commands: 0 finished, 1 interrupted; 4 runs: 4 not started" in stderr
+    assert "s: 2 commands: 0 finished, 2 interrupted; 4 runs: 4 not started" in stderr
 
 
 # A command that starts a grandchild (which ignores SIGINT and SIGTERM, as a
@@ -554,7 +556,7 @@ def test_the_summary_counts_runs_by_the_events_the_app_wrote(project: Project) -
 def test_runs_no_event_reports_are_counted_as_not_reported(project: Project) -> None:
     folder = events_project(project, "all: o=finished,silent")
     result = run_cli("run", "e", cwd=folder)
-    assert "e: 1 commands: 1 finished; 2 runs: 1 finished, 1 not reported; " in result.stderr
+    assert "e: 1 command: 1 finished; 2 runs: 1 finished, 1 not reported; " in result.stderr
 
 
 def test_an_unknown_run_count_is_said_as_the_runs_came(project: Project) -> None:
@@ -562,8 +564,8 @@ def test_an_unknown_run_count_is_said_as_the_runs_came(project: Project) -> None
     progress and the summary once said `?/? runs` and `? not reported`."""
     folder = events_project(project, "all: o=finished,silent o2=choice(1,2)")
     result = run_cli("run", "e", cwd=folder)
-    assert "e: 1 commands: 1 finished; runs: 1 finished; " in result.stderr
-    assert "[1/1 commands, 1 runs, " in result.stderr
+    assert "e: 1 command: 1 finished; runs: 1 finished; " in result.stderr
+    assert "[1/1 command, 1 run, " in result.stderr
     assert "?" not in result.stderr.replace("ETA ?", "")
 
 
@@ -600,8 +602,13 @@ def test_the_tutorial_apps_report_their_runs(tutorial_store: Tutorial, tutorial_
 
     sequential = "job_sequential: 2 commands: 2 finished; 6 runs: 6 finished; "
     assert sequential in first["job_sequential"]
-    submit = "job_submit: 1 commands: 1 finished; 4 runs: 4 finished; "
+    submit = "job_submit: 2 commands: 2 finished; 4 runs: 4 finished; "
     assert submit in first["job_submit"]
+    submitted_again = hydraflow("job_submit")  # proven finished: no handler, no app starts
+    assert "job_submit: 2 commands: 0 finished, 2 skipped; 4 runs: 4 skipped; " in (
+        submitted_again.stderr
+    )
+    assert "submitting" not in submitted_again.stdout
     again = hydraflow("job_sequential")
     assert "job_sequential: 2 commands: 0 finished, 2 skipped; 6 runs: 6 skipped; " in again.stderr
     assert "command 1 skipped: it finished before" in again.stderr
@@ -624,7 +631,7 @@ def test_a_call_job_stopped_by_sigterm_counts_it_interrupted(project: Project) -
     process.send_signal(signal.SIGTERM)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 143
-    assert "hydraflow: interrupted by SIGTERM; 1 commands not started" in stderr
+    assert "hydraflow: interrupted by SIGTERM; 1 command not started" in stderr
     assert "c: 2 commands: 0 finished, 1 interrupted, 1 not started; 2 runs:" in stderr
     assert "Traceback" not in stderr
 
@@ -640,3 +647,26 @@ def test_the_eta_has_a_basis_as_soon_as_one_run_ended() -> None:
     unknown = Execution("j", total_commands=2, total_runs=None)
     unknown.runs.ended["finished"] += 1
     assert unknown.eta() is None  # no total to aim at until a command ends
+
+
+def test_the_progress_bar_cuts_a_long_description_before_the_counts() -> None:
+    import io
+
+    from hydraflow.runner.executors.progress import TerminalReporter
+    from hydraflow.runner.plan import Command
+    from rich.console import Console
+
+    execution = Execution("job_sequential", 2, 6)
+    reporter = TerminalReporter(execution, prefix=False)
+    reporter.progress.stop()
+    params = ["--multirun", *(f"key{i}=value{i}" for i in range(20))]
+    execution.command_started(Command(1, ("python", "app.py"), params, 3))
+    reporter.console.width = 100
+    reporter.refresh()
+    out = io.StringIO()
+    Console(file=out, width=100, color_system=None).print(
+        reporter.progress.make_tasks_table(reporter.progress.tasks)
+    )
+    [line] = out.getvalue().splitlines()
+    assert line.startswith("job_sequential: command 1 key0=value0 key1=") and "…" in line
+    assert line.rstrip().endswith("0/2 commands 0/6 runs 0:00:00 ETA ?")

@@ -157,7 +157,27 @@ def test_the_api_is_exported_and_a_missing_tracking_folder_is_named(tmp_path: Pa
     for name in ("iter_run_dirs", "Run", "RunCollection"):
         assert name in hydraflow.__all__ and getattr(hydraflow, name) is not None
     assert issubclass(RunLookupError, ValueError)
-    with pytest.raises(HydraflowError, match=r"iter_run_dirs: no folder '.*/mlrun'"):
+    with pytest.raises(HydraflowError, match=r"iter_run_dirs: no such folder '.*/mlrun'"):
         list(hydraflow.iter_run_dirs(tmp_path / "mlrun", "job_*"))
+    for path in (str(tmp_path / "nothere"), "./mlruns", "~/nothere"):
+        with pytest.raises(HydraflowError, match=r"iter_run_dirs: no such folder"):
+            list(hydraflow.iter_run_dirs(path))
     empty = hydraflow.RunCollection()
     assert repr(empty) == "RunCollection(empty)" and not empty and empty.to_list("width") == []
+
+
+def test_no_runs_warnings_point_at_the_users_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import hydraflow
+    from hydraflow.errors import NoRunsWarning
+    from mlflow import MlflowClient
+
+    MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}").create_experiment("grid")
+    monkeypatch.chdir(tmp_path)
+    with pytest.warns(NoRunsWarning) as caught:
+        hydraflow.Run.load(hydraflow.iter_run_dirs("nosuch"))
+    with pytest.warns(NoRunsWarning) as caught_too:
+        hydraflow.load("nosuch")
+    assert {w.filename for w in [*caught, *caught_too]} == {__file__}
+    assert "the experiments are: grid" in str(caught[0].message)  # not MLflow's empty Default

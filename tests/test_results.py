@@ -181,9 +181,7 @@ def test_a_range_filter_is_an_interval_and_an_empty_filter_says_so(store: Path) 
 
 @pytest.mark.slow
 def test_a_pattern_matching_nothing_warns_in_python_and_on_the_command_line(store: Path) -> None:
-    expected = (
-        "no runs of an experiment matching 'trian'; the experiments are: Default, plain, train"
-    )
+    expected = "no runs of an experiment matching 'trian'; the experiments are: plain, train"
     with pytest.warns(NoRunsWarning) as caught:
         assert len(hydraflow.load("trian", tracking_uri=store / "mlflow.db")) == 0
     assert [str(w.message) for w in caught] == [expected]
@@ -361,7 +359,7 @@ def test_the_ui_refuses_bad_input(store: Path, tmp_path: Path) -> None:
         (
             "ui",
             "trian",
-        ): "no experiment matches 'trian'; the experiments are: Default, plain, train",
+        ): "no experiment matches 'trian'; the experiments are: plain, train",
         ("ui", "--tracking-uri", str(tmp_path / "none.db")): "no MLflow store at",
     }
     with socket.socket() as busy:
@@ -408,3 +406,20 @@ def test_a_long_table_stops_at_a_thousand_rows_and_says_so(
     assert "the first 1000 of 1001 runs" in capsys.readouterr().err
     table(frame, View(limit=1001), out := io.StringIO())
     assert len(out.getvalue().splitlines()) == 3 + 1001
+
+
+@pytest.mark.slow
+def test_one_run_is_counted_in_the_singular(store: Path) -> None:
+    result = hydraflow_cli(store, "runs", "plain")
+    assert result.stdout.startswith("1 run; in every one: experiment=plain"), result.stdout
+    plain = hydraflow.load("plain", tracking_uri=store / "mlflow.db")
+    assert repr(plain).startswith("Runs(1 run of plain")
+
+
+@pytest.mark.slow
+def test_a_config_group_filters_on_its_option(store: Path, runs: hydraflow.Runs[object]) -> None:
+    assert len(runs.filter(model="cnn")) == 2
+    assert runs.filter(model="cnn").constants()["choice.model"] == "cnn"
+    result = hydraflow_cli(store, "runs", "train", "model=cnn", "--format", "csv")
+    assert result.returncode == 0, result.stderr
+    assert len(result.stdout.splitlines()) == 3

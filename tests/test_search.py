@@ -127,7 +127,7 @@ def test_a_study_records_replays_and_extends_as_hydra_main_sees_it(project: Path
     expected = oracle(project, *STUDY.split(), *SPACE.split())
     assert len(expected) == 4 and {line["type"] for line in expected} == {"float"}
 
-    assert "1 commands: 1 finished; runs: 4 finished;" in summary(
+    assert "1 command: 1 finished; runs: 4 finished;" in summary(
         run_cli("run", "search", cwd=project)
     )
     assert returns(project) == expected
@@ -322,9 +322,9 @@ def test_a_bad_stopping_key_is_named(tmp_path: Path, stopping: str, message: str
 
 def test_a_command_that_chooses_a_sweeper_has_an_unknown_run_count(project: Path) -> None:
     done = run_cli("run", "grid", "hydra/sweeper=optuna", "--dry-run", cwd=project)
-    assert done.returncode == 0 and "1 commands, ? runs" in done.stderr
+    assert done.returncode == 0 and "1 command, ? runs" in done.stderr
     basic = run_cli("run", "grid", "hydra/sweeper=basic", "--dry-run", cwd=project)
-    assert basic.returncode == 0 and "1 commands, 2 runs" in basic.stderr
+    assert basic.returncode == 0 and "1 command, 2 runs" in basic.stderr
 
 
 def test_the_median_rule() -> None:

@@ -385,3 +385,20 @@ def test_quieting_table_creation_keeps_warnings_and_errors(
         logger.error("a real error")
     assert [record.getMessage() for record in caplog.records] == ["a real error"]
     assert logger.level == before
+
+
+def test_reading_an_artifact_through_mlflow_draws_no_progress_bar(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from hydraflow.tracking.artifacts import ClientArtifacts
+    from mlflow import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    run = client.create_run(client.create_experiment("x", str(tmp_path / "artifacts")))
+    (tmp_path / "a.log").write_text("hello")
+    client.log_artifact(run.info.run_id, str(tmp_path / "a.log"))
+    monkeypatch.setenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "true")
+    capfd.readouterr()
+    assert ClientArtifacts(client, run.info.run_id).read("a.log") == "hello"
+    assert "Downloading artifacts" not in capfd.readouterr().err
+    assert os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] == "true"  # the user's, kept

@@ -22,6 +22,7 @@ from hydraflow.runner.commands import (
     warn_own_options_after_dashes,
 )
 from hydraflow.runner.jobs import DEFAULT_FILE, Job, JobsFile, load_jobs
+from hydraflow.tables import counted
 
 if TYPE_CHECKING:
     from hydraflow.runner.plan import JobPlan
@@ -213,18 +214,13 @@ def show(job: str | None, config_file: str) -> None:
         fail(error)
         return
     click.echo(normalised_yaml(definition), nl=False)
-    click.echo(f"# {plan.total_commands} commands, {runs_text(plan.total_runs)} runs")
+    click.echo(f"# {counted(plan.total_commands, 'command')}, {counted(plan.total_runs, 'run')}")
 
 
 def plan_of(job: Job) -> JobPlan:
     from hydraflow.runner.executors import executor_for
 
     return executor_for(job).plan(job)
-
-
-def runs_text(runs: int | None) -> str:
-    """A count hydraflow cannot know (a Hydra sweep function) is `?`."""
-    return "?" if runs is None else str(runs)
 
 
 def job_row(name: str, job: Job | ConfigError) -> tuple[str, str, str, str]:
@@ -235,8 +231,8 @@ def job_row(name: str, job: Job | ConfigError) -> tuple[str, str, str, str]:
         plan = plan_of(job)
     except ConfigError as error:
         return (name, INVALID, "", f"{error.where}: {error.message.splitlines()[0]}")
-    runs = runs_text(plan.total_runs)
-    return (name, job.kind, f"{plan.total_commands} commands", f"{runs} runs")
+    commands = counted(plan.total_commands, "command")
+    return (name, job.kind, commands, counted(plan.total_runs, "run"))
 
 
 def find_job(jobs_file: JobsFile, name: str) -> Job:

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import sys
+from pathlib import Path
 from typing import Any
+
+PACKAGE = os.path.join(Path(__file__).parent, "")  # with a trailing separator
 
 USAGE_ERROR = 2
 # As a shell reports a command it cannot run.
@@ -113,3 +118,15 @@ class SlurmError(HydraflowError):
 class NoRunsWarning(UserWarning):
     """`hydraflow.load` found no run of an experiment a pattern names; the
     message lists the experiments there are."""
+
+
+def user_stacklevel() -> int:
+    """The `stacklevel` for `warnings.warn` in the calling function that
+    points at the user's line: the first frame outside hydraflow's package,
+    however deep the call came (a generator, `load` inside `iter_run_dirs`)."""
+    frame = sys._getframe(1)
+    level = 1
+    while frame.f_back is not None and frame.f_code.co_filename.startswith(PACKAGE):
+        frame = frame.f_back
+        level += 1
+    return level

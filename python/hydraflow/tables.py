@@ -80,3 +80,10 @@ def is_terminal(out: IO[str]) -> bool:
         return out.isatty()
     except (AttributeError, ValueError):
         return False
+
+
+def counted(count: int | str | None, noun: str) -> str:
+    """`1 run`, `3 runs`: the noun in the singular for exactly one; a count
+    hydraflow cannot know (None, a Hydra sweep function) is `? runs`."""
+    shown = "?" if count is None else count
+    return f"{shown} {noun}" if shown == 1 else f"{shown} {noun}s"

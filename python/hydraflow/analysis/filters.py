@@ -11,19 +11,14 @@ from hydraflow.errors import FilterError
 
 
 def column_name(key: str, columns: Sequence[str]) -> str:
-    """A column by its name or with `__` for dots (`model__depth`)."""
-    if key in columns:
-        return key
+    """A column by its name or with `__` for dots (`model__depth`); a config
+    group's name is its option, `choice.model` (Hydra's `model=cnn`)."""
     dotted = key.replace("__", ".")
-    if dotted in columns:
-        return dotted
+    for name in (key, dotted, f"choice.{key}", f"choice.{dotted}"):
+        if name in columns:
+            return name
     known = ", ".join(columns)
-    hint = (
-        f" (the option of a config group: {'choice.' + dotted!r})"
-        if f"choice.{dotted}" in columns
-        else ""
-    )
-    raise FilterError(f"no column {key!r} in the runs{hint}; the columns are: {known}")
+    raise FilterError(f"no column {key!r} in the runs; the columns are: {known}")
 
 
 def condition(frame: pl.DataFrame, key: str, value: Any) -> pl.Expr:

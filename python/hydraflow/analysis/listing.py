@@ -22,7 +22,7 @@ from hydraflow.analysis.filters import column_name, in_range
 from hydraflow.analysis.runs import Runs, load
 from hydraflow.errors import FilterError, NoRunsWarning
 from hydraflow.store import tracking_uri as resolve_uri
-from hydraflow.tables import print_table
+from hydraflow.tables import counted, print_table
 
 # Left out of `--all-columns` tables; csv and json give every column.
 HIDDEN_IN_TABLE = ("end_time", "artifact_dir")
@@ -237,7 +237,7 @@ def table(frame: pl.DataFrame, view: View, out: IO[str]) -> None:
     else:
         shown = frame.select(variation.table_columns(frame))
         shared = " ".join(f"{k}={cell(v)}" for k, v in variation.constants(frame).items())
-        title = [f"{frame.height} runs; in every one: {shared}"] if shared else []
+        title = [f"{counted(frame.height, 'run')}; in every one: {shared}"] if shared else []
     if view.limit is None and shown.height > MAX_TABLE_ROWS:
         # Rich lays out about a thousand rows a second on a loaded machine.
         print(

@@ -23,8 +23,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 import polars as pl
 
 from hydraflow._core import SqliteFileError, StoreSnapshot
-from hydraflow.errors import StoreError, StoreNotFoundError
+from hydraflow.errors import StoreError, StoreNotFoundError, user_stacklevel
 from hydraflow.mlflow_schema import (
+    ACTIVE,
     ACTIVE_EXPERIMENTS_QUERY,
     CHOICE_TAG_PREFIX,
     CONFIG_AND_CHOICE_TAGS_QUERY,
@@ -71,6 +72,11 @@ CHUNK = 5000
 ATTEMPTS = 5
 # A read through SQL slower than this is worth a warning (once per process).
 SLOW_SQL_SECONDS = 1.0
+# MLflow's own experiment: in a list of the experiments only when it has runs.
+DEFAULT_EXPERIMENT = "Default"
+ANY_RUN_QUERY = (
+    f"SELECT 1 FROM runs WHERE experiment_id = ? AND lifecycle_stage = '{ACTIVE}' LIMIT 1"
+)
 
 log = logging.getLogger("hydraflow")
 
@@ -110,7 +116,8 @@ class Store(Protocol):
         ...
 
     def experiments(self) -> list[str]:
-        """The names of the active experiments, sorted."""
+        """The names of the active experiments, sorted (MLflow's `Default`
+        only when it has runs)."""
         ...
 
 
@@ -184,7 +191,12 @@ class SqliteStore:
 
     def experiments(self) -> list[str]:
         with self.connect() as db:
-            return sorted(self.experiment_names(db, None).values())
+            names = self.experiment_names(db, None)
+            return sorted(
+                name
+                for i, name in names.items()
+                if name != DEFAULT_EXPERIMENT or db.execute(ANY_RUN_QUERY, (i,)).fetchone()
+            )
 
     @staticmethod
     def params(db: sqlite3.Connection, run_ids: list[str]) -> Iterator[tuple[str, str, str]]:
@@ -290,7 +302,7 @@ def warn_if_slow(path: Path, reason: str, seconds: float) -> None:
         f"hydraflow.load read {path} through SQL in {seconds:.1f} s, not from its pages"
         f" ({reason}); the 'hydraflow' logger at DEBUG tells each time it does",
         RuntimeWarning,
-        stacklevel=2,
+        stacklevel=user_stacklevel(),
     )
 
 
@@ -480,7 +492,13 @@ class ClientStore:
 
     def experiments(self) -> list[str]:
         with self.errors():
-            return sorted(self.experiment_names(self.client(), None).values())
+            client = self.client()
+            names = self.experiment_names(client, None)
+            return sorted(
+                name
+                for i, name in names.items()
+                if name != DEFAULT_EXPERIMENT or client.search_runs([i], max_results=1)
+            )
 
     @staticmethod
     def experiment_names(client: MlflowClient, experiments: Sequence[str] | None) -> dict[str, str]:

@@ -32,17 +32,19 @@ def iter_run_dirs(
     `iter_run_dirs("job_*")`, a name that is no folder, is read as the
     published 0.23 reads it: experiment names, in the default store; so is a
     list of names or a function as the one argument. A
-    `tracking_dir` that is no folder beside `experiment_names` is an error.
+    `tracking_dir` that is no folder beside `experiment_names`, or one that
+    looks like a path (`a/b`, `./mlruns`, `~/x`), is an error.
     """
     if not isinstance(tracking_dir, str | os.PathLike | None):
         # The published 0.23's one argument: a list of names or a function of one.
         tracking_dir, experiment_names = None, tracking_dir
-    if tracking_dir is not None and experiment_names is None and not Path(tracking_dir).is_dir():
+    one_name = experiment_names is None and not looks_like_path(tracking_dir)
+    if tracking_dir is not None and one_name and not Path(tracking_dir).is_dir():
         experiment_names = os.fspath(tracking_dir)
         tracking_dir = None
     if tracking_dir is not None and not Path(tracking_dir).is_dir():
         raise HydraflowError(
-            f"iter_run_dirs: no folder {os.fspath(tracking_dir)!r} (cwd {Path.cwd()})"
+            f"iter_run_dirs: no such folder {os.fspath(tracking_dir)!r} (cwd {Path.cwd()})"
         )
     root = Path(tracking_dir).resolve() if tracking_dir is not None else None
     frame = runs_frame(store_beside(root), experiment_names)
@@ -50,6 +52,15 @@ def iter_run_dirs(
         run_dir = Path(folder).parent
         if (root is None or run_dir.parent.parent == root) and Path(folder).is_dir():
             yield run_dir
+
+
+def looks_like_path(argument: str | os.PathLike[str] | None) -> bool:
+    """A Path, or text no experiment name looks like: `a/b`, `./mlruns`, `~/x`."""
+    if argument is None:
+        return False
+    if not isinstance(argument, str):
+        return True
+    return "/" in argument or argument.startswith((".", "~"))
 
 
 def runs_frame(uri: str, experiment_names: Names) -> pl.DataFrame:

@@ -20,8 +20,9 @@ from hydraflow.analysis import variation
 from hydraflow.analysis.filters import column_name, combine, describe
 from hydraflow.analysis.frame import BASE_SCHEMA, build
 from hydraflow.analysis.reading import METRIC_PREFIX, Store, open_store
-from hydraflow.errors import FilterError, NoRunsWarning, RunLookupError
+from hydraflow.errors import FilterError, NoRunsWarning, RunLookupError, user_stacklevel
 from hydraflow.store import tracking_uri as resolve_uri
+from hydraflow.tables import counted
 
 if TYPE_CHECKING:
     from hydraflow.analysis.collection import RunCollection
@@ -79,7 +80,7 @@ def warn_unmatched(patterns: Sequence[str], frame: pl.DataFrame, store: Store) -
     existing = ", ".join(experiments) or "(none)"
     for pattern in missed:
         message = f"no runs of an experiment matching {pattern!r}; the experiments are: {existing}"
-        warnings.warn(message, NoRunsWarning, stacklevel=3)
+        warnings.warn(message, NoRunsWarning, stacklevel=user_stacklevel())
 
 
 def statuses(status: str | Sequence[str] | None) -> list[str] | None:
@@ -176,7 +177,7 @@ class Runs(Generic[C]):
 
     def __repr__(self) -> str:
         experiments = self._frame["experiment"].unique(maintain_order=True).to_list()
-        return f"Runs({len(self)} runs of {', '.join(experiments) or 'no experiment'})"
+        return f"Runs({counted(len(self), 'run')} of {', '.join(experiments) or 'no experiment'})"
 
     def _repr_html_(self) -> str:
         """In a notebook: the count, what every run shares, and a table of
@@ -202,7 +203,7 @@ class Runs(Generic[C]):
 
     def varying_frame(self) -> pl.DataFrame:
         """The frame narrowed to what a person compares: run_id, the settings
-        that vary (`varying()`) and the metrics."""
+        that vary (`varying()`), the results (`value`, `stopped`) and the metrics."""
         return self._frame.select(variation.table_columns(self._frame))
 
     def varying_in_experiment(self, experiment: str) -> list[str]:
@@ -239,7 +240,7 @@ class Runs(Generic[C]):
         found = self.matching(predicates, criteria, keep=True)
         if len(self) and not len(found):
             message = f"no run meets {describe(predicates, criteria)}{self.values_of(criteria)}"
-            warnings.warn(message, NoRunsWarning, stacklevel=2)
+            warnings.warn(message, NoRunsWarning, stacklevel=user_stacklevel())
         return found
 
     def values_of(self, keys: Iterable[str]) -> str:

@@ -34,6 +34,7 @@ from hydraflow.mlflow_schema import CHOICE_TAG_PREFIX, SHARED_VIEW_TAG_PREFIX
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
+    from mlflow.entities import Experiment
 
 HOST = "127.0.0.1"
 SHARE_KEY = "hydraflow"
@@ -59,7 +60,9 @@ def column_id(column: str) -> str:
 
 def view_state(frame: pl.DataFrame) -> dict[str, object]:
     """The runs table's view: the settings the runs vary, then the metrics."""
-    shown = [c for c in variation.table_columns(frame) if c not in ("run_id", "status")]
+    # The runs table's columns are params, tags and metrics: no run_id, status or results.
+    hidden = ("run_id", "status", *variation.results(frame))
+    shown = [c for c in variation.table_columns(frame) if c not in hidden]
     return {"selectedColumns": [column_id(c) for c in shown]}
 
 
@@ -84,7 +87,7 @@ def prepare(client: MlflowClient, uri: str, job: str | None) -> str | None:
         if (fnmatch.fnmatchcase(e.name, job) if job else e.name != DEFAULT_EXPERIMENT)
     ]
     if job is not None and not chosen:
-        names = ", ".join(sorted(e.name for e in experiments)) or "(none)"
+        names = ", ".join(sorted(e.name for e in experiments if ours(client, e))) or "(none)"
         raise UiError(f"no experiment matches {job!r}; the experiments are: {names}")
     if len(chosen) != 1:
         return None
@@ -96,6 +99,13 @@ def prepare(client: MlflowClient, uri: str, job: str | None) -> str | None:
     client.set_experiment_tag(experiment.experiment_id, SHARED_VIEW_TAG, state)
     experiment_id: str = experiment.experiment_id
     return experiment_id
+
+
+def ours(client: MlflowClient, experiment: Experiment) -> bool:
+    """False for MLflow's `Default` experiment when it is empty."""
+    return experiment.name != DEFAULT_EXPERIMENT or bool(
+        client.search_runs([experiment.experiment_id], max_results=1)
+    )
 
 
 def port_is_free(port: int) -> bool:

@@ -4,6 +4,7 @@ person looks at first, in the terminal, in `repr` and in MLflow's UI."""
 from __future__ import annotations
 
 import fnmatch
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -15,12 +16,24 @@ from hydraflow.errors import FilterError
 
 # Columns every run has its own value of: never a setting of the sweep.
 OWN_VALUES = ("run_id", "start_time", "end_time", "artifact_dir")
+# What a run returned (`value`, or `value.0`, ... for several objectives) and
+# whether it was stopped early: results, like the metrics.
+RESULT = re.compile(r"value(\.\d+)?|stopped")
 
 
 def settings(frame: pl.DataFrame) -> list[str]:
     """The columns that describe how a run was made: experiment, status,
-    config keys and choices (not its id, times, artifacts or metrics)."""
-    return [c for c in frame.columns if c not in OWN_VALUES and not c.startswith(METRIC_PREFIX)]
+    config keys and choices (not its id, times, artifacts or results)."""
+    return [
+        c
+        for c in frame.columns
+        if c not in OWN_VALUES and not c.startswith(METRIC_PREFIX) and not RESULT.fullmatch(c)
+    ]
+
+
+def results(frame: pl.DataFrame) -> list[str]:
+    """The app's return value and `stopped`, when the runs have them."""
+    return [c for c in frame.columns if RESULT.fullmatch(c)]
 
 
 def metrics(frame: pl.DataFrame) -> list[str]:
@@ -71,8 +84,8 @@ def follows_choice(frame: pl.DataFrame, column: str) -> bool:
 
 
 def table_columns(frame: pl.DataFrame) -> list[str]:
-    """What a person reads first: the run's id, the settings that vary, the metrics."""
-    return ["run_id", *varying(frame), *metrics(frame)]
+    """What a person reads first: the run's id, the settings that vary, the results."""
+    return ["run_id", *varying(frame), *results(frame), *metrics(frame)]
 
 
 def pick_columns(frame: pl.DataFrame, patterns: Sequence[str]) -> list[str]:

@@ -103,9 +103,27 @@ class ClientArtifacts:
         names = {item.path for item in retry_busy(lambda: self.client.list_artifacts(self.run_id))}
         if name not in names:
             return ""
-        with tempfile.TemporaryDirectory() as folder:
+        with tempfile.TemporaryDirectory() as folder, no_progress_bar():
             local = self.client.download_artifacts(self.run_id, name, folder)
             return Path(local).read_text(encoding="utf-8", errors="replace")
+
+
+PROGRESS_BAR_ENV = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
+
+
+@contextlib.contextmanager
+def no_progress_bar() -> Iterator[None]:
+    """MLflow draws a download bar in the app's output for our own small
+    read (a resumed run's log); the user's setting is back afterwards."""
+    previous = os.environ.get(PROGRESS_BAR_ENV)
+    os.environ[PROGRESS_BAR_ENV] = "false"
+    try:
+        yield
+    finally:
+        if previous is None:
+            del os.environ[PROGRESS_BAR_ENV]
+        else:
+            os.environ[PROGRESS_BAR_ENV] = previous
 
 
 Artifacts = LocalArtifacts | ClientArtifacts

@@ -106,15 +106,12 @@ class SubmitExecutor(Executor):
         (a cluster node), where the project directory is shared."""
         return Path.cwd()
 
-    def total_commands(self, plan: JobPlan) -> int:
-        return 1  # the handler
-
     def run(
         self, plan: JobPlan, reporter: PlainReporter, events: EventLog, options: RunOptions
     ) -> None:
         from hydraflow.runner.executors.submit import run_submit
 
-        run_submit(plan, reporter, events)
+        run_submit(plan, reporter, events, rerun=options.rerun)
 
 
 EXECUTORS: dict[str, Executor] = {

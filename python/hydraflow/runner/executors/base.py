@@ -19,6 +19,7 @@ from hydraflow.runner.executors.progress import Execution, PlainReporter, make_r
 from hydraflow.runner.jobs import Job
 from hydraflow.runner.plan import CommandLine, JobPlan, command_words, plan_job
 from hydraflow.signals import handled, raise_interrupted, signal_of
+from hydraflow.tables import counted
 
 
 @dataclass(frozen=True)
@@ -114,10 +115,10 @@ class Executor:
         """Prints what would run, touching nothing; a summary goes to stderr."""
         write_lines(out, self.dry_lines(plan))
         out.flush()
-        runs = "?" if plan.total_runs is None else plan.total_runs
+        commands = counted(plan.total_commands, "command")
+        runs = counted(plan.total_runs, "run")
         sys.stderr.write(
-            f"hydraflow: {plan.job.name}: {plan.total_commands} commands, "
-            f"{runs} runs (dry run: nothing was run)\n"
+            f"hydraflow: {plan.job.name}: {commands}, {runs} (dry run: nothing was run)\n"
         )
 
 

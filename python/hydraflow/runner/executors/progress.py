@@ -17,6 +17,7 @@ from hydraflow.protocol import OUTCOMES
 from hydraflow.remote import masked
 from hydraflow.runner.executors.event_log import RunCounts
 from hydraflow.runner.plan import Command
+from hydraflow.tables import counted
 
 
 @dataclass
@@ -55,7 +56,8 @@ class Execution:
 
     @property
     def not_started(self) -> int:
-        return self.total_commands - self.ended - len(self.running)
+        running = sum(commands_in(c) for c in self.running.values())
+        return self.total_commands - self.ended - running
 
     def elapsed(self) -> float:
         return time.monotonic() - self.started_at
@@ -66,12 +68,13 @@ class Execution:
     def command_ended(self, command: Command, status: int) -> None:
         """Counts the command: once interrupted, whatever ends was interrupted."""
         self.running.pop(command.index, None)
+        count = commands_in(command)
         if self.signal is not None:
-            self.interrupted += 1
+            self.interrupted += count
         elif status == 0:
-            self.finished += 1
+            self.finished += count
         else:
-            self.failed += 1
+            self.failed += count
             if self.first_failure is None:
                 self.first_failure, self.failure_status = command, status
 
@@ -83,7 +86,7 @@ class Execution:
     def close(self) -> None:
         """After the last command: one still running (an interrupt cut its
         bookkeeping short) was interrupted."""
-        self.interrupted += len(self.running)
+        self.interrupted += sum(commands_in(c) for c in self.running.values())
         self.running.clear()
         self.closed = True
 
@@ -92,10 +95,16 @@ class Execution:
         unreported runs never count."""
         return self.runs.through
 
+    def commands_progress(self) -> str:
+        """`1/2 commands` ended of the plan's."""
+        return f"{self.done}/{counted(self.total_commands, 'command')}"
+
     def runs_progress(self) -> str:
-        """`3/6` runs through of the plan's; `3` when only Hydra knows the total."""
+        """`3/6 runs` through of the plan's; `3 runs` when only Hydra knows the total."""
         through = self.runs_through()
-        return str(through) if self.total_runs is None else f"{through}/{self.total_runs}"
+        if self.total_runs is None:
+            return counted(through, "run")
+        return f"{through}/{counted(self.total_runs, 'run')}"
 
     def command_skipped(self, command: Command) -> None:
         self.skipped += 1
@@ -128,7 +137,7 @@ class Execution:
         accounted = counts.accounted
         if accounted is not None and accounted < self.total_runs:
             parts.append(f"{self.total_runs - accounted} not started")
-        return f"{self.total_runs} runs: {', '.join(parts) or 'none ended'}"
+        return f"{counted(self.total_runs, 'run')}: {', '.join(parts) or 'none ended'}"
 
     def state_text(self) -> str:
         """What the execution is doing, for the progress display."""
@@ -139,7 +148,7 @@ class Execution:
         if not self.closed:
             return "starting"
         if self.first_failure is not None and self.ended < self.total_commands:
-            return f"stopped: command {self.first_failure.index} failed"
+            return f"stopped: {label_of(self.first_failure)} failed"
         return "done"
 
     def summary(self) -> str:
@@ -152,7 +161,7 @@ class Execution:
         ]
         commands = ", ".join(f"{n} {state}" for state, n in states if n or state == "finished")
         return (
-            f"{self.job}: {self.total_commands} commands: {commands}; "
+            f"{self.job}: {counted(self.total_commands, 'command')}: {commands}; "
             f"{self.runs_text()}; {self.elapsed():.1f} s"
         )
 
@@ -170,7 +179,8 @@ class Execution:
         if names and counts.unnamed_changes:
             changed += " and others"
         return [
-            f"{counts.stale} skipped runs were made by code that has changed since ({changed}); "
+            f"{counted(counts.stale, 'skipped run')} {'was' if counts.stale == 1 else 'were'} "
+            f"made by code that has changed since ({changed}); "
             f"'hydraflow run {self.job} --rerun' runs them again as new runs"
         ]
 
@@ -178,12 +188,12 @@ class Execution:
         if self.signal is not None:
             text = f"interrupted by {signal.Signals(self.signal).name}"
             if self.not_started:
-                text += f"; {self.not_started} commands not started"
+                text += f"; {counted(self.not_started, 'command')} not started"
             return [text]
         failure = self.first_failure
         if failure is not None:
             return [
-                f"command {failure.index} failed with status {self.failure_status}: "
+                f"{label_of(failure)} failed with status {self.failure_status}: "
                 + masked(shlex.join(failure.argv))
             ]
         return []
@@ -243,12 +253,12 @@ class PlainReporter:
             outcome = "interrupted"
         else:
             outcome = "finished" if status == 0 else f"failed with status {status}"
-        return f"{self.counts()} command {command.index} {outcome}"
+        return f"{self.counts()} {label_of(command)} {outcome}"
 
     def counts(self) -> str:
         e = self.execution
         return (
-            f"[{e.done}/{e.total_commands} commands, {e.runs_progress()} runs, "
+            f"[{e.commands_progress()}, {e.runs_progress()}, "
             f"{e.elapsed():.1f} s, {eta_text(e.eta())}]"
         )
 
@@ -274,6 +284,9 @@ class PlainReporter:
         pass
 
 
+MIN_BAR, MAX_BAR = 10, 40
+
+
 class TerminalReporter(PlainReporter):
     """A live progress bar on stderr naming the running commands, with an
     ETA from the runs ended so far; children's lines print above it."""
@@ -282,14 +295,25 @@ class TerminalReporter(PlainReporter):
         # The bar shows progress, so no plain progress lines.
         super().__init__(execution, prefix=prefix, show_progress=False)
         from rich.console import Console
-        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+        from rich.progress import BarColumn, Progress, Task, TextColumn, TimeElapsedColumn
+        from rich.table import Column
+        from rich.text import Text
+
+        class DescriptionColumn(TextColumn):
+            """The description on one line, cut with an ellipsis to its column."""
+
+            def render(self, task: Task) -> Text:
+                return Text(task.description, no_wrap=True, overflow="ellipsis")
 
         self.console = Console(stderr=True)
+        # The bar narrows first (see `refresh`), then the description is cut
+        # with an ellipsis; the other text columns (no_wrap) stay whole.
+        self.bar = BarColumn(table_column=Column(no_wrap=True))
         self.progress = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            TextColumn("{task.completed}/{task.total} commands"),
-            TextColumn("{task.fields[runs]} runs"),
+            DescriptionColumn("", table_column=Column(no_wrap=False)),
+            self.bar,
+            TextColumn("{task.fields[commands]}"),
+            TextColumn("{task.fields[runs]}"),
             TimeElapsedColumn(),
             TextColumn("{task.fields[eta]}"),
             console=self.console,
@@ -297,7 +321,7 @@ class TerminalReporter(PlainReporter):
             redirect_stderr=False,
         )
         self.task = self.progress.add_task(
-            execution.job, total=execution.total_commands, runs="", eta=""
+            execution.job, total=execution.total_commands, commands="", runs="", eta=""
         )
         self.refresh()
         self.progress.start()
@@ -314,12 +338,18 @@ class TerminalReporter(PlainReporter):
     def refresh(self) -> None:
         with self.lock:
             e = self.execution
+            commands, runs, eta = e.commands_progress(), e.runs_progress(), eta_text(e.eta())
+            description = f"{e.job}: {e.state_text()}"
+            # The elapsed time (7), a space between each of the 6 columns (5).
+            taken = len(description) + len(commands) + len(runs) + len(eta) + 7 + 5
+            self.bar.bar_width = max(MIN_BAR, min(MAX_BAR, self.console.width - taken))
             self.progress.update(
                 self.task,
-                description=f"{e.job}: {e.state_text()}",
+                description=description,
                 completed=e.done,
-                runs=e.runs_progress(),
-                eta=eta_text(e.eta()),
+                commands=commands,
+                runs=runs,
+                eta=eta,
             )
 
     def message(self, text: str) -> None:
@@ -337,9 +367,24 @@ def running_text(commands: list[Command]) -> str:
     if len(commands) > 1:
         return f"commands {', '.join(str(c.index) for c in commands)}"
     [command] = commands
+    if hasattr(command, "label"):
+        return label_of(command)
     swept = [p for p in command.params[1:] if "=" in p and not p.startswith("hydra.")]
     text = f"command {command.index} " + " ".join(swept)
     return text if len(text) <= 60 else text[:59] + "…"
+
+
+def commands_in(command: Command) -> int:
+    """How many of the job's commands `command` stands for: a submit
+    handler's run, all those in its file."""
+    count: int = getattr(command, "submitted", 1)
+    return count
+
+
+def label_of(command: Command) -> str:
+    """`command N`, or what a submit handler's run says it is."""
+    label: str = getattr(command, "label", f"command {command.index}")
+    return label
 
 
 def make_reporter(execution: Execution, *, parallel: bool) -> PlainReporter:
