@@ -15,7 +15,6 @@ from pathlib import Path
 
 import mlflow
 import pytest
-from hydraflow import store
 from hydraflow.mlflow_schema import OWNER_TAG
 from hydraflow.tracking import lifecycle
 from hydraflow.tracking.lifecycle import JobContext, TrackingOptions, claim, tracked_run
@@ -24,82 +23,69 @@ from hydraflow.tracking.owner import Owner, process_start
 CONFIG = {"lr": 0.1, "model": {"depth": 3}}
 
 
-@pytest.fixture
-def folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """A launch directory with its own store; MLflow's global state reset after."""
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    store._opened.clear()
-    try:
-        yield tmp_path
-    finally:
-        while mlflow.active_run() is not None:
-            mlflow.end_run()
-        mlflow.set_tracking_uri(None)
-        store._opened.clear()
-
-
-def context(folder: Path, *overrides: str) -> JobContext:
-    return JobContext(experiment="lifecycle", launch_dir=folder, overrides=list(overrides))
+def context(launch_folder: Path, *overrides: str) -> JobContext:
+    return JobContext(experiment="lifecycle", launch_dir=launch_folder, overrides=list(overrides))
 
 
 def take(
-    folder: Path, options: TrackingOptions | None = None, config: dict[str, object] = CONFIG
+    launch_folder: Path, options: TrackingOptions | None = None, config: dict[str, object] = CONFIG
 ) -> lifecycle.Claim:
     from hydraflow.tracking.configs import to_record
 
     config_yaml, container = to_record(config)
-    return claim(context(folder, "lr=0.1"), config_yaml, container, options or TrackingOptions())
+    return claim(
+        context(launch_folder, "lr=0.1"), config_yaml, container, options or TrackingOptions()
+    )
 
 
-def status(folder: Path, run_id: str) -> str:
-    client = mlflow.MlflowClient(f"sqlite:///{folder / 'mlflow.db'}")
+def status(launch_folder: Path, run_id: str) -> str:
+    client = mlflow.MlflowClient(f"sqlite:///{launch_folder / 'mlflow.db'}")
     return str(client.get_run(run_id).info.status)
 
 
-def finish(claimed: lifecycle.Claim, folder: Path) -> None:
-    with tracked_run(claimed, context(folder, "lr=0.1"), CONFIG):
+def finish(claimed: lifecycle.Claim, launch_folder: Path) -> None:
+    with tracked_run(claimed, context(launch_folder, "lr=0.1"), CONFIG):
         pass
 
 
-def test_a_new_config_is_created_then_skipped_once_finished(folder: Path) -> None:
-    first = take(folder)
+def test_a_new_config_is_created_then_skipped_once_finished(launch_folder: Path) -> None:
+    first = take(launch_folder)
     assert first.action == "new"
-    finish(first, folder)
-    again = take(folder)
+    finish(first, launch_folder)
+    again = take(launch_folder)
     assert (again.action, again.run_id) == ("skip", first.run_id)
 
 
-def test_a_failed_run_is_resumed_under_its_id_and_counts_attempts(folder: Path) -> None:
+def test_a_failed_run_is_resumed_under_its_id_and_counts_attempts(launch_folder: Path) -> None:
     import hydraflow
 
-    first = take(folder)
-    with pytest.raises(RuntimeError), tracked_run(first, context(folder), CONFIG):
+    first = take(launch_folder)
+    with pytest.raises(RuntimeError), tracked_run(first, context(launch_folder), CONFIG):
         raise RuntimeError("boom")
-    assert status(folder, str(first.run_id)) == "FAILED"
-    second = take(folder)
+    assert status(launch_folder, str(first.run_id)) == "FAILED"
+    second = take(launch_folder)
     assert (second.action, second.run_id) == ("resume", first.run_id)
-    with tracked_run(second, context(folder), CONFIG) as run:
+    with tracked_run(second, context(launch_folder), CONFIG) as run:
         assert hydraflow.is_resumed(run)
-    assert status(folder, str(first.run_id)) == "FINISHED"
+    assert status(launch_folder, str(first.run_id)) == "FINISHED"
 
 
-def test_a_running_run_of_a_live_process_is_not_taken_over(folder: Path) -> None:
-    first = take(folder)
+def test_a_running_run_of_a_live_process_is_not_taken_over(launch_folder: Path) -> None:
+    first = take(launch_folder)
     with sleeper() as other:
-        pretend_owner(folder, str(first.run_id), other)
-        assert take(folder).action == "busy"
+        pretend_owner(launch_folder, str(first.run_id), other)
+        assert take(launch_folder).action == "busy"
     # The owner is gone now: its run is resumed under the same id.
-    resumed = take(folder)
+    resumed = take(launch_folder)
     assert (resumed.action, resumed.run_id) == ("resume", first.run_id)
-    finish(resumed, folder)
+    finish(resumed, launch_folder)
 
 
-def test_a_running_run_without_an_owner_record_is_resumed(folder: Path) -> None:
-    first = take(folder)
-    client = mlflow.MlflowClient(f"sqlite:///{folder / 'mlflow.db'}")
+def test_a_running_run_without_an_owner_record_is_resumed(launch_folder: Path) -> None:
+    first = take(launch_folder)
+    client = mlflow.MlflowClient(f"sqlite:///{launch_folder / 'mlflow.db'}")
     client.delete_tag(str(first.run_id), OWNER_TAG)
-    assert take(folder).action == "resume"
+    assert take(launch_folder).action == "resume"
 
 
 def test_a_reused_pid_is_not_mistaken_for_the_owner() -> None:
@@ -142,45 +128,47 @@ def test_an_owner_recorded_in_clock_ticks_by_an_earlier_version_is_judged_by_its
         assert not legacy.is_alive(None, time.time())
 
 
-def test_the_status_is_written_although_the_store_is_busy_at_the_end(folder: Path) -> None:
-    claimed = take(folder)
-    with tracked_run(claimed, context(folder), CONFIG):
-        release = hold_write_lock(folder / "mlflow.db", seconds=1.5)
+def test_the_status_is_written_although_the_store_is_busy_at_the_end(launch_folder: Path) -> None:
+    claimed = take(launch_folder)
+    with tracked_run(claimed, context(launch_folder), CONFIG):
+        release = hold_write_lock(launch_folder / "mlflow.db", seconds=1.5)
     release.join()
-    assert status(folder, str(claimed.run_id)) == "FINISHED"
+    assert status(launch_folder, str(claimed.run_id)) == "FINISHED"
     assert mlflow.active_run() is None
 
 
 def test_a_log_that_cannot_be_uploaded_neither_loses_the_status_nor_the_error(
-    folder: Path, caplog: pytest.LogCaptureFixture
+    launch_folder: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    claimed = take(folder)
-    log_file = folder / "job.log"
+    claimed = take(launch_folder)
+    log_file = launch_folder / "job.log"
     log_file.write_text("the job's log\n")
-    job = JobContext(experiment="lifecycle", launch_dir=folder, log_file=log_file)
+    job = JobContext(experiment="lifecycle", launch_dir=launch_folder, log_file=log_file)
     with pytest.raises(ValueError, match="the app's own error"), tracked_run(claimed, job, CONFIG):
-        break_artifacts(folder)
+        break_artifacts(launch_folder)
         raise ValueError("the app's own error")
-    assert status(folder, str(claimed.run_id)) == "FAILED"
+    assert status(launch_folder, str(claimed.run_id)) == "FAILED"
     assert "was not uploaded" in caplog.text
 
 
-def test_concurrent_claims_of_one_config_create_one_run(folder: Path) -> None:
-    take(folder)  # the store and the experiment exist; the race is on the run
+def test_concurrent_claims_of_one_config_create_one_run(launch_folder: Path) -> None:
+    take(launch_folder)  # the store and the experiment exist; the race is on the run
     with multiprocessing.get_context("spawn").Pool(4) as pool:
-        actions = pool.map(claim_in_process, [str(folder)] * 8)
+        actions = pool.map(claim_in_process, [str(launch_folder)] * 8)
     assert sorted(actions).count("new") == 1
     assert set(actions) == {"new", "busy"}
 
 
-def claim_in_process(folder: str) -> str:
-    os.chdir(folder)
+def claim_in_process(launch_folder: str) -> str:
+    os.chdir(launch_folder)
     os.environ.pop("MLFLOW_TRACKING_URI", None)
     from hydraflow.tracking.configs import to_record
 
     config_yaml, container = to_record({"lr": 0.2})
     # The pool's processes outlive their tasks, so a winner stays a live owner.
-    return claim(context(Path(folder), "lr=0.2"), config_yaml, container, TrackingOptions()).action
+    return claim(
+        context(Path(launch_folder), "lr=0.2"), config_yaml, container, TrackingOptions()
+    ).action
 
 
 # Helpers
@@ -197,9 +185,9 @@ def sleeper() -> Iterator[subprocess.Popen[bytes]]:
         process.wait()
 
 
-def pretend_owner(folder: Path, run_id: str, process: subprocess.Popen[bytes]) -> None:
+def pretend_owner(launch_folder: Path, run_id: str, process: subprocess.Popen[bytes]) -> None:
     owner = Owner(Owner.me().host, process.pid, process_start(process.pid))
-    client = mlflow.MlflowClient(f"sqlite:///{folder / 'mlflow.db'}")
+    client = mlflow.MlflowClient(f"sqlite:///{launch_folder / 'mlflow.db'}")
     client.set_tag(run_id, OWNER_TAG, owner.to_tag())
 
 
@@ -218,9 +206,9 @@ def hold_write_lock(path: Path, seconds: float) -> threading.Thread:
     return thread
 
 
-def break_artifacts(folder: Path) -> None:
+def break_artifacts(launch_folder: Path) -> None:
     """Replaces the artifact root with a file, so every upload fails."""
     import shutil
 
-    shutil.rmtree(folder / "mlruns", ignore_errors=True)
-    (folder / "mlruns").write_text("not a directory")
+    shutil.rmtree(launch_folder / "mlruns", ignore_errors=True)
+    (launch_folder / "mlruns").write_text("not a directory")

@@ -6,7 +6,6 @@ pinned by test_stored_record.py)."""
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import mlflow
@@ -22,26 +21,12 @@ from hydraflow.tracking.lifecycle import JobContext, TrackingOptions, claim, tra
 CONFIG = {"lr": 0.1}
 
 
-@pytest.fixture
-def folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    store._opened.clear()
-    try:
-        yield tmp_path
-    finally:
-        while mlflow.active_run() is not None:
-            mlflow.end_run()
-        mlflow.set_tracking_uri(None)
-        store._opened.clear()
+def client_of(launch_folder: Path) -> tuple[mlflow.MlflowClient, str]:
+    return store.open_experiment(f"sqlite:///{launch_folder / 'mlflow.db'}", "cost", launch_folder)
 
 
-def client_of(folder: Path) -> tuple[mlflow.MlflowClient, str]:
-    return store.open_experiment(f"sqlite:///{folder / 'mlflow.db'}", "cost", folder)
-
-
-def test_the_digest_lookup_finds_what_mlflows_search_finds(folder: Path) -> None:
-    client, experiment_id = client_of(folder)
+def test_the_digest_lookup_finds_what_mlflows_search_finds(launch_folder: Path) -> None:
+    client, experiment_id = client_of(launch_folder)
     made = [client.create_run(experiment_id, tags={DIGEST_TAG: "d"}) for _ in range(3)]
     client.create_run(experiment_id, tags={DIGEST_TAG: "other"})
     client.delete_run(made[1].info.run_id)
@@ -56,9 +41,11 @@ def test_the_digest_lookup_finds_what_mlflows_search_finds(folder: Path) -> None
     assert len(found) == 2
 
 
-def test_the_claimed_run_is_mlflows_active_run_and_ends_as_with_start_run(folder: Path) -> None:
+def test_the_claimed_run_is_mlflows_active_run_and_ends_as_with_start_run(
+    launch_folder: Path,
+) -> None:
     config_yaml, container = to_record(CONFIG)
-    job = JobContext(experiment="cost", launch_dir=folder, overrides=["lr=0.1"])
+    job = JobContext(experiment="cost", launch_dir=launch_folder, overrides=["lr=0.1"])
     claimed = claim(job, config_yaml, container, TrackingOptions())
     with tracked_run(claimed, job, container) as run:
         active = mlflow.active_run()
@@ -74,11 +61,11 @@ def test_the_claimed_run_is_mlflows_active_run_and_ends_as_with_start_run(folder
 
 
 def test_system_metrics_logging_takes_mlflows_own_start_run(
-    folder: Path, monkeypatch: pytest.MonkeyPatch
+    launch_folder: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING", "true")
     config_yaml, container = to_record(CONFIG)
-    job = JobContext(experiment="cost", launch_dir=folder, overrides=["lr=0.1"])
+    job = JobContext(experiment="cost", launch_dir=launch_folder, overrides=["lr=0.1"])
     claimed = claim(job, config_yaml, container, TrackingOptions())
     with tracked_run(claimed, job, container) as run:
         from mlflow.tracking.fluent import run_id_to_system_metrics_monitor
@@ -87,20 +74,20 @@ def test_system_metrics_logging_takes_mlflows_own_start_run(
     assert mlflow.active_run() is None
 
 
-def test_local_artifacts_are_written_as_mlflow_writes_them(folder: Path) -> None:
-    source = folder / "source"
+def test_local_artifacts_are_written_as_mlflow_writes_them(launch_folder: Path) -> None:
+    source = launch_folder / "source"
     (source / "sub").mkdir(parents=True)
     (source / "a.yaml").write_text("a: 1\n")
     (source / "sub" / "b.txt").write_text("b\n")
-    (folder / "job.log").write_text("line\n")
-    client, experiment_id = client_of(folder)
+    (launch_folder / "job.log").write_text("line\n")
+    client, experiment_id = client_of(launch_folder)
     theirs, mine = (client.create_run(experiment_id) for _ in range(2))
     client.log_artifacts(theirs.info.run_id, str(source), ".hydra")
-    client.log_artifact(theirs.info.run_id, str(folder / "job.log"))
+    client.log_artifact(theirs.info.run_id, str(launch_folder / "job.log"))
     artifacts = artifacts_of(client, mine)
     assert isinstance(artifacts, LocalArtifacts)
     artifacts.log_dir(source, ".hydra")
-    artifacts.log_file(folder / "job.log")
+    artifacts.log_file(launch_folder / "job.log")
     assert listing(client, mine.info.run_id) == listing(client, theirs.info.run_id)
     assert artifacts.read("job.log") == "line\n"
     assert artifacts.read("absent.log") == ""
