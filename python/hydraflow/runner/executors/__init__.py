@@ -42,7 +42,7 @@ class RunExecutor(Executor):
         # Said once each with -v: why commands start cold, or that they start warm.
         note = reporter.message if options.verbose else None
         stopping = lambda: reporter.execution.signal is not None  # noqa: E731
-        warm = None if options.cold else WarmInterpreter(note, stopping)
+        warm = None if options.cold else WarmInterpreter(note, stopping, reporter.message)
         if options.cold and note is not None:
             note("commands start cold: --cold")
         try:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import builtins
 import contextlib
+import functools
 import gc
 import importlib
 import importlib.machinery
@@ -71,6 +72,8 @@ MLFLOW_SESSION_ENV = "_MLFLOW_TELEMETRY_SESSION_ID"
 # imported ahead (best effort: a plugin that fails fails again, as in a fresh app).
 PLUGIN_NAMESPACE = "hydra_plugins"
 READY_SECONDS = 120.0
+# A server whose socket closed unasked is gone, or soon: waited for this long.
+SERVER_END_SECONDS = 10.0
 HEADER = struct.Struct("!I")
 # Notes the modules a fresh interpreter starts with, and drops the '' that
 # `-c` puts first on sys.path: the server imports nothing from the directory.
@@ -137,37 +140,103 @@ def same_interpreter(found: str) -> bool:
 
 class WarmProcess:
     """A command forked by the warm server, waited for as a `subprocess.Popen`:
-    `pid`, `stdout`, `stderr`, `wait()`, `returncode` (negative: a signal)."""
+    `pid`, `stdout`, `stderr`, `wait()`, `returncode` (negative: a signal).
 
-    def __init__(self, pid: int, status: socket.socket, stdout: IO[bytes], stderr: IO[bytes]):
+    If the server ends before the command (killed, say), the command runs on:
+    hydraflow, the subreaper of its descendants, becomes its parent and waits
+    for it itself (`orphaned`), so its end and its status are never lost."""
+
+    def __init__(
+        self,
+        pid: int,
+        status: socket.socket | None,
+        stdout: IO[bytes],
+        stderr: IO[bytes],
+        server_lost: Callable[[], None] = lambda: None,
+    ):
         self.pid = pid
         self.status = status
         self.stdout: IO[bytes] | None = stdout
         self.stderr: IO[bytes] | None = stderr
         self.returncode: int | None = None
+        self.server_lost = server_lost
+        # Holds the command's identity (its pid could be reused once it is reaped).
+        self.pidfd = open_pidfd(pid)
 
     def wait(self) -> int:
         if self.returncode is None:
-            with self.status:
-                reply = read_message(self.status)
-            # The server gone before the child ended: its status is lost.
+            reply = None
+            if self.status is not None:
+                with self.status:
+                    reply = read_message(self.status)
             wait_status = None if reply is None else reply.get("status")
+            if wait_status is None:  # the server ended before the command
+                self.server_lost()
+                wait_status = self.orphaned()
             self.returncode = 1 if wait_status is None else os.waitstatus_to_exitcode(wait_status)
+            if self.pidfd is not None:
+                os.close(self.pidfd)
+                self.pidfd = None
         return self.returncode
+
+    def orphaned(self) -> int | None:
+        """The command's wait status, now that hydraflow is its parent (None
+        if it cannot be: no subreaper; then its end is still awaited)."""
+        if self.pidfd is None:
+            return None
+        try:
+            result = os.waitid(os.P_PIDFD, self.pidfd, os.WEXITED)
+        except ChildProcessError:
+            select.select([self.pidfd], [], [])
+            return None
+        if result is None:
+            return None
+        if result.si_code == os.CLD_EXITED:
+            return int(result.si_status) << 8
+        return int(result.si_status)  # killed (or dumped core) by this signal
+
+
+def open_pidfd(pid: int) -> int | None:
+    try:
+        return os.pidfd_open(pid)
+    except OSError:  # it already ended, and was reaped by the server
+        return None
+
+
+# prctl(2): descendants orphaned by the server's end are reparented to us.
+PR_SET_CHILD_SUBREAPER, PR_GET_CHILD_SUBREAPER = 36, 37
+
+
+def set_subreaper(on: bool) -> bool:
+    """Makes hydraflow the subreaper of its descendants (or no longer); whether it was before."""
+    import ctypes
+
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+        was = ctypes.c_int(0)
+        prctl(PR_GET_CHILD_SUBREAPER, ctypes.byref(was), 0, 0, 0)
+        prctl(PR_SET_CHILD_SUBREAPER, int(on), 0, 0, 0)
+    except (OSError, AttributeError):
+        return False
+    return bool(was.value)
 
 
 class WarmInterpreter:
     """The warm server of one `hydraflow run`: started at the first command
     it can run, used for every command it can run the same as a fresh
     `python`, stopped at the end. `start` returns None for a command that
-    must start cold; `refusals` says why, each reason once."""
+    must start cold; `refusals` says why, each reason once. A server that
+    ends unasked (killed) is said with `alert`, always, once: the commands
+    it forked run on and are waited for (`WarmProcess`), later ones start cold."""
 
     def __init__(
         self,
         note: Callable[[str], None] | None = None,
         stopping: Callable[[], bool] = lambda: False,
+        alert: Callable[[str], None] | None = None,
     ) -> None:
         self.note = note or (lambda text: None)
+        self.alert = alert or self.note
         # Asked while the preload is awaited: a Ctrl-C meanwhile stops the wait.
         self.stopping = stopping
         self.refusals: list[str] = []
@@ -176,6 +245,8 @@ class WarmInterpreter:
         self.environment: dict[str, str] | None = None
         self.broken: str | None = None
         self.lock = threading.Lock()
+        self.lost_lock = threading.Lock()
+        self.was_subreaper: bool | None = None
 
     def refuse(self, reason: str) -> None:
         if reason not in self.refusals:
@@ -218,6 +289,8 @@ class WarmInterpreter:
         # Its standard streams are a pipe, as each command's are: Python
         # sets up sys.stdout once, by the kind of file it finds.
         read_end, write_end = os.pipe()
+        # What the server forked is reparented to hydraflow if the server ends first.
+        self.was_subreaper = set_subreaper(True)
         try:
             self.server = subprocess.Popen(
                 [sys.executable, "-c", SERVER_CODE, str(theirs.fileno())],
@@ -238,9 +311,13 @@ class WarmInterpreter:
         threading.Thread(target=drain, args=(read_end,), daemon=True).start()
         began = time.monotonic()
         ready = self.await_preload(ours, began + READY_SECONDS)
-        if ready is None or not ready.get("ready"):
-            default = "the warm interpreter ended while it preloaded"
-            self.broken = str((ready or {}).get("reason", default))
+        if ready is None:
+            self.server_lost("preloading")
+            ours.close()
+            self.stop_server(kill=True)
+            return
+        if not ready.get("ready"):
+            self.broken = str(ready.get("reason"))
             ours.close()
             self.stop_server(kill=True)
             return
@@ -280,22 +357,59 @@ class WarmInterpreter:
         fds = [stdin, out_write, err_write, status_theirs.fileno()]
         try:
             send_message(self.control, message, fds)
-            reply = read_message(status_ours)
         except OSError:
-            reply = None
+            pass  # the server is gone: its reply is the end of the status socket
         finally:
+            # Ours closed before the reply is awaited: a server that ends
+            # before it replies must close the status socket's last other end.
             for fd in (stdin, out_write, err_write):
                 os.close(fd)
             status_theirs.close()
-        if reply is None or "pid" not in reply:
+        try:
+            reply = read_message(status_ours)
+        except OSError:
+            reply = None
+        pid = None if reply is None else reply.get("pid")
+        if reply is None:
+            self.server_lost("between commands")
+            # Ended after it forked the command, before it said so: the
+            # command runs (it holds the output pipe), and must not run twice.
+            pid = holder_of_pipe(out_read)
+        if pid is None:
             os.close(out_read)
             os.close(err_read)
             status_ours.close()
-            reason = "the warm interpreter stopped" if reply is None else reply["refused"]
-            self.refuse(str(reason))
+            if reply is not None:
+                self.refuse(str(reply["refused"]))
             return None
         stdout, stderr = os.fdopen(out_read, "rb"), os.fdopen(err_read, "rb")
-        return WarmProcess(int(reply["pid"]), status_ours, stdout, stderr)
+        status = None if reply is None else status_ours
+        if status is None:
+            status_ours.close()
+        lost = functools.partial(self.server_lost, "running")
+        return WarmProcess(int(pid), status, stdout, stderr, lost)
+
+    def server_lost(self, moment: str) -> None:
+        """The server ended unasked (`moment`: "preloading", "running" a
+        command, or "between commands"): waits for its end, so that what it
+        forked is hydraflow's to wait for, and says so once; every later
+        command starts cold."""
+        server = self.server
+        if server is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                server.wait(timeout=SERVER_END_SECONDS)
+        with self.lost_lock:
+            if self.broken is not None:
+                return
+            how = "" if server is None else f" ({ending(server.returncode)})"
+            during = " while it preloaded" if moment == "preloading" else ""
+            self.broken = f"the warm interpreter ended{during}{how}"
+            self.refusals.append(self.broken)  # said here, not again by `refuse`
+        then = {
+            "preloading": "commands start cold",
+            "running": "the commands it started run on; later ones start cold",
+        }.get(moment, "later commands start cold")
+        self.alert(f"{self.broken}: {then}")
 
     def close(self) -> None:
         """Stops the server: the end of its socket is its cue."""
@@ -304,6 +418,9 @@ class WarmInterpreter:
                 self.control.close()
                 self.control = None
             self.stop_server()
+            if self.was_subreaper is False:
+                set_subreaper(False)
+            self.was_subreaper = None
 
     def stop_server(self, *, kill: bool = False) -> None:
         if self.server is None:
@@ -318,6 +435,35 @@ class WarmInterpreter:
                 os.killpg(self.server.pid, signal.SIGKILL)
             self.server.wait()
         self.server = None
+
+
+def ending(returncode: int | None) -> str:
+    """How a process ended, as a person would say it."""
+    if returncode is None:
+        return "still running"
+    if returncode < 0:
+        with contextlib.suppress(ValueError):
+            return f"killed by {signal.Signals(-returncode).name}"
+        return f"killed by signal {-returncode}"
+    return f"exit status {returncode}"
+
+
+def holder_of_pipe(read_end: int) -> int | None:
+    """The process, other than hydraflow, holding the other end of this pipe
+    open: a command forked by a server that ended before it said so (its
+    session's leader, if the command started processes of its own)."""
+    link = f"pipe:[{os.fstat(read_end).st_ino}]"
+    holders = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        with contextlib.suppress(OSError, ValueError, IndexError):  # ended meanwhile
+            fds = os.listdir(f"/proc/{entry}/fd")
+            if any(os.readlink(f"/proc/{entry}/fd/{fd}") == link for fd in fds):
+                with open(f"/proc/{entry}/stat") as stat:
+                    session = int(stat.read().rpartition(")")[2].split()[3])
+                holders.append((session != int(entry), int(entry)))
+    return min(holders)[1] if holders else None
 
 
 def drain(fd: int) -> None:
