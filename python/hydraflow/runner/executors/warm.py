@@ -425,7 +425,7 @@ class WarmInterpreter:
     def stop_server(self, *, kill: bool = False) -> None:
         if self.server is None:
             return
-        if kill:
+        if kill and self.server.poll() is None:  # never a group whose pid may be reused
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.server.pid, signal.SIGKILL)
         try:
