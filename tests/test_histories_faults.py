@@ -281,6 +281,19 @@ def test_a_cache_another_user_made_is_bypassed(store: Store, what: str, mode: in
         assert read_elsewhere(public) == expected  # and still good for its own user
 
 
+@pytest.mark.parametrize("blocked", ["a file", "a symlink loop"])
+def test_a_cache_folder_that_cannot_be_one_is_bypassed(store: Store, blocked: str) -> None:
+    cache = store.path.parent / ".hydraflow"
+    shutil.rmtree(cache, ignore_errors=True)  # the built store was never read this way
+    if blocked == "a file":
+        cache.write_text("not a folder")
+    else:
+        cache.symlink_to(cache.name)
+    expected = {step: oracle(store, step) for step in STEPS}
+    assert read(sqlite_reader, store) == expected
+    assert read(sqlite_reader, store) == expected
+
+
 def test_a_full_disk_leaves_no_partial_file(store: Store) -> None:
     """The cache's folder on a filesystem with room for one small file (a
     tmpfs of one page): the values are right, and a failed write leaves
