@@ -135,16 +135,17 @@ def read_source(script: str) -> bytes:
 def leading_imports(source: bytes) -> tuple[str, ...]:
     """The modules a script imports before any statement of its own runs, in
     order: its docstring, `from __future__` and import statements up to the
-    first other statement. For `from pkg import name`, `pkg.name` follows
-    `pkg` (it may be a submodule). The server preloads the installed ones,
+    first other statement. For `from pkg import name`, `pkg:name` follows
+    `pkg` (preloaded as `pkg.name` if that is a submodule). The server preloads the installed ones,
     stopping at the first that is not (the user's own module runs code that
     may matter to the imports after it, such as setting OMP_NUM_THREADS)."""
     try:
         body = ast.parse(source).body
     except (SyntaxError, ValueError):
         return ()
-    if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
-        body = body[1:]
+    first = body[0] if body else None
+    if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant):
+        body = body[1:]  # the docstring
     names: list[str] = []
     for statement in body:
         if isinstance(statement, ast.Import):
