@@ -474,7 +474,7 @@ class WarmInterpreter:
 def ending(returncode: int | None) -> str:
     """How a process ended, as a person would say it."""
     if returncode is None:
-        return "still running"
+        return "its socket closed, the process still there"
     if returncode < 0:
         with contextlib.suppress(ValueError):
             return f"killed by {signal.Signals(-returncode).name}"
