@@ -205,6 +205,31 @@ def test_bad_filters_say_what_is_wrong(inside: Path) -> None:
         hydraflow.load(status="FINSHED")
 
 
+def test_a_missing_column_suggests_the_one_meant(inside: Path) -> None:
+    runs = hydraflow.load("job_*")
+    with pytest.raises(
+        FilterError, match=r"no column 'error' in the runs \(did you mean 'metrics\.error'\?\)"
+    ):
+        runs.filter(error=1)
+    with pytest.raises(
+        FilterError, match=r"no column 'widht' in the runs \(did you mean 'width'\?\)"
+    ):
+        runs.filter(widht=100)
+    with pytest.raises(FilterError, match=r"no column 'depth' in the runs; the columns"):
+        runs.filter(depth=3)  # nothing like it: no guess
+    sort = run_cli("runs", "job_sequential", "--sort", "area", cwd=inside)
+    assert sort.returncode == 2
+    assert "no column 'area' in the runs (did you mean 'metrics.area'?)" in sort.stderr
+
+
+def test_a_mistyped_group_suggests_the_group() -> None:
+    from hydraflow.analysis.filters import meant_column
+
+    columns = ["run_id", "lr", "model.name", "data.name", "choice.model", "choice.data"]
+    assert meant_column("modle", columns) == "model"
+    assert meant_column("name", columns) is None  # two columns end so: no guess by ending
+
+
 def test_get_one_run_or_a_clear_error(inside: Path) -> None:
     runs = hydraflow.load("job_*")
     run = runs.get(width=100, height=200)
