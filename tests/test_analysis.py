@@ -201,7 +201,7 @@ def test_bad_filters_say_what_is_wrong(inside: Path) -> None:
         runs.filter(width=(1, 2, 3))
     with pytest.raises(FilterError, match="cannot filter on width='100'"):
         runs.filter(width="100")
-    with pytest.raises(FilterError, match="unknown run status 'FINSHED'"):
+    with pytest.raises(FilterError, match="unknown run status 'FINSHED'.*KILLED, or all$"):
         hydraflow.load(status="FINSHED")
 
 
@@ -220,6 +220,10 @@ def test_a_missing_column_suggests_the_one_meant(inside: Path) -> None:
     sort = run_cli("runs", "job_sequential", "--sort", "area", cwd=inside)
     assert sort.returncode == 2
     assert "no column 'area' in the runs (did you mean 'metrics.area'?)" in sort.stderr
+
+
+def test_status_all_is_every_status_as_on_the_command_line(inside: Path) -> None:
+    assert len(hydraflow.load(status="all")) == len(hydraflow.load(status=None))
 
 
 def test_a_mistyped_group_suggests_the_group() -> None:
