@@ -201,7 +201,7 @@ def test_bad_filters_say_what_is_wrong(inside: Path) -> None:
         runs.filter(width=(1, 2, 3))
     with pytest.raises(FilterError, match="cannot filter on width='100'"):
         runs.filter(width="100")
-    with pytest.raises(FilterError, match="unknown run status 'FINSHED'.*KILLED, or all$"):
+    with pytest.raises(FilterError, match=r"unknown run status 'FINSHED'.*KILLED, or all$"):
         hydraflow.load(status="FINSHED")
 
 

@@ -81,6 +81,17 @@ def test_missing_program_fails_clearly_before_anything_runs(project: Project) ->
     )
 
 
+def test_a_missing_python_script_fails_clearly_before_anything_runs(project: Project) -> None:
+    """Python's own "can't open file" came per command, once the sweep ran."""
+    folder = project("jobs:\n  j:\n    run: python trian.py\n    sets:\n      - each: a=1,2\n")
+    result = run_cli("run", "j", cwd=folder)
+    assert result.returncode == 127
+    assert result.stderr == (
+        f"Error: hydraflow.yaml: jobs.j.run: 'trian.py' does not exist (in {folder})\n"
+    )
+    assert recorded(folder) == []
+
+
 def test_a_program_that_is_not_executable_fails_clearly(project: Project) -> None:
     folder = project("jobs:\n  j:\n    run: ./app.sh\n")
     (folder / "app.sh").write_text("echo hi\n")
