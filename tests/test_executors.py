@@ -315,6 +315,26 @@ def test_call_module_with_a_syntax_error_is_a_located_error(project: Project) ->
     assert "Traceback" not in result.stderr and len(result.stderr.splitlines()) == 1
 
 
+def test_a_call_of_a_hydra_app_is_refused_with_the_run_to_write(project: Project) -> None:
+    """Called with a list, an app read the CLI's own command line or took the
+    list for its config: a confusing failure per command."""
+    folder = project("jobs:\n  a:\n    call: apps.tracked\n  b:\n    call: apps.plain\n")
+    (folder / "apps.py").write_text(
+        "import hydra, hydraflow\n"
+        "@hydraflow.main({'x': 1})\n"
+        "def tracked(cfg): pass\n"
+        "@hydra.main(version_base=None)\n"
+        "def plain(cfg): pass\n"
+    )
+    for job, function in (("a", "tracked"), ("b", "plain")):
+        result = run_cli("run", job, cwd=folder)
+        assert result.returncode == 2
+        assert result.stderr == (
+            f"Error: hydraflow.yaml: jobs.{job}.call: 'apps.{function}' is a Hydra app, which a "
+            "call cannot run; run it with `run: python apps.py`\n"
+        )
+
+
 def test_call_module_raising_on_import_is_a_located_error(project: Project) -> None:
     folder = project("jobs:\n  c:\n    call: raising.f\n")
     (folder / "raising.py").write_text("raise RuntimeError('no GPU')\n")
