@@ -50,6 +50,21 @@ def test_show_lists_jobs_with_counts(project: Project) -> None:
     ]
 
 
+def test_run_without_a_job_names_the_jobs(project: Project) -> None:
+    """A newcomer's first `hydraflow run` got click's "Missing argument 'JOB'"."""
+    folder = project(JOBS)
+    for args in (["run"], ["run", "--dry-run"]):
+        result = run_cli(*args, cwd=folder)
+        assert result.returncode == 2
+        assert result.stderr == (
+            "Error: hydraflow.yaml: name a job to run; the jobs are: train, sweep\n"
+        )
+    assert (
+        "Usage: hydraflow run [OPTIONS] JOB [ARGS]..."
+        in run_cli("run", "--help", cwd=folder).stdout
+    )
+
+
 def test_show_one_job_as_normalised_yaml(project: Project) -> None:
     folder = project(JOBS)
     result = run_cli("show", "train", cwd=folder)
