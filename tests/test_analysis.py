@@ -380,7 +380,7 @@ def test_a_path_names_a_sqlite_store(inside: Path) -> None:
 
 
 def test_a_missing_store_is_a_clear_error(tmp_path: Path) -> None:
-    with pytest.raises(StoreNotFoundError, match="no MLflow store at"):
+    with pytest.raises(StoreNotFoundError, match=r"no MLflow store at .*--tracking-uri or MLFLOW"):
         hydraflow.load(tracking_uri=uri(tmp_path / "absent.db"))
 
 

@@ -48,7 +48,10 @@ class StoreNotFoundError(HydraflowError, FileNotFoundError):
 
     def __init__(self, path: str) -> None:
         self.path = path
-        super().__init__(f"no MLflow store at {path}: run some jobs there first, or pass its URI")
+        name_it = "load's tracking_uri=, --tracking-uri or MLFLOW_TRACKING_URI"
+        super().__init__(
+            f"no MLflow store at {path}: run some jobs there first, or name it ({name_it})"
+        )
 
 
 class RunLookupError(HydraflowError, LookupError, ValueError):
