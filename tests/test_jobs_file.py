@@ -46,6 +46,10 @@ GOOD_COMMAND = "run: python record.py"
         ("", "the file is empty"),
         ("jobs:\n  j: [1\n", "hydraflow.yaml: line 3, column 1: invalid YAML"),
         ("jobs:\n  j: just text\n", "jobs.j: a job must be a mapping"),
+        (
+            f"jobs:\n  j:\n    {GOOD_COMMAND}\n    sets: []\n",
+            "jobs.j.sets: an empty list runs nothing; leave sets out to run the command once",
+        ),
     ],
 )
 def test_bad_files_are_named_precisely(

@@ -139,6 +139,9 @@ def read_job(name: str, body: Any, file: str) -> Job:
         sets = [{}]
     elif not isinstance(sets, list):
         raise ConfigError(file, f"{where}.sets", "must be a list of sets (each/all/add)")
+    elif not sets:
+        message = "an empty list runs nothing; leave sets out to run the command once"
+        raise ConfigError(file, f"{where}.sets", message)
     return Job(
         name=name,
         kind=kind,
