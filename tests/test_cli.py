@@ -38,6 +38,10 @@ def test_version_and_help() -> None:
     run_help = runner.invoke(cli, ["run", "--help"]).output
     for option in ("--dry-run", "--jobs", "--keep-going", "--config"):
         assert option in run_help
+    # The list of commands once cut the runs line at "[JOB...]...".
+    assert "  runs   List the runs of a store, one row per run.\n" in help_text
+    runs_help = runner.invoke(cli, ["runs", "--help"]).output
+    assert runs_help.startswith("Usage: hydraflow runs [OPTIONS] [JOB]... [KEY=VALUES]...\n")
 
 
 def test_show_lists_jobs_with_counts(project: Project) -> None:

@@ -287,6 +287,7 @@ store_option = click.option(
 
 
 @cli.command(
+    short_help="List the runs of a store, one row per run.",
     epilog="\b\nJOB arguments are experiment names or glob patterns (all when none);\n"
     "KEY=VALUES arguments keep the runs whose KEY is one of VALUES (sweep grammar:\n"
     "width=100,300  lr/m=1,2) or, for LOW:HIGH, within that interval (lr=0.001:0.1,\n"
@@ -297,7 +298,7 @@ store_option = click.option(
     "  hydraflow runs train --columns 'optimizer.*,metrics.loss'\n"
     "  hydraflow runs 'job_*' --status all --format csv > runs.csv"
 )
-@click.argument("args", nargs=-1)
+@click.argument("args", nargs=-1, metavar="[JOB]... [KEY=VALUES]...")
 @click.option(
     "--status",
     default="FINISHED",
