@@ -296,7 +296,7 @@ store_option = click.option(
     "  hydraflow runs job_sequential width=100\n"
     "  hydraflow runs train --sort -metrics.loss --limit 5\n"
     "  hydraflow runs train --columns 'optimizer.*,metrics.loss'\n"
-    "  hydraflow runs 'job_*' --status all --format csv > runs.csv"
+    "  hydraflow runs 'job_*' --status all --format csv > runs.csv",
 )
 @click.argument("args", nargs=-1, metavar="[JOB]... [KEY=VALUES]...")
 @click.option(
