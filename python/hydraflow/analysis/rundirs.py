@@ -37,7 +37,13 @@ def iter_run_dirs(
     `tracking_dir` that is no folder beside `experiment_names`, or one that
     looks like a path (`a/b`, `./mlruns`, `~/x`), is an error.
     """
-    root, names = where("iter_run_dirs", tracking_dir, experiment_names)
+    return run_dirs("iter_run_dirs", tracking_dir, experiment_names)
+
+
+def run_dirs(
+    caller: str, tracking_dir: str | os.PathLike[str] | Names, experiment_names: Names
+) -> Iterator[Path]:
+    root, names = where(caller, tracking_dir, experiment_names)
     frame = runs_frame(store_beside(root), names)
     for folder in frame["artifact_dir"].drop_nulls():
         run_dir = Path(folder).parent
@@ -49,7 +55,13 @@ def iter_artifacts_dirs(
     tracking_dir: str | os.PathLike[str] | Names = None, experiment_names: Names = None
 ) -> Iterator[Path]:
     """The `artifacts` folder of each run of `iter_run_dirs` (same arguments, same order)."""
-    for run_dir in iter_run_dirs(tracking_dir, experiment_names):
+    return artifacts_dirs("iter_artifacts_dirs", tracking_dir, experiment_names)
+
+
+def artifacts_dirs(
+    caller: str, tracking_dir: str | os.PathLike[str] | Names, experiment_names: Names
+) -> Iterator[Path]:
+    for run_dir in run_dirs(caller, tracking_dir, experiment_names):
         yield run_dir / "artifacts"
 
 
@@ -72,8 +84,8 @@ def iter_artifact_paths(
             f"iter_artifact_paths: {os.fspath(artifact_path)!r} is not a path inside "
             "a run's artifacts folder (no leading '/', no '..')"
         )
-    for artifacts_dir in iter_artifacts_dirs(tracking_dir, experiment_names):
-        yield artifacts_dir / relative
+    dirs = artifacts_dirs("iter_artifact_paths", tracking_dir, experiment_names)
+    return (artifacts_dir / relative for artifacts_dir in dirs)
 
 
 def get_experiment_names(tracking_dir: str | os.PathLike[str] | None = None) -> list[str]:
