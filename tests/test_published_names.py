@@ -25,7 +25,7 @@ import mlflow
 import pytest
 from hydraflow.errors import HydraflowError
 
-from tests.conftest import copy_project, replace_text, run_in_own_group
+from tests.conftest import replace_text, run_in_own_group
 from tests.published_names import (
     COLLECTION_SETUP,
     COLLECTION_STATEMENTS,
@@ -103,7 +103,7 @@ def test_a_run_collection_is_a_collection_and_a_sequence(
     monkeypatch.chdir(published_store)
     runs = hydraflow.Run.load(hydraflow.iter_run_dirs("app"))
     assert isinstance(runs, hydraflow.Collection) and isinstance(runs, Sequence)
-    assert runs.index(runs[2]) == 2 and runs[3] in runs and list(reversed(runs))[0] == runs[-1]
+    assert runs.index(runs[2]) == 2 and runs[3] in runs and next(reversed(runs)) == runs[-1]
     assert sorted(runs.to_list("width")) == [100, 100, 200, 200, 300, 400, 500]
     assert runs.sample(3, seed=1).n_unique("run_id") == 3
     assert len(runs.filter(runs.gt("width", "height"))) == 4
@@ -197,12 +197,16 @@ def hydraflow_tags(run: mlflow.entities.Run) -> dict[str, str]:
 def test_log_run_outside_hydra_needs_the_config_and_records_it(launch_folder: Path) -> None:
     mlflow.set_tracking_uri(f"sqlite:///{launch_folder / 'mlflow.db'}")
     with mlflow.start_run() as run:
-        with pytest.raises(HydraflowError, match=r"log_run: called outside a Hydra job"):
-            with hydraflow.log_run(run):
-                pass
-        with pytest.raises(TypeError, match=r"log_run: expected the MLflow run"):
-            with hydraflow.log_run(None):  # type: ignore[arg-type]
-                pass
+        with (
+            pytest.raises(HydraflowError, match=r"log_run: called outside a Hydra job"),
+            hydraflow.log_run(run),
+        ):
+            pass
+        with (
+            pytest.raises(TypeError, match=r"log_run: expected the MLflow run"),
+            hydraflow.log_run(None),  # type: ignore[arg-type]
+        ):
+            pass
         config = {"lr": 0.1, "db": {"password": "p4ssw0rd-x"}}
         with hydraflow.log_run(run, config=config, secrets=["db.password"]):
             assert hydraflow.current_run().info.run_id == run.info.run_id
