@@ -11,8 +11,10 @@ function, go run by run through `Run.get`, as the published tool does.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import MISSING
+from numbers import Integral
 from pathlib import Path
 from typing import Any, Generic, Self, overload
 
@@ -87,8 +89,10 @@ class RunCollection(Runs[C], Collection[Run[C, ImplT]], Generic[C, ImplT]):
         """A run; a collection (a slice, or positions); a key's values (a name)."""
         if isinstance(index, str):
             return self.to_series(index)
-        if isinstance(index, int | slice):
+        if isinstance(index, slice):
             return Runs.__getitem__(self, index)
+        if isinstance(index, Integral):  # an int, or NumPy's
+            return Runs.__getitem__(self, operator.index(index))
         return self.select([int(i) for i in index])
 
     def __iter__(self) -> Iterator[Run[C, ImplT]]:

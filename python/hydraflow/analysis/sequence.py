@@ -13,6 +13,7 @@ otherwise (`RunCollection`, over a frame) overrides those and keeps the rest.
 
 from __future__ import annotations
 
+import operator
 import random
 import re
 import sys
@@ -27,6 +28,7 @@ from collections.abc import (
     ValuesView,
 )
 from dataclasses import MISSING
+from numbers import Integral
 from typing import TYPE_CHECKING, Any, Generic, Self, TypeVar, overload
 
 from hydraflow.errors import ItemLookupError
@@ -88,8 +90,8 @@ class Collection(Sequence[I], Generic[I]):
             return self.to_series(index)
         if isinstance(index, slice):
             return self.select(range(len(self))[index])
-        if isinstance(index, int):
-            return self._items[index]
+        if isinstance(index, Integral):  # an int, or NumPy's
+            return self._items[operator.index(index)]
         return self.select(positions(index))
 
     def value_of(self, item: I, key: str, default: Any = MISSING) -> Any:
