@@ -214,3 +214,7 @@ def test_log_run_outside_hydra_needs_the_config_and_records_it(launch_folder: Pa
     assert stored.info.status == "FINISHED"
     assert stored.data.params == {"lr": "0.1", "db.password": "***"}
     assert "p4ssw0rd-x" not in str(stored.data.tags)
+    # A run of ours is recorded already: log_run only runs the block.
+    with hydraflow.start_run({"lr": 0.2}) as own, hydraflow.log_run(own):
+        assert hydraflow.current_run().info.run_id == own.info.run_id
+    assert mlflow.MlflowClient().get_run(own.info.run_id).data.params == {"lr": "0.2"}

@@ -48,9 +48,19 @@ def log_run(run: Run, *, config: Any = None, secrets: Sequence[str] = ()) -> Ite
     from mlflow import MlflowClient
 
     from hydraflow.tracking.artifacts import artifacts_of
-    from hydraflow.tracking.lifecycle import end_run, heartbeat, outcome, the_current, upload_log
+    from hydraflow.tracking.lifecycle import (
+        CURRENT_RUNS,
+        end_run,
+        heartbeat,
+        outcome,
+        the_current,
+        upload_log,
+    )
 
     run_id = checked_run_id(run)
+    if any(job.info.run_id == run_id for job in CURRENT_RUNS):
+        yield  # a run of `@hydraflow.main` or `start_run`: recorded already
+        return
     context, recorded, found = job_record(config, secrets)
     client = MlflowClient()
     record(client, run_id, context, recorded, found)
