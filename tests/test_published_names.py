@@ -15,8 +15,11 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
+import subprocess
 import sys
 import tarfile
+import time
 import warnings
 from pathlib import Path
 
@@ -25,7 +28,7 @@ import mlflow
 import pytest
 from hydraflow.errors import HydraflowError
 
-from tests.conftest import replace_text, run_in_own_group
+from tests.conftest import kill_group, replace_text, run_in_own_group
 from tests.published_names import (
     COLLECTION_SETUP,
     COLLECTION_STATEMENTS,
@@ -181,6 +184,36 @@ def test_a_run_log_run_records_is_a_run_of_ours_and_keeps_no_secret(tmp_path: Pa
     shutil.copy(APPS / "tracked.py", tmp_path / "logrun.py")
     assert "skipped" in run_app(tmp_path, "logrun.py", "width=5")
     assert len(client.search_runs([by_name["logrun"]])) == 2
+
+
+@pytest.mark.slow
+def test_a_run_log_run_records_interrupted_ends_killed_with_its_log(tmp_path: Path) -> None:
+    """As a run of ours ends on Ctrl-C (MLflow's `start_run` alone says FAILED)."""
+    shutil.copy(APPS / "app.py", tmp_path / "app.py")
+    started = tmp_path / "started"
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    env |= {"MLFLOW_TRACKING_URI": "sqlite:///mlflow.db", "LOGRUN_STARTED": str(started)}
+    process = subprocess.Popen(
+        [sys.executable, "app.py", "width=7"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not started.exists() and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert started.exists(), "the app never started its run"
+        os.killpg(process.pid, signal.SIGINT)
+        process.wait(timeout=60)
+    finally:
+        kill_group(process.pid)
+    [reading] = log_run_reading(tmp_path)
+    assert reading["status"] == "KILLED"
+    assert reading["artifacts"] == [*PUBLISHED_LOG_RUN[0]["artifacts"]]
+    assert reading["params"]["width"] == "7"
 
 
 def hydraflow_tags(run: mlflow.entities.Run) -> dict[str, str]:

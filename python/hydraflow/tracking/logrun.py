@@ -22,8 +22,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hydraflow import protocol
-from hydraflow.errors import HydraflowError
+from hydraflow.errors import HydraflowError, StoreError
 from hydraflow.mlflow_schema import ATTEMPT_TAG, HEARTBEAT_TAG, OWNER_TAG
+from hydraflow.signals import deferred
 from hydraflow.store import retry_busy
 
 if TYPE_CHECKING:
@@ -63,7 +64,10 @@ def log_run(run: Run, *, config: Any = None, secrets: Sequence[str] = ()) -> Ite
         return
     context, recorded, found = job_record(config, secrets)
     client = MlflowClient()
-    record(client, run_id, context, recorded, found)
+    try:
+        record(client, run_id, context, recorded, found)
+    except Exception as error:
+        raise StoreError(str(client.tracking_uri), error) from error
     artifacts = artifacts_of(client, run)
     protocol.started(context.overrides, run_id, resumed=False)
     status = "FAILED"
@@ -78,10 +82,11 @@ def log_run(run: Run, *, config: Any = None, secrets: Sequence[str] = ()) -> Ite
         failed(run_id, error)
         raise
     finally:
-        upload_log(artifacts, run_id, context.log_file, resumed=False, secrets=found)
-        if status == "KILLED":
-            end_run(client, run_id, status)  # MLflow's own `start_run` would say FAILED
-        protocol.ended(context.overrides, outcome(status, run_id, resumed=False), run_id)
+        with deferred():  # a stopping signal waits until the log and status are written
+            upload_log(artifacts, run_id, context.log_file, resumed=False, secrets=found)
+            if status == "KILLED":
+                end_run(client, run_id, status)  # MLflow's own `start_run` would say FAILED
+            protocol.ended(context.overrides, outcome(status, run_id, resumed=False), run_id)
 
 
 def checked_run_id(run: Any) -> str:

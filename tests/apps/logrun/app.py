@@ -3,13 +3,17 @@ records it with `hydraflow.log_run`, as the published HydraFlow's users
 write it; the same file runs with the published package and with this one.
 
 Its token is read from the environment (a secret); it logs it, and a
-negative width makes it fail.
+negative width makes it fail. Told LOGRUN_STARTED (a file), it writes its
+run id there and waits to be interrupted.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import hydra
 import mlflow
@@ -37,6 +41,9 @@ def app(cfg: Config) -> None:
         mlflow.log_metric("area", cfg.width * 2)
         if cfg.width < 0:
             raise ValueError("a negative width")
+        if "LOGRUN_STARTED" in os.environ:
+            Path(os.environ["LOGRUN_STARTED"]).write_text(run.info.run_id)
+            time.sleep(120)
 
 
 if __name__ == "__main__":
