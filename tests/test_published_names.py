@@ -44,6 +44,22 @@ from tests.published_names_oracle import (
     PUBLISHED_TUTORIAL,
 )
 
+# `hydraflow.__all__` as the published 0.23.2's Python printed it.
+PUBLISHED_ALL = [
+    "Collection",
+    "Run",
+    "RunCollection",
+    "chdir_artifact",
+    "get_artifact_dir",
+    "get_experiment_names",
+    "iter_artifact_paths",
+    "iter_artifacts_dirs",
+    "iter_experiment_dirs",
+    "iter_run_dirs",
+    "log_run",
+    "main",
+    "start_run",
+]
 FIXTURE = Path(__file__).parent / "fixtures" / "published"
 APPS = Path(__file__).parent / "apps" / "logrun"
 TOKEN = "logrun-secret-42"
@@ -59,6 +75,12 @@ def published_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     replace_text(folder / "mlflow.db", "/PUBLISHED_STORE", str(folder))
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     return folder
+
+
+def test_every_name_the_published_tool_exports_is_exported() -> None:
+    assert set(PUBLISHED_ALL) <= set(hydraflow.__all__)
+    for name in PUBLISHED_ALL:
+        assert getattr(hydraflow, name) is not None, name
 
 
 def test_on_the_published_tools_store_each_name_gives_its_values(published_store: Path) -> None:
