@@ -201,8 +201,37 @@ def test_bad_filters_say_what_is_wrong(inside: Path) -> None:
         runs.filter(width=(1, 2, 3))
     with pytest.raises(FilterError, match="cannot filter on width='100'"):
         runs.filter(width="100")
-    with pytest.raises(FilterError, match="unknown run status 'FINSHED'"):
+    with pytest.raises(FilterError, match=r"unknown run status 'FINSHED'.*KILLED, or all$"):
         hydraflow.load(status="FINSHED")
+
+
+def test_a_missing_column_suggests_the_one_meant(inside: Path) -> None:
+    runs = hydraflow.load("job_*")
+    with pytest.raises(
+        FilterError, match=r"no column 'error' in the runs \(did you mean 'metrics\.error'\?\)"
+    ):
+        runs.filter(error=1)
+    with pytest.raises(
+        FilterError, match=r"no column 'widht' in the runs \(did you mean 'width'\?\)"
+    ):
+        runs.filter(widht=100)
+    with pytest.raises(FilterError, match=r"no column 'depth' in the runs; the columns"):
+        runs.filter(depth=3)  # nothing like it: no guess
+    sort = run_cli("runs", "job_sequential", "--sort", "area", cwd=inside)
+    assert sort.returncode == 2
+    assert "no column 'area' in the runs (did you mean 'metrics.area'?)" in sort.stderr
+
+
+def test_status_all_is_every_status_as_on_the_command_line(inside: Path) -> None:
+    assert len(hydraflow.load(status="all")) == len(hydraflow.load(status=None))
+
+
+def test_a_mistyped_group_suggests_the_group() -> None:
+    from hydraflow.analysis.filters import meant_column
+
+    columns = ["run_id", "lr", "model.name", "data.name", "choice.model", "choice.data"]
+    assert meant_column("modle", columns) == "model"
+    assert meant_column("name", columns) is None  # two columns end so: no guess by ending
 
 
 def test_get_one_run_or_a_clear_error(inside: Path) -> None:
@@ -351,7 +380,7 @@ def test_a_path_names_a_sqlite_store(inside: Path) -> None:
 
 
 def test_a_missing_store_is_a_clear_error(tmp_path: Path) -> None:
-    with pytest.raises(StoreNotFoundError, match="no MLflow store at"):
+    with pytest.raises(StoreNotFoundError, match=r"no MLflow store at .*--tracking-uri or MLFLOW"):
         hydraflow.load(tracking_uri=uri(tmp_path / "absent.db"))
 
 

@@ -38,6 +38,10 @@ def test_version_and_help() -> None:
     run_help = runner.invoke(cli, ["run", "--help"]).output
     for option in ("--dry-run", "--jobs", "--keep-going", "--config"):
         assert option in run_help
+    # The list of commands once cut the runs line at "[JOB...]...".
+    assert "  runs   List the runs of a store, one row per run.\n" in help_text
+    runs_help = runner.invoke(cli, ["runs", "--help"]).output
+    assert "runs [OPTIONS] [JOB]... [KEY=VALUES]...\n" in runs_help.splitlines(keepends=True)[0]
 
 
 def test_show_lists_jobs_with_counts(project: Project) -> None:
@@ -48,6 +52,21 @@ def test_show_lists_jobs_with_counts(project: Project) -> None:
         "train  run     3 commands  6 runs",
         "sweep  submit  1 command   1 run",
     ]
+
+
+def test_run_without_a_job_names_the_jobs(project: Project) -> None:
+    """A newcomer's first `hydraflow run` got click's "Missing argument 'JOB'"."""
+    folder = project(JOBS)
+    for args in (["run"], ["run", "--dry-run"]):
+        result = run_cli(*args, cwd=folder)
+        assert result.returncode == 2
+        assert result.stderr == (
+            "Error: hydraflow.yaml: name a job to run; the jobs are: train, sweep\n"
+        )
+    assert (
+        "Usage: hydraflow run [OPTIONS] JOB [ARGS]..."
+        in run_cli("run", "--help", cwd=folder).stdout
+    )
 
 
 def test_show_one_job_as_normalised_yaml(project: Project) -> None:

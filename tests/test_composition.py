@@ -390,6 +390,18 @@ def test_a_wrong_type_is_reported_without_a_traceback(
     assert "Traceback" not in refusal.flow.stderr, refusal.flow.stderr
 
 
+def test_a_wrong_type_over_yaml_is_one_line_naming_the_key(
+    refusal_of: Callable[[Case], Refusal],
+) -> None:
+    """Validated by hydraflow (a schema-only config is Hydra's to refuse):
+    OmegaConf's text added `full_key:` and `object_type=` lines; the message
+    leads with the key instead."""
+    stderr = refusal_of(WRONG_TYPE_CASES[0]).flow.stderr
+    [line] = [x for x in stderr.splitlines() if "does not fit" in x]
+    assert line.endswith(": epochs: Value 'abc' of type 'str' could not be converted to Integer")
+    assert "full_key" not in stderr
+
+
 def test_a_skip_for_a_config_made_with_other_overrides_warns(tmp_path: Path, store: str) -> None:
     # `model=cnn_s` and `optimizer=adam` both name a default: the same config.
     first = Case("skip_other_overrides", "model=cnn_s", jobs=1)

@@ -81,6 +81,17 @@ def test_missing_program_fails_clearly_before_anything_runs(project: Project) ->
     )
 
 
+def test_a_missing_python_script_fails_clearly_before_anything_runs(project: Project) -> None:
+    """Python's own "can't open file" came per command, once the sweep ran."""
+    folder = project("jobs:\n  j:\n    run: python trian.py\n    sets:\n      - each: a=1,2\n")
+    result = run_cli("run", "j", cwd=folder)
+    assert result.returncode == 127
+    assert result.stderr == (
+        f"Error: hydraflow.yaml: jobs.j.run: 'trian.py' does not exist (in {folder})\n"
+    )
+    assert recorded(folder) == []
+
+
 def test_a_program_that_is_not_executable_fails_clearly(project: Project) -> None:
     folder = project("jobs:\n  j:\n    run: ./app.sh\n")
     (folder / "app.sh").write_text("echo hi\n")
@@ -302,6 +313,26 @@ def test_call_module_with_a_syntax_error_is_a_located_error(project: Project) ->
         f"{folder / 'broken.py'}, line 2: "
     )
     assert "Traceback" not in result.stderr and len(result.stderr.splitlines()) == 1
+
+
+def test_a_call_of_a_hydra_app_is_refused_with_the_run_to_write(project: Project) -> None:
+    """Called with a list, an app read the CLI's own command line or took the
+    list for its config: a confusing failure per command."""
+    folder = project("jobs:\n  a:\n    call: apps.tracked\n  b:\n    call: apps.plain\n")
+    (folder / "apps.py").write_text(
+        "import hydra, hydraflow\n"
+        "@hydraflow.main({'x': 1})\n"
+        "def tracked(cfg): pass\n"
+        "@hydra.main(version_base=None)\n"
+        "def plain(cfg): pass\n"
+    )
+    for job, function in (("a", "tracked"), ("b", "plain")):
+        result = run_cli("run", job, cwd=folder)
+        assert result.returncode == 2
+        assert result.stderr == (
+            f"Error: hydraflow.yaml: jobs.{job}.call: 'apps.{function}' is a Hydra app, which a "
+            "call cannot run; run it with `run: python apps.py`\n"
+        )
 
 
 def test_call_module_raising_on_import_is_a_located_error(project: Project) -> None:

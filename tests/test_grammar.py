@@ -157,6 +157,9 @@ def test_error_message_points_at_the_spot() -> None:
 def test_reversed_range_suggests_a_negative_step() -> None:
     with pytest.raises(SweepSyntaxError, match=r"use a negative step, e\.g\. 5:1:-1"):
         collect("x=5:1")
+    # The step written keeps its size: -1 would sweep 0.1 alone.
+    with pytest.raises(SweepSyntaxError, match=r"e\.g\. 0\.1:0\.01:-0\.01\n"):
+        collect("lr=0.1:0.01:0.01")
 
 
 def test_empty_element_hints_at_a_stray_space() -> None:

@@ -46,6 +46,10 @@ GOOD_COMMAND = "run: python record.py"
         ("", "the file is empty"),
         ("jobs:\n  j: [1\n", "hydraflow.yaml: line 3, column 1: invalid YAML"),
         ("jobs:\n  j: just text\n", "jobs.j: a job must be a mapping"),
+        (
+            f"jobs:\n  j:\n    {GOOD_COMMAND}\n    sets: []\n",
+            "jobs.j.sets: an empty list runs nothing; leave sets out to run the command once",
+        ),
     ],
 )
 def test_bad_files_are_named_precisely(
@@ -128,6 +132,21 @@ def test_a_jobs_name_must_be_text(project: Callable[[str], Path]) -> None:
     result = run_cli("run", "j", cwd=folder)
     assert result.returncode == 2
     assert "hydraflow.yaml: jobs.j.name: must be a non-empty string" in result.stderr
+
+
+def test_a_jobs_name_with_a_slash_is_refused_before_hydra_fails(
+    project: Callable[[str], Path],
+) -> None:
+    """Hydra writes each job's log to `<job name>.log`: a '/' made every job
+    fail with a traceback from its logging set-up."""
+    for jobs in ("  j:\n    name: runs/a\n", "  runs/a:\n"):
+        folder = project(f"jobs:\n{jobs}    run: python record.py\n")
+        job = "j" if "name:" in jobs else "runs/a"
+        result = run_cli("run", job, cwd=folder)
+        assert result.returncode == 2
+        assert "name: 'runs/a' must not contain '/'" in result.stderr
+        assert "Traceback" not in result.stderr
+        assert recorded(folder) == []
 
 
 BROKEN_BESIDE_GOOD = """

@@ -248,3 +248,38 @@ def test_bad_command_line_quoting(tmp_path: Path) -> None:
 def test_bad_override(tmp_path: Path) -> None:
     with pytest.raises(HydraflowError, match="command line"):
         CommandLine.parse(["a=1,,2"])
+
+
+@pytest.mark.parametrize(
+    ("sets", "where", "message"),
+    [
+        ("- each: model=cnn\n        all: model=mlp", "sets[0].all", "also in jobs.j.sets[0].each"),
+        ("- each: model=cnn,vit model=mlp", "sets[0].each", "twice"),
+        ("- all: epochs=1,2", "j.add", "also in jobs.j.sets[0].all"),
+        ("- each: a=1|lr=1,2\n        add: lr=3", "sets[0].add", "also in jobs.j.sets[0].each"),
+        ("- all: lr/m=1,2 lr=0.5", "sets[0].all", "twice"),
+    ],
+)
+def test_a_key_a_command_would_give_twice_is_refused(
+    tmp_path: Path, sets: str, where: str, message: str
+) -> None:
+    """Hydra keeps a repeated key's last value without a word: the runs and
+    the counts shown would differ from the file."""
+    text = f"jobs:\n  j:\n    run: app\n    add: epochs=3\n    sets:\n      {sets}\n"
+    with pytest.raises(ConfigError) as error:
+        plan_job(job(tmp_path, text))
+    key = re.search(r"'(\w+)' is given", str(error.value))
+    assert key is not None
+    assert f"{where}: '{key[1]}' is given {message}; Hydra would keep only its last value" in str(
+        error.value
+    )
+
+
+def test_a_sets_add_replaces_the_jobs_and_an_override_every_occurrence(tmp_path: Path) -> None:
+    """Not repeats: the set's `add` wins over the job's (documented), and a
+    command-line override replaces its key wherever the file gives it."""
+    text = (
+        "jobs:\n  j:\n    run: app\n    add: a=1\n    sets:\n      - all: b=1,2\n        add: a=2\n"
+    )
+    [argv] = commands(job(tmp_path, text), "b=5", "a=3")
+    assert without_dirs([argv]) == ["app --multirun b=5 hydra.job.name=j DIR a=3"]

@@ -423,3 +423,19 @@ def test_a_config_group_filters_on_its_option(store: Path, runs: hydraflow.Runs[
     result = hydraflow_cli(store, "runs", "train", "model=cnn", "--format", "csv")
     assert result.returncode == 0, result.stderr
     assert len(result.stdout.splitlines()) == 3
+
+
+def test_the_columns_left_out_are_counted_in_the_singular_too(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import io
+
+    from hydraflow.tables import print_table
+
+    monkeypatch.setenv("COLUMNS", "26")
+    out = io.StringIO()
+    print_table(out, ["run_id", "a_long_name", "b"], [["x" * 12, "1", "2"]])
+    assert out.getvalue().splitlines()[-1] == "... 1 more column: b"
+    out = io.StringIO()
+    print_table(out, ["run_id", "a_long_name", "b", "c"], [["x" * 12, "1", "2", "3"]])
+    assert out.getvalue().splitlines()[-1] == "... 2 more columns: b, c"

@@ -68,7 +68,7 @@ config_option = click.option(
     epilog="\b\nKEY=VALUES arguments override the job's values in every command;\n"
     "other arguments go to the program: options before --multirun, the rest last.",
 )
-@click.argument("job")
+@click.argument("job", required=False, metavar="JOB")
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 @click.option("--dry-run", is_flag=True, help="Print what would run; run nothing.")
 @click.option(
@@ -96,7 +96,7 @@ config_option = click.option(
 @click.pass_context
 def run(
     ctx: click.Context,
-    job: str,
+    job: str | None,
     args: tuple[str, ...],
     dry_run: bool,
     jobs: int,
@@ -114,7 +114,11 @@ def run(
     warn_own_options_after_dashes(ctx)
     try:
         refuse_unknown_options(ctx, args)
-        definition = find_job(load_jobs(config_file), job)
+        jobs_file = load_jobs(config_file)
+        if job is None:  # click would say "Missing argument 'JOB'"; name the choices
+            known = ", ".join(jobs_file.jobs) or "(none)"
+            raise HydraflowError(f"{jobs_file.path}: name a job to run; the jobs are: {known}")
+        definition = find_job(jobs_file, job)
         executor = executor_for(definition)
         options = RunOptions(
             jobs=jobs, keep_going=keep_going, rerun=rerun, cold=cold, verbose=verbose
@@ -283,6 +287,7 @@ store_option = click.option(
 
 
 @cli.command(
+    short_help="List the runs of a store, one row per run.",
     epilog="\b\nJOB arguments are experiment names or glob patterns (all when none);\n"
     "KEY=VALUES arguments keep the runs whose KEY is one of VALUES (sweep grammar:\n"
     "width=100,300  lr/m=1,2) or, for LOW:HIGH, within that interval (lr=0.001:0.1,\n"
@@ -291,9 +296,9 @@ store_option = click.option(
     "  hydraflow runs job_sequential width=100\n"
     "  hydraflow runs train --sort -metrics.loss --limit 5\n"
     "  hydraflow runs train --columns 'optimizer.*,metrics.loss'\n"
-    "  hydraflow runs 'job_*' --status all --format csv > runs.csv"
+    "  hydraflow runs 'job_*' --status all --format csv > runs.csv",
 )
-@click.argument("args", nargs=-1)
+@click.argument("args", nargs=-1, metavar="[JOB]... [KEY=VALUES]...")
 @click.option(
     "--status",
     default="FINISHED",

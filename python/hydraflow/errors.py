@@ -48,17 +48,28 @@ class StoreNotFoundError(HydraflowError, FileNotFoundError):
 
     def __init__(self, path: str) -> None:
         self.path = path
-        super().__init__(f"no MLflow store at {path}: run some jobs there first, or pass its URI")
+        name_it = "load's tracking_uri=, --tracking-uri or MLFLOW_TRACKING_URI"
+        super().__init__(
+            f"no MLflow store at {path}: run some jobs there first, or name it ({name_it})"
+        )
 
 
-class RunLookupError(HydraflowError, LookupError, ValueError):
-    """`runs.get(...)` matched no run or several; `count` says how many. A
-    ValueError too, as the published HydraFlow's `RunCollection.get` raises."""
+class ItemLookupError(HydraflowError, LookupError, ValueError):
+    """`collection.get(...)` matched no item or several; `count` says how
+    many. A ValueError too, as the published HydraFlow's `Collection.get` raises."""
+
+    NOUN = "item"
 
     def __init__(self, count: int, criteria: str) -> None:
         self.count = count
-        which = "no run matches" if count == 0 else f"{count} runs match"
+        which = f"no {self.NOUN} matches" if count == 0 else f"{count} {self.NOUN}s match"
         super().__init__(f"{which} {criteria}; expected exactly one")
+
+
+class RunLookupError(ItemLookupError):
+    """`runs.get(...)` matched no run or several; `count` says how many."""
+
+    NOUN = "run"
 
 
 class FilterError(HydraflowError, ValueError):

@@ -72,6 +72,12 @@ FINISHED_RUN_SQL = (
 ACTIVE_EXPERIMENTS_QUERY = (
     f"SELECT experiment_id, name FROM experiments WHERE lifecycle_stage = '{ACTIVE}'"
 )
+# The active experiments' names and artifact locations in the order of
+# MLflow's `search_experiments` (newest first), which the published tool lists.
+EXPERIMENT_LOCATIONS_QUERY = (
+    "SELECT name, artifact_location FROM experiments "
+    f"WHERE lifecycle_stage = '{ACTIVE}' ORDER BY creation_time DESC, experiment_id ASC"
+)
 PARAMS_QUERY = "SELECT run_uuid, key, value FROM params WHERE run_uuid IN ({marks})"
 # The config tag and the choice tags: a key range (`.` + 1 is `/`) uses the
 # tags' primary key index.

@@ -70,7 +70,8 @@ def print_table(
             console.print(Text(line))
         console.print(table)
         if left_out:
-            console.print(Text(f"... {len(left_out)} more columns: {', '.join(left_out)}"))
+            more = counted(len(left_out), "more column")
+            console.print(Text(f"... {more}: {', '.join(left_out)}"))
     # Cells are padded to their column's width: no line needs its trailing blanks.
     out.write("".join(line.rstrip() + "\n" for line in captured.get().splitlines()))
 

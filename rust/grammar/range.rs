@@ -196,7 +196,8 @@ fn linear(start_part: Part, stop_part: Part, step_part: Option<Part>) -> Result<
     if step.value.is_zero() {
         return Err(step_part.expect("default step is 1").error("the step must not be zero"));
     }
-    check_direction(&start_part, &stop_part, start.value, stop.value, step.value)?;
+    let step_text = step_part.map_or("1", |part| part.text);
+    check_direction(&start_part, &stop_part, step_text, start.value, stop.value, step.value)?;
     let exponent = Decimal::common_exponent(&[start.value, stop.value, step.value]);
     let aligned = |n: Number| n.value.mantissa_at(exponent).map_err(|_| overflow(0, whole_len));
     let (first, last, step_m) = (aligned(start)?, aligned(stop)?, aligned(step)?);
@@ -216,21 +217,33 @@ fn linear(start_part: Part, stop_part: Part, step_part: Option<Part>) -> Result<
 fn check_direction(
     start: &Part,
     stop: &Part,
+    step_text: &str,
     from: Decimal,
     to: Decimal,
     step: Decimal,
 ) -> Result<()> {
     let (a, b) = (text_or_zero(start), stop.text);
     let span = SweepError::new(WHAT, 0, stop.at + stop.text.len(), "");
+    // The fix keeps the step's size: `0.1:0.01:0.01` → `0.1:0.01:-0.01`.
+    let flipped = flip_sign(step_text);
     if from > to && step.signum() > 0 {
-        let reason = format!("{a} is greater than {b}; use a negative step, e.g. {a}:{b}:-1");
+        let reason =
+            format!("{a} is greater than {b}; use a negative step, e.g. {a}:{b}:{flipped}");
         return Err(SweepError { reason, ..span });
     }
     if from < to && step.signum() < 0 {
-        let reason = format!("{a} is less than {b}, so the step must be positive, e.g. {a}:{b}:1");
+        let reason =
+            format!("{a} is less than {b}, so the step must be positive, e.g. {a}:{b}:{flipped}");
         return Err(SweepError { reason, ..span });
     }
     Ok(())
+}
+
+fn flip_sign(number: &str) -> String {
+    match number.strip_prefix('-') {
+        Some(positive) => positive.to_string(),
+        None => format!("-{}", number.strip_prefix('+').unwrap_or(number)),
+    }
 }
 
 fn text_or_zero<'a>(part: &Part<'a>) -> &'a str {
@@ -482,6 +495,10 @@ mod tests {
         assert_eq!(reason("1:2:0"), "the step must not be zero");
         assert_eq!(reason("1:3tep"), "'3tep' is not a number");
         assert!(reason("3:5:-1").contains("positive"));
+        // The suggested step keeps the size of the one written.
+        assert!(reason("0.1:0.01:0.01").ends_with("e.g. 0.1:0.01:-0.01"));
+        assert!(reason("3:9:-2").ends_with("must be positive, e.g. 3:9:2"));
+        assert!(reason("5:1:+2").ends_with("e.g. 5:1:-2"));
         assert!(reason("1:2:3:4").contains("scale"));
         assert_eq!(reason(":"), "the stop is missing");
         assert_eq!(reason("1:"), "the stop is missing");

@@ -1,8 +1,9 @@
 """`RunCollection`: the published HydraFlow's collection of runs, over `Runs`.
 
-It is `Runs` with the published semantics (`filter` by keys of `Run.get`,
-`group_by` into collections, `to_frame` of keys and functions), so a user's
-analysis code of the published tool runs unchanged, and it keeps every
+It is a `Collection` of `Run`s (the published generic base, in
+`sequence.py`) and a `Runs`: the published semantics (`filter` by keys of
+`Run.get`, `group_by` into collections, `to_frame` of keys and functions),
+so a user's analysis code of the published tool runs unchanged, and every
 `Runs` method (`frame`, `history`, ...). A key that is a config column with a
 value in every run is read from the frame, in bulk; any other key, and every
 function, go run by run through `Run.get`, as the published tool does.
@@ -10,12 +11,12 @@ function, go run by run through `Run.get`, as the published tool does.
 
 from __future__ import annotations
 
-import random
-import re
-from collections.abc import Callable, ItemsView, Iterable, Iterator, KeysView, ValuesView
+import operator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import MISSING
+from numbers import Integral
 from pathlib import Path
-from typing import Any, Generic, overload
+from typing import Any, Generic, Self, overload
 
 import polars as pl
 
@@ -23,9 +24,9 @@ from hydraflow.analysis.filters import condition
 from hydraflow.analysis.frame import BASE_SCHEMA
 from hydraflow.analysis.reading import CHOICE_PREFIX, METRIC_PREFIX, open_store
 from hydraflow.analysis.runs import C, ImplT, Run, Runs, load
-from hydraflow.errors import RunLookupError
+from hydraflow.analysis.sequence import Collection, Getter, matches
+from hydraflow.errors import ItemLookupError, RunLookupError
 
-Getter = Callable[[Any, str, Any], Any]
 # Columns of the frame that are not config keys.
 NOT_CONFIG = (*BASE_SCHEMA, "stopped", "value")
 # A criterion the frame answers in bulk: a plain value, a list or set of them,
@@ -33,10 +34,10 @@ NOT_CONFIG = (*BASE_SCHEMA, "stopped", "value")
 SCALARS = (bool, int, float, str)
 
 
-class RunCollection(Runs[C], Generic[C, ImplT]):
-    """Runs as the published HydraFlow's `RunCollection`: a sequence of `Run`
-    (index, slice, iterate, `len`), with `filter`, `get`, `first`, `last`,
-    `to_frame`, `group_by` and more taking keys of `Run.get`.
+class RunCollection(Runs[C], Collection[Run[C, ImplT]], Generic[C, ImplT]):
+    """Runs as the published HydraFlow's `RunCollection`: a `Collection` of
+    `Run` (index, slice, iterate, `len`), with `filter`, `get`, `first`,
+    `last`, `to_frame`, `group_by` and more taking keys of `Run.get`.
 
     `RunCollection(runs)` collects `Run` objects; `Run.load(run_dirs, Impl)`
     collects the runs in folders, reading their store once. `get` replaces
@@ -72,14 +73,11 @@ class RunCollection(Runs[C], Generic[C, ImplT]):
         collection._getter = None
         return collection
 
-    def __repr__(self) -> str:
-        if not len(self):
-            return f"{type(self).__name__}(empty)"
-        kind = repr(self[0]).split("(", 1)[0]
-        return f"{type(self).__name__}({kind}, n={len(self)})"
+    __repr__ = Collection.__repr__
+    __bool__ = Collection.__bool__
 
-    def __bool__(self) -> bool:
-        return bool(len(self))
+    def select(self, positions: Sequence[int]) -> Self:
+        return self.derive(self._frame[list(positions)])  # type: ignore[return-value]
 
     @overload
     def __getitem__(self, index: int) -> Run[C, ImplT]: ...
@@ -91,12 +89,17 @@ class RunCollection(Runs[C], Generic[C, ImplT]):
         """A run; a collection (a slice, or positions); a key's values (a name)."""
         if isinstance(index, str):
             return self.to_series(index)
-        if isinstance(index, int | slice):
-            return super().__getitem__(index)
-        return self.derive(self._frame[list(index)])
+        if isinstance(index, slice):
+            return Runs.__getitem__(self, index)
+        if isinstance(index, Integral):  # an int, or NumPy's
+            return Runs.__getitem__(self, operator.index(index))
+        return self.select([int(i) for i in index])
 
     def __iter__(self) -> Iterator[Run[C, ImplT]]:
-        return super().__iter__()
+        return Runs.__iter__(self)
+
+    def __len__(self) -> int:
+        return Runs.__len__(self)
 
     def value_of(self, run: Run[Any, Any], key: str, default: Any = MISSING) -> Any:
         if self._getter is not None:
@@ -129,26 +132,7 @@ class RunCollection(Runs[C], Generic[C, ImplT]):
             return series.alias(name or key)
         return pl.Series(name or key, self.to_list(key, default))
 
-    def to_numpy(self, key: str, default: Any = MISSING) -> Any:
-        """`to_list` as a NumPy array."""
-        import numpy as np
-
-        return np.array(self.to_list(key, default))
-
-    def unique(self, key: str, default: Any = MISSING) -> Any:
-        """The key's distinct values, sorted, as a NumPy array."""
-        import numpy as np
-
-        return np.unique(self.to_numpy(key, default), axis=0)
-
-    def n_unique(self, key: str, default: Any = MISSING) -> int:
-        return len(self.unique(key, default))
-
-    def map(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Iterator[Any]:
-        """`function(run, *args, **kwargs)` for each run, lazily."""
-        return (function(run, *args, **kwargs) for run in self)
-
-    def mask(self, criterion: Any) -> pl.Series:
+    def series_mask(self, criterion: Any) -> pl.Series:
         """Which runs meet one criterion of `filter`."""
         if isinstance(criterion, pl.Expr):
             return self._frame.select(criterion.fill_null(False)).to_series()
@@ -156,13 +140,13 @@ class RunCollection(Runs[C], Generic[C, ImplT]):
             return pl.Series([bool(criterion(run)) for run in self], dtype=pl.Boolean)
         if isinstance(criterion, tuple):
             key, wanted = criterion
-            return self.key_mask(key, wanted)
+            return self.key_series(key, wanted)
         flags = list(criterion)
         if len(flags) != len(self):
             raise ValueError(f"a mask of {len(flags)} values for {len(self)} runs")
         return pl.Series([bool(flag) for flag in flags], dtype=pl.Boolean)
 
-    def key_mask(self, key: str, wanted: Any) -> pl.Series:
+    def key_series(self, key: str, wanted: Any) -> pl.Series:
         series = self.column(key)
         if series is not None and in_bulk(wanted, series.dtype):
             frame = pl.DataFrame([series])
@@ -181,149 +165,35 @@ class RunCollection(Runs[C], Generic[C, ImplT]):
         `(low, high)` tuple, inclusive), or being a function true of it."""
         found = self
         for criterion in (*criteria, *keys.items()):
-            found = found.derive(found._frame.filter(found.mask(criterion)))
+            found = found.derive(found._frame.filter(found.series_mask(criterion)))
         return found
 
     def exclude(self, *criteria: Any, **keys: Any) -> RunCollection[C, ImplT]:
         """The runs that meet none of the criteria of `filter`."""
         kept = self
         for criterion in (*criteria, *keys.items()):
-            kept = kept.derive(kept._frame.filter(~kept.mask(criterion)))
+            kept = kept.derive(kept._frame.filter(~kept.series_mask(criterion)))
         return kept
 
     def derive(self, frame: pl.DataFrame) -> RunCollection[C, ImplT]:
         collection: RunCollection[C, ImplT] = super().derive(frame)  # type: ignore[assignment]
         return collection
 
-    def try_get(self, *criteria: Any, **keys: Any) -> Run[C, ImplT] | None:
-        """The one run that meets the criteria, None for none; ValueError
-        (RunLookupError) for several."""
-        found = self.filter(*criteria, **keys)
-        if len(found) > 1:
-            raise RunLookupError(len(found), describe(criteria, keys))
-        return found[0] if found else None
+    # Runs has these with its own (polars) semantics; the published ones are Collection's.
+    try_get = Collection.try_get
+    get = Collection.get
+    first = Collection.first
+    last = Collection.last
+    sort = Collection.sort  # type: ignore[assignment]
+    group_by = Collection.group_by  # type: ignore[assignment]
 
-    def get(self, *criteria: Any, **keys: Any) -> Run[C, ImplT]:
-        """The one run that meets the criteria; ValueError (RunLookupError) for none or several."""
-        found = self.filter(*criteria, **keys)
-        if len(found) != 1:
-            raise RunLookupError(len(found), describe(criteria, keys))
-        return found[0]
-
-    def first(self, *criteria: Any, **keys: Any) -> Run[C, ImplT]:
-        """The first run that meets the criteria; ValueError (RunLookupError) for none."""
-        found = self.filter(*criteria, **keys)
-        if not found:
-            raise RunLookupError(0, describe(criteria, keys))
-        return found[0]
-
-    def last(self, *criteria: Any, **keys: Any) -> Run[C, ImplT]:
-        """The last run that meets the criteria; ValueError (RunLookupError) for none."""
-        found = self.filter(*criteria, **keys)
-        if not found:
-            raise RunLookupError(0, describe(criteria, keys))
-        return found[-1]
-
-    def sort(self, *keys: str, reverse: bool = False) -> RunCollection[C, ImplT]:  # type: ignore[override]
-        """The runs ordered by the keys' values (stable), reversed with `reverse`."""
-        if not keys:
-            return self
-        columns = [self.to_list(key) for key in keys]
-        order = sorted(range(len(self)), key=lambda i: [column[i] for column in columns])
-        return self[order[::-1] if reverse else order]
-
-    def sample(self, k: int, seed: int | None = None) -> RunCollection[C, ImplT]:
-        """`k` runs drawn at random (reproducibly with `seed`)."""
-        if not 1 <= k <= len(self):
-            raise ValueError(
-                f"a sample of {k} runs out of {len(self)}: it must be 1 to {len(self)}"
-            )
-        rng = random.Random(seed)
-        return self[rng.sample(range(len(self)), k)]
-
-    def shuffle(self, seed: int | None = None) -> RunCollection[C, ImplT]:
-        return self.sample(len(self), seed)
-
-    def to_frame(
-        self,
-        *keys: str | tuple[str, Any],
-        defaults: dict[str, Any] | None = None,
-        **functions: Callable[[Run[C, ImplT]], Any],
-    ) -> pl.DataFrame:
-        """A column per key (`(key, default)` for a default), then one per
-        function of a run, named by its keyword: a value, a list (a list
-        column) or a dict (a struct column) per run."""
-        defaults = dict(defaults or {})
-        names = []
-        for key in keys:
-            if isinstance(key, tuple):
-                defaults[key[0]] = key[1]
-                key = key[0]
-            names.append(key)
-        frame = pl.DataFrame([self.to_series(k, defaults.get(k, MISSING)) for k in names])
-        if not functions:
-            return frame
-        return frame.with_columns(pl.Series(k, list(self.map(f))) for k, f in functions.items())
-
-    def group_by(self, *keys: str) -> GroupBy[C, ImplT]:  # type: ignore[override]
-        """The runs by their values of the keys (a value, or a tuple of values
-        for several keys), in the order the values first come."""
-        columns = [[hashable(v) for v in self.to_list(key)] for key in keys]
-        positions: dict[Any, list[int]] = {}
-        for i in range(len(self)):
-            values = tuple(column[i] for column in columns)
-            positions.setdefault(values[0] if len(keys) == 1 else values, []).append(i)
-        return GroupBy(keys, {value: self[rows] for value, rows in positions.items()})
+    @staticmethod
+    def lookup_error(count: int, criteria: str) -> ItemLookupError:
+        return RunLookupError(count, criteria)
 
     def concat(self, function: Callable[[Run[C, ImplT]], pl.DataFrame], *keys: Any) -> pl.DataFrame:
         """The frames `run.to_frame(function, *keys)` of the runs, one below the other."""
         return pl.concat(run.to_frame(function, *keys) for run in self)
-
-    def eq(self, left: str, right: str, *, default: Any = MISSING) -> Callable[[Any], bool]:
-        """A filter: the runs whose values of two keys are equal."""
-        return lambda run: bool(
-            self.value_of(run, left, default) == self.value_of(run, right, default)
-        )
-
-    def ne(self, left: str, right: str, *, default: Any = MISSING) -> Callable[[Any], bool]:
-        return lambda run: bool(
-            self.value_of(run, left, default) != self.value_of(run, right, default)
-        )
-
-    def gt(self, left: str, right: str, *, default: Any = MISSING) -> Callable[[Any], bool]:
-        return lambda run: bool(
-            self.value_of(run, left, default) > self.value_of(run, right, default)
-        )
-
-    def lt(self, left: str, right: str, *, default: Any = MISSING) -> Callable[[Any], bool]:
-        return lambda run: bool(
-            self.value_of(run, left, default) < self.value_of(run, right, default)
-        )
-
-    def ge(self, left: str, right: str, *, default: Any = MISSING) -> Callable[[Any], bool]:
-        return lambda run: bool(
-            self.value_of(run, left, default) >= self.value_of(run, right, default)
-        )
-
-    def le(self, left: str, right: str, *, default: Any = MISSING) -> Callable[[Any], bool]:
-        return lambda run: bool(
-            self.value_of(run, left, default) <= self.value_of(run, right, default)
-        )
-
-    def startswith(self, key: str, prefix: str, *, default: Any = MISSING) -> Callable[[Any], bool]:
-        """A filter: the runs whose value of `key`, as text, starts with `prefix`."""
-        return lambda run: str(self.value_of(run, key, default)).startswith(prefix)
-
-    def endswith(self, key: str, suffix: str, *, default: Any = MISSING) -> Callable[[Any], bool]:
-        return lambda run: str(self.value_of(run, key, default)).endswith(suffix)
-
-    def match(
-        self, key: str, pattern: str | re.Pattern[str], *, default: Any = MISSING, flags: int = 0
-    ) -> Callable[[Any], bool]:
-        """A filter: the runs whose value of `key`, as text, matches a regular expression."""
-        return lambda run: (
-            re.match(pattern, str(self.value_of(run, key, default)), flags) is not None
-        )
 
     def update(self, key: str | tuple[str, ...], value: Any, *, force: bool = False) -> None:
         """`Run.update` of each run."""
@@ -337,51 +207,6 @@ class RunCollection(Runs[C], Generic[C, ImplT]):
     def glob(self, pattern: str, relative_dir: str = "") -> Iterator[Path]:
         for run in self:
             yield from run.glob(pattern, relative_dir)
-
-
-class GroupBy(Generic[C, ImplT]):
-    """Runs grouped by keys: a mapping from the keys' values to a
-    `RunCollection`, and `agg` to a frame."""
-
-    def __init__(self, by: tuple[str, ...], groups: dict[Any, RunCollection[C, ImplT]]) -> None:
-        self.by = by
-        self.groups = groups
-
-    def __getitem__(self, key: Any) -> RunCollection[C, ImplT]:
-        return self.groups[key]
-
-    def __iter__(self) -> Iterator[Any]:
-        return iter(self.groups)
-
-    def __len__(self) -> int:
-        return len(self.groups)
-
-    def __contains__(self, key: Any) -> bool:
-        return key in self.groups
-
-    def keys(self) -> KeysView[Any]:
-        return self.groups.keys()
-
-    def values(self) -> ValuesView[RunCollection[C, ImplT]]:
-        return self.groups.values()
-
-    def items(self) -> ItemsView[Any, RunCollection[C, ImplT]]:
-        return self.groups.items()
-
-    def agg(
-        self, *keys: str, **functions: Callable[[RunCollection[C, ImplT]], Any]
-    ) -> pl.DataFrame:
-        """A row per group: the keys' values, a list of each run's value per
-        key of `keys`, and a column per function of the group."""
-        if len(self.by) == 1:
-            frame = pl.DataFrame({self.by[0]: list(self.groups)})
-        else:
-            frame = pl.DataFrame([dict(zip(self.by, k, strict=True)) for k in self.groups])
-        columns = [pl.Series(key, [g.to_list(key) for g in self.groups.values()]) for key in keys]
-        columns += [
-            pl.Series(k, [f(g) for g in self.groups.values()]) for k, f in functions.items()
-        ]
-        return frame.with_columns(columns)
 
 
 def collect_run_dirs(
@@ -419,48 +244,3 @@ def in_bulk(wanted: Any, dtype: pl.DataType) -> bool:
     if isinstance(wanted, tuple):
         return len(wanted) == 2 and all(isinstance(v, SCALARS) for v in wanted)
     return isinstance(wanted, SCALARS)
-
-
-def matches(value: Any, wanted: Any) -> bool:
-    """A value meets a criterion: a function true of it, a list or set that
-    holds it, a (low, high) range around it, or an equal value (lists and
-    tuples compared as lists)."""
-    if callable(wanted):
-        return bool(wanted(value))
-    wanted = plain(wanted)
-    if isinstance(wanted, list | set) and not is_sequence(value):
-        return value in wanted
-    if isinstance(wanted, tuple) and len(wanted) == 2 and not is_sequence(value):
-        low, high = wanted
-        return bool(low <= value <= high)
-    return bool(as_list(value) == as_list(wanted))
-
-
-def plain(value: Any) -> Any:
-    """An OmegaConf list as a list."""
-    from omegaconf import ListConfig
-
-    return list(value) if isinstance(value, ListConfig) else value
-
-
-def is_sequence(value: Any) -> bool:
-    return isinstance(value, Iterable) and not isinstance(value, str | bytes | dict)
-
-
-def as_list(value: Any) -> Any:
-    return list(value) if is_sequence(value) else value
-
-
-def hashable(value: Any) -> Any:
-    """A group's key: lists become tuples."""
-    value = plain(value)
-    if isinstance(value, list):
-        return tuple(hashable(v) for v in value)
-    if isinstance(value, dict):
-        return str(value)
-    return value
-
-
-def describe(criteria: tuple[Any, ...], keys: dict[str, Any]) -> str:
-    parts = [repr(c) for c in criteria] + [f"{k}={v!r}" for k, v in keys.items()]
-    return ", ".join(parts) if parts else "(no criteria)"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -18,7 +19,22 @@ def column_name(key: str, columns: Sequence[str]) -> str:
         if name in columns:
             return name
     known = ", ".join(columns)
-    raise FilterError(f"no column {key!r} in the runs; the columns are: {known}")
+    meant = meant_column(key, columns)
+    hint = f" (did you mean {meant!r}?)" if meant else ""
+    raise FilterError(f"no column {key!r} in the runs{hint}; the columns are: {known}")
+
+
+def meant_column(key: str, columns: Sequence[str]) -> str | None:
+    """The column a mistaken key most likely meant: the one it ends
+    (`loss` for `metrics.loss`; None when several do, `name` of `model.name`
+    and `data.name`), else the closest spelling (`modle` for the group
+    `model`), else None."""
+    endings = [name for name in columns if name.endswith(f".{key}")]
+    if endings:
+        return endings[0] if len(endings) == 1 else None
+    groups = [name.removeprefix("choice.") for name in columns if name.startswith("choice.")]
+    close = difflib.get_close_matches(key, [*columns, *groups], n=1, cutoff=0.75)
+    return close[0] if close else None
 
 
 def condition(frame: pl.DataFrame, key: str, value: Any) -> pl.Expr:

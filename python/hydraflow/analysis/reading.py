@@ -30,6 +30,7 @@ from hydraflow.mlflow_schema import (
     CHOICE_TAG_PREFIX,
     CONFIG_AND_CHOICE_TAGS_QUERY,
     CONFIG_TAG,
+    EXPERIMENT_LOCATIONS_QUERY,
     HISTORY_QUERY,
     LATEST_METRICS_QUERY,
     PARAMS_QUERY,
@@ -120,6 +121,10 @@ class Store(Protocol):
         only when it has runs)."""
         ...
 
+    def experiment_locations(self) -> list[tuple[str, str]]:
+        """Each active experiment's name and artifact location, newest first."""
+        ...
+
 
 def open_store(uri: str) -> Store:
     path = sqlite_path(uri)
@@ -197,6 +202,10 @@ class SqliteStore:
                 for i, name in names.items()
                 if name != DEFAULT_EXPERIMENT or db.execute(ANY_RUN_QUERY, (i,)).fetchone()
             )
+
+    def experiment_locations(self) -> list[tuple[str, str]]:
+        with self.connect() as db:
+            return [(name, location) for name, location in db.execute(EXPERIMENT_LOCATIONS_QUERY)]
 
     @staticmethod
     def params(db: sqlite3.Connection, run_ids: list[str]) -> Iterator[tuple[str, str, str]]:
@@ -499,6 +508,18 @@ class ClientStore:
                 for i, name in names.items()
                 if name != DEFAULT_EXPERIMENT or client.search_runs([i], max_results=1)
             )
+
+    def experiment_locations(self) -> list[tuple[str, str]]:
+        with self.errors():
+            client = self.client()
+            found: list[tuple[str, str]] = []
+            token = None
+            while True:
+                page = client.search_experiments(max_results=1000, page_token=token)
+                found += [(e.name, e.artifact_location) for e in page]
+                token = page.token
+                if not token:
+                    return found
 
     @staticmethod
     def experiment_names(client: MlflowClient, experiments: Sequence[str] | None) -> dict[str, str]:

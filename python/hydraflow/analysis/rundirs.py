@@ -8,6 +8,7 @@ the one `hydraflow.load` would read (MLFLOW_TRACKING_URI, else `./mlflow.db`).
 
 from __future__ import annotations
 
+import fnmatch
 import os
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -18,6 +19,7 @@ import polars as pl
 from hydraflow.errors import HydraflowError
 from hydraflow.store import DEFAULT_DB
 from hydraflow.store import tracking_uri as resolve_uri
+from hydraflow.tracking.artifacts import local_path
 
 Names = str | Sequence[str] | Callable[[str], bool] | None
 
@@ -35,23 +37,136 @@ def iter_run_dirs(
     `tracking_dir` that is no folder beside `experiment_names`, or one that
     looks like a path (`a/b`, `./mlruns`, `~/x`), is an error.
     """
+    return run_dirs("iter_run_dirs", tracking_dir, experiment_names)
+
+
+def run_dirs(
+    caller: str, tracking_dir: str | os.PathLike[str] | Names, experiment_names: Names
+) -> Iterator[Path]:
+    root, names = where(caller, tracking_dir, experiment_names)
+    frame = runs_frame(store_beside(root), names)
+    for folder in frame["artifact_dir"].drop_nulls():
+        run_dir = Path(folder).parent
+        if (root is None or run_dir.parent.parent == root) and Path(folder).is_dir():
+            yield run_dir
+
+
+def iter_artifacts_dirs(
+    tracking_dir: str | os.PathLike[str] | Names = None, experiment_names: Names = None
+) -> Iterator[Path]:
+    """The `artifacts` folder of each run of `iter_run_dirs` (same arguments, same order)."""
+    return artifacts_dirs("iter_artifacts_dirs", tracking_dir, experiment_names)
+
+
+def artifacts_dirs(
+    caller: str, tracking_dir: str | os.PathLike[str] | Names, experiment_names: Names
+) -> Iterator[Path]:
+    for run_dir in run_dirs(caller, tracking_dir, experiment_names):
+        yield run_dir / "artifacts"
+
+
+def iter_artifact_paths(
+    artifact_path: str | os.PathLike[str],
+    tracking_dir: str | os.PathLike[str] | Names = None,
+    experiment_names: Names = None,
+) -> Iterator[Path]:
+    """`artifact_path` in each run's artifacts folder (`iter_artifacts_dirs`),
+    whether the run has it or not, as the published tool gives it: check
+    `.exists()`, or use `Run.glob` for a pattern."""
+    if not isinstance(artifact_path, str | os.PathLike):
+        raise TypeError(
+            f"iter_artifact_paths: the artifact path must be text or a Path, "
+            f"not {type(artifact_path).__name__}"
+        )
+    relative = Path(artifact_path)
+    if relative.is_absolute() or ".." in relative.parts:
+        raise ValueError(
+            f"iter_artifact_paths: {os.fspath(artifact_path)!r} is not a path inside "
+            "a run's artifacts folder (no leading '/', no '..')"
+        )
+    dirs = artifacts_dirs("iter_artifact_paths", tracking_dir, experiment_names)
+    return (artifacts_dir / relative for artifacts_dir in dirs)
+
+
+def get_experiment_names(tracking_dir: str | os.PathLike[str] | None = None) -> list[str]:
+    """The names of the experiments (of `tracking_dir`, else of the default
+    store), newest first as MLflow lists them; MLflow's `Default` left out."""
+    return [name for name, _ in experiment_folders("get_experiment_names", tracking_dir, None)]
+
+
+def iter_experiment_dirs(
+    tracking_dir: str | os.PathLike[str] | Names = None, experiment_names: Names = None
+) -> Iterator[Path]:
+    """The folders of the experiments named by `experiment_names` (the forms
+    of `iter_run_dirs`), newest first as MLflow lists them: where each keeps
+    its runs, whether it has any yet or not. MLflow's `Default` left out."""
+    for _, folder in experiment_folders("iter_experiment_dirs", tracking_dir, experiment_names):
+        yield folder
+
+
+def experiment_folders(
+    caller: str, tracking_dir: str | os.PathLike[str] | Names, experiment_names: Names
+) -> list[tuple[str, Path]]:
+    """The named experiments of the store and their artifact folders."""
+    from hydraflow.analysis.reading import DEFAULT_EXPERIMENT, open_store
+
+    root, names = where(caller, tracking_dir, experiment_names)
+    found = []
+    for name, location in open_store(store_beside(root)).experiment_locations():
+        if name == DEFAULT_EXPERIMENT or not named(name, names):
+            continue
+        folder = local_path(location)
+        if folder is None:
+            raise HydraflowError(
+                f"{caller}: the experiment {name!r} keeps its runs at {location}, "
+                "not in a folder of this machine"
+            )
+        if root is None or folder.parent == root:
+            found.append((name, folder))
+    return found
+
+
+def named(name: str, names: Names) -> bool:
+    """Whether `experiment_names` (None, a pattern, patterns, a function) names `name`."""
+    if names is None:
+        return True
+    if callable(names):
+        return bool(names(name))
+    patterns = [names] if isinstance(names, str) else names
+    return any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns)
+
+
+def where(
+    caller: str, tracking_dir: str | os.PathLike[str] | Names, experiment_names: Names
+) -> tuple[Path | None, Names]:
+    """The tracking folder (None: the default store's runs) and the names, from
+    the arguments in any of their forms; a clear error for a missing folder
+    or names of the wrong kind."""
     if not isinstance(tracking_dir, str | os.PathLike | None):
         # The published 0.23's one argument: a list of names or a function of one.
         tracking_dir, experiment_names = None, tracking_dir
+    check_names(caller, experiment_names)
     one_name = experiment_names is None and not looks_like_path(tracking_dir)
     if tracking_dir is not None and one_name and not Path(tracking_dir).is_dir():
         experiment_names = os.fspath(tracking_dir)
         tracking_dir = None
     if tracking_dir is not None and not Path(tracking_dir).is_dir():
         raise HydraflowError(
-            f"iter_run_dirs: no such folder {os.fspath(tracking_dir)!r} (cwd {Path.cwd()})"
+            f"{caller}: no such folder {os.fspath(tracking_dir)!r} (cwd {Path.cwd()})"
         )
-    root = Path(tracking_dir).resolve() if tracking_dir is not None else None
-    frame = runs_frame(store_beside(root), experiment_names)
-    for folder in frame["artifact_dir"].drop_nulls():
-        run_dir = Path(folder).parent
-        if (root is None or run_dir.parent.parent == root) and Path(folder).is_dir():
-            yield run_dir
+    return (Path(tracking_dir).resolve() if tracking_dir is not None else None), experiment_names
+
+
+def check_names(caller: str, names: object) -> None:
+    """Experiment names are a name or pattern, a list of them, a function, or None."""
+    if names is None or isinstance(names, str) or callable(names):
+        return
+    if isinstance(names, Sequence | set) and all(isinstance(n, str) for n in names):
+        return
+    raise TypeError(
+        f"{caller}: experiment names must be a name or glob pattern, a list of them, "
+        f"or a function of a name; got {names!r}"
+    )
 
 
 def looks_like_path(argument: str | os.PathLike[str] | None) -> bool:

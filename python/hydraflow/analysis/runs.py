@@ -88,9 +88,12 @@ def statuses(status: str | Sequence[str] | None) -> list[str] | None:
         return None
     wanted = [status] if isinstance(status, str) else list(status)
     upper = [s.upper() for s in wanted]
+    if "ALL" in upper:  # as `hydraflow runs --status all`
+        return None
     unknown = [s for s in upper if s not in STATUSES]
     if unknown:
-        raise FilterError(f"unknown run status {unknown[0]!r}; a status is one of {STATUSES}")
+        known = ", ".join(STATUSES)
+        raise FilterError(f"unknown run status {unknown[0]!r}; a status is one of {known}, or all")
     return upper
 
 

@@ -139,6 +139,9 @@ def read_job(name: str, body: Any, file: str) -> Job:
         sets = [{}]
     elif not isinstance(sets, list):
         raise ConfigError(file, f"{where}.sets", "must be a list of sets (each/all/add)")
+    elif not sets:
+        message = "an empty list runs nothing; leave sets out to run the command once"
+        raise ConfigError(file, f"{where}.sets", message)
     return Job(
         name=name,
         kind=kind,
@@ -154,6 +157,13 @@ def read_job(name: str, body: Any, file: str) -> Job:
 def read_name(value: Any, file: str, where: str) -> str:
     if not isinstance(value, str) or not value.strip():
         raise ConfigError(file, where, "must be a non-empty string (the experiment's name)")
+    if "/" in value:
+        # Hydra names each job's log file after it: a '/' fails every job
+        # with a traceback from Hydra's logging set-up.
+        message = (
+            f"'{value.strip()}' must not contain '/' (Hydra names the job's log file after it)"
+        )
+        raise ConfigError(file, where, message)
     return value.strip()
 
 

@@ -334,9 +334,13 @@ def plan_set(job: Job, job_set: JobSet, command_line: CommandLine) -> SetPlan:
                 replaced.append(arg)
         return replaced
 
-    each = [replace(options) for options in alternatives(job, job_set.each)]
-    all_args = replace(collected(job, job_set.all))
-    add = [*replace(merged_add(job, job.add, job_set.add)), *command_line.trailing]
+    written_each = alternatives(job, job_set.each)
+    written_all = collected(job, job_set.all)
+    written_add = merged_add(job, job.add, job_set.add)
+    check_each_key_once(job, job_set, written_each, written_all, written_add)
+    each = [replace(options) for options in written_each]
+    all_args = replace(written_all)
+    add = [*replace(written_add), *command_line.trailing]
     all_args += [o for o in overrides if key_of(o) not in used]
     keys = {key_of(a).lstrip("+") for a in [*itertools.chain.from_iterable(each), *all_args, *add]}
     job_name = [] if JOB_NAME_KEY in keys else [f"{JOB_NAME_KEY}={job.experiment}"]
@@ -346,6 +350,31 @@ def plan_set(job: Job, job_set: JobSet, command_line: CommandLine) -> SetPlan:
     return SetPlan(
         each, all_args, add, job_name, SWEEP_DIR_KEY not in keys, fixed_runs, runs_of, where
     )
+
+
+def check_each_key_once(
+    job: Job, job_set: JobSet, each: list[list[str]], all_args: list[str], add: list[str]
+) -> None:
+    """Refuses a key a set's commands would give twice: Hydra silently keeps
+    the last value, so the runs would differ from the file and its counts
+    (`each: model=cnn` with `all: model=mlp` runs mlp alone)."""
+    set_adds = {key_of(arg) for arg in job_set.add.items}
+    placed = [
+        *((key, job_set.each.where) for options in each for key in {key_of(o) for o in options}),
+        *((key_of(arg), job_set.all.where) for arg in all_args),
+        *(
+            (key_of(arg), job_set.add.where if key_of(arg) in set_adds else job.add.where)
+            for arg in add
+            if is_override(arg)
+        ),
+    ]
+    seen: dict[str, str] = {}
+    for key, where in placed:
+        if key in seen:
+            again = "twice" if seen[key] == where else f"also in {seen[key]}"
+            message = f"'{key}' is given {again}; Hydra would keep only its last value"
+            raise ConfigError(job.file, where, message)
+        seen[key] = where
 
 
 def alternatives(job: Job, each: Arguments) -> list[list[str]]:

@@ -34,7 +34,11 @@ def get_artifact_dir(run: Run) -> Path:
 
 def local_artifact_dir(run: Run) -> Path | None:
     """The run's artifact directory when it is on this file system, else None."""
-    uri = run.info.artifact_uri or ""
+    return local_path(run.info.artifact_uri or "")
+
+
+def local_path(uri: str) -> Path | None:
+    """An artifact URI or location as a path of this file system, else None."""
     parsed = urlparse(uri)
     if parsed.scheme == "file":
         return Path(unquote(parsed.path))

@@ -24,6 +24,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from hydraflow.errors import SchemaError
+from hydraflow.tracking.configs import omegaconf_reason
 
 SCHEMA_SUFFIX = "_schema"
 # A schema is the primary config, or validates it: it needs a name even
@@ -89,7 +90,8 @@ def validate(cfg: DictConfig, node: Any) -> DictConfig:
     try:
         merged = OmegaConf.merge(schema, cfg)
     except OmegaConfBaseException as error:
-        raise SchemaError(f"the config does not fit {schema_name(node)}: {error}") from None
+        reason = omegaconf_reason(error)
+        raise SchemaError(f"the config does not fit {schema_name(node)}: {reason}") from None
     if not isinstance(merged, DictConfig):
         raise SchemaError(f"{schema_name(node)} must describe a mapping")
     return merged

@@ -85,8 +85,17 @@ def typed(cfg: DictConfig, node: Any) -> Any:
         return OmegaConf.to_object(cfg)
     except OmegaConfBaseException as error:
         kind = node if isinstance(node, type) else type(node)
-        message = str(error).strip().splitlines()[0]
+        message = omegaconf_reason(error)
         raise HydraflowError(f"the config does not fit {kind.__qualname__}: {message}") from None
+
+
+def omegaconf_reason(error: Exception) -> str:
+    """OmegaConf's reason on one line, led by the key it is about
+    (`epochs: Value 'abc' of type 'str' could not be converted to Integer`);
+    its own text adds `full_key:` and `object_type=` lines."""
+    message = str(getattr(error, "msg", None) or error).strip().splitlines()[0]
+    key = getattr(error, "full_key", None)
+    return f"{key}: {message}" if key and key not in message else message
 
 
 def save_yaml(container: dict[str, Any], path: Path) -> None:

@@ -51,7 +51,24 @@ def import_function(plan: JobPlan) -> Function:
     function = getattr(module, attribute, None)
     if not callable(function):
         raise HydraflowError(f"{where}: module '{module_name}' has no function '{attribute}'")
+    if is_hydra_app(function):
+        hint = f"run it with `run: python {module_name.replace('.', '/')}.py`"
+        raise HydraflowError(f"{where}: '{name}' is a Hydra app, which a call cannot run; {hint}")
     return function  # type: ignore[no-any-return]
+
+
+# The wrappers `@hydraflow.main` and `@hydra.main` return (functools.wraps
+# renames them, not their code).
+HYDRA_WRAPPERS = ("run_with_hydra", "decorated_main")
+
+
+def is_hydra_app(function: object) -> bool:
+    """A `@hydraflow.main` or `@hydra.main` app: it reads its overrides from
+    `sys.argv` (the CLI's own here), and Hydra finds its configs from the
+    script run as `__main__`, so called with an argument list it fails."""
+    code = getattr(function, "__code__", None)
+    wrapped = getattr(function, "__wrapped__", None)
+    return wrapped is not None and getattr(code, "co_name", "") in HYDRA_WRAPPERS
 
 
 @contextlib.contextmanager

@@ -17,7 +17,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -329,6 +329,7 @@ def check_program(plan: JobPlan, field_name: str) -> None:
     program = plan.head[0]
     where = f"{plan.job.file}: jobs.{plan.job.name}.{field_name}"
     if shutil.which(program) is not None:
+        check_python_script(plan.head, where)
         return
     if os.sep in program and Path(program).is_file():
         hint = f"chmod +x {shlex.quote(program)}, or name its interpreter first"
@@ -336,6 +337,14 @@ def check_program(plan: JobPlan, field_name: str) -> None:
     if os.sep in program:
         raise ProgramError(f"{where}: '{program}' does not exist")
     raise ProgramError(f"{where}: '{program}' not found: no such program on PATH")
+
+
+def check_python_script(head: Sequence[str], where: str) -> None:
+    """`python SCRIPT.py`: a missing script is refused before anything
+    starts, rather than by Python in every command, after the sweep began."""
+    interpreter = Path(head[0]).name.startswith("python")
+    if interpreter and len(head) > 1 and head[1].endswith(".py") and not Path(head[1]).is_file():
+        raise ProgramError(f"{where}: '{head[1]}' does not exist (in {Path.cwd()})")
 
 
 def check_argument_sizes(plan: JobPlan) -> None:
