@@ -226,12 +226,12 @@ def write_tags_in_sqlite(path: Path, tags: list[tuple[str, str, str]]) -> None:
 def all_finished_in_sqlite(path: Path, run_ids: list[str]) -> bool:
     """Whether every run is finished in the SQLite store at `path` and still
     its config's newest attempt: a later `--rerun` supersedes it, finished
-    or not. Two queries, each one pass over an index."""
+    or not."""
     if not run_ids:
         return False
     marks = ",".join("?" * len(run_ids))
     recorded = f"""
-        SELECT runs.run_uuid, runs.experiment_id, digest.value FROM runs
+        SELECT runs.run_uuid, runs.experiment_id, digest.value, runs.start_time FROM runs
         JOIN experiments ON experiments.experiment_id = runs.experiment_id
         JOIN tags AS digest ON digest.run_uuid = runs.run_uuid AND digest.key = ?
         WHERE runs.run_uuid IN ({marks}) AND {FINISHED_RUN_SQL}
@@ -241,24 +241,32 @@ def all_finished_in_sqlite(path: Path, run_ids: list[str]) -> bool:
             finished = connection.execute(recorded, (DIGEST_TAG, *run_ids)).fetchall()
             if len(finished) != len(set(run_ids)):
                 return False
-            newest = newest_attempts(connection, {digest for _, _, digest in finished})
+            newest = newest_attempts(connection, finished)
     except sqlite3.Error:
         return False
-    return all(newest.get((experiment, digest)) == run for run, experiment, digest in finished)
+    return all(newest.get((experiment, digest)) == run for run, experiment, digest, _ in finished)
 
 
 def newest_attempts(
-    connection: sqlite3.Connection, digests: set[str]
+    connection: sqlite3.Connection, runs: list[tuple[str, int, str, int]]
 ) -> dict[tuple[int, str], str]:
-    """The newest active run of each (experiment, digest) among `digests`."""
-    marks = ",".join("?" * len(digests))
+    """The newest active run of each (experiment, digest) of `runs` (id,
+    experiment, digest, start time). Only the runs started since the oldest
+    of them can be newer: the runs table is read in one pass (it has no index
+    but its key), and only those runs' digests are looked up, by the tags' key."""
+    experiments = sorted({experiment for _, experiment, _, _ in runs})
+    digests = sorted({digest for _, _, digest, _ in runs})
     query = f"""
-        SELECT runs.experiment_id, digest.value, runs.run_uuid FROM runs
-        JOIN tags AS digest ON digest.run_uuid = runs.run_uuid AND digest.key = ?
-        WHERE digest.value IN ({marks}) AND runs.lifecycle_stage = '{ACTIVE}'
-        ORDER BY runs.start_time ASC, runs.run_uuid ASC
+        SELECT later.experiment_id, digest.value, later.run_uuid
+        FROM runs AS later
+        CROSS JOIN tags AS digest ON digest.key = ? AND digest.run_uuid = later.run_uuid
+        WHERE later.experiment_id IN ({",".join("?" * len(experiments))})
+          AND later.start_time >= ? AND later.lifecycle_stage = '{ACTIVE}'
+          AND digest.value IN ({",".join("?" * len(digests))})
+        ORDER BY later.start_time ASC, later.run_uuid ASC
     """
-    rows = connection.execute(query, (DIGEST_TAG, *digests)).fetchall()
+    oldest = min(start for _, _, _, start in runs)
+    rows = connection.execute(query, (DIGEST_TAG, *experiments, oldest, *digests)).fetchall()
     return {(experiment, digest): run for experiment, digest, run in rows}  # the last wins
 
 
