@@ -15,6 +15,12 @@ environment's `python` first on PATH, as a user's activated venv would; the
 tools take turns in every round, so a change of the machine's load falls on
 all of them. BENCH_ROUNDS (default 1) rounds; the best time of each is shown.
 The load average is printed beside the figures.
+
+The published tool needs Python 3.13; this project's venv may be another
+version. HYDRAFLOW_BENCH_VENVS (venv paths joined by `:`, each with this
+hydraflow installed, e.g. from `maturin build`'s wheel) adds a warm row per
+venv, named by its Python version, so both tools can be compared on one
+interpreter.
 """
 
 from __future__ import annotations
@@ -46,6 +52,7 @@ import sys, mlflow
 runs = mlflow.search_runs(experiment_names=[sys.argv[1]], filter_string="status = 'FINISHED'")
 print(len(runs))
 """
+PYTHON_VERSION = "import sys; print(*sys.version_info[:2], sep='.')"
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "1"))
 # The CPU seconds of each tool's last `hydraflow run`, with all it started
 # (reaped processes count to their waiting parent): a figure the machine's
@@ -235,7 +242,7 @@ def bench_sweep(tools: list[Tool], root: Path) -> None:
     def measure(round_number: int) -> dict[str, float]:
         times = {}
         for tool in tools:
-            count = 100 if tool.name == "warm" else 10
+            count = 100 if tool.name.startswith("warm") else 10
             folder = sweep_folder(root, f"sweep-{tool.name}-{round_number}", count)
             times[f"{tool.name} {count}"] = tool.run(folder, "sweep", runs=count) / count
             times[f"{tool.name} {count} cpu"] = CPU[tool.name] / count
@@ -317,19 +324,35 @@ def bench_memory(tools: list[Tool], root: Path) -> None:
     print("(RSS counts a shared page once per process; PSS divides it among them)")
 
 
+def other_venvs() -> list[Tool]:
+    """Warm rows for the venvs named in HYDRAFLOW_BENCH_VENVS."""
+    tools = []
+    for named in filter(None, os.environ.get("HYDRAFLOW_BENCH_VENVS", "").split(os.pathsep)):
+        venv = Path(named)
+        version = subprocess.run(
+            [str(venv / "bin" / "python"), "-c", PYTHON_VERSION],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        tools.append(Tool(f"warm-{version}", venv))
+    return tools
+
+
 def main() -> None:
     ours = Path(sys.executable).parent.parent
     tools = [
         Tool("published", published_venv()),
         Tool("cold", ours, env=(("HYDRAFLOW_COLD", "1"),)),  # --cold is for run jobs only
         Tool("warm", ours),
+        *other_venvs(),
     ]
     print(f"# hydraflow warm start: {os.cpu_count()} CPUs, {load()}")
     with tempfile.TemporaryDirectory() as directory:
         root = Path(directory)
         bench_tutorial(tools, root)
         bench_sweep(tools, root)
-        bench_memory(tools[1:], root)
+        bench_memory(tools[1:3], root)
 
 
 if __name__ == "__main__":

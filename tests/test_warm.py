@@ -22,7 +22,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from hydraflow.runner.executors.warm import COLD_ENV, WarmInterpreter, WarmProcess
+from hydraflow.runner.executors.warm import (
+    COLD_ENV,
+    WarmInterpreter,
+    WarmProcess,
+    leading_imports,
+)
 
 from tests.conftest import HYDRAFLOW
 
@@ -303,6 +308,74 @@ def test_a_module_of_a_preloaded_name_beside_the_script_starts_cold(
     process = warm.start([sys.executable, "probe.py"], environment(project, "w"), PER_COMMAND)
     assert process is None
     assert f"{project} has modules of the names it preloaded (omegaconf)" in warm.refusals[-1]
+
+
+# --- the script's own leading imports ---------------------------------------------
+
+
+def test_a_scripts_leading_imports_are_read_up_to_its_first_other_statement() -> None:
+    source = b'''"""The app."""
+from __future__ import annotations
+import os, scipy.stats as st
+from dataclasses import dataclass, field
+import hydra
+from . import sibling
+import numpy
+'''
+    assert leading_imports(source) == (
+        "os",
+        "scipy.stats",
+        "dataclasses",
+        "dataclasses:dataclass",
+        "dataclasses:field",
+        "hydra",
+    )
+    assert leading_imports(b"import os\nos.environ['OMP_NUM_THREADS'] = '1'\nimport numpy\n") == (
+        "os",
+    )
+    assert leading_imports(b"def broken(:\n") == ()
+
+
+PRINTS = "print(scipy.stats.norm.cdf(0.0), sorted(sys.modules) == sorted(set(sys.modules)))\n"
+
+
+@pytest.mark.parametrize(
+    ("script", "imported"),
+    [
+        # An installed library the script imports first: preloaded with the server.
+        ("import sys\nimport scipy.stats\nimport hydra\n", "scipy.stats"),
+        # Not after a statement of the script's own (it may set what the library reads) ...
+        ("import os, sys\nos.environ['X'] = '1'\nimport scipy.stats\nimport hydra\n", ""),
+        # ... nor after a module of the user's own, which runs code too.
+        ("import sys\nimport helper\nimport scipy.stats\nimport hydra\n", ""),
+        # A library that prints as it loads: a fresh app shows that, so cold.
+        ("import sys, this\nimport scipy.stats\nimport hydra\n", None),
+    ],
+)
+def test_the_installed_libraries_a_script_imports_first_are_preloaded(
+    project: Path, script: str, imported: str | None
+) -> None:
+    (project / "first.py").write_text(script + PRINTS)
+    argv = [sys.executable, "first.py"]
+    notes: list[str] = []
+    interpreter = WarmInterpreter(notes.append)
+    try:
+        process = interpreter.start(argv, environment(project, "w"), PER_COMMAND)
+        if imported is None:
+            assert process is None
+            assert notes == [
+                "commands start cold: the script's imports print as they load "
+                "(a fresh app shows it)"
+            ]
+            return
+        assert process is not None, notes
+        warm_end, cold_end = finish(process), finish(cold(argv, environment(project, "w")))
+    finally:
+        interpreter.close()
+    assert notes[0].startswith("commands start from a warm interpreter (preloaded in ")
+    assert notes[0].endswith(f" s, with the script's imports {imported})" if imported else " s)")
+    assert warm_end == cold_end
+    assert warm_end.stdout == "0.5 True\n"
 
 
 # --- through `hydraflow run`, against --cold --------------------------------------

@@ -19,11 +19,13 @@ Whatever cannot be made the same starts cold, as before (`WarmInterpreter.refusa
 
 from __future__ import annotations
 
+import ast
 import builtins
 import contextlib
 import gc
 import importlib
 import importlib.machinery
+import importlib.util
 import json
 import os
 import re
@@ -35,11 +37,12 @@ import socket
 import struct
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import warnings
 import weakref
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import IO, Any, NoReturn
 
@@ -93,6 +96,9 @@ class Target:
     kind: str  # "script" or "module"
     name: str
     args: tuple[str, ...]
+    # The modules a script imports before its first other statement: the
+    # installed ones are preloaded too, when this command starts the server.
+    imports: tuple[str, ...] = ()
 
 
 def python_target(argv: Sequence[str], environment: Mapping[str, str]) -> Target | str:
@@ -111,20 +117,46 @@ def python_target(argv: Sequence[str], environment: Mapping[str, str]) -> Target
     script = argv[1]
     if not os.path.isfile(script) or script.endswith((".pyc", ".pyz", ".zip")):
         return f"'{script}' is not a Python source file"
-    if not imports_preloaded(script):
+    source = read_source(script)
+    if PRELOADED_IMPORT.search(source) is None:
+        # Only then does the warm interpreter save time (a plain script starts in 50 ms).
         return f"'{script}' imports none of Hydra, MLflow, hydraflow (a fresh start is quicker)"
-    return Target(executable, "script", script, tuple(argv[2:]))
+    return Target(executable, "script", script, tuple(argv[2:]), leading_imports(source))
 
 
-def imports_preloaded(script: str) -> bool:
-    """Whether the script names a preloaded library in an import: only then
-    does the warm interpreter save time (a plain script starts in 50 ms)."""
+def read_source(script: str) -> bytes:
     try:
         with open(script, "rb") as file:
-            source = file.read(1 << 20)
+            return file.read(1 << 20)
     except OSError:
-        return False
-    return PRELOADED_IMPORT.search(source) is not None
+        return b""
+
+
+def leading_imports(source: bytes) -> tuple[str, ...]:
+    """The modules a script imports before any statement of its own runs, in
+    order: its docstring, `from __future__` and import statements up to the
+    first other statement. For `from pkg import name`, `pkg:name` follows
+    `pkg` (preloaded as `pkg.name` if that is a submodule). The server preloads the installed ones,
+    stopping at the first that is not (the user's own module runs code that
+    may matter to the imports after it, such as setting OMP_NUM_THREADS)."""
+    try:
+        body = ast.parse(source).body
+    except (SyntaxError, ValueError):
+        return ()
+    first = body[0] if body else None
+    if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant):
+        body = body[1:]  # the docstring
+    names: list[str] = []
+    for statement in body:
+        if isinstance(statement, ast.Import):
+            names += [alias.name for alias in statement.names]
+        elif isinstance(statement, ast.ImportFrom) and statement.level == 0 and statement.module:
+            if statement.module != "__future__":
+                module = statement.module
+                names += [module, *(f"{module}:{a.name}" for a in statement.names if a.name != "*")]
+        else:
+            break
+    return tuple(dict.fromkeys(names))
 
 
 def same_interpreter(found: str) -> bool:
@@ -194,7 +226,7 @@ class WarmInterpreter:
         shared = {k: v for k, v in environment.items() if k not in per_command}
         with self.lock:
             if self.control is None and self.broken is None:
-                self.launch_server(shared)
+                self.launch_server(shared, target.imports)
             if self.broken is not None:
                 self.refuse(self.broken)
                 return None
@@ -211,7 +243,7 @@ class WarmInterpreter:
             return f"{COLD_ENV} is set"
         return None
 
-    def launch_server(self, environment: dict[str, str]) -> None:
+    def launch_server(self, environment: dict[str, str], imports: Sequence[str] = ()) -> None:
         """Starts the server in its own session (a terminal's Ctrl-C is for
         the commands, which hydraflow forwards) and waits for its preload."""
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -220,7 +252,7 @@ class WarmInterpreter:
         read_end, write_end = os.pipe()
         try:
             self.server = subprocess.Popen(
-                [sys.executable, "-c", SERVER_CODE, str(theirs.fileno())],
+                [sys.executable, "-c", SERVER_CODE, str(theirs.fileno()), json.dumps(imports)],
                 stdin=subprocess.DEVNULL,
                 stdout=write_end,
                 stderr=write_end,
@@ -246,7 +278,9 @@ class WarmInterpreter:
             return
         self.control, self.environment = ours, environment
         took = time.monotonic() - began
-        self.note(f"commands start from a warm interpreter (preloaded in {took:.1f} s)")
+        imported = ", ".join(ready.get("imported", []))
+        also = f", with the script's imports {imported}" if imported else ""
+        self.note(f"commands start from a warm interpreter (preloaded in {took:.1f} s{also})")
 
     def await_preload(self, sock: socket.socket, deadline: float) -> dict[str, Any] | None:
         """The server's first message; None if it ended, or hydraflow is stopping."""
@@ -393,8 +427,10 @@ def serve(startup_modules: frozenset[str]) -> NoReturn:
         environ={},
         started_environ=dict(os.environ),
     )
+    script_imports: list[str] = json.loads(sys.argv[2]) if len(sys.argv) > 2 else []
+    imported: list[str] = []
     failure = "threads before the preload (forking is unsafe then)" if threaded() else None
-    failure = failure or preload(pristine)
+    failure = failure or preload(pristine, script_imports, imported)
     if failure is None and threaded():
         failure = "the preload started threads (forking is unsafe then)"
     if failure is not None:
@@ -406,7 +442,7 @@ def serve(startup_modules: frozenset[str]) -> NoReturn:
     # The preloaded objects stay out of the collector's way: a child's
     # collections neither walk them nor copy their pages.
     gc.freeze()
-    send_message(control, {"ready": True})
+    send_message(control, {"ready": True, "imported": imported})
     child = Server(control, pristine).loop()
     if child is None:
         os._exit(0)  # nothing to finalize: the server only preloaded
@@ -424,10 +460,11 @@ def is_catchable(signum: int) -> bool:
     return signum not in (signal.SIGKILL, signal.SIGSTOP)
 
 
-def preload(pristine: Pristine) -> str | None:
-    """Imports the heavy modules; the reason if one fails. Warnings they show
-    are kept, to be shown by each command, where a fresh app shows them (the
-    filters they add stay: `catch_warnings` would drop them)."""
+def preload(pristine: Pristine, script_imports: Sequence[str], imported: list[str]) -> str | None:
+    """Imports the heavy modules, then the script's leading imports of
+    installed libraries (into `imported`); the reason if one fails. Warnings
+    they show are kept, to be shown by each command, where a fresh app shows
+    them (the filters they add stay: `catch_warnings` would drop them)."""
     show = warnings.showwarning
     warnings.showwarning = lambda message, category, filename, lineno, *_: pristine.warnings.append(
         (message, category, filename, lineno)
@@ -439,9 +476,88 @@ def preload(pristine: Pristine) -> str | None:
             except BaseException as error:
                 return f"preloading {name} failed ({type(error).__name__}: {error})"
         warm_up()
+        return preload_script_imports(script_imports, imported)
     finally:
         warnings.showwarning = show
+
+
+def preload_script_imports(names: Sequence[str], imported: list[str]) -> str | None:
+    """What the script imports first thing (`leading_imports`), as it would:
+    installed libraries only, stopping at the first module of the user's own
+    (never preloaded: an edit takes effect, and its code runs before the
+    imports after it). The reason if one fails, or prints as it loads (a
+    fresh app shows that output; a warm one could not)."""
+    with output_watched() as printed:
+        failure = import_installed(names, imported)
+        if failure is None and printed():
+            failure = "the script's imports print as they load (a fresh app shows it)"
+    return failure
+
+
+def import_installed(names: Sequence[str], imported: list[str]) -> str | None:
+    for name in names:
+        module, _, attribute = name.partition(":")
+        target = f"{module}.{attribute}" if attribute else module
+        if target in sys.modules:
+            continue
+        try:
+            installed = is_installed(target)
+            if installed:
+                importlib.import_module(target)
+                imported.append(target)
+        except BaseException as error:
+            return f"preloading the script's import {target} failed ({type(error).__name__})"
+        if not installed and not attribute:
+            break  # `from pkg import name` where name is not a module goes on
     return None
+
+
+def is_installed(name: str) -> bool:
+    """A module of the installation (site-packages, the standard library),
+    found without running the user's code: its top-level package is looked
+    up on sys.path first, and only an installed one is imported to find the rest."""
+    from hydraflow.tracking.inputs import project_file
+
+    top = name.partition(".")[0]
+    for part in (top, name) if top != name else (top,):
+        try:
+            spec = importlib.util.find_spec(part)
+        except ModuleNotFoundError:  # a parent that is a module, not a package
+            return False
+        if spec is None:
+            return False
+        paths = [spec.origin] if spec.has_location and spec.origin else []
+        paths += list(spec.submodule_search_locations or [])
+        if any(project_file(os.path.join(path, "")) is not None for path in paths):
+            return False
+    return True
+
+
+@contextlib.contextmanager
+def output_watched() -> Iterator[Callable[[], bool]]:
+    """The server's stdout and stderr, down to their descriptors, into a
+    scratch file; yields whether anything was written there."""
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    saved = [os.dup(1), os.dup(2)]
+    with tempfile.TemporaryFile() as scratch:
+        os.dup2(scratch.fileno(), 1)
+        os.dup2(scratch.fileno(), 2)
+        try:
+            yield lambda: flushed() and os.fstat(scratch.fileno()).st_size > 0
+        finally:
+            for stream in (sys.stdout, sys.stderr):
+                with contextlib.suppress(Exception):
+                    stream.flush()
+            for fd, copy in zip((1, 2), saved, strict=True):
+                os.dup2(copy, fd)
+                os.close(copy)
+
+
+def flushed() -> bool:
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    return True
 
 
 def warm_up() -> None:
