@@ -72,8 +72,8 @@ test: install services lint ## Set up, then everything CI runs: lint, cargo test
 	$(PYTEST) --durations=20
 
 .PHONY: bench
-bench: install services ## Benchmarks (every benches/*.py), each figure beside its floor and target
-	@status=0; for bench in benches/*.py; do echo "== $$bench"; $(PY) $$bench || status=1; done; exit $$status
+bench: install services ## Benchmarks (every benches/bench_*.py), each figure beside its floor and target
+	@status=0; for bench in benches/bench_*.py; do echo "== $$bench"; $(PY) $$bench || status=1; done; exit $$status
 
 # Prints each experiment of examples/mlflow.db with its runs by status.
 define SHOW_RUNS

@@ -29,19 +29,27 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import random
 import sqlite3
 import statistics
 import subprocess
 import sys
-import tempfile
 import textwrap
 import time
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from _common import (
+    HYDRA_YAML,
+    INSERT_RUNS,
+    INSERT_TAGS,
+    LOG,
+    cache_dir,
+    finished_run,
+    hydraflow_app,
+    synthetic_run_id,
+    training_config,
+)
 from hydraflow.mlflow_schema import ADOPTED_TAG, CONFIG_TAG, DIGEST_TAG, OVERRIDES_TAG
 
 RUNS = 10_000
@@ -49,8 +57,6 @@ KINDS = ("plain", "interpolated", "resolver")
 FORMAT = 1  # bump when the stores' contents change, so caches are rebuilt
 EXPERIMENT = "train"
 TARGET_SECONDS = 5.0
-HYDRA_YAML = "hydra:\n  run:\n    dir: outputs/x\n" + "  # hydra's own settings\n" * 150
-LOG = "[2026-11-25 10:00:00,000][__main__][INFO] - training\n" * 20
 
 EXAMINE = """
 import sys, time
@@ -62,41 +68,11 @@ count = adopt_in_sqlite(f"sqlite:///{folder / 'mlflow.db'}", "train", folder, Ad
 print(count, time.perf_counter() - start)
 """
 
-APP = """
-from dataclasses import dataclass
-
-import hydraflow
-
-
-@dataclass
-class Config:
-    seed: int = 0
-
-
-@hydraflow.main(Config)
-def app(run, cfg):
-    pass
-
-
-if __name__ == "__main__":
-    app()
-"""
+APP = hydraflow_app("seed")
 
 
 def config(index: int, kind: str) -> dict[str, Any]:
-    pick = random.Random(index)
-    cfg = {
-        "lr": pick.choice([1e-4, 3e-4, 1e-3, 3e-3, 1e-2]),
-        "seed": index,
-        "batch": pick.choice([32, 64, 128]),
-        "epochs": pick.randrange(10, 14),
-        "optimizer": pick.choice(["adam", "sgd", "adamw"]),
-        "dropout": pick.choice([0.0, 0.1, 0.2, 0.3]),
-        "augment": pick.random() < 0.5,
-        "layers": pick.choice([[64, 64], [128, 64, 32]]),
-        "model": {"name": pick.choice(["cnn", "vit"]), "depth": pick.randrange(2, 8)},
-        "data": {"path": "/data/train", "shuffle": pick.random() < 0.7},
-    }
+    cfg = training_config(index)
     if kind == "interpolated":
         cfg["run_name"] = "${model.name}_${seed}"
     if kind == "resolver":
@@ -119,33 +95,18 @@ def build(folder: Path, kind: str) -> None:
     runs, tags, writes = [], [], []
     with ThreadPoolExecutor(8) as pool:
         for index in range(RUNS):
-            run_id = uuid.UUID(int=random.Random(f"run{index}").getrandbits(128)).hex
-            name = f"run-{index}"
+            run_id = synthetic_run_id(index)
             artifacts = root / run_id / "artifacts"
             text = OmegaConf.to_yaml(OmegaConf.create(config(index, kind)))
             writes.append(pool.submit(write_artifacts, artifacts, text, index))
-            start = 1_790_000_000_000 + index * 1000
-            runs.append(
-                (run_id, name, "LOCAL", "train.py", "", "bench", "FINISHED", start,
-                 start + 900, "", "active", str(artifacts), int(experiment))
-            )  # fmt: skip
-            for key, value in {
-                "mlflow.user": "bench",
-                "mlflow.source.name": "train.py",
-                "mlflow.source.type": "LOCAL",
-                "mlflow.runName": name,
-            }.items():
-                tags.append((key, value, run_id))
+            row, run_tags = finished_run(run_id, index, str(artifacts), experiment)
+            runs.append(row)
+            tags.extend(run_tags)
         for write in writes:
             write.result()
     with contextlib.closing(sqlite3.connect(folder / "mlflow.db")) as db, db:
-        db.executemany(
-            "INSERT INTO runs (run_uuid, name, source_type, source_name, entry_point_name,"
-            " user_id, status, start_time, end_time, source_version, lifecycle_stage,"
-            " artifact_uri, experiment_id) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-            runs,
-        )
-        db.executemany("INSERT INTO tags (key, value, run_uuid) VALUES (?,?,?)", tags)
+        db.executemany(INSERT_RUNS, runs)
+        db.executemany(INSERT_TAGS, tags)
     with contextlib.closing(sqlite3.connect(folder / "mlflow.db")) as db:
         db.execute("PRAGMA journal_mode = WAL")
 
@@ -159,15 +120,10 @@ def write_artifacts(folder: Path, config_yaml: str, index: int) -> None:
     (folder / "train.log").write_text(LOG)
 
 
-def cache_dir() -> Path:
-    default = Path(tempfile.gettempdir()) / "hydraflow-bench-adoption"
-    return Path(os.environ.get("HYDRAFLOW_BENCH_CACHE", default))
-
-
 def store(name: str) -> Path:
     """The store, built once and cached in the temp directory (an app's runs
     added by a measurement stay; the tags adoption writes are removed)."""
-    folder = cache_dir() / f"v{FORMAT}-{name}"
+    folder = cache_dir("adoption") / f"v{FORMAT}-{name}"
     ready = folder / "ready"
     if not ready.exists():
         if folder.exists():

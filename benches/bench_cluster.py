@@ -36,6 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "benches")]
 
 import bench_runs  # noqa: E402
+from _common import STAMP, apps_environment  # noqa: E402
 from hydraflow.mlflow_schema import DIGEST_TAG  # noqa: E402
 
 from tests.services import (  # noqa: E402
@@ -82,7 +83,7 @@ def bookkeeping(fill_uri: str | None, sizes: list[int], workers: int) -> list[Ro
     with tempfile.TemporaryDirectory() as name:
         folder = Path(name)
         (folder / "app.py").write_text(STORE_APP)
-        (folder / "stamp.py").write_text(bench_runs.STAMP)
+        (folder / "stamp.py").write_text(STAMP)
         hydra = bench_runs.hydra_ms(folder)
         bench_runs.job_ms(folder, -1)  # creates the store and the experiment
         uri = fill_uri or f"sqlite:///{folder / 'mlflow.db'}"
@@ -138,8 +139,7 @@ def timed_run(folder: Path, env: dict[str, str], *args: str) -> tuple[float, flo
 
 
 def compare_array(cluster: SlurmCluster, tasks: int) -> None:
-    env = {k: v for k, v in cluster.env.items() if k != "MLFLOW_TRACKING_URI"}
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+    env = apps_environment(base=cluster.env)
     results: dict[str, tuple[float, float, int]] = {}
     for job, args in (("local", ["-j", "2"]), ("array", [])):
         with tempfile.TemporaryDirectory() as name:

@@ -24,25 +24,31 @@ import contextlib
 import hashlib
 import json
 import os
-import random
 import sqlite3
 import subprocess
 import sys
-import tempfile
 import time
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from _common import (
+    HYDRA_YAML,
+    INSERT_RUNS,
+    INSERT_TAGS,
+    LOG,
+    cache_dir,
+    finished_run,
+    start_ms,
+    synthetic_run_id,
+    training_config,
+)
 from hydraflow.mlflow_schema import CONFIG_TAG, DIGEST_TAG, OVERRIDES_TAG, flatten
 
 FORMAT = 1  # bump when the stores' contents change, so caches are rebuilt
 EXPERIMENTS = ["train_a", "train_b", "train_c", "train_d"]
 METRICS = ["loss", "accuracy", "lr_now"]
 STEPS = 10
-HYDRA_YAML = "hydra:\n  run:\n    dir: outputs/x\n" + "  # hydra's own settings\n" * 150
-LOG = "[2026-11-25 10:00:00,000][__main__][INFO] - training\n" * 20
 
 LOAD = """
 import json, resource, sys, time
@@ -86,27 +92,6 @@ print(json.dumps({"runs": len(frame), "search_s": time.perf_counter() - start}))
 """
 
 
-def cache_dir() -> Path:
-    default = Path(tempfile.gettempdir()) / "hydraflow-bench-load"
-    return Path(os.environ.get("HYDRAFLOW_BENCH_CACHE", default))
-
-
-def config(index: int) -> dict[str, Any]:
-    pick = random.Random(index)
-    return {
-        "lr": pick.choice([1e-4, 3e-4, 1e-3, 3e-3, 1e-2]),
-        "seed": index,
-        "batch": pick.choice([32, 64, 128]),
-        "epochs": pick.randrange(10, 14),
-        "optimizer": pick.choice(["adam", "sgd", "adamw"]),
-        "dropout": pick.choice([0.0, 0.1, 0.2, 0.3]),
-        "augment": pick.random() < 0.5,
-        "layers": pick.choice([[64, 64], [128, 64, 32]]),
-        "model": {"name": pick.choice(["cnn", "vit"]), "depth": pick.randrange(2, 8)},
-        "data": {"path": "/data/train", "shuffle": pick.random() < 0.7},
-    }
-
-
 def build(path: Path, count: int) -> None:
     """The store: MLflow makes the schema and the experiments; bulk inserts
     add the runs, row for row as MLflow writes them."""
@@ -134,24 +119,19 @@ def insert_runs(db: sqlite3.Connection, ids: list[str], root: Path, indexes: ran
     pool = ThreadPoolExecutor(8)
     writes = []
     for index in indexes:
-        run_id = uuid.UUID(int=random.Random(f"run{index}").getrandbits(128)).hex
+        run_id = synthetic_run_id(index)
         experiment = ids[index % len(ids)]
         job = EXPERIMENTS[index % len(ids)]
-        cfg = config(index)
-        start = 1_790_000_000_000 + index * 1000
+        cfg = training_config(index)
+        start = start_ms(index)
         artifacts = root / experiment / run_id / "artifacts"
         writes.append(pool.submit(write_artifacts, artifacts, cfg, job))
-        runs.append(
-            (run_id, f"run-{index}", "LOCAL", "train.py", "", "bench", "FINISHED", start,
-             start + 900, "", "active", artifacts.as_uri(), int(experiment))
-        )  # fmt: skip
+        row, run_tags = finished_run(run_id, index, artifacts.as_uri(), experiment)
+        runs.append(row)
+        tags.extend(run_tags)
         overrides = f"seed={index} lr={cfg['lr']}"
         config_json = json.dumps(cfg, sort_keys=True, separators=(",", ":"))
         for key, value in {
-            "mlflow.user": "bench",
-            "mlflow.source.name": "train.py",
-            "mlflow.source.type": "LOCAL",
-            "mlflow.runName": f"run-{index}",
             DIGEST_TAG: hashlib.sha256(config_json.encode()).hexdigest(),
             OVERRIDES_TAG: overrides,
             CONFIG_TAG: config_json,
@@ -163,13 +143,8 @@ def insert_runs(db: sqlite3.Connection, ids: list[str], root: Path, indexes: ran
                 value = (index % 97 + number) / (step + 1)
                 metrics.append((name, value, start + step * 10, run_id, step, 0))
             latest.append((name, value, start + (STEPS - 1) * 10, STEPS - 1, 0, run_id))
-    db.executemany(
-        "INSERT INTO runs (run_uuid, name, source_type, source_name, entry_point_name, user_id,"
-        " status, start_time, end_time, source_version, lifecycle_stage, artifact_uri,"
-        " experiment_id) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-        runs,
-    )
-    db.executemany("INSERT INTO tags (key, value, run_uuid) VALUES (?,?,?)", tags)
+    db.executemany(INSERT_RUNS, runs)
+    db.executemany(INSERT_TAGS, tags)
     db.executemany("INSERT INTO params (key, value, run_uuid) VALUES (?,?,?)", params)
     db.executemany(
         "INSERT INTO metrics (key, value, timestamp, run_uuid, step, is_nan) VALUES (?,?,?,?,?,?)",
@@ -198,7 +173,7 @@ def write_artifacts(folder: Path, cfg: dict[str, Any], job: str) -> None:
 
 
 def store(count: int) -> Path:
-    path = cache_dir() / f"v{FORMAT}-{count}" / "mlflow.db"
+    path = cache_dir("load") / f"v{FORMAT}-{count}" / "mlflow.db"
     ready = path.with_suffix(".ready")
     if not ready.exists():
         if path.parent.exists():

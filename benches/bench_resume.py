@@ -16,7 +16,6 @@ Run: .venv/bin/python benches/bench_resume.py
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
@@ -25,35 +24,18 @@ import textwrap
 import time
 from pathlib import Path
 
+from _common import apps_environment, hydraflow_app
+
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 BIN = Path(sys.executable).parent
 TARGET_SECONDS = 0.5
 
-APP = """
-from dataclasses import dataclass
-
-import hydraflow
-
-
-@dataclass
-class Config:
-    a: int = 0
-
-
-@hydraflow.main(Config)
-def app(run, cfg):
-    pass
-
-
-if __name__ == "__main__":
-    app()
-"""
+APP = hydraflow_app("a")
 
 
 def hydraflow(folder: Path, *args: str) -> float:
     """Runs `hydraflow ARGS` in `folder`; returns the wall time in seconds."""
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
+    env = apps_environment()
     start = time.perf_counter()
     result = subprocess.run(
         [str(BIN / "hydraflow"), *args], cwd=folder, env=env, capture_output=True, text=True

@@ -15,8 +15,6 @@ the same configs. The identity lookup alone is also timed in-process.
 
 from __future__ import annotations
 
-import itertools
-import os
 import shutil
 import statistics
 import subprocess
@@ -25,60 +23,20 @@ import tempfile
 import time
 from pathlib import Path
 
-APP = """
-from dataclasses import dataclass
-import hydraflow
+from _common import (
+    PLAIN_APP,
+    STAMP,
+    STAMP_OVERRIDE,
+    app_experiment,
+    apps_environment,
+    hydraflow_app,
+    median_gap,
+    read_stamps,
+)
 
-@dataclass
-class Config:
-    i: int = 0
-    batch: int = 0
-
-@hydraflow.main(Config)
-def app(run, cfg):
-    pass
-
-if __name__ == "__main__":
-    app()
-"""
-PLAIN = """
-from dataclasses import dataclass
-import hydra
-from hydra.core.config_store import ConfigStore
-
-@dataclass
-class Config:
-    i: int = 0
-    batch: int = 0
-
-ConfigStore.instance().store(name="config", node=Config)
-
-@hydra.main(config_name="config", version_base=None)
-def app(cfg):
-    pass
-
-if __name__ == "__main__":
-    app()
-"""
-# Appends a timestamp at the start of every Hydra job.
-STAMP = """
-import time
-from hydra.experimental.callback import Callback
-
-class Stamp(Callback):
-    def on_job_start(self, config, **kwargs):
-        with open("stamps.txt", "a") as out:
-            out.write(f"{time.perf_counter()}\\n")
-"""
-STAMP_OVERRIDE = "+hydra.callbacks.stamp._target_=stamp.Stamp"
+APP = hydraflow_app("i", "batch")
 JOBS = 40
 EXAMPLES = Path(__file__).parent.parent / "examples"
-
-
-def env() -> dict[str, str]:
-    environment = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    environment["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{environment['PATH']}"
-    return environment
 
 
 def job_ms(folder: Path, batch: int, script: str = "app.py") -> float:
@@ -87,10 +45,8 @@ def job_ms(folder: Path, batch: int, script: str = "app.py") -> float:
     stamps.unlink(missing_ok=True)
     sweep = f"i=range(0,{JOBS + 1})"
     args = [sys.executable, script, "-m", sweep, f"batch={batch}", STAMP_OVERRIDE]
-    subprocess.run(args, cwd=folder, check=True, env=env(), capture_output=True)
-    times = [float(line) for line in stamps.read_text().split()]
-    gaps = [later - earlier for earlier, later in itertools.pairwise(times)]
-    return statistics.median(gaps) * 1e3
+    subprocess.run(args, cwd=folder, check=True, env=apps_environment(), capture_output=True)
+    return median_gap(read_stamps(folder)[0])
 
 
 def per_run_ms(folder: Path, size: int) -> tuple[float, float]:
@@ -102,20 +58,17 @@ def per_run_ms(folder: Path, size: int) -> tuple[float, float]:
 
 def hydra_ms(folder: Path) -> float:
     """The cost of a job of a plain Hydra app: Hydra's own share."""
-    (folder / "plain.py").write_text(PLAIN)
+    (folder / "plain.py").write_text(PLAIN_APP)
     return statistics.median(job_ms(folder, attempt, "plain.py") for attempt in range(3))
 
 
 def add_runs(folder: Path, count: int) -> None:
     """Fills the experiment with finished runs carrying other digests."""
-    import mlflow
     from hydraflow.mlflow_schema import DIGEST_TAG
 
-    client = mlflow.MlflowClient(f"sqlite:///{folder / 'mlflow.db'}")
-    experiment = client.get_experiment_by_name("app")
-    assert experiment is not None
+    client, experiment_id = app_experiment(folder)
     for index in range(count):
-        run = client.create_run(experiment.experiment_id, tags={DIGEST_TAG: f"x{index}"})
+        run = client.create_run(experiment_id, tags={DIGEST_TAG: f"x{index}"})
         client.log_param(run.info.run_id, "i", str(index))
         client.set_terminated(run.info.run_id)
 
@@ -123,16 +76,13 @@ def add_runs(folder: Path, count: int) -> None:
 def lookup_ms(folder: Path) -> float:
     """In-process, exact: the median time of the identity lookup (one MLflow
     search on the digest tag) in the experiment as it is now."""
-    import mlflow
     from hydraflow.tracking.identity import find_runs
 
-    client = mlflow.MlflowClient(f"sqlite:///{folder / 'mlflow.db'}")
-    experiment = client.get_experiment_by_name("app")
-    assert experiment is not None
+    client, experiment_id = app_experiment(folder)
     times = []
     for index in range(200):
         start = time.perf_counter()
-        find_runs(client, experiment.experiment_id, f"absent{index}")
+        find_runs(client, experiment_id, f"absent{index}")
         times.append(time.perf_counter() - start)
     return statistics.median(times) * 1e3
 
@@ -168,7 +118,11 @@ def bench_tutorial() -> float:
         start = time.perf_counter()
         for job in ("job_sequential", "job_parallel", "job_submit"):
             subprocess.run(
-                ["hydraflow", "run", job], cwd=folder, check=True, env=env(), capture_output=True
+                ["hydraflow", "run", job],
+                cwd=folder,
+                check=True,
+                env=apps_environment(),
+                capture_output=True,
             )
         return time.perf_counter() - start
 

@@ -27,7 +27,6 @@ built `_core`) alongside, round by round, so both meet the same load.
 from __future__ import annotations
 
 import argparse
-import itertools
 import os
 import statistics
 import subprocess
@@ -36,61 +35,18 @@ import tempfile
 import time
 from pathlib import Path
 
-APP = """
-from dataclasses import dataclass
-import hydraflow
+from _common import (
+    PLAIN_APP,
+    STAMP,
+    STAMP_OVERRIDE,
+    app_experiment,
+    apps_environment,
+    hydraflow_app,
+    median_gap,
+    read_stamps,
+)
 
-@dataclass
-class Config:
-    i: int = 0
-    batch: int = 0
-
-@hydraflow.main(Config)
-def app(cfg):
-    pass
-
-if __name__ == "__main__":
-    app()
-"""
-PLAIN = """
-from dataclasses import dataclass
-import hydra
-from hydra.core.config_store import ConfigStore
-
-@dataclass
-class Config:
-    i: int = 0
-    batch: int = 0
-
-ConfigStore.instance().store(name="config", node=Config)
-
-@hydra.main(config_name="config", version_base=None)
-def app(cfg):
-    pass
-
-if __name__ == "__main__":
-    app()
-"""
-STAMP = """
-import time
-from hydra.experimental.callback import Callback
-
-class Stamp(Callback):
-    def on_job_start(self, config, **kwargs):
-        with open("stamps.txt", "a") as out:
-            out.write(f"{time.perf_counter()} {time.process_time()}\\n")
-"""
-STAMP_OVERRIDE = "+hydra.callbacks.stamp._target_=stamp.Stamp"
-
-
-def env(python_dir: str | None = None) -> dict[str, str]:
-    """The apps' environment; `python_dir` puts another hydraflow first."""
-    drop = ("MLFLOW_TRACKING_URI", "HYDRAFLOW_EVENTS", "HYDRAFLOW_INPUTS", "PYTHONPATH")
-    environment = {k: v for k, v in os.environ.items() if k not in drop}
-    environment["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{environment['PATH']}"
-    if python_dir:
-        environment["PYTHONPATH"] = python_dir
-    return environment
+APP = hydraflow_app("i", "batch", parameters="cfg")
 
 
 def multirun(
@@ -102,30 +58,18 @@ def multirun(
     stamps.unlink(missing_ok=True)
     sweep = f"i=range(0,{jobs})"
     args = [sys.executable, script, "-m", sweep, f"batch={batch}", STAMP_OVERRIDE]
+    environment = apps_environment(python_dir)
     start = time.perf_counter()
-    subprocess.run(args, cwd=folder, check=True, env=env(python_dir), capture_output=True)
+    subprocess.run(args, cwd=folder, check=True, env=environment, capture_output=True)
     wall = (time.perf_counter() - start) * 1e3
-    stamped = [line.split() for line in stamps.read_text().splitlines()]
-    return (
-        median_gap([float(s[0]) for s in stamped]),
-        median_gap([float(s[1]) for s in stamped]),
-        wall,
-    )
-
-
-def median_gap(times: list[float]) -> float:
-    gaps = [later - earlier for earlier, later in itertools.pairwise(times)]
-    return statistics.median(gaps) * 1e3 if gaps else float("nan")
+    walls, cpus = read_stamps(folder)
+    return median_gap(walls), median_gap(cpus), wall
 
 
 def fail_runs(folder: Path, batch: int) -> None:
     """Marks the runs of `batch` FAILED, as a crashed job leaves them."""
-    import mlflow
-
-    client = mlflow.MlflowClient(f"sqlite:///{folder / 'mlflow.db'}")
-    experiment = client.get_experiment_by_name("app")
-    assert experiment is not None
-    runs = client.search_runs([experiment.experiment_id], f"params.batch = '{batch}'")
+    client, experiment_id = app_experiment(folder)
+    runs = client.search_runs([experiment_id], f"params.batch = '{batch}'")
     for run in runs:
         client.set_terminated(run.info.run_id, "FAILED")
 
@@ -159,7 +103,7 @@ def measure(jobs: int, rounds: int, variants: dict[str, str | None]) -> dict[str
             folder = root / variant
             folder.mkdir()
             (folder / "app.py").write_text(APP)
-            (folder / "plain.py").write_text(PLAIN)
+            (folder / "plain.py").write_text(PLAIN_APP)
             (folder / "stamp.py").write_text(STAMP)
             multirun(folder, "app.py", 1, -1, python_dir)  # creates the store and experiment
         for round_ in range(rounds):

@@ -37,6 +37,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from _common import hydraflow_app
+
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 TUTORIAL_FILES = ("example.py", "hydraflow.yaml", "submit.py")
 TUTORIAL_JOBS = ("job_sequential", "job_parallel", "job_submit")
@@ -59,25 +61,9 @@ CPU: dict[str, float] = {}
 
 # A trivial app: one run per command, nothing to compute. Written for both
 # tools' `hydraflow.main` (a dataclass config, `app(run, cfg)`).
-TRIVIAL_APP = """
-from dataclasses import dataclass
-import os, time
-import hydraflow
-
-
-@dataclass
-class Config:
-    x: int = 0
-
-
-@hydraflow.main(Config)
-def app(run, cfg):
-    time.sleep(float(os.environ.get("APP_SLEEP", "0")))
-
-
-if __name__ == "__main__":
-    app()
-"""
+TRIVIAL_APP = hydraflow_app(
+    "x", body='time.sleep(float(os.environ.get("APP_SLEEP", "0")))', imports="import os, time"
+)
 
 SWEEP_JOBS = """
 jobs:

@@ -205,15 +205,26 @@ def test_options_that_do_not_apply_are_refused(project: Project) -> None:
     assert "--cold does not apply to submit jobs ('sweep')" in result.stderr
 
 
-def test_show_counts_hydra_sweep_functions_as_unknown(project: Project) -> None:
+def test_show_says_what_decides_a_count_it_cannot_know(project: Project) -> None:
     folder = project(
         "jobs:\n  h:\n    run: python record.py\n    sets:\n"
         "      - all: a=range(1,5) b=choice(x,y,z)\n"
+        "      - all: c=1,2\n"
+        "  o:\n    run: python record.py\n    add: hydra/sweeper=optuna\n    sets:\n"
+        "      - each: c=1,2\n"
+        "  t:\n    run: python record.py\n    add: hydra.sweeper.n_trials=5\n    sets:\n"
+        "      - each: c=1,2\n"
     )
-    assert run_cli("show", cwd=folder).stdout.splitlines() == ["h  run  1 command  ? runs"]
-    assert run_cli("show", "h", cwd=folder).stdout.endswith("# 1 command, ? runs\n")
+    assert run_cli("show", cwd=folder).stdout.splitlines() == [
+        "h  run  2 commands  2 runs + runs decided by Hydra's range(), choice()",
+        "o  run  2 commands  runs decided by the sweeper",
+        "t  run  2 commands  10 runs (n_trials)",
+    ]
+    assert run_cli("show", "o", cwd=folder).stdout.endswith(
+        "# 2 commands, runs decided by the sweeper\n"
+    )
     dry = run_cli("run", "h", "--dry-run", cwd=folder)
-    assert "h: 1 command, ? runs (dry run" in dry.stderr
+    assert "h: 2 commands, 2 runs + runs decided by Hydra's range(), choice() (dry" in dry.stderr
 
 
 def test_a_jobs_file_that_is_not_utf8_is_a_located_error(project: Project) -> None:

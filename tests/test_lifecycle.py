@@ -15,7 +15,7 @@ from pathlib import Path
 
 import mlflow
 import pytest
-from hydraflow.mlflow_schema import OWNER_TAG
+from hydraflow.mlflow_schema import OWNER_TAG, all_finished_in_sqlite, find_finished_in_sqlite
 from hydraflow.tracking import lifecycle
 from hydraflow.tracking.lifecycle import JobContext, TrackingOptions, claim, tracked_run
 from hydraflow.tracking.owner import Owner, process_start
@@ -68,6 +68,55 @@ def test_a_failed_run_is_resumed_under_its_id_and_counts_attempts(launch_folder:
     with tracked_run(second, context(launch_folder), CONFIG) as run:
         assert hydraflow.is_resumed(run)
     assert status(launch_folder, str(first.run_id)) == "FINISHED"
+
+
+def test_the_newest_attempt_decides_whether_a_config_is_finished(launch_folder: Path) -> None:
+    """A FINISHED run, then a forced new run of the same config (`--rerun`)
+    interrupted: the config is unfinished, for the claim, the app's fast
+    skip and the CLI's proof alike, and it is the KILLED run that resumes."""
+    store = launch_folder / "mlflow.db"
+    old = take(launch_folder)
+    finish(old, launch_folder)
+    forced = take(launch_folder, TrackingOptions(force_new_run=True))
+    with pytest.raises(KeyboardInterrupt), tracked_run(forced, context(launch_folder), CONFIG):
+        raise KeyboardInterrupt
+    assert status(launch_folder, str(forced.run_id)) == "KILLED"
+    assert find_finished_in_sqlite(store, "lifecycle", forced.digest) is None
+    assert not all_finished_in_sqlite(store, [str(old.run_id)])
+
+    resumed = take(launch_folder)
+    assert (resumed.action, resumed.run_id) == ("resume", forced.run_id)
+    finish(resumed, launch_folder)
+    found = find_finished_in_sqlite(store, "lifecycle", forced.digest)
+    assert found is not None and found.run_id == forced.run_id
+    assert (take(launch_folder).action, take(launch_folder).run_id) == ("skip", forced.run_id)
+    assert all_finished_in_sqlite(store, [str(forced.run_id)])
+    assert not all_finished_in_sqlite(store, [str(old.run_id)])
+
+
+def test_attempts_started_in_one_millisecond_are_ordered_by_id(launch_folder: Path) -> None:
+    """MLflow's search order (start time, then id) is the SQL lookups' order too."""
+    store = launch_folder / "mlflow.db"
+    first = take(launch_folder)
+    finish(first, launch_folder)
+    second = take(launch_folder, TrackingOptions(force_new_run=True))
+    finish(second, launch_folder)
+    with contextlib.closing(sqlite3.connect(store)) as db, db:
+        db.execute("UPDATE runs SET start_time = 1000")
+    newest = max(str(first.run_id), str(second.run_id))
+    older = min(str(first.run_id), str(second.run_id))
+    client = mlflow.MlflowClient(f"sqlite:///{store}")
+    client.set_terminated(older, "FAILED")
+    assert take(launch_folder).run_id == newest
+    found = find_finished_in_sqlite(store, "lifecycle", first.digest)
+    assert found is not None and found.run_id == newest
+    client.set_terminated(older, "FINISHED")
+    client.set_terminated(newest, "KILLED")
+    assert find_finished_in_sqlite(store, "lifecycle", first.digest) is None
+    assert not all_finished_in_sqlite(store, [older])
+    claimed = take(launch_folder)
+    assert (claimed.action, claimed.run_id) == ("resume", newest)
+    finish(claimed, launch_folder)
 
 
 def test_a_running_run_of_a_live_process_is_not_taken_over(launch_folder: Path) -> None:

@@ -283,3 +283,45 @@ def test_a_sets_add_replaces_the_jobs_and_an_override_every_occurrence(tmp_path:
     )
     [argv] = commands(job(tmp_path, text), "b=5", "a=3")
     assert without_dirs([argv]) == ["app --multirun b=5 hydra.job.name=j DIR a=3"]
+
+
+SWEEPER_JOB = """
+jobs:
+  j:
+    run: python app.py
+    add: hydra.sweeper.n_trials=4
+    sets:
+      - each: model=a,b
+        all: x=interval(0,1)
+"""
+
+
+@pytest.mark.parametrize(
+    ("args", "described"),
+    [
+        # Optuna (chosen in the app's config) runs n_trials per command.
+        ((), "8 runs (n_trials)"),
+        (("hydra.sweeper.n_trials=6",), "12 runs (n_trials)"),
+        (("hydra/sweeper=optuna",), "8 runs (n_trials)"),
+        # Another sweeper's budget is its own; trials that vary are not summed.
+        (("hydra/sweeper=nevergrad",), "runs decided by the sweeper"),
+        (("hydra.sweeper.n_trials=2,3",), "runs decided by the sweeper"),
+        (("hydra.sweeper.n_trials=${n}",), "runs decided by the sweeper"),
+    ],
+)
+def test_a_sweepers_runs_are_its_trials_or_its_own_decision(
+    tmp_path: Path, args: tuple[str, ...], described: str
+) -> None:
+    plan = plan_job(job(tmp_path, SWEEPER_JOB), CommandLine.parse(args))
+    assert plan.runs_described() == described
+    # The runner counts them as they come: never proven finished in advance.
+    assert plan.total_runs is None
+    assert {command.runs for command in plan.commands()} == {None}
+
+
+def test_a_grid_says_its_count_and_hydra_functions_say_who_decides(tmp_path: Path) -> None:
+    text = "jobs:\n  j:\n    run: python app.py\n    sets:\n      - all: a=1,2\n"
+    plan = plan_job(job(tmp_path, text), CommandLine())
+    assert (plan.runs_described(), plan.total_runs) == ("2 runs", 2)
+    plan = plan_job(job(tmp_path, text), CommandLine.parse(["b=glob(*)"]))
+    assert plan.runs_described() == "runs decided by Hydra's glob()"

@@ -127,6 +127,10 @@ def test_a_study_records_replays_and_extends_as_hydra_main_sees_it(project: Path
     expected = oracle(project, *STUDY.split(), *SPACE.split())
     assert len(expected) == 4 and {line["type"] for line in expected} == {"float"}
 
+    # What `show` says is what the real sweeper makes.
+    assert run_cli("show", "search", cwd=project).stdout.endswith(
+        "# 1 command, 4 runs (n_trials)\n"
+    )
     assert "1 command: 1 finished; runs: 4 finished;" in summary(
         run_cli("run", "search", cwd=project)
     )
@@ -320,11 +324,21 @@ def test_a_bad_stopping_key_is_named(tmp_path: Path, stopping: str, message: str
     assert line.startswith(f"Error: hydraflow.yaml: {message}")
 
 
-def test_a_command_that_chooses_a_sweeper_has_an_unknown_run_count(project: Path) -> None:
+def test_a_command_that_chooses_a_sweeper_says_the_sweeper_decides(project: Path) -> None:
     done = run_cli("run", "grid", "hydra/sweeper=optuna", "--dry-run", cwd=project)
-    assert done.returncode == 0 and "1 command, ? runs" in done.stderr
+    assert done.returncode == 0 and "1 command, runs decided by the sweeper (dry" in done.stderr
     basic = run_cli("run", "grid", "hydra/sweeper=basic", "--dry-run", cwd=project)
     assert basic.returncode == 0 and "1 command, 2 runs" in basic.stderr
+    # Optuna runs exactly n_trials, given on the command line: the grid's two
+    # values are a search space then, and the sweeper chosen in add wins.
+    trials = ("hydra/sweeper=optuna", "hydra.sweeper.n_trials=3")
+    done = run_cli("run", "grid", *trials, "--dry-run", cwd=project)
+    assert done.returncode == 0 and "1 command, 3 runs (n_trials) (dry" in done.stderr
+    listed = run_cli("show", cwd=project).stdout.splitlines()
+    assert [line.split(None, 1)[0] for line in listed if "?" in line] == []
+    assert any(
+        line.startswith("search ") and "1 command  4 runs (n_trials)" in line for line in listed
+    )
 
 
 def test_the_median_rule() -> None:

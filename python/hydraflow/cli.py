@@ -218,7 +218,7 @@ def show(job: str | None, config_file: str) -> None:
         fail(error)
         return
     click.echo(normalised_yaml(definition), nl=False)
-    click.echo(f"# {counted(plan.total_commands, 'command')}, {counted(plan.total_runs, 'run')}")
+    click.echo(f"# {counted(plan.total_commands, 'command')}, {plan.runs_described()}")
 
 
 def plan_of(job: Job) -> JobPlan:
@@ -236,7 +236,7 @@ def job_row(name: str, job: Job | ConfigError) -> tuple[str, str, str, str]:
     except ConfigError as error:
         return (name, INVALID, "", f"{error.where}: {error.message.splitlines()[0]}")
     commands = counted(plan.total_commands, "command")
-    return (name, job.kind, commands, counted(plan.total_runs, "run"))
+    return (name, job.kind, commands, plan.runs_described())
 
 
 def find_job(jobs_file: JobsFile, name: str) -> Job:

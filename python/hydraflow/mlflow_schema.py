@@ -108,27 +108,39 @@ class FinishedRun:
     value: str | None = None  # VALUE_TAG
 
 
+# A config's attempts newest first: MLflow's search order (`find_runs`) reversed.
+NEWEST_FIRST = "ORDER BY runs.start_time DESC, runs.run_uuid DESC"
+
+
 def find_finished_in_sqlite(path: Path, experiment: str, digest: str) -> FinishedRun | None:
-    """A finished run of `experiment` with `digest`, read from a SQLite store
-    with the standard library alone, so a skip costs no MLflow import. None
-    when there is none, or when the store cannot be read this way."""
+    """The run of `experiment` with `digest` when its newest attempt is
+    finished (see `hydraflow.tracking.lifecycle.decide`), read from a SQLite
+    store with the standard library alone, so a skip costs no MLflow import.
+    None when there is none, or when the store cannot be read this way."""
     query = f"""
         SELECT runs.run_uuid, COALESCE(overrides.value, ''), code.value, files.value,
                returned.value
-        FROM runs
+        FROM (
+            SELECT runs.run_uuid, runs.status, runs.lifecycle_stage, runs.experiment_id
+            FROM runs
+            JOIN experiments ON experiments.experiment_id = runs.experiment_id
+            JOIN tags AS digest ON digest.run_uuid = runs.run_uuid AND digest.key = ?
+            WHERE experiments.name = ? AND runs.lifecycle_stage = '{ACTIVE}'
+              AND digest.value = ?
+            {NEWEST_FIRST} LIMIT 1
+        ) AS runs
         JOIN experiments ON experiments.experiment_id = runs.experiment_id
-        JOIN tags AS digest ON digest.run_uuid = runs.run_uuid AND digest.key = ?
         LEFT JOIN tags AS overrides ON overrides.run_uuid = runs.run_uuid AND overrides.key = ?
         LEFT JOIN tags AS code ON code.run_uuid = runs.run_uuid AND code.key = ?
         LEFT JOIN tags AS files ON files.run_uuid = runs.run_uuid AND files.key = ?
         LEFT JOIN tags AS returned ON returned.run_uuid = runs.run_uuid AND returned.key = ?
-        WHERE experiments.name = ? AND {FINISHED_RUN_SQL} AND digest.value = ?
-        ORDER BY runs.start_time DESC LIMIT 1
+        WHERE {FINISHED_RUN_SQL}
     """
-    keys = (DIGEST_TAG, OVERRIDES_TAG, CODE_TAG, CODE_FILES_TAG, VALUE_TAG)
+    keys = (OVERRIDES_TAG, CODE_TAG, CODE_FILES_TAG, VALUE_TAG)
     try:
         # fetchall: the statement ends, no read lock outlives the query.
-        rows = kept_connection(path).execute(query, (*keys, experiment, digest)).fetchall()
+        cursor = kept_connection(path).execute(query, (DIGEST_TAG, experiment, digest, *keys))
+        rows = cursor.fetchall()
     except (sqlite3.Error, OSError):
         forget_connection(path)
         return None
@@ -218,20 +230,50 @@ def write_tags_in_sqlite(path: Path, tags: list[tuple[str, str, str]]) -> None:
 
 
 def all_finished_in_sqlite(path: Path, run_ids: list[str]) -> bool:
-    """Whether every run is finished in the SQLite store at `path`."""
+    """Whether every run is finished in the SQLite store at `path` and still
+    its config's newest attempt: a later `--rerun` supersedes it, finished
+    or not."""
     if not run_ids:
         return False
     marks = ",".join("?" * len(run_ids))
-    query = (
-        "SELECT COUNT(*) FROM runs JOIN experiments USING (experiment_id) "
-        f"WHERE run_uuid IN ({marks}) AND {FINISHED_RUN_SQL}"
-    )
+    recorded = f"""
+        SELECT runs.run_uuid, runs.experiment_id, digest.value, runs.start_time FROM runs
+        JOIN experiments ON experiments.experiment_id = runs.experiment_id
+        JOIN tags AS digest ON digest.run_uuid = runs.run_uuid AND digest.key = ?
+        WHERE runs.run_uuid IN ({marks}) AND {FINISHED_RUN_SQL}
+    """
     try:
         with contextlib.closing(connect_read_only(path)) as connection:
-            (found,) = connection.execute(query, run_ids).fetchone()
+            finished = connection.execute(recorded, (DIGEST_TAG, *run_ids)).fetchall()
+            if len(finished) != len(set(run_ids)):
+                return False
+            newest = newest_attempts(connection, finished)
     except sqlite3.Error:
         return False
-    return bool(found == len(run_ids))
+    return all(newest.get((experiment, digest)) == run for run, experiment, digest, _ in finished)
+
+
+def newest_attempts(
+    connection: sqlite3.Connection, runs: list[tuple[str, int, str, int]]
+) -> dict[tuple[int, str], str]:
+    """The newest active run of each (experiment, digest) of `runs` (id,
+    experiment, digest, start time). Only the runs started since the oldest
+    of them can be newer: the runs table is read in one pass (it has no index
+    but its key), and only those runs' digests are looked up, by the tags' key."""
+    experiments = sorted({experiment for _, experiment, _, _ in runs})
+    digests = sorted({digest for _, _, digest, _ in runs})
+    query = f"""
+        SELECT later.experiment_id, digest.value, later.run_uuid
+        FROM runs AS later
+        CROSS JOIN tags AS digest ON digest.key = ? AND digest.run_uuid = later.run_uuid
+        WHERE later.experiment_id IN ({",".join("?" * len(experiments))})
+          AND later.start_time >= ? AND later.lifecycle_stage = '{ACTIVE}'
+          AND digest.value IN ({",".join("?" * len(digests))})
+        ORDER BY later.start_time ASC, later.run_uuid ASC
+    """
+    oldest = min(start for _, _, _, start in runs)
+    rows = connection.execute(query, (DIGEST_TAG, *experiments, oldest, *digests)).fetchall()
+    return {(experiment, digest): run for experiment, digest, run in rows}  # the last wins
 
 
 def flatten(

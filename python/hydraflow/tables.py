@@ -85,6 +85,7 @@ def is_terminal(out: IO[str]) -> bool:
 
 def counted(count: int | str | None, noun: str) -> str:
     """`1 run`, `3 runs`: the noun in the singular for exactly one; a count
-    hydraflow cannot know (None, a Hydra sweep function) is `? runs`."""
+    hydraflow cannot know (None) is `? runs`: for a plan's runs,
+    `JobPlan.runs_described` says instead what decides them."""
     shown = "?" if count is None else count
     return f"{shown} {noun}" if shown == 1 else f"{shown} {noun}s"

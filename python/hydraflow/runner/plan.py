@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from hydraflow._core import SweepSyntaxError, collect, count, expand, ulid, ulids
 from hydraflow.errors import ConfigError, HydraflowError
 from hydraflow.runner.jobs import Arguments, Job, JobSet
+from hydraflow.tables import counted
 
 JOB_NAME_KEY = "hydra.job.name"
 SWEEP_DIR_KEY = "hydra.sweep.dir"
@@ -138,7 +139,15 @@ def key_of(arg: str) -> str:
 
 # Hydra's sweep functions: a value holding one makes a number of runs that
 # only Hydra knows (glob depends on the config, range on float steps).
-HYDRA_SWEEPS = re.compile(r"(?:^|[=,(\s])(?:range|choice|interval|glob)\s*\(")
+HYDRA_SWEEPS = re.compile(r"(?:^|[=,(\s])(range|choice|interval|glob)\s*\(")
+# Optuna's number of trials: exactly the runs its sweeper makes of a command.
+TRIALS_KEY = "hydra.sweeper.n_trials"
+# Keys that only a sweeper other than Hydra's basic one has (Optuna's,
+# Nevergrad's, Ax's budgets): beside one, that sweeper (chosen in the app's
+# config if not on the command line) decides the runs, whatever the values say.
+SWEEPER_KEYS = frozenset(
+    {TRIALS_KEY, "hydra.sweeper.optim.budget", "hydra.sweeper.ax_config.max_trials"}
+)
 
 
 def value_count(arg: str) -> int | None:
@@ -157,7 +166,29 @@ def value_count(arg: str) -> int | None:
 def chooses_a_sweeper(name: str, value: str) -> bool:
     """Another sweeper than Hydra's basic one makes as many runs as it decides
     (Optuna's `n_trials`), whatever the values say."""
-    return name.lstrip("+") == "hydra/sweeper" and value.strip() != "basic"
+    key = name.lstrip("+")
+    return (key == "hydra/sweeper" and value.strip() != "basic") or key in SWEEPER_KEYS
+
+
+def trials_of(args: Iterable[str]) -> int | None:
+    """The runs of one command whose sweeper is Optuna's and `n_trials` is
+    given (Optuna runs exactly that many); None for any other sweeper."""
+    pairs = [arg.lstrip("+").split("=", 1) for arg in args if "=" in arg and is_override(arg)]
+    values = dict(pairs)
+    if values.get("hydra/sweeper", "optuna").strip() != "optuna":
+        return None
+    trials = values.get(TRIALS_KEY, "").strip()
+    return int(trials) if trials.isdigit() else None
+
+
+def who_decides(args: Iterable[str]) -> list[str]:
+    """What decides the runs of a set hydraflow cannot count: the sweeper,
+    or else the Hydra sweep functions its values hold (`range()`)."""
+    pairs = [arg.split("=", 1) for arg in args if "=" in arg and is_override(arg)]
+    if any(chooses_a_sweeper(name, value) for name, value in pairs):
+        return ["the sweeper"]
+    functions = dict.fromkeys(m for _, value in pairs for m in HYDRA_SWEEPS.findall(value))
+    return [f"{name}()" for name in functions]
 
 
 def product(counts: Iterable[int | None]) -> int | None:
@@ -213,6 +244,17 @@ class SetPlan:
     def runs(self) -> int | None:
         per_argument = [summed(self.runs_of[o] for o in options) for options in self.each]
         return product([self.fixed_runs, *per_argument])
+
+    def runs_shown(self) -> tuple[int | None, bool, list[str]]:
+        """For a person: the runs as counted, whether Optuna's `n_trials`
+        gave the count, and else what decides them."""
+        if self.runs is not None:
+            return self.runs, False, []
+        varied = set(itertools.chain.from_iterable(self.each))
+        trials = trials_of([*self.all, *self.add])
+        if trials is not None and not any(key_of(o).lstrip("+") == TRIALS_KEY for o in varied):
+            return self.commands * trials, True, []
+        return None, False, who_decides([*varied, *self.all, *self.add])
 
     def runs_of_combination(self, combination: tuple[str, ...]) -> int | None:
         return product([self.fixed_runs, *(self.runs_of[o] for o in combination)])
@@ -272,6 +314,25 @@ class JobPlan:
     @property
     def total_runs(self) -> int | None:
         return summed(s.runs for s in self.sets)
+
+    def runs_described(self) -> str:
+        """The runs for a person, never a bare `?`: `6 runs`; `8 runs
+        (n_trials)` when Optuna's trials give the count; `runs decided by the
+        sweeper` (or by Hydra's sweep functions) when nothing does."""
+        shown = [job_set.runs_shown() for job_set in self.sets]
+        known = sum(runs or 0 for runs, _, _ in shown)
+        by_trials = " (n_trials)" if any(trials for _, trials, _ in shown) else ""
+        deciders = list(dict.fromkeys(who for _, _, whom in shown for who in whom))
+        if not deciders:
+            return counted(known, "run") + by_trials
+        sweeper = [who for who in deciders if not who.endswith("()")]
+        functions = [who for who in deciders if who.endswith("()")]
+        if functions:
+            sweeper.append(f"Hydra's {', '.join(functions)}")
+        decided = f"runs decided by {' and '.join(sweeper or ['Hydra'])}"
+        if any(runs is not None for runs, _, _ in shown):
+            return f"{counted(known, 'run')}{by_trials} + {decided}"
+        return decided
 
     def shell_lines(self, *, with_head: bool = True, masking: bool = False) -> Iterator[str]:
         quote = shown_quote if masking else shlex.quote

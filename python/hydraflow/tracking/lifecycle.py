@@ -192,29 +192,37 @@ def claim_in(
         adopt_with_client(client, experiment_id, uri, context.experiment, options.adoption())
     lock = lock_for(uri, context.launch_dir) if local else contextlib.nullcontext()
     with lock:
-        runs = [] if options.force_new_run else find_runs(client, experiment_id, digest)
+        # Without a lock, a new run's rivals are the runs this lookup did not see.
+        looked_up = not options.force_new_run or not local
+        runs = find_runs(client, experiment_id, digest) if looked_up else []
         action, run = decide(runs, options)
         if action == "new":
             run = create_run(client, experiment_id, digest, context, config, code_tags)
         elif action == "resume" and run is not None:
             run = take_over(client, run, code_tags)
     if not local and run is not None and action in ("new", "resume"):
-        action, run = confirm(client, experiment_id, digest, action, run)
+        seen = {known.info.run_id for known in runs}
+        action, run = confirm(client, experiment_id, digest, action, run, seen)
     return Claim(client, action, run, digest)
 
 
 def decide(runs: list[Run], options: TrackingOptions) -> tuple[str, Run | None]:
-    """The action for a config whose active runs are `runs` (oldest first)."""
+    """The action for a config whose active runs are `runs` (oldest first).
+
+    The newest run is the config's current attempt, what the user last asked
+    for: an interrupted `--rerun` leaves a KILLED run beside an older
+    FINISHED one, and the next plain run resumes the KILLED one rather than
+    skipping the config for the older run's sake."""
     if options.force_new_run or not runs:
         return "new", None
-    finished = [run for run in runs if is_finished(run.info.status)]
-    if finished and not options.rerun_finished:
-        return "skip", finished[-1]
+    newest = runs[-1]
+    if is_finished(newest.info.status) and not options.rerun_finished:
+        return "skip", newest
     now = time.time()
     for run in runs:
         if run.info.status == "RUNNING" and owner_alive(run.data.tags, now):
             return "busy", run
-    return "resume", runs[-1]
+    return "resume", newest
 
 
 def create_run(
@@ -269,15 +277,23 @@ def take_over(client: MlflowClient, run: Run, code_tags: Mapping[str, str]) -> R
 
 
 def confirm(
-    client: MlflowClient, experiment_id: str, digest: str, action: str, mine: Run
+    client: MlflowClient,
+    experiment_id: str,
+    digest: str,
+    action: str,
+    mine: Run,
+    seen: set[str],
 ) -> tuple[str, Run | None]:
-    """On a store without a lock: keep the claim only if nobody got there first."""
+    """On a store without a lock: keep the claim only if nobody got there
+    first. A new run's rivals are the runs made since the lookup (`seen`
+    holds the ones it found): the oldest of them wins."""
     runs = find_runs(client, experiment_id, digest)
     if action == "resume":
         current = next((run for run in runs if run.info.run_id == mine.info.run_id), None)
         owner = Owner.from_tag(current.data.tags.get(OWNER_TAG)) if current else None
         return ("resume", mine) if owner == Owner.me() else ("busy", current)
-    first = runs[0] if runs else mine
+    rivals = [run for run in runs if run.info.run_id not in seen]
+    first = rivals[0] if rivals else mine
     if first.info.run_id == mine.info.run_id:
         return "new", mine
     retry_busy(lambda: client.delete_run(mine.info.run_id))

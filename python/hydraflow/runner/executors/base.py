@@ -116,7 +116,7 @@ class Executor:
         write_lines(out, self.dry_lines(plan))
         out.flush()
         commands = counted(plan.total_commands, "command")
-        runs = counted(plan.total_runs, "run")
+        runs = plan.runs_described()
         sys.stderr.write(
             f"hydraflow: {plan.job.name}: {commands}, {runs} (dry run: nothing was run)\n"
         )
