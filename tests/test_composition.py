@@ -512,6 +512,47 @@ def test_a_mandatory_value_left_unset_is_refused_without_a_traceback(
     assert job["config"] == {"data_dir": "/data", "epochs": 3}
 
 
+def test_an_unset_environment_variable_is_named_in_one_line(
+    tmp_path: Path, store: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`api_key: ${oc.env:COMPOSITION_API_KEY}` with the variable unset: plain
+    `@hydra.main` fails where the app reads the value (here, resolving the
+    config), in OmegaConf's words; ours builds the dataclass before the app
+    runs, so it fails there, and says which variable, on one line. Set, both
+    apps get its value."""
+    variable = "COMPOSITION_API_KEY"
+    case = Case(
+        "unset_variable",
+        "epochs=3",
+        jobs=0,
+        schema="NeedsApiKey",
+        config_path="",
+        register="primary",
+    )
+    oracle_dir, folder = copy_apps(tmp_path / "hydra", case), copy_apps(tmp_path / "flow", case)
+    monkeypatch.delenv(variable, raising=False)
+    oracle, _ = run_app("hydra_app", case, oracle_dir, store)
+    assert (
+        oracle.returncode != 0 and f"Environment variable '{variable}' not found" in oracle.stderr
+    )
+    result, dump = run_app("flow_app", case, folder, store)
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr and "KeyError" not in result.stderr, result.stderr
+    unset = f"api_key: the environment variable {variable} is not set (${{oc.env:{variable}}})"
+    assert [x for x in result.stderr.splitlines() if variable in x] == [
+        f"hydraflow: error: {unset}"
+    ]
+    assert not dump.exists(), "the app ran"
+    assert runs_of(store, case.name) == []
+
+    monkeypatch.setenv(variable, "sk-test-1")
+    oracle, oracle_dump = run_app("hydra_app", case, oracle_dir, store)
+    result, dump = run_app("flow_app", case, folder, store)
+    assert oracle.returncode == 0 and result.returncode == 0, result.stderr[-3000:]
+    [expected], [job] = dumped(oracle_dump).values(), dumped(dump).values()
+    assert job["config"] == expected["config"] == {"api_key": "sk-test-1", "epochs": 3}
+
+
 def test_arguments_passed_through_reach_hydra_as_typed(tmp_path: Path) -> None:
     """`hydraflow run train --config-name X -- epochs=2,3` once put `epochs=...`
     before `--multirun`, and Hydra's parser refused the whole command."""

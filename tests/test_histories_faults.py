@@ -92,7 +92,9 @@ def read(make: Callable[[Store], histories.Histories], store: Store) -> dict[int
 def folder_of(make: Callable[[Store], histories.Histories], store: Store) -> Path:
     if make is sqlite_reader:
         return store.folder()
-    return histories.client_cache_folder(f"sqlite:///{store.path}", store.experiment, "loss")
+    folder = histories.client_cache_folder(f"sqlite:///{store.path}", store.experiment, "loss")
+    assert folder is not None  # the user's cache folder is in tmp (the `store` fixture)
+    return folder
 
 
 @pytest.fixture(scope="module")
@@ -292,6 +294,58 @@ def test_a_cache_folder_that_cannot_be_one_is_bypassed(store: Store, blocked: st
     expected = {step: oracle(store, step) for step in STEPS}
     assert read(sqlite_reader, store) == expected
     assert read(sqlite_reader, store) == expected
+
+
+# A process of the user's reading as from a tracking server (the cache in
+# the user's cache folder): the values, and whether it had a cache folder.
+CLIENT_READER = """
+import json, os, sys
+import mlflow
+from hydraflow.tracking import histories
+
+# MLflow 3.17 reads `Path.home()` when imported: the home goes after.
+del os.environ["HOME"]
+
+path, experiment, current = sys.argv[1:4]
+client = mlflow.MlflowClient(f"sqlite:///{path}")
+reader = histories.ClientHistories(client, experiment, current)
+values = {s: sorted(map(repr, reader.at_step("loss", s))) for s in (0, 1, 2, 3)}
+reader.close()
+print(json.dumps({"values": values, "cached": reader.segments["loss"].folder is not None}))
+"""
+
+
+def unknown_uid() -> int:
+    """A user id the passwd file does not list (a container's arbitrary user)."""
+    import pwd
+
+    known = {entry.pw_uid for entry in pwd.getpwall()}
+    return next(uid for uid in range(54321, 65534) if uid not in known)
+
+
+def test_a_user_without_a_home_reads_without_a_cache(store: Store) -> None:
+    """No XDG_CACHE_HOME, no HOME, and a uid the passwd file does not know:
+    `Path.home()` raises RuntimeError. The values are read from the server
+    each time (no cache), and the user's app never fails for it. (MLflow
+    cannot be imported without a home: the reader's HOME goes after.)"""
+    if os.geteuid() != 0 or shutil.which("setpriv") is None:
+        pytest.skip("needs root, to be a user the passwd file does not know")
+    uid = unknown_uid()
+    homeless = ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups"]
+    env = {k: v for k, v in os.environ.items() if k != "XDG_CACHE_HOME"}
+    with public_copy(store) as public:
+        env["HOME"] = str(public.path.parent)  # not writable by that user
+        expected = {str(step): oracle(public, step) for step in STEPS}
+        argv = [*homeless, sys.executable, "-c", CLIENT_READER, str(public.path)]
+        argv += [public.experiment, public.current]
+        files = sorted(public.path.parent.rglob("*"))
+        for _ in range(2):  # the second as the first: nothing was kept
+            done = subprocess.run(
+                argv, capture_output=True, text=True, timeout=120, env=env, cwd=public.path.parent
+            )
+            assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+            assert json.loads(done.stdout) == {"values": expected, "cached": False}
+        assert sorted(public.path.parent.rglob("*")) == files
 
 
 @pytest.mark.parametrize("make", [sqlite_reader, client_reader], ids=["sqlite", "server"])

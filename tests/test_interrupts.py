@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pty
 import re
 import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -208,3 +210,72 @@ def test_the_progress_shows_the_end_state() -> None:
     assert (interrupted.done, interrupted.interrupted) == (0, 2)
     assert interrupted.state_text() == "interrupted by SIGINT"
     assert "4 runs: 4 not started" in interrupted.summary()
+    interrupted.runs.ended.update({"finished": 1, "killed": 1})  # as a run's events say
+    assert interrupted.runs_progress() == "1/4 runs"  # the killed run is not through
+    assert "4 runs: 1 finished, 1 killed" in interrupted.summary()
+
+
+# One command of three runs, one after another: the second waits to be
+# interrupted.
+SECOND_WAITS = """
+import os, time
+import hydraflow
+
+@hydraflow.main({"a": 1})
+def app(run, cfg):
+    if cfg.a == 2:
+        open(f"running-{os.getpid()}", "w").close()
+        time.sleep(60)
+
+if __name__ == "__main__":
+    app()
+"""
+
+
+def on_terminal(folder: Path) -> tuple[subprocess.Popen[bytes], int, list[bytes]]:
+    """`hydraflow run sweep` with stdout and stderr on a pseudo-terminal, its
+    screen read by a thread into the list."""
+    leader, follower = pty.openpty()
+    process = subprocess.Popen(
+        [HYDRAFLOW, "run", "sweep"],
+        cwd=folder,
+        stdout=follower,
+        stderr=follower,
+        env={**os.environ, "TERM": "xterm", "COLUMNS": "160"},
+        start_new_session=True,  # its own group, as a terminal's foreground job
+    )
+    os.close(follower)
+    screen: list[bytes] = []
+
+    def read() -> None:
+        with contextlib.suppress(OSError):  # the terminal closed
+            while data := os.read(leader, 4096):
+                screen.append(data)
+
+    threading.Thread(target=read, daemon=True).start()
+    return process, leader, screen
+
+
+def test_at_ctrl_c_the_bar_counts_the_runs_the_summary_counts(folder: Path) -> None:
+    """The bar's last frame said `2/3 runs` (the killed run counted) while
+    the summary said 1 finished, 1 killed."""
+    (folder / "app.py").write_text(textwrap.dedent(SECOND_WAITS))
+    jobs = f"jobs:\n  sweep:\n    run: {sys.executable} app.py\n    sets:\n      - all: a=1,2,3\n"
+    (folder / "hydraflow.yaml").write_text(jobs)
+    process, leader, screen = on_terminal(folder)
+    try:
+        deadline = time.monotonic() + 120
+        while not list(folder.glob("running-*")):
+            assert process.poll() is None and time.monotonic() < deadline, b"".join(screen)
+            time.sleep(0.05)
+        os.killpg(process.pid, signal.SIGINT)
+        assert process.wait(timeout=120) == 130
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+    time.sleep(0.5)  # the reader drains what is left
+    os.close(leader)
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", b"".join(screen).decode(errors="replace"))
+    assert "sweep: 1 command: 0 finished, 1 interrupted; 3 runs: 1 finished, 1 killed, " in text
+    frames = [frame for frame in re.split(r"[\r\n]+", text) if "interrupted by SIGINT " in frame]
+    assert frames and all(" 0/1 command 1/3 runs " in frame for frame in frames), frames

@@ -93,6 +93,31 @@ def test_on_the_published_tools_store_each_name_gives_its_values(published_store
         assert value == expected, statement
 
 
+def test_runs_of_mlflows_default_experiment_are_left_out_unless_named(
+    published_store: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run started outside any experiment goes to MLflow's `Default`. The
+    published 0.23.2, on a store where `Default` holds a run with artifacts
+    and `app` one, listed only `app`'s for `iter_run_dirs()`, `("*")`,
+    `(lambda name: True)` and `(["Default", "app"])`, and none for
+    `("Default")`; here the run is listed when named as `"Default"`."""
+    monkeypatch.chdir(published_store)
+    client = mlflow.MlflowClient("sqlite:///mlflow.db")
+    default_run = client.create_run("0").info.run_id
+    client.log_text(default_run, "x", "a.txt")
+    client.set_terminated(default_run)
+    apps = sorted(hydraflow.iter_run_dirs("app"))
+    assert len(apps) == 7
+    for names in (None, "*", lambda name: True, ["*"]):
+        assert sorted(hydraflow.iter_run_dirs(names)) == apps, names
+        assert sorted(hydraflow.iter_artifacts_dirs(names)) == [d / "artifacts" for d in apps]
+    assert sorted(hydraflow.iter_run_dirs("mlruns")) == apps  # a tracking folder, all its runs
+    (named,) = hydraflow.iter_run_dirs("Default")
+    assert named.name == default_run and (named / "artifacts" / "a.txt").is_file()
+    assert sorted(hydraflow.iter_run_dirs(["Default", "app"])) == sorted([named, *apps])
+    assert list(hydraflow.iter_artifact_paths("a.txt", "Default")) == [named / "artifacts/a.txt"]
+
+
 def test_a_collection_of_plain_items_behaves_as_the_published_one(tmp_path: Path) -> None:
     got = evaluate(COLLECTION_STATEMENTS, tmp_path, COLLECTION_SETUP)
     for statement, value, expected in zip(

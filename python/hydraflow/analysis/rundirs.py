@@ -30,6 +30,8 @@ def iter_run_dirs(
     """The folders of the runs (all statuses) in `tracking_dir`, of the
     experiments named by `experiment_names`: a name, a glob pattern, a list of
     them, a function of a name, or None for all; in the order of their start.
+    MLflow's `Default` is left out, as the published tool leaves it out,
+    unless named as `"Default"`.
 
     `iter_run_dirs("job_*")`, a name that is no folder, is read as the
     published 0.23 reads it: experiment names, in the default store; so is a
@@ -184,10 +186,22 @@ def runs_frame(uri: str, experiment_names: Names) -> pl.DataFrame:
 
     patterns = None if callable(experiment_names) else experiment_names
     frame = load(patterns, tracking_uri=uri, status=None).frame
-    if callable(experiment_names):
-        names = frame["experiment"].unique().to_list()
-        frame = frame.filter(pl.col("experiment").is_in([n for n in names if experiment_names(n)]))
-    return frame
+    names = frame["experiment"].unique().to_list()
+    chosen = [name for name in names if run_experiment(name, experiment_names)]
+    return frame.filter(pl.col("experiment").is_in(chosen))
+
+
+def run_experiment(name: str, names: Names) -> bool:
+    """Whether the runs of experiment `name` are listed. MLflow's `Default`
+    (where a run started outside any experiment goes) never is by the
+    published tool; here only when named as `"Default"`, not by a glob,
+    None or a function."""
+    from hydraflow.analysis.reading import DEFAULT_EXPERIMENT
+
+    if name != DEFAULT_EXPERIMENT:
+        return named(name, names)
+    patterns = [names] if isinstance(names, str) else names
+    return not callable(patterns) and patterns is not None and DEFAULT_EXPERIMENT in patterns
 
 
 def store_beside(tracking_dir: Path | None) -> str:

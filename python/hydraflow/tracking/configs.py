@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -86,16 +87,41 @@ def typed(cfg: DictConfig, node: Any) -> Any:
     except OmegaConfBaseException as error:
         kind = node if isinstance(node, type) else type(node)
         message = omegaconf_reason(error)
+        if unset_variable(error) is not None:  # the config fits; the environment lacks
+            raise HydraflowError(message) from None
         raise HydraflowError(f"the config does not fit {kind.__qualname__}: {message}") from None
 
 
 def omegaconf_reason(error: Exception) -> str:
     """OmegaConf's reason on one line, led by the key it is about
     (`epochs: Value 'abc' of type 'str' could not be converted to Integer`);
-    its own text adds `full_key:` and `object_type=` lines."""
+    its own text adds `full_key:` and `object_type=` lines. An unset
+    variable is said plainly (`api_key: the environment variable KEY is not
+    set (${oc.env:KEY})`), not as the KeyError OmegaConf wraps."""
     message = str(getattr(error, "msg", None) or error).strip().splitlines()[0]
     key = getattr(error, "full_key", None)
+    variable = unset_variable(error)
+    if variable is not None:
+        unset = f"the environment variable {variable} is not set (${{oc.env:{variable}}})"
+        return f"{key}: {unset}" if key else unset
     return f"{key}: {message}" if key and key not in message else message
+
+
+# What OmegaConf's `oc.env` resolver raises for a variable that is not set
+# (wrapped in an InterpolationResolutionError): its text is all it keeps.
+UNSET_VARIABLE = re.compile(
+    r"KeyError raised while resolving interpolation: \"Environment variable '(.+)' not found\""
+)
+
+
+def unset_variable(error: Exception) -> str | None:
+    """The variable `${oc.env:NAME}` needed and found unset, if that is the error."""
+    from omegaconf.errors import InterpolationResolutionError
+
+    if not isinstance(error, InterpolationResolutionError):
+        return None
+    found = UNSET_VARIABLE.match(str(getattr(error, "msg", None) or error))
+    return found[1] if found else None
 
 
 def save_yaml(container: dict[str, Any], path: Path) -> None:

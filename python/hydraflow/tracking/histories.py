@@ -228,18 +228,18 @@ class Segment:
 class Segments:
     """The segments of one metric: those on disk, and those fetched here."""
 
-    def __init__(self, folder: Path, stored: list[Segment]) -> None:
-        self.folder = folder
+    def __init__(self, folder: Path | None, stored: list[Segment]) -> None:
+        self.folder = folder  # None: no cache, every run is fetched
         self.stored = stored
         self.fetched: list[Segment] = []
         self.counted_for: frozenset[str] | None = None
 
     @classmethod
-    def load(cls, folder: Path) -> Segments:
+    def load(cls, folder: Path | None) -> Segments:
         """The segments whole and this folder's; a damaged one is deleted,
         and its runs fetched again (and written again when the job ends)."""
         try:
-            files = sorted(folder.glob("*.npy"))
+            files = sorted(folder.glob("*.npy")) if folder is not None else []
         except OSError:
             files = []  # unreadable: every run is fetched
         stored = [segment for file in files if (segment := read_segment(file)) is not None]
@@ -277,40 +277,44 @@ class Segments:
         too many, all in one (only the runs still completed) in place of the
         others. A cache: what cannot be written is left out."""
         self.count(completed)
+        folder = self.folder
+        if folder is None:
+            return
         try:
             if len(self.stored) + bool(self.fetched) > MAX_SEGMENTS:
-                self.write(merged(self.all))
+                write_segment(folder, merged(self.all))
                 for segment in self.stored:
                     for suffix in (".npy", ".runs"):
-                        (self.folder / f"{segment.name}{suffix}").unlink(missing_ok=True)
+                        (folder / f"{segment.name}{suffix}").unlink(missing_ok=True)
             elif self.fetched:
-                self.write(merged(self.fetched))
+                write_segment(folder, merged(self.fetched))
         except OSError:
             pass
 
-    def write(self, segment: Segment) -> None:
-        """A new pair of files; on a failure (a full disk), none of it is left."""
-        self.folder.mkdir(parents=True, exist_ok=True)
-        name = uuid.uuid4().hex
-        listed = [header(self.folder, segment.runs, segment.records), *segment.runs]
-        runs = "\n".join(listed).encode()
-        made: list[Path] = []
-        try:
-            # The runs first: a segment is whole once its .npy appears.
-            for suffix, write in (
-                (".runs", lambda out: out.write(runs)),
-                (".npy", lambda out: np.save(out, segment.records)),
-            ):
-                partial = self.folder / f".{name}{suffix}.partial"
-                made.append(partial)
-                with open(partial, "wb") as out:
-                    write(out)
-                made[-1] = partial.replace(self.folder / f"{name}{suffix}")
-        except OSError:
-            for path in made:
-                with contextlib.suppress(OSError):
-                    path.unlink(missing_ok=True)
-            raise
+
+def write_segment(folder: Path, segment: Segment) -> None:
+    """A new pair of files; on a failure (a full disk), none of it is left."""
+    folder.mkdir(parents=True, exist_ok=True)
+    name = uuid.uuid4().hex
+    listed = [header(folder, segment.runs, segment.records), *segment.runs]
+    runs = "\n".join(listed).encode()
+    made: list[Path] = []
+    try:
+        # The runs first: a segment is whole once its .npy appears.
+        for suffix, write in (
+            (".runs", lambda out: out.write(runs)),
+            (".npy", lambda out: np.save(out, segment.records)),
+        ):
+            partial = folder / f".{name}{suffix}.partial"
+            made.append(partial)
+            with open(partial, "wb") as out:
+                write(out)
+            made[-1] = partial.replace(folder / f"{name}{suffix}")
+    except OSError:
+        for path in made:
+            with contextlib.suppress(OSError):
+                path.unlink(missing_ok=True)
+        raise
 
 
 def read_segment(file: Path) -> Segment | None:
@@ -428,7 +432,7 @@ class ClientHistories:
     def begin(self, segments: Segments) -> None:
         """The completed runs, the first time: from the cache when it has
         them (a full search follows in a thread), else by a full search."""
-        newest_end = read_newest_end(segments.folder)
+        newest_end = read_newest_end(segments.folder) if segments.folder else None
         if segments.stored and newest_end is not None:
             self.completed = segments.included - {self.run_id}
             self.newest_end = newest_end
@@ -553,7 +557,8 @@ class ClientHistories:
     def close(self) -> None:
         for segments in self.segments.values():
             segments.save(self.completed)
-            write_newest_end(segments.folder, self.newest_end)
+            if segments.folder is not None:
+                write_newest_end(segments.folder, self.newest_end)
 
 
 NEWEST_END = "newest-end"
@@ -596,10 +601,16 @@ def points_frame(rows: Iterable[tuple[str, int, float, int]]) -> pl.DataFrame:
     return points.sort("run_uuid", "timestamp", maintain_order=True).drop("timestamp")
 
 
-def client_cache_folder(uri: str, experiment_id: str, metric: str) -> Path:
+def client_cache_folder(uri: str, experiment_id: str, metric: str) -> Path | None:
     """In the user's cache folder; named by the tracking URI (hashed: it may
-    hold a password), the experiment and the metric."""
-    root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    hold a password), the experiment and the metric. None when the user has
+    none: no XDG_CACHE_HOME, no HOME and no home in the passwd file (a
+    container's arbitrary uid), where `Path.home()` raises RuntimeError."""
+    cache_home = os.environ.get("XDG_CACHE_HOME")
+    try:
+        root = Path(cache_home) if cache_home else Path.home() / ".cache"
+    except RuntimeError:
+        return None
     key = hashlib.sha256(f"{uri}\0{experiment_id}\0{metric}\0{FORMAT}".encode()).hexdigest()
     return root / "hydraflow" / "histories" / key[:32]
 

@@ -60,3 +60,11 @@ class NeedsDataDir:
 
     data_dir: str = MISSING
     epochs: int = 10
+
+
+@dataclass
+class NeedsApiKey:
+    """A schema with a value read from the environment (the test sets it or not)."""
+
+    api_key: str = "${oc.env:COMPOSITION_API_KEY}"
+    epochs: int = 10

@@ -46,8 +46,11 @@ class RunCounts:
 
     @property
     def through(self) -> int:
-        """Runs that went through: ended, or in a command that exited 0."""
-        return self.done + self.passed_unreported
+        """Runs that went through: ended finished, resumed, stopped by the
+        rule or skipped (not failed, killed at Ctrl-C, or busy elsewhere),
+        or in a command that exited 0."""
+        went_through = sum(self.ended[outcome] for outcome in protocol.DONE_OUTCOMES)
+        return went_through + self.passed_unreported
 
     @property
     def accounted(self) -> int | None:

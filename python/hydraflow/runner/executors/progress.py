@@ -91,8 +91,9 @@ class Execution:
         self.closed = True
 
     def runs_through(self) -> int:
-        """Runs that went through, for the progress: a failed command's
-        unreported runs never count."""
+        """Runs that went through, for the progress: as the summary counts
+        them, never a run that failed or was killed, nor a failed command's
+        unreported runs."""
         return self.runs.through
 
     def commands_progress(self) -> str:
