@@ -24,7 +24,6 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from hydraflow.errors import SchemaError
-from hydraflow.tracking.configs import omegaconf_reason
 
 SCHEMA_SUFFIX = "_schema"
 # A schema is the primary config, or validates it: it needs a name even
@@ -90,6 +89,10 @@ def validate(cfg: DictConfig, node: Any) -> DictConfig:
     try:
         merged = OmegaConf.merge(schema, cfg)
     except OmegaConfBaseException as error:
+        # Imported here, as the job's other modules are: at the decorator's
+        # import only what every app needs is loaded.
+        from hydraflow.tracking.configs import omegaconf_reason
+
         reason = omegaconf_reason(error)
         raise SchemaError(f"the config does not fit {schema_name(node)}: {reason}") from None
     if not isinstance(merged, DictConfig):
