@@ -258,6 +258,9 @@ def test_bad_override(tmp_path: Path) -> None:
         ("- all: epochs=1,2", "j.add", "also in jobs.j.sets[0].all"),
         ("- each: a=1|lr=1,2\n        add: lr=3", "sets[0].add", "also in jobs.j.sets[0].each"),
         ("- all: lr/m=1,2 lr=0.5", "sets[0].all", "twice"),
+        # `+key` adds the key `key` sets: Hydra keeps the last of `+n=1 n=3`.
+        ("- each: +epochs=1,2", "j.add", "also in jobs.j.sets[0].each"),
+        ("- all: ++lr=0.1 lr=0.5", "sets[0].all", "twice"),
     ],
 )
 def test_a_key_a_command_would_give_twice_is_refused(

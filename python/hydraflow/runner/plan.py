@@ -137,6 +137,11 @@ def key_of(arg: str) -> str:
     return arg.split("=", 1)[0]
 
 
+def set_key(arg: str) -> str:
+    """The config key an override sets, without Hydra's `+`/`++` (add, force-add)."""
+    return key_of(arg).lstrip("+")
+
+
 # Hydra's sweep functions: a value holding one makes a number of runs that
 # only Hydra knows (glob depends on the config, range on float steps).
 HYDRA_SWEEPS = re.compile(r"(?:^|[=,(\s])(range|choice|interval|glob)\s*\(")
@@ -418,13 +423,14 @@ def check_each_key_once(
 ) -> None:
     """Refuses a key a set's commands would give twice: Hydra silently keeps
     the last value, so the runs would differ from the file and its counts
-    (`each: model=cnn` with `all: model=mlp` runs mlp alone)."""
+    (`each: model=cnn` with `all: model=mlp` runs mlp alone). `+x` and `++x`
+    set the same key as `x` (Hydra keeps the last of `+x=1 x=2`)."""
     set_adds = {key_of(arg) for arg in job_set.add.items}
     placed = [
-        *((key, job_set.each.where) for options in each for key in {key_of(o) for o in options}),
-        *((key_of(arg), job_set.all.where) for arg in all_args),
+        *((key, job_set.each.where) for options in each for key in {set_key(o) for o in options}),
+        *((set_key(arg), job_set.all.where) for arg in all_args),
         *(
-            (key_of(arg), job_set.add.where if key_of(arg) in set_adds else job.add.where)
+            (set_key(arg), job_set.add.where if key_of(arg) in set_adds else job.add.where)
             for arg in add
             if is_override(arg)
         ),
