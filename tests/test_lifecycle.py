@@ -15,7 +15,12 @@ from pathlib import Path
 
 import mlflow
 import pytest
-from hydraflow.mlflow_schema import OWNER_TAG, all_finished_in_sqlite, find_finished_in_sqlite
+from hydraflow.mlflow_schema import (
+    DIGEST_TAG,
+    OWNER_TAG,
+    all_finished_in_sqlite,
+    find_finished_in_sqlite,
+)
 from hydraflow.tracking import lifecycle
 from hydraflow.tracking.lifecycle import JobContext, TrackingOptions, claim, tracked_run
 from hydraflow.tracking.owner import Owner, process_start
@@ -117,6 +122,23 @@ def test_attempts_started_in_one_millisecond_are_ordered_by_id(launch_folder: Pa
     claimed = take(launch_folder)
     assert (claimed.action, claimed.run_id) == ("resume", newest)
     finish(claimed, launch_folder)
+
+
+def test_the_newest_attempt_decides_past_a_hundred_older_ones(launch_folder: Path) -> None:
+    """The lookup reads a config's newest 100 runs, not its oldest: after a
+    hundred finished attempts, an interrupted newer one is resumed."""
+    first = take(launch_folder)
+    finish(first, launch_folder)
+    client = mlflow.MlflowClient(f"sqlite:///{launch_folder / 'mlflow.db'}")
+    experiment_id = client.get_run(str(first.run_id)).info.experiment_id
+    for _ in range(100):
+        older = client.create_run(experiment_id, tags={DIGEST_TAG: first.digest})
+        client.set_terminated(older.info.run_id, "FINISHED")
+    newest = take(launch_folder, TrackingOptions(force_new_run=True))
+    with pytest.raises(KeyboardInterrupt), tracked_run(newest, context(launch_folder), CONFIG):
+        raise KeyboardInterrupt
+    claimed = take(launch_folder)
+    assert (claimed.action, claimed.run_id) == ("resume", newest.run_id)
 
 
 def test_a_running_run_of_a_live_process_is_not_taken_over(launch_folder: Path) -> None:

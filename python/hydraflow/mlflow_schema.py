@@ -174,21 +174,21 @@ def forget_connection(path: Path) -> None:
 
 
 def runs_with_digest_in_sqlite(path: Path, experiment_id: str, digest: str) -> list[str] | None:
-    """The ids of the experiment's active runs with `digest`, oldest first (as
-    MLflow's search on the digest tag orders them); None when the store cannot
-    be read this way."""
+    """The ids of the experiment's newest 100 active runs with `digest`,
+    oldest first (as `identity.find_runs` orders them: the newest decides);
+    None when the store cannot be read this way."""
     query = f"""
         SELECT runs.run_uuid FROM runs
         JOIN tags ON tags.run_uuid = runs.run_uuid AND tags.key = ?
         WHERE runs.experiment_id = ? AND runs.lifecycle_stage = '{ACTIVE}' AND tags.value = ?
-        ORDER BY runs.start_time ASC, runs.run_uuid ASC LIMIT 100
+        {NEWEST_FIRST} LIMIT 100
     """
     try:
         with contextlib.closing(connect_read_only(path)) as connection:
             rows = connection.execute(query, (DIGEST_TAG, int(experiment_id), digest)).fetchall()
     except (sqlite3.Error, ValueError):
         return None
-    return [str(row[0]) for row in rows]
+    return [str(row[0]) for row in reversed(rows)]
 
 
 @dataclass(frozen=True)

@@ -35,18 +35,20 @@ def config_json(config: Mapping[str, Any]) -> str:
 
 
 def find_runs(client: MlflowClient, experiment_id: str, digest: str) -> list[Run]:
-    """The experiment's active runs carrying `digest`, oldest first. In a
-    SQLite store the lookup is one query of the tags' index, and MLflow
-    reads only the runs found (usually none)."""
+    """The experiment's newest 100 active runs carrying `digest`, oldest
+    first (the newest decides skip or resume). In a SQLite store the lookup
+    is one query of the tags' index, and MLflow reads only the runs found
+    (usually none)."""
     path = sqlite_path(str(client.tracking_uri))
     found = None if path is None else runs_with_digest_in_sqlite(path, experiment_id, digest)
     if found is not None:
         return [retry_busy(functools.partial(client.get_run, run_id)) for run_id in found]
-    return retry_busy(
+    newest = retry_busy(
         lambda: client.search_runs(
             [experiment_id],
             filter_string=f"tags.`{DIGEST_TAG}` = '{digest}'",
             max_results=100,
-            order_by=["attributes.start_time ASC", "attributes.run_id ASC"],
+            order_by=["attributes.start_time DESC", "attributes.run_id DESC"],
         )
     )
+    return list(reversed(newest))
