@@ -161,6 +161,18 @@ def test_a_run_collection_is_a_collection_and_a_sequence(
         runs.get(width=999)
 
 
+@pytest.mark.parametrize("wanted", [[100.5], ["100"], "100", 100.0, [True], (99.5, 100.5)])
+def test_a_run_collection_filters_as_a_collection_of_its_values_does(
+    published_store: Path, monkeypatch: pytest.MonkeyPatch, wanted: object
+) -> None:
+    """The frame answers only values of its column's own kind: its cast made
+    100.5 and "100" the integer 100, and a text against numbers an error."""
+    monkeypatch.chdir(published_store)
+    runs = hydraflow.Run.load(hydraflow.iter_run_dirs("app"))
+    values = hydraflow.Collection([{"width": run.get("width")} for run in runs])
+    assert len(runs.filter(width=wanted)) == len(values.filter(width=wanted))
+
+
 def test_bad_input_is_a_clear_error(published_store: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from hydraflow import Collection
 

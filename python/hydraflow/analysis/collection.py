@@ -29,9 +29,6 @@ from hydraflow.errors import ItemLookupError, RunLookupError
 
 # Columns of the frame that are not config keys.
 NOT_CONFIG = (*BASE_SCHEMA, "stopped", "value")
-# A criterion the frame answers in bulk: a plain value, a list or set of them,
-# or a (low, high) range.
-SCALARS = (bool, int, float, str)
 
 
 class RunCollection(Runs[C], Collection[Run[C, ImplT]], Generic[C, ImplT]):
@@ -236,11 +233,27 @@ def store_uri(run: Run[Any, Any]) -> str:
 
 
 def in_bulk(wanted: Any, dtype: pl.DataType) -> bool:
-    """Whether the frame's column answers `wanted` as `matches` would."""
+    """Whether the frame's column answers `wanted` as `matches` would: only
+    values of the column's own kind (the column's cast would make 1.5 or "1"
+    an integer 1, and a text against numbers an error)."""
     if isinstance(dtype, pl.List | pl.Array | pl.Struct | pl.Object):
         return False
     if isinstance(wanted, list | set):
-        return all(isinstance(v, SCALARS) for v in wanted)
+        return all(fits(v, dtype) for v in wanted)
     if isinstance(wanted, tuple):
-        return len(wanted) == 2 and all(isinstance(v, SCALARS) for v in wanted)
-    return isinstance(wanted, SCALARS)
+        return len(wanted) == 2 and all(v is None or fits(v, dtype) for v in wanted)
+    return fits(wanted, dtype)
+
+
+def fits(value: Any, dtype: pl.DataType) -> bool:
+    """A value the column holds as it is: a bool in a boolean column, an int
+    in an integer one, a number in a float one, a text in a text one."""
+    if isinstance(value, bool):
+        return dtype == pl.Boolean
+    if isinstance(value, int):
+        return dtype.is_integer() or dtype.is_float()
+    if isinstance(value, float):
+        return dtype.is_float()
+    if isinstance(value, str):
+        return dtype == pl.String or isinstance(dtype, pl.Categorical | pl.Enum)
+    return False
