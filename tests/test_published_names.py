@@ -173,6 +173,18 @@ def test_a_run_collection_filters_as_a_collection_of_its_values_does(
     assert len(runs.filter(width=wanted)) == len(values.filter(width=wanted))
 
 
+def test_a_name_is_a_name_beside_a_folder_of_that_name(
+    published_store: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`iter_run_dirs("app")` beside a folder `app/` that holds no runs (a
+    job's outputs, say) still names the experiment, as the published tool does."""
+    monkeypatch.chdir(published_store)
+    expected = sorted(hydraflow.iter_run_dirs("app"))
+    (published_store / "app").mkdir()
+    assert sorted(hydraflow.iter_run_dirs("app")) == expected
+    assert len(expected) == 7
+
+
 def test_bad_input_is_a_clear_error(published_store: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from hydraflow import Collection
 

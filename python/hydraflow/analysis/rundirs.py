@@ -149,7 +149,7 @@ def where(
         tracking_dir, experiment_names = None, tracking_dir
     check_names(caller, experiment_names)
     one_name = experiment_names is None and not looks_like_path(tracking_dir)
-    if tracking_dir is not None and one_name and not Path(tracking_dir).is_dir():
+    if tracking_dir is not None and one_name and not is_tracking_folder(Path(tracking_dir)):
         experiment_names = os.fspath(tracking_dir)
         tracking_dir = None
     if tracking_dir is not None and not Path(tracking_dir).is_dir():
@@ -169,6 +169,18 @@ def check_names(caller: str, names: object) -> None:
         f"{caller}: experiment names must be a name or glob pattern, a list of them, "
         f"or a function of a name; got {names!r}"
     )
+
+
+def is_tracking_folder(path: Path) -> bool:
+    """A folder of runs: a store's (`mlflow.db`, `mlruns/`) or MLflow's
+    `mlruns` itself (experiment folders by number). A plain word naming any
+    other folder (`data`, a job's outputs) is an experiment's name."""
+    if (path / "mlflow.db").is_file() or (path / "mlruns").is_dir():
+        return True
+    try:
+        return any(child.name.isdigit() and child.is_dir() for child in path.iterdir())
+    except OSError:
+        return False
 
 
 def looks_like_path(argument: str | os.PathLike[str] | None) -> bool:
