@@ -28,7 +28,7 @@ import mlflow
 import pytest
 from hydraflow.errors import HydraflowError
 
-from tests.conftest import kill_group, replace_text, run_in_own_group
+from tests.conftest import kill_group, replace_text, run_cli, run_in_own_group
 from tests.published_names import (
     COLLECTION_SETUP,
     COLLECTION_STATEMENTS,
@@ -222,6 +222,28 @@ def run_app(folder: Path, script: str, *args: str) -> str:
     env |= {"MLFLOW_TRACKING_URI": "sqlite:///mlflow.db", "LOGRUN_TOKEN": TOKEN}
     result = run_in_own_group([sys.executable, script, *args], folder, env, 300)
     return f"{result.returncode}\n{result.stdout}{result.stderr}"
+
+
+@pytest.mark.slow
+def test_a_log_run_job_run_again_is_proven_finished_and_makes_no_new_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The app never skips a config itself (MLflow's `start_run` makes the
+    run), so `hydraflow run` proves the command finished: a second run of
+    the job starts no app and doubles no run."""
+    shutil.copy(APPS / "app.py", tmp_path / "app.py")
+    (tmp_path / "hydraflow.yaml").write_text(
+        f"jobs:\n  lr:\n    run: {sys.executable} app.py\n    sets:\n      - each: width=1,2\n"
+    )
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    first = run_cli("run", "lr", cwd=tmp_path, timeout=300)
+    again = run_cli("run", "lr", cwd=tmp_path, timeout=300)
+    assert first.returncode == again.returncode == 0, first.stderr + again.stderr
+    assert "2 runs: 2 finished" in first.stderr
+    assert "2 commands: 0 finished, 2 skipped; 2 runs: 2 skipped" in again.stderr, again.stderr
+    client = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    [experiment] = [e for e in client.search_experiments() if e.name == "logrun"]
+    assert len(client.search_runs([experiment.experiment_id])) == 2
 
 
 @pytest.mark.slow

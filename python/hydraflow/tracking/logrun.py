@@ -49,6 +49,7 @@ def log_run(run: Run, *, config: Any = None, secrets: Sequence[str] = ()) -> Ite
     from mlflow import MlflowClient
 
     from hydraflow.tracking.artifacts import artifacts_of
+    from hydraflow.tracking.inputs import config_search_dirs, write_manifest
     from hydraflow.tracking.lifecycle import (
         CURRENT_RUNS,
         end_run,
@@ -68,6 +69,10 @@ def log_run(run: Run, *, config: Any = None, secrets: Sequence[str] = ()) -> Ite
         record(client, run_id, context, recorded, found)
     except Exception as error:
         raise StoreError(str(client.tracking_uri), error) from error
+    # Under `hydraflow run`, the inputs let the CLI prove the command finished
+    # next time: the app itself never skips a config (MLflow's `start_run`
+    # made the run), so without them every run of the job made its runs again.
+    write_manifest(store_of(client), config_search_dirs())
     artifacts = artifacts_of(client, run)
     protocol.started(context.overrides, run_id, resumed=False)
     status = "FAILED"
@@ -87,6 +92,19 @@ def log_run(run: Run, *, config: Any = None, secrets: Sequence[str] = ()) -> Ite
             if status == "KILLED":
                 end_run(client, run_id, status)  # MLflow's own `start_run` would say FAILED
             protocol.ended(context.overrides, outcome(status, run_id, resumed=False), run_id)
+
+
+def store_of(client: MlflowClient) -> str:
+    """The client's store as the CLI will read it: a SQLite path made
+    absolute, a password masked."""
+    from hydraflow.remote import masked
+    from hydraflow.store import sqlite_path
+
+    uri = str(client.tracking_uri)
+    path = sqlite_path(uri)
+    if path is not None and not path.is_absolute():
+        uri = f"sqlite:///{path.absolute()}"
+    return masked(uri)
 
 
 def checked_run_id(run: Any) -> str:
