@@ -328,3 +328,6 @@ def test_a_grid_says_its_count_and_hydra_functions_say_who_decides(tmp_path: Pat
     assert (plan.runs_described(), plan.total_runs) == ("2 runs", 2)
     plan = plan_job(job(tmp_path, text), CommandLine.parse(["b=glob(*)"]))
     assert plan.runs_described() == "runs decided by Hydra's glob()"
+    # The grammar reads `sort(3,1)` as one value; Hydra sweeps its two.
+    plan = plan_job(job(tmp_path, text), CommandLine.parse(["b=sort(3,1)", "c=shuffle(1,2)"]))
+    assert plan.runs_described() == "runs decided by Hydra's sort(), shuffle()"

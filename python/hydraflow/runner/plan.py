@@ -143,8 +143,9 @@ def set_key(arg: str) -> str:
 
 
 # Hydra's sweep functions: a value holding one makes a number of runs that
-# only Hydra knows (glob depends on the config, range on float steps).
-HYDRA_SWEEPS = re.compile(r"(?:^|[=,(\s])(range|choice|interval|glob)\s*\(")
+# only Hydra knows (glob depends on the config, range on float steps; sort,
+# shuffle and tag wrap a sweep whose values the grammar reads as one).
+HYDRA_SWEEPS = re.compile(r"(?:^|[=,(\s])(range|choice|interval|glob|sort|shuffle|tag)\s*\(")
 # Optuna's number of trials: exactly the runs its sweeper makes of a command.
 TRIALS_KEY = "hydra.sweeper.n_trials"
 # Keys that only a sweeper other than Hydra's basic one has (Optuna's,
