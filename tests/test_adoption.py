@@ -82,6 +82,25 @@ def sqlite_uri(folder: Path) -> str:
 
 
 @pytest.mark.slow
+def two_at_once(command: list[str], folder: Path, env: dict[str, str]) -> list[tuple[str, str]]:
+    """The outputs of two copies of a command started together; both must succeed."""
+    processes = [
+        subprocess.Popen(
+            command,
+            cwd=folder,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+        for _ in range(2)
+    ]
+    outputs = [process.communicate(timeout=300) for process in processes]
+    assert [process.returncode for process in processes] == [0, 0], outputs
+    return outputs
+
+
 def test_the_published_tools_runs_are_skipped_or_resumed_never_doubled(tmp_path: Path) -> None:
     folder = published_store(tmp_path / "store")
     before = {r.info.run_id: r.info.status for r in store_runs(sqlite_uri(folder))}
@@ -136,20 +155,7 @@ def test_two_apps_adopting_at_once_make_no_second_run(tmp_path: Path) -> None:
     folder = published_store(tmp_path / "store")
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     command = [sys.executable, "app.py", "-m", "width=100,200,300,400,500", "height=100,200"]
-    processes = [
-        subprocess.Popen(
-            command,
-            cwd=folder,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            start_new_session=True,
-        )
-        for _ in range(2)
-    ]
-    outputs = [process.communicate(timeout=300) for process in processes]
-    assert [process.returncode for process in processes] == [0, 0], outputs
+    outputs = two_at_once(command, folder, env)
     examined = [out.count("adopted 7 runs") for out, _ in outputs]
     assert sorted(examined) == [0, 1]  # under the store's lock, one did it
     runs = store_runs(sqlite_uri(folder))
@@ -296,20 +302,7 @@ def test_runs_on_a_tracking_server_are_adopted(
 
     env = {k: v for k, v in os.environ.items() if k != "NO_COLOR"} | server
     command = [sys.executable, "app.py", "-m", *sweep]
-    processes = [
-        subprocess.Popen(
-            command,
-            cwd=folder,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            start_new_session=True,
-        )
-        for _ in range(2)
-    ]
-    outputs = [process.communicate(timeout=300) for process in processes]
-    assert [process.returncode for process in processes] == [0, 0], outputs
+    outputs = two_at_once(command, folder, env)
     for stdout, _ in outputs:
         assert stdout.count("already finished with this config") == 4, stdout
     runs = store_runs(tracking_server.uri, "adopted_on_server")

@@ -683,27 +683,29 @@ def is_installed(name: str) -> bool:
 def output_watched() -> Iterator[Callable[[], bool]]:
     """The server's stdout and stderr, down to their descriptors, into a
     scratch file; yields whether anything was written there."""
-    for stream in (sys.stdout, sys.stderr):
-        stream.flush()
+    flush_streams()
     saved = [os.dup(1), os.dup(2)]
     with tempfile.TemporaryFile() as scratch:
         os.dup2(scratch.fileno(), 1)
         os.dup2(scratch.fileno(), 2)
+
+        def printed() -> bool:
+            flush_streams()
+            return os.fstat(scratch.fileno()).st_size > 0
+
         try:
-            yield lambda: flushed() and os.fstat(scratch.fileno()).st_size > 0
+            yield printed
         finally:
-            for stream in (sys.stdout, sys.stderr):
-                with contextlib.suppress(Exception):
-                    stream.flush()
+            with contextlib.suppress(Exception):
+                flush_streams()
             for fd, copy in zip((1, 2), saved, strict=True):
                 os.dup2(copy, fd)
                 os.close(copy)
 
 
-def flushed() -> bool:
+def flush_streams() -> None:
     for stream in (sys.stdout, sys.stderr):
         stream.flush()
-    return True
 
 
 def warm_up() -> None:
