@@ -144,6 +144,8 @@ def test_filter_by_equal_value_list_range_and_callable(inside: Path) -> None:
     runs = hydraflow.load("job_*")
     assert len(runs.filter(width=100)) == 3
     assert len(runs.filter(width=[100, 300])) == 6
+    # A value the column cannot hold matches nothing, in a list as alone.
+    assert len(runs.filter(width=[100.5, 300])) == 3
     assert len(runs.filter(height=(150, 250))) == 8
     assert len(runs.filter(height=(None, 150))) == 6
     assert len(runs.filter(height=(250, None))) == 6

@@ -50,7 +50,11 @@ def condition(frame: pl.DataFrame, key: str, value: Any) -> pl.Expr:
         return in_range(column, name, value)
     if isinstance(value, list) and not (isinstance(dtype, pl.List) and not nested(value)):
         choices = pl.Series(values=value, dtype=dtype, strict=False)
-        return column.is_in(choices.implode() if isinstance(dtype, pl.List) else choices)
+        if isinstance(dtype, pl.List):
+            return column.is_in(choices.implode())
+        # Only the values the column holds as they are: the cast made 100.5 a 100.
+        kept = [cast for cast, given in zip(choices.to_list(), value, strict=True) if cast == given]
+        return column.is_in(pl.Series(values=kept, dtype=dtype))
     if value is None:
         return column.is_null()
     if isinstance(dtype, pl.List):
