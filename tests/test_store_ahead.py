@@ -49,11 +49,16 @@ def in_fork(uri: str) -> str:
     return run_id
 
 
+def experiment_id(client: mlflow.MlflowClient) -> str:
+    experiment = client.get_experiment_by_name(NAME)
+    assert experiment is not None
+    return str(experiment.experiment_id)
+
+
 def test_a_forked_command_records_in_the_store_opened_ahead(ahead: str) -> None:
     run_ids = {in_fork(ahead) for _ in range(3)}
-    runs = mlflow.MlflowClient(ahead).search_runs(
-        [mlflow.MlflowClient(ahead).get_experiment_by_name(NAME).experiment_id]
-    )
+    client = mlflow.MlflowClient(ahead)
+    runs = client.search_runs([experiment_id(client)])
     assert {run.info.run_id for run in runs} == run_ids
     assert {run.info.status for run in runs} == {"FINISHED"}
 
@@ -65,10 +70,10 @@ def test_opened_ahead_holds_no_connection_across_the_fork(ahead: str) -> None:
 
 def test_an_experiment_deleted_since_is_restored_as_a_fresh_command_would(ahead: str) -> None:
     client = mlflow.MlflowClient(ahead)
-    experiment_id = client.get_experiment_by_name(NAME).experiment_id
-    client.delete_experiment(experiment_id)
+    deleted = experiment_id(client)
+    client.delete_experiment(deleted)
     in_fork(ahead)
-    assert client.get_experiment(experiment_id).lifecycle_stage == "active"
+    assert client.get_experiment(deleted).lifecycle_stage == "active"
 
 
 def test_a_store_replaced_since_is_made_afresh(ahead: str, launch_folder: Path) -> None:
