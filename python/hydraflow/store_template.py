@@ -1,0 +1,176 @@
+"""A new SQLite store's tables, copied from a template MLflow made once.
+
+MLflow creates a new store's tables by running its ~60 alembic migrations
+(~0.6 s), on the way to every first run in a new folder. The result is the
+same empty database each time for one MLflow, alembic head, SQLAlchemy,
+alembic and SQLite, so hydraflow keeps one in the user's cache folder, made
+by MLflow's own `_initialize_tables`, and copies it into a new store; MLflow
+then finds its tables and adds its Default experiment, as it always does.
+Whatever goes wrong with the template (missing cache folder, read-only, full,
+a damaged or foreign file) leaves the store to MLflow, as without one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import hashlib
+import logging
+import os
+import sqlite3
+import tempfile
+from pathlib import Path
+
+from hydraflow.store import sqlite_path, user_cache_folder
+
+log = logging.getLogger("hydraflow")
+
+# Part of every template's key: a new layout makes new files.
+FORMAT = "hydraflow-store-template-1"
+FOLDER = "store-templates"
+SQLITE_MAGIC = b"SQLite format 3\x00"
+# Files beside a database that SQLite would replay into it (a stale journal
+# or WAL of a deleted store): then the store is not new, MLflow opens it.
+SIDE_FILES = ("-journal", "-wal")
+
+
+def seed_new_store(uri: str) -> bool:
+    """Gives a new SQLite store (missing or empty) MLflow's empty tables from
+    the template; call under the store's lock. False when `uri` is no new
+    SQLite store or the template cannot serve: MLflow creates the tables."""
+    path = sqlite_path(uri)
+    if path is None or not is_new(path):
+        return False
+    try:
+        template = ready_template()
+        if template is not None:
+            copy_into(template, path)
+            return True
+    except Exception as error:  # a cache: any failure leaves the store to MLflow
+        log.debug(
+            "hydraflow: no store template for %s (%s): MLflow creates its tables", path, error
+        )
+    return False
+
+
+def is_new(path: Path) -> bool:
+    if any(path.with_name(path.name + side).exists() for side in SIDE_FILES):
+        return False
+    try:
+        return path.stat().st_size == 0
+    except FileNotFoundError:
+        return True
+
+
+def ready_template() -> Path | None:
+    """This MLflow's template in the user's cache, made if missing; None
+    without a cache folder."""
+    root = user_cache_folder()
+    if root is None:
+        return None
+    template = root / FOLDER / template_name()
+    if not template.exists():
+        make_template(template)
+    return template
+
+
+def template_name() -> str:
+    """Named by everything that decides the template's bytes: MLflow's
+    version and alembic head, SQLAlchemy's and alembic's versions (they write
+    the tables' SQL) and the SQLite library's (it writes the file)."""
+    import alembic
+    import mlflow
+    import sqlalchemy
+
+    head = schema_head()
+    versions = (mlflow.__version__, head, sqlalchemy.__version__, alembic.__version__)
+    key = "\0".join((FORMAT, *versions, sqlite3.sqlite_version))
+    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+    return f"mlflow-{mlflow.__version__}-{head}-{digest}.db"
+
+
+@functools.cache
+def schema_head() -> str:
+    """MLflow's alembic head revision (read from its migration scripts)."""
+    from mlflow.store.db.utils import _get_latest_schema_revision
+
+    head: str = _get_latest_schema_revision()
+    return head
+
+
+def make_template(template: Path) -> None:
+    """MLflow's own table creation in a private folder beside `template`,
+    checked once in full, then renamed into place: processes making it at
+    once each rename a whole file, and the last one stays."""
+    from mlflow.store.db.utils import _initialize_tables, create_sqlalchemy_engine
+
+    template.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=template.parent, prefix=".making-") as folder:
+        made = Path(folder) / template.name
+        engine = create_sqlalchemy_engine(f"sqlite:///{made}")
+        try:
+            _initialize_tables(engine)
+        finally:
+            engine.dispose()
+        with contextlib.closing(sqlite3.connect(made)) as connection:
+            result = connection.execute("PRAGMA integrity_check").fetchall()
+        if result != [("ok",)]:
+            raise ValueError(f"MLflow's new tables fail SQLite's integrity check: {result}")
+        os.replace(made, template)
+    log.debug("hydraflow: made the store template %s", template)
+
+
+def copy_into(template: Path, path: Path) -> None:
+    """The template's bytes into a temporary file beside `path`, checked
+    there, synced, then renamed to `path`: a store is never seen half made."""
+    content = template.read_bytes()
+    check_file(content)
+    descriptor, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".new")
+    temporary = Path(name)
+    try:
+        with os.fdopen(descriptor, "wb") as file:
+            file.write(content)
+            file.flush()
+            os.fsync(file.fileno())
+        check_tables(temporary)
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def check_file(content: bytes) -> None:
+    """A whole SQLite file: its header, and as many bytes as it says it has
+    (a garbage file or one cut short fails)."""
+    if not content.startswith(SQLITE_MAGIC) or len(content) < 100:
+        raise ValueError("the template is no SQLite file")
+    page_size = int.from_bytes(content[16:18], "big")
+    page_size = 65536 if page_size == 1 else page_size
+    pages = int.from_bytes(content[28:32], "big")
+    if len(content) != page_size * pages:
+        raise ValueError(
+            f"the template has {len(content)} bytes, its header says {page_size * pages}"
+        )
+
+
+def check_tables(database: Path) -> None:
+    """What MLflow checks before it creates tables itself: at the alembic
+    head, every table of its models there; and no experiment yet (a template
+    is empty)."""
+    # MLflow's models, all imported by its utils (its own "all tables exist").
+    from mlflow.store.db.utils import Base
+
+    with contextlib.closing(sqlite3.connect(f"{database.as_uri()}?mode=ro", uri=True)) as db:
+        revisions = db.execute("SELECT version_num FROM alembic_version").fetchall()
+        tables = {
+            name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+        }
+        experiments = db.execute("SELECT count(*) FROM experiments").fetchone()[0]
+    if revisions != [(schema_head(),)]:
+        raise ValueError(
+            f"the template's schema is at {revisions}, MLflow's head is {schema_head()}"
+        )
+    missing = set(Base.metadata.tables) - tables
+    if missing:
+        raise ValueError(f"the template lacks the tables {sorted(missing)}")
+    if experiments:
+        raise ValueError("the template holds experiments")
