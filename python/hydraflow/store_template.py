@@ -29,6 +29,7 @@ log = logging.getLogger("hydraflow")
 FORMAT = "hydraflow-store-template-1"
 FOLDER = "store-templates"
 SQLITE_MAGIC = b"SQLite format 3\x00"
+TABLE_NAMES = "SELECT name FROM sqlite_master WHERE type = 'table'"
 # Files beside a database that SQLite would replay into it (a stale journal
 # or WAL of a deleted store): then the store is not new, MLflow opens it.
 SIDE_FILES = ("-journal", "-wal")
@@ -44,7 +45,7 @@ def seed_new_store(uri: str) -> bool:
     try:
         template = ready_template()
         if template is not None:
-            copy_into(template, path)
+            copy_checked(template, path)
             return True
     except Exception as error:  # a cache: any failure leaves the store to MLflow
         log.debug(
@@ -120,6 +121,20 @@ def make_template(template: Path) -> None:
     log.debug("hydraflow: made the store template %s", template)
 
 
+class DamagedTemplate(ValueError):
+    """A template that fails its check before use."""
+
+
+def copy_checked(template: Path, path: Path) -> None:
+    """`copy_into`; a damaged template is removed (the next new store makes it
+    again) and this store left to MLflow."""
+    try:
+        copy_into(template, path)
+    except DamagedTemplate:
+        template.unlink(missing_ok=True)
+        raise
+
+
 def copy_into(template: Path, path: Path) -> None:
     """The template's bytes into a temporary file beside `path`, checked
     there, synced, then renamed to `path`: a store is never seen half made."""
@@ -142,12 +157,12 @@ def check_file(content: bytes) -> None:
     """A whole SQLite file: its header, and as many bytes as it says it has
     (a garbage file or one cut short fails)."""
     if not content.startswith(SQLITE_MAGIC) or len(content) < 100:
-        raise ValueError("the template is no SQLite file")
+        raise DamagedTemplate("the template is no SQLite file")
     page_size = int.from_bytes(content[16:18], "big")
     page_size = 65536 if page_size == 1 else page_size
     pages = int.from_bytes(content[28:32], "big")
     if len(content) != page_size * pages:
-        raise ValueError(
+        raise DamagedTemplate(
             f"the template has {len(content)} bytes, its header says {page_size * pages}"
         )
 
@@ -159,18 +174,19 @@ def check_tables(database: Path) -> None:
     # MLflow's models, all imported by its utils (its own "all tables exist").
     from mlflow.store.db.utils import Base
 
-    with contextlib.closing(sqlite3.connect(f"{database.as_uri()}?mode=ro", uri=True)) as db:
-        revisions = db.execute("SELECT version_num FROM alembic_version").fetchall()
-        tables = {
-            name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
-        }
-        experiments = db.execute("SELECT count(*) FROM experiments").fetchone()[0]
+    try:
+        with contextlib.closing(sqlite3.connect(f"{database.as_uri()}?mode=ro", uri=True)) as db:
+            revisions = db.execute("SELECT version_num FROM alembic_version").fetchall()
+            tables = {name for (name,) in db.execute(TABLE_NAMES)}
+            experiments = db.execute("SELECT count(*) FROM experiments").fetchone()[0]
+    except sqlite3.DatabaseError as error:
+        raise DamagedTemplate(f"the template cannot be read: {error}") from error
     if revisions != [(schema_head(),)]:
-        raise ValueError(
+        raise DamagedTemplate(
             f"the template's schema is at {revisions}, MLflow's head is {schema_head()}"
         )
     missing = set(Base.metadata.tables) - tables
     if missing:
-        raise ValueError(f"the template lacks the tables {sorted(missing)}")
+        raise DamagedTemplate(f"the template lacks the tables {sorted(missing)}")
     if experiments:
-        raise ValueError("the template holds experiments")
+        raise DamagedTemplate("the template holds experiments")
