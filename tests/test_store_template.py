@@ -193,7 +193,7 @@ def previous_revision() -> str:
     from alembic.script import ScriptDirectory
     from mlflow.store.db.utils import _get_alembic_config
 
-    script = ScriptDirectory.from_config(_get_alembic_config(""))
+    script = ScriptDirectory.from_config(_get_alembic_config(""))  # type: ignore[no-untyped-call]
     down = script.get_revision(schema_head()).down_revision
     assert isinstance(down, str)
     return down
