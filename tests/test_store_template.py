@@ -9,6 +9,7 @@ import logging
 import os
 import shutil
 import sqlite3
+import stat
 import subprocess
 import sys
 import textwrap
@@ -72,6 +73,7 @@ def snapshot(uri: str) -> dict[str, Any]:
         schema = sorted((type_, name, table, unordered(sql)) for type_, name, table, sql in rows)
         tables = [name for type_, name, _, _ in schema if type_ == "table"]
         return {
+            "mode": stat.S_IMODE(database(uri).stat().st_mode),
             "schema": schema,
             "pragmas": {name: db.execute(f"PRAGMA {name}").fetchall() for name in PRAGMAS},
             "rows": {table: rows_of(db, table) for table in tables},
@@ -115,6 +117,7 @@ def test_a_store_from_the_template_is_the_one_mlflow_makes(
     expected, actual = alone, snapshot(seeded)
     assert actual["schema"] == expected["schema"]
     assert actual["pragmas"] == expected["pragmas"]
+    assert actual["mode"] == expected["mode"]  # SQLite's, less the umask
     assert actual["rows"] == expected["rows"]
     assert actual["rows"]["alembic_version"] == [(schema_head(),)]
     assert len(actual["rows"]["experiments"]) == 1  # Default, MLflow's
@@ -165,11 +168,12 @@ def test_an_existing_store_is_never_replaced(tmp_path: Path, cache: Path) -> Non
     assert database(uri).read_bytes() == before
 
 
-def test_an_empty_file_is_a_new_store(tmp_path: Path, cache: Path) -> None:
+def test_an_empty_file_is_a_new_store_and_keeps_its_mode(tmp_path: Path, cache: Path) -> None:
     uri = uri_in(tmp_path / "store")
-    database(uri).touch()
+    database(uri).touch(mode=0o600)
     assert seed_new_store(uri)
     assert database(uri).stat().st_size > 0
+    assert stat.S_IMODE(database(uri).stat().st_mode) == 0o600
 
 
 @pytest.mark.parametrize("side", ["-wal", "-journal"])

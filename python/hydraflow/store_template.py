@@ -17,7 +17,9 @@ import functools
 import hashlib
 import logging
 import os
+import secrets
 import sqlite3
+import stat
 import tempfile
 from pathlib import Path
 
@@ -29,6 +31,7 @@ log = logging.getLogger("hydraflow")
 FORMAT = "hydraflow-store-template-1"
 FOLDER = "store-templates"
 SQLITE_MAGIC = b"SQLite format 3\x00"
+SQLITE_FILE_MODE = 0o644
 TABLE_NAMES = "SELECT name FROM sqlite_master WHERE type = 'table'"
 # Files beside a database that SQLite would replay into it (a stale journal
 # or WAL of a deleted store): then the store is not new, MLflow opens it.
@@ -140,10 +143,14 @@ def copy_into(template: Path, path: Path) -> None:
     there, synced, then renamed to `path`: a store is never seen half made."""
     content = template.read_bytes()
     check_file(content)
-    descriptor, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".new")
-    temporary = Path(name)
+    temporary = path.with_name(f".{path.name}.{secrets.token_hex(8)}.new")
+    # The mode SQLite gives a file it creates (less the umask), or that of
+    # the empty file it replaces.
+    created = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, SQLITE_FILE_MODE)
     try:
-        with os.fdopen(descriptor, "wb") as file:
+        with os.fdopen(created, "wb") as file:
+            with contextlib.suppress(FileNotFoundError):
+                os.fchmod(file.fileno(), stat.S_IMODE(path.stat().st_mode))
             file.write(content)
             file.flush()
             os.fsync(file.fileno())
