@@ -14,6 +14,7 @@ is printed beside the figures.
 from __future__ import annotations
 
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -43,14 +44,12 @@ from pathlib import Path
 import mlflow
 from hydraflow.store import open_new_experiment
 
-seconds = []
 for index in range(int(sys.argv[2])):
     folder = Path(sys.argv[1]) / str(index)
     folder.mkdir()
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     open_new_experiment(f"sqlite:///{folder / 'mlflow.db'}", "e", folder)
-    seconds.append(time.perf_counter() - start)
-print(*seconds)
+    print(time.perf_counter() - start, time.process_time() - cpu)
 """
 
 
@@ -70,7 +69,8 @@ def environment(way: str, root: Path) -> dict[str, str]:
     return env
 
 
-def open_stores(way: str, root: Path) -> list[float]:
+def open_stores(way: str, root: Path) -> list[tuple[float, float]]:
+    """Wall and CPU seconds of each opening, the first in a fresh process."""
     folder = Path(tempfile.mkdtemp(dir=root))
     done = subprocess.run(
         [sys.executable, "-c", OPEN, str(folder), str(OPENINGS)],
@@ -79,18 +79,29 @@ def open_stores(way: str, root: Path) -> list[float]:
         text=True,
         check=True,
     )
-    return [float(text) for text in done.stdout.split()]
+    return [(float(wall), float(cpu)) for wall, cpu in map(str.split, done.stdout.splitlines())]
 
 
-def job_sequential(way: str, root: Path) -> float:
+def job_sequential(way: str, root: Path) -> tuple[float, float]:
+    """Wall seconds of `hydraflow run job_sequential`, and CPU seconds of it
+    and all it started (reaped children count to their waiting parent)."""
     folder = Path(tempfile.mkdtemp(dir=root))
     for name in TUTORIAL_FILES:
         shutil.copy(EXAMPLES / name, folder)
     env = environment(way, root)
     hydraflow = str(Path(sys.executable).parent / "hydraflow")
-    start = time.perf_counter()
-    subprocess.run([hydraflow, "run", "job_sequential"], cwd=folder, env=env, check=True)
+    before, start = resource.getrusage(resource.RUSAGE_CHILDREN), time.perf_counter()
+    subprocess.run(
+        [hydraflow, "run", "job_sequential"],
+        cwd=folder,
+        env=env,
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     seconds = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
     count = subprocess.run(
         [sys.executable, "-c", COUNT_RUNS, "job_sequential"],
         cwd=folder,
@@ -101,18 +112,22 @@ def job_sequential(way: str, root: Path) -> float:
     )
     runs = int(count.stdout.split()[-1])
     assert runs == 6, f"job_sequential recorded {runs} finished runs, not 6"
-    return seconds
+    return seconds, cpu
 
 
 def load() -> str:
     return " ".join(f"{value:.2f}" for value in os.getloadavg())
 
 
+def best_median(figures: list[float]) -> str:
+    return f"{min(figures):.3f} s / {statistics.median(figures):.3f} s"
+
+
 def main() -> None:
     root = Path(tempfile.mkdtemp(prefix="bench-store-template-"))
-    firsts: dict[str, list[float]] = {way: [] for way in WAYS}
-    laters: dict[str, list[float]] = {way: [] for way in WAYS}
-    jobs: dict[str, list[float]] = {way: [] for way in WAYS}
+    firsts: dict[str, list[tuple[float, float]]] = {way: [] for way in WAYS}
+    laters: dict[str, list[tuple[float, float]]] = {way: [] for way in WAYS}
+    jobs: dict[str, list[tuple[float, float]]] = {way: [] for way in WAYS}
     try:
         open_stores("warm", root)  # makes the warm way's template
         loads = [load()]
@@ -127,17 +142,20 @@ def main() -> None:
     finally:
         shutil.rmtree(root, ignore_errors=True)
     print(f"load average (1, 5, 15 min) at start and after each round: {' | '.join(loads)}")
-    print("open_new_experiment on a new file: the first in a process (best, median of")
-    print(f"{ROUNDS}); {OPENINGS - 1} more per process (median of {len(laters['warm'])})")
+    print("open_new_experiment on a new file, wall (CPU), best / median:")
+    print(f"  the first in a fresh process ({ROUNDS}); {OPENINGS - 1} more in each")
     for way in WAYS:
         print(
-            f"  {way:6}  first {min(firsts[way]):.3f} s, {statistics.median(firsts[way]):.3f} s"
-            f"  later {statistics.median(laters[way]):.3f} s"
+            f"  {way:6}  first {best_median([w for w, _ in firsts[way]])}"
+            f" ({best_median([c for _, c in firsts[way]])})"
+            f"  later {best_median([w for w, _ in laters[way]])}"
+            f" ({best_median([c for _, c in laters[way]])})"
         )
-    print(f"hydraflow run job_sequential in a fresh copy of examples/, best of {ROUNDS}:")
+    print(f"hydraflow run job_sequential in a fresh copy of examples/, {ROUNDS} runs:")
     for way in WAYS:
-        times = ", ".join(f"{seconds:.2f}" for seconds in jobs[way])
-        print(f"  {way:6}  {min(jobs[way]):.2f} s  ({times})")
+        walls = ", ".join(f"{wall:.2f}" for wall, _ in jobs[way])
+        cpus = ", ".join(f"{cpu:.2f}" for _, cpu in jobs[way])
+        print(f"  {way:6}  best {min(w for w, _ in jobs[way]):.2f} s  wall {walls}; CPU {cpus}")
 
 
 if __name__ == "__main__":
