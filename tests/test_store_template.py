@@ -141,13 +141,17 @@ def recorded_through_mlflow(uri: str, experiment_id: str) -> dict[str, Any]:
     }
 
 
-def test_mlflow_reads_a_store_from_the_template_as_its_own(tmp_path: Path, cache: Path) -> None:
+def test_mlflow_reads_a_store_from_the_template_as_its_own(
+    tmp_path: Path, cache: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     """hydraflow's way (template, WAL, the experiment) against MLflow alone."""
     oracle = mlflow_alone(tmp_path / "alone")
     oracle_id = mlflow.MlflowClient(oracle).create_experiment("e", tags=EXPERIMENT_TAGS)
     ours = uri_in(tmp_path / "ours")
-    _, our_id = open_new_experiment(ours, "e", tmp_path / "ours")
-    assert templates(cache)  # the store came from the template
+    with caplog.at_level(logging.DEBUG, logger="hydraflow"):
+        _, our_id = open_new_experiment(ours, "e", tmp_path / "ours")
+    assert "made the store template" in caplog.text  # and used it:
+    assert "no store template" not in caplog.text
     assert recorded_through_mlflow(ours, our_id) == recorded_through_mlflow(oracle, oracle_id)
 
 
@@ -159,6 +163,20 @@ def test_the_template_is_made_once_then_copied(tmp_path: Path, cache: Path) -> N
     assert templates(cache) == [template]
     assert (template.stat().st_ino, template.stat().st_mtime_ns) == (made.st_ino, made.st_mtime_ns)
     assert not list((tmp_path / "second").glob(".*"))  # no temporary file left beside
+
+
+def test_a_relative_store_path_is_seeded_in_the_launch_directory(
+    tmp_path: Path, cache: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """`sqlite:///mlflow.db` names a file in the working directory."""
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    with caplog.at_level(logging.DEBUG, logger="hydraflow"):
+        open_new_experiment("sqlite:///mlflow.db", "e", tmp_path)
+    assert "made the store template" in caplog.text
+    assert "no store template" not in caplog.text
+    assert (tmp_path / "mlflow.db").exists() and not (tmp_path / "elsewhere" / "mlflow.db").exists()
+    assert snapshot(uri_in(tmp_path))["rows"]["alembic_version"] == [(schema_head(),)]
 
 
 def test_an_existing_store_is_never_replaced(tmp_path: Path, cache: Path) -> None:

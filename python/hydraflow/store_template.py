@@ -183,7 +183,9 @@ def check_tables(database: Path) -> None:
     from mlflow.store.db.base_sql_model import Base
 
     try:
-        with contextlib.closing(sqlite3.connect(f"{database.as_uri()}?mode=ro", uri=True)) as db:
+        with contextlib.closing(
+            sqlite3.connect(f"{database.absolute().as_uri()}?mode=ro", uri=True)
+        ) as db:
             revisions = db.execute("SELECT version_num FROM alembic_version").fetchall()
             tables = {name for (name,) in db.execute(TABLE_NAMES)}
             experiments = db.execute("SELECT count(*) FROM experiments").fetchone()[0]
