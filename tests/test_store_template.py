@@ -13,6 +13,7 @@ import stat
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ from typing import Any
 import mlflow
 import pytest
 from hydraflow import store_template
-from hydraflow.store import EXPERIMENT_TAGS, open_new_experiment, sqlite_path
+from hydraflow.store import EXPERIMENT_TAGS, is_initialised, open_new_experiment, sqlite_path
 from hydraflow.store_template import schema_head, seed_new_store
 
 # MLflow writes its Default experiment's creation time and its artifact
@@ -177,6 +178,27 @@ def test_a_relative_store_path_is_seeded_in_the_launch_directory(
     assert "no store template" not in caplog.text
     assert (tmp_path / "mlflow.db").exists() and not (tmp_path / "elsewhere" / "mlflow.db").exists()
     assert snapshot(uri_in(tmp_path))["rows"]["alembic_version"] == [(schema_head(),)]
+
+
+def test_a_seeded_store_reads_as_ready_only_once_opened(tmp_path: Path, cache: Path) -> None:
+    """Another process meeting the store between the copy and the switch to
+    WAL takes the lock and looks again, as it would mid-creation by MLflow."""
+    uri = uri_in(tmp_path / "store")
+    assert seed_new_store(uri)
+    assert not is_initialised(uri)
+    open_new_experiment(uri, "e", tmp_path / "store")
+    assert is_initialised(uri)
+
+
+def test_a_making_killed_midway_is_cleared_by_the_next(tmp_path: Path, cache: Path) -> None:
+    folder = cache / "hydraflow" / store_template.FOLDER
+    stale, live = folder / ".making-stale", folder / ".making-live"
+    for making in (stale, live):
+        making.mkdir(parents=True)
+        (making / "template.db").write_bytes(b"half")
+    os.utime(stale, (0, time.time() - 2 * store_template.STALE_SECONDS))
+    assert seed_new_store(uri_in(tmp_path / "store"))
+    assert not stale.exists() and live.exists()
 
 
 def test_an_existing_store_is_never_replaced(tmp_path: Path, cache: Path) -> None:

@@ -18,9 +18,11 @@ import hashlib
 import logging
 import os
 import secrets
+import shutil
 import sqlite3
 import stat
 import tempfile
+import time
 from pathlib import Path
 
 from hydraflow.store import sqlite_path, user_cache_folder
@@ -33,6 +35,10 @@ FOLDER = "store-templates"
 SQLITE_MAGIC = b"SQLite format 3\x00"
 SQLITE_FILE_MODE = 0o644
 TABLE_NAMES = "SELECT name FROM sqlite_master WHERE type = 'table'"
+MAKING = ".making-"
+# A making takes a second or so: a folder of one this old was left by a
+# process killed midway.
+STALE_SECONDS = 3600
 # Files beside a database that SQLite would replay into it (a stale journal
 # or WAL of a deleted store): then the store is not new, MLflow opens it.
 SIDE_FILES = ("-journal", "-wal")
@@ -109,7 +115,8 @@ def make_template(template: Path) -> None:
     from mlflow.store.db.utils import _initialize_tables, create_sqlalchemy_engine
 
     template.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=template.parent, prefix=".making-") as folder:
+    remove_stale_makings(template.parent)
+    with tempfile.TemporaryDirectory(dir=template.parent, prefix=MAKING) as folder:
         made = Path(folder) / template.name
         engine = create_sqlalchemy_engine(f"sqlite:///{made}")  # type: ignore[no-untyped-call]
         try:
@@ -122,6 +129,14 @@ def make_template(template: Path) -> None:
             raise ValueError(f"MLflow's new tables fail SQLite's integrity check: {result}")
         os.replace(made, template)
     log.debug("hydraflow: made the store template %s", template)
+
+
+def remove_stale_makings(folder: Path) -> None:
+    """The private folders of makings killed midway (a live one is younger)."""
+    for making in folder.glob(f"{MAKING}*"):
+        with contextlib.suppress(OSError):
+            if time.time() - making.stat().st_mtime > STALE_SECONDS:
+                shutil.rmtree(making)
 
 
 class DamagedTemplate(ValueError):
