@@ -304,6 +304,23 @@ def test_an_unusable_cache_folder_leaves_the_store_to_mlflow(
     assert mlflow.MlflowClient(uri).get_experiment(experiment).name == "e"
 
 
+def test_a_user_without_a_home_has_no_template(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No XDG_CACHE_HOME and no home (`Path.home()` raises, as for a uid the
+    passwd file does not know): MLflow creates the tables."""
+
+    def no_home() -> Path:
+        raise RuntimeError("Could not determine home directory.")
+
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    monkeypatch.setattr(Path, "home", staticmethod(no_home))
+    uri = uri_in(tmp_path / "store")
+    assert not seed_new_store(uri)
+    open_new_experiment(uri, "e", tmp_path / "store")
+    assert snapshot(uri)["rows"]["alembic_version"] == [(schema_head(),)]
+
+
 @contextlib.contextmanager
 def mounted_tmpfs(folder: Path, options: str) -> Iterator[None]:
     folder.mkdir(parents=True, exist_ok=True)
