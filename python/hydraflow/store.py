@@ -68,6 +68,19 @@ def sqlite_path(uri: str) -> Path | None:
     return None
 
 
+def user_cache_folder() -> Path | None:
+    """hydraflow's folder in the user's cache: `$XDG_CACHE_HOME/hydraflow`,
+    else `~/.cache/hydraflow`. None when the user has none: no XDG_CACHE_HOME,
+    no HOME and no home in the passwd file (a container's arbitrary uid),
+    where `Path.home()` raises RuntimeError."""
+    cache_home = os.environ.get("XDG_CACHE_HOME")
+    try:
+        root = Path(cache_home) if cache_home else Path.home() / ".cache"
+    except RuntimeError:
+        return None
+    return root / "hydraflow"
+
+
 def lock_for(uri: str, launch_dir: Path) -> FileLock:
     """A lock file beside a SQLite store, else in the launch directory."""
     path = sqlite_path(uri)
@@ -213,6 +226,8 @@ def open_new_experiment(uri: str, name: str, launch_dir: Path) -> tuple[MlflowCl
     """
     import mlflow
 
+    from hydraflow.store_template import seed_new_store
+
     mlflow.set_tracking_uri(uri)
     with contextlib.chdir(launch_dir):
         if is_initialised(uri):
@@ -221,6 +236,7 @@ def open_new_experiment(uri: str, name: str, launch_dir: Path) -> tuple[MlflowCl
             if found is not None:
                 return client, found
         with lock_for(uri, launch_dir), quiet_table_creation():
+            seed_new_store(uri)
             client = mlflow.MlflowClient(uri)
             found = existing_experiment(client, name)
             use_wal(uri)

@@ -8,7 +8,6 @@ import contextlib
 import functools
 import hashlib
 import math
-import os
 import threading
 import time
 import uuid
@@ -26,7 +25,7 @@ from hydraflow.analysis.reading import columns_frame, frame, open_snapshot, tabl
 from hydraflow.errors import HydraflowError
 from hydraflow.mlflow_schema import STOPPED_TAG
 from hydraflow.remote import masked, why
-from hydraflow.store import connect_read_only, retry_busy, sqlite_path
+from hydraflow.store import connect_read_only, retry_busy, sqlite_path, user_cache_folder
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -602,17 +601,13 @@ def points_frame(rows: Iterable[tuple[str, int, float, int]]) -> pl.DataFrame:
 
 
 def client_cache_folder(uri: str, experiment_id: str, metric: str) -> Path | None:
-    """In the user's cache folder; named by the tracking URI (hashed: it may
-    hold a password), the experiment and the metric. None when the user has
-    none: no XDG_CACHE_HOME, no HOME and no home in the passwd file (a
-    container's arbitrary uid), where `Path.home()` raises RuntimeError."""
-    cache_home = os.environ.get("XDG_CACHE_HOME")
-    try:
-        root = Path(cache_home) if cache_home else Path.home() / ".cache"
-    except RuntimeError:
+    """In the user's cache folder (None when the user has none); named by the
+    tracking URI (hashed: it may hold a password), the experiment and the metric."""
+    root = user_cache_folder()
+    if root is None:
         return None
     key = hashlib.sha256(f"{uri}\0{experiment_id}\0{metric}\0{FORMAT}".encode()).hexdigest()
-    return root / "hydraflow" / "histories" / key[:32]
+    return root / "histories" / key[:32]
 
 
 def unreachable(uri: str, error: Exception) -> HydraflowError:
