@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.test_composition import environment
+
 APP = """
 import json, os, sys
 from pathlib import Path
@@ -88,6 +90,7 @@ def jobs(folder: Path, *args: str) -> tuple[list[dict[str, object]], int]:
     done = subprocess.run(
         [sys.executable, "-c", COUNTING, "app.py", *args],
         cwd=folder,
+        env=environment(),  # no store another test of this process named
         capture_output=True,
         text=True,
         timeout=300,
