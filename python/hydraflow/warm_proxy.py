@@ -1,16 +1,7 @@
-"""The submit hand-off's proxy: a `python APP PARAMS` started by a submit
-handler asks hydraflow to run it from the warm interpreter, then stands in
-for it until it ends.
-
-`hydraflow_handoff.pth` (installed at the root of site-packages) calls
-`hand_off` at start-up, only when HYDRAFLOW_HANDOFF is set: hydraflow sets it
-for a submit handler as `HYDRAFLOW_PID:SOCKET` (the socket in a private
-directory). The proxy asks only when its parent's parent is that hydraflow,
-so its parent may be the handler, and its command line is a script or a
-module with arguments; hydraflow checks the rest (runner/executors/handoff.py):
-the parent is exactly the handler, the interpreter hydraflow's own, the
-arguments exactly those of a command it submitted. A command hydraflow does
-not take returns here, and Python goes on cold, as if nothing had been asked.
+"""The submit hand-off's proxy (started by `handoff_hook`): asks hydraflow
+to run this `python APP PARAMS` from the warm interpreter, then stands in
+for it until it ends. A command hydraflow does not take returns here, and
+Python goes on cold (runner/executors/handoff.py says what it takes).
 
 A command it takes gets the proxy's argv, directory, environment (the
 variable included, as a cold command sees it) and stdin, stdout and stderr;
@@ -37,7 +28,6 @@ import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
-HANDOFF_ENV = "HYDRAFLOW_HANDOFF"
 HEADER = struct.Struct("!I")
 FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT)
 
@@ -80,44 +70,23 @@ def read_exactly(sock: socket.socket, size: int, start: bytes) -> bytes | None:
 # --- the proxy ----------------------------------------------------------------
 
 
-def hand_off() -> None:
-    """The start-up hook: returns to go on cold, or never (the command ran warm)."""
-    owner, _, path = os.environ.get(HANDOFF_ENV, "").partition(":")
-    if not path or grandparent() != owner or not runs_a_script(sys.orig_argv):
-        return
-    try:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.connect(path)
-    except OSError:
-        return  # hydraflow is gone: nothing started
-    Proxy(sock).run()
-
-
-def grandparent() -> str:
-    """The pid of the parent's parent ('' if it cannot be read)."""
-    try:
-        with open(f"/proc/{os.getppid()}/stat", "rb") as stat:
-            return stat.read().rpartition(b")")[2].split()[1].decode()
-    except (OSError, IndexError):
-        return ""
-
-
-def runs_a_script(argv: Sequence[str]) -> bool:
-    """`python SCRIPT ...` or `python -m MODULE ...`; no other option."""
-    return len(argv) > 1 and (not argv[1].startswith("-") or (argv[1] == "-m" and len(argv) > 2))
-
-
 class Proxy:
     """Stands in for the command hydraflow runs warm."""
 
-    def __init__(self, sock: socket.socket) -> None:
-        self.sock = sock
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.pid: int | None = None
         self.pending: list[int] = []
         self.handlers = {signum: signal.getsignal(signum) for signum in FORWARDED}
 
     def run(self) -> None:
         """Returns if hydraflow runs the command cold; otherwise exits as the command did."""
+        try:
+            self.sock.connect(self.path)
+        except OSError:
+            self.sock.close()
+            return  # hydraflow is gone: nothing started
         for signum in FORWARDED:
             signal.signal(signum, self.forward)
         reply = self.ask()

@@ -27,11 +27,13 @@ import socket
 import struct
 import tempfile
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
+from hydraflow.handoff_hook import HANDOFF_ENV
 from hydraflow.runner.executors.warm import WarmInterpreter, WarmProcess, WarmStartLost
-from hydraflow.warm_proxy import HANDOFF_ENV, read_message, send_message
+from hydraflow.warm_proxy import read_message, send_message
 
 PEER_CREDENTIALS = struct.Struct("3i")  # struct ucred: pid, uid, gid
 HANDLER_PID_SECONDS = 5.0
@@ -43,11 +45,12 @@ class Handoff:
     def __init__(
         self,
         warm: WarmInterpreter,
-        submitted: Iterable[Sequence[str]],
+        params_file: Path,
         per_command: Sequence[str],
     ) -> None:
         self.warm = warm
-        self.submitted = {tuple(params) for params in submitted}
+        self.params_file = params_file
+        self.submitted: set[tuple[str, ...]] | None = None  # read at the first request
         self.per_command = per_command
         self.note = warm.note  # said with -v
         self.handler_pid: int | None = None
@@ -122,9 +125,17 @@ class Handoff:
             return "the handler starts it in another directory"
         argv = [str(arg) for arg in request.get("argv", [])]
         args = argv[3:] if argv[1:2] == ["-m"] else argv[2:]
-        if tuple(args) not in self.submitted:
+        if tuple(args) not in self.submitted_commands():
             return f"'{shlex.join(args)}' is not the parameters of a command hydraflow submitted"
         return None
+
+    def submitted_commands(self) -> set[tuple[str, ...]]:
+        """The parameters of each line of the file the handler was given."""
+        with self.lock:
+            if self.submitted is None:
+                with open(self.params_file, encoding="utf-8") as lines:
+                    self.submitted = {tuple(shlex.split(line)) for line in lines}
+            return self.submitted
 
     def run(self, connection: socket.socket, request: dict[str, Any], fds: list[int]) -> None:
         """Starts the command warm, tells the proxy its pid, then its end."""
@@ -212,10 +223,10 @@ def kill_group(pid: int, signum: int) -> None:
 @contextlib.contextmanager
 def handed_off(
     warm: WarmInterpreter | None,
-    submitted: Iterable[Sequence[str]],
+    params_file: Path,
     per_command: Sequence[str],
 ) -> Iterator[Handoff | None]:
-    """The hand-off for one run of the handler, HYDRAFLOW_HANDOFF set for it
+    """The hand-off for one run of the handler on `params_file`, HYDRAFLOW_HANDOFF set for it
     meanwhile; None (and nothing set) when commands start cold."""
     reason = None if warm is None else WarmInterpreter.refusal([], os.environ)
     if warm is None or reason is not None:
@@ -223,7 +234,7 @@ def handed_off(
             warm.refuse(reason)
         yield None
         return
-    handoff = Handoff(warm, submitted, per_command)
+    handoff = Handoff(warm, params_file, per_command)
     os.environ[HANDOFF_ENV] = handoff.variable
     try:
         yield handoff
