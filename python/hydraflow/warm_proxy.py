@@ -93,10 +93,17 @@ class Proxy:
         if reply is None or "cold" in reply:
             self.go_cold()
             return
-        reply = self.receive()  # "starting" came: from now on, never cold
-        if reply is not None and "cold" in reply:  # refused by the warm interpreter
-            self.go_cold()
-            return
+        # "starting" came: the command may start now; only a refusal goes on cold.
+        try:
+            reply = self.receive()
+            if reply is not None and "cold" in reply:  # refused by the warm interpreter
+                self.go_cold()
+                return
+            self.follow(reply)
+        except BaseException:  # never a cold run of what may run warm
+            os._exit(1)
+
+    def follow(self, reply: dict[str, Any] | None) -> NoReturn:
         if reply is None or "pid" not in reply:
             write_stderr(
                 "hydraflow: the warm interpreter ended as this command started; "
@@ -158,8 +165,9 @@ class Proxy:
 def die_of(signum: int) -> NoReturn:
     for forwarded in FORWARDED:
         signal.signal(forwarded, signal.SIG_IGN)
-    signal.signal(signum, signal.SIG_DFL)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, [signum])
+    if signum not in (signal.SIGKILL, signal.SIGSTOP):
+        signal.signal(signum, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, [signum])
     os.kill(os.getpid(), signum)
     os._exit(128 + signum)  # a signal whose default is to go on
 
