@@ -41,6 +41,8 @@ def app(run, cfg):
         os.kill(os.getpid(), signal.SIGKILL)
     if cfg.a == "sleep":
         time.sleep(120)
+    if cfg.a == "nap":
+        time.sleep(3)
 
 if __name__ == "__main__":
     app()
@@ -65,6 +67,8 @@ for line in Path(params).read_text().splitlines():
         code = "import runpy, sys; del sys.argv[0]; "
         code += "runpy.run_path(sys.argv[0], run_name='__main__')"
         child = subprocess.Popen([sys.executable, "-c", code, *argv[1:]])
+    elif mode == "module":
+        child = subprocess.Popen([sys.executable, "-m", "app", *argv[2:]])
     else:
         child = subprocess.Popen(argv)
     if mode == "terminate":
@@ -173,6 +177,43 @@ def test_what_is_not_a_submitted_command_starts_cold(
         assert re.search(
             f"^hydraflow: a submitted command starts cold: {said}$", ended.stderr, re.M
         )
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_a_module_run_with_python_m_is_handed_off(tmp_path: Path) -> None:
+    ended = run_job(folder_for(tmp_path, "module", "ok"), HANDLER_MODE="module")
+    assert app_lines(ended.stdout) == ["app a=ok b=1 warm=True", "status 0"], ended.stderr
+    assert re.search(
+        r"^hydraflow: handed off to the warm interpreter: --multirun a=ok ", ended.stderr, re.M
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_a_warm_command_outlives_its_killed_server_and_the_handler_gets_its_status(
+    tmp_path: Path,
+) -> None:
+    folder = folder_for(tmp_path, "server", "nap")
+    process = subprocess.Popen(
+        [HYDRAFLOW, "run", "handed", "-v"],
+        cwd=folder,
+        env=environment(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        app_pid = int(wait_for(folder, "running-nap-*", process).name.rpartition("-")[2])
+        os.kill(parent_of(app_pid), signal.SIGKILL)  # the warm server
+        stdout, stderr = process.communicate(timeout=120)
+    finally:
+        kill_group(process.pid)
+    assert process.returncode == 0, stderr
+    assert app_lines(stdout) == ["app a=nap b=1 warm=True", "status 0"]
+    assert stderr.count("hydraflow: the warm interpreter ended (killed by SIGKILL)") == 1
+    assert recorded_runs(folder) == [("nap", "1", "FINISHED")]
 
 
 @pytest.mark.slow

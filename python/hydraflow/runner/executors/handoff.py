@@ -123,8 +123,7 @@ class Handoff:
             return "its standard streams are not all open"
         if request.get("cwd") != os.getcwd():
             return "the handler starts it in another directory"
-        argv = [str(arg) for arg in request.get("argv", [])]
-        args = argv[3:] if argv[1:2] == ["-m"] else argv[2:]
+        args = arguments([str(arg) for arg in request.get("argv", [])])
         if tuple(args) not in self.submitted_commands():
             return f"'{shlex.join(args)}' is not the parameters of a command hydraflow submitted"
         return None
@@ -149,7 +148,7 @@ class Handoff:
         if process is None:
             send_message(connection, {"cold": "refused by the warm interpreter"})
             return
-        self.note(f"handed off to the warm interpreter: {shlex.join(argv[2:])}")
+        self.note(f"handed off to the warm interpreter: {shlex.join(arguments(argv))}")
         with self.lock:
             self.running[process.pid] = process
         try:
@@ -186,6 +185,11 @@ class Handoff:
             for pid in self.running:
                 kill_group(pid, signal.SIGKILL)
         shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def arguments(argv: list[str]) -> list[str]:
+    """What follows `python SCRIPT` or `python -m MODULE`: a command's parameters."""
+    return argv[3:] if argv[1:2] == ["-m"] else argv[2:]
 
 
 def peer_pid(connection: socket.socket) -> int | None:
