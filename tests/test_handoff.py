@@ -78,6 +78,18 @@ for line in Path(params).read_text().splitlines():
     print(f"status {child.wait()}", flush=True)
 """
 
+# A warm server that dies just after its first fork, before it says so.
+DIE_AFTER_FORK = """
+import os, signal, sys
+
+def pidfd_open(pid, *args):  # the server's next step after its fork
+    if sys.argv[:1] == ["-c"]:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return real_pidfd_open(pid, *args)
+
+real_pidfd_open, os.pidfd_open = os.pidfd_open, pidfd_open
+"""
+
 JOBS = """
 jobs:
   handed:
@@ -214,6 +226,23 @@ def test_a_warm_command_outlives_its_killed_server_and_the_handler_gets_its_stat
     assert app_lines(stdout) == ["app a=nap b=1 warm=True", "status 0"]
     assert stderr.count("hydraflow: the warm interpreter ended (killed by SIGKILL)") == 1
     assert recorded_runs(folder) == [("nap", "1", "FINISHED")]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_a_server_killed_just_after_it_forked_runs_the_command_once(tmp_path: Path) -> None:
+    """The fork cannot be told from a pipe of hydraflow's: it is found as
+    hydraflow's orphaned child with the server's command line, and waited for."""
+    folder = folder_for(tmp_path, "fork", "ok")
+    (folder / "site").mkdir()
+    (folder / "site" / "sitecustomize.py").write_text(DIE_AFTER_FORK)
+    ended = run_job(folder, PYTHONPATH=str(folder / "site"))
+    assert ended.returncode == 0, ended.stderr
+    assert app_lines(ended.stdout) == ["app a=ok b=1 warm=True", "status 0"]
+    assert len(list(folder.glob("running-ok-*"))) == 1
+    said = "hydraflow: the warm interpreter ended (killed by SIGKILL): later commands start cold"
+    assert ended.stderr.count(said) == 1
+    assert recorded_runs(folder) == [("ok", "1", "FINISHED")]
 
 
 @pytest.mark.slow

@@ -142,9 +142,11 @@ class Handoff:
         environment = {str(k): str(v) for k, v in request["env"].items()}
         try:
             process = self.warm.start(argv, environment, self.per_command, stdio=fds)
-        except WarmStartLost:
-            send_message(connection, {"lost": True})
-            return
+        except WarmStartLost as lost:
+            process = self.forked_before_the_end(lost.args[0])
+            if process is None:
+                send_message(connection, {"lost": True})
+                return
         if process is None:
             send_message(connection, {"cold": "refused by the warm interpreter"})
             return
@@ -159,6 +161,19 @@ class Handoff:
         finally:
             with self.lock:
                 self.running.pop(process.pid, None)
+
+    def forked_before_the_end(self, server_argv: list[str]) -> WarmProcess | None:
+        """The command a server forked just before it ended, if it did: a
+        child of hydraflow now (its subreaper) with the server's command line,
+        and not one of the commands already handed off."""
+        with self.lock:
+            known = set(self.running)
+        wanted = b"".join(os.fsencode(arg) + b"\0" for arg in server_argv)
+        for pid in children_of(os.getpid()) - known:
+            with contextlib.suppress(OSError), open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+                if cmdline.read() == wanted:
+                    return WarmProcess(pid, None, None, None)
+        return None
 
     def watch(self, connection: socket.socket, process: WarmProcess) -> None:
         """A proxy that ends before its command (killed) takes the command with it."""
@@ -199,6 +214,14 @@ def peer_pid(connection: socket.socket) -> int | None:
         return None
     pid = int(PEER_CREDENTIALS.unpack(data)[0])
     return pid or None
+
+
+def children_of(pid: int) -> set[int]:
+    found = set()
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        if parent_of(int(entry)) == pid:
+            found.add(int(entry))
+    return found
 
 
 def parent_of(pid: int) -> int | None:

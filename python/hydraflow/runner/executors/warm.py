@@ -44,7 +44,7 @@ import warnings
 import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import IO, Any, NoReturn
+from typing import IO, Any, NoReturn, cast
 
 from hydraflow.warm_proxy import read_message, send_message
 
@@ -254,8 +254,9 @@ def set_subreaper(on: bool) -> bool:
 
 
 class WarmStartLost(Exception):
-    """The server ended between a request with given descriptors and its
-    reply: the command may have started (it is not started again)."""
+    """The server (its command line, `args[0]`) ended between a request with
+    given descriptors and its reply: the command may have started, and must
+    not start again."""
 
 
 class WarmInterpreter:
@@ -424,9 +425,10 @@ class WarmInterpreter:
         pid = None if reply is None else reply.get("pid")
         if reply is None:
             self.server_lost("between commands")
-            if stdio is not None:  # whether it forked the command cannot be told
+            if stdio is not None:  # no pipe of ours tells whether it forked the command
                 status_ours.close()
-                raise WarmStartLost
+                server_argv = [] if self.server is None else self.server.args
+                raise WarmStartLost([str(arg) for arg in cast(list[str], server_argv)])
             # Ended after it forked the command, before it said so: the
             # command runs (it holds the output pipe), and must not run twice.
             pid = holder_of_pipe(out_read)
