@@ -89,7 +89,10 @@ class Proxy:
             return  # hydraflow is gone: nothing started
         for signum in FORWARDED:
             signal.signal(signum, self.forward)
-        reply = self.ask()
+        try:
+            reply = self.ask()
+        except Exception:  # nothing started: as if nothing had been asked
+            reply = None
         if reply is None or "cold" in reply:
             self.go_cold()
             return

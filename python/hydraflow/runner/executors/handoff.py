@@ -25,6 +25,7 @@ import shutil
 import signal
 import socket
 import struct
+import sys
 import tempfile
 import threading
 from collections.abc import Iterator, Sequence
@@ -32,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from hydraflow.handoff_hook import HANDOFF_ENV
+from hydraflow.runner.executors.processes import kill_group
 from hydraflow.runner.executors.warm import WarmInterpreter, WarmProcess, WarmStartLost
 from hydraflow.warm_proxy import read_message, send_message
 
@@ -61,8 +63,13 @@ class Handoff:
         self.directory = tempfile.mkdtemp(prefix="hydraflow-handoff-")  # mode 0700
         self.path = os.path.join(self.directory, "socket")
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.listener.bind(self.path)
-        self.listener.listen(64)
+        try:
+            self.listener.bind(self.path)
+            self.listener.listen(64)
+        except OSError:
+            self.listener.close()
+            shutil.rmtree(self.directory, ignore_errors=True)
+            raise
         threading.Thread(target=self.accept, daemon=True).start()
 
     @property
@@ -234,17 +241,10 @@ def parent_of(pid: int) -> int | None:
 
 def same_binary(pid: int) -> bool:
     """The process runs the binary hydraflow runs on (the argv it gives is checked apart)."""
-    import sys
-
     try:
         return os.readlink(f"/proc/{pid}/exe") == os.path.realpath(sys.executable)
     except OSError:
         return False
-
-
-def kill_group(pid: int, signum: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, signum)
 
 
 @contextlib.contextmanager
@@ -255,13 +255,19 @@ def handed_off(
 ) -> Iterator[Handoff | None]:
     """The hand-off for one run of the handler on `params_file`, HYDRAFLOW_HANDOFF set for it
     meanwhile; None (and nothing set) when commands start cold."""
-    reason = None if warm is None else WarmInterpreter.refusal([], os.environ)
-    if warm is None or reason is not None:
-        if warm is not None and reason is not None:
-            warm.refuse(reason)
+    if warm is None:
         yield None
         return
-    handoff = Handoff(warm, params_file, per_command)
+    reason = WarmInterpreter.refusal([], os.environ)
+    handoff = None
+    try:
+        handoff = None if reason is not None else Handoff(warm, params_file, per_command)
+    except OSError as error:  # a socket path too long for the system, say
+        reason = f"the hand-off's socket could not be made ({error.strerror or error})"
+    if handoff is None:
+        warm.refuse(str(reason))
+        yield None
+        return
     os.environ[HANDOFF_ENV] = handoff.variable
     try:
         yield handoff
