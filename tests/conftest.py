@@ -219,11 +219,11 @@ def launch_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[P
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    store._opened.clear()
+    store.forget_opened()
     try:
         yield tmp_path
     finally:
         while mlflow.active_run() is not None:
             mlflow.end_run()
         mlflow.set_tracking_uri(None)
-        store._opened.clear()
+        store.forget_opened()

@@ -190,14 +190,14 @@ def test_start_run_records_secrets_as_their_text(
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.setenv("MY_API_KEY", ENV_SECRET)
-    store._opened.clear()
+    store.forget_opened()
     config = OmegaConf.create({"key": "${oc.env:MY_API_KEY}", "db": {"password": YAML_SECRET}})
     try:
         with hydraflow.start_run(config, experiment_name="direct", secrets=["password"]) as run:
             run_id = run.info.run_id
     finally:
         mlflow.set_tracking_uri(None)
-        store._opened.clear()
+        store.forget_opened()
     stored = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}").get_run(run_id)
     assert stored.data.params == {"key": "${oc.env:MY_API_KEY}", "db.password": "***"}
     for secret in (ENV_SECRET, YAML_SECRET):

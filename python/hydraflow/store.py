@@ -124,7 +124,7 @@ def open_experiment(uri: str, name: str, launch_dir: Path) -> tuple[MlflowClient
     if key not in _opened:
         try:
             check_reachable(uri, APP_SECONDS)
-            _opened[key] = open_new_experiment(uri, name, launch_dir)
+            _opened[key] = opened_ahead(uri, name) or open_new_experiment(uri, name, launch_dir)
         except Exception as error:
             raise StoreError(uri, error) from error
         warning = network_store_warning(uri)
@@ -134,6 +134,74 @@ def open_experiment(uri: str, name: str, launch_dir: Path) -> tuple[MlflowClient
 
     mlflow.set_tracking_uri(uri)
     return _opened[key]
+
+
+# Opened by the warm server before it forks commands (`open_ahead`): the
+# store's file as it was then, and the experiments found active in it.
+_files_ahead: dict[str, tuple[int, int]] = {}
+_experiments_ahead: dict[tuple[str, str], tuple[MlflowClient, str]] = {}
+
+
+def open_ahead(uri: str, name: str, launch_dir: Path) -> None:
+    """Opens an existing SQLite store and its experiment `name` for the
+    processes forked later, as `open_new_experiment` would, writing nothing:
+    a store not yet initialised, or without the experiment active, is left
+    to them. MLflow keeps the store for the process (it caches a store per
+    URI), with its connections closed: a SQLite connection must not cross a fork."""
+    path = sqlite_path(uri)
+    if path is None or (uri, name) in _experiments_ahead or not is_initialised(uri):
+        return
+    import mlflow
+
+    with contextlib.chdir(launch_dir):  # where MLflow resolves its default artifact root
+        client = mlflow.MlflowClient(uri)
+    _files_ahead[uri] = file_identity(path)
+    try:
+        experiment = client.get_experiment_by_name(name)
+    finally:
+        client._tracking_client.store.engine.dispose()
+    if experiment is not None and experiment.lifecycle_stage == "active":
+        _experiments_ahead[(uri, name)] = (client, experiment.experiment_id)
+
+
+def opened_ahead(uri: str, name: str) -> tuple[MlflowClient, str] | None:
+    """The client and experiment id `open_ahead` found, checked again (the
+    experiment restored if it was deleted since); None if there is none, or
+    the store's file was replaced meanwhile (MLflow's store for it is then
+    dropped, so it is opened, or made, afresh)."""
+    identity = _files_ahead.pop(uri, None)
+    path = sqlite_path(uri)
+    if identity is None or path is None:
+        return None
+    if not path.exists() or file_identity(path) != identity:
+        forget_cached_stores()
+        _experiments_ahead.clear()
+        return None
+    opened = _experiments_ahead.pop((uri, name), None)
+    if opened is None:
+        return None
+    client, _ = opened
+    found = existing_experiment(client, name)
+    return None if found is None else (client, found)
+
+
+def forget_opened() -> None:
+    """Forgets every client this process opened or inherited (tests reset it)."""
+    _opened.clear()
+    _files_ahead.clear()
+    _experiments_ahead.clear()
+
+
+def file_identity(path: Path) -> tuple[int, int]:
+    stat = path.stat()
+    return stat.st_dev, stat.st_ino
+
+
+def forget_cached_stores() -> None:
+    """Empties MLflow's cache of one store per URI."""
+    from mlflow.tracking._tracking_service import utils
+
+    utils._tracking_store_registry._get_store_with_resolved_uri.cache_clear()
 
 
 def open_new_experiment(uri: str, name: str, launch_dir: Path) -> tuple[MlflowClient, str]:

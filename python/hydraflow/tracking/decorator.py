@@ -18,6 +18,7 @@ from hydraflow.mlflow_schema import VALUE_TAG, FinishedRun
 from hydraflow.remote import masked
 from hydraflow.signals import describe, exit_status, handle_termination, signal_of
 from hydraflow.store import as_uri
+from hydraflow.tracking.batches import first_job_composed_once
 from hydraflow.tracking.compose import SCHEMA_CONFIG_NAME, prepare
 from hydraflow.tracking.lifecycle import Claim, JobContext, TrackingOptions
 from hydraflow.tracking.values import decode
@@ -138,7 +139,8 @@ def main(
                 sys.stderr.write(f"hydraflow: error: {masked(str(error))}\n")
                 raise SystemExit(error.exit_code) from None
 
-        return hydra_main(task)(cfg_passthrough)
+        with first_job_composed_once():
+            return hydra_main(task)(cfg_passthrough)
 
     return decorator
 

@@ -2,6 +2,7 @@
 the way its first argument says: warm and cold starts must print the same."""
 
 import atexit
+import gc
 import json
 import logging
 import os
@@ -54,6 +55,8 @@ state = {
     "helper": [helper.VALUE, helper_was_loaded],
     "root_logger": [logging.root.level, len(logging.root.handlers)],
     "flags": list(sys.flags),
+    # The cyclic collector as a fresh app has it (the preload pauses it).
+    "collector": [gc.isenabled(), gc.get_threshold(), gc.get_debug()],
 }
 if mode == "return":  # the whole state, as an app has it (a cold start takes seconds)
     import mlflow
