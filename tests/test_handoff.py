@@ -294,6 +294,40 @@ def test_hydraflow_killed_leaves_no_warm_command_behind(tmp_path: Path) -> None:
             process.communicate(timeout=30)
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_ctrl_c_stops_a_warm_command_as_a_cold_one(tmp_path: Path) -> None:
+    """SIGINT to hydraflow's group, as a terminal sends it: the handler's
+    group gets it from hydraflow, the proxy passes it on; exit 130, the run
+    KILLED, nothing left."""
+    outcomes = []
+    for flags in ((), ("--cold",)):
+        folder = folder_for(tmp_path, f"interrupt{len(flags)}", "sleep")
+        process = subprocess.Popen(
+            [HYDRAFLOW, "run", "handed", "-v", *flags],
+            cwd=folder,
+            env=environment(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+        try:
+            app_pid = int(wait_for(folder, "running-sleep-*", process).name.rpartition("-")[2])
+            time.sleep(1)  # the app's run has started
+            os.killpg(process.pid, signal.SIGINT)
+            _, stderr = process.communicate(timeout=120)
+        finally:
+            kill_group(process.pid)
+        summary = next(line for line in stderr.splitlines() if "handed: " in line)
+        outcomes.append((process.returncode, re.sub(r"; [\d.]+ s$", "", summary)))
+        outcomes.append((alive(app_pid), recorded_runs(folder), handed_off(stderr)))
+    assert outcomes[0] == outcomes[2]
+    assert outcomes[0][0] == 130
+    assert outcomes[1] == (False, [("sleep", "1", "KILLED")], 1)
+    assert outcomes[3] == (False, [("sleep", "1", "KILLED")], 0)
+
+
 def test_the_hook_leaves_a_plain_python_unchanged() -> None:
     """The .pth line costs a dictionary look-up without the variable; with
     one that is not for this process, Python starts with the same modules."""
