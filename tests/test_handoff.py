@@ -9,10 +9,12 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
 import sysconfig
+import tempfile
 import textwrap
 import time
 from pathlib import Path
@@ -266,10 +268,13 @@ def test_the_handler_terminating_its_child_ends_the_warm_command(tmp_path: Path)
 @pytest.mark.timeout(300)
 def test_hydraflow_killed_leaves_no_warm_command_behind(tmp_path: Path) -> None:
     folder = folder_for(tmp_path, "killed", "sleep")
+    # hydraflow killed leaves its socket's directory: in one of the test's own
+    # (short: a socket's path has a limit), removed below.
+    temporary = tempfile.mkdtemp(prefix="handoff-")
     process = subprocess.Popen(
         [HYDRAFLOW, "run", "handed", "-v"],
         cwd=folder,
-        env=environment(),
+        env=environment(TMPDIR=temporary),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
@@ -292,6 +297,7 @@ def test_hydraflow_killed_leaves_no_warm_command_behind(tmp_path: Path) -> None:
             kill_group(handler)
         with contextlib.suppress(subprocess.TimeoutExpired):
             process.communicate(timeout=30)
+        shutil.rmtree(temporary, ignore_errors=True)
 
 
 @pytest.mark.slow
@@ -300,7 +306,7 @@ def test_ctrl_c_stops_a_warm_command_as_a_cold_one(tmp_path: Path) -> None:
     """SIGINT to hydraflow's group, as a terminal sends it: the handler's
     group gets it from hydraflow, the proxy passes it on; exit 130, the run
     KILLED, nothing left."""
-    outcomes = []
+    outcomes: list[tuple[object, ...]] = []
     for flags in ((), ("--cold",)):
         folder = folder_for(tmp_path, f"interrupt{len(flags)}", "sleep")
         process = subprocess.Popen(
