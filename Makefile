@@ -24,8 +24,14 @@ $(BIN)/maturin:
 	@python3 -m venv $(VENV)
 	$(call LOGGED,hydraflow: creating $(VENV) with pip and maturin,$(BIN)/pip install -q -q --upgrade pip "maturin>=1.9.4$(COMMA)<2")
 
-$(STAMP): $(BIN)/maturin $(RUST_SOURCES) pyproject.toml
+# `maturin develop` installs the package editable, without the files a wheel
+# puts at the root of site-packages: the submit hand-off's start-up hook
+# (python/hydraflow_handoff.pth) is copied there, as a wheel installs it.
+INSTALL_HOOK = cp python/hydraflow_handoff.pth "$$($(PY) -c 'import sysconfig; print(sysconfig.get_path("purelib"))')/"
+
+$(STAMP): $(BIN)/maturin $(RUST_SOURCES) pyproject.toml python/hydraflow_handoff.pth
 	$(call LOGGED,hydraflow: building the Rust core (release) and installing with dev tools,$(BIN)/maturin develop --release --extras dev$(COMMA)cluster --quiet)
+	@$(INSTALL_HOOK)
 	@touch $(STAMP)
 	@echo "hydraflow: installed $$($(PY) -c 'import hydraflow; print(hydraflow.__version__)') in $(VENV) (log: $(SETUP_LOG))"
 
@@ -35,6 +41,7 @@ install: $(STAMP) ## Create .venv and install hydraflow (release build) with its
 .PHONY: build-dev
 build-dev: $(BIN)/maturin ## Rebuild the extension quickly (debug build)
 	$(call LOGGED,hydraflow: building the Rust core (debug),$(BIN)/maturin develop --extras dev$(COMMA)cluster --quiet)
+	@$(INSTALL_HOOK)
 
 .PHONY: format
 format: install ## Format Rust and Python code

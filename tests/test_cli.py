@@ -200,9 +200,11 @@ def test_options_that_do_not_apply_are_refused(project: Project) -> None:
     assert "-j/--jobs does not apply to submit jobs ('sweep')" in result.stderr
     result = run_cli("run", "sweep", "--keep-going", cwd=folder)
     assert result.returncode == 2
-    result = run_cli("run", "sweep", "--cold", cwd=folder)  # a submit job's handler starts cold
+    # A call job runs in hydraflow's own process: nothing starts warm or cold.
+    (folder / "hydraflow.yaml").write_text("jobs:\n  f:\n    call: json.dumps\n")
+    result = run_cli("run", "f", "--cold", cwd=folder)
     assert result.returncode == 2
-    assert "--cold does not apply to submit jobs ('sweep')" in result.stderr
+    assert "--cold does not apply to call jobs ('f')" in result.stderr
 
 
 def test_show_says_what_decides_a_count_it_cannot_know(project: Project) -> None:

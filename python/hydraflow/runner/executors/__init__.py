@@ -7,12 +7,16 @@ from __future__ import annotations
 import shlex
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from hydraflow.runner.executors.base import Executor, RunOptions
 from hydraflow.runner.executors.event_log import EventLog
 from hydraflow.runner.executors.progress import PlainReporter
 from hydraflow.runner.jobs import Job
 from hydraflow.runner.plan import JobPlan, command_words
+
+if TYPE_CHECKING:
+    from hydraflow.runner.executors.warm import WarmInterpreter
 
 __all__ = ["EXECUTORS", "Executor", "RunOptions", "executor_for"]
 
@@ -34,17 +38,11 @@ class RunExecutor(Executor):
         self, plan: JobPlan, reporter: PlainReporter, events: EventLog, options: RunOptions
     ) -> None:
         from hydraflow.runner.executors.processes import run_commands
-        from hydraflow.runner.executors.warm import WarmInterpreter
         from hydraflow.runner.finished import FinishedProof
 
         commands = plan.commands()
         proof = None if options.rerun else FinishedProof(Path.cwd())
-        # Said once each with -v: why commands start cold, or that they start warm.
-        note = reporter.message if options.verbose else None
-        stopping = lambda: reporter.execution.signal is not None  # noqa: E731
-        warm = None if options.cold else WarmInterpreter(note, stopping, reporter.message)
-        if options.cold and note is not None:
-            note("commands start cold: --cold")
+        warm = warm_interpreter(reporter, options)
         try:
             run_commands(
                 commands,
@@ -58,6 +56,20 @@ class RunExecutor(Executor):
         finally:
             if warm is not None:
                 warm.close()
+
+
+def warm_interpreter(reporter: PlainReporter, options: RunOptions) -> WarmInterpreter | None:
+    """The job's warm interpreter (None with --cold); with -v, it says once
+    each why commands start cold, or that they start warm."""
+    from hydraflow.runner.executors.warm import WarmInterpreter
+
+    note = reporter.message if options.verbose else None
+    if options.cold:
+        if note is not None:
+            note("commands start cold: --cold")
+        return None
+    stopping = lambda: reporter.execution.signal is not None  # noqa: E731
+    return WarmInterpreter(note, stopping, reporter.message)
 
 
 class CallExecutor(Executor):
@@ -88,6 +100,8 @@ class SubmitExecutor(Executor):
 
     kind = "submit"
     accepts_keep_going = False
+    # The handler's `python APP PARAMS` children may start warm (handoff.py).
+    accepts_cold = True
 
     def preflight(self, plan: JobPlan) -> None:
         from hydraflow.runner.executors.processes import check_program
@@ -111,7 +125,12 @@ class SubmitExecutor(Executor):
     ) -> None:
         from hydraflow.runner.executors.submit import run_submit
 
-        run_submit(plan, reporter, events, rerun=options.rerun)
+        warm = warm_interpreter(reporter, options)
+        try:
+            run_submit(plan, reporter, events, rerun=options.rerun, warm=warm)
+        finally:
+            if warm is not None:
+                warm.close()
 
 
 EXECUTORS: dict[str, Executor] = {

@@ -118,10 +118,12 @@ def run_commands(
     keep_going: bool = False,
     proof: FinishedProof | None = None,
     warm: WarmInterpreter | None = None,
+    started: Callable[[int], None] | None = None,
 ) -> None:
     """Runs the commands, recording everything in `reporter.execution`; with
     `proof`, a command proven finished before is skipped without starting;
-    with `warm`, each command it can run the same is forked from it."""
+    with `warm`, each command it can run the same is forked from it;
+    `started` is told each started command's pid."""
     execution = reporter.execution
     running: dict[int, Running] = {}
     done: queue.Queue[Running] = queue.Queue()
@@ -145,6 +147,8 @@ def run_commands(
                 entry = start(command, reporter, done, events, warm)
                 if entry is not None:
                     running[entry.process.pid] = entry
+                    if started is not None:
+                        started(entry.process.pid)
                     if execution.signal is not None:  # it came while the command started
                         interrupts.forward_to(entry)
             if not running:

@@ -18,8 +18,10 @@ from pathlib import Path
 
 from hydraflow._core import ulid
 from hydraflow.runner.executors.event_log import EventLog
-from hydraflow.runner.executors.processes import run_commands
+from hydraflow.runner.executors.handoff import handed_off
+from hydraflow.runner.executors.processes import PER_COMMAND, run_commands
 from hydraflow.runner.executors.progress import PlainReporter
+from hydraflow.runner.executors.warm import WarmInterpreter
 from hydraflow.runner.finished import RECORD_DB, RECORD_DIR, FinishedProof
 from hydraflow.runner.plan import Command, JobPlan, summed
 from hydraflow.tables import counted
@@ -81,12 +83,20 @@ class HandlerProof(FinishedProof):
             )
 
 
-def run_submit(plan: JobPlan, reporter: PlainReporter, events: EventLog, *, rerun: bool) -> None:
+def run_submit(
+    plan: JobPlan,
+    reporter: PlainReporter,
+    events: EventLog,
+    *,
+    rerun: bool,
+    warm: WarmInterpreter | None = None,
+) -> None:
     """Runs the handler once for the commands not proven finished; their runs'
-    events (from wherever the handler runs them) land in the one events file."""
+    events (from wherever the handler runs them) land in the one events file.
+    With `warm`, the handler's `python APP PARAMS` children may start warm (handoff.py)."""
     if rerun:  # every line, written fast (a plan may be huge); nothing is proven
         lines = plan.shell_lines(with_head=False)
-        submit(plan, lines, plan.total_commands, reporter, events, runs=plan.total_runs)
+        submit(plan, lines, plan.total_commands, reporter, events, runs=plan.total_runs, warm=warm)
         return
     proof = FinishedProof(Path.cwd())
     recorded = (Path.cwd() / RECORD_DIR / RECORD_DB).exists()
@@ -100,7 +110,7 @@ def run_submit(plan: JobPlan, reporter: PlainReporter, events: EventLog, *, reru
     if remaining:
         lines = (shlex.join(command.params) for command in remaining)
         runs = summed(command.runs for command in remaining)
-        submit(plan, lines, len(remaining), reporter, events, remaining, runs)
+        submit(plan, lines, len(remaining), reporter, events, remaining, runs, warm)
 
 
 def submit(
@@ -111,10 +121,12 @@ def submit(
     events: EventLog,
     commands: Sequence[Command] = (),
     runs: int | None = None,
+    warm: WarmInterpreter | None = None,
 ) -> None:
     """Runs the handler on a file of `lines`, the parameters of `count`
     commands (`commands`, when they are to be recorded as finished)."""
-    with params_file(lines) as path:
+    with params_file(lines) as path, handed_off(warm, path, PER_COMMAND) as handoff:
         handler = Handler(1, tuple(plan.head), [str(path)], runs, count)
         proof = HandlerProof(Path.cwd(), commands) if commands else None
-        run_commands(iter([handler]), reporter, events, proof=proof)
+        started = handoff.handler_started if handoff is not None else None
+        run_commands(iter([handler]), reporter, events, proof=proof, started=started)

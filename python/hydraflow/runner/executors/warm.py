@@ -35,7 +35,6 @@ import selectors
 import shutil
 import signal
 import socket
-import struct
 import subprocess
 import sys
 import tempfile
@@ -46,7 +45,9 @@ import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, NoReturn
+from typing import IO, Any, NoReturn, cast
+
+from hydraflow.warm_proxy import read_message, send_message
 
 COLD_ENV = "HYDRAFLOW_COLD"
 # Heavy modules every hydraflow app imports; never the user's own. A
@@ -78,7 +79,6 @@ PLUGIN_NAMESPACE = "hydra_plugins"
 READY_SECONDS = 120.0
 # A server whose socket closed unasked is gone, or soon: waited for this long.
 SERVER_END_SECONDS = 10.0
-HEADER = struct.Struct("!I")
 # Notes the modules a fresh interpreter starts with, and drops the '' that
 # `-c` puts first on sys.path: the server imports nothing from the directory.
 SERVER_CODE = (
@@ -183,8 +183,8 @@ class WarmProcess:
         self,
         pid: int,
         status: socket.socket | None,
-        stdout: IO[bytes],
-        stderr: IO[bytes],
+        stdout: IO[bytes] | None,
+        stderr: IO[bytes] | None,
         server_lost: Callable[[], None] = lambda: None,
     ):
         self.pid = pid
@@ -254,6 +254,12 @@ def set_subreaper(on: bool) -> bool:
     return bool(was.value)
 
 
+class WarmStartLost(Exception):
+    """The server (its command line, `args[0]`) ended between a request with
+    given descriptors and its reply: the command may have started, and must
+    not start again."""
+
+
 class WarmInterpreter:
     """The warm server of one `hydraflow run`: started at the first command
     it can run, used for every command it can run the same as a fresh
@@ -287,9 +293,15 @@ class WarmInterpreter:
             self.note(f"commands start cold: {reason}")
 
     def start(
-        self, argv: Sequence[str], environment: Mapping[str, str], per_command: Sequence[str]
+        self,
+        argv: Sequence[str],
+        environment: Mapping[str, str],
+        per_command: Sequence[str],
+        stdio: Sequence[int] | None = None,
     ) -> WarmProcess | None:
-        """Forks the command from the warm server; None if it must start cold."""
+        """Forks the command from the warm server; None if it must start cold.
+        With `stdio` (the submit hand-off's), the command's stdin, stdout and
+        stderr are these descriptors (still the caller's), not pipes to hydraflow."""
         reason = self.refusal(argv, environment)
         target = python_target(argv, environment) if reason is None else reason
         if isinstance(target, str):
@@ -305,7 +317,7 @@ class WarmInterpreter:
             if shared != self.environment:
                 self.refuse("the environment changed after the warm interpreter started")
                 return None
-            return self.request(target, argv, environment)
+            return self.request(target, argv, environment, stdio)
 
     @staticmethod
     def refusal(argv: Sequence[str], environment: Mapping[str, str]) -> str | None:
@@ -373,13 +385,20 @@ class WarmInterpreter:
             return None
 
     def request(
-        self, target: Target, argv: Sequence[str], environment: Mapping[str, str]
+        self,
+        target: Target,
+        argv: Sequence[str],
+        environment: Mapping[str, str],
+        stdio: Sequence[int] | None = None,
     ) -> WarmProcess | None:
         assert self.control is not None
         status_ours, status_theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        out_read, out_write = os.pipe()
-        err_read, err_write = os.pipe()
-        stdin = os.open(os.devnull, os.O_RDONLY)
+        if stdio is None:
+            out_read, out_write = os.pipe()
+            err_read, err_write = os.pipe()
+            stdin = os.open(os.devnull, os.O_RDONLY)
+        else:
+            (stdin, out_write, err_write), out_read, err_read = stdio, -1, -1
         message = {
             "executable": target.executable,
             "kind": target.kind,
@@ -397,8 +416,8 @@ class WarmInterpreter:
         finally:
             # Ours closed before the reply is awaited: a server that ends
             # before it replies must close the status socket's last other end.
-            for fd in (stdin, out_write, err_write):
-                os.close(fd)
+            if stdio is None:  # given ones stay the caller's
+                close_all(stdin, out_write, err_write)
             status_theirs.close()
         try:
             reply = read_message(status_ours)
@@ -407,17 +426,21 @@ class WarmInterpreter:
         pid = None if reply is None else reply.get("pid")
         if reply is None:
             self.server_lost("between commands")
+            if stdio is not None:  # no pipe of ours tells whether it forked the command
+                status_ours.close()
+                server_argv = [] if self.server is None else self.server.args
+                raise WarmStartLost([str(arg) for arg in cast(list[str], server_argv)])
             # Ended after it forked the command, before it said so: the
             # command runs (it holds the output pipe), and must not run twice.
             pid = holder_of_pipe(out_read)
         if pid is None:
-            os.close(out_read)
-            os.close(err_read)
+            close_all(*(fd for fd in (out_read, err_read) if fd >= 0))
             status_ours.close()
             if reply is not None:
                 self.refuse(str(reply["refused"]))
             return None
-        stdout, stderr = os.fdopen(out_read, "rb"), os.fdopen(err_read, "rb")
+        stdout = os.fdopen(out_read, "rb") if out_read >= 0 else None
+        stderr = os.fdopen(err_read, "rb") if err_read >= 0 else None
         status = None if reply is None else status_ours
         if status is None:
             status_ours.close()
@@ -506,41 +529,6 @@ def drain(fd: int) -> None:
     with open(fd, "rb") as pipe:
         for _ in pipe:
             pass
-
-
-def send_message(sock: socket.socket, message: dict[str, Any], fds: Sequence[int] = ()) -> None:
-    payload = json.dumps(message).encode("utf-8", "surrogateescape")
-    data = HEADER.pack(len(payload)) + payload
-    sent = socket.send_fds(sock, [data], list(fds)) if fds else sock.send(data)
-    if sent < len(data):
-        sock.sendall(data[sent:])
-
-
-def read_message(sock: socket.socket, fds: list[int] | None = None) -> dict[str, Any] | None:
-    """One message (None at the end of the stream); its descriptors into `fds`."""
-    if fds is None:
-        head = read_exactly(sock, HEADER.size, b"")
-    else:
-        first, received, _, _ = socket.recv_fds(sock, HEADER.size, 8)
-        fds.extend(received)
-        head = read_exactly(sock, HEADER.size, first)
-    if head is None:
-        return None
-    body = read_exactly(sock, HEADER.unpack(head)[0], b"")
-    if body is None:
-        return None
-    loaded: dict[str, Any] = json.loads(body.decode("utf-8", "surrogateescape"))
-    return loaded
-
-
-def read_exactly(sock: socket.socket, size: int, start: bytes) -> bytes | None:
-    data = bytearray(start)
-    while len(data) < size:
-        chunk = sock.recv(size - len(data))
-        if not chunk:
-            return None
-        data += chunk
-    return bytes(data)
 
 
 # --- the server's side ------------------------------------------------------

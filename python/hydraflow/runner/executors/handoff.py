@@ -1,0 +1,276 @@
+"""The submit hand-off, hydraflow's side: a submit handler's `python APP
+PARAMS` children, each one of the commands hydraflow submitted, run from
+the warm interpreter (warm.py) as a `run:` job's commands do.
+
+hydraflow listens on a Unix socket in a private directory and names it to
+the handler in HYDRAFLOW_HANDOFF (`hydraflow/warm_proxy.py` is the other
+side, started by a `.pth` hook). A proxy's request is taken only if its
+process (known from the socket's peer credentials, not from what it says)
+is a child of the handler, runs hydraflow's own interpreter binary, in
+hydraflow's directory, and its arguments are exactly those of a submitted
+command; then `WarmInterpreter.start` decides, with its own refusals. So a
+command that a scheduler runs elsewhere, one started through a shell, or one
+a command starts itself stays cold: no work escapes where the handler puts it.
+
+The proxy and the command are tied: the proxy forwards its signals to the
+command's group; a proxy that ends first (killed by SIGKILL) takes the
+command with it; commands still running when the job ends are killed."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shlex
+import shutil
+import signal
+import socket
+import struct
+import sys
+import tempfile
+import threading
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from hydraflow.handoff_hook import HANDOFF_ENV
+from hydraflow.runner.executors.processes import kill_group
+from hydraflow.runner.executors.warm import WarmInterpreter, WarmProcess, WarmStartLost
+from hydraflow.warm_proxy import read_message, send_message
+
+PEER_CREDENTIALS = struct.Struct("3i")  # struct ucred: pid, uid, gid
+HANDLER_PID_SECONDS = 5.0
+
+
+class Handoff:
+    """The socket, and one thread per proxy that asks."""
+
+    def __init__(
+        self,
+        warm: WarmInterpreter,
+        params_file: Path,
+        per_command: Sequence[str],
+    ) -> None:
+        self.warm = warm
+        self.params_file = params_file
+        self.submitted: set[tuple[str, ...]] | None = None  # read at the first request
+        self.per_command = per_command
+        self.note = warm.note  # said with -v
+        self.handler_pid: int | None = None
+        self.handler_known = threading.Event()
+        self.running: dict[int, WarmProcess] = {}
+        self.lock = threading.Lock()
+        self.said: set[str] = set()
+        self.directory = tempfile.mkdtemp(prefix="hydraflow-handoff-")  # mode 0700
+        self.path = os.path.join(self.directory, "socket")
+        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            self.listener.bind(self.path)
+            self.listener.listen(64)
+        except OSError:
+            self.listener.close()
+            shutil.rmtree(self.directory, ignore_errors=True)
+            raise
+        threading.Thread(target=self.accept, daemon=True).start()
+
+    @property
+    def variable(self) -> str:
+        """HYDRAFLOW_HANDOFF's value: whose grandchildren may ask, and where."""
+        return f"{os.getpid()}:{self.path}"
+
+    def handler_started(self, pid: int) -> None:
+        self.handler_pid = pid
+        self.handler_known.set()
+
+    def accept(self) -> None:
+        while True:
+            try:
+                connection, _ = self.listener.accept()
+            except OSError:
+                return  # closed
+            threading.Thread(target=self.serve, args=(connection,), daemon=True).start()
+
+    def serve(self, connection: socket.socket) -> None:
+        fds: list[int] = []
+        with connection:
+            try:
+                request = read_message(connection, fds)
+            except (OSError, ValueError):
+                request = None
+            try:
+                refusal = "the request was cut short" if request is None else None
+                refusal = refusal or self.refusal(connection, request or {}, fds)
+                if refusal is not None:
+                    self.say(f"a submitted command starts cold: {refusal}")
+                    send_message(connection, {"cold": refusal})
+                    return
+                assert request is not None
+                send_message(connection, {"starting": True})
+                self.run(connection, request, fds)
+            except OSError:
+                pass  # the proxy is gone
+            finally:
+                for fd in fds:
+                    os.close(fd)
+                # Wakes the watcher's recv (a close alone would not).
+                with contextlib.suppress(OSError):
+                    connection.shutdown(socket.SHUT_RDWR)
+
+    def refusal(
+        self, connection: socket.socket, request: dict[str, Any], fds: list[int]
+    ) -> str | None:
+        """Why this request is not a submitted command for the warm interpreter."""
+        pid = peer_pid(connection)
+        # A handler quick to start its first command may ask before its own start is noted.
+        self.handler_known.wait(timeout=HANDLER_PID_SECONDS)
+        if pid is None or self.handler_pid is None or parent_of(pid) != self.handler_pid:
+            return "its parent is not the handler"
+        if not same_binary(pid):
+            return "another interpreter than hydraflow's"
+        if len(fds) != 3:
+            return "its standard streams are not all open"
+        if request.get("cwd") != os.getcwd():
+            return "the handler starts it in another directory"
+        args = arguments([str(arg) for arg in request.get("argv", [])])
+        if tuple(args) not in self.submitted_commands():
+            return f"'{shlex.join(args)}' is not the parameters of a command hydraflow submitted"
+        return None
+
+    def submitted_commands(self) -> set[tuple[str, ...]]:
+        """The parameters of each line of the file the handler was given."""
+        with self.lock:
+            if self.submitted is None:
+                with open(self.params_file, encoding="utf-8") as lines:
+                    self.submitted = {tuple(shlex.split(line)) for line in lines}
+            return self.submitted
+
+    def run(self, connection: socket.socket, request: dict[str, Any], fds: list[int]) -> None:
+        """Starts the command warm, tells the proxy its pid, then its end."""
+        argv = [str(arg) for arg in request["argv"]]
+        environment = {str(k): str(v) for k, v in request["env"].items()}
+        try:
+            process = self.warm.start(argv, environment, self.per_command, stdio=fds)
+        except WarmStartLost as lost:
+            process = self.forked_before_the_end(lost.args[0])
+            if process is None:
+                send_message(connection, {"lost": True})
+                return
+        if process is None:
+            send_message(connection, {"cold": "refused by the warm interpreter"})
+            return
+        self.note(f"handed off to the warm interpreter: {shlex.join(arguments(argv))}")
+        with self.lock:
+            self.running[process.pid] = process
+        try:
+            send_message(connection, {"pid": process.pid})
+            threading.Thread(target=self.watch, args=(connection, process), daemon=True).start()
+            returncode = process.wait()
+            send_message(connection, {"status": returncode})
+        finally:
+            with self.lock:
+                self.running.pop(process.pid, None)
+
+    def forked_before_the_end(self, server_argv: list[str]) -> WarmProcess | None:
+        """The command a server forked just before it ended, if it did: a
+        child of hydraflow now (its subreaper) with the server's command line,
+        and not one of the commands already handed off."""
+        with self.lock:
+            known = set(self.running)
+        wanted = b"".join(os.fsencode(arg) + b"\0" for arg in server_argv)
+        for pid in children_of(os.getpid()) - known:
+            with contextlib.suppress(OSError), open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+                if cmdline.read() == wanted:
+                    return WarmProcess(pid, None, None, None)
+        return None
+
+    def watch(self, connection: socket.socket, process: WarmProcess) -> None:
+        """A proxy that ends before its command (killed) takes the command with it."""
+        with contextlib.suppress(OSError):
+            connection.recv(1)
+        with self.lock:
+            if process.pid in self.running and process.returncode is None:
+                kill_group(process.pid, signal.SIGKILL)
+
+    def say(self, text: str) -> None:
+        with self.lock:
+            if text in self.said:
+                return
+            self.said.add(text)
+        self.note(text)
+
+    def close(self) -> None:
+        """Stops listening; commands still running (their handler ended
+        without waiting for them) are killed with the job."""
+        with contextlib.suppress(OSError):
+            self.listener.shutdown(socket.SHUT_RDWR)
+        self.listener.close()
+        with self.lock:
+            for pid in self.running:
+                kill_group(pid, signal.SIGKILL)
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def arguments(argv: list[str]) -> list[str]:
+    """What follows `python SCRIPT` or `python -m MODULE`: a command's parameters."""
+    return argv[3:] if argv[1:2] == ["-m"] else argv[2:]
+
+
+def peer_pid(connection: socket.socket) -> int | None:
+    try:
+        data = connection.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, PEER_CREDENTIALS.size)
+    except OSError:
+        return None
+    pid = int(PEER_CREDENTIALS.unpack(data)[0])
+    return pid or None
+
+
+def children_of(pid: int) -> set[int]:
+    found = set()
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        if parent_of(int(entry)) == pid:
+            found.add(int(entry))
+    return found
+
+
+def parent_of(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            return int(stat.read().rpartition(b")")[2].split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def same_binary(pid: int) -> bool:
+    """The process runs the binary hydraflow runs on (the argv it gives is checked apart)."""
+    try:
+        return os.readlink(f"/proc/{pid}/exe") == os.path.realpath(sys.executable)
+    except OSError:
+        return False
+
+
+@contextlib.contextmanager
+def handed_off(
+    warm: WarmInterpreter | None,
+    params_file: Path,
+    per_command: Sequence[str],
+) -> Iterator[Handoff | None]:
+    """The hand-off for one run of the handler on `params_file`, HYDRAFLOW_HANDOFF set for it
+    meanwhile; None (and nothing set) when commands start cold."""
+    if warm is None:
+        yield None
+        return
+    reason = WarmInterpreter.refusal([], os.environ)
+    handoff = None
+    try:
+        handoff = None if reason is not None else Handoff(warm, params_file, per_command)
+    except OSError as error:  # a socket path too long for the system, say
+        reason = f"the hand-off's socket could not be made ({error.strerror or error})"
+    if handoff is None:
+        warm.refuse(str(reason))
+        yield None
+        return
+    os.environ[HANDOFF_ENV] = handoff.variable
+    try:
+        yield handoff
+    finally:
+        os.environ.pop(HANDOFF_ENV, None)
+        handoff.close()

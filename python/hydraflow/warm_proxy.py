@@ -1,0 +1,180 @@
+"""The submit hand-off's proxy (started by `handoff_hook`): asks hydraflow
+to run this `python APP PARAMS` from the warm interpreter, then stands in
+for it until it ends. A command hydraflow does not take returns here, and
+Python goes on cold (runner/executors/handoff.py says what it takes).
+
+A command it takes gets the proxy's argv, directory, environment (the
+variable included, as a cold command sees it) and stdin, stdout and stderr;
+the proxy then forwards the signals a handler sends (SIGTERM, SIGINT,
+SIGHUP, SIGQUIT) to the command's process group and ends as the command
+ended: its exit status, or killed by its signal. Past the point where the
+command may have started, the proxy never goes on cold (a command never runs
+twice); if hydraflow is gone, the command is killed rather than left without
+anyone to wait for it.
+
+Standard library only, and little of it: this runs before every such app.
+The messages are the warm server's own (length-prefixed JSON, descriptors
+alongside), defined here so the proxy need not import the runner."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import struct
+import sys
+from collections.abc import Sequence
+from typing import Any, NoReturn
+
+HEADER = struct.Struct("!I")
+FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT)
+
+
+def send_message(sock: socket.socket, message: dict[str, Any], fds: Sequence[int] = ()) -> None:
+    payload = json.dumps(message).encode("utf-8", "surrogateescape")
+    data = HEADER.pack(len(payload)) + payload
+    sent = socket.send_fds(sock, [data], list(fds)) if fds else sock.send(data)
+    if sent < len(data):
+        sock.sendall(data[sent:])
+
+
+def read_message(sock: socket.socket, fds: list[int] | None = None) -> dict[str, Any] | None:
+    """One message (None at the end of the stream); its descriptors into `fds`."""
+    if fds is None:
+        head = read_exactly(sock, HEADER.size, b"")
+    else:
+        first, received, _, _ = socket.recv_fds(sock, HEADER.size, 8)
+        fds.extend(received)
+        head = read_exactly(sock, HEADER.size, first)
+    if head is None:
+        return None
+    body = read_exactly(sock, HEADER.unpack(head)[0], b"")
+    if body is None:
+        return None
+    loaded: dict[str, Any] = json.loads(body.decode("utf-8", "surrogateescape"))
+    return loaded
+
+
+def read_exactly(sock: socket.socket, size: int, start: bytes) -> bytes | None:
+    data = bytearray(start)
+    while len(data) < size:
+        chunk = sock.recv(size - len(data))
+        if not chunk:
+            return None
+        data += chunk
+    return bytes(data)
+
+
+# --- the proxy ----------------------------------------------------------------
+
+
+class Proxy:
+    """Stands in for the command hydraflow runs warm."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.pid: int | None = None
+        self.pending: list[int] = []
+        self.handlers = {signum: signal.getsignal(signum) for signum in FORWARDED}
+
+    def run(self) -> None:
+        """Returns if hydraflow runs the command cold; otherwise exits as the command did."""
+        try:
+            self.sock.connect(self.path)
+        except OSError:
+            self.sock.close()
+            return  # hydraflow is gone: nothing started
+        for signum in FORWARDED:
+            signal.signal(signum, self.forward)
+        try:
+            reply = self.ask()
+        except Exception:  # nothing started: as if nothing had been asked
+            reply = None
+        if reply is None or "cold" in reply:
+            self.go_cold()
+            return
+        # "starting" came: the command may start now; only a refusal goes on cold.
+        try:
+            reply = self.receive()
+            if reply is not None and "cold" in reply:  # refused by the warm interpreter
+                self.go_cold()
+                return
+            self.follow(reply)
+        except BaseException:  # never a cold run of what may run warm
+            os._exit(1)
+
+    def follow(self, reply: dict[str, Any] | None) -> NoReturn:
+        if reply is None or "pid" not in reply:
+            write_stderr(
+                "hydraflow: the warm interpreter ended as this command started; "
+                "it is not started again\n"
+            )
+            os._exit(1)
+        self.pid = int(reply["pid"])
+        for pending in self.pending:
+            self.forward(pending, None)
+        self.end_as(self.receive())
+
+    def ask(self) -> dict[str, Any] | None:
+        request = {
+            "argv": list(sys.orig_argv),
+            "cwd": os.getcwd(),
+            "env": dict(os.environ),
+        }
+        try:
+            send_message(self.sock, request, [0, 1, 2])
+        except OSError:
+            return None  # a closed standard stream, or hydraflow gone
+        return self.receive()
+
+    def receive(self) -> dict[str, Any] | None:
+        try:
+            return read_message(self.sock)
+        except (OSError, ValueError):
+            return None
+
+    def forward(self, signum: int, frame: object) -> None:
+        if self.pid is None:
+            self.pending.append(signum)
+            return
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.pid, signum)
+
+    def go_cold(self) -> None:
+        """As if nothing had been asked: the handlers back, and a signal
+        that came meanwhile delivered now."""
+        self.sock.close()
+        for signum, handler in self.handlers.items():
+            signal.signal(signum, handler)
+        for pending in self.pending:
+            os.kill(os.getpid(), pending)
+
+    def end_as(self, reply: dict[str, Any] | None) -> NoReturn:
+        """Exits with the command's status; killed by its signal if it was."""
+        if reply is None or "status" not in reply:  # hydraflow is gone: nobody waits for it
+            assert self.pid is not None
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.pid, signal.SIGKILL)
+            die_of(signal.SIGKILL)
+        status = int(reply["status"])
+        if status < 0:
+            die_of(-status)
+        os._exit(status)
+
+
+def die_of(signum: int) -> NoReturn:
+    for forwarded in FORWARDED:
+        signal.signal(forwarded, signal.SIG_IGN)
+    if signum not in (signal.SIGKILL, signal.SIGSTOP):
+        signal.signal(signum, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, [signum])
+    os.kill(os.getpid(), signum)
+    os._exit(128 + signum)  # a signal whose default is to go on
+
+
+def write_stderr(text: str) -> None:
+    with contextlib.suppress(OSError):
+        os.write(2, text.encode())

@@ -1,0 +1,376 @@
+"""The submit hand-off: a submit handler's direct `python APP PARAMS` child,
+one of the commands hydraflow submitted, runs from the warm interpreter and
+ends as it would cold. The oracle is `--cold`: the same job's outputs, exit
+statuses and runs (read with MLflow's own search_runs). Real Hydra, MLflow,
+handlers and processes throughout."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+from hydraflow.handoff_hook import HANDOFF_ENV
+from hydraflow.runner.executors.warm import COLD_ENV
+
+from tests.conftest import HYDRAFLOW, kill_group, run_in_own_group, user_environment
+
+# Prints whether it runs warm (the warm server imported warm.py; a cold app never does).
+APP = """
+import os, signal, sys, time
+import hydraflow
+
+@hydraflow.main({"a": "ok", "b": 1})
+def app(run, cfg):
+    warm = "hydraflow.runner.executors.warm" in sys.modules
+    print(f"app a={cfg.a} b={cfg.b} warm={warm} parent={os.getppid()}", flush=True)
+    open(f"running-{cfg.a}-{os.getpid()}", "w").close()
+    if cfg.a == "exit3":
+        sys.exit(3)
+    if cfg.a == "raise":
+        raise ValueError("boom")
+    if cfg.a == "signal":
+        os.kill(os.getpid(), signal.SIGKILL)
+    if cfg.a == "sleep":
+        time.sleep(120)
+    if cfg.a == "nap":
+        time.sleep(3)
+
+if __name__ == "__main__":
+    app()
+"""
+
+# Starts each line's command as HANDLER_MODE says, waits, prints its status.
+HANDLER = """
+import os, shlex, signal, subprocess, sys, time
+from pathlib import Path
+
+app, params = sys.argv[1], sys.argv[-1]
+mode = os.environ.get("HANDLER_MODE", "direct")
+Path(f"handler-{os.getpid()}").touch()
+print(f"handler pid={os.getpid()}", flush=True)
+for line in Path(params).read_text().splitlines():
+    argv = [sys.executable, app, *shlex.split(line)]
+    if mode == "shell":  # the shell waits, so it stays in between
+        child = subprocess.Popen(shlex.join(argv) + "; exit $?", shell=True)
+    elif mode == "other":
+        child = subprocess.Popen([*argv, "b=2"])
+    elif mode == "dash-c":
+        code = "import runpy, sys; del sys.argv[0]; "
+        code += "runpy.run_path(sys.argv[0], run_name='__main__')"
+        child = subprocess.Popen([sys.executable, "-c", code, *argv[1:]])
+    elif mode == "module":
+        child = subprocess.Popen([sys.executable, "-m", "app", *argv[2:]])
+    else:
+        child = subprocess.Popen(argv)
+    if mode == "terminate":
+        while not list(Path().glob("running-*")):
+            time.sleep(0.05)
+        child.terminate()
+    print(f"status {child.wait()}", flush=True)
+"""
+
+# A warm server that dies just after its first fork, before it says so.
+DIE_AFTER_FORK = """
+import os, signal, sys
+
+def pidfd_open(pid, *args):  # the server's next step after its fork
+    if sys.argv[:1] == ["-c"]:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return real_pidfd_open(pid, *args)
+
+real_pidfd_open, os.pidfd_open = os.pidfd_open, pidfd_open
+"""
+
+JOBS = """
+jobs:
+  handed:
+    submit: {python} handler.py app.py
+    sets:
+      - each: a={values}
+"""
+
+
+def folder_for(tmp_path: Path, name: str, values: str) -> Path:
+    folder = tmp_path / name
+    folder.mkdir()
+    (folder / "app.py").write_text(textwrap.dedent(APP))
+    (folder / "handler.py").write_text(textwrap.dedent(HANDLER))
+    (folder / "hydraflow.yaml").write_text(JOBS.format(python=sys.executable, values=values))
+    return folder
+
+
+def environment(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in user_environment().items() if k not in (COLD_ENV, HANDOFF_ENV)}
+    return {**env, **extra}
+
+
+def run_job(folder: Path, *flags: str, **env: str) -> subprocess.CompletedProcess[str]:
+    command = [HYDRAFLOW, "run", "handed", "-v", *flags]
+    return run_in_own_group(command, folder, environment(**env), timeout=240)
+
+
+def app_lines(stdout: str) -> list[str]:
+    """What the apps and the handler said, without pids."""
+    lines = [line for line in stdout.splitlines() if line.startswith(("app ", "status "))]
+    return [re.sub(r" parent=\d+", "", line) for line in lines]
+
+
+def handed_off(stderr: str) -> int:
+    return stderr.count("hydraflow: handed off to the warm interpreter: ")
+
+
+def recorded_runs(folder: Path) -> list[tuple[str, str, str]]:
+    """(a, b, status) of every run, as MLflow reads the store."""
+    import mlflow
+
+    client = mlflow.MlflowClient(f"sqlite:///{folder / 'mlflow.db'}")
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    runs = client.search_runs(experiments)
+    return sorted((r.data.params["a"], r.data.params["b"], r.info.status) for r in runs)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_a_handlers_children_run_warm_and_end_as_they_do_cold(tmp_path: Path) -> None:
+    """Exit 0, sys.exit(3), an exception, a death by SIGKILL: the handler sees
+    the same statuses, the apps print the same, the store holds the same runs."""
+    values = "ok,exit3,raise,signal"
+    warm = run_job(folder_for(tmp_path, "warm", values))
+    cold = run_job(folder_for(tmp_path, "cold", values), "--cold")
+    expected = [
+        *("app a=ok b=1 warm={}", "status 0"),
+        *("app a=exit3 b=1 warm={}", "status 3"),
+        *("app a=raise b=1 warm={}", "status 1"),
+        *("app a=signal b=1 warm={}", f"status {-signal.SIGKILL}"),
+    ]
+    assert app_lines(warm.stdout) == [line.format(True) for line in expected], warm.stderr
+    assert app_lines(cold.stdout) == [line.format(False) for line in expected], cold.stderr
+    assert (handed_off(warm.stderr), handed_off(cold.stderr)) == (4, 0)
+    assert "commands start cold: --cold" in cold.stderr
+    for ended in (warm, cold):
+        assert ended.returncode == 0, ended.stderr
+        assert ended.stderr.count("ValueError: boom") == 1
+    assert recorded_runs(tmp_path / "warm") == recorded_runs(tmp_path / "cold")
+    # A run killed by SIGKILL stays RUNNING, as it does cold.
+    statuses = [status for *_, status in recorded_runs(tmp_path / "warm")]
+    assert sorted(statuses) == ["FAILED", "FAILED", "FINISHED", "RUNNING"]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize(
+    ("mode", "said"),
+    [
+        ("shell", None),  # the app's parent is the shell: it never asks
+        ("dash-c", None),  # `python -c`: it never asks
+        (
+            "other",
+            r"'--multirun a=ok .* b=2' is not the parameters of a command hydraflow submitted",
+        ),
+    ],
+)
+def test_what_is_not_a_submitted_command_starts_cold(
+    tmp_path: Path, mode: str, said: str | None
+) -> None:
+    ended = run_job(folder_for(tmp_path, mode, "ok"), HANDLER_MODE=mode)
+    b = 2 if mode == "other" else 1
+    assert app_lines(ended.stdout) == [f"app a=ok b={b} warm=False", "status 0"], ended.stderr
+    assert handed_off(ended.stderr) == 0
+    if said is not None:
+        assert re.search(
+            f"^hydraflow: a submitted command starts cold: {said}$", ended.stderr, re.M
+        )
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_a_module_run_with_python_m_is_handed_off(tmp_path: Path) -> None:
+    ended = run_job(folder_for(tmp_path, "module", "ok"), HANDLER_MODE="module")
+    assert app_lines(ended.stdout) == ["app a=ok b=1 warm=True", "status 0"], ended.stderr
+    assert re.search(
+        r"^hydraflow: handed off to the warm interpreter: --multirun a=ok ", ended.stderr, re.M
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_a_warm_command_outlives_its_killed_server_and_the_handler_gets_its_status(
+    tmp_path: Path,
+) -> None:
+    folder = folder_for(tmp_path, "server", "nap")
+    process = subprocess.Popen(
+        [HYDRAFLOW, "run", "handed", "-v"],
+        cwd=folder,
+        env=environment(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        app_pid = int(wait_for(folder, "running-nap-*", process).name.rpartition("-")[2])
+        os.kill(parent_of(app_pid), signal.SIGKILL)  # the warm server
+        stdout, stderr = process.communicate(timeout=120)
+    finally:
+        kill_group(process.pid)
+    assert process.returncode == 0, stderr
+    assert app_lines(stdout) == ["app a=nap b=1 warm=True", "status 0"]
+    assert stderr.count("hydraflow: the warm interpreter ended (killed by SIGKILL)") == 1
+    assert recorded_runs(folder) == [("nap", "1", "FINISHED")]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_a_server_killed_just_after_it_forked_runs_the_command_once(tmp_path: Path) -> None:
+    """The fork cannot be told from a pipe of hydraflow's: it is found as
+    hydraflow's orphaned child with the server's command line, and waited for."""
+    folder = folder_for(tmp_path, "fork", "ok")
+    (folder / "site").mkdir()
+    (folder / "site" / "sitecustomize.py").write_text(DIE_AFTER_FORK)
+    ended = run_job(folder, PYTHONPATH=str(folder / "site"))
+    assert ended.returncode == 0, ended.stderr
+    assert app_lines(ended.stdout) == ["app a=ok b=1 warm=True", "status 0"]
+    assert len(list(folder.glob("running-ok-*"))) == 1
+    said = "hydraflow: the warm interpreter ended (killed by SIGKILL): later commands start cold"
+    assert ended.stderr.count(said) == 1
+    assert recorded_runs(folder) == [("ok", "1", "FINISHED")]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_the_handler_terminating_its_child_ends_the_warm_command(tmp_path: Path) -> None:
+    """As cold: the handler's SIGTERM reaches the app (hydraflow.main ends its
+    run KILLED and exits 143), and nothing is left."""
+    outcomes = []
+    for flags in ((), ("--cold",)):
+        folder = folder_for(tmp_path, f"terminate{len(flags)}", "sleep")
+        ended = run_job(folder, *flags, HANDLER_MODE="terminate")
+        app_pid = int(next(folder.glob("running-sleep-*")).name.rpartition("-")[2])
+        outcomes.append((app_lines(ended.stdout), alive(app_pid), recorded_runs(folder)))
+        assert handed_off(ended.stderr) == (0 if flags else 1)
+    runs = [("sleep", "1", "KILLED")]
+    assert outcomes[0] == (["app a=sleep b=1 warm=True", "status 143"], False, runs)
+    assert outcomes[1] == (["app a=sleep b=1 warm=False", "status 143"], False, runs)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_hydraflow_killed_leaves_no_warm_command_behind(tmp_path: Path) -> None:
+    folder = folder_for(tmp_path, "killed", "sleep")
+    # hydraflow killed leaves its socket's directory: in one of the test's own
+    # (short: a socket's path has a limit), removed below.
+    temporary = tempfile.mkdtemp(prefix="handoff-")
+    process = subprocess.Popen(
+        [HYDRAFLOW, "run", "handed", "-v"],
+        cwd=folder,
+        env=environment(TMPDIR=temporary),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    handler = None
+    try:
+        app_pid = int(wait_for(folder, "running-sleep-*", process).name.rpartition("-")[2])
+        handler = int(next(folder.glob("handler-*")).name.rpartition("-")[2])
+        assert parent_of(parent_of(app_pid)) == process.pid  # forked by the warm server
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait(timeout=30)
+        deadline = time.monotonic() + 30
+        while alive(app_pid) or alive(handler):
+            assert time.monotonic() < deadline, "the warm command outlived hydraflow"
+            time.sleep(0.1)
+    finally:
+        kill_group(process.pid)
+        if handler is not None:
+            kill_group(handler)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.communicate(timeout=30)
+        shutil.rmtree(temporary, ignore_errors=True)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_ctrl_c_stops_a_warm_command_as_a_cold_one(tmp_path: Path) -> None:
+    """SIGINT to hydraflow's group, as a terminal sends it: the handler's
+    group gets it from hydraflow, the proxy passes it on; exit 130, the run
+    KILLED, nothing left."""
+    outcomes: list[tuple[object, ...]] = []
+    for flags in ((), ("--cold",)):
+        folder = folder_for(tmp_path, f"interrupt{len(flags)}", "sleep")
+        process = subprocess.Popen(
+            [HYDRAFLOW, "run", "handed", "-v", *flags],
+            cwd=folder,
+            env=environment(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+        try:
+            app_pid = int(wait_for(folder, "running-sleep-*", process).name.rpartition("-")[2])
+            time.sleep(1)  # the app's run has started
+            os.killpg(process.pid, signal.SIGINT)
+            _, stderr = process.communicate(timeout=120)
+        finally:
+            kill_group(process.pid)
+        summary = next(line for line in stderr.splitlines() if "handed: " in line)
+        outcomes.append((process.returncode, re.sub(r"; [\d.]+ s$", "", summary)))
+        outcomes.append((alive(app_pid), recorded_runs(folder), handed_off(stderr)))
+    assert outcomes[0] == outcomes[2]
+    assert outcomes[0][0] == 130
+    assert outcomes[1] == (False, [("sleep", "1", "KILLED")], 1)
+    assert outcomes[3] == (False, [("sleep", "1", "KILLED")], 0)
+
+
+def test_the_hook_leaves_a_plain_python_unchanged() -> None:
+    """The .pth line costs a dictionary look-up without the variable; with
+    one that is not for this process, Python starts with the same modules."""
+    hook = Path(sysconfig.get_path("purelib")) / "hydraflow_handoff.pth"
+    assert hook.read_text().startswith("import os; ")
+    modules = "import sys; print(sorted(sys.modules))"
+    without = subprocess.run(
+        [sys.executable, "-c", modules], env=environment(), capture_output=True, text=True
+    )
+    assert without.returncode == 0 and "'hydraflow" not in without.stdout
+    # Through a shell that waits, this process is the app's grandparent: it asks, in vain.
+    variable = {HANDOFF_ENV: f"{os.getpid()}:/nonexistent/socket"}
+    for argv in (
+        [sys.executable, "-c", modules],
+        ["sh", "-c", '"$0" "$1" "$2"; exit $?', sys.executable, "-c", modules],
+    ):
+        ran = subprocess.run(argv, env=environment(**variable), capture_output=True, text=True)
+        assert (ran.returncode, ran.stdout, ran.stderr) == (0, without.stdout, "")
+
+
+def alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rpartition(")")[2].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def parent_of(pid: int) -> int:
+    with open(f"/proc/{pid}/stat") as stat:
+        return int(stat.read().rpartition(")")[2].split()[1])
+
+
+def wait_for(folder: Path, pattern: str, process: subprocess.Popen[str]) -> Path:
+    deadline = time.monotonic() + 180
+    while not (found := sorted(folder.glob(pattern))):
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, f"never saw {pattern}"
+        time.sleep(0.05)
+    return found[0]
