@@ -466,6 +466,34 @@ def test_hydraflow_run_warm_records_what_cold_records(tmp_path: Path) -> None:
     assert len(warm_runs) == 5
 
 
+def test_a_warm_commands_inputs_name_its_script_as_a_cold_ones_do(tmp_path: Path) -> None:
+    """The finished proof: unchanged, both skip the commands; after an edit
+    of the script, both start them again (the apps then skip their runs)."""
+    summaries = {}
+    for how, flags in (("warm", []), ("cold", ["--cold"])):
+        folder = tmp_path / how
+        folder.mkdir()
+        (folder / "app.py").write_text(textwrap.dedent(APP))
+        (folder / "hydraflow.yaml").write_text(JOBS.format(python=sys.executable))
+        first = hydraflow_run(folder, "sweep", *flags)
+        again = hydraflow_run(folder, "sweep", *flags)
+        with (folder / "app.py").open("a") as script:
+            script.write("# changed\n")
+        changed = hydraflow_run(folder, "sweep", *flags)
+        summaries[how] = [
+            run.stderr.splitlines()[-1].rsplit(";", 1)[0] for run in (first, again, changed)
+        ]
+    assert (
+        summaries["warm"]
+        == summaries["cold"]
+        == [
+            "hydraflow: sweep: 2 commands: 2 finished; 4 runs: 4 finished",
+            "hydraflow: sweep: 2 commands: 0 finished, 2 skipped; 4 runs: 4 skipped",
+            "hydraflow: sweep: 2 commands: 2 finished; 4 runs: 4 skipped",
+        ]
+    )
+
+
 def test_hydraflow_run_without_v_says_nothing_of_warm_start(tmp_path: Path) -> None:
     (tmp_path / "app.py").write_text(textwrap.dedent(APP))
     (tmp_path / "hydraflow.yaml").write_text(JOBS.format(python=sys.executable))

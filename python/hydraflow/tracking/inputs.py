@@ -63,6 +63,13 @@ def project_modules() -> Iterator[Path]:
     return iter([path for path in _module_files.values() if path is not None])
 
 
+def classify_loaded_modules() -> None:
+    """Classifies the modules loaded so far for the processes forked from
+    this one (the warm server), all but `__main__`: it becomes each command's script."""
+    project_modules()
+    _module_files.pop("__main__", None)
+
+
 def module_project_file(module: object) -> Path | None:
     file = getattr(module, "__file__", None)
     if file and isinstance(file, str) and file.endswith(".py"):

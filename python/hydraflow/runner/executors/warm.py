@@ -590,7 +590,7 @@ def remember_module_files() -> None:
     manifest asks of each of its thousands of modules (15 ms a command)."""
     from hydraflow.tracking import inputs
 
-    inputs.project_modules()
+    inputs.classify_loaded_modules()
 
 
 def threaded() -> bool:
