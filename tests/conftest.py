@@ -67,6 +67,21 @@ if fail:
 """
 
 
+@pytest.fixture(autouse=True)
+def tracking_uri_restored() -> Iterator[None]:
+    """MLflow's tracking URI as it was before each test: `set_tracking_uri`
+    (which hydraflow's store calls) also sets MLFLOW_TRACKING_URI, and every
+    later subprocess of the test process would record its runs there."""
+    before = os.environ.get("MLFLOW_TRACKING_URI")
+    yield
+    if "mlflow" in sys.modules:
+        sys.modules["mlflow"].set_tracking_uri(None)
+    if before is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = before
+
+
 def run_cli(*args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     """The installed `hydraflow` command, as a user runs it (not on a terminal)."""
     env = {k: v for k, v in os.environ.items() if k != "NO_COLOR"}

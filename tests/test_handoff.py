@@ -120,6 +120,21 @@ def run_job(folder: Path, *flags: str, **env: str) -> subprocess.CompletedProces
     return run_in_own_group(command, folder, environment(**env), timeout=240)
 
 
+def start_job(
+    folder: Path, *flags: str, stdout: int = subprocess.PIPE, **env: str
+) -> subprocess.Popen[str]:
+    """`hydraflow run handed -v FLAGS` in its own session, not waited for."""
+    return subprocess.Popen(
+        [HYDRAFLOW, "run", "handed", "-v", *flags],
+        cwd=folder,
+        env=environment(**env),
+        stdout=stdout,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+
+
 def app_lines(stdout: str) -> list[str]:
     """What the apps and the handler said, without pids."""
     lines = [line for line in stdout.splitlines() if line.startswith(("app ", "status "))]
@@ -209,15 +224,7 @@ def test_a_warm_command_outlives_its_killed_server_and_the_handler_gets_its_stat
     tmp_path: Path,
 ) -> None:
     folder = folder_for(tmp_path, "server", "nap")
-    process = subprocess.Popen(
-        [HYDRAFLOW, "run", "handed", "-v"],
-        cwd=folder,
-        env=environment(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
+    process = start_job(folder)
     try:
         app_pid = int(wait_for(folder, "running-nap-*", process).name.rpartition("-")[2])
         os.kill(parent_of(app_pid), signal.SIGKILL)  # the warm server
@@ -271,15 +278,7 @@ def test_hydraflow_killed_leaves_no_warm_command_behind(tmp_path: Path) -> None:
     # hydraflow killed leaves its socket's directory: in one of the test's own
     # (short: a socket's path has a limit), removed below.
     temporary = tempfile.mkdtemp(prefix="handoff-")
-    process = subprocess.Popen(
-        [HYDRAFLOW, "run", "handed", "-v"],
-        cwd=folder,
-        env=environment(TMPDIR=temporary),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
+    process = start_job(folder, stdout=subprocess.DEVNULL, TMPDIR=temporary)
     handler = None
     try:
         app_pid = int(wait_for(folder, "running-sleep-*", process).name.rpartition("-")[2])
@@ -309,15 +308,7 @@ def test_ctrl_c_stops_a_warm_command_as_a_cold_one(tmp_path: Path) -> None:
     outcomes: list[tuple[object, ...]] = []
     for flags in ((), ("--cold",)):
         folder = folder_for(tmp_path, f"interrupt{len(flags)}", "sleep")
-        process = subprocess.Popen(
-            [HYDRAFLOW, "run", "handed", "-v", *flags],
-            cwd=folder,
-            env=environment(),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            start_new_session=True,
-        )
+        process = start_job(folder, *flags)
         try:
             app_pid = int(wait_for(folder, "running-sleep-*", process).name.rpartition("-")[2])
             time.sleep(1)  # the app's run has started
