@@ -69,13 +69,27 @@ if fail:
 
 @pytest.fixture(autouse=True)
 def tracking_uri_restored() -> Iterator[None]:
-    """MLflow's tracking URI as it was before each test: `set_tracking_uri`
-    (which hydraflow's store calls) also sets MLFLOW_TRACKING_URI, and every
-    later subprocess of the test process would record its runs there."""
+    """MLflow's tracking URI and stores as they were before each test:
+    `set_tracking_uri` (which hydraflow's store calls) also sets
+    MLFLOW_TRACKING_URI, which every later subprocess of the test process
+    would record its runs in; and MLflow keeps one store per URI, so a
+    relative `sqlite:///mlflow.db` would reach the folder of the test that
+    opened it first (MLflow's SQL store keeps its engines, with their pooled
+    connections, by URI too)."""
     before = os.environ.get("MLFLOW_TRACKING_URI")
     yield
     if "mlflow" in sys.modules:
+        from hydraflow import store
+
         sys.modules["mlflow"].set_tracking_uri(None)
+        store.forget_cached_stores()
+        store.forget_opened()
+    sql_store = sys.modules.get("mlflow.store.tracking.sqlalchemy_store")
+    if sql_store is not None:
+        engines = sql_store.SqlAlchemyStore._engine_map
+        for engine in engines.values():
+            engine.dispose()
+        engines.clear()
     if before is None:
         os.environ.pop("MLFLOW_TRACKING_URI", None)
     else:

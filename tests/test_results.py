@@ -350,6 +350,9 @@ def test_the_ui_opens_on_the_runs_table_with_the_swept_columns(store: Path) -> N
     assert process.returncode is not None
     time.sleep(0.5)
     with socket.socket() as probe:
+        # Refused while anything listens there; the connections the browser
+        # left in TIME_WAIT are no listener (without this, a flaky refusal).
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         probe.bind(("127.0.0.1", port))  # the server's process group is gone
 
 

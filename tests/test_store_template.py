@@ -208,6 +208,16 @@ def test_an_existing_store_is_never_replaced(tmp_path: Path, cache: Path) -> Non
     assert database(uri).read_bytes() == before
 
 
+def test_a_store_named_by_a_link_is_made_where_the_link_points(tmp_path: Path, cache: Path) -> None:
+    """As MLflow alone makes it: through the link, which stays a link."""
+    (tmp_path / "data").mkdir()
+    link = tmp_path / "mlflow.db"
+    link.symlink_to(tmp_path / "data" / "store.db")
+    open_new_experiment(f"sqlite:///{link}", "e", tmp_path)
+    assert link.is_symlink()
+    assert is_initialised(f"sqlite:///{tmp_path / 'data' / 'store.db'}")
+
+
 def test_an_empty_file_is_a_new_store_and_keeps_its_mode(tmp_path: Path, cache: Path) -> None:
     uri = uri_in(tmp_path / "store")
     database(uri).touch(mode=0o600)

@@ -49,7 +49,9 @@ def seed_new_store(uri: str) -> bool:
     the template; call under the store's lock. False when `uri` is no new
     SQLite store or the template cannot serve: MLflow creates the tables."""
     path = sqlite_path(uri)
-    if path is None or not is_new(path):
+    # A link is left to MLflow: the copy's rename would replace the link
+    # itself, not make the store where it points.
+    if path is None or path.is_symlink() or not is_new(path):
         return False
     try:
         template = ready_template()
