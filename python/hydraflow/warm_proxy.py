@@ -29,7 +29,11 @@ from collections.abc import Sequence
 from typing import Any, NoReturn
 
 HEADER = struct.Struct("!I")
-FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT)
+PEER_CREDENTIALS = struct.Struct("3i")  # struct ucred: pid, uid, gid
+# Every signal a handler may send, but the proxy's own child's news.
+FORWARDED = tuple(sorted(signal.valid_signals() - {signal.SIGKILL, signal.SIGSTOP, signal.SIGCHLD}))
+# Stop the command's group, then the proxy itself: the handler sees its child stopped.
+STOPPING = (signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU)
 
 
 def send_message(sock: socket.socket, message: dict[str, Any], fds: Sequence[int] = ()) -> None:
@@ -73,8 +77,9 @@ def read_exactly(sock: socket.socket, size: int, start: bytes) -> bytes | None:
 class Proxy:
     """Stands in for the command hydraflow runs warm."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, owner: str) -> None:
         self.path = path
+        self.owner = owner  # hydraflow's pid: the only listener told anything
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.pid: int | None = None
         self.pending: list[int] = []
@@ -82,29 +87,38 @@ class Proxy:
 
     def run(self) -> None:
         """Returns if hydraflow runs the command cold; otherwise exits as the command did."""
-        try:
-            self.sock.connect(self.path)
-        except OSError:
+        if not self.connect():
             self.sock.close()
-            return  # hydraflow is gone: nothing started
+            return  # hydraflow is gone, or someone else listens: nothing started
         for signum in FORWARDED:
-            signal.signal(signum, self.forward)
+            with contextlib.suppress(OSError, ValueError):  # one the system keeps
+                signal.signal(signum, self.forward)
         try:
             reply = self.ask()
         except Exception:  # nothing started: as if nothing had been asked
             reply = None
-        if reply is None or "cold" in reply:
-            self.go_cold()
-            return
-        # "starting" came: the command may start now; only a refusal goes on cold.
+        if reply is not None and "cold" not in reply:
+            # "starting" came: the command may start now; only a refusal goes on cold.
+            try:
+                reply = self.receive()
+                if reply is None or "cold" not in reply:  # not refused by the warm interpreter
+                    self.follow(reply)
+            except BaseException:  # never a cold run of what may run warm
+                os._exit(1)
+        self.go_cold()
+
+    def connect(self) -> bool:
+        """Connected to hydraflow itself (its pid and our uid), not to
+        whatever took the socket's path."""
         try:
-            reply = self.receive()
-            if reply is not None and "cold" in reply:  # refused by the warm interpreter
-                self.go_cold()
-                return
-            self.follow(reply)
-        except BaseException:  # never a cold run of what may run warm
-            os._exit(1)
+            self.sock.connect(self.path)
+            data = self.sock.getsockopt(
+                socket.SOL_SOCKET, socket.SO_PEERCRED, PEER_CREDENTIALS.size
+            )
+        except OSError:
+            return False
+        pid, uid, _ = PEER_CREDENTIALS.unpack(data)
+        return str(pid) == self.owner and uid == os.getuid()
 
     def follow(self, reply: dict[str, Any] | None) -> NoReturn:
         if reply is None or "pid" not in reply:
@@ -123,6 +137,7 @@ class Proxy:
             "argv": list(sys.orig_argv),
             "cwd": os.getcwd(),
             "env": dict(os.environ),
+            "socket": self.sock.fileno(),  # the one descriptor beyond 0-2 that is ours
         }
         try:
             send_message(self.sock, request, [0, 1, 2])
@@ -142,14 +157,25 @@ class Proxy:
             return
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.pid, signum)
+        if signum in STOPPING:  # continued by SIGCONT, which is passed on in turn
+            os.kill(os.getpid(), signal.SIGSTOP)
 
     def go_cold(self) -> None:
         """As if nothing had been asked: the handlers back, and a signal
-        that came meanwhile delivered now."""
+        that came meanwhile delivered now, as cold Python would take it."""
         self.sock.close()
         for signum, handler in self.handlers.items():
-            signal.signal(signum, handler)
+            with contextlib.suppress(OSError, ValueError, TypeError):
+                signal.signal(signum, handler)
         for pending in self.pending:
+            if (
+                pending == signal.SIGINT
+                and self.handlers.get(pending) is signal.default_int_handler
+            ):
+                # Cold, Python's start would end in a KeyboardInterrupt: no
+                # exception let out of the hook, the same ending instead.
+                write_stderr("KeyboardInterrupt\n")
+                die_of(signal.SIGINT)
             os.kill(os.getpid(), pending)
 
     def end_as(self, reply: dict[str, Any] | None) -> NoReturn:
@@ -167,7 +193,8 @@ class Proxy:
 
 def die_of(signum: int) -> NoReturn:
     for forwarded in FORWARDED:
-        signal.signal(forwarded, signal.SIG_IGN)
+        with contextlib.suppress(OSError, ValueError):
+            signal.signal(forwarded, signal.SIG_IGN)
     if signum not in (signal.SIGKILL, signal.SIGSTOP):
         signal.signal(signum, signal.SIG_DFL)
         signal.pthread_sigmask(signal.SIG_UNBLOCK, [signum])
