@@ -5,9 +5,9 @@ Python goes on cold (runner/executors/handoff.py says what it takes).
 
 A command it takes gets the proxy's argv, directory, environment (the
 variable included, as a cold command sees it) and stdin, stdout and stderr;
-the proxy then forwards the signals a handler sends (SIGTERM, SIGINT,
-SIGHUP, SIGQUIT) to the command's process group and ends as the command
-ended: its exit status, or killed by its signal. Past the point where the
+the proxy then forwards every signal a handler sends but SIGCHLD to the
+command's process group (a stopping one stops the proxy too) and ends as the
+command ended: its exit status, or killed by its signal. Past the point where the
 command may have started, the proxy never goes on cold (a command never runs
 twice); if hydraflow is gone, the command is killed rather than left without
 anyone to wait for it.
@@ -83,7 +83,7 @@ class Proxy:
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.pid: int | None = None
         self.pending: list[int] = []
-        self.handlers = {signum: signal.getsignal(signum) for signum in FORWARDED}
+        self.handlers: dict[int, Any] = {signum: signal.getsignal(signum) for signum in FORWARDED}
 
     def run(self) -> None:
         """Returns if hydraflow runs the command cold; otherwise exits as the command did."""

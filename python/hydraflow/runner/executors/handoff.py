@@ -7,10 +7,12 @@ the handler in HYDRAFLOW_HANDOFF (`hydraflow/warm_proxy.py` is the other
 side, started by a `.pth` hook). A proxy's request is taken only if its
 process (known from the socket's peer credentials, not from what it says)
 is a child of the handler, runs hydraflow's own interpreter binary, in
-hydraflow's directory, and its arguments are exactly those of a submitted
-command; then `WarmInterpreter.start` decides, with its own refusals. So a
-command that a scheduler runs elsewhere, one started through a shell, or one
-a command starts itself stays cold: no work escapes where the handler puts it.
+hydraflow's directory, with hydraflow's process settings (nice, umask,
+affinity, limits, cgroup, no extra descriptor), and its arguments are
+exactly those of a submitted command; then `WarmInterpreter.start`
+decides, with its own refusals. So a command that a scheduler runs
+elsewhere, one started through a shell that stays in between, or one a
+command starts itself stays cold: no work escapes where the handler puts it.
 
 The proxy and the command are tied: the proxy forwards its signals to the
 command's group; a proxy that ends first (killed by SIGKILL) takes the
