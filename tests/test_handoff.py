@@ -109,6 +109,7 @@ for line in Path(params).read_text().splitlines():
     if mode in ("terminate", "usr1", "leave"):
         while not list(Path().glob("running-*")):
             time.sleep(0.05)
+    if mode in ("terminate", "usr1"):
         time.sleep(0.5 if mode == "usr1" else 0)  # its handler is in place
         child.send_signal(signal.SIGTERM if mode == "terminate" else signal.SIGUSR1)
     if mode == "leave":  # the handler ends without waiting
@@ -289,15 +290,15 @@ def test_a_signal_the_app_handles_reaches_it_warm_as_cold(tmp_path: Path) -> Non
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)
-def test_commands_the_handler_left_running_end_with_no_false_alert(tmp_path: Path) -> None:
+def test_commands_the_handler_left_running_are_killed_and_said_so(tmp_path: Path) -> None:
     folder = folder_for(tmp_path, "leave", "sleep")
     ended = run_job(folder, HANDLER_MODE="leave")
     app_pid = int(next(folder.glob("running-sleep-*")).name.rpartition("-")[2])
     assert not alive(app_pid), ended.stderr
     assert handed_off(ended.stderr) == 1, ended.stderr
-    # Ended by the signal hydraflow sends the handler's group at its end (the
-    # proxy passes it on), or killed at the close: never a lost server.
     assert "the warm interpreter ended" not in ended.stderr
+    said = "hydraflow: killed 1 handed-off command(s) the handler left running"
+    assert ended.stderr.count(said) == 1, ended.stderr
 
 
 @pytest.mark.slow
