@@ -6,7 +6,7 @@ Python goes on cold (runner/executors/handoff.py says what it takes).
 A command it takes gets the proxy's argv, directory, environment (the
 variable included, as a cold command sees it) and stdin, stdout and stderr;
 the proxy then forwards every signal a handler sends but SIGCHLD to the
-command's process group (a stopping one stops the proxy too) and ends as the
+command's process group (a stopping one stops the proxy and the command) and ends as the
 command ended: its exit status, or killed by its signal. Past the point where the
 command may have started, the proxy never goes on cold (a command never runs
 twice); if hydraflow is gone, the command is killed rather than left without
@@ -32,7 +32,7 @@ HEADER = struct.Struct("!I")
 PEER_CREDENTIALS = struct.Struct("3i")  # struct ucred: pid, uid, gid
 # Every signal a handler may send, but the proxy's own child's news.
 FORWARDED = tuple(sorted(signal.valid_signals() - {signal.SIGKILL, signal.SIGSTOP, signal.SIGCHLD}))
-# Stop the command's group, then the proxy itself: the handler sees its child stopped.
+# Stop the proxy as they would the command, and its command with it.
 STOPPING = (signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU)
 
 
@@ -155,10 +155,21 @@ class Proxy:
         if self.pid is None:
             self.pending.append(signum)
             return
+        if signum in STOPPING:
+            self.stop(signum)
+            return
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.pid, signum)
-        if signum in STOPPING:  # continued by SIGCONT, which is passed on in turn
-            os.kill(os.getpid(), signal.SIGSTOP)
+
+    def stop(self, signum: int) -> None:
+        """Stops the command's group, then the proxy (the handler sees its
+        child stopped); both go on when the proxy is continued."""
+        assert self.pid is not None
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.pid, signal.SIGSTOP)
+        os.kill(os.getpid(), signal.SIGSTOP)  # returns once continued
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.pid, signal.SIGCONT)
 
     def go_cold(self) -> None:
         """As if nothing had been asked: the handlers back, and a signal
