@@ -27,12 +27,24 @@ from tests.conftest import HYDRAFLOW, kill_group, run_in_own_group, user_environ
 
 # Prints whether it runs warm (the warm server imported warm.py; a cold app never does).
 APP = """
-import os, signal, sys, time
+import os, resource, signal, sys, time
 import hydraflow
+
+def got_usr1(*_):
+    print("app got SIGUSR1", flush=True)
+    sys.exit(5)
 
 @hydraflow.main({"a": "ok", "b": 1})
 def app(run, cfg):
+    if cfg.a == "usr1":  # ends by its own handler of a signal the proxy has no use for
+        signal.signal(signal.SIGUSR1, got_usr1)
     warm = "hydraflow.runner.executors.warm" in sys.modules
+    umask = os.umask(0)
+    os.umask(umask)
+    limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    fds = sorted(map(int, os.listdir("/proc/self/fd")))
+    print(f"probe a={cfg.a} nice={os.nice(0)} umask={umask:o} nofile={limit}"
+          f" cpus={sorted(os.sched_getaffinity(0))} fds={fds}")
     print(f"app a={cfg.a} b={cfg.b} warm={warm} parent={os.getppid()}", flush=True)
     open(f"running-{cfg.a}-{os.getpid()}", "w").close()
     if cfg.a == "exit3":
@@ -41,7 +53,7 @@ def app(run, cfg):
         raise ValueError("boom")
     if cfg.a == "signal":
         os.kill(os.getpid(), signal.SIGKILL)
-    if cfg.a == "sleep":
+    if cfg.a in ("sleep", "usr1"):
         time.sleep(120)
     if cfg.a == "nap":
         time.sleep(3)
@@ -54,6 +66,25 @@ if __name__ == "__main__":
 HANDLER = """
 import os, shlex, signal, subprocess, sys, time
 from pathlib import Path
+import resource
+
+def named(line):
+    return line.partition("a=")[2].split()[0]
+
+def settle(line):
+    a = named(line)
+    if a == "nice":
+        os.nice(7)
+    elif a == "umask":
+        os.umask(0o077)
+    elif a == "nofile":
+        hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+        resource.setrlimit(resource.RLIMIT_NOFILE, (200, hard))
+    elif a == "affinity":
+        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+
+def passed(line):
+    return (os.open(os.devnull, os.O_RDONLY),) if named(line) == "fd" else ()
 
 app, params = sys.argv[1], sys.argv[-1]
 mode = os.environ.get("HANDLER_MODE", "direct")
@@ -71,12 +102,18 @@ for line in Path(params).read_text().splitlines():
         child = subprocess.Popen([sys.executable, "-c", code, *argv[1:]])
     elif mode == "module":
         child = subprocess.Popen([sys.executable, "-m", "app", *argv[2:]])
+    elif mode == "settings":  # what each command's `a` names, set for it
+        child = subprocess.Popen(argv, preexec_fn=lambda: settle(line), pass_fds=passed(line))
     else:
         child = subprocess.Popen(argv)
-    if mode == "terminate":
+    if mode in ("terminate", "usr1", "leave"):
         while not list(Path().glob("running-*")):
             time.sleep(0.05)
-        child.terminate()
+    if mode in ("terminate", "usr1"):
+        time.sleep(0.5 if mode == "usr1" else 0)  # its handler is in place
+        child.send_signal(signal.SIGTERM if mode == "terminate" else signal.SIGUSR1)
+    if mode == "leave":  # the handler ends without waiting
+        continue
     print(f"status {child.wait()}", flush=True)
 """
 
@@ -141,6 +178,10 @@ def app_lines(stdout: str) -> list[str]:
     return [re.sub(r" parent=\d+", "", line) for line in lines]
 
 
+def probe_lines(stdout: str) -> list[str]:
+    return [line for line in stdout.splitlines() if line.startswith("probe ")]
+
+
 def handed_off(stderr: str) -> int:
     return stderr.count("hydraflow: handed off to the warm interpreter: ")
 
@@ -191,21 +232,73 @@ def test_a_handlers_children_run_warm_and_end_as_they_do_cold(tmp_path: Path) ->
         ("dash-c", None),  # `python -c`: it never asks
         (
             "other",
-            r"'--multirun a=ok .* b=2' is not the parameters of a command hydraflow submitted",
+            r"'--multirun a=\w+ .* b=2' is not the parameters of a command hydraflow submitted",
         ),
     ],
 )
 def test_what_is_not_a_submitted_command_starts_cold(
     tmp_path: Path, mode: str, said: str | None
 ) -> None:
-    ended = run_job(folder_for(tmp_path, mode, "ok"), HANDLER_MODE=mode)
+    ended = run_job(folder_for(tmp_path, mode, "ok,fine"), HANDLER_MODE=mode)
     b = 2 if mode == "other" else 1
-    assert app_lines(ended.stdout) == [f"app a=ok b={b} warm=False", "status 0"], ended.stderr
+    expected = [f"app a={a} b={b} warm=False" for a in ("ok", "fine")]
+    assert app_lines(ended.stdout) == [expected[0], "status 0", expected[1], "status 0"]
     assert handed_off(ended.stderr) == 0
-    if said is not None:
-        assert re.search(
+    if said is not None:  # said once, though two commands are refused for it
+        found = re.findall(
             f"^hydraflow: a submitted command starts cold: {said}$", ended.stderr, re.M
         )
+        assert len(found) == 1, ended.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_a_command_the_handler_gave_other_settings_starts_cold_with_them(tmp_path: Path) -> None:
+    """A nice level, umask, descriptor limit, CPU affinity or descriptor the
+    handler gives its child: the command is refused (each reason said once)
+    and sees the settings as it does with --cold."""
+    values = "nice,umask,nofile,affinity,fd"
+    warm = run_job(folder_for(tmp_path, "warm", values), HANDLER_MODE="settings")
+    cold = run_job(folder_for(tmp_path, "cold", values), "--cold", HANDLER_MODE="settings")
+    assert probe_lines(warm.stdout) == probe_lines(cold.stdout), (warm.stderr, cold.stdout)
+    assert "nice=7" in warm.stdout and "umask=77" in warm.stdout and "nofile=200" in warm.stdout
+    assert app_lines(warm.stdout) == [
+        line.replace("True", "False") for line in app_lines(cold.stdout)
+    ]
+    assert app_lines(warm.stdout).count("status 0") == 5
+    assert handed_off(warm.stderr) == 0
+    for setting in ("nice level", "umask", "resource limits", "CPU affinity"):
+        said = f"hydraflow: a submitted command starts cold: the handler gave it another {setting}"
+        assert warm.stderr.count(said) == 1, warm.stderr
+    assert warm.stderr.count("the handler passes it descriptors beyond 0-2") == 1
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_a_signal_the_app_handles_reaches_it_warm_as_cold(tmp_path: Path) -> None:
+    """SIGUSR1 from the handler: the app's own handler runs (it exits 5),
+    not the proxy's default death."""
+    outcomes = []
+    for flags in ((), ("--cold",)):
+        folder = folder_for(tmp_path, f"usr1{len(flags)}", "usr1")
+        ended = run_job(folder, *flags, HANDLER_MODE="usr1")
+        outcomes.append((app_lines(ended.stdout)[1:], recorded_runs(folder)))
+        assert handed_off(ended.stderr) == (0 if flags else 1), ended.stderr
+    assert outcomes[0] == outcomes[1]
+    assert outcomes[0][0] == ["app got SIGUSR1", "status 5"]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_commands_the_handler_left_running_are_killed_and_said_so(tmp_path: Path) -> None:
+    folder = folder_for(tmp_path, "leave", "sleep")
+    ended = run_job(folder, HANDLER_MODE="leave")
+    app_pid = int(next(folder.glob("running-sleep-*")).name.rpartition("-")[2])
+    assert not alive(app_pid), ended.stderr
+    assert handed_off(ended.stderr) == 1, ended.stderr
+    assert "the warm interpreter ended" not in ended.stderr
+    said = "hydraflow: killed 1 handed-off command(s) the handler left running"
+    assert ended.stderr.count(said) == 1, ended.stderr
 
 
 @pytest.mark.slow
@@ -365,3 +458,102 @@ def wait_for(folder: Path, pattern: str, process: subprocess.Popen[str]) -> Path
         assert time.monotonic() < deadline, f"never saw {pattern}"
         time.sleep(0.05)
     return found[0]
+
+
+# Stands in for a handler: runs `python app.py` (the script prints "ran"), prints its status.
+FAKE_HANDLER = "import subprocess, sys; print(subprocess.call([sys.executable, 'app.py']))"
+
+
+def fake_handler(folder: Path, socket_path: str) -> subprocess.Popen[str]:
+    """The test is hydraflow to it: this process is the app's grandparent."""
+    (folder / "app.py").write_text("print('ran')\n")
+    variable = {HANDOFF_ENV: f"{os.getpid()}:{socket_path}"}
+    return subprocess.Popen(
+        [sys.executable, "-c", FAKE_HANDLER],
+        cwd=folder,
+        env=environment(**variable),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+
+
+@pytest.mark.parametrize("starting", [True, False])
+def test_ctrl_c_before_a_command_goes_cold_ends_it_as_cold_python(
+    tmp_path: Path, starting: bool
+) -> None:
+    """A SIGINT that came while hydraflow was asked, then a cold reply (after
+    "starting" or not): the proxy dies of SIGINT saying KeyboardInterrupt,
+    as cold Python interrupted at its start; the app never runs."""
+    import socket as sockets
+
+    from hydraflow.runner.executors.handoff import PEER_CREDENTIALS
+    from hydraflow.warm_proxy import read_message, send_message
+
+    path = str(tmp_path / "socket")
+    with sockets.socket(sockets.AF_UNIX, sockets.SOCK_STREAM) as listener:
+        listener.bind(path)
+        listener.listen(1)
+        handler = fake_handler(tmp_path, path)
+        try:
+            connection, _ = listener.accept()
+            with connection:
+                fds: list[int] = []
+                assert read_message(connection, fds) is not None
+                for fd in fds:
+                    os.close(fd)
+                if starting:
+                    send_message(connection, {"starting": True})
+                credentials = connection.getsockopt(
+                    sockets.SOL_SOCKET, sockets.SO_PEERCRED, PEER_CREDENTIALS.size
+                )
+                os.kill(PEER_CREDENTIALS.unpack(credentials)[0], signal.SIGINT)
+                time.sleep(0.5)  # taken as pending
+                send_message(connection, {"cold": "told so by the test"})
+                stdout, stderr = handler.communicate(timeout=60)
+        finally:
+            kill_group(handler.pid)
+    assert stdout == f"{-signal.SIGINT}\n", stderr
+    assert stderr.strip().splitlines()[-1:] == ["KeyboardInterrupt"], stderr
+    assert "Fatal Python error" not in stderr
+
+
+def test_the_proxy_tells_nothing_to_a_listener_that_is_not_hydraflow(tmp_path: Path) -> None:
+    """Another process took the socket's path: the proxy sends it nothing (no
+    environment, no descriptors) and the app runs cold."""
+    path = str(tmp_path / "socket")
+    listener = subprocess.Popen(
+        [sys.executable, "-c", IMPOSTOR, path],
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        assert listener.stdout is not None and listener.stdout.readline() == "listening\n"
+        handler = fake_handler(tmp_path, path)
+        stdout, stderr = handler.communicate(timeout=60)
+        received, _ = listener.communicate(timeout=60)
+    finally:
+        kill_group(listener.pid)
+    assert (stdout, stderr) == ("ran\n0\n", "")
+    assert received == "received 0 bytes\n"
+
+
+# Listens at the path it is given; says how much the first who connects sent.
+IMPOSTOR = """
+import socket, sys
+listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+listener.bind(sys.argv[1])
+listener.listen(1)
+print("listening", flush=True)
+connection, _ = listener.accept()
+connection.settimeout(3)
+received = b""
+try:
+    while chunk := connection.recv(65536):
+        received += chunk
+except TimeoutError:
+    pass
+print(f"received {len(received)} bytes", flush=True)
+"""

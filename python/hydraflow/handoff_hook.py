@@ -26,6 +26,10 @@ def hand_off() -> None:
     started_with = set(sys.modules) - {__name__, "hydraflow", "__future__"}
     try:
         ask()
+    except KeyboardInterrupt:  # before the proxy caught SIGINT: as cold Python ends
+        interrupted()
+    except BaseException:  # nothing of the hand-off's may end a cold start
+        pass
     finally:
         for name in set(sys.modules) - started_with:
             del sys.modules[name]
@@ -36,7 +40,16 @@ def ask() -> None:
     if path and grandparent() == owner and runs_a_script(sys.orig_argv):
         from hydraflow.warm_proxy import Proxy
 
-        Proxy(path).run()
+        Proxy(path, owner).run()
+
+
+def interrupted() -> None:
+    import signal
+
+    with open(2, "w", closefd=False) as stderr:
+        stderr.write("KeyboardInterrupt\n")
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGINT)
 
 
 def grandparent() -> str:

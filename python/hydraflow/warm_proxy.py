@@ -5,9 +5,9 @@ Python goes on cold (runner/executors/handoff.py says what it takes).
 
 A command it takes gets the proxy's argv, directory, environment (the
 variable included, as a cold command sees it) and stdin, stdout and stderr;
-the proxy then forwards the signals a handler sends (SIGTERM, SIGINT,
-SIGHUP, SIGQUIT) to the command's process group and ends as the command
-ended: its exit status, or killed by its signal. Past the point where the
+the proxy then forwards every signal a handler sends but SIGCHLD to the
+command's process group (a stopping one stops the proxy and the command) and ends as the
+command ended: its exit status, or killed by its signal. Past the point where the
 command may have started, the proxy never goes on cold (a command never runs
 twice); if hydraflow is gone, the command is killed rather than left without
 anyone to wait for it.
@@ -29,7 +29,11 @@ from collections.abc import Sequence
 from typing import Any, NoReturn
 
 HEADER = struct.Struct("!I")
-FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT)
+PEER_CREDENTIALS = struct.Struct("3i")  # struct ucred: pid, uid, gid
+# Every signal a handler may send, but the proxy's own child's news.
+FORWARDED = tuple(sorted(signal.valid_signals() - {signal.SIGKILL, signal.SIGSTOP, signal.SIGCHLD}))
+# Stop the proxy as they would the command, and its command with it.
+STOPPING = (signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU)
 
 
 def send_message(sock: socket.socket, message: dict[str, Any], fds: Sequence[int] = ()) -> None:
@@ -73,38 +77,48 @@ def read_exactly(sock: socket.socket, size: int, start: bytes) -> bytes | None:
 class Proxy:
     """Stands in for the command hydraflow runs warm."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, owner: str) -> None:
         self.path = path
+        self.owner = owner  # hydraflow's pid: the only listener told anything
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.pid: int | None = None
         self.pending: list[int] = []
-        self.handlers = {signum: signal.getsignal(signum) for signum in FORWARDED}
+        self.handlers: dict[int, Any] = {signum: signal.getsignal(signum) for signum in FORWARDED}
 
     def run(self) -> None:
         """Returns if hydraflow runs the command cold; otherwise exits as the command did."""
-        try:
-            self.sock.connect(self.path)
-        except OSError:
+        if not self.connect():
             self.sock.close()
-            return  # hydraflow is gone: nothing started
+            return  # hydraflow is gone, or someone else listens: nothing started
         for signum in FORWARDED:
-            signal.signal(signum, self.forward)
+            with contextlib.suppress(OSError, ValueError):  # one the system keeps
+                signal.signal(signum, self.forward)
         try:
             reply = self.ask()
         except Exception:  # nothing started: as if nothing had been asked
             reply = None
-        if reply is None or "cold" in reply:
-            self.go_cold()
-            return
-        # "starting" came: the command may start now; only a refusal goes on cold.
+        if reply is not None and "cold" not in reply:
+            # "starting" came: the command may start now; only a refusal goes on cold.
+            try:
+                reply = self.receive()
+                if reply is None or "cold" not in reply:  # not refused by the warm interpreter
+                    self.follow(reply)
+            except BaseException:  # never a cold run of what may run warm
+                os._exit(1)
+        self.go_cold()
+
+    def connect(self) -> bool:
+        """Connected to hydraflow itself (its pid and our uid), not to
+        whatever took the socket's path."""
         try:
-            reply = self.receive()
-            if reply is not None and "cold" in reply:  # refused by the warm interpreter
-                self.go_cold()
-                return
-            self.follow(reply)
-        except BaseException:  # never a cold run of what may run warm
-            os._exit(1)
+            self.sock.connect(self.path)
+            data = self.sock.getsockopt(
+                socket.SOL_SOCKET, socket.SO_PEERCRED, PEER_CREDENTIALS.size
+            )
+        except OSError:
+            return False
+        pid, uid, _ = PEER_CREDENTIALS.unpack(data)
+        return str(pid) == self.owner and uid == os.getuid()
 
     def follow(self, reply: dict[str, Any] | None) -> NoReturn:
         if reply is None or "pid" not in reply:
@@ -123,6 +137,7 @@ class Proxy:
             "argv": list(sys.orig_argv),
             "cwd": os.getcwd(),
             "env": dict(os.environ),
+            "socket": self.sock.fileno(),  # the one descriptor beyond 0-2 that is ours
         }
         try:
             send_message(self.sock, request, [0, 1, 2])
@@ -140,16 +155,38 @@ class Proxy:
         if self.pid is None:
             self.pending.append(signum)
             return
+        if signum in STOPPING:
+            self.stop(signum)
+            return
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.pid, signum)
 
+    def stop(self, signum: int) -> None:
+        """Stops the command's group, then the proxy (the handler sees its
+        child stopped); both go on when the proxy is continued."""
+        assert self.pid is not None
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.pid, signal.SIGSTOP)
+        os.kill(os.getpid(), signal.SIGSTOP)  # returns once continued
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.pid, signal.SIGCONT)
+
     def go_cold(self) -> None:
         """As if nothing had been asked: the handlers back, and a signal
-        that came meanwhile delivered now."""
+        that came meanwhile delivered now, as cold Python would take it."""
         self.sock.close()
         for signum, handler in self.handlers.items():
-            signal.signal(signum, handler)
+            with contextlib.suppress(OSError, ValueError, TypeError):
+                signal.signal(signum, handler)
         for pending in self.pending:
+            if (
+                pending == signal.SIGINT
+                and self.handlers.get(pending) is signal.default_int_handler
+            ):
+                # Cold, Python's start would end in a KeyboardInterrupt: no
+                # exception let out of the hook, the same ending instead.
+                write_stderr("KeyboardInterrupt\n")
+                die_of(signal.SIGINT)
             os.kill(os.getpid(), pending)
 
     def end_as(self, reply: dict[str, Any] | None) -> NoReturn:
@@ -167,7 +204,8 @@ class Proxy:
 
 def die_of(signum: int) -> NoReturn:
     for forwarded in FORWARDED:
-        signal.signal(forwarded, signal.SIG_IGN)
+        with contextlib.suppress(OSError, ValueError):
+            signal.signal(forwarded, signal.SIG_IGN)
     if signum not in (signal.SIGKILL, signal.SIGSTOP):
         signal.signal(signum, signal.SIG_DFL)
         signal.pthread_sigmask(signal.SIG_UNBLOCK, [signum])

@@ -7,10 +7,12 @@ the handler in HYDRAFLOW_HANDOFF (`hydraflow/warm_proxy.py` is the other
 side, started by a `.pth` hook). A proxy's request is taken only if its
 process (known from the socket's peer credentials, not from what it says)
 is a child of the handler, runs hydraflow's own interpreter binary, in
-hydraflow's directory, and its arguments are exactly those of a submitted
-command; then `WarmInterpreter.start` decides, with its own refusals. So a
-command that a scheduler runs elsewhere, one started through a shell, or one
-a command starts itself stays cold: no work escapes where the handler puts it.
+hydraflow's directory, with hydraflow's process settings (nice, umask,
+affinity, limits, cgroup, no extra descriptor), and its arguments are
+exactly those of a submitted command; then `WarmInterpreter.start`
+decides, with its own refusals. So a command that a scheduler runs
+elsewhere, one started through a shell that stays in between, or one a
+command starts itself stays cold: no work escapes where the handler puts it.
 
 The proxy and the command are tied: the proxy forwards its signals to the
 command's group; a proxy that ends first (killed by SIGKILL) takes the
@@ -26,6 +28,7 @@ import signal
 import socket
 import struct
 import sys
+import sysconfig
 import tempfile
 import threading
 from collections.abc import Iterator, Sequence
@@ -39,6 +42,8 @@ from hydraflow.warm_proxy import read_message, send_message
 
 PEER_CREDENTIALS = struct.Struct("3i")  # struct ucred: pid, uid, gid
 HANDLER_PID_SECONDS = 5.0
+CLOSE_WAIT_SECONDS = 10.0
+HOOK_FILE = "hydraflow_handoff.pth"
 
 
 class Handoff:
@@ -59,6 +64,8 @@ class Handoff:
         self.handler_known = threading.Event()
         self.running: dict[int, WarmProcess] = {}
         self.lock = threading.Lock()
+        self.waited = threading.Condition(self.lock)  # a command's end, told to its proxy
+        self.closing = False
         self.said: set[str] = set()
         self.directory = tempfile.mkdtemp(prefix="hydraflow-handoff-")  # mode 0700
         self.path = os.path.join(self.directory, "socket")
@@ -100,7 +107,7 @@ class Handoff:
                 refusal = "the request was cut short" if request is None else None
                 refusal = refusal or self.refusal(connection, request or {}, fds)
                 if refusal is not None:
-                    self.say(f"a submitted command starts cold: {refusal}")
+                    self.say_once(f"a submitted command starts cold: {refusal}")
                     send_message(connection, {"cold": refusal})
                     return
                 assert request is not None
@@ -133,7 +140,7 @@ class Handoff:
         args = arguments([str(arg) for arg in request.get("argv", [])])
         if tuple(args) not in self.submitted_commands():
             return f"'{shlex.join(args)}' is not the parameters of a command hydraflow submitted"
-        return None
+        return other_settings(pid, request.get("socket"))
 
     def submitted_commands(self) -> set[tuple[str, ...]]:
         """The parameters of each line of the file the handler was given."""
@@ -158,6 +165,9 @@ class Handoff:
             send_message(connection, {"cold": "refused by the warm interpreter"})
             return
         self.note(f"handed off to the warm interpreter: {shlex.join(arguments(argv))}")
+        # After a deliberate close, a command's status cut short is no lost server.
+        server_lost = process.server_lost
+        process.server_lost = lambda: None if self.closing else server_lost()
         with self.lock:
             self.running[process.pid] = process
         try:
@@ -168,6 +178,7 @@ class Handoff:
         finally:
             with self.lock:
                 self.running.pop(process.pid, None)
+                self.waited.notify_all()
 
     def forked_before_the_end(self, server_argv: list[str]) -> WarmProcess | None:
         """The command a server forked just before it ended, if it did: a
@@ -190,22 +201,30 @@ class Handoff:
             if process.pid in self.running and process.returncode is None:
                 kill_group(process.pid, signal.SIGKILL)
 
-    def say(self, text: str) -> None:
+    def say_once(self, text: str) -> None:
+        """Each kind of reason once: the text up to its first quoted detail."""
+        kind = text.split("'", 1)[0]
         with self.lock:
-            if text in self.said:
+            if kind in self.said:
                 return
-            self.said.add(text)
+            self.said.add(kind)
         self.note(text)
 
     def close(self) -> None:
         """Stops listening; commands still running (their handler ended
-        without waiting for them) are killed with the job."""
+        without waiting for them) are killed with the job, and waited for."""
         with contextlib.suppress(OSError):
             self.listener.shutdown(socket.SHUT_RDWR)
         self.listener.close()
         with self.lock:
-            for pid in self.running:
+            self.closing = True
+            left = list(self.running)
+            for pid in left:
                 kill_group(pid, signal.SIGKILL)
+            # Their statuses come from the server, which must not stop before.
+            self.waited.wait_for(lambda: not self.running, timeout=CLOSE_WAIT_SECONDS)
+        if left:
+            self.warm.alert(f"killed {len(left)} handed-off command(s) the handler left running")
         shutil.rmtree(self.directory, ignore_errors=True)
 
 
@@ -237,6 +256,56 @@ def parent_of(pid: int) -> int | None:
             return int(stat.read().rpartition(b")")[2].split()[1])
     except (OSError, IndexError, ValueError):
         return None
+
+
+def other_settings(pid: int, own_socket: object) -> str | None:
+    """What the handler set for the process that a warm command would not
+    get (the server is forked from hydraflow, with hydraflow's settings): a
+    command with any is refused rather than given them again."""
+    try:
+        theirs, ours = settings_of(str(pid)), settings_of("self")
+    except (OSError, IndexError, ValueError):
+        return "its process settings could not be read"
+    for name, value in theirs.items():
+        if value != ours[name]:
+            return f"the handler gave it another {name} than hydraflow's"
+    if extra_descriptors(pid) - {own_socket}:
+        return "the handler passes it descriptors beyond 0-2"
+    return None
+
+
+def settings_of(pid: str) -> dict[str, object]:
+    """The settings a process passes to what it starts, as /proc shows them."""
+    with open(f"/proc/{pid}/stat", "rb") as stat:
+        nice = int(stat.read().rpartition(b")")[2].split()[16])
+    status = {}
+    with open(f"/proc/{pid}/status", encoding="utf-8") as lines:
+        for line in lines:
+            key, _, value = line.partition(":")
+            status[key] = value.strip()
+    with open(f"/proc/{pid}/limits", encoding="utf-8") as limits:
+        limit_lines = limits.read()
+    with open(f"/proc/{pid}/cgroup", encoding="utf-8") as cgroup:
+        cgroups = cgroup.read()
+    return {
+        "nice level": nice,
+        "umask": status.get("Umask"),
+        "CPU affinity": status["Cpus_allowed_list"],
+        "resource limits": limit_lines,
+        "cgroup": cgroups,
+    }
+
+
+def extra_descriptors(pid: int) -> set[int]:
+    """Its open descriptors beyond 0-2 (the proxy's socket among them) but
+    the hook's `.pth` file, which `site` reads while it runs the hook."""
+    hook = os.path.realpath(os.path.join(sysconfig.get_path("purelib"), HOOK_FILE))
+    found = set()
+    for entry in os.listdir(f"/proc/{pid}/fd"):
+        with contextlib.suppress(OSError):
+            if int(entry) > 2 and os.readlink(f"/proc/{pid}/fd/{entry}") != hook:
+                found.add(int(entry))
+    return found
 
 
 def same_binary(pid: int) -> bool:
