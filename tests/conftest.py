@@ -96,6 +96,31 @@ def tracking_uri_restored() -> Iterator[None]:
         os.environ["MLFLOW_TRACKING_URI"] = before
 
 
+def proc_stat(pid: int | str) -> list[str]:
+    """The fields of /proc/PID/stat after the command's name (state, parent, ...)."""
+    with open(f"/proc/{pid}/stat") as stat:
+        return stat.read().rpartition(")")[2].split()
+
+
+def alive(pid: int) -> bool:
+    """Running, not ended (a zombie is ended)."""
+    try:
+        return proc_stat(pid)[0] != "Z"
+    except OSError:
+        return False
+
+
+def warm_server_of(pid: int) -> int | None:
+    """hydraflow's warm server, its child started as `python -c`, if it has one."""
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            with open(f"/proc/{entry}/cmdline", "rb") as cmdline:
+                is_server = cmdline.read().split(b"\0")[1:2] == [b"-c"]
+            if is_server and int(proc_stat(entry)[1]) == pid:
+                return int(entry)
+    return None
+
+
 def run_cli(*args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     """The installed `hydraflow` command, as a user runs it (not on a terminal)."""
     env = {k: v for k, v in os.environ.items() if k != "NO_COLOR"}

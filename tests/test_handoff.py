@@ -23,7 +23,14 @@ import pytest
 from hydraflow.handoff_hook import HANDOFF_ENV
 from hydraflow.runner.executors.warm import COLD_ENV
 
-from tests.conftest import HYDRAFLOW, kill_group, run_in_own_group, user_environment
+from tests.conftest import (
+    HYDRAFLOW,
+    alive,
+    kill_group,
+    proc_stat,
+    run_in_own_group,
+    user_environment,
+)
 
 # Prints whether it runs warm (the warm server imported warm.py; a cold app never does).
 APP = """
@@ -438,17 +445,8 @@ def test_the_hook_leaves_a_plain_python_unchanged() -> None:
         assert (ran.returncode, ran.stdout, ran.stderr) == (0, without.stdout, "")
 
 
-def alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rpartition(")")[2].split()[0] != "Z"
-    except OSError:
-        return False
-
-
 def parent_of(pid: int) -> int:
-    with open(f"/proc/{pid}/stat") as stat:
-        return int(stat.read().rpartition(")")[2].split()[1])
+    return int(proc_stat(pid)[1])
 
 
 def wait_for(folder: Path, pattern: str, process: subprocess.Popen[str]) -> Path:

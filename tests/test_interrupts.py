@@ -21,7 +21,7 @@ import pytest
 from hydraflow.runner.executors.progress import Execution
 from hydraflow.runner.plan import Command
 
-from tests.conftest import HYDRAFLOW
+from tests.conftest import HYDRAFLOW, warm_server_of
 
 # Sleeps, once marked, when the app (never the CLI) imports the module
 # named by SLOW_IMPORT: a Ctrl-C can then land during that import.
@@ -175,16 +175,9 @@ def warm_server_started(process: subprocess.Popen[str]) -> None:
     """Waits until hydraflow has started its warm interpreter, which then
     preloads for about a second."""
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and process.poll() is None:
-        for entry in filter(str.isdigit, os.listdir("/proc")):
-            with contextlib.suppress(OSError):
-                command = Path(f"/proc/{entry}/cmdline").read_bytes()
-                if b"executors.warm" in command and b"serve" in command:
-                    parent = Path(f"/proc/{entry}/stat").read_text().rpartition(")")[2]
-                    if int(parent.split()[1]) == process.pid:
-                        return
+    while warm_server_of(process.pid) is None:
+        assert time.monotonic() < deadline and process.poll() is None, "no warm interpreter"
         time.sleep(0.01)
-    raise AssertionError("no warm interpreter started")
 
 
 def test_ctrl_c_while_the_cli_starts_is_one_line(folder: Path) -> None:

@@ -24,6 +24,8 @@ from hydraflow import store_template
 from hydraflow.store import EXPERIMENT_TAGS, is_initialised, open_new_experiment, sqlite_path
 from hydraflow.store_template import schema_head, seed_new_store
 
+from tests.conftest import HYDRAFLOW, user_environment
+
 # MLflow writes its Default experiment's creation time and its artifact
 # folder (a path in the store's folder): the rest of every row is compared.
 DEFAULT_EXPERIMENT_OWN = {"creation_time", "last_update_time", "artifact_location"}
@@ -430,15 +432,12 @@ def test_two_commands_at_once_into_a_new_folder(tmp_path: Path, cache: Path) -> 
     (tmp_path / "app.py").write_text(textwrap.dedent(APP))
     jobs = "jobs:\n  j:\n    run: python app.py\n    sets:\n      - each: a=1:4\n"
     (tmp_path / "hydraflow.yaml").write_text(jobs)
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    hydraflow = str(Path(sys.executable).parent / "hydraflow")
     done = subprocess.run(
-        [hydraflow, "run", "j", "-j", "2"],
+        [HYDRAFLOW, "run", "j", "-j", "2"],
         cwd=tmp_path,
         capture_output=True,
         text=True,
-        env=env,
+        env=user_environment(),
         timeout=300,
     )
     assert done.returncode == 0, done.stderr

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 from hydraflow.runner.executors.warm import COLD_ENV, WarmInterpreter, WarmProcess
 
-from tests.conftest import HYDRAFLOW
+from tests.conftest import HYDRAFLOW, alive, warm_server_of
 
 PER_COMMAND = ("HYDRAFLOW_EVENTS", "HYDRAFLOW_INPUTS")
 KILLED_WHILE_RUNNING = (
@@ -128,14 +128,6 @@ def finished(process: WarmProcess) -> tuple[int, str]:
 def kill_server(warm: WarmInterpreter) -> None:
     assert warm.server is not None
     os.kill(warm.server.pid, signal.SIGKILL)
-
-
-def alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rpartition(")")[2].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 def test_a_command_outlives_its_killed_server_and_keeps_its_status(project: Path) -> None:
@@ -280,14 +272,9 @@ def wait_for(folder: Path, pattern: str, process: subprocess.Popen[str]) -> Path
 
 def server_of(pid: int) -> int:
     """The warm server: hydraflow's child started as `python -c`."""
-    for entry in filter(str.isdigit, os.listdir("/proc")):
-        with contextlib.suppress(OSError):
-            with open(f"/proc/{entry}/stat") as stat:
-                parent = int(stat.read().rpartition(")")[2].split()[1])
-            with open(f"/proc/{entry}/cmdline", "rb") as cmdline:
-                if parent == pid and cmdline.read().split(b"\0")[1:2] == [b"-c"]:
-                    return int(entry)
-    raise AssertionError("no warm server")
+    server = warm_server_of(pid)
+    assert server is not None, "no warm server"
+    return server
 
 
 def summary(stderr: str) -> str:

@@ -37,7 +37,12 @@ from typing import Any
 
 from hydraflow.handoff_hook import HANDOFF_ENV
 from hydraflow.runner.executors.processes import kill_group
-from hydraflow.runner.executors.warm import WarmInterpreter, WarmProcess, WarmStartLost
+from hydraflow.runner.executors.warm import (
+    WarmInterpreter,
+    WarmProcess,
+    WarmStartLost,
+    proc_stat,
+)
 from hydraflow.warm_proxy import read_message, send_message
 
 PEER_CREDENTIALS = struct.Struct("3i")  # struct ucred: pid, uid, gid
@@ -252,8 +257,7 @@ def children_of(pid: int) -> set[int]:
 
 def parent_of(pid: int) -> int | None:
     try:
-        with open(f"/proc/{pid}/stat", "rb") as stat:
-            return int(stat.read().rpartition(b")")[2].split()[1])
+        return int(proc_stat(pid)[1])
     except (OSError, IndexError, ValueError):
         return None
 
@@ -276,8 +280,7 @@ def other_settings(pid: int, own_socket: object) -> str | None:
 
 def settings_of(pid: str) -> dict[str, object]:
     """The settings a process passes to what it starts, as /proc shows them."""
-    with open(f"/proc/{pid}/stat", "rb") as stat:
-        nice = int(stat.read().rpartition(b")")[2].split()[16])
+    nice = int(proc_stat(pid)[16])
     status = {}
     with open(f"/proc/{pid}/status", encoding="utf-8") as lines:
         for line in lines:

@@ -518,10 +518,16 @@ def holder_of_pipe(read_end: int) -> int | None:
         with contextlib.suppress(OSError, ValueError, IndexError):  # ended meanwhile
             fds = os.listdir(f"/proc/{entry}/fd")
             if any(os.readlink(f"/proc/{entry}/fd/{fd}") == link for fd in fds):
-                with open(f"/proc/{entry}/stat") as stat:
-                    session = int(stat.read().rpartition(")")[2].split()[3])
+                session = int(proc_stat(entry)[3])
                 holders.append((session != int(entry), int(entry)))
     return min(holders)[1] if holders else None
+
+
+def proc_stat(pid: int | str) -> list[str]:
+    """The fields of /proc/PID/stat after the command's name (its state
+    first, then its parent, group, session ...); OSError once it is gone."""
+    with open(f"/proc/{pid}/stat", "rb") as stat:
+        return stat.read().rpartition(b")")[2].decode().split()
 
 
 def drain(fd: int) -> None:
