@@ -555,3 +555,11 @@ except TimeoutError:
     pass
 print(f"received {len(received)} bytes", flush=True)
 """
+
+
+def test_v_never_prints_a_password_of_a_commands_parameters() -> None:
+    from hydraflow.runner.executors.handoff import shown
+
+    assert shown(["db.password=hunter2", "url=postgresql://u:pw@h/db", "x=1"]) == (
+        "db.password=*** url=postgresql://u:***@h/db x=1"
+    )

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from hydraflow.handoff_hook import HANDOFF_ENV
+from hydraflow.remote import masked
 from hydraflow.runner.executors.processes import kill_group
 from hydraflow.runner.executors.warm import (
     WarmInterpreter,
@@ -144,7 +145,7 @@ class Handoff:
             return "the handler starts it in another directory"
         args = arguments([str(arg) for arg in request.get("argv", [])])
         if tuple(args) not in self.submitted_commands():
-            return f"'{shlex.join(args)}' is not the parameters of a command hydraflow submitted"
+            return f"'{shown(args)}' is not the parameters of a command hydraflow submitted"
         return other_settings(pid, request.get("socket"))
 
     def submitted_commands(self) -> set[tuple[str, ...]]:
@@ -169,7 +170,7 @@ class Handoff:
         if process is None:
             send_message(connection, {"cold": "refused by the warm interpreter"})
             return
-        self.note(f"handed off to the warm interpreter: {shlex.join(arguments(argv))}")
+        self.note(f"handed off to the warm interpreter: {shown(arguments(argv))}")
         # After a deliberate close, a command's status cut short is no lost server.
         server_lost = process.server_lost
         process.server_lost = lambda: None if self.closing else server_lost()
@@ -231,6 +232,11 @@ class Handoff:
         if left:
             self.warm.alert(f"killed {len(left)} handed-off command(s) the handler left running")
         shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def shown(args: list[str]) -> str:
+    """A command's parameters as `-v` prints them: a password as ***."""
+    return masked(shlex.join(args))
 
 
 def arguments(argv: list[str]) -> list[str]:
