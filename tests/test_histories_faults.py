@@ -285,8 +285,8 @@ def as_user(uid: int, *needed: Path) -> Iterator[list[str]]:
     import hydraflow
 
     user = ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups"]
-    interpreter = [sys.prefix, sys.base_prefix, Path(hydraflow.__file__).parent.parent]
-    paths = {Path(os.path.realpath(p)) for p in [*interpreter, *needed]}
+    interpreter = [Path(sys.prefix), Path(sys.base_prefix), Path(hydraflow.__file__).parent.parent]
+    paths = {path.resolve() for path in [*interpreter, *needed]}
     paths = {path for path in paths if not any(o in path.parents for o in paths)}
     covered = {path: blocked for path in paths if (blocked := blocked_ancestor(path))}
     if not covered:
