@@ -12,6 +12,7 @@ import contextlib
 import json
 import os
 import shutil
+import stat
 import struct
 import subprocess
 import sys
@@ -240,6 +241,67 @@ reader.close()
 """
 
 
+def blocked_ancestor(path: Path) -> Path | None:
+    """The topmost folder above `path` that other users may not pass
+    through (no o+x), e.g. a clone in a `mktemp -d` folder, or /root."""
+    return next((a for a in reversed(path.parents) if not a.stat().st_mode & stat.S_IXOTH), None)
+
+
+# Run as root in a private mount namespace, before the other user's command:
+# each blocked folder covered by a tmpfs of mode 0755 in which only the
+# folders the command needs are bound, at their own paths, with their own
+# owners and modes. Nothing outside the namespace changes, not even for a
+# moment, and the namespace ends with the command.
+UNCOVER = """
+set -eu
+umask 022
+stage=$1
+mount -t tmpfs -o mode=0755 reachable "$stage"
+shift
+while [ "$1" != -- ]; do  # each needed folder, at its own path in the stage
+    mkdir -p "$stage$1"
+    mount --rbind "$1" "$stage$1"
+    shift
+done
+shift
+while [ "$1" != -- ]; do  # covered: the staged tree over each blocked folder
+    mount --rbind "$stage$1" "$1"
+    shift
+done
+shift
+exec "$@"
+"""
+
+
+@contextlib.contextmanager
+def as_user(uid: int, *needed: Path) -> Iterator[list[str]]:
+    """The command prefix that runs as `uid` (its own group, no other, no
+    capabilities), able to reach `needed` (this interpreter, its venv and
+    hydraflow are added) even where their folders are closed to other
+    users: the clone under a folder of mode 0700, or pyenv under /root.
+    (setpriv execs with root's capabilities, so the interpreter starts
+    anyway; but its libpython, standard library and packages are then read
+    as the user: without this, another Python or none is found.)"""
+    import hydraflow
+
+    user = ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups"]
+    interpreter = [Path(sys.prefix), Path(sys.base_prefix), Path(hydraflow.__file__).parent.parent]
+    paths = {path.resolve() for path in [*interpreter, *needed]}
+    paths = {path for path in paths if not any(o in path.parents for o in paths)}
+    covered = {path: blocked for path in paths if (blocked := blocked_ancestor(path))}
+    if not covered:
+        yield user
+        return
+    stage = Path(tempfile.mkdtemp(prefix="reachable-"))  # a mount point only in the namespace
+    try:
+        staged = [str(path) for path in sorted(covered)]
+        tops = [str(top) for top in sorted(set(covered.values()))]
+        namespace = ["unshare", "--mount", "--propagation", "private", "sh", "-c", UNCOVER, "sh"]
+        yield [*namespace, str(stage), *staged, "--", *tops, "--", *user]
+    finally:
+        stage.rmdir()
+
+
 def read_elsewhere(store: Store, *prefix: str) -> dict[int, list[str]]:
     argv = [*prefix, sys.executable, "-c", READER, str(store.path), store.experiment, store.current]
     done = subprocess.run(argv, capture_output=True, text=True, timeout=120)
@@ -267,10 +329,9 @@ def public_copy(store: Store) -> Iterator[Store]:
 def test_a_cache_another_user_made_is_bypassed(store: Store, what: str, mode: int) -> None:
     """Written by one user (here root), read by another who may not read it,
     nor write beside it: the values are read from the store, nothing fails."""
-    other_user = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
     if os.geteuid() != 0 or shutil.which("setpriv") is None:
         pytest.skip("needs root, to be another user")
-    with public_copy(store) as public:
+    with public_copy(store) as public, as_user(65534, public.path.parent) as other_user:
         expected = {step: oracle(public, step) for step in STEPS}
         assert read_elsewhere(public) == expected  # the cache written, by root
         cache = public.path.parent / ".hydraflow"
@@ -330,10 +391,8 @@ def test_a_user_without_a_home_reads_without_a_cache(store: Store) -> None:
     cannot be imported without a home: the reader's HOME goes after.)"""
     if os.geteuid() != 0 or shutil.which("setpriv") is None:
         pytest.skip("needs root, to be a user the passwd file does not know")
-    uid = unknown_uid()
-    homeless = ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups"]
     env = {k: v for k, v in os.environ.items() if k != "XDG_CACHE_HOME"}
-    with public_copy(store) as public:
+    with public_copy(store) as public, as_user(unknown_uid(), public.path.parent) as homeless:
         env["HOME"] = str(public.path.parent)  # not writable by that user
         expected = {str(step): oracle(public, step) for step in STEPS}
         argv = [*homeless, sys.executable, "-c", CLIENT_READER, str(public.path)]
