@@ -436,7 +436,7 @@ def test_the_hook_leaves_a_plain_python_unchanged() -> None:
     )
     assert without.returncode == 0 and "'hydraflow" not in without.stdout
     # Through a shell that waits, this process is the app's grandparent: it asks, in vain.
-    variable = {HANDOFF_ENV: f"{os.getpid()}:/nonexistent/socket"}
+    variable = {HANDOFF_ENV: f"{os.getpid()}:commands:/nonexistent/socket"}
     for argv in (
         [sys.executable, "-c", modules],
         ["sh", "-c", '"$0" "$1" "$2"; exit $?', sys.executable, "-c", modules],
@@ -465,7 +465,7 @@ FAKE_HANDLER = "import subprocess, sys; print(subprocess.call([sys.executable, '
 def fake_handler(folder: Path, socket_path: str) -> subprocess.Popen[str]:
     """The test is hydraflow to it: this process is the app's grandparent."""
     (folder / "app.py").write_text("print('ran')\n")
-    variable = {HANDOFF_ENV: f"{os.getpid()}:{socket_path}"}
+    variable = {HANDOFF_ENV: f"{os.getpid()}:commands:{socket_path}"}
     return subprocess.Popen(
         [sys.executable, "-c", FAKE_HANDLER],
         cwd=folder,

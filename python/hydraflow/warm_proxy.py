@@ -29,6 +29,9 @@ from collections.abc import Sequence
 from typing import Any, NoReturn
 
 HEADER = struct.Struct("!I")
+# The most descriptors one message carries: a command's 0-2, its status
+# socket and what a pool worker is given (4 for loky's), with room to spare.
+MAX_DESCRIPTORS = 32
 PEER_CREDENTIALS = struct.Struct("3i")  # struct ucred: pid, uid, gid
 # Every signal a handler may send, but the proxy's own child's news.
 FORWARDED = tuple(sorted(signal.valid_signals() - {signal.SIGKILL, signal.SIGSTOP, signal.SIGCHLD}))
@@ -49,7 +52,7 @@ def read_message(sock: socket.socket, fds: list[int] | None = None) -> dict[str,
     if fds is None:
         head = read_exactly(sock, HEADER.size, b"")
     else:
-        first, received, _, _ = socket.recv_fds(sock, HEADER.size, 8)
+        first, received, _, _ = socket.recv_fds(sock, HEADER.size, MAX_DESCRIPTORS)
         fds.extend(received)
         head = read_exactly(sock, HEADER.size, first)
     if head is None:
@@ -133,14 +136,16 @@ class Proxy:
         self.end_as(self.receive())
 
     def ask(self) -> dict[str, Any] | None:
+        beyond = inherited_descriptors(self.sock.fileno())
         request = {
             "argv": list(sys.orig_argv),
             "cwd": os.getcwd(),
             "env": dict(os.environ),
             "socket": self.sock.fileno(),  # the one descriptor beyond 0-2 that is ours
+            "fds": beyond,  # those it was started with, sent after 0-2
         }
         try:
-            send_message(self.sock, request, [0, 1, 2])
+            send_message(self.sock, request, [0, 1, 2, *beyond])
         except OSError:
             return None  # a closed standard stream, or hydraflow gone
         return self.receive()
@@ -200,6 +205,20 @@ class Proxy:
         if status < 0:
             die_of(-status)
         os._exit(status)
+
+
+def inherited_descriptors(own: int) -> list[int]:
+    """The open descriptors beyond 0-2 but the proxy's socket: those the
+    process was started with (and the `.pth` file `site` is reading, which
+    hydraflow tells apart)."""
+    found = []
+    for entry in os.listdir("/proc/self/fd"):
+        fd = int(entry)
+        if fd > 2 and fd != own:
+            with contextlib.suppress(OSError):  # the listing's own, closed by now
+                os.fstat(fd)
+                found.append(fd)
+    return sorted(found)
 
 
 def die_of(signum: int) -> NoReturn:

@@ -37,22 +37,25 @@ class RunExecutor(Executor):
     def run(
         self, plan: JobPlan, reporter: PlainReporter, events: EventLog, options: RunOptions
     ) -> None:
-        from hydraflow.runner.executors.processes import run_commands
+        from hydraflow.runner.executors.handoff import handed_off
+        from hydraflow.runner.executors.processes import PER_COMMAND, run_commands
         from hydraflow.runner.finished import FinishedProof
 
         commands = plan.commands()
         proof = None if options.rerun else FinishedProof(Path.cwd())
         warm = warm_interpreter(reporter, options)
         try:
-            run_commands(
-                commands,
-                reporter,
-                events,
-                jobs=options.jobs,
-                keep_going=options.keep_going,
-                proof=proof,
-                warm=warm,
-            )
+            # The workers of a warm command's process pool start warm too.
+            with handed_off(warm, PER_COMMAND):
+                run_commands(
+                    commands,
+                    reporter,
+                    events,
+                    jobs=options.jobs,
+                    keep_going=options.keep_going,
+                    proof=proof,
+                    warm=warm,
+                )
         finally:
             if warm is not None:
                 warm.close()

@@ -1,22 +1,33 @@
-"""The submit hand-off, hydraflow's side: a submit handler's `python APP
-PARAMS` children, each one of the commands hydraflow submitted, run from
-the warm interpreter (warm.py) as a `run:` job's commands do.
+"""The hand-off, hydraflow's side: Python processes a job's processes start,
+which run from the warm interpreter (warm.py) as a `run:` job's commands do:
 
-hydraflow listens on a Unix socket in a private directory and names it to
-the handler in HYDRAFLOW_HANDOFF (`hydraflow/warm_proxy.py` is the other
-side, started by a `.pth` hook). A proxy's request is taken only if its
-process (known from the socket's peer credentials, not from what it says)
-is a child of the handler, runs hydraflow's own interpreter binary, in
-hydraflow's directory, with hydraflow's process settings (nice, umask,
-affinity, limits, cgroup, no extra descriptor), and its arguments are
-exactly those of a submitted command; then `WarmInterpreter.start`
-decides, with its own refusals. So a command that a scheduler runs
-elsewhere, one started through a shell that stays in between, or one a
-command starts itself stays cold: no work escapes where the handler puts it.
+- a submit handler's `python APP PARAMS` children, each one of the commands
+  hydraflow submitted;
+- the workers of a warm command's process pool (loky's, which Hydra's
+  joblib launcher uses), each `python -m <loky's worker module> --pipe N`,
+  with the descriptors its pool gave it.
 
-The proxy and the command are tied: the proxy forwards its signals to the
-command's group; a proxy that ends first (killed by SIGKILL) takes the
-command with it; commands still running when the job ends are killed."""
+hydraflow listens on a Unix socket in a private directory and names it in
+HYDRAFLOW_HANDOFF (`hydraflow/warm_proxy.py` is the other side, started by a
+`.pth` hook). A proxy's request is taken only if its process (known from the
+socket's peer credentials, not from what it says) runs hydraflow's own
+interpreter binary with hydraflow's process settings (nice, umask,
+affinity, limits, cgroup), and:
+
+- a submitted command: it is a child of the handler, in hydraflow's
+  directory, with no descriptor beyond 0-2, and its arguments are exactly
+  those of a submitted command;
+- a pool worker: its parent was forked by the warm interpreter (a warm
+  command), and its arguments are loky's for a worker;
+
+then `WarmInterpreter.start` decides, with its own refusals. So a command
+that a scheduler runs elsewhere, one started through a shell that stays in
+between, or anything else a command starts stays cold: no work escapes
+where the handler or the app puts it.
+
+The proxy and the process are tied: the proxy forwards its signals to the
+process's group; a proxy that ends first (killed by SIGKILL) takes the
+process with it; processes still running when the job ends are killed."""
 
 from __future__ import annotations
 
@@ -31,14 +42,15 @@ import sys
 import sysconfig
 import tempfile
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from hydraflow.handoff_hook import HANDOFF_ENV
+from hydraflow.handoff_hook import COMMANDS, HANDOFF_ENV, WORKERS, is_pool_worker
 from hydraflow.remote import masked
 from hydraflow.runner.executors.processes import kill_group
 from hydraflow.runner.executors.warm import (
+    MLFLOW_SESSION_ENV,
     WarmInterpreter,
     WarmProcess,
     WarmStartLost,
@@ -58,17 +70,19 @@ class Handoff:
     def __init__(
         self,
         warm: WarmInterpreter,
-        params_file: Path,
         per_command: Sequence[str],
+        params_file: Path | None = None,
     ) -> None:
         self.warm = warm
-        self.params_file = params_file
+        self.worker_warm: WarmInterpreter | None = None  # for workers of another environment
+        self.params_file = params_file  # a submit job's: its commands may ask
         self.submitted: set[tuple[str, ...]] | None = None  # read at the first request
         self.per_command = per_command
         self.note = warm.note  # said with -v
         self.handler_pid: int | None = None
         self.handler_known = threading.Event()
         self.running: dict[int, WarmProcess] = {}
+        self.workers: set[int] = set()  # those of `running` that are pool workers
         self.lock = threading.Lock()
         self.waited = threading.Condition(self.lock)  # a command's end, told to its proxy
         self.closing = False
@@ -87,8 +101,9 @@ class Handoff:
 
     @property
     def variable(self) -> str:
-        """HYDRAFLOW_HANDOFF's value: whose grandchildren may ask, and where."""
-        return f"{os.getpid()}:{self.path}"
+        """HYDRAFLOW_HANDOFF's value: whose descendants may ask, which, and where."""
+        kinds = [WORKERS] if self.params_file is None else [COMMANDS, WORKERS]
+        return f"{os.getpid()}:{','.join(kinds)}:{self.path}"
 
     def handler_started(self, pid: int) -> None:
         self.handler_pid = pid
@@ -110,15 +125,23 @@ class Handoff:
             except (OSError, ValueError):
                 request = None
             try:
-                refusal = "the request was cut short" if request is None else None
-                refusal = refusal or self.refusal(connection, request or {}, fds)
+                request = request or {}
+                worker = is_pool_worker([str(arg) for arg in request.get("argv", [])])
+                given = received(request, fds)
+                if given is None:
+                    refusal: str | None = "the request was cut short"
+                elif worker:
+                    refusal = self.worker_refusal(connection, request, given)
+                else:
+                    refusal = self.command_refusal(connection, request, given)
                 if refusal is not None:
-                    self.say_once(f"a submitted command starts cold: {refusal}")
+                    what = "a pool worker" if worker else "a submitted command"
+                    self.say_once(f"{what} starts cold: {refusal}")
                     send_message(connection, {"cold": refusal})
                     return
-                assert request is not None
+                assert given is not None
                 send_message(connection, {"starting": True})
-                self.run(connection, request, fds)
+                self.run(connection, request, given, worker)
             except OSError:
                 pass  # the proxy is gone
             finally:
@@ -128,10 +151,12 @@ class Handoff:
                 with contextlib.suppress(OSError):
                     connection.shutdown(socket.SHUT_RDWR)
 
-    def refusal(
-        self, connection: socket.socket, request: dict[str, Any], fds: list[int]
+    def command_refusal(
+        self, connection: socket.socket, request: dict[str, Any], given: dict[int, int]
     ) -> str | None:
         """Why this request is not a submitted command for the warm interpreter."""
+        if self.params_file is None:
+            return "only a submit handler's commands are handed off"
         pid = peer_pid(connection)
         # A handler quick to start its first command may ask before its own start is noted.
         self.handler_known.wait(timeout=HANDLER_PID_SECONDS)
@@ -139,29 +164,55 @@ class Handoff:
             return "its parent is not the handler"
         if not same_binary(pid):
             return "another interpreter than hydraflow's"
-        if len(fds) != 3:
-            return "its standard streams are not all open"
         if request.get("cwd") != os.getcwd():
             return "the handler starts it in another directory"
         args = arguments([str(arg) for arg in request.get("argv", [])])
         if tuple(args) not in self.submitted_commands():
             return f"'{shown(args)}' is not the parameters of a command hydraflow submitted"
-        return other_settings(pid, request.get("socket"))
+        if extra_descriptors(pid) - {request.get("socket")}:
+            return "the handler passes it descriptors beyond 0-2"
+        return other_settings(pid, "the handler")
+
+    def worker_refusal(
+        self, connection: socket.socket, request: dict[str, Any], given: dict[int, int]
+    ) -> str | None:
+        """Why this request is not a warm command's pool worker for the warm interpreter."""
+        pid = peer_pid(connection)
+        server = self.warm.server_pid
+        if pid is None or server is None or parent_of(parent_of(pid) or 0) != server:
+            return "its parent is not a command of the warm interpreter"
+        if not same_binary(pid):
+            return "another interpreter than hydraflow's"
+        argv = [str(arg) for arg in request.get("argv", [])]
+        if not is_loky_worker(argv, given):
+            return f"'{shown(argv[1:])}' is not how loky starts a worker"
+        return other_settings(pid, "its command")
 
     def submitted_commands(self) -> set[tuple[str, ...]]:
         """The parameters of each line of the file the handler was given."""
+        assert self.params_file is not None  # asked of a submit job's requests only
         with self.lock:
             if self.submitted is None:
                 with open(self.params_file, encoding="utf-8") as lines:
                     self.submitted = {tuple(shlex.split(line)) for line in lines}
             return self.submitted
 
-    def run(self, connection: socket.socket, request: dict[str, Any], fds: list[int]) -> None:
-        """Starts the command warm, tells the proxy its pid, then its end."""
+    def run(
+        self,
+        connection: socket.socket,
+        request: dict[str, Any],
+        given: dict[int, int],
+        worker: bool,
+    ) -> None:
+        """Starts the process warm, tells the proxy its pid, then its end."""
         argv = [str(arg) for arg in request["argv"]]
         environment = {str(k): str(v) for k, v in request["env"].items()}
+        stdio = [given[0], given[1], given[2]]
+        passed = {number: fd for number, fd in given.items() if number > 2} if worker else {}
+        per_process = self.per_command if not worker else (*self.per_command, MLFLOW_SESSION_ENV)
+        warm = self.warm if not worker else self.warm_for_workers(environment, per_process)
         try:
-            process = self.warm.start(argv, environment, self.per_command, stdio=fds)
+            process = warm.start(argv, environment, per_process, stdio, passed, str(request["cwd"]))
         except WarmStartLost as lost:
             process = self.forked_before_the_end(lost.args[0])
             if process is None:
@@ -170,12 +221,17 @@ class Handoff:
         if process is None:
             send_message(connection, {"cold": "refused by the warm interpreter"})
             return
-        self.note(f"handed off to the warm interpreter: {shown(arguments(argv))}")
+        if worker:
+            self.say_once("pool workers of warm commands start from the warm interpreter")
+        else:
+            self.note(f"handed off to the warm interpreter: {shown(arguments(argv))}")
         # After a deliberate close, a command's status cut short is no lost server.
         server_lost = process.server_lost
         process.server_lost = lambda: None if self.closing else server_lost()
         with self.lock:
             self.running[process.pid] = process
+            if worker:
+                self.workers.add(process.pid)
         try:
             send_message(connection, {"pid": process.pid})
             threading.Thread(target=self.watch, args=(connection, process), daemon=True).start()
@@ -184,7 +240,22 @@ class Handoff:
         finally:
             with self.lock:
                 self.running.pop(process.pid, None)
+                self.workers.discard(process.pid)
                 self.waited.notify_all()
+
+    def warm_for_workers(
+        self, environment: Mapping[str, str], per_process: Sequence[str]
+    ) -> WarmInterpreter:
+        """The commands' warm interpreter if the workers' environment is
+        theirs, else a second one started in it: a pool sets variables for
+        its workers (one thread each for OpenMP, OpenBLAS, MKL, ...) that
+        the preloaded libraries read as they load."""
+        if self.warm.serves_environment(environment, per_process):
+            return self.warm
+        with self.lock:
+            if self.worker_warm is None:
+                self.worker_warm = self.warm.another("pool workers")
+            return self.worker_warm
 
     def forked_before_the_end(self, server_argv: list[str]) -> WarmProcess | None:
         """The command a server forked just before it ended, if it did: a
@@ -225,12 +296,18 @@ class Handoff:
         with self.lock:
             self.closing = True
             left = list(self.running)
+            workers = len(self.workers)
             for pid in left:
                 kill_group(pid, signal.SIGKILL)
             # Their statuses come from the server, which must not stop before.
             self.waited.wait_for(lambda: not self.running, timeout=CLOSE_WAIT_SECONDS)
-        if left:
-            self.warm.alert(f"killed {len(left)} handed-off command(s) the handler left running")
+        if len(left) > workers:
+            commands = len(left) - workers
+            self.warm.alert(f"killed {commands} handed-off command(s) the handler left running")
+        if workers:
+            self.warm.alert(f"killed {workers} pool worker(s) their command left running")
+        if self.worker_warm is not None:
+            self.worker_warm.close()
         shutil.rmtree(self.directory, ignore_errors=True)
 
 
@@ -242,6 +319,35 @@ def shown(args: list[str]) -> str:
 def arguments(argv: list[str]) -> list[str]:
     """What follows `python SCRIPT` or `python -m MODULE`: a command's parameters."""
     return argv[3:] if argv[1:2] == ["-m"] else argv[2:]
+
+
+def received(request: dict[str, Any], fds: list[int]) -> dict[int, int] | None:
+    """The descriptors the proxy sent, by their number in its process (0-2,
+    then those it was started with, but the hook's `.pth` file `site` was
+    reading); None if they did not all arrive."""
+    numbers = [0, 1, 2, *request.get("fds", [])]
+    if len(numbers) != len(fds) or len(set(numbers)) != len(numbers):
+        return None
+    return {n: fd for n, fd in zip(numbers, fds, strict=True) if not is_hook_file(fd)}
+
+
+def is_hook_file(fd: int) -> bool:
+    try:
+        theirs, hook = os.fstat(fd), os.stat(hook_path())
+    except OSError:
+        return False
+    return (theirs.st_dev, theirs.st_ino) == (hook.st_dev, hook.st_ino)
+
+
+def hook_path() -> str:
+    return os.path.realpath(os.path.join(sysconfig.get_path("purelib"), HOOK_FILE))
+
+
+def is_loky_worker(argv: list[str], given: dict[int, int]) -> bool:
+    """`python -m MODULE --process-name NAME --pipe N`, N given: loky's worker."""
+    if len(argv) != 7 or argv[3::2] != ["--process-name", "--pipe"]:
+        return False
+    return argv[6].isdigit() and int(argv[6]) in given
 
 
 def peer_pid(connection: socket.socket) -> int | None:
@@ -268,19 +374,17 @@ def parent_of(pid: int) -> int | None:
         return None
 
 
-def other_settings(pid: int, own_socket: object) -> str | None:
-    """What the handler set for the process that a warm command would not
-    get (the server is forked from hydraflow, with hydraflow's settings): a
-    command with any is refused rather than given them again."""
+def other_settings(pid: int, parent: str) -> str | None:
+    """What its parent set for the process that a warm one would not get
+    (the server is forked from hydraflow, with hydraflow's settings): a
+    process with any is refused rather than given them again."""
     try:
         theirs, ours = settings_of(str(pid)), settings_of("self")
     except (OSError, IndexError, ValueError):
         return "its process settings could not be read"
     for name, value in theirs.items():
         if value != ours[name]:
-            return f"the handler gave it another {name} than hydraflow's"
-    if extra_descriptors(pid) - {own_socket}:
-        return "the handler passes it descriptors beyond 0-2"
+            return f"{parent} gave it another {name} than hydraflow's"
     return None
 
 
@@ -308,7 +412,7 @@ def settings_of(pid: str) -> dict[str, object]:
 def extra_descriptors(pid: int) -> set[int]:
     """Its open descriptors beyond 0-2 (the proxy's socket among them) but
     the hook's `.pth` file, which `site` reads while it runs the hook."""
-    hook = os.path.realpath(os.path.join(sysconfig.get_path("purelib"), HOOK_FILE))
+    hook = hook_path()
     found = set()
     for entry in os.listdir(f"/proc/{pid}/fd"):
         with contextlib.suppress(OSError):
@@ -328,18 +432,19 @@ def same_binary(pid: int) -> bool:
 @contextlib.contextmanager
 def handed_off(
     warm: WarmInterpreter | None,
-    params_file: Path,
     per_command: Sequence[str],
+    params_file: Path | None = None,
 ) -> Iterator[Handoff | None]:
-    """The hand-off for one run of the handler on `params_file`, HYDRAFLOW_HANDOFF set for it
-    meanwhile; None (and nothing set) when commands start cold."""
+    """The hand-off while a job runs (with `params_file`, one run of a submit
+    handler on it), HYDRAFLOW_HANDOFF set meanwhile; None (and nothing set)
+    when commands start cold."""
     if warm is None:
         yield None
         return
     reason = WarmInterpreter.refusal([], os.environ)
     handoff = None
     try:
-        handoff = None if reason is not None else Handoff(warm, params_file, per_command)
+        handoff = None if reason is not None else Handoff(warm, per_command, params_file)
     except OSError as error:  # a socket path too long for the system, say
         reason = f"the hand-off's socket could not be made ({error.strerror or error})"
     if handoff is None:

@@ -125,7 +125,7 @@ def submit(
 ) -> None:
     """Runs the handler on a file of `lines`, the parameters of `count`
     commands (`commands`, when they are to be recorded as finished)."""
-    with params_file(lines) as path, handed_off(warm, path, PER_COMMAND) as handoff:
+    with params_file(lines) as path, handed_off(warm, PER_COMMAND, path) as handoff:
         handler = Handler(1, tuple(plan.head), [str(path)], runs, count)
         proof = HandlerProof(Path.cwd(), commands) if commands else None
         started = handoff.handler_started if handoff is not None else None

@@ -273,7 +273,9 @@ class WarmInterpreter:
         note: Callable[[str], None] | None = None,
         stopping: Callable[[], bool] = lambda: False,
         alert: Callable[[str], None] | None = None,
+        serves: str = "commands",
     ) -> None:
+        self.serves = serves  # what it starts, as the notes say: "commands", "pool workers"
         self.note = note or (lambda text: None)
         self.alert = alert or self.note
         # Asked while the preload is awaited: a Ctrl-C meanwhile stops the wait.
@@ -286,11 +288,27 @@ class WarmInterpreter:
         self.lock = threading.Lock()
         self.lost_lock = threading.Lock()
         self.was_subreaper: bool | None = None
+        self.script_imports: tuple[str, ...] = ()  # those the server preloads
+
+    def another(self, serves: str) -> WarmInterpreter:
+        """A second server, for processes of another environment (a pool's
+        workers, which it limits to one thread): preloaded in theirs, with
+        the same script imports, its notes said alike."""
+        other = WarmInterpreter(self.note, self.stopping, self.alert, serves)
+        other.script_imports = self.script_imports
+        return other
+
+    def serves_environment(
+        self, environment: Mapping[str, str], per_command: Sequence[str]
+    ) -> bool:
+        """Whether the running server was started in this environment."""
+        with self.lock:
+            return self.environment == without(environment, per_command)
 
     def refuse(self, reason: str) -> None:
         if reason not in self.refusals:
             self.refusals.append(reason)
-            self.note(f"commands start cold: {reason}")
+            self.note(f"{self.serves} start cold: {reason}")
 
     def start(
         self,
@@ -298,26 +316,38 @@ class WarmInterpreter:
         environment: Mapping[str, str],
         per_command: Sequence[str],
         stdio: Sequence[int] | None = None,
+        passed: Mapping[int, int] | None = None,
+        cwd: str | None = None,
     ) -> WarmProcess | None:
         """Forks the command from the warm server; None if it must start cold.
-        With `stdio` (the submit hand-off's), the command's stdin, stdout and
-        stderr are these descriptors (still the caller's), not pipes to hydraflow."""
+        With `stdio` (the hand-off's), the command's stdin, stdout and stderr
+        are these descriptors (still the caller's), not pipes to hydraflow;
+        `passed` maps the other descriptors it is given (a pool worker's
+        pipes) from their numbers in the command to ours; `cwd` is its
+        directory (hydraflow's by default)."""
         reason = self.refusal(argv, environment)
         target = python_target(argv, environment) if reason is None else reason
         if isinstance(target, str):
             self.refuse(target)
             return None
-        shared = {k: v for k, v in environment.items() if k not in per_command}
+        shared = without(environment, per_command)
         with self.lock:
             if self.control is None and self.broken is None:
-                self.launch_server(shared, target.imports)
+                self.script_imports = target.imports or self.script_imports
+                self.launch_server(shared, self.script_imports)
             if self.broken is not None:
                 self.refuse(self.broken)
                 return None
             if shared != self.environment:
                 self.refuse("the environment changed after the warm interpreter started")
                 return None
-            return self.request(target, argv, environment, stdio)
+            return self.request(target, argv, environment, stdio, passed, cwd)
+
+    @property
+    def server_pid(self) -> int | None:
+        """The running server's pid: the parent of every command it forked."""
+        server = self.server
+        return None if server is None or self.control is None else server.pid
 
     @staticmethod
     def refusal(argv: Sequence[str], environment: Mapping[str, str]) -> str | None:
@@ -370,7 +400,7 @@ class WarmInterpreter:
         took = time.monotonic() - began
         imported = ", ".join(ready.get("imported", []))
         also = f", with the script's imports {imported}" if imported else ""
-        self.note(f"commands start from a warm interpreter (preloaded in {took:.1f} s{also})")
+        self.note(f"{self.serves} start from a warm interpreter (preloaded in {took:.1f} s{also})")
 
     def await_preload(self, sock: socket.socket, deadline: float) -> dict[str, Any] | None:
         """The server's first message; None if it ended, or hydraflow is stopping."""
@@ -390,8 +420,11 @@ class WarmInterpreter:
         argv: Sequence[str],
         environment: Mapping[str, str],
         stdio: Sequence[int] | None = None,
+        passed: Mapping[int, int] | None = None,
+        cwd: str | None = None,
     ) -> WarmProcess | None:
         assert self.control is not None
+        passed = passed or {}
         status_ours, status_theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         if stdio is None:
             out_read, out_write = os.pipe()
@@ -405,10 +438,11 @@ class WarmInterpreter:
             "name": target.name,
             "args": list(target.args),
             "orig_argv": list(argv),
-            "cwd": os.getcwd(),
+            "cwd": cwd or os.getcwd(),
             "env": dict(environment),
+            "passed": list(passed),
         }
-        fds = [stdin, out_write, err_write, status_theirs.fileno()]
+        fds = [stdin, out_write, err_write, status_theirs.fileno(), *passed.values()]
         try:
             send_message(self.control, message, fds)
         except OSError:
@@ -464,9 +498,9 @@ class WarmInterpreter:
             self.broken = f"the warm interpreter ended{during}{how}"
             self.refusals.append(self.broken)  # said here, not again by `refuse`
         then = {
-            "preloading": "commands start cold",
-            "running": "the commands it started run on; later ones start cold",
-        }.get(moment, "later commands start cold")
+            "preloading": f"{self.serves} start cold",
+            "running": f"the {self.serves} it started run on; later ones start cold",
+        }.get(moment, f"later {self.serves} start cold")
         self.alert(f"{self.broken}: {then}")
 
     def close(self) -> None:
@@ -493,6 +527,10 @@ class WarmInterpreter:
                 os.killpg(self.server.pid, signal.SIGKILL)
             self.server.wait()
         self.server = None
+
+
+def without(environment: Mapping[str, str], names: Sequence[str]) -> dict[str, str]:
+    return {k: v for k, v in environment.items() if k not in names}
 
 
 def ending(returncode: int | None) -> str:
@@ -778,12 +816,14 @@ class Server:
                     self.reap(int(key.fd))
 
     def fork(self, message: dict[str, Any], fds: list[int]) -> Child | None:
-        stdin, stdout, stderr, status_fd = fds
-        status = socket.socket(fileno=status_fd)
-        refusal = self.refusal(message)
+        status = socket.socket(fileno=fds.pop(3))
+        # The command's descriptors by the number it has them at: 0-2, then any passed.
+        numbers = [0, 1, 2, *message.get("passed", [])]
+        given = dict(zip(numbers, fds, strict=False))
+        refusal = self.refusal(message, len(given) == len(fds) == len(numbers))
         if refusal is not None:
             send_message(status, {"refused": refusal})
-            close_all(stdin, stdout, stderr, status.detach())
+            close_all(*fds, status.detach())
             return None
         in_session, session_ready = os.pipe()
         with warnings.catch_warnings():
@@ -796,11 +836,11 @@ class Server:
             os.close(session_ready)  # hydraflow may signal the child's group now
             os.close(in_session)
             self.leave(status)
-            return Child(message, (stdin, stdout, stderr), self.pristine)
+            return Child(message, given, self.pristine)
         os.close(session_ready)
         os.read(in_session, 1)
         os.close(in_session)
-        close_all(stdin, stdout, stderr)
+        close_all(*fds)
         pidfd = os.pidfd_open(pid)
         self.children[pidfd] = (pid, status)
         self.selector.register(pidfd, selectors.EVENT_READ)
@@ -822,10 +862,15 @@ class Server:
         with contextlib.suppress(Exception):
             store.open_ahead(store.tracking_uri(None, launch_dir), name, launch_dir)
 
-    def refusal(self, message: dict[str, Any]) -> str | None:
+    def refusal(self, message: dict[str, Any], all_given: bool) -> str | None:
         """Why this command cannot start warm after all."""
         if threaded():
             return "the warm interpreter has threads (forking is unsafe then)"
+        if not all_given:
+            return "the descriptors it is given did not all arrive"
+        taken = self.pristine.fds.intersection(message.get("passed", []))
+        if taken:  # a preloaded library holds that number: it cannot be the command's
+            return f"it is given descriptor {min(taken)}, which the warm interpreter holds"
         directory = first_path(message)
         if directory is not None:
             shadowed = shadowed_modules(directory, self.pristine)
@@ -891,11 +936,9 @@ class Child:
     ended as Python ends: the exit status, threads joined, atexit handlers,
     the command's own objects finalized, the streams flushed."""
 
-    def __init__(
-        self, message: dict[str, Any], stdio: tuple[int, int, int], pristine: Pristine
-    ) -> None:
+    def __init__(self, message: dict[str, Any], given: dict[int, int], pristine: Pristine) -> None:
         self.message = message
-        self.stdio = stdio
+        self.given = given  # the command's descriptors: its number -> the fd received
         self.pristine = pristine
 
     def run(self) -> NoReturn:
@@ -914,10 +957,8 @@ class Child:
         os._exit(finalize(self.pristine) or status)
 
     def become_fresh(self) -> None:
-        for target, fd in enumerate(self.stdio):
-            os.dup2(fd, target)
-        close_all(*self.stdio)
-        for fd in open_descriptors() - {0, 1, 2} - self.pristine.fds:
+        place_descriptors(self.given)
+        for fd in open_descriptors() - set(self.given) - self.pristine.fds:
             with contextlib.suppress(OSError):
                 os.close(fd)
         for signum, handler in self.pristine.handlers.items():
@@ -967,6 +1008,20 @@ class Child:
             source = file.read()
         code = compile(source, path, "exec", dont_inherit=True)
         exec(code, namespace)
+
+
+def place_descriptors(given: dict[int, int]) -> None:
+    """Each received descriptor onto the number the command has it at,
+    inheritable, as a parent's would be."""
+    import fcntl
+
+    # First above every wanted number, so that no move lands on another's.
+    floor = max(given) + 1
+    lifted = {number: fcntl.fcntl(fd, fcntl.F_DUPFD, floor) for number, fd in given.items()}
+    close_all(*given.values())
+    for number, fd in lifted.items():
+        os.dup2(fd, number)
+        os.close(fd)
 
 
 def system_exit_status(exit_request: SystemExit) -> int:

@@ -1,0 +1,260 @@
+"""The workers of a warm command's process pool (loky's, as Hydra's joblib
+launcher starts them) run from a warm interpreter and are what cold ones
+are. The oracle is `--cold`: each worker's process as a job sees it (argv,
+path, directory, environment, descriptors, `__main__`, OpenBLAS's threads,
+signal handlers, the collector), the outputs, the runs (read with MLflow's
+own client) and how a Ctrl-C or a kill ends them. Real Hydra, joblib, MLflow
+and processes throughout."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+from hydraflow.handoff_hook import HANDOFF_ENV
+from hydraflow.runner.executors.warm import COLD_ENV, MLFLOW_SESSION_ENV
+
+from tests.conftest import (
+    HYDRAFLOW,
+    alive,
+    kill_group,
+    proc_stat,
+    run_in_own_group,
+    user_environment,
+)
+
+pytest.importorskip("hydra_plugins.hydra_joblib_launcher")
+
+# Each job, in its pool worker, writes what its process is to probe-A.json.
+APP = r"""
+import contextlib, ctypes, gc, json, multiprocessing, os, re, signal, sys, time
+import hydraflow
+import mlflow
+
+def blas_threads():
+    maps = open("/proc/self/maps").read()
+    for path in sorted(set(re.findall(r"(/\S*openblas\S*\.so\S*)", maps))):
+        library = ctypes.CDLL(path)
+        for name in ("scipy_openblas_get_num_threads64_", "openblas_get_num_threads"):
+            if hasattr(library, name):
+                return getattr(library, name)()
+    return None
+
+def descriptors():
+    found = {}
+    for entry in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):  # the listing's own, closed by now
+            found[entry] = re.sub(r"\[\d+\]", "", os.readlink(f"/proc/self/fd/{entry}"))
+    return found
+
+def handler_name(handler):
+    return getattr(handler, "__qualname__", str(handler))
+
+@hydraflow.main({"a": "x"})
+def app(run, cfg):
+    main = sys.modules["__main__"]
+    probe = {
+        "warm": "hydraflow.runner.executors.warm" in sys.modules,
+        "argv": sys.argv, "orig_argv": sys.orig_argv, "executable": sys.executable,
+        "path": sys.path, "cwd": os.getcwd(), "flags": repr(sys.flags),
+        "environ": {k: v for k, v in os.environ.items() if k not in IGNORED},
+        "main": [main.__name__, getattr(main, "__file__", None)],
+        "descriptors": descriptors(),
+        "blas_threads": blas_threads(),
+        "handlers": {s.name: handler_name(signal.getsignal(s))
+                     for s in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1, signal.SIGCHLD)},
+        "collector": [gc.isenabled(), gc.get_threshold()],
+        "process": multiprocessing.current_process().name.rstrip("0123456789"),
+    }
+    with open(f"probe-{cfg.a}.json", "w") as file:
+        json.dump(probe, file)
+    mlflow.log_metric("twice", 2 * len(cfg.a))
+    print(f"app a={cfg.a} warm={probe['warm']}", flush=True)
+    if cfg.a.startswith("sleep"):
+        open(f"running-{os.getpid()}", "w").close()
+        try:
+            time.sleep(120)
+        except KeyboardInterrupt:
+            open(f"interrupted-{cfg.a}", "w").close()
+            raise
+
+if __name__ == "__main__":
+    app()
+"""
+
+JOBS = """
+jobs:
+  pooled:
+    run: {python} app.py
+    add: hydra/launcher=joblib hydra.launcher.n_jobs=2
+    sets:
+      - all: a={values}
+"""
+
+
+def folder_for(tmp_path: Path, name: str, values: str) -> Path:
+    folder = tmp_path / name
+    folder.mkdir()
+    (folder / "app.py").write_text(textwrap.dedent(APP).replace("IGNORED", repr(IGNORED)))
+    (folder / "hydraflow.yaml").write_text(JOBS.format(python=sys.executable, values=values))
+    return folder
+
+
+# Variables a warm and a cold worker may differ in: MLflow's telemetry
+# session (one per process tree), and the hand-off's own (absent with --cold).
+IGNORED = (MLFLOW_SESSION_ENV, HANDOFF_ENV)
+
+
+def environment() -> dict[str, str]:
+    """The user's, the same for a warm run and a cold one (this process's
+    own changes as it goes: importing MLflow imports polars, which adds to
+    a variable its import in the apps adds to again)."""
+    return {k: v for k, v in USER_ENVIRONMENT.items() if k not in (COLD_ENV, HANDOFF_ENV)}
+
+
+USER_ENVIRONMENT = user_environment()
+
+
+def run_job(folder: Path, *flags: str) -> subprocess.CompletedProcess[str]:
+    command = [HYDRAFLOW, "run", "pooled", "-v", *flags]
+    return run_in_own_group(command, folder, environment(), timeout=300)
+
+
+def start_job(folder: Path, *flags: str, stderr: int = subprocess.PIPE) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [HYDRAFLOW, "run", "pooled", "-v", *flags],
+        cwd=folder,
+        env=environment(),
+        stdout=subprocess.DEVNULL,
+        stderr=stderr,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def probes(folder: Path) -> dict[str, dict[str, object]]:
+    """Each job's probe, with what differs from run to run made general: the
+    folders, the sweep's ULID, which worker ran it, and the numbers its
+    descriptors have (as its command happened to open them)."""
+    found = {}
+    for path in sorted(folder.glob("probe-*.json")):
+        text = path.read_text().replace(str(folder), "FOLDER")
+        text = re.sub(r"multirun/[0-9A-Z]{26}", "multirun/ULID", text)
+        text = re.sub(r"/\.hydraflow-events-[^/]+/", "/EVENTS/", text)
+        text = re.sub(r"LokyProcess-\d+", "LokyProcess-N", text)
+        text = re.sub(r'"--pipe", "\d+"', '"--pipe", "N"', text)
+        probe = json.loads(text)
+        probe["descriptors"] = sorted(probe["descriptors"].values())
+        found[path.stem.removeprefix("probe-")] = probe
+    return found
+
+
+def recorded_runs(folder: Path) -> list[tuple[str, str, float | None]]:
+    """(a, status, the metric) of every run, as MLflow reads the store."""
+    import mlflow
+
+    client = mlflow.MlflowClient(f"sqlite:///{folder / 'mlflow.db'}")
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    runs = client.search_runs(experiments)
+    return sorted((r.data.params["a"], r.info.status, r.data.metrics.get("twice")) for r in runs)
+
+
+def app_lines(stdout: str) -> list[str]:
+    return sorted(line for line in stdout.splitlines() if line.startswith("app "))
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_pool_workers_start_warm_and_are_what_cold_ones_are(tmp_path: Path) -> None:
+    """Two commands of three jobs on two workers each: every worker's
+    process, output and run are those of `--cold`, but it started warm,
+    from an interpreter preloaded in the pool's environment (its OpenBLAS
+    limited to the threads the pool gives each worker)."""
+    seen = {}
+    for flags in ((), ("--cold",)):
+        folder = folder_for(tmp_path, f"pool{len(flags)}", "ab,cd,ef")
+        jobs = folder / "hydraflow.yaml"
+        jobs.write_text(jobs.read_text().replace("a=ab,cd,ef", "a=ab,cd,ef\n      - all: a=gh,ij"))
+        ended = run_job(folder, *flags)
+        assert ended.returncode == 0, ended.stderr
+        seen[flags] = (probes(folder), app_lines(ended.stdout), recorded_runs(folder), ended)
+    (warm, warm_lines, warm_runs, warm_end), (cold, cold_lines, cold_runs, cold_end) = seen.values()
+    assert sorted(warm) == sorted(cold) == ["ab", "cd", "ef", "gh", "ij"]
+    for name in warm:
+        assert (warm[name].pop("warm"), cold[name].pop("warm")) == (True, False)
+        differing = {key for key in warm[name] if warm[name][key] != cold[name].get(key)}
+        assert not differing, {key: (warm[name][key], cold[name][key]) for key in differing}
+        assert warm[name]["process"] == "LokyProcess-"
+    assert warm["ab"]["environ"]["OPENBLAS_NUM_THREADS"] == str(warm["ab"]["blas_threads"])
+    assert [line.replace("True", "False") for line in warm_lines] == cold_lines
+    assert warm_runs == cold_runs == [(a, "FINISHED", 4.0) for a in ("ab", "cd", "ef", "gh", "ij")]
+    assert "pool workers start from a warm interpreter (preloaded in " in warm_end.stderr
+    assert "pool workers of warm commands start from the warm interpreter" in warm_end.stderr
+    assert "pool workers" not in cold_end.stderr
+
+
+def workers_of(folder: Path, process: subprocess.Popen[str], count: int) -> list[int]:
+    """The pids of the `count` jobs' workers, once each has started its job."""
+    deadline = time.monotonic() + 180
+    while len(found := sorted(folder.glob("running-*"))) < count:
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, "the workers never ran their jobs"
+        time.sleep(0.05)
+    return [int(path.name.removeprefix("running-")) for path in found]
+
+
+def leftovers(pids: list[int]) -> list[int]:
+    deadline = time.monotonic() + 30
+    while (left := [pid for pid in pids if alive(pid)]) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return left
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_ctrl_c_ends_warm_workers_as_cold_ones(tmp_path: Path) -> None:
+    """SIGINT to hydraflow's group while two workers sleep in their jobs:
+    each job gets its KeyboardInterrupt, hydraflow ends alike, no worker is
+    left, warm or cold. (The runs' statuses are not compared: as the command
+    stops its pool, loky kills its workers, in a race with their own ending,
+    cold too.)"""
+    outcomes = []
+    for flags in ((), ("--cold",)):
+        folder = folder_for(tmp_path, f"interrupt{len(flags)}", "sleep1,sleep2")
+        process = start_job(folder, *flags)
+        try:
+            workers = workers_of(folder, process, 2)
+            time.sleep(1)  # the run has started
+            os.killpg(process.pid, signal.SIGINT)
+            process.communicate(timeout=120)
+        finally:
+            kill_group(process.pid)
+        interrupted = sorted(path.name for path in folder.glob("interrupted-*"))
+        outcomes.append((process.returncode, leftovers(workers), interrupted))
+    assert outcomes[0] == outcomes[1] == (130, [], ["interrupted-sleep1", "interrupted-sleep2"])
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_hydraflow_killed_leaves_no_warm_worker_behind(tmp_path: Path) -> None:
+    """hydraflow killed by SIGKILL: its warm interpreters end, and with them
+    (their proxies gone) every worker they forked."""
+    folder = folder_for(tmp_path, "killed", "sleep")
+    process = start_job(folder, stderr=subprocess.DEVNULL)
+    try:
+        (worker,) = workers_of(folder, process, 1)
+        command = int(proc_stat(worker)[1])
+        assert not re.search(rb"popen_loky", Path(f"/proc/{worker}/cmdline").read_bytes())
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait(timeout=30)
+        assert leftovers([worker, command]) == []
+    finally:
+        kill_group(process.pid)
