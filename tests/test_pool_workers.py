@@ -258,3 +258,50 @@ def test_hydraflow_killed_leaves_no_warm_worker_behind(tmp_path: Path) -> None:
         assert leftovers([worker, command]) == []
     finally:
         kill_group(process.pid)
+
+
+# A pool whose worker leaves after 1 s idle (loky's own timeout), then is
+# given another task: the pool must see it leave cleanly and start another.
+IDLE_APP = r"""
+import os, time
+import hydraflow
+from joblib.externals.loky import get_reusable_executor
+
+@hydraflow.main({"a": "x"})
+def app(run, cfg):
+    pool = get_reusable_executor(max_workers=1, timeout=1)
+    first = pool.submit(os.getpid).result(timeout=60)
+    time.sleep(4)  # the worker times out, says so to its pool and ends
+    began = time.monotonic()
+    second = pool.submit(os.getpid).result(timeout=60)
+    print(f"app another worker={second != first} quickly={time.monotonic() - began < 20}")
+
+if __name__ == "__main__":
+    app()
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_a_warm_worker_that_leaves_idle_is_let_go_by_its_pool_as_a_cold_one(
+    tmp_path: Path,
+) -> None:
+    """loky's worker, idle past its timeout, tells its pool it leaves by its
+    pid: warm, the pool holds the proxy's, and must let it go as cold (no
+    30 s wait for a worker it does not know, no pool broken by its end)."""
+    outputs = []
+    for flags in ((), ("--cold",)):
+        folder = tmp_path / f"idle{len(flags)}"
+        folder.mkdir()
+        (folder / "app.py").write_text(IDLE_APP)
+        jobs = JOBS.replace("    add: hydra/launcher=joblib hydra.launcher.n_jobs=2\n", "")
+        (folder / "hydraflow.yaml").write_text(jobs.format(python=sys.executable, values="x"))
+        ended = run_job(folder, *flags)
+        outputs.append((ended.returncode, app_lines(ended.stdout), recorded_runs(folder)))
+        if not flags:
+            assert "pool workers of warm commands start from the warm interpreter" in ended.stderr
+    assert outputs[0] == outputs[1] == (
+        0,
+        ["app another worker=True quickly=True"],
+        [("x", "FINISHED", None)],
+    )

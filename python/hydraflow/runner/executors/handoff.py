@@ -212,7 +212,9 @@ class Handoff:
         per_process = self.per_command if not worker else (*self.per_command, MLFLOW_SESSION_ENV)
         warm = self.warm if not worker else self.warm_for_workers(environment, per_process)
         try:
-            process = warm.start(argv, environment, per_process, stdio, passed, str(request["cwd"]))
+            cwd = str(request["cwd"])
+            pool_pid = peer_pid(connection) if worker else None
+            process = warm.start(argv, environment, per_process, stdio, passed, cwd, pool_pid)
         except WarmStartLost as lost:
             process = self.forked_before_the_end(lost.args[0])
             if process is None:

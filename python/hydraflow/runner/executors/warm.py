@@ -318,13 +318,15 @@ class WarmInterpreter:
         stdio: Sequence[int] | None = None,
         passed: Mapping[int, int] | None = None,
         cwd: str | None = None,
+        pool_pid: int | None = None,
     ) -> WarmProcess | None:
         """Forks the command from the warm server; None if it must start cold.
         With `stdio` (the hand-off's), the command's stdin, stdout and stderr
         are these descriptors (still the caller's), not pipes to hydraflow;
         `passed` maps the other descriptors it is given (a pool worker's
         pipes) from their numbers in the command to ours; `cwd` is its
-        directory (hydraflow's by default)."""
+        directory (hydraflow's by default); `pool_pid`, a pool worker's, the
+        pid its pool knows it by (its proxy's)."""
         reason = self.refusal(argv, environment)
         target = python_target(argv, environment) if reason is None else reason
         if isinstance(target, str):
@@ -341,7 +343,7 @@ class WarmInterpreter:
             if shared != self.environment:
                 self.refuse("the environment changed after the warm interpreter started")
                 return None
-            return self.request(target, argv, environment, stdio, passed, cwd)
+            return self.request(target, argv, environment, stdio, passed, cwd, pool_pid)
 
     @property
     def server_pid(self) -> int | None:
@@ -422,6 +424,7 @@ class WarmInterpreter:
         stdio: Sequence[int] | None = None,
         passed: Mapping[int, int] | None = None,
         cwd: str | None = None,
+        pool_pid: int | None = None,
     ) -> WarmProcess | None:
         assert self.control is not None
         passed = passed or {}
@@ -441,6 +444,7 @@ class WarmInterpreter:
             "cwd": cwd or os.getcwd(),
             "env": dict(environment),
             "passed": list(passed),
+            "pool_pid": pool_pid,
         }
         fds = [stdin, out_write, err_write, status_theirs.fileno(), *passed.values()]
         try:
@@ -993,6 +997,8 @@ class Child:
         if message["kind"] == "module":
             import runpy
 
+            if message.get("pool_pid"):
+                known_to_its_pool_as(message["name"], int(message["pool_pid"]))
             sys.argv = ["-m", *message["args"]]
             run_module_as_main: Callable[[str], None] = runpy._run_module_as_main  # type: ignore[attr-defined]
             run_module_as_main(message["name"])
@@ -1022,6 +1028,33 @@ def place_descriptors(given: dict[int, int]) -> None:
     for number, fd in lifted.items():
         os.dup2(fd, number)
         os.close(fd)
+
+
+class PidKnownToThePool:
+    """`os` for loky's worker loop, but for the pid it reads (once, to tell
+    its pool it leaves): the proxy's, by which its pool knows it, as the
+    pool knows a cold worker by its own."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+
+    def getpid(self) -> int:
+        return self.pid
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(os, name)
+
+
+def known_to_its_pool_as(worker_module: str, pid: int) -> None:
+    """For a warm pool worker: loky's worker loop tells its pool it leaves
+    (idle past its timeout, or restarted for memory) by `os.getpid()`, and
+    the pool looks it up by the pid of the process it started (the proxy);
+    a pid it does not know leaves it waiting 30 s, then broken. The package
+    is what running the module imports first anyway (its `__init__` imports
+    the worker loop's module)."""
+    package = worker_module.rpartition(".backend.")[0]
+    loop = importlib.import_module(f"{package}.process_executor")
+    loop.os = PidKnownToThePool(pid)  # type: ignore[attr-defined]
 
 
 def system_exit_status(exit_request: SystemExit) -> int:
