@@ -300,8 +300,12 @@ def test_a_warm_worker_that_leaves_idle_is_let_go_by_its_pool_as_a_cold_one(
         outputs.append((ended.returncode, app_lines(ended.stdout), recorded_runs(folder)))
         if not flags:
             assert "pool workers of warm commands start from the warm interpreter" in ended.stderr
-    assert outputs[0] == outputs[1] == (
-        0,
-        ["app another worker=True quickly=True"],
-        [("x", "FINISHED", None)],
+    assert (
+        outputs[0]
+        == outputs[1]
+        == (
+            0,
+            ["app another worker=True quickly=True"],
+            [("x", "FINISHED", None)],
+        )
     )
