@@ -119,9 +119,46 @@ def is_initialised(uri: str) -> bool:
     path = sqlite_path(uri)
     if path is None or not path.exists():
         return False
-    with path.open("rb") as file:
-        header = file.read(20)
+    header = database_header(path)
     return len(header) == 20 and header[18:20] == b"\x02\x02"
+
+
+# Descriptors of store files this process read a header through, kept open:
+# closing any descriptor of a file drops every POSIX lock the process holds
+# on it, its SQLite connections' included, and another process could then
+# take the log from under them ("disk I/O error", or worse). As the core's
+# page reader does (rust/store/files.rs), one stays open while another
+# descriptor of this process refers to the same file. (pid, fd) by (dev, ino).
+_kept: dict[tuple[int, int], tuple[int, int]] = {}
+
+
+def database_header(path: Path) -> bytes:
+    """The database file's first 20 bytes, read without closing a descriptor
+    of it while this process holds another (a SQLite connection's)."""
+    identity = file_identity(path)
+    kept = _kept.get(identity)
+    if kept is not None and kept[0] == os.getpid():
+        return os.pread(kept[1], 20, 0)
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        return os.pread(fd, 20, 0)
+    finally:
+        if other_descriptors(identity, fd):
+            _kept[identity] = (os.getpid(), fd)
+        else:
+            os.close(fd)
+
+
+def other_descriptors(identity: tuple[int, int], fd: int) -> bool:
+    """Whether a descriptor of this process but `fd` is open on that file."""
+    for entry in os.listdir("/proc/self/fd") if os.path.isdir("/proc/self/fd") else ():
+        with contextlib.suppress(OSError, ValueError):  # the listing's own, closed by now
+            other = int(entry)
+            if other != fd:
+                found = os.fstat(other)
+                if (found.st_dev, found.st_ino) == identity:
+                    return True
+    return not os.path.isdir("/proc/self/fd")  # unknown: kept, to be safe
 
 
 # One client and experiment id per (store, experiment) for the whole process:
