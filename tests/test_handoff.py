@@ -109,6 +109,8 @@ for line in Path(params).read_text().splitlines():
         child = subprocess.Popen([sys.executable, "-c", code, *argv[1:]])
     elif mode == "module":
         child = subprocess.Popen([sys.executable, "-m", "app", *argv[2:]])
+    elif mode == "no-stdin":  # its stdin closed: `site` opens the hook's file as 0
+        child = subprocess.Popen(argv, preexec_fn=lambda: os.close(0))
     elif mode == "settings":  # what each command's `a` names, set for it
         child = subprocess.Popen(argv, preexec_fn=lambda: settle(line), pass_fds=passed(line))
     else:
@@ -237,6 +239,7 @@ def test_a_handlers_children_run_warm_and_end_as_they_do_cold(tmp_path: Path) ->
     [
         ("shell", None),  # the app's parent is the shell: it never asks
         ("dash-c", None),  # `python -c`: it never asks
+        ("no-stdin", "its standard streams are not all open"),
         (
             "other",
             r"'--multirun a=\w+ .* b=2' is not the parameters of a command hydraflow submitted",

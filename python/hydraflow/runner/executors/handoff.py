@@ -128,12 +128,7 @@ class Handoff:
                 request = request or {}
                 worker = is_pool_worker([str(arg) for arg in request.get("argv", [])])
                 given = received(request, fds)
-                if given is None:
-                    refusal: str | None = "the request was cut short"
-                elif worker:
-                    refusal = self.worker_refusal(connection, request, given)
-                else:
-                    refusal = self.command_refusal(connection, request, given)
+                refusal = self.refusal(connection, request, given, worker)
                 if refusal is not None:
                     what = "a pool worker" if worker else "a submitted command"
                     self.say_once(f"{what} starts cold: {refusal}")
@@ -150,6 +145,28 @@ class Handoff:
                 # Wakes the watcher's recv (a close alone would not).
                 with contextlib.suppress(OSError):
                     connection.shutdown(socket.SHUT_RDWR)
+
+    def refusal(
+        self,
+        connection: socket.socket,
+        request: dict[str, Any],
+        given: dict[int, int] | None,
+        worker: bool,
+    ) -> str | None:
+        """Why the request is not taken; all of it decided before the proxy
+        is told "starting" (after which it never goes cold)."""
+        if given is None:
+            return "the request was cut short"
+        if not {0, 1, 2} <= set(given):  # one closed: `site` opened the hook's file on it
+            return "its standard streams are not all open"
+        if not isinstance(request.get("env"), dict) or not isinstance(request.get("cwd"), str):
+            return "its request is incomplete"
+        try:
+            if worker:
+                return self.worker_refusal(connection, request, given)
+            return self.command_refusal(connection, request, given)
+        except Exception as error:  # a request of a shape no check foresaw
+            return f"its request could not be checked ({type(error).__name__})"
 
     def command_refusal(
         self, connection: socket.socket, request: dict[str, Any], given: dict[int, int]
