@@ -8,6 +8,7 @@ and processes throughout."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
@@ -309,3 +310,46 @@ def test_a_warm_worker_that_leaves_idle_is_let_go_by_its_pool_as_a_cold_one(
             [("x", "FINISHED", None)],
         )
     )
+
+
+# A worker that grows by 400 MB: loky (with psutil) lets it go after its
+# next task and starts another, as it guards against leaks.
+LEAK_APP = r"""
+import os, sys, time
+import hydraflow
+from joblib.externals.loky import get_reusable_executor
+
+def grow():
+    sys.__dict__.setdefault("kept", []).append(b"x" * 400 * 2**20)
+
+@hydraflow.main({"a": "x"})
+def app(run, cfg):
+    pool = get_reusable_executor(max_workers=1)
+    first = pool.submit(os.getpid).result(timeout=60)
+    time.sleep(1.2)  # the first check of its memory is after a second
+    pool.submit(grow).result(timeout=60)
+    time.sleep(1.5)
+    second = pool.submit(os.getpid).result(timeout=60)
+    print(f"app restarted after its leak={second != first}")
+
+if __name__ == "__main__":
+    app()
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_a_warm_worker_that_leaks_is_restarted_as_a_cold_one(tmp_path: Path) -> None:
+    """loky measures its worker's memory by the pid the worker reads: warm,
+    that of the worker itself (not of its proxy), so a leak restarts it as cold."""
+    outputs = []
+    for flags in ((), ("--cold",)):
+        folder = tmp_path / f"leak{len(flags)}"
+        folder.mkdir()
+        (folder / "app.py").write_text(LEAK_APP)
+        jobs = JOBS.replace("    add: hydra/launcher=joblib hydra.launcher.n_jobs=2\n", "")
+        (folder / "hydraflow.yaml").write_text(jobs.format(python=sys.executable, values="x"))
+        ended = run_job(folder, *flags)
+        outputs.append((ended.returncode, app_lines(ended.stdout)))
+    restarted = importlib.util.find_spec("psutil") is not None  # loky checks only with it
+    assert outputs[0] == outputs[1] == (0, [f"app restarted after its leak={restarted}"])

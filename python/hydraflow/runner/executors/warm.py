@@ -1049,12 +1049,16 @@ def known_to_its_pool_as(worker_module: str, pid: int) -> None:
     """For a warm pool worker: loky's worker loop tells its pool it leaves
     (idle past its timeout, or restarted for memory) by `os.getpid()`, and
     the pool looks it up by the pid of the process it started (the proxy);
-    a pid it does not know leaves it waiting 30 s, then broken. The package
+    a pid it does not know leaves it waiting 30 s, then broken. The loop
+    also measures its memory by that pid (with psutil): that stays its own. The package
     is what running the module imports first anyway (its `__init__` imports
     the worker loop's module)."""
     package = worker_module.rpartition(".backend.")[0]
     loop = importlib.import_module(f"{package}.process_executor")
     loop.os = PidKnownToThePool(pid)  # type: ignore[attr-defined]
+    measure = getattr(loop, "_get_memory_usage", None)
+    if measure is not None:  # the loop measures its memory by that pid too: the worker's own
+        loop._get_memory_usage = lambda _, force_gc=False: measure(os.getpid(), force_gc)  # type: ignore[attr-defined]
 
 
 def system_exit_status(exit_request: SystemExit) -> int:
