@@ -118,7 +118,10 @@ def environment() -> dict[str, str]:
     """The user's, the same for a warm run and a cold one (this process's
     own changes as it goes: importing MLflow imports polars, which adds to
     a variable its import in the apps adds to again)."""
-    return {k: v for k, v in USER_ENVIRONMENT.items() if k not in (COLD_ENV, HANDOFF_ENV)}
+    environment = {k: v for k, v in USER_ENVIRONMENT.items() if k not in (COLD_ENV, HANDOFF_ENV)}
+    # MLflow's telemetry thread opens a socket when it likes, in any process:
+    # off, so that the descriptors a job sees are the worker's own.
+    return {**environment, "MLFLOW_DISABLE_TELEMETRY": "true"}
 
 
 USER_ENVIRONMENT = user_environment()
@@ -353,3 +356,51 @@ def test_a_warm_worker_that_leaks_is_restarted_as_a_cold_one(tmp_path: Path) -> 
         outputs.append((ended.returncode, app_lines(ended.stdout)))
     restarted = importlib.util.find_spec("psutil") is not None  # loky checks only with it
     assert outputs[0] == outputs[1] == (0, [f"app restarted after its leak={restarted}"])
+
+
+# The command ignores SIGINT and SIGHUP and blocks SIGUSR1 while it starts
+# its pool (the usual way to keep Ctrl-C from the workers), then restores
+# them; the worker tells what it started with.
+SIGNALS_APP = r"""
+import os, signal
+import hydraflow
+from joblib.externals.loky import get_reusable_executor
+
+def seen():
+    return (str(signal.getsignal(signal.SIGINT)), str(signal.getsignal(signal.SIGHUP)),
+            sorted(int(s) for s in signal.pthread_sigmask(signal.SIG_BLOCK, [])))
+
+@hydraflow.main({"a": "x"})
+def app(run, cfg):
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN), signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGUSR1])
+    pool = get_reusable_executor(max_workers=1)
+    pool.submit(os.getpid).result(timeout=60)  # started now, with them
+    signal.signal(signal.SIGINT, before[0])
+    signal.signal(signal.SIGHUP, before[1])
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGUSR1])
+    print(f"app worker sees {pool.submit(seen).result(timeout=60)}")
+
+if __name__ == "__main__":
+    app()
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_a_warm_worker_keeps_the_signals_its_command_ignored_and_blocked(tmp_path: Path) -> None:
+    """exec keeps ignored signals and the blocked mask: a warm worker gets
+    what its command left it, as a cold one does."""
+    outputs = []
+    for flags in ((), ("--cold",)):
+        folder = tmp_path / f"signals{len(flags)}"
+        folder.mkdir()
+        (folder / "app.py").write_text(SIGNALS_APP)
+        jobs = JOBS.replace("    add: hydra/launcher=joblib hydra.launcher.n_jobs=2\n", "")
+        (folder / "hydraflow.yaml").write_text(jobs.format(python=sys.executable, values="x"))
+        ended = run_job(folder, *flags)
+        outputs.append((ended.returncode, app_lines(ended.stdout)))
+        if not flags:
+            assert "pool workers of warm commands start from the warm interpreter" in ended.stderr
+    ignored = f"'{int(signal.SIG_IGN)}', '{int(signal.SIG_IGN)}', [{int(signal.SIGUSR1)}]"
+    assert outputs[0] == outputs[1] == (0, [f"app worker sees ({ignored})"])

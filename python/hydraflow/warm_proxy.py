@@ -87,6 +87,8 @@ class Proxy:
         self.pid: int | None = None
         self.pending: list[int] = []
         self.handlers: dict[int, Any] = {signum: signal.getsignal(signum) for signum in FORWARDED}
+        # As the process started, before the proxy's own handlers: a warm one gets them too.
+        self.ignored, self.blocked = signal_state()
 
     def run(self) -> None:
         """Returns if hydraflow runs the command cold; otherwise exits as the command did."""
@@ -143,6 +145,8 @@ class Proxy:
             "env": dict(os.environ),
             "socket": self.sock.fileno(),  # the one descriptor beyond 0-2 that is ours
             "fds": beyond,  # those it was started with, sent after 0-2
+            "ignored": self.ignored,
+            "blocked": self.blocked,
         }
         try:
             send_message(self.sock, request, [0, 1, 2, *beyond])
@@ -205,6 +209,22 @@ class Proxy:
         if status < 0:
             die_of(-status)
         os._exit(status)
+
+
+def signal_state() -> tuple[list[int], list[int]]:
+    """The signals this process ignores and blocks (`/proc/self/status`):
+    those its parent left it, and SIGPIPE and SIGXFSZ, which Python ignores."""
+    masks = {}
+    with open("/proc/self/status", encoding="ascii") as status:
+        for line in status:
+            key, _, value = line.partition(":")
+            if key in ("SigIgn", "SigBlk"):
+                masks[key] = int(value, 16)
+    return signals_in(masks.get("SigIgn", 0)), signals_in(masks.get("SigBlk", 0))
+
+
+def signals_in(mask: int) -> list[int]:
+    return [bit + 1 for bit in range(mask.bit_length()) if mask >> bit & 1]
 
 
 def inherited_descriptors(own: int) -> list[int]:

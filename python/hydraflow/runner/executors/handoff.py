@@ -51,6 +51,7 @@ from hydraflow.remote import masked
 from hydraflow.runner.executors.processes import kill_group
 from hydraflow.runner.executors.warm import (
     MLFLOW_SESSION_ENV,
+    Inherited,
     WarmInterpreter,
     WarmProcess,
     WarmStartLost,
@@ -224,14 +225,18 @@ class Handoff:
         """Starts the process warm, tells the proxy its pid, then its end."""
         argv = [str(arg) for arg in request["argv"]]
         environment = {str(k): str(v) for k, v in request["env"].items()}
-        stdio = [given[0], given[1], given[2]]
-        passed = {number: fd for number, fd in given.items() if number > 2} if worker else {}
         per_process = self.per_command if not worker else (*self.per_command, MLFLOW_SESSION_ENV)
         warm = self.warm if not worker else self.warm_for_workers(environment, per_process)
+        inherited = Inherited(
+            stdio=[given[0], given[1], given[2]],
+            cwd=str(request["cwd"]),
+            passed={number: fd for number, fd in given.items() if number > 2} if worker else {},
+            pool_pid=peer_pid(connection) if worker else None,
+            ignored=[int(signum) for signum in request.get("ignored", [])],
+            blocked=[int(signum) for signum in request.get("blocked", [])],
+        )
         try:
-            cwd = str(request["cwd"])
-            pool_pid = peer_pid(connection) if worker else None
-            process = warm.start(argv, environment, per_process, stdio, passed, cwd, pool_pid)
+            process = warm.start(argv, environment, per_process, inherited)
         except WarmStartLost as lost:
             process = self.forked_before_the_end(lost.args[0])
             if process is None:

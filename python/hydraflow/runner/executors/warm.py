@@ -22,6 +22,7 @@ from __future__ import annotations
 import ast
 import builtins
 import contextlib
+import dataclasses
 import functools
 import gc
 import importlib
@@ -171,6 +172,19 @@ def same_interpreter(found: str) -> bool:
     return same_binary and os.path.dirname(there) == os.path.dirname(here)
 
 
+@dataclass(frozen=True)
+class Inherited:
+    """What a process another started (a handler's command, a pool's worker)
+    got from that parent, for the warm process that stands for it."""
+
+    stdio: Sequence[int]  # its stdin, stdout and stderr (ours, still the caller's)
+    cwd: str
+    passed: Mapping[int, int] = dataclasses.field(default_factory=dict)  # its number -> ours
+    pool_pid: int | None = None  # a pool worker's: the pid its pool knows it by (its proxy's)
+    ignored: Sequence[int] = ()  # the signals it started with ignored,
+    blocked: Sequence[int] = ()  # and blocked: exec keeps both
+
+
 class WarmProcess:
     """A command forked by the warm server, waited for as a `subprocess.Popen`:
     `pid`, `stdout`, `stderr`, `wait()`, `returncode` (negative: a signal).
@@ -315,18 +329,11 @@ class WarmInterpreter:
         argv: Sequence[str],
         environment: Mapping[str, str],
         per_command: Sequence[str],
-        stdio: Sequence[int] | None = None,
-        passed: Mapping[int, int] | None = None,
-        cwd: str | None = None,
-        pool_pid: int | None = None,
+        inherited: Inherited | None = None,
     ) -> WarmProcess | None:
         """Forks the command from the warm server; None if it must start cold.
-        With `stdio` (the hand-off's), the command's stdin, stdout and stderr
-        are these descriptors (still the caller's), not pipes to hydraflow;
-        `passed` maps the other descriptors it is given (a pool worker's
-        pipes) from their numbers in the command to ours; `cwd` is its
-        directory (hydraflow's by default); `pool_pid`, a pool worker's, the
-        pid its pool knows it by (its proxy's)."""
+        With `inherited` (the hand-off's), it gets what its own parent gave
+        it, its standard streams included, instead of pipes to hydraflow."""
         reason = self.refusal(argv, environment)
         target = python_target(argv, environment) if reason is None else reason
         if isinstance(target, str):
@@ -343,7 +350,7 @@ class WarmInterpreter:
             if shared != self.environment:
                 self.refuse("the environment changed after the warm interpreter started")
                 return None
-            return self.request(target, argv, environment, stdio, passed, cwd, pool_pid)
+            return self.request(target, argv, environment, inherited)
 
     @property
     def server_pid(self) -> int | None:
@@ -421,13 +428,11 @@ class WarmInterpreter:
         target: Target,
         argv: Sequence[str],
         environment: Mapping[str, str],
-        stdio: Sequence[int] | None = None,
-        passed: Mapping[int, int] | None = None,
-        cwd: str | None = None,
-        pool_pid: int | None = None,
+        inherited: Inherited | None = None,
     ) -> WarmProcess | None:
         assert self.control is not None
-        passed = passed or {}
+        stdio = None if inherited is None else inherited.stdio
+        passed = {} if inherited is None else dict(inherited.passed)
         status_ours, status_theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         if stdio is None:
             out_read, out_write = os.pipe()
@@ -441,10 +446,12 @@ class WarmInterpreter:
             "name": target.name,
             "args": list(target.args),
             "orig_argv": list(argv),
-            "cwd": cwd or os.getcwd(),
+            "cwd": os.getcwd() if inherited is None else inherited.cwd,
             "env": dict(environment),
             "passed": list(passed),
-            "pool_pid": pool_pid,
+            "pool_pid": None if inherited is None else inherited.pool_pid,
+            "ignored": [] if inherited is None else list(inherited.ignored),
+            "blocked": None if inherited is None else list(inherited.blocked),
         }
         fds = [stdin, out_write, err_write, status_theirs.fileno(), *passed.values()]
         try:
@@ -968,6 +975,7 @@ class Child:
         for signum, handler in self.pristine.handlers.items():
             if signal.getsignal(signum) is not handler and handler is not None:
                 signal.signal(signum, handler)
+        take_signal_state(self.message)
         message = self.message
         os.chdir(message["cwd"])
         set_environment(message["env"], self.pristine)
@@ -1014,6 +1022,18 @@ class Child:
             source = file.read()
         code = compile(source, path, "exec", dont_inherit=True)
         exec(code, namespace)
+
+
+def take_signal_state(message: dict[str, Any]) -> None:
+    """What a process another started keeps through its exec: the signals
+    its parent ignored stay ignored (Python leaves an ignored SIGINT so),
+    and its mask of blocked signals."""
+    for signum in message.get("ignored", []):
+        with contextlib.suppress(OSError, ValueError):
+            signal.signal(signum, signal.SIG_IGN)
+    blocked = message.get("blocked")
+    if blocked is not None:
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
 
 
 def place_descriptors(given: dict[int, int]) -> None:
