@@ -372,7 +372,7 @@ def seen():
 
 @hydraflow.main({"a": "x"})
 def app(run, cfg):
-    before = signal.signal(signal.SIGINT, signal.SIG_IGN), signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    before = [signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGHUP)]
     signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGUSR1])
     pool = get_reusable_executor(max_workers=1)
     pool.submit(os.getpid).result(timeout=60)  # started now, with them
