@@ -432,7 +432,7 @@ def test_the_hook_leaves_a_plain_python_unchanged() -> None:
     """The .pth line costs a dictionary look-up without the variable; with
     one that is not for this process, Python starts with the same modules."""
     hook = Path(sysconfig.get_path("purelib")) / "hydraflow_handoff.pth"
-    assert hook.read_text().startswith("import os; ")
+    assert hook.read_text().startswith("import os, sys; ")
     modules = "import sys; print(sorted(sys.modules))"
     without = subprocess.run(
         [sys.executable, "-c", modules], env=environment(), capture_output=True, text=True

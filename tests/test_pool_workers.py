@@ -109,9 +109,9 @@ def folder_for(tmp_path: Path, name: str, values: str) -> Path:
     return folder
 
 
-# Variables a warm and a cold worker may differ in: MLflow's telemetry
-# session (one per process tree), and the hand-off's own (absent with --cold).
-IGNORED = (MLFLOW_SESSION_ENV, HANDOFF_ENV)
+# A variable a warm and a cold worker may differ in: MLflow's telemetry
+# session (one per process tree).
+IGNORED = (MLFLOW_SESSION_ENV,)
 
 
 def environment() -> dict[str, str]:

@@ -1,13 +1,16 @@
 """The start-up hook of the hand-off, called by `hydraflow_handoff.pth` (at
-the root of site-packages) only when HYDRAFLOW_HANDOFF is set: hydraflow sets
-it, for the processes a job starts, as `HYDRAFLOW_PID:KINDS:SOCKET`, the
-socket in a private directory. KINDS names what may ask:
+the root of site-packages) when HYDRAFLOW_HANDOFF is set, or when Python runs
+loky's worker module. The variable's value is `HYDRAFLOW_PID:KINDS:SOCKET`,
+the socket in a private directory; KINDS names what may ask:
 
 - `commands`: a submit handler's direct `python SCRIPT ...` or `python -m
-  MODULE ...` children (their parent's parent is that hydraflow);
+  MODULE ...` children (their parent's parent is that hydraflow), which
+  find the variable in their environment (hydraflow sets it for a handler);
 - `workers`: the workers a process pool (joblib's loky, which Hydra's joblib
   launcher uses) starts for a warm command (their parent's parent's parent
-  is that hydraflow, through its warm interpreter).
+  is that hydraflow, through its warm interpreter), which find it in the
+  warm interpreter's own environment (`/proc/PID/environ`): a `run:` job's
+  commands and their workers never see it, as they would not cold.
 
 Only `os` and `sys` here: any other process returns at once.
 
@@ -48,19 +51,38 @@ def hand_off() -> None:
 
 
 def ask() -> None:
-    owner, _, rest = os.environ.get(HANDOFF_ENV, "").partition(":")
-    kinds, _, path = rest.partition(":")
-    if path and may_ask(owner, kinds.split(","), sys.orig_argv):
+    argv = sys.orig_argv
+    grandparent = parent_of(str(os.getppid()))
+    if is_pool_worker(argv):  # the warm interpreter that forked its command says where
+        owner, kinds, path = parts(variable_of(grandparent))
+        wanted = WORKERS in kinds and parent_of(grandparent) == owner
+    else:
+        owner, kinds, path = parts(os.environ.get(HANDOFF_ENV, ""))
+        wanted = COMMANDS in kinds and grandparent == owner and runs_a_script(argv)
+    if path and wanted:
         from hydraflow.warm_proxy import Proxy
 
         Proxy(path, owner).run()
 
 
-def may_ask(owner: str, kinds: list[str], argv: list[str]) -> bool:
-    grandparent = parent_of(str(os.getppid()))
-    if grandparent == owner:
-        return COMMANDS in kinds and runs_a_script(argv)
-    return WORKERS in kinds and is_pool_worker(argv) and parent_of(grandparent) == owner
+def parts(value: str) -> tuple[str, list[str], str]:
+    """HYDRAFLOW_HANDOFF's owner, kinds and socket ('' when unset)."""
+    owner, _, rest = value.partition(":")
+    kinds, _, path = rest.partition(":")
+    return owner, kinds.split(","), path
+
+
+def variable_of(pid: str) -> str:
+    """HYDRAFLOW_HANDOFF in the environment a process started with ('' if
+    unset, or unreadable: another user's)."""
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as environ:
+            entries = environ.read().split(b"\0")
+    except OSError:
+        return ""
+    prefix = f"{HANDOFF_ENV}=".encode()
+    found = [entry[len(prefix) :] for entry in entries if entry.startswith(prefix)]
+    return found[0].decode(errors="replace") if found else ""
 
 
 def interrupted() -> None:

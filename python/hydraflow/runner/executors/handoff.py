@@ -460,8 +460,9 @@ def handed_off(
     params_file: Path | None = None,
 ) -> Iterator[Handoff | None]:
     """The hand-off while a job runs (with `params_file`, one run of a submit
-    handler on it), HYDRAFLOW_HANDOFF set meanwhile; None (and nothing set)
-    when commands start cold."""
+    handler on it), HYDRAFLOW_HANDOFF set meanwhile (for a submit job in
+    hydraflow's environment, else in the warm interpreter's only); None (and
+    nothing set) when commands start cold."""
     if warm is None:
         yield None
         return
@@ -475,9 +476,12 @@ def handed_off(
         warm.refuse(str(reason))
         yield None
         return
-    os.environ[HANDOFF_ENV] = handoff.variable
+    # A handler's children find it in their environment; the workers of a
+    # warm command, in the warm interpreter's (their command's is left as cold).
+    where = os.environ if params_file is not None else warm.advertised
+    where[HANDOFF_ENV] = handoff.variable
     try:
         yield handoff
     finally:
-        os.environ.pop(HANDOFF_ENV, None)
+        where.pop(HANDOFF_ENV, None)
         handoff.close()

@@ -48,6 +48,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, NoReturn, cast
 
+from hydraflow.handoff_hook import HANDOFF_ENV
 from hydraflow.warm_proxy import read_message, send_message
 
 COLD_ENV = "HYDRAFLOW_COLD"
@@ -303,6 +304,9 @@ class WarmInterpreter:
         self.lost_lock = threading.Lock()
         self.was_subreaper: bool | None = None
         self.script_imports: tuple[str, ...] = ()  # those the server preloads
+        # Variables of the server's own environment, never of its commands'
+        # (the hand-off's, which the workers of its commands read there).
+        self.advertised: dict[str, str] = {}
 
     def another(self, serves: str) -> WarmInterpreter:
         """A second server, for processes of another environment (a pool's
@@ -382,7 +386,7 @@ class WarmInterpreter:
                 stdout=write_end,
                 stderr=write_end,
                 pass_fds=(theirs.fileno(),),
-                env=environment,
+                env={**environment, **self.advertised},
                 start_new_session=True,
             )
         except OSError as error:
@@ -1151,6 +1155,7 @@ def set_environment(environment: dict[str, str], pristine: Pristine) -> None:
         if key not in environment or pristine.started_environ.get(key) != value
     }
     made.pop(MLFLOW_SESSION_ENV, None)  # one per process: renewed below
+    made.pop(HANDOFF_ENV, None)  # the server's own (`WarmInterpreter.advertised`)
     os.environ.clear()
     os.environ.update(environment)
     os.environ.update(made)
