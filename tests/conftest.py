@@ -90,6 +90,8 @@ def tracking_uri_restored() -> Iterator[None]:
         for engine in engines.values():
             engine.dispose()
         engines.clear()
+    if "hydraflow.store" in sys.modules:  # after the engines: no lock left to lose
+        sys.modules["hydraflow.store"].forget_kept()
     if before is None:
         os.environ.pop("MLFLOW_TRACKING_URI", None)
     else:

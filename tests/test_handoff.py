@@ -566,3 +566,18 @@ def test_v_never_prints_a_password_of_a_commands_parameters() -> None:
     assert shown(["db.password=hunter2", "url=postgresql://u:pw@h/db", "x=1"]) == (
         "db.password=*** url=postgresql://u:***@h/db x=1"
     )
+
+
+def test_the_hook_goes_cold_when_a_standard_stream_is_closed() -> None:
+    """Python 3.13 closes the `.pth` file before the line runs: the closed
+    stream's number would be the proxy's socket; the hook asks nothing then."""
+    code = "from hydraflow.handoff_hook import standard_streams_open as o; print(o())"
+    for closed in (None, 0):
+        ran = subprocess.run(
+            [sys.executable, "-c", code],
+            env=environment(),
+            preexec_fn=None if closed is None else (lambda: os.close(0)),
+            capture_output=True,
+            text=True,
+        )
+        assert ran.stdout == ("True\n" if closed is None else "False\n"), ran.stderr

@@ -9,6 +9,7 @@ shared lock keeps away."""
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import subprocess
 import sys
@@ -50,9 +51,10 @@ def test_reading_whether_a_store_is_ready_keeps_this_processs_locks(tmp_path: Pa
     mlflow.MlflowClient(uri).get_experiment_by_name("locks")
 
 
-def test_with_no_connection_open_nothing_is_kept(tmp_path: Path) -> None:
+def test_one_descriptor_is_kept_per_store_file(tmp_path: Path) -> None:
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     store.open_new_experiment(uri, "locks", tmp_path)
-    mlflow.MlflowClient(uri)._tracking_client.store.engine.dispose()
-    assert store.is_initialised(uri)
-    assert store.file_identity(tmp_path / "mlflow.db") not in store._kept
+    before = len(os.listdir("/proc/self/fd"))
+    for _ in range(3):
+        assert store.is_initialised(uri)
+    assert len(os.listdir("/proc/self/fd")) == before + 1

@@ -51,6 +51,8 @@ def hand_off() -> None:
 
 
 def ask() -> None:
+    if not standard_streams_open():
+        return  # the proxy's socket would take the closed one's number
     argv = sys.orig_argv
     grandparent = parent_of(str(os.getppid()))
     if is_pool_worker(argv):  # the warm interpreter that forked its command says where
@@ -63,6 +65,17 @@ def ask() -> None:
         from hydraflow.warm_proxy import Proxy
 
         Proxy(path, owner).run()
+
+
+def standard_streams_open() -> bool:
+    """0-2 all open. (Python 3.11 and 3.12 read the `.pth` file on a closed
+    one's number while the line runs: hydraflow refuses that by its inode.)"""
+    try:
+        for fd in (0, 1, 2):
+            os.fstat(fd)
+    except OSError:
+        return False
+    return True
 
 
 def parts(value: str) -> tuple[str, list[str], str]:

@@ -123,42 +123,33 @@ def is_initialised(uri: str) -> bool:
     return len(header) == 20 and header[18:20] == b"\x02\x02"
 
 
-# Descriptors of store files this process read a header through, kept open:
-# closing any descriptor of a file drops every POSIX lock the process holds
-# on it, its SQLite connections' included, and another process could then
-# take the log from under them ("disk I/O error", or worse). As the core's
-# page reader does (rust/store/files.rs), one stays open while another
-# descriptor of this process refers to the same file. (pid, fd) by (dev, ino).
+# Descriptors of store files this process read a header through, kept open
+# for the rest of the process: closing any descriptor of a file drops every
+# POSIX lock the process holds on it, its SQLite connections' included, and
+# another process could then take the log from under them ("disk I/O
+# error", or worse). The core's page reader keeps its own likewise
+# (rust/store/files.rs). One per file: (pid, fd) by (dev, ino).
 _kept: dict[tuple[int, int], tuple[int, int]] = {}
 
 
 def database_header(path: Path) -> bytes:
-    """The database file's first 20 bytes, read without closing a descriptor
-    of it while this process holds another (a SQLite connection's)."""
+    """The database file's first 20 bytes, through the descriptor this
+    process keeps on it (opened on the first read, never closed)."""
     identity = file_identity(path)
     kept = _kept.get(identity)
-    if kept is not None and kept[0] == os.getpid():
-        return os.pread(kept[1], 20, 0)
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        return os.pread(fd, 20, 0)
-    finally:
-        if other_descriptors(identity, fd):
-            _kept[identity] = (os.getpid(), fd)
-        else:
-            os.close(fd)
+    if kept is None or kept[0] != os.getpid():  # none yet, or a parent's before a fork
+        kept = (os.getpid(), os.open(path, os.O_RDONLY | os.O_CLOEXEC))
+        _kept[identity] = kept
+    return os.pread(kept[1], 20, 0)
 
 
-def other_descriptors(identity: tuple[int, int], fd: int) -> bool:
-    """Whether a descriptor of this process but `fd` is open on that file."""
-    for entry in os.listdir("/proc/self/fd") if os.path.isdir("/proc/self/fd") else ():
-        with contextlib.suppress(OSError, ValueError):  # the listing's own, closed by now
-            other = int(entry)
-            if other != fd:
-                found = os.fstat(other)
-                if (found.st_dev, found.st_ino) == identity:
-                    return True
-    return not os.path.isdir("/proc/self/fd")  # unknown: kept, to be safe
+def forget_kept() -> None:
+    """Closes the descriptors kept (tests, between tests: no lock to keep)."""
+    for pid, fd in _kept.values():
+        if pid == os.getpid():
+            with contextlib.suppress(OSError):
+                os.close(fd)
+    _kept.clear()
 
 
 # One client and experiment id per (store, experiment) for the whole process:

@@ -158,7 +158,8 @@ class Handoff:
         is told "starting" (after which it never goes cold)."""
         if given is None:
             return "the request was cut short"
-        if not {0, 1, 2} <= set(given):  # one closed: `site` opened the hook's file on it
+        if not {0, 1, 2} <= set(given) or request.get("socket") in (0, 1, 2):
+            # One was closed: `site` opened the hook's file on it, or the proxy its socket.
             return "its standard streams are not all open"
         if not isinstance(request.get("env"), dict) or not isinstance(request.get("cwd"), str):
             return "its request is incomplete"
