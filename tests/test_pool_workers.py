@@ -87,7 +87,12 @@ def app(run, cfg):
             open(f"interrupted-{cfg.a}", "w").close()
             raise
 
+def stop_slowly(signum, frame):
+    time.sleep(1)  # its workers end their jobs before the pool is stopped (and they killed)
+    raise KeyboardInterrupt
+
 if __name__ == "__main__":
+    signal.signal(signal.SIGINT, stop_slowly)
     app()
 """
 
@@ -230,10 +235,10 @@ def leftovers(pids: list[int]) -> list[int]:
 @pytest.mark.timeout(600)
 def test_ctrl_c_ends_warm_workers_as_cold_ones(tmp_path: Path) -> None:
     """SIGINT to hydraflow's group while two workers sleep in their jobs:
-    each job gets its KeyboardInterrupt, hydraflow ends alike, no worker is
-    left, warm or cold. (The runs' statuses are not compared: as the command
-    stops its pool, loky kills its workers, in a race with their own ending,
-    cold too.)"""
+    each job gets its KeyboardInterrupt and its run ends KILLED, hydraflow
+    ends alike, no worker is left, warm or cold. (The command takes a second
+    to stop its pool, which kills its workers: without it, that kill races
+    the workers' own ending, cold too, and a run may stay RUNNING.)"""
     outcomes = []
     for flags in ((), ("--cold",)):
         folder = folder_for(tmp_path, f"interrupt{len(flags)}", "sleep1,sleep2")
@@ -246,8 +251,12 @@ def test_ctrl_c_ends_warm_workers_as_cold_ones(tmp_path: Path) -> None:
         finally:
             kill_group(process.pid)
         interrupted = sorted(path.name for path in folder.glob("interrupted-*"))
-        outcomes.append((process.returncode, leftovers(workers), interrupted))
-    assert outcomes[0] == outcomes[1] == (130, [], ["interrupted-sleep1", "interrupted-sleep2"])
+        outcomes.append(
+            (process.returncode, leftovers(workers), interrupted, recorded_runs(folder))
+        )
+    assert outcomes[0] == outcomes[1]
+    assert outcomes[0][:3] == (130, [], ["interrupted-sleep1", "interrupted-sleep2"])
+    assert [status for _, status, _ in outcomes[0][3]] == ["KILLED", "KILLED"]
 
 
 @pytest.mark.slow
