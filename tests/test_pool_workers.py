@@ -184,6 +184,24 @@ def app_lines(stdout: str) -> list[str]:
     return sorted(line for line in stdout.splitlines() if line.startswith("app "))
 
 
+WORKER_STARTS_WARM = "pool workers of warm commands start from the warm interpreter"
+
+
+def warm_and_cold(tmp_path: Path, app: str) -> list[tuple[subprocess.CompletedProcess[str], Path]]:
+    """One job of one command running `app`, whose own pool starts workers
+    (no Hydra launcher of theirs): warm, then `--cold`, each in its folder."""
+    ended = []
+    for flags in ((), ("--cold",)):
+        folder = tmp_path / f"run{len(flags)}"
+        folder.mkdir()
+        (folder / "app.py").write_text(app)
+        jobs = JOBS.replace("    add: hydra/launcher=joblib hydra.launcher.n_jobs=2\n", "")
+        (folder / "hydraflow.yaml").write_text(jobs.format(python=sys.executable, values="x"))
+        ended.append((run_job(folder, *flags), folder))
+    assert WORKER_STARTS_WARM in ended[0][0].stderr
+    return ended
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_pool_workers_start_warm_and_are_what_cold_ones_are(tmp_path: Path) -> None:
@@ -210,7 +228,7 @@ def test_pool_workers_start_warm_and_are_what_cold_ones_are(tmp_path: Path) -> N
     assert [line.replace("True", "False") for line in warm_lines] == cold_lines
     assert warm_runs == cold_runs == [(a, "FINISHED", 4.0) for a in ("ab", "cd", "ef", "gh", "ij")]
     assert "pool workers start from a warm interpreter (preloaded in " in warm_end.stderr
-    assert "pool workers of warm commands start from the warm interpreter" in warm_end.stderr
+    assert WORKER_STARTS_WARM in warm_end.stderr
     assert "pool workers" not in cold_end.stderr
 
 
@@ -306,17 +324,10 @@ def test_a_warm_worker_that_leaves_idle_is_let_go_by_its_pool_as_a_cold_one(
     """loky's worker, idle past its timeout, tells its pool it leaves by its
     pid: warm, the pool holds the proxy's, and must let it go as cold (no
     30 s wait for a worker it does not know, no pool broken by its end)."""
-    outputs = []
-    for flags in ((), ("--cold",)):
-        folder = tmp_path / f"idle{len(flags)}"
-        folder.mkdir()
-        (folder / "app.py").write_text(IDLE_APP)
-        jobs = JOBS.replace("    add: hydra/launcher=joblib hydra.launcher.n_jobs=2\n", "")
-        (folder / "hydraflow.yaml").write_text(jobs.format(python=sys.executable, values="x"))
-        ended = run_job(folder, *flags)
-        outputs.append((ended.returncode, app_lines(ended.stdout), recorded_runs(folder)))
-        if not flags:
-            assert "pool workers of warm commands start from the warm interpreter" in ended.stderr
+    outputs = [
+        (ended.returncode, app_lines(ended.stdout), recorded_runs(folder))
+        for ended, folder in warm_and_cold(tmp_path, IDLE_APP)
+    ]
     assert (
         outputs[0]
         == outputs[1]
@@ -358,15 +369,10 @@ if __name__ == "__main__":
 def test_a_warm_worker_that_leaks_is_restarted_as_a_cold_one(tmp_path: Path) -> None:
     """loky measures its worker's memory by the pid the worker reads: warm,
     that of the worker itself (not of its proxy), so a leak restarts it as cold."""
-    outputs = []
-    for flags in ((), ("--cold",)):
-        folder = tmp_path / f"leak{len(flags)}"
-        folder.mkdir()
-        (folder / "app.py").write_text(LEAK_APP)
-        jobs = JOBS.replace("    add: hydra/launcher=joblib hydra.launcher.n_jobs=2\n", "")
-        (folder / "hydraflow.yaml").write_text(jobs.format(python=sys.executable, values="x"))
-        ended = run_job(folder, *flags)
-        outputs.append((ended.returncode, app_lines(ended.stdout)))
+    outputs = [
+        (ended.returncode, app_lines(ended.stdout))
+        for ended, _ in warm_and_cold(tmp_path, LEAK_APP)
+    ]
     restarted = importlib.util.find_spec("psutil") is not None  # loky checks only with it
     assert outputs[0] == outputs[1] == (0, [f"app restarted after its leak={restarted}"])
 
@@ -404,16 +410,9 @@ if __name__ == "__main__":
 def test_a_warm_worker_keeps_the_signals_its_command_ignored_and_blocked(tmp_path: Path) -> None:
     """exec keeps ignored signals and the blocked mask: a warm worker gets
     what its command left it, as a cold one does."""
-    outputs = []
-    for flags in ((), ("--cold",)):
-        folder = tmp_path / f"signals{len(flags)}"
-        folder.mkdir()
-        (folder / "app.py").write_text(SIGNALS_APP)
-        jobs = JOBS.replace("    add: hydra/launcher=joblib hydra.launcher.n_jobs=2\n", "")
-        (folder / "hydraflow.yaml").write_text(jobs.format(python=sys.executable, values="x"))
-        ended = run_job(folder, *flags)
-        outputs.append((ended.returncode, app_lines(ended.stdout)))
-        if not flags:
-            assert "pool workers of warm commands start from the warm interpreter" in ended.stderr
+    outputs = [
+        (ended.returncode, app_lines(ended.stdout))
+        for ended, _ in warm_and_cold(tmp_path, SIGNALS_APP)
+    ]
     ignored = f"'{int(signal.SIG_IGN)}', '{int(signal.SIG_IGN)}', [{int(signal.SIGUSR1)}]"
     assert outputs[0] == outputs[1] == (0, [f"app worker sees ({ignored})"])
