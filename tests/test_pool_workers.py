@@ -12,9 +12,11 @@ import importlib.util
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 from pathlib import Path
@@ -137,11 +139,13 @@ def run_job(folder: Path, *flags: str) -> subprocess.CompletedProcess[str]:
     return run_in_own_group(command, folder, environment(), timeout=300)
 
 
-def start_job(folder: Path, *flags: str, stderr: int = subprocess.PIPE) -> subprocess.Popen[str]:
+def start_job(
+    folder: Path, *flags: str, stderr: int = subprocess.PIPE, **env: str
+) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [HYDRAFLOW, "run", "pooled", "-v", *flags],
         cwd=folder,
-        env=environment(),
+        env={**environment(), **env},
         stdout=subprocess.DEVNULL,
         stderr=stderr,
         text=True,
@@ -283,7 +287,10 @@ def test_hydraflow_killed_leaves_no_warm_worker_behind(tmp_path: Path) -> None:
     """hydraflow killed by SIGKILL: its warm interpreters end, and with them
     (their proxies gone) every worker they forked."""
     folder = folder_for(tmp_path, "killed", "sleep")
-    process = start_job(folder, stderr=subprocess.DEVNULL)
+    # hydraflow killed leaves its socket's directory: in one of the test's own
+    # (short: a socket's path has a limit), removed below.
+    temporary = tempfile.mkdtemp(prefix="handoff-")
+    process = start_job(folder, stderr=subprocess.DEVNULL, TMPDIR=temporary)
     try:
         (worker,) = workers_of(folder, process, 1)
         command = int(proc_stat(worker)[1])
@@ -293,6 +300,7 @@ def test_hydraflow_killed_leaves_no_warm_worker_behind(tmp_path: Path) -> None:
         assert leftovers([worker, command]) == []
     finally:
         kill_group(process.pid)
+        shutil.rmtree(temporary, ignore_errors=True)
 
 
 # A pool whose worker leaves after 1 s idle (loky's own timeout), then is
