@@ -32,7 +32,7 @@ from tests.conftest import (
     user_environment,
 )
 
-# Prints whether it runs warm (the warm server imported warm.py; a cold app never does).
+# Prints whether it runs warm (the warm server's module is loaded; a cold app never loads it).
 APP = """
 import os, resource, signal, sys, time
 import hydraflow
@@ -45,7 +45,7 @@ def got_usr1(*_):
 def app(run, cfg):
     if cfg.a == "usr1":  # ends by its own handler of a signal the proxy has no use for
         signal.signal(signal.SIGUSR1, got_usr1)
-    warm = "hydraflow.runner.executors.warm" in sys.modules
+    warm = "hydraflow.runner.executors.warm_server" in sys.modules
     umask = os.umask(0)
     os.umask(umask)
     limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]

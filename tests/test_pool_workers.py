@@ -65,7 +65,7 @@ def handler_name(handler):
 def app(run, cfg):
     main = sys.modules["__main__"]
     probe = {
-        "warm": "hydraflow.runner.executors.warm" in sys.modules,
+        "warm": "hydraflow.runner.executors.warm_server" in sys.modules,
         "argv": sys.argv, "orig_argv": sys.orig_argv, "executable": sys.executable,
         "path": sys.path, "cwd": os.getcwd(), "flags": repr(sys.flags),
         "environ": {k: v for k, v in os.environ.items() if k not in IGNORED},
