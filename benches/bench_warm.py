@@ -1,6 +1,8 @@
 """Warm starts against cold ones and against the published hydraflow 0.23.2,
 side by side in one run: the tutorial's `job_sequential`, the whole tutorial,
-a 100-command sweep of a trivial app, and the memory of `-j 2`.
+a 100-command sweep of a trivial app, and the memory of `-j 2`. Beside
+`job_sequential`, the same sweep of the tutorial's app written for plain
+`@hydra.main`, run warm: what a warm start costs with no tracking at all.
 
 Run: python benches/bench_warm.py   (about 6 minutes on a quiet 2-core machine)
 
@@ -64,6 +66,39 @@ CPU: dict[str, float] = {}
 TRIVIAL_APP = hydraflow_app(
     "x", body='time.sleep(float(os.environ.get("APP_SLEEP", "0")))', imports="import os, time"
 )
+
+# The tutorial's app under plain `@hydra.main`: the same config, sweep and
+# imports, nothing recorded. Run warm by hydraflow, it is the floor of a
+# warm `job_sequential`: one preload and Hydra's own work in each command.
+PLAIN_HYDRA_APP = """
+import logging, math
+from dataclasses import dataclass
+
+import hydra
+import mlflow
+from hydra.core.config_store import ConfigStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Config:
+    width: int = 1024
+    height: int = 768
+
+
+ConfigStore.instance().store(name="config", node=Config)
+
+
+@hydra.main(version_base=None, config_name="config")
+def app(cfg: Config) -> None:
+    log.info(cfg)
+    log.info(abs(math.log(cfg.width / cfg.height)))
+
+
+if __name__ == "__main__":
+    app()
+"""
 
 SWEEP_JOBS = """
 jobs:
@@ -200,6 +235,10 @@ def bench_tutorial(tools: list[Tool], root: Path) -> None:
             folder = tutorial_folder(root, f"seq-{tool.name}-{round_number}")
             times[f"{tool.name} job_sequential"] = tool.run(folder, "job_sequential", runs=6)
             times[f"{tool.name} job_sequential cpu"] = CPU[tool.name]
+        warm = next(tool for tool in tools if tool.name == "warm")
+        folder = tutorial_folder(root, f"seq-plain-{round_number}")
+        (folder / "example.py").write_text(PLAIN_HYDRA_APP)
+        times["plain job_sequential"] = warm.run(folder, "job_sequential")
         for tool in tools:
             folder = tutorial_folder(root, f"tutorial-{tool.name}-{round_number}")
             total = cpu = 0.0
@@ -225,6 +264,11 @@ def bench_tutorial(tools: list[Tool], root: Path) -> None:
                 f"{what:16} {tool.name:10} {took:6.1f} s wall {ratio:5.2f}x {published}, "
                 f"{cpu:6.1f} s CPU {cpu_ratio:5.2f}x"
             )
+    plain = times["plain job_sequential"]
+    print(
+        f"job_sequential of a plain @hydra.main app, warm (nothing recorded: the floor) "
+        f"{plain:6.1f} s wall {plain / times[f'{published} job_sequential']:5.2f}x {published}"
+    )
     for job in TUTORIAL_JOBS:
         row = "  ".join(
             f"{t.name} {times[f'{t.name} tutorial {job}']:5.1f} s "
