@@ -230,6 +230,16 @@ def layout(
 
 
 @dataclass(frozen=True)
+class RunCount:
+    """A set's runs as a person is told them: counted (`by_trials` when
+    Optuna's `n_trials` gave the count), or None and who decides them."""
+
+    runs: int | None
+    by_trials: bool = False
+    deciders: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class SetPlan:
     """One set with the command line applied: its distinct values, ready to combine."""
 
@@ -251,16 +261,16 @@ class SetPlan:
         per_argument = [summed(self.runs_of[o] for o in options) for options in self.each]
         return product([self.fixed_runs, *per_argument])
 
-    def runs_shown(self) -> tuple[int | None, bool, list[str]]:
-        """For a person: the runs as counted, whether Optuna's `n_trials`
-        gave the count, and else what decides them."""
+    def runs_counted(self) -> RunCount:
+        """For a person: the runs as counted, by Optuna's `n_trials` if they
+        give it, and else what decides them."""
         if self.runs is not None:
-            return self.runs, False, []
+            return RunCount(self.runs)
         varied = set(itertools.chain.from_iterable(self.each))
         trials = trials_of([*self.all, *self.add])
         if trials is not None and not any(key_of(o).lstrip("+") == TRIALS_KEY for o in varied):
-            return self.commands * trials, True, []
-        return None, False, who_decides([*varied, *self.all, *self.add])
+            return RunCount(self.commands * trials, by_trials=True)
+        return RunCount(None, deciders=tuple(who_decides([*varied, *self.all, *self.add])))
 
     def runs_of_combination(self, combination: tuple[str, ...]) -> int | None:
         return product([self.fixed_runs, *(self.runs_of[o] for o in combination)])
@@ -325,10 +335,10 @@ class JobPlan:
         """The runs for a person, never a bare `?`: `6 runs`; `8 runs
         (n_trials)` when Optuna's trials give the count; `runs decided by the
         sweeper` (or by Hydra's sweep functions) when nothing does."""
-        shown = [job_set.runs_shown() for job_set in self.sets]
-        known = sum(runs or 0 for runs, _, _ in shown)
-        by_trials = " (n_trials)" if any(trials for _, trials, _ in shown) else ""
-        deciders = list(dict.fromkeys(who for _, _, whom in shown for who in whom))
+        counts = [job_set.runs_counted() for job_set in self.sets]
+        known = sum(count.runs or 0 for count in counts)
+        by_trials = " (n_trials)" if any(count.by_trials for count in counts) else ""
+        deciders = list(dict.fromkeys(who for count in counts for who in count.deciders))
         if not deciders:
             return counted(known, "run") + by_trials
         sweeper = [who for who in deciders if not who.endswith("()")]
@@ -336,7 +346,7 @@ class JobPlan:
         if functions:
             sweeper.append(f"Hydra's {', '.join(functions)}")
         decided = f"runs decided by {' and '.join(sweeper or ['Hydra'])}"
-        if any(runs is not None for runs, _, _ in shown):
+        if any(count.runs is not None for count in counts):
             return f"{counted(known, 'run')}{by_trials} + {decided}"
         return decided
 
