@@ -192,9 +192,10 @@ def claim_in(
         adopt_with_client(client, experiment_id, uri, context.experiment, options.adoption())
     lock = lock_for(uri, context.launch_dir) if local else contextlib.nullcontext()
     with lock:
-        # Without a lock, a new run's rivals are the runs this lookup did not see.
-        looked_up = not options.force_new_run or not local
-        runs = find_runs(client, experiment_id, digest) if looked_up else []
+        # A forced new run needs no lookup, but on a server (no lock) `confirm`
+        # still tells its rivals from the runs this lookup saw.
+        needs_lookup = not (options.force_new_run and local)
+        runs = find_runs(client, experiment_id, digest) if needs_lookup else []
         action, run = decide(runs, options)
         if action == "new":
             run = create_run(client, experiment_id, digest, context, config, code_tags)
