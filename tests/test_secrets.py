@@ -4,6 +4,7 @@ into a real SQLite store, then every byte of the store is searched."""
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 import textwrap
 from pathlib import Path
@@ -170,14 +171,101 @@ def test_which_keys_are_secret_and_how_they_are_recorded(monkeypatch: pytest.Mon
         "creds.a": "***",
         "creds.b.0": "***",
     }
-    # A secret that an `update` copied elsewhere is hidden there too.
+    # A secret that an `update` copied elsewhere is hidden there too: that
+    # part only, so values that differ elsewhere stay apart.
     copied = {"lr": 0.1, "auth": {"user": "me"}, "note": f"key={ENV_SECRET}"}
-    assert secrets.redact(copied)["note"] == "***"
-    assert secrets.overrides(["auth.password=x", "+creds.c=1", "lr=0.2"]) == [
-        "auth.password=***",
-        "+creds.c=***",
-        "lr=0.2",
-    ]
+    assert secrets.redact(copied)["note"] == "key=***"
+    assert secrets.overrides(
+        ["auth.password=x", "+creds.c=1", "lr=0.2", f"dir={ENV_SECRET}/val"]
+    ) == ["auth.password=***", "+creds.c=***", "lr=0.2", "dir=***/val"]
+
+
+def test_a_default_for_an_unset_variable_is_no_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    """It is the config's own text; only a value the environment gave is secret."""
+    from hydraflow.tracking.secrets import find_secrets
+    from omegaconf import OmegaConf
+
+    monkeypatch.delenv("DATA_ROOT", raising=False)
+    cfg = OmegaConf.create(
+        {"root": "${oc.env:DATA_ROOT,/data/imagenet}", "split": "/data/imagenet/train"}
+    )
+    unset = find_secrets(cfg)
+    # Recorded as its text all the same: whether it is set is no part of the identity.
+    assert dict(unset.recorded) == {"root": "${oc.env:DATA_ROOT,/data/imagenet}"}
+    assert unset.redact({"split": "/data/imagenet/train"}) == {"split": "/data/imagenet/train"}
+    monkeypatch.setenv("DATA_ROOT", "/data/imagenet")  # the same text, from the environment now
+    given = find_secrets(cfg)
+    assert dict(given.recorded) == dict(unset.recorded)
+    assert given.redact({"split": "/data/imagenet/train"}) == {"split": "***/train"}
+
+
+SPLIT_CONFIG = """
+data_root: ${oc.env:DATA_ROOT,/data/imagenet-default}
+split_dir: ${data_root}/train
+"""
+
+SPLIT_APP = """
+import os
+import hydraflow
+
+
+@hydraflow.main(version_base=None, config_path="conf", config_name="config")
+def app(run, cfg):
+    with open(os.environ["RECEIVED"], "a") as out:
+        out.write(cfg.split_dir + "\\n")
+
+
+if __name__ == "__main__":
+    app()
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("root", [None, "/mnt/secret-dataset-root"])
+def test_values_that_share_an_env_value_stay_different_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, root: str | None
+) -> None:
+    """Two configs differing only in a value that contains the variable's
+    value (or its default) run twice, as under `@hydra.main`; they were one
+    identity, the second skipped as finished."""
+    (tmp_path / "conf").mkdir()
+    (tmp_path / "conf" / "config.yaml").write_text(SPLIT_CONFIG)
+    (tmp_path / "app.py").write_text(SPLIT_APP)
+    received = tmp_path / "received.txt"
+    shown_root = root or "/data/imagenet-default"
+    for name, value in {"RECEIVED": str(received), "DATA_ROOT": root}.items():
+        if value is None:
+            monkeypatch.delenv(name, raising=False)
+        else:
+            monkeypatch.setenv(name, value)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    splits = [f"{shown_root}/train", f"{shown_root}/val"]
+    result = subprocess.run(
+        [sys.executable, "app.py", "-m", f"split_dir={','.join(splits)}"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    assert received.read_text().splitlines() == splits  # what @hydra.main gives the app
+
+    client = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    [experiment] = [e for e in client.search_experiments() if e.name == "app"]
+    runs = client.search_runs([experiment.experiment_id])
+    assert sorted(r.info.status for r in runs) == ["FINISHED", "FINISHED"]
+    shown = sorted(r.data.params["split_dir"] for r in runs)
+    assert {r.data.params["data_root"] for r in runs} == {
+        "${oc.env:DATA_ROOT,/data/imagenet-default}"
+    }
+    if root is None:
+        assert shown == splits
+        # Hydra's config.yaml as stored: the default is its own text, not hidden.
+        configs = [data for path, data in stored_bytes(tmp_path) if path.name == "config.yaml"]
+        assert configs and all(b"${oc.env:DATA_ROOT,/data/imagenet-default}" in c for c in configs)
+    else:
+        assert shown == ["***/train", "***/val"]
+        leaks = [str(path) for path, data in stored_bytes(tmp_path) if root.encode() in data]
+        assert leaks == []
 
 
 def test_start_run_records_secrets_as_their_text(

@@ -337,6 +337,10 @@ MAX_CHAIN = 8
 # An `oc.env` without a default whose variable is not set: OmegaConf fails
 # to resolve it (and every value that uses it), and records its text.
 UNSET = object()
+# What resolving a value takes from the environment, the most of its parts:
+# nothing; a variable looked up, unset (recorded as its text, as any value
+# that reads the environment, though its default is no secret); a variable set.
+UNREAD, LOOKED_UP, GIVEN = 0, 1, 2
 
 
 def with_references_resolved(
@@ -345,7 +349,7 @@ def with_references_resolved(
     """The config with its references to other keys and `oc.env` values
     resolved as OmegaConf resolves them, the keys whose resolution reads the
     environment (dotted, list items by index) with their text, and the
-    values these resolve to. A value that is one interpolation becomes the
+    values of those a set variable gives. A value that is one interpolation becomes the
     value it refers to; a string with interpolations in it, the text with
     each replaced by its string or integer. None when anything else is to
     resolve (another resolver, a relative or missing key, a reference to a
@@ -363,16 +367,16 @@ def with_references_resolved(
             return [leaf(item, here, index) for index, item in enumerate(value)]
         if not isinstance(value, str) or "$" not in value:
             return value  # most values: no path joined for them
-        resolved, reads_environment = resolve(value, 0)
-        if reads_environment:
+        resolved, environment = resolve(value, 0)
+        if environment >= LOOKED_UP:
             recorded[join(parent, key)] = value
-            if resolved is not UNSET and resolved is not None:
-                values.add(str(resolved))
+        if environment == GIVEN and resolved is not UNSET and resolved is not None:
+            values.add(str(resolved))
         return value if resolved is UNSET else resolved
 
-    def resolve(value: Any, depth: int) -> tuple[Any, bool]:
+    def resolve(value: Any, depth: int) -> tuple[Any, int]:
         if not isinstance(value, str) or "$" not in value:
-            return value, False
+            return value, UNREAD
         # The shorter pattern when there is no `oc.env`: its group 1 is the same.
         pattern = INTERPOLATION if "oc.env" in value else REFERENCE
         if depth > MAX_CHAIN or "\\" in value or "$" in pattern.sub("", value):
@@ -381,22 +385,23 @@ def with_references_resolved(
         if whole:
             return interpolated(whole, depth)
         pieces: list[str] = []
-        reads_environment = unset = False
+        environment, unset = UNREAD, False
         end = 0
         for match in pattern.finditer(value):
             part, reads = interpolated(match, depth)
-            reads_environment |= reads
+            environment = max(environment, reads)
             unset |= part is UNSET
             pieces += [value[end : match.start()], "" if unset else as_text(part)]
             end = match.end()
-        return UNSET if unset else "".join(pieces) + value[end:], reads_environment
+        return UNSET if unset else "".join(pieces) + value[end:], environment
 
-    def interpolated(match: re.Match[str], depth: int) -> tuple[Any, bool]:
+    def interpolated(match: re.Match[str], depth: int) -> tuple[Any, int]:
         if match[1]:  # a key's path
             return referred(match[1], depth)
-        return environment_value(match[2], match[3]), True
+        given = GIVEN if match[2] in os.environ else LOOKED_UP
+        return environment_value(match[2], match[3]), given
 
-    def referred(path: str, depth: int) -> tuple[Any, bool]:
+    def referred(path: str, depth: int) -> tuple[Any, int]:
         node: Any = data
         for key in path.split("."):
             if not isinstance(node, dict) or key not in node:

@@ -6,7 +6,12 @@ such a key, or a custom resolver that reads `os.environ` — or when its key
 matches a pattern the app marks secret (`secrets=["db.password", "*.token"]`).
 A secret is recorded as its interpolation text (`${oc.env:API_KEY}`) or, for
 a literal, as `***`; the digest is taken of that record, so a run's identity
-never depends on a secret's value. The app still receives the real value.
+never depends on a secret's value, nor on whether the variable is set.
+Another value that contains a secret's value has just that part as `***`
+(`/mnt/ds/train` as `***/train`): two configs that differ elsewhere stay
+two. A default that stands in for an unset variable (`${oc.env:DATA,/data}`)
+is not hidden elsewhere: it is the config's own text. The app still
+receives the real value.
 """
 
 from __future__ import annotations
@@ -46,21 +51,21 @@ class Secrets:
             return {key: self.redact(value, join(path, key)) for key, value in config.items()}
         if isinstance(config, list):
             return [self.redact(value, join(path, index)) for index, value in enumerate(config)]
-        if isinstance(config, str) and self.contains_secret(config):
-            return REDACTED  # an `update` copied a secret elsewhere
+        if isinstance(config, str):
+            return self.scrub(config)  # an `update` copied a secret elsewhere
         return config
 
     def overrides(self, overrides: Sequence[str]) -> list[str]:
-        """The overrides with a secret key's value (or a secret value) as `***`."""
+        """The overrides with a secret key's value as `***`, and secret values in others."""
         return [self.override(override) for override in overrides]
 
     def override(self, override: str) -> str:
         key, equals, value = override.partition("=")
         if not equals:
             return override
-        if is_marked(key.lstrip("+~"), self.marked) or self.contains_secret(value):
+        if is_marked(key.lstrip("+~"), self.marked):
             return f"{key}={REDACTED}"
-        return override
+        return f"{key}={self.scrub(value)}"
 
     def scrub(self, text: str) -> str:
         """Free text (a log, Hydra's files) with every long enough secret value as `***`."""
@@ -85,9 +90,6 @@ class Secrets:
             return OmegaConf.to_yaml(conf)
         except OmegaConfBaseException:
             return REDACTED  # a config.yaml that cannot be read is not uploaded as it is
-
-    def contains_secret(self, text: str) -> bool:
-        return any(len(value) >= MIN_SCRUB_LENGTH and value in text for value in self.values)
 
 
 def join(path: str, key: object) -> str:
@@ -126,7 +128,8 @@ def find_secrets(cfg: Any, marked: Sequence[str] = ()) -> Secrets:
             if leaf.reads_environment or is_marked(leaf.path, marked):
                 text = leaf.raw if isinstance(leaf.raw, str) and "${" in leaf.raw else REDACTED
                 recorded[leaf.path] = text
-                values.update(leaf_texts(leaf.value))
+                if leaf.given_by_environment or is_marked(leaf.path, marked):
+                    values.update(leaf_texts(leaf.value))
     finally:
         OmegaConf.set_cache(cfg, cache)
     return Secrets(recorded, frozenset(values), tuple(marked))
@@ -137,7 +140,8 @@ class Leaf:
     path: str  # dotted, list items by index
     raw: Any  # as written: `${oc.env:KEY}` for an interpolation
     value: Any  # resolved
-    reads_environment: bool
+    reads_environment: bool  # looks a variable up, set or not
+    given_by_environment: bool = False  # a variable it looks up is set
 
 
 def leaves(node: Any, path: str = "") -> Iterator[Leaf]:
@@ -150,7 +154,7 @@ def leaves(node: Any, path: str = "") -> Iterator[Leaf]:
         here = join(path, key)
         if not child._is_interpolation():
             if not isinstance(child, Container):
-                yield Leaf(here, child._value(), child._value(), False)  # reads nothing
+                yield Leaf(here, child._value(), child._value(), reads_environment=False)
             elif not child._is_none() and not child._is_missing():
                 yield from leaves(child, here)
             continue
@@ -162,7 +166,8 @@ def leaves(node: Any, path: str = "") -> Iterator[Leaf]:
                 value = None
         if isinstance(value, Container):
             value = OmegaConf.to_container(value, resolve=True)
-        yield Leaf(here, child._value(), value, bool(reads))
+        given = any(found for _, found in reads)
+        yield Leaf(here, child._value(), value, bool(reads), given)
 
 
 def leaf_texts(value: Any) -> Iterator[str]:
@@ -177,11 +182,12 @@ def leaf_texts(value: Any) -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def watched_environment() -> Iterator[list[str]]:
-    """Records the variables read through `os.environ` (and so `os.getenv`
-    and `oc.env`, which look it up at each call) inside the block."""
+def watched_environment() -> Iterator[list[tuple[str, bool]]]:
+    """Records the variables looked up through `os.environ` (and so
+    `os.getenv` and `oc.env`, which look it up at each call) inside the
+    block, each with whether it was set."""
     real = os.environ
-    reads: list[str] = []
+    reads: list[tuple[str, bool]] = []
     os.environ = WatchedEnviron(real, reads)  # noqa: B003 (the same data, watched)
     try:
         yield reads
@@ -192,7 +198,7 @@ def watched_environment() -> Iterator[list[str]]:
 class WatchedEnviron(os._Environ[str]):
     """`os.environ` itself (same data, same writes), with its reads recorded."""
 
-    def __init__(self, real: os._Environ[str], reads: list[str]) -> None:
+    def __init__(self, real: os._Environ[str], reads: list[tuple[str, bool]]) -> None:
         super().__init__(
             real._data,  # type: ignore[attr-defined]
             real.encodekey,
@@ -203,8 +209,13 @@ class WatchedEnviron(os._Environ[str]):
         self.reads = reads
 
     def __getitem__(self, key: str) -> str:
-        self.reads.append(key)
-        return super().__getitem__(key)
+        try:
+            value = super().__getitem__(key)
+        except KeyError:
+            self.reads.append((key, False))
+            raise
+        self.reads.append((key, True))
+        return value
 
 
 def redact_hydra_files(source: Path, target: Path, secrets: Secrets) -> None:
