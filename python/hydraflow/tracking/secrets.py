@@ -12,6 +12,11 @@ Another value that contains a secret's value has just that part as `***`
 two. A default that stands in for an unset variable (`${oc.env:DATA,/data}`)
 is not hidden elsewhere: it is the config's own text. The app still
 receives the real value.
+
+A value that says where or when a job runs rather than what it computes
+(`${hydra:runtime.output_dir}`, `${hydra:runtime.cwd}`, `${now:...}`, and
+values interpolating them) is recorded as its text in the same way: a new
+sweep directory is the same configuration, so a sweep run again resumes.
 """
 
 from __future__ import annotations
@@ -25,6 +30,8 @@ from pathlib import Path
 from typing import Any
 
 REDACTED = "***"
+# Hydra's values that say where a job runs (its `hydra` resolver's paths).
+LAUNCH_PATHS = ("runtime.output_dir", "runtime.cwd", "run.dir", "sweep.dir")
 # Shorter secret values are redacted where they are recorded as values, but
 # not searched for in free text (logs, Hydra's files), where they would match
 # too much (a `DEBUG=1` read with oc.env is secret, but "1" is everywhere).
@@ -124,8 +131,10 @@ def find_secrets(cfg: Any, marked: Sequence[str] = ()) -> Secrets:
     values: set[str] = set()
     cache = OmegaConf.get_cache(cfg)
     try:
-        for leaf in leaves(cfg):
-            if leaf.reads_environment or is_marked(leaf.path, marked):
+        with watched_launch_values() as launch_uses:
+            found = list(leaves(cfg, launch_uses))
+        for leaf in found:
+            if leaf.reads_environment or leaf.says_launch or is_marked(leaf.path, marked):
                 text = leaf.raw if isinstance(leaf.raw, str) and "${" in leaf.raw else REDACTED
                 recorded[leaf.path] = text
                 if leaf.given_by_environment or is_marked(leaf.path, marked):
@@ -142,9 +151,10 @@ class Leaf:
     value: Any  # resolved
     reads_environment: bool  # looks a variable up, set or not
     given_by_environment: bool = False  # a variable it looks up is set
+    says_launch: bool = False  # where or when the job runs (`watched_launch_values`)
 
 
-def leaves(node: Any, path: str = "") -> Iterator[Leaf]:
+def leaves(node: Any, launch_uses: list[str], path: str = "") -> Iterator[Leaf]:
     from omegaconf import Container, OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
@@ -156,9 +166,10 @@ def leaves(node: Any, path: str = "") -> Iterator[Leaf]:
             if not isinstance(child, Container):
                 yield Leaf(here, child._value(), child._value(), reads_environment=False)
             elif not child._is_none() and not child._is_missing():
-                yield from leaves(child, here)
+                yield from leaves(child, launch_uses, here)
             continue
         OmegaConf.clear_cache(node._get_root())
+        launch_uses.clear()
         with watched_environment() as reads:
             try:
                 value = node[key]
@@ -167,7 +178,34 @@ def leaves(node: Any, path: str = "") -> Iterator[Leaf]:
         if isinstance(value, Container):
             value = OmegaConf.to_container(value, resolve=True)
         given = any(found for _, found in reads)
-        yield Leaf(here, child._value(), value, bool(reads), given)
+        yield Leaf(here, child._value(), value, bool(reads), given, bool(launch_uses))
+
+
+@contextlib.contextmanager
+def watched_launch_values() -> Iterator[list[str]]:
+    """Records, inside the block, each use of Hydra's `now` resolver, and of
+    its `hydra` resolver for a value of LAUNCH_PATHS (not `job.num`: a seed
+    may be one). The resolvers are OmegaConf's registered wrappers, called
+    even when their cache answers."""
+    from omegaconf.basecontainer import BaseContainer
+
+    resolvers = BaseContainer._resolvers
+    originals: dict[str, Any] = {n: resolvers[n] for n in ("now", "hydra") if n in resolvers}
+    uses: list[str] = []
+
+    def watched(name: str, resolver: Any) -> Any:
+        def resolve(config: Any, parent: Any, node: Any, args: Any, args_str: Any) -> Any:
+            if name == "now" or (args and str(args[0]).startswith(LAUNCH_PATHS)):
+                uses.append(name)
+            return resolver(config, parent, node, args, args_str)
+
+        return resolve
+
+    resolvers.update({name: watched(name, resolver) for name, resolver in originals.items()})
+    try:
+        yield uses
+    finally:
+        resolvers.update(originals)
 
 
 def leaf_texts(value: Any) -> Iterator[str]:
