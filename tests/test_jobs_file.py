@@ -270,6 +270,18 @@ def test_a_job_given_twice_is_refused_and_the_others_still_run(
     assert "x=1" not in args
 
 
+def test_a_key_given_twice_on_one_line_is_named_so(project: Callable[[str], Path]) -> None:
+    folder = project(
+        f"jobs:\n  j:\n    {GOOD_COMMAND}\n    stopping: {{rule: median, rule: none}}\n"
+    )
+    result = run_cli("run", "j", cwd=folder)
+    assert result.returncode == 2
+    assert result.stderr == (
+        "Error: hydraflow.yaml: jobs.j.stopping: duplicate key 'rule' on line 4 "
+        "(twice on that line); YAML would keep only the last\n"
+    )
+
+
 def test_a_top_level_key_given_twice_refuses_the_file(project: Callable[[str], Path]) -> None:
     folder = project("jobs:\n  a:\n    run: python record.py\njobs:\n  b:\n    run: b\n")
     result = run_cli("run", "b", cwd=folder)

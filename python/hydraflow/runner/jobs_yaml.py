@@ -7,7 +7,7 @@ Imported only when a jobs file is read: `hydraflow --help` never loads PyYAML.
 
 from __future__ import annotations
 
-from collections.abc import Hashable
+from collections.abc import Hashable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,10 +37,12 @@ class DuplicateKey:
 
     @property
     def message(self) -> str:
-        return (
-            f"duplicate key '{self.key}' on line {self.line} (first on line "
-            f"{self.first_line}); YAML would keep only the last"
+        lines = (
+            f"on line {self.line} (twice on that line)"
+            if self.line == self.first_line
+            else f"on line {self.line} (first on line {self.first_line})"
         )
+        return f"duplicate key '{self.key}' {lines}; YAML would keep only the last"
 
 
 def dotted(path: Path) -> str:
@@ -52,22 +54,20 @@ def dotted(path: Path) -> str:
 
 
 class JobsFileLoader(yaml.SafeLoader):
-    """SafeLoader whose mappings note a key given twice in `duplicates`."""
+    """SafeLoader that notes every key given twice in one of a document's
+    mappings, before constructing it: PyYAML flattens `<<` merges into a
+    mapping's own keys as it constructs it."""
 
     def __init__(self, text: str) -> None:
         super().__init__(text)
         self.duplicates: list[DuplicateKey] = []
-        self.paths: dict[Node, Path] = {}
 
     def construct_document(self, node: Node) -> Any:
-        self.paths = paths_of(node)
+        for mapping, path in mappings_of(node):
+            self.note_duplicates(mapping, path)
         return super().construct_document(node)
 
-    def construct_mapping(self, node: MappingNode, deep: bool = False) -> dict[Hashable, Any]:
-        self.note_duplicates(node)
-        return super().construct_mapping(node, deep=deep)
-
-    def note_duplicates(self, node: MappingNode) -> None:
+    def note_duplicates(self, node: MappingNode, path: Path) -> None:
         first_lines: dict[Hashable, int] = {}
         for key_node, _ in node.value:
             if not isinstance(key_node, ScalarNode) or key_node.tag == MERGE_TAG:
@@ -75,28 +75,28 @@ class JobsFileLoader(yaml.SafeLoader):
             key = self.construct_object(key_node)
             line = key_node.start_mark.line + 1
             if key in first_lines:
-                path = self.paths.get(node, ())
                 self.duplicates.append(DuplicateKey(path, str(key), line, first_lines[key]))
             else:
                 first_lines[key] = line
 
 
-def paths_of(root: Node) -> dict[Node, Path]:
-    """Every node's path from the document's root (an alias's node: its first)."""
-    paths: dict[Node, Path] = {}
+def mappings_of(root: Node) -> Iterator[tuple[MappingNode, Path]]:
+    """Every mapping of a document with its path from the root, in the file's
+    order (an anchored one once, at its anchor)."""
+    seen: set[Node] = set()
     pending: list[tuple[Node, Path]] = [(root, ())]
     while pending:
         node, path = pending.pop()
-        if node in paths:
+        if node in seen:
             continue
-        paths[node] = path
+        seen.add(node)
         children: list[tuple[Node, Path]] = []
         if isinstance(node, MappingNode):
+            yield node, path
             children = [(value, (*path, key_text(key))) for key, value in node.value]
         elif isinstance(node, SequenceNode):
             children = [(item, (*path, index)) for index, item in enumerate(node.value)]
         pending.extend(reversed(children))
-    return paths
 
 
 def key_text(node: Node) -> str:
@@ -108,6 +108,6 @@ def load(text: str) -> tuple[Any, list[DuplicateKey]]:
     Raises yaml.YAMLError as yaml.safe_load does."""
     loader = JobsFileLoader(text)
     try:
-        return loader.get_single_data(), sorted(loader.duplicates, key=lambda d: d.line)
+        return loader.get_single_data(), loader.duplicates
     finally:
         loader.dispose()
