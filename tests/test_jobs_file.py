@@ -104,7 +104,10 @@ def test_unknown_job_lists_the_jobs(project: Callable[[str], Path]) -> None:
     folder = project("jobs:\n  train:\n    run: a\n  test:\n    run: b\n")
     result = run_cli("run", "tran", cwd=folder)
     assert result.returncode == 2
-    assert "no job named 'tran'; the jobs are: train, test" in result.stderr
+    assert "no job named 'tran'; did you mean 'train'? The jobs are: train, test" in result.stderr
+    unlike = run_cli("show", "xyz", cwd=folder)
+    assert unlike.returncode == 2
+    assert unlike.stderr == "Error: hydraflow.yaml: no job named 'xyz'; the jobs are: train, test\n"
 
 
 def test_bad_override_on_the_command_line(project: Callable[[str], Path]) -> None:
@@ -196,3 +199,209 @@ def test_show_lists_an_invalid_job_with_its_error(project: Callable[[str], Path]
     assert (
         result.stderr == "Error: hydraflow.yaml: invalid jobs (the others work): typo, bad_range\n"
     )
+
+
+def test_a_key_given_twice_is_refused_where_it_is(project: Callable[[str], Path]) -> None:
+    """PyYAML keeps the last of two equal keys: the set's first `each` was
+    dropped, and the sweep ran over `optimizer` alone, exit 0."""
+    folder = project(
+        """
+        jobs:
+          a:
+            run: python record.py
+            sets:
+              - each: model=mlp,cnn
+                all: seed=1:3
+                each: optimizer=sgd,adam
+          b:
+            run: python record.py
+        """
+    )
+    result = run_cli("run", "a", "--dry-run", cwd=folder)
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr == (
+        "Error: hydraflow.yaml: jobs.a.sets[0]: duplicate key 'each' on line 8 "
+        "(first on line 6); YAML would keep only the last\n"
+    )
+    assert run_cli("run", "b", cwd=folder).returncode == 0
+    assert len(recorded(folder)) == 1
+
+
+def test_a_job_given_twice_is_refused_and_the_others_still_run(
+    project: Callable[[str], Path],
+) -> None:
+    """The last `a:` silently replaced the first, and `show` listed one. A
+    YAML merge (`<<: *base`) is no duplicate: a job's own key overrides it."""
+    folder = project(
+        """
+        jobs:
+          a:
+            run: python record.py
+            sets:
+              - each: model=mlp,cnn
+          base: &base
+            run: python record.py
+            add: x=1
+          merged:
+            <<: *base
+            add: x=2
+          a:
+            run: python other.py
+        """
+    )
+    shown = run_cli("show", cwd=folder)
+    assert shown.returncode == 2
+    assert shown.stdout.splitlines() == [
+        "a       invalid             jobs: duplicate key 'a' on line 13 (first on line 3);"
+        " YAML would keep only the last",
+        "base    run      1 command  1 run",
+        "merged  run      1 command  1 run",
+    ]
+    result = run_cli("run", "a", cwd=folder)
+    assert result.returncode == 2
+    assert result.stderr == (
+        "Error: hydraflow.yaml: jobs: duplicate key 'a' on line 13 (first on line 3); "
+        "YAML would keep only the last\n"
+    )
+    assert run_cli("run", "merged", cwd=folder).returncode == 0
+    [args] = recorded(folder)
+    assert "x=2" in args
+    assert "x=1" not in args
+
+
+def test_a_key_given_twice_on_one_line_is_named_so(project: Callable[[str], Path]) -> None:
+    folder = project(
+        f"jobs:\n  j:\n    {GOOD_COMMAND}\n    stopping: {{rule: median, rule: none}}\n"
+    )
+    result = run_cli("run", "j", cwd=folder)
+    assert result.returncode == 2
+    assert result.stderr == (
+        "Error: hydraflow.yaml: jobs.j.stopping: duplicate key 'rule' on line 4 "
+        "(twice on that line); YAML would keep only the last\n"
+    )
+
+
+def test_a_top_level_key_given_twice_refuses_the_file(project: Callable[[str], Path]) -> None:
+    folder = project("jobs:\n  a:\n    run: python record.py\njobs:\n  b:\n    run: b\n")
+    result = run_cli("run", "b", cwd=folder)
+    assert result.returncode == 2
+    assert result.stderr == (
+        "Error: hydraflow.yaml: duplicate key 'jobs' on line 4 (first on line 1); "
+        "YAML would keep only the last\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("sets_yaml", "message"),
+    [
+        (
+            "    sets:\n      -\n",
+            "jobs.j.sets[0]: an empty item; write {} for a command without parameters",
+        ),
+        (
+            "    sets:\n      - each: a=1,2\n      -\n",
+            "jobs.j.sets[1]: an empty item; write {} for a command without parameters",
+        ),
+        (
+            "    sets:\n      # - each: a=1,2\n",
+            "jobs.j.sets: is empty; leave sets out to run the command once",
+        ),
+    ],
+)
+def test_an_empty_set_is_refused_and_braces_run_once(
+    project: Callable[[str], Path], sets_yaml: str, message: str
+) -> None:
+    """A bare `-` (or `sets:` whose items are commented out) ran the command
+    once without parameters, silently; `{}` says so on purpose."""
+    folder = project(f"jobs:\n  j:\n    {GOOD_COMMAND}\n{sets_yaml}")
+    result = run_cli("run", "j", cwd=folder)
+    assert result.returncode == 2
+    assert result.stderr == f"Error: hydraflow.yaml: {message}\n"
+    assert recorded(folder) == []
+    fixed = sets_yaml.replace("-\n", "- {}\n").replace("sets:\n      #", "#")
+    folder = project(f"jobs:\n  j:\n    {GOOD_COMMAND}\n{fixed}")
+    assert run_cli("run", "j", cwd=folder).returncode == 0
+    assert [args[-1] for args in recorded(folder)][-1].startswith("hydra.sweep.dir=")
+
+
+GRID = """
+jobs:
+  grid:
+    run: python record.py
+    sets:
+      - each: seed=1,2
+      - each: model=a
+"""
+
+
+def test_a_key_given_twice_on_the_command_line_is_refused(
+    project: Callable[[str], Path],
+) -> None:
+    """`seed=1 seed=2` kept seed=2 where the set has seed, and gave both
+    where it has not: two different sweeps, silently. `~seed +seed=3`
+    (delete, then add) is one assignment, as to Hydra; `db` and `db.user`
+    are different keys."""
+    folder = project(GRID)
+    for args, key, shown in [
+        (("seed=1", "seed=2"), "seed", "seed=1 and seed=2"),
+        (("+seed=1", "seed=2"), "seed", "+seed=1 and seed=2"),
+        (("seed=1", "++seed=2"), "seed", "seed=1 and ++seed=2"),
+        (("lr/m=1", "width=3", "lr=0.5"), "lr", "lr/m=1 and lr=0.5"),
+    ]:
+        result = run_cli("run", "grid", *args, cwd=folder)
+        assert result.returncode == 2
+        assert result.stderr == (
+            f"Error: command line: '{key}' is given twice ({shown}); give it once "
+            f"(one argument sweeps several values: {key}=a,b)\n"
+        )
+    assert recorded(folder) == []
+    one_each = ("~seed", "+seed=3", "db=x", "db.user=y")
+    result = run_cli("run", "grid", *one_each, "--dry-run", cwd=folder)
+    assert result.returncode == 0, result.stderr
+    assert "model=a '~seed' +seed=3 db=x db.user=y hydra.job.name=grid" in result.stdout
+
+
+def test_a_missing_jobs_file_names_one_of_a_close_name(tmp_path: Path) -> None:
+    jobs = f"jobs:\n  j:\n    {GOOD_COMMAND}\n"
+    for present, named, message in [
+        (
+            "hydraflow.yml",
+            (),
+            "hydraflow.yaml: no such file, but hydraflow.yml is there (use -c hydraflow.yml)",
+        ),
+        (
+            "hydraflow.yaml",
+            ("-c", "hydraflo.yaml"),
+            "hydraflo.yaml: no such file, but hydraflow.yaml is there (use -c hydraflow.yaml)",
+        ),
+        ("other.yaml", (), "hydraflow.yaml: no such file (use -c FILE to name another)"),
+    ]:
+        for old in tmp_path.iterdir():
+            old.unlink()
+        (tmp_path / present).write_text(jobs)
+        result = run_cli("run", "j", *named, cwd=tmp_path)
+        assert result.returncode == 2
+        assert result.stderr == f"Error: {message}\n"
+
+
+def test_a_value_ending_in_a_colon_is_told_to_be_quoted(project: Callable[[str], Path]) -> None:
+    for set_yaml, message in [
+        (
+            "      - each: seed=1:\n",
+            "line 5, column 21: invalid YAML: mapping values are not allowed here"
+            " (quote the value: 'seed=1:')",
+        ),
+        (
+            "      - each:\n          - seed=1:\n",
+            "jobs.j.sets[0].each[0]: must be a string, not dict (quote it: 'seed=1:')",
+        ),
+        (  # no `=`: not a value of the grammar, so no guess
+            "      - each: seed: 1\n",
+            "line 5, column 19: invalid YAML: mapping values are not allowed here",
+        ),
+    ]:
+        folder = project(f"jobs:\n  j:\n    {GOOD_COMMAND}\n    sets:\n{set_yaml}")
+        result = run_cli("run", "j", cwd=folder)
+        assert result.returncode == 2
+        assert result.stderr == f"Error: hydraflow.yaml: {message}\n"

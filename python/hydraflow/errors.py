@@ -33,8 +33,12 @@ class ConfigError(HydraflowError):
 
 class JobNotFoundError(HydraflowError):
     def __init__(self, name: str, known: list[str], file: str) -> None:
+        import difflib
+
         jobs = ", ".join(known) if known else "(none)"
-        super().__init__(f"{file}: no job named '{name}'; the jobs are: {jobs}")
+        close = difflib.get_close_matches(name, known, n=1)
+        hint = f"did you mean '{close[0]}'? The jobs are" if close else "the jobs are"
+        super().__init__(f"{file}: no job named '{name}'; {hint}: {jobs}")
 
 
 class ProgramError(HydraflowError):

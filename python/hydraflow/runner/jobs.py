@@ -8,10 +8,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from hydraflow._core import SweepSyntaxError, split
 from hydraflow.errors import ConfigError
+
+if TYPE_CHECKING:
+    from yaml import MarkedYAMLError
+
+    from hydraflow.runner.jobs_yaml import DuplicateKey
 
 DEFAULT_FILE = "hydraflow.yaml"
 COMMAND_KEYS = ("run", "call", "submit")
@@ -69,11 +74,31 @@ def load_jobs(path: str | Path = DEFAULT_FILE) -> JobsFile:
     try:
         data = Path(path).read_bytes()
     except FileNotFoundError:
-        raise ConfigError(file, "", "no such file (use -c FILE to name another)") from None
+        raise ConfigError(file, "", f"no such file{near_miss(Path(path))}") from None
     except OSError as error:
         raise ConfigError(file, "", f"cannot be read: {error.strerror}") from None
-    document = parse_yaml(decoded(data, file), file)
-    return JobsFile(file, read_jobs(document, file))
+    document, duplicates = parse_yaml(decoded(data, file), file)
+    refuse_duplicates_outside_jobs(duplicates, file)
+    jobs = read_jobs(document, file)
+    jobs.update(duplicates_in_jobs(duplicates, jobs, file))
+    return JobsFile(file, jobs)
+
+
+def near_miss(path: Path) -> str:
+    """What to do about a missing jobs file: a file of a close name beside it
+    (`hydraflow.yml`) is named, else `-c FILE`."""
+    import difflib
+
+    folder = path.parent
+    try:
+        names = [entry.name for entry in folder.iterdir() if entry.is_file()]
+    except OSError:
+        names = []
+    close = difflib.get_close_matches(path.name, names, n=1, cutoff=0.8)
+    if not close:
+        return " (use -c FILE to name another)"
+    found = close[0] if str(folder) == "." else str(folder / close[0])
+    return f", but {found} is there (use -c {found})"
 
 
 def decoded(data: bytes, file: str) -> str:
@@ -88,17 +113,39 @@ def decoded(data: bytes, file: str) -> str:
         raise ConfigError(file, f"line {line}, column {column}", message) from None
 
 
-def parse_yaml(text: str, file: str) -> Any:
-    import yaml  # here, not at the top: `hydraflow --help` never needs it
+def parse_yaml(text: str, file: str) -> tuple[Any, list[DuplicateKey]]:
+    """The document and the keys it gives twice; raises ConfigError for invalid YAML."""
+    # here, not at the top: `hydraflow --help` never needs PyYAML
+    import yaml
+
+    from hydraflow.runner import jobs_yaml
 
     try:
-        return yaml.safe_load(text)
+        return jobs_yaml.load(text)
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark or error.context_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ConfigError(file, where, f"invalid YAML: {error.problem or error}") from None
+        problem = f"{error.problem or error}{colon_hint(text, error)}"
+        raise ConfigError(file, where, f"invalid YAML: {problem}") from None
     except yaml.YAMLError as error:
         raise ConfigError(file, "", f"invalid YAML: {error}") from None
+
+
+def colon_hint(text: str, error: MarkedYAMLError) -> str:
+    """`each: seed=1:` ends a plain value with ': ', which YAML reads as a
+    key: said, with the value quoted, when the line is just that."""
+    mark = error.problem_mark
+    if error.problem != "mapping values are not allowed here" or mark is None:
+        return ""
+    lines = text.splitlines()
+    line = lines[mark.line] if mark.line < len(lines) else ""
+    before, after = line[: mark.column], line[mark.column + 1 :]
+    value = before.rsplit(": ", 1)[-1].strip()
+    if line[mark.column : mark.column + 1] != ":" or after.strip() or "'" in value:
+        return ""
+    if "=" not in value or any(char in value for char in ' #"\t'):
+        return ""
+    return f" (quote the value: '{value}:')"
 
 
 def read_jobs(document: Any, file: str) -> dict[str, Job | ConfigError]:
@@ -111,6 +158,35 @@ def read_jobs(document: Any, file: str) -> dict[str, Job | ConfigError]:
     if not isinstance(jobs, dict) or not jobs:
         raise ConfigError(file, "jobs", "must be a mapping of job names to jobs")
     return {str(name): read_job_or_error(str(name), body, file) for name, body in jobs.items()}
+
+
+def job_of(duplicate: DuplicateKey) -> str | None:
+    """The job a key given twice is in (or the job given twice), if any."""
+    if duplicate.path[:1] != ("jobs",):
+        return None
+    return str(duplicate.path[1]) if duplicate.path[1:] else duplicate.key
+
+
+def refuse_duplicates_outside_jobs(duplicates: list[DuplicateKey], file: str) -> None:
+    for duplicate in duplicates:
+        if job_of(duplicate) is None:
+            raise ConfigError(file, duplicate.where, duplicate.message)
+
+
+def duplicates_in_jobs(
+    duplicates: list[DuplicateKey], jobs: dict[str, Job | ConfigError], file: str
+) -> dict[str, ConfigError]:
+    """A key given twice inside a job, or a job given twice, makes that job an
+    error (its first duplicate), so the file's other jobs still run."""
+    errors: dict[str, ConfigError] = {}
+    # A job given twice first: the keys inside might be in the copy YAML drops.
+    for duplicate in sorted(duplicates, key=lambda d: len(d.path) > 1):
+        name = job_of(duplicate)
+        error = ConfigError(file, duplicate.where, duplicate.message)
+        if name is None or name not in jobs:  # a key YAML reads as another type (`yes:` as True)
+            raise error
+        errors.setdefault(name, error)
+    return errors
 
 
 def read_job_or_error(name: str, body: Any, file: str) -> Job | ConfigError:
@@ -134,12 +210,13 @@ def read_job(name: str, body: Any, file: str) -> Job:
     command = body[kind]
     if not isinstance(command, str) or not command.strip():
         raise ConfigError(file, f"{where}.{kind}", "must be a non-empty string")
-    sets = body.get("sets")
-    if sets is None:
-        sets = [{}]
-    elif not isinstance(sets, list):
+    sets = body.get("sets", [{}])
+    if sets is None:  # `sets:` with nothing after it, its sets commented out?
+        message = "is empty; leave sets out to run the command once"
+        raise ConfigError(file, f"{where}.sets", message)
+    if not isinstance(sets, list):
         raise ConfigError(file, f"{where}.sets", "must be a list of sets (each/all/add)")
-    elif not sets:
+    if not sets:
         message = "an empty list runs nothing; leave sets out to run the command once"
         raise ConfigError(file, f"{where}.sets", message)
     return Job(
@@ -205,8 +282,9 @@ def read_stopping(value: Any, file: str, where: str) -> dict[str, Any] | None:
 
 
 def read_set(body: Any, file: str, where: str) -> JobSet:
-    if body is None:
-        body = {}
+    if body is None:  # a bare `-`: a set left unfinished, more likely than meant
+        message = "an empty item; write {} for a command without parameters"
+        raise ConfigError(file, where, message)
     if not isinstance(body, dict):
         raise ConfigError(file, where, "a set must be a mapping with each, all or add")
     check_keys(body, SET_KEYS, file, where)
@@ -227,11 +305,20 @@ def read_arguments(value: Any, file: str, where: str) -> Arguments:
         for index, item in enumerate(value):
             if not isinstance(item, str):
                 kind = type(item).__name__
-                message = f"must be a string, not {kind} (quote it: '{item}')"
+                message = f"must be a string, not {kind} (quote it: '{as_written(item)}')"
                 raise ConfigError(file, f"{where}[{index}]", message)
         return Arguments(tuple(value), where)
     kind = type(value).__name__
     raise ConfigError(file, where, f"must be a string or a list of strings, not {kind}")
+
+
+def as_written(item: Any) -> str:
+    """An item YAML read as something else, as it was most likely written:
+    `- seed=1:` is a mapping of one key."""
+    if isinstance(item, dict) and len(item) == 1:
+        [(key, value)] = item.items()
+        return f"{key}:" if value is None else f"{key}: {value}"
+    return str(item)
 
 
 def check_keys(body: dict[Any, Any], allowed: tuple[str, ...], file: str, where: str) -> None:

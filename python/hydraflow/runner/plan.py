@@ -76,8 +76,28 @@ class CommandLine:
                 overrides.append(collected_override(arg))
             else:
                 rest.append(arg)
+        refuse_a_key_twice([arg for arg in args if is_override(arg)], overrides)
         options, trailing = options_and_trailing([*rest, *verbatim])
         return cls(tuple(overrides), tuple(options), tuple(trailing))
+
+
+def refuse_a_key_twice(typed: Sequence[str], overrides: Sequence[str]) -> None:
+    """`seed=1 seed=2` would replace a job's seed by the last alone, and give
+    a set without seed both (Hydra keeps the last): refused, as in the jobs
+    file. `+seed` and `++seed` assign seed too; `~seed` (delete) assigns
+    nothing. Keys are compared collected (`lr/m=1` sets lr), shown as typed."""
+    seen: dict[str, str] = {}
+    for arg, override in zip(typed, overrides, strict=True):
+        if override.startswith("~"):
+            continue
+        key = set_key(override)
+        if key in seen:
+            message = (
+                f"command line: '{key}' is given twice ({seen[key]} and {arg}); give it "
+                f"once (one argument sweeps several values: {key}=a,b)"
+            )
+            raise HydraflowError(message)
+        seen[key] = arg
 
 
 # Hydra runs these instead of a sweep and refuses them beside `--multirun`,
