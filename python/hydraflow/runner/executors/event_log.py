@@ -123,6 +123,7 @@ class EventLog:
         self.files: dict[int, EventFile] = {}
         self.lock = threading.Lock()
         self.on_change = on_change
+        self.signal: int | None = None
         self.stopped = threading.Event()
         self.thread = threading.Thread(target=self.poll_until_stopped, daemon=True)
 
@@ -132,7 +133,18 @@ class EventLog:
         path.touch(mode=0o600)
         with self.lock:
             self.files[index] = EventFile(path)
+        if self.signal is not None:  # the command starts as the job stops
+            protocol.note_signal(path, self.signal)
         return path
+
+    def note_signal(self, signum: int) -> None:
+        """Tells every running command's app the signal the runner got (see
+        `protocol.note_signal`). Called from a signal handler: no lock, which
+        the interrupted thread may hold."""
+        if self.signal is None:
+            self.signal = signum
+            for entry in list(self.files.values()):
+                protocol.note_signal(entry.path, signum)
 
     def poll(self) -> None:
         with self.lock:

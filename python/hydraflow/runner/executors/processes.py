@@ -67,9 +67,10 @@ class Interrupts:
     every child's group to stop (SIGINT), and each later signal, or each grace
     period without an end, escalates one step (SIGTERM, then SIGKILL)."""
 
-    def __init__(self, running: dict[int, Running], execution: Execution) -> None:
+    def __init__(self, running: dict[int, Running], execution: Execution, events: EventLog) -> None:
         self.running = running
         self.execution = execution
+        self.events = events
         self.level = -1
         self.next_step_at: float | None = None
         self.grace = grace_seconds()
@@ -77,6 +78,8 @@ class Interrupts:
     def handle(self, signum: int, frame: FrameType | None) -> None:
         if self.execution.signal is None:
             self.execution.signal = signum
+            # Before the SIGINT, so the apps name what came, not what they get.
+            self.events.note_signal(signum)
         self.escalate()
 
     def escalate(self) -> None:
@@ -133,7 +136,7 @@ def run_commands(
         failed = execution.first_failure is not None and not keep_going
         return execution.signal is not None or failed
 
-    interrupts = Interrupts(running, execution)
+    interrupts = Interrupts(running, execution, events)
     with handled(interrupts.handle):
         while True:
             while not stopping() and len(running) < jobs:

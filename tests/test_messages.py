@@ -1,0 +1,121 @@
+"""What hydraflow says to a user in the cases a new user found confusing:
+the signal an app names under `hydraflow run`, an app that reports no run, a
+`call` job's failure, and the progress of runs a sweeper decides — through
+the installed `hydraflow` command, with real apps."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import HYDRAFLOW, user_environment
+
+SLEEPING_APP = """
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import hydraflow
+
+
+@dataclass
+class Config:
+    x: int = 0
+
+
+@hydraflow.main(Config)
+def app(cfg: Config) -> None:
+    Path(f"ready-{cfg.x}").touch()
+    time.sleep(300)
+
+
+if __name__ == "__main__":
+    app()
+"""
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    """A project folder; its apps record in the default store there."""
+    return tmp_path
+
+
+@pytest.fixture
+def launched() -> Iterator[list[subprocess.Popen[str]]]:
+    """hydraflow processes started in their own groups, killed at teardown."""
+    processes: list[subprocess.Popen[str]] = []
+    yield processes
+    for process in processes:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.communicate()
+
+
+def write(folder: Path, files: dict[str, str]) -> None:
+    for name, text in files.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_text(textwrap.dedent(text))
+
+
+def hydraflow(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [HYDRAFLOW, *args],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env=user_environment(),
+    )
+
+
+def wait_for(path: Path, process: subprocess.Popen[str], timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, f"{path.name} never appeared"
+        time.sleep(0.1)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_the_app_names_the_signal_the_user_sent_the_runner(
+    folder: Path, launched: list[subprocess.Popen[str]], signum: signal.Signals
+) -> None:
+    """The runner stops its command with SIGINT whatever came; the app's line
+    names what came."""
+    write(folder, {"app.py": SLEEPING_APP, "hydraflow.yaml": JOBS})
+    process = subprocess.Popen(
+        [HYDRAFLOW, "run", "grid"],
+        cwd=folder,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=user_environment(),
+        start_new_session=True,
+    )
+    launched.append(process)
+    wait_for(folder / "ready-1", process)
+    process.send_signal(signum)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 128 + signum
+    app_lines = [line for line in stderr.splitlines() if "is KILLED" in line]
+    assert len(app_lines) == 1, stderr
+    assert app_lines[0].startswith(f"hydraflow: interrupted by {signum.name}; run "), stderr
+    assert f"hydraflow: interrupted by {signum.name}; 1 command not started" in stderr
+
+
+JOBS = """
+jobs:
+  grid:
+    run: python app.py
+    sets:
+      - each: x=1,2
+"""
