@@ -119,3 +119,19 @@ jobs:
     sets:
       - each: x=1,2
 """
+
+
+def test_the_ui_keeps_its_server_log_only_when_the_server_failed(tmp_path: Path) -> None:
+    from hydraflow.analysis.ui import ServerFailed, UiError, server_log
+
+    with server_log() as log:
+        log.write(b"served\n")
+    assert not Path(log.name).exists()
+    with pytest.raises(UiError), server_log() as log:
+        raise UiError("port 5000 on 127.0.0.1 is in use")
+    assert not Path(log.name).exists()
+    with pytest.raises(ServerFailed) as failed, server_log() as log:
+        raise ServerFailed("MLflow's server exited", Path(log.name))
+    assert Path(log.name).exists()
+    assert str(failed.value) == f"MLflow's server exited (its output is kept in {log.name})"
+    Path(log.name).unlink()
