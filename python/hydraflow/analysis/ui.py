@@ -159,17 +159,16 @@ def server_log() -> Iterator[IO[bytes]]:
     names it."""
     import tempfile
 
-    log = tempfile.NamedTemporaryFile(prefix="hydraflow-ui-", suffix=".log", delete=False)
     keep = False
-    try:
-        with log:
+    with tempfile.NamedTemporaryFile(prefix="hydraflow-ui-", suffix=".log", delete=False) as log:
+        try:
             yield log
-    except ServerFailed:
-        keep = True
-        raise
-    finally:
-        if not keep:
-            Path(log.name).unlink(missing_ok=True)
+        except ServerFailed:
+            keep = True
+            raise
+        finally:
+            if not keep:
+                Path(log.name).unlink(missing_ok=True)
 
 
 def wait_until_up(base: str, process: subprocess.Popen[bytes], log: Path) -> None:
