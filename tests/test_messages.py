@@ -9,7 +9,6 @@ import contextlib
 import os
 import signal
 import subprocess
-import sys
 import textwrap
 import time
 from collections.abc import Iterator
@@ -135,3 +134,49 @@ def test_the_ui_keeps_its_server_log_only_when_the_server_failed(tmp_path: Path)
     assert Path(log.name).exists()
     assert str(failed.value) == f"MLflow's server exited (its output is kept in {log.name})"
     Path(log.name).unlink()
+
+
+NO_MAIN_CALL = """
+from dataclasses import dataclass
+
+import hydraflow
+
+
+@dataclass
+class Config:
+    x: int = 0
+
+
+@hydraflow.main(Config)
+def app(cfg: Config) -> None:
+    print("ran", cfg.x)
+"""
+
+
+def test_commands_that_report_no_run_are_said_once_with_what_to_check(folder: Path) -> None:
+    """An app whose script never calls it: nothing ran, and every command exited 0."""
+    jobs = "jobs:\n  nomain:\n    run: python nomain.py\n    sets:\n      - each: x=1,2\n"
+    write(folder, {"nomain.py": NO_MAIN_CALL, "hydraflow.yaml": jobs})
+    result = hydraflow(folder, "run", "nomain")
+    assert result.returncode == 0, result.stderr  # as documented: 0 when no command fails
+    hint = (
+        "hydraflow: 2 commands ended with status 0 having reported no run: is the app "
+        "decorated with @hydraflow.main, and does its script call it "
+        '(if __name__ == "__main__": app())?'
+    )
+    assert result.stderr.count("reported no run") == 1, result.stderr
+    assert hint in result.stderr
+    assert "nomain: 2 commands: 2 finished; 2 runs: 2 not reported" in result.stderr
+
+
+def test_a_call_jobs_failure_names_the_call_as_the_dry_run_does(folder: Path) -> None:
+    jobs = "jobs:\n  cboom:\n    call: mymod.go\n    sets:\n      - all: x=1\n"
+    write(folder, {"mymod.py": "def go(args):\n    raise SystemExit(1)\n", "hydraflow.yaml": jobs})
+    [call] = hydraflow(folder, "run", "cboom", "--dry-run").stdout.splitlines()
+    assert call.startswith("mymod.go(['--multirun', 'x=1', 'hydra.job.name=cboom', ")
+    result = hydraflow(folder, "run", "cboom")
+    assert result.returncode == 1
+    failure = [line for line in result.stderr.splitlines() if "failed with status 1:" in line]
+    said = failure[-1].split(": ", 2)[2]
+    assert said.startswith("mymod.go(['--multirun', 'x=1', 'hydra.job.name=cboom', "), failure
+    assert "reported no run" not in result.stderr  # a failed command is not silent

@@ -35,6 +35,8 @@ class RunCounts:
     # Of those, the runs of commands that exited 0 (an app that writes no
     # events): progress counts them as through, never a failed command's.
     passed_unreported: int = 0
+    # Commands that exited 0 without one event: their app reported no run.
+    silent_commands: int = 0
     # Skipped runs made by code that has changed since, and the files named.
     stale: int = 0
     changed_files: set[str] = field(default_factory=set)
@@ -188,6 +190,8 @@ class EventLog:
             self.counts.cut_off += cut_off
             if completed:
                 self.counts.add_not_reported(runs, entry.ends + cut_off, succeeded=succeeded)
+                if succeeded and not entry.started and not entry.ends:
+                    self.counts.silent_commands += 1
         self.on_change()
         return entry.events
 

@@ -10,6 +10,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import IO
 
@@ -39,6 +40,10 @@ class Execution:
     runs: RunCounts = field(default_factory=RunCounts)
     started_at: float = field(default_factory=time.monotonic)
     closed: bool = False
+    # What to ask when commands exit 0 having reported no run (the executor's words).
+    no_run_hint: str = ""
+    # How a failure names its command (a call job: `module.function([...])`).
+    command_text: Callable[[Command], str] = field(default=lambda command: shlex.join(command.argv))
 
     @property
     def status(self) -> int:
@@ -168,7 +173,18 @@ class Execution:
 
     def closing_report(self) -> list[str]:
         """What to say after the job, before the summary."""
-        return [*self.stale_report(), *self.ending_report()]
+        return [*self.no_run_report(), *self.stale_report(), *self.ending_report()]
+
+    def no_run_report(self) -> list[str]:
+        """Once per job: commands that exited 0 and reported no run at all (a
+        script that never calls its app, a program without @hydraflow.main)."""
+        silent = self.runs.silent_commands
+        if not silent:
+            return []
+        return [
+            f"{counted(silent, 'command')} ended with status 0 having reported no run"
+            + (f": {self.no_run_hint}" if self.no_run_hint else "")
+        ]
 
     def stale_report(self) -> list[str]:
         """Once per job: skipped runs that code which has changed since made."""
@@ -195,7 +211,7 @@ class Execution:
         if failure is not None:
             return [
                 f"{label_of(failure)} failed with status {self.failure_status}: "
-                + masked(shlex.join(failure.argv))
+                + masked(self.command_text(failure))
             ]
         return []
 
