@@ -180,3 +180,39 @@ def test_a_call_jobs_failure_names_the_call_as_the_dry_run_does(folder: Path) ->
     said = failure[-1].split(": ", 2)[2]
     assert said.startswith("mymod.go(['--multirun', 'x=1', 'hydra.job.name=cboom', "), failure
     assert "reported no run" not in result.stderr  # a failed command is not silent
+
+
+SWEPT_IN_ITS_CONFIG = {
+    "swept.py": """
+        import hydraflow
+
+
+        @hydraflow.main(config_path="conf", config_name="config", version_base=None)
+        def app(cfg) -> None:
+            print("lr", cfg.lr)
+
+
+        if __name__ == "__main__":
+            app()
+    """,
+    "conf/config.yaml": """
+        lr: 0.0
+        hydra:
+          sweeper:
+            params:
+              lr: 0.1,0.2
+    """,
+    "hydraflow.yaml": "jobs:\n  swept:\n    run: python swept.py\n",
+}
+
+
+def test_runs_beyond_the_plans_count_are_counted_as_they_come(folder: Path) -> None:
+    """The app's own config sweeps: the plan (which cannot read it) says 1
+    run, 2 come; never `2/1 run` nor `1 run: 2 finished`."""
+    write(folder, SWEPT_IN_ITS_CONFIG)
+    assert "swept  run  1 command  1 run" in hydraflow(folder, "show").stdout
+    result = hydraflow(folder, "run", "swept")
+    assert result.returncode == 0, result.stderr
+    assert "[1/1 command, 2 runs, " in result.stderr
+    assert "swept: 1 command: 1 finished; runs: 2 finished; " in result.stderr
+    assert "/1 run" not in result.stderr

@@ -105,12 +105,22 @@ class Execution:
         """`1/2 commands` ended of the plan's."""
         return f"{self.done}/{counted(self.total_commands, 'command')}"
 
+    def planned_runs(self) -> int | None:
+        """The plan's count of runs; None when only Hydra knows it, or once
+        more runs came than it said (a sweep in the app's own config, which
+        the plan cannot read): then the runs are counted as they come."""
+        seen = max(self.runs.started, self.runs.done)
+        if self.total_runs is None or seen > self.total_runs:
+            return None
+        return self.total_runs
+
     def runs_progress(self) -> str:
         """`3/6 runs` through of the plan's; `3 runs` when only Hydra knows the total."""
         through = self.runs_through()
-        if self.total_runs is None:
+        total = self.planned_runs()
+        if total is None:
             return counted(through, "run")
-        return f"{through}/{counted(self.total_runs, 'run')}"
+        return f"{through}/{counted(total, 'run')}"
 
     def command_skipped(self, command: Command) -> None:
         self.skipped += 1
@@ -123,8 +133,9 @@ class Execution:
         elapsed = self.elapsed()
         # Runs whose fate is known (a failed command's too): what is left to run.
         done = self.runs.accounted or self.runs.done
-        if self.total_runs and done:
-            return max(0.0, elapsed / done * (self.total_runs - done))
+        total = self.planned_runs()
+        if total and done:
+            return max(0.0, elapsed / done * (total - done))
         if self.ended:
             return elapsed / self.ended * (self.total_commands - self.ended)
         return None
@@ -138,12 +149,13 @@ class Execution:
             parts.append(f"{counts.cut_off} cut off")
         if counts.not_reported:
             parts.append(f"{counts.not_reported} not reported")
-        if self.total_runs is None:
+        total = self.planned_runs()
+        if total is None:
             return f"runs: {', '.join(parts) or 'none reported'}"
         accounted = counts.accounted
-        if accounted is not None and accounted < self.total_runs:
-            parts.append(f"{self.total_runs - accounted} not started")
-        return f"{counted(self.total_runs, 'run')}: {', '.join(parts) or 'none ended'}"
+        if accounted is not None and accounted < total:
+            parts.append(f"{total - accounted} not started")
+        return f"{counted(total, 'run')}: {', '.join(parts) or 'none ended'}"
 
     def state_text(self) -> str:
         """What the execution is doing, for the progress display."""
