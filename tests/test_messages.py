@@ -1,7 +1,8 @@
 """What hydraflow says to a user in the cases a new user found confusing:
 the signal an app names under `hydraflow run`, an app that reports no run, a
-`call` job's failure, and the progress of runs a sweeper decides — through
-the installed `hydraflow` command, with real apps."""
+`call` job's failure, the progress of runs the app's own config sweeps, and
+what `hydraflow ui` leaves behind — through the installed `hydraflow`
+command, with real apps (the UI's own end-to-end test is in test_results)."""
 
 from __future__ import annotations
 
@@ -169,6 +170,26 @@ def test_commands_that_report_no_run_are_said_once_with_what_to_check(folder: Pa
     assert "nomain: 2 commands: 2 finished; 2 runs: 2 not reported" in result.stderr
 
 
+def test_a_submit_handler_whose_commands_report_no_run_is_asked_if_it_waits(
+    folder: Path,
+) -> None:
+    handler = (
+        "import shlex, subprocess, sys\n"
+        "for line in open(sys.argv[-1]):\n"
+        "    subprocess.run([sys.executable, 'nomain.py', *shlex.split(line)], check=True)\n"
+    )
+    jobs = "jobs:\n  sub:\n    submit: python handler.py\n    sets:\n      - each: x=1,2\n"
+    write(folder, {"nomain.py": NO_MAIN_CALL, "handler.py": handler, "hydraflow.yaml": jobs})
+    result = hydraflow(folder, "run", "sub")
+    assert result.returncode == 0, result.stderr
+    assert (
+        "hydraflow: 2 commands ended with status 0 having reported no run: does the handler "
+        "wait for the runs to end, and does the app's script call its @hydraflow.main "
+        "function"
+    ) in result.stderr
+    assert result.stderr.count("reported no run") == 1
+
+
 def test_a_call_jobs_failure_names_the_call_as_the_dry_run_does(folder: Path) -> None:
     jobs = "jobs:\n  cboom:\n    call: mymod.go\n    sets:\n      - all: x=1\n"
     write(folder, {"mymod.py": "def go(args):\n    raise SystemExit(1)\n", "hydraflow.yaml": jobs})
@@ -216,3 +237,4 @@ def test_runs_beyond_the_plans_count_are_counted_as_they_come(folder: Path) -> N
     assert "[1/1 command, 2 runs, " in result.stderr
     assert "swept: 1 command: 1 finished; runs: 2 finished; " in result.stderr
     assert "/1 run" not in result.stderr
+    assert "reported no run" not in result.stderr  # the app reported its runs

@@ -106,6 +106,10 @@ class SubmitExecutor(Executor):
     """One run of the user's handler with a file of every command's parameters."""
 
     kind = "submit"
+    no_run_hint = (
+        "does the handler wait for the runs to end, and does the app's script call its "
+        '@hydraflow.main function (if __name__ == "__main__": app())?'
+    )
     accepts_keep_going = False
     # The handler's `python APP PARAMS` children may start warm (handoff.py).
     accepts_cold = True

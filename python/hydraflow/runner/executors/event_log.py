@@ -175,12 +175,19 @@ class EventLog:
         return self.directory / f"command-{index}.inputs.json"
 
     def command_ended(
-        self, index: int, runs: int | None, *, completed: bool, succeeded: bool = True
+        self,
+        index: int,
+        runs: int | None,
+        *,
+        completed: bool,
+        succeeded: bool = True,
+        commands: int = 1,
     ) -> list[dict[str, object]]:
         """Reads the command's last events and returns all of them. Runs it
         started and never ended are cut off; other runs of a completed command
         that no event reports are not reported (an interrupted command's are
-        not started), and went through only if it `succeeded` (exited 0)."""
+        not started), and went through only if it `succeeded` (exited 0). It
+        stands for `commands` of the job's (a submit handler's: all it submitted)."""
         with self.lock:
             entry = self.files.pop(index, None)
             if entry is None:
@@ -191,7 +198,7 @@ class EventLog:
             if completed:
                 self.counts.add_not_reported(runs, entry.ends + cut_off, succeeded=succeeded)
                 if succeeded and not entry.started and not entry.ends:
-                    self.counts.silent_commands += 1
+                    self.counts.silent_commands += commands
         self.on_change()
         return entry.events
 

@@ -26,7 +26,7 @@ from typing import IO
 from hydraflow.errors import HydraflowError, ProgramError
 from hydraflow.protocol import EVENTS_ENV, INPUTS_ENV
 from hydraflow.runner.executors.event_log import EventLog
-from hydraflow.runner.executors.progress import Execution, PlainReporter
+from hydraflow.runner.executors.progress import Execution, PlainReporter, commands_in
 from hydraflow.runner.executors.warm import WarmInterpreter, WarmProcess
 from hydraflow.runner.finished import FinishedProof
 from hydraflow.runner.plan import Command, JobPlan
@@ -172,7 +172,11 @@ def conclude(
     status = exit_status(finished.process.wait())  # reaped: returns at once
     command = finished.command
     command_events = events.command_ended(
-        command.index, command.runs, completed=not interrupted, succeeded=status == 0
+        command.index,
+        command.runs,
+        completed=not interrupted,
+        succeeded=status == 0,
+        commands=commands_in(command),
     )
     if proof is not None and not interrupted and status == 0:
         proof.record(command, events.inputs_path(command.index), command_events)
