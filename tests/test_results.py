@@ -278,15 +278,18 @@ def test_run_names_lead_with_the_swept_values(store: Path) -> None:
 
 
 @contextlib.contextmanager
-def started_ui(store: Path, *args: str) -> Iterator[tuple[subprocess.Popen[str], str]]:
-    """`hydraflow ui` in its own process group, stopped with it; yields the URL it prints."""
+def started_ui(
+    store: Path, *args: str, stop: signal.Signals = signal.SIGINT, **env: str
+) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    """`hydraflow ui` in its own process group, stopped with it (by `stop`,
+    Ctrl-C unless told); yields the URL it prints."""
     process = subprocess.Popen(
         [HYDRAFLOW, "ui", *args],
         cwd=store,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env=environment(),
+        env=environment(**env),
         start_new_session=True,
     )
     try:
@@ -297,7 +300,7 @@ def started_ui(store: Path, *args: str) -> Iterator[tuple[subprocess.Popen[str],
     finally:
         # Ctrl-C, as a user stops it: one line, exit 130, its server stopped.
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGINT)
+            os.killpg(process.pid, stop)
         try:
             status = process.wait(timeout=30)
         except subprocess.TimeoutExpired:
@@ -307,7 +310,19 @@ def started_ui(store: Path, *args: str) -> Iterator[tuple[subprocess.Popen[str],
         for stream in (process.stdout, process.stderr):
             if stream is not None:
                 stream.close()
-        assert status == 130, f"hydraflow ui ended {status} on SIGINT"
+        assert status == 128 + stop, f"hydraflow ui ended {status} on {stop.name}"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
+def test_the_ui_leaves_no_log_behind(store: Path, tmp_path: Path, stop: signal.Signals) -> None:
+    """The server's log lives as long as the UI (kept only when the server
+    fails, and then named in the error)."""
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    with started_ui(store, "train", "--port", str(free_port()), stop=stop, TMPDIR=str(temporary)):
+        assert [p.name for p in temporary.glob("hydraflow-ui-*.log")]
+    assert not list(temporary.iterdir())
 
 
 def chromium() -> str:

@@ -16,6 +16,10 @@ is used, so importing it costs nothing.
   runner then says so once per job, and never proves such a command finished.
 - HYDRAFLOW_RERUN=1 (`hydraflow run --rerun`) asks the app to run every
   config again, as a new run.
+- The runner stops a command with SIGINT whatever signal it got (so apps
+  end their runs KILLED); before that it appends a SIGNAL line naming the
+  signal it got to the command's events file, so the app's last line names
+  what the user sent (`interrupted by SIGTERM`), not the SIGINT.
 - HYDRAFLOW_STOPPING holds the job's `stopping:` from the jobs file as JSON
   (`{"rule": "median", "direction": "min", "warmup_steps": 2, "min_runs": 3}`
   or `{"rule": "none"}`); it wins over the decorator's `stopping=`.
@@ -23,6 +27,7 @@ is used, so importing it costs nothing.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -40,6 +45,10 @@ MAX_LINE = 512
 # The event kinds.
 START = "start"
 END = "end"
+# Written by the runner: the signal it got, before it asks the command to stop.
+SIGNAL = "signal"
+# How much of an events file's end is read for the runner's SIGNAL line.
+SIGNAL_TAIL_BYTES = 64 * 1024
 
 FINISHED = "finished"
 RESUMED = "resumed"
@@ -70,6 +79,11 @@ def emit(event: str, overrides: Sequence[str], **fields: object) -> None:
     if len(line) >= MAX_LINE:
         record["overrides"] = None  # the long part; the CLI counts, it need not name
         line = json.dumps(record, separators=(",", ":"))
+    append_line(Path(path), line)
+
+
+def append_line(path: Path, line: str) -> None:
+    """One `write` on a file opened for appending: never torn by another writer."""
     try:
         descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
@@ -78,6 +92,34 @@ def emit(event: str, overrides: Sequence[str], **fields: object) -> None:
             os.close(descriptor)
     except OSError:
         pass  # progress is a convenience; the run itself is what matters
+
+
+def note_signal(path: Path, signum: int) -> None:
+    """The runner's side: the signal it got, for the app behind `path`."""
+    record = {"event": SIGNAL, "signal": int(signum), "time": time.time()}
+    append_line(path, json.dumps(record, separators=(",", ":")))
+
+
+def runner_signal() -> int | None:
+    """The app's side: the signal the runner last noted in this command's
+    events file (read from its end); None outside the runner or before one."""
+    path = os.environ.get(EVENTS_ENV)
+    if not path:
+        return None
+    try:
+        with open(path, "rb") as file:
+            file.seek(max(0, file.seek(0, os.SEEK_END) - SIGNAL_TAIL_BYTES))
+            lines = file.read().splitlines()
+    except OSError:
+        return None
+    for line in reversed(lines):
+        if b'"event":"signal"' not in line:
+            continue
+        with contextlib.suppress(ValueError):
+            event = json.loads(line)
+            if isinstance(event, dict) and isinstance(event.get("signal"), int):
+                return int(event["signal"])
+    return None
 
 
 def started(overrides: Sequence[str], run_id: str, *, resumed: bool) -> None:

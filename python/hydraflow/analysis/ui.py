@@ -49,6 +49,14 @@ class UiError(HydraflowError):
     """The UI cannot start: a busy port, a server that exits, an unknown job."""
 
 
+class ServerFailed(UiError):
+    """MLflow's server exited or never answered: its log is kept for the user."""
+
+    def __init__(self, what: str, log: Path) -> None:
+        super().__init__(f"{what} (its output is kept in {log})")
+        self.log = log
+
+
 def column_id(column: str) -> str:
     """The runs table's id of a frame column: `params.`lr``, `metrics.`loss``, ..."""
     if column.startswith(METRIC_PREFIX):
@@ -144,16 +152,35 @@ def stop(process: subprocess.Popen[bytes]) -> None:
         process.wait()
 
 
+@contextlib.contextmanager
+def server_log() -> Iterator[IO[bytes]]:
+    """A temporary file for the server's output, removed when the UI ends
+    (normally or by a signal), kept only when the server failed: the error
+    names it."""
+    import tempfile
+
+    keep = False
+    with tempfile.NamedTemporaryFile(prefix="hydraflow-ui-", suffix=".log", delete=False) as log:
+        try:
+            yield log
+        except ServerFailed:
+            keep = True
+            raise
+        finally:
+            if not keep:
+                Path(log.name).unlink(missing_ok=True)
+
+
 def wait_until_up(base: str, process: subprocess.Popen[bytes], log: Path) -> None:
     deadline = time.monotonic() + START_SECONDS
     while time.monotonic() < deadline:
         if process.poll() is not None:
             tail = log.read_text(errors="replace").strip().splitlines()[-1:]
-            raise UiError(f"MLflow's server exited: {' '.join(tail) or 'no output'} (log: {log})")
+            raise ServerFailed(f"MLflow's server exited: {' '.join(tail) or 'no output'}", log)
         with contextlib.suppress(OSError), urllib.request.urlopen(f"{base}/health", timeout=5):
             return
         time.sleep(0.3)
-    raise UiError(f"MLflow's server did not answer in {START_SECONDS} s (log: {log})")
+    raise ServerFailed(f"MLflow's server did not answer in {START_SECONDS} s", log)
 
 
 def open_browser(url: str) -> None:
@@ -172,8 +199,6 @@ def run_ui(job: str | None, *, port: int, tracking_uri: str | None, browser: boo
     """Starts MLflow's UI on the store (a tracking server's own UI is used
     as it is), prints the URL of the job's runs table and, at a graphical
     session, opens it; serves until Ctrl-C or a termination signal."""
-    import tempfile
-
     from mlflow import MlflowClient
 
     from hydraflow.errors import StoreError, StoreNotFoundError
@@ -196,10 +221,7 @@ def run_ui(job: str | None, *, port: int, tracking_uri: str | None, browser: boo
         return
     handle_termination()
     base = f"http://{HOST}:{port}"
-    with (
-        tempfile.NamedTemporaryFile(prefix="hydraflow-ui-", suffix=".log", delete=False) as log,
-        mlflow_server(uri, port, log) as process,
-    ):
+    with server_log() as log, mlflow_server(uri, port, log) as process:
         wait_until_up(base, process, Path(log.name))
         show(experiment_url(base, experiment_id), browser)
         print(f"hydraflow: MLflow's UI on {uri}; Ctrl-C stops it", file=sys.stderr)
@@ -207,7 +229,7 @@ def run_ui(job: str | None, *, port: int, tracking_uri: str | None, browser: boo
         # threads (the runs were loaded) would not interrupt a blocking wait.
         while process.poll() is None:
             time.sleep(0.2)
-        raise UiError(f"MLflow's server exited (log: {log.name})")
+        raise ServerFailed("MLflow's server exited", Path(log.name))
 
 
 def show(url: str, browser: bool) -> None:

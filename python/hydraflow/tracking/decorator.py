@@ -16,7 +16,7 @@ from hydraflow import protocol
 from hydraflow.errors import HydraflowError
 from hydraflow.mlflow_schema import VALUE_TAG, FinishedRun
 from hydraflow.remote import masked
-from hydraflow.signals import describe, exit_status, handle_termination, signal_of
+from hydraflow.signals import describe, exit_status, handle_termination, signal_name, signal_of
 from hydraflow.store import as_uri
 from hydraflow.tracking.batches import first_job_composed_once
 from hydraflow.tracking.compose import SCHEMA_CONFIG_NAME, prepare
@@ -104,7 +104,7 @@ def main(
                 return run_jobs(app, cfg_passthrough, killed)
             except KeyboardInterrupt as interrupt:
                 what = f"run {killed[-1]} is KILLED" if killed else "no run was in progress"
-                sys.stderr.write(f"hydraflow: {describe(interrupt)}; {what}\n")
+                sys.stderr.write(f"hydraflow: {interrupted_by(interrupt)}; {what}\n")
                 sys.exit(exit_status(signal_of(interrupt)))
 
         return run_with_hydra
@@ -190,6 +190,13 @@ def hydra_decorator(
         warnings.warn(warning.message, warning.category, stacklevel=3)
     path = arguments.get("config_path", None if version.base_at_least("1.2") else ".")
     return decorate, path
+
+
+def interrupted_by(interrupt: KeyboardInterrupt) -> str:
+    """`interrupted by SIGTERM`: under `hydraflow run`, the signal the user
+    sent the runner, which stops the app with SIGINT whatever it got."""
+    sent = protocol.runner_signal()
+    return f"interrupted by {signal_name(sent)}" if sent is not None else describe(interrupt)
 
 
 def store_uri(tracking_uri: str | os.PathLike[str] | None) -> str | None:

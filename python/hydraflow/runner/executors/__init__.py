@@ -13,7 +13,7 @@ from hydraflow.runner.executors.base import Executor, RunOptions
 from hydraflow.runner.executors.event_log import EventLog
 from hydraflow.runner.executors.progress import PlainReporter
 from hydraflow.runner.jobs import Job
-from hydraflow.runner.plan import JobPlan, command_words
+from hydraflow.runner.plan import Command, JobPlan, command_words
 
 if TYPE_CHECKING:
     from hydraflow.runner.executors.warm import WarmInterpreter
@@ -79,6 +79,7 @@ class CallExecutor(Executor):
     """`module.function(argv)` per command, in this process."""
 
     kind = "call"
+    no_run_hint = "only a @hydraflow.main app reports its runs"
 
     def program(self, job: Job) -> list[str]:
         """The arguments after `module.function`."""
@@ -87,8 +88,11 @@ class CallExecutor(Executor):
     def dry_lines(self, plan: JobPlan) -> Iterator[str]:
         from hydraflow.remote import masked
 
-        name = plan.job.command.split()[0]
-        return (masked(f"{name}({command.argv!r})") for command in plan.commands())
+        return (masked(self.command_text(plan, command)) for command in plan.commands())
+
+    def command_text(self, plan: JobPlan, command: Command) -> str:
+        """`module.function([...])`, the call made."""
+        return f"{plan.job.command.split()[0]}({command.argv!r})"
 
     def run(
         self, plan: JobPlan, reporter: PlainReporter, events: EventLog, options: RunOptions
@@ -102,6 +106,10 @@ class SubmitExecutor(Executor):
     """One run of the user's handler with a file of every command's parameters."""
 
     kind = "submit"
+    no_run_hint = (
+        "does the handler wait for the runs to end, and does the app's script call its "
+        '@hydraflow.main function (if __name__ == "__main__": app())?'
+    )
     accepts_keep_going = False
     # The handler's `python APP PARAMS` children may start warm (handoff.py).
     accepts_cold = True

@@ -3,8 +3,10 @@ plans, runs and dry-runs a job, and how its run is reported."""
 
 from __future__ import annotations
 
+import functools
 import itertools
 import os
+import shlex
 import sys
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
@@ -17,7 +19,7 @@ from hydraflow.protocol import RERUN_ENV, set_stopping
 from hydraflow.runner.executors.event_log import EventLog, event_log
 from hydraflow.runner.executors.progress import Execution, PlainReporter, make_reporter
 from hydraflow.runner.jobs import Job
-from hydraflow.runner.plan import CommandLine, JobPlan, command_words, plan_job
+from hydraflow.runner.plan import Command, CommandLine, JobPlan, command_words, plan_job
 from hydraflow.signals import handled, raise_interrupted, signal_of
 from hydraflow.tables import counted
 
@@ -44,6 +46,11 @@ class Executor:
     accepts_keep_going: ClassVar[bool] = True
     # Whether commands may start from the warm interpreter (so --cold means something).
     accepts_cold: ClassVar[bool] = False
+    # What to ask when commands end well and report no run (the runs are not reported).
+    no_run_hint: ClassVar[str] = (
+        "is the app decorated with @hydraflow.main, and does its script call it "
+        '(if __name__ == "__main__": app())?'
+    )
 
     def check_options(self, job: Job, options: RunOptions) -> None:
         """RunOptions that cannot apply to this kind of job are refused, not ignored."""
@@ -69,6 +76,10 @@ class Executor:
         """What `--dry-run` prints, one line each, passwords masked."""
         return plan.shell_lines(masking=True)
 
+    def command_text(self, plan: JobPlan, command: Command) -> str:
+        """A command as a failure names it (unmasked), as `--dry-run` shows it."""
+        return shlex.join(command.argv)
+
     def events_directory(self) -> Path | None:
         """Where the events files go (None: the system's temporary directory)."""
         return None
@@ -85,6 +96,8 @@ class Executor:
         """Checks, runs and reports the job; returns its one record."""
         self.preflight(plan)
         execution = Execution(plan.job.name, self.total_commands(plan), plan.total_runs)
+        execution.no_run_hint = self.no_run_hint
+        execution.command_text = functools.partial(self.command_text, plan)
         try:
             with handled(raise_interrupted):
                 self.run_reported(plan, execution, options)

@@ -35,6 +35,8 @@ class RunCounts:
     # Of those, the runs of commands that exited 0 (an app that writes no
     # events): progress counts them as through, never a failed command's.
     passed_unreported: int = 0
+    # Commands that exited 0 without one event: their app reported no run.
+    silent_commands: int = 0
     # Skipped runs made by code that has changed since, and the files named.
     stale: int = 0
     changed_files: set[str] = field(default_factory=set)
@@ -123,6 +125,7 @@ class EventLog:
         self.files: dict[int, EventFile] = {}
         self.lock = threading.Lock()
         self.on_change = on_change
+        self.signal: int | None = None
         self.stopped = threading.Event()
         self.thread = threading.Thread(target=self.poll_until_stopped, daemon=True)
 
@@ -132,7 +135,18 @@ class EventLog:
         path.touch(mode=0o600)
         with self.lock:
             self.files[index] = EventFile(path)
+        if self.signal is not None:  # the command starts as the job stops
+            protocol.note_signal(path, self.signal)
         return path
+
+    def note_signal(self, signum: int) -> None:
+        """Tells every running command's app the signal the runner got (see
+        `protocol.note_signal`). Called from a signal handler: no lock, which
+        the interrupted thread may hold."""
+        if self.signal is None:
+            self.signal = signum
+            for entry in list(self.files.values()):
+                protocol.note_signal(entry.path, signum)
 
     def poll(self) -> None:
         with self.lock:
@@ -161,12 +175,19 @@ class EventLog:
         return self.directory / f"command-{index}.inputs.json"
 
     def command_ended(
-        self, index: int, runs: int | None, *, completed: bool, succeeded: bool = True
+        self,
+        index: int,
+        runs: int | None,
+        *,
+        completed: bool,
+        succeeded: bool = True,
+        commands: int = 1,
     ) -> list[dict[str, object]]:
         """Reads the command's last events and returns all of them. Runs it
         started and never ended are cut off; other runs of a completed command
         that no event reports are not reported (an interrupted command's are
-        not started), and went through only if it `succeeded` (exited 0)."""
+        not started), and went through only if it `succeeded` (exited 0). It
+        stands for `commands` of the job's (a submit handler's: all it submitted)."""
         with self.lock:
             entry = self.files.pop(index, None)
             if entry is None:
@@ -176,6 +197,8 @@ class EventLog:
             self.counts.cut_off += cut_off
             if completed:
                 self.counts.add_not_reported(runs, entry.ends + cut_off, succeeded=succeeded)
+                if succeeded and not entry.started and not entry.ends:
+                    self.counts.silent_commands += commands
         self.on_change()
         return entry.events
 

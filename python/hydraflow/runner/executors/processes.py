@@ -26,7 +26,7 @@ from typing import IO
 from hydraflow.errors import HydraflowError, ProgramError
 from hydraflow.protocol import EVENTS_ENV, INPUTS_ENV
 from hydraflow.runner.executors.event_log import EventLog
-from hydraflow.runner.executors.progress import Execution, PlainReporter
+from hydraflow.runner.executors.progress import Execution, PlainReporter, commands_in
 from hydraflow.runner.executors.warm import WarmInterpreter, WarmProcess
 from hydraflow.runner.finished import FinishedProof
 from hydraflow.runner.plan import Command, JobPlan
@@ -67,9 +67,10 @@ class Interrupts:
     every child's group to stop (SIGINT), and each later signal, or each grace
     period without an end, escalates one step (SIGTERM, then SIGKILL)."""
 
-    def __init__(self, running: dict[int, Running], execution: Execution) -> None:
+    def __init__(self, running: dict[int, Running], execution: Execution, events: EventLog) -> None:
         self.running = running
         self.execution = execution
+        self.events = events
         self.level = -1
         self.next_step_at: float | None = None
         self.grace = grace_seconds()
@@ -77,6 +78,8 @@ class Interrupts:
     def handle(self, signum: int, frame: FrameType | None) -> None:
         if self.execution.signal is None:
             self.execution.signal = signum
+            # Before the SIGINT, so the apps name what came, not what they get.
+            self.events.note_signal(signum)
         self.escalate()
 
     def escalate(self) -> None:
@@ -133,7 +136,7 @@ def run_commands(
         failed = execution.first_failure is not None and not keep_going
         return execution.signal is not None or failed
 
-    interrupts = Interrupts(running, execution)
+    interrupts = Interrupts(running, execution, events)
     with handled(interrupts.handle):
         while True:
             while not stopping() and len(running) < jobs:
@@ -169,7 +172,11 @@ def conclude(
     status = exit_status(finished.process.wait())  # reaped: returns at once
     command = finished.command
     command_events = events.command_ended(
-        command.index, command.runs, completed=not interrupted, succeeded=status == 0
+        command.index,
+        command.runs,
+        completed=not interrupted,
+        succeeded=status == 0,
+        commands=commands_in(command),
     )
     if proof is not None and not interrupted and status == 0:
         proof.record(command, events.inputs_path(command.index), command_events)

@@ -10,6 +10,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import IO
 
@@ -39,6 +40,10 @@ class Execution:
     runs: RunCounts = field(default_factory=RunCounts)
     started_at: float = field(default_factory=time.monotonic)
     closed: bool = False
+    # What to ask when commands exit 0 having reported no run (the executor's words).
+    no_run_hint: str = ""
+    # How a failure names its command (a call job: `module.function([...])`).
+    command_text: Callable[[Command], str] = field(default=lambda command: shlex.join(command.argv))
 
     @property
     def status(self) -> int:
@@ -100,12 +105,22 @@ class Execution:
         """`1/2 commands` ended of the plan's."""
         return f"{self.done}/{counted(self.total_commands, 'command')}"
 
+    def planned_runs(self) -> int | None:
+        """The plan's count of runs; None when only Hydra knows it, or once
+        more runs came than it said (a sweep in the app's own config, which
+        the plan cannot read): then the runs are counted as they come."""
+        seen = max(self.runs.started, self.runs.done)
+        if self.total_runs is None or seen > self.total_runs:
+            return None
+        return self.total_runs
+
     def runs_progress(self) -> str:
         """`3/6 runs` through of the plan's; `3 runs` when only Hydra knows the total."""
         through = self.runs_through()
-        if self.total_runs is None:
+        total = self.planned_runs()
+        if total is None:
             return counted(through, "run")
-        return f"{through}/{counted(self.total_runs, 'run')}"
+        return f"{through}/{counted(total, 'run')}"
 
     def command_skipped(self, command: Command) -> None:
         self.skipped += 1
@@ -118,8 +133,9 @@ class Execution:
         elapsed = self.elapsed()
         # Runs whose fate is known (a failed command's too): what is left to run.
         done = self.runs.accounted or self.runs.done
-        if self.total_runs and done:
-            return max(0.0, elapsed / done * (self.total_runs - done))
+        total = self.planned_runs()
+        if total and done:
+            return max(0.0, elapsed / done * (total - done))
         if self.ended:
             return elapsed / self.ended * (self.total_commands - self.ended)
         return None
@@ -133,12 +149,13 @@ class Execution:
             parts.append(f"{counts.cut_off} cut off")
         if counts.not_reported:
             parts.append(f"{counts.not_reported} not reported")
-        if self.total_runs is None:
+        total = self.planned_runs()
+        if total is None:
             return f"runs: {', '.join(parts) or 'none reported'}"
         accounted = counts.accounted
-        if accounted is not None and accounted < self.total_runs:
-            parts.append(f"{self.total_runs - accounted} not started")
-        return f"{counted(self.total_runs, 'run')}: {', '.join(parts) or 'none ended'}"
+        if accounted is not None and accounted < total:
+            parts.append(f"{total - accounted} not started")
+        return f"{counted(total, 'run')}: {', '.join(parts) or 'none ended'}"
 
     def state_text(self) -> str:
         """What the execution is doing, for the progress display."""
@@ -168,7 +185,18 @@ class Execution:
 
     def closing_report(self) -> list[str]:
         """What to say after the job, before the summary."""
-        return [*self.stale_report(), *self.ending_report()]
+        return [*self.no_run_report(), *self.stale_report(), *self.ending_report()]
+
+    def no_run_report(self) -> list[str]:
+        """Once per job: commands that exited 0 and reported no run at all (a
+        script that never calls its app, a program without @hydraflow.main)."""
+        silent = self.runs.silent_commands
+        if not silent:
+            return []
+        return [
+            f"{counted(silent, 'command')} ended with status 0 having reported no run"
+            + (f": {self.no_run_hint}" if self.no_run_hint else "")
+        ]
 
     def stale_report(self) -> list[str]:
         """Once per job: skipped runs that code which has changed since made."""
@@ -195,7 +223,7 @@ class Execution:
         if failure is not None:
             return [
                 f"{label_of(failure)} failed with status {self.failure_status}: "
-                + masked(shlex.join(failure.argv))
+                + masked(self.command_text(failure))
             ]
         return []
 
