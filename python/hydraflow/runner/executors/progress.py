@@ -4,6 +4,7 @@ lines elsewhere — then a one-paragraph summary."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import signal
@@ -42,6 +43,9 @@ class Execution:
     closed: bool = False
     # What to ask when commands exit 0 having reported no run (the executor's words).
     no_run_hint: str = ""
+    # A submit handler that did not end with status 0 ("failed with status 1",
+    # "was interrupted"): which of its commands ran, only their runs tell.
+    handler_ending: str | None = None
     # How a failure names its command (a call job: `module.function([...])`).
     command_text: Callable[[Command], str] = field(default=lambda command: shlex.join(command.argv))
 
@@ -74,6 +78,8 @@ class Execution:
         """Counts the command: once interrupted, whatever ends was interrupted."""
         self.running.pop(command.index, None)
         count = commands_in(command)
+        if is_handler(command) and (self.signal is not None or status != 0):
+            self.handler_ending = handler_ending(status, self.signal)
         if self.signal is not None:
             self.interrupted += count
         elif status == 0:
@@ -92,6 +98,8 @@ class Execution:
         """After the last command: one still running (an interrupt cut its
         bookkeeping short) was interrupted."""
         self.interrupted += sum(commands_in(c) for c in self.running.values())
+        if any(is_handler(c) for c in self.running.values()):
+            self.handler_ending = handler_ending(None, self.signal)
         self.running.clear()
         self.closed = True
 
@@ -178,6 +186,14 @@ class Execution:
             ("not started", self.not_started),
         ]
         commands = ", ".join(f"{n} {state}" for state, n in states if n or state == "finished")
+        if self.handler_ending is not None:
+            handled = self.total_commands - self.skipped
+            commands = ", ".join(
+                [
+                    *([f"{self.skipped} skipped"] if self.skipped else []),
+                    f"{handled} submitted by a handler that {self.handler_ending}",
+                ]
+            )
         return (
             f"{self.job}: {counted(self.total_commands, 'command')}: {commands}; "
             f"{self.runs_text()}; {self.elapsed():.1f} s"
@@ -401,6 +417,21 @@ def running_text(commands: list[Command]) -> str:
     swept = [p for p in command.params[1:] if "=" in p and not p.startswith("hydra.")]
     text = f"command {command.index} " + " ".join(swept)
     return text if len(text) <= 60 else text[:59] + "…"
+
+
+def is_handler(command: Command) -> bool:
+    """A submit handler's run, standing for the commands in its file."""
+    return hasattr(command, "submitted")
+
+
+def handler_ending(status: int | None, signum: int | None) -> str:
+    if signum is not None or status is None:
+        return "was interrupted"
+    if status < 0:
+        with contextlib.suppress(ValueError):
+            return f"was killed by {signal.Signals(-status).name}"
+        return f"was killed by signal {-status}"
+    return f"failed with status {status}"
 
 
 def commands_in(command: Command) -> int:
