@@ -42,7 +42,7 @@ def tracking_uri(explicit: str | os.PathLike[str] | None, launch_dir: Path) -> s
     from_env = os.environ.get("MLFLOW_TRACKING_URI")
     if from_env:
         return from_env
-    return f"sqlite:///{(launch_dir / DEFAULT_DB).resolve()}"
+    return sqlite_uri((launch_dir / DEFAULT_DB).resolve())
 
 
 # `scheme:` at the start (two letters at least: `C:` is a Windows drive).
@@ -58,13 +58,23 @@ def as_uri(store: str | os.PathLike[str]) -> str:
     text = os.fspath(store)
     if isinstance(store, str) and (URI_SCHEME.match(text) or text in BARE_URIS):
         return text
-    return f"sqlite:///{Path(text).absolute()}"
+    return sqlite_uri(Path(text).absolute())
+
+
+def sqlite_uri(path: Path) -> str:
+    """The URI of a SQLite file. SQLAlchemy decodes `%XX` in the path and
+    ends it at `?`, so those two are encoded: a folder named `a%20b` is not
+    `a b`."""
+    return "sqlite:///" + str(path).replace("%", "%25").replace("?", "%3F")
 
 
 def sqlite_path(uri: str) -> Path | None:
+    """The file a SQLite URI names, as SQLAlchemy (and so MLflow) opens it."""
+    from urllib.parse import unquote
+
     prefix = "sqlite:///"
     if uri.startswith(prefix):
-        return Path(uri[len(prefix) :].split("?", 1)[0])
+        return Path(unquote(uri[len(prefix) :].split("?", 1)[0]))
     return None
 
 

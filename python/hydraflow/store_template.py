@@ -25,7 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from hydraflow.store import sqlite_path, user_cache_folder
+from hydraflow.store import sqlite_path, sqlite_uri, user_cache_folder
 
 log = logging.getLogger("hydraflow")
 
@@ -120,7 +120,7 @@ def make_template(template: Path) -> None:
     remove_stale_makings(template.parent)
     with tempfile.TemporaryDirectory(dir=template.parent, prefix=MAKING) as folder:
         made = Path(folder) / template.name
-        engine = create_sqlalchemy_engine(f"sqlite:///{made}")  # type: ignore[no-untyped-call]
+        engine = create_sqlalchemy_engine(sqlite_uri(made))  # type: ignore[no-untyped-call]
         try:
             _initialize_tables(engine)  # type: ignore[no-untyped-call]
         finally:

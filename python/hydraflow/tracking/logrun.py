@@ -98,12 +98,12 @@ def store_of(client: MlflowClient) -> str:
     """The client's store as the CLI will read it: a SQLite path made
     absolute, a password masked."""
     from hydraflow.remote import masked
-    from hydraflow.store import sqlite_path
+    from hydraflow.store import sqlite_path, sqlite_uri
 
     uri = str(client.tracking_uri)
     path = sqlite_path(uri)
     if path is not None and not path.is_absolute():
-        uri = f"sqlite:///{path.absolute()}"
+        uri = sqlite_uri(path.absolute())
     return masked(uri)
 
 
