@@ -319,8 +319,30 @@ def existing_experiment(client: MlflowClient, name: str) -> str | None:
 
 def connect_read_only(path: Path) -> sqlite3.Connection:
     """A read-only connection to a SQLite store: readers never take a write
-    lock, so they neither block nor disturb the runs being written."""
+    lock, so they neither block nor disturb the runs being written (but a
+    hot journal is rolled back first, as any SQLite reader with write access
+    would: `roll_back_hot_journal`)."""
+    roll_back_hot_journal(path)
     return sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=30)
+
+
+def roll_back_hot_journal(path: Path) -> None:
+    """A writer killed mid-transaction in rollback-journal mode (the mode of
+    stores MLflow makes) leaves a hot journal beside the store: SQLite's
+    readers roll it back before they read, restoring the last commit, but a
+    read-only connection cannot and fails ("attempt to write a readonly
+    database"). One read through a read-write connection rolls it back, as
+    MLflow's own reading does; with no journal there, or one a live writer
+    holds, it changes nothing. Without write access SQLite says
+    SQLITE_READONLY_ROLLBACK, which `StoreError` explains."""
+    try:
+        if Path(f"{path}-journal").stat().st_size == 0:
+            return  # an empty journal (journal_mode=truncate) is never hot
+    except FileNotFoundError:
+        return
+    uri = f"{path.resolve().as_uri()}?mode=rw"
+    with contextlib.closing(sqlite3.connect(uri, uri=True, timeout=30)) as connection:
+        connection.execute("SELECT 1 FROM sqlite_schema LIMIT 1").fetchall()
 
 
 # File systems that several machines mount at once: SQLite's locking (and its
