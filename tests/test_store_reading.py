@@ -231,3 +231,48 @@ def test_runs_as_json_is_strict_json_with_real_arrays_and_objects(tmp_path: Path
         [{"x": 1, "y": [None]}]
     ] * 3
     assert all(row["lst"] == [1, 2, 3] for row in rows)
+
+
+# A writer that keeps the store to itself: in locking_mode=EXCLUSIVE its
+# first write takes a lock that it keeps until it closes the store.
+EXCLUSIVE_WRITER = """
+import sqlite3, sys
+db = sqlite3.connect(sys.argv[1], isolation_level=None)
+db.execute(f"PRAGMA journal_mode = {sys.argv[2]}")
+db.execute("PRAGMA locking_mode = EXCLUSIVE")
+db.execute("UPDATE tags SET value = value")
+print("held", flush=True)
+sys.stdin.read()
+"""
+
+
+@pytest.mark.parametrize("journal_mode", ["delete", "wal"])
+def test_a_writer_keeping_readers_out_is_named(
+    committed: Path,
+    tmp_path: Path,
+    journal_mode: str,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Waiting for the store's lock says, after a while, which process
+    holds it; giving up says it again with what to do."""
+    from hydraflow import store
+
+    path = Path(shutil.copy(committed, tmp_path / "mlflow.db"))
+    monkeypatch.setattr(store, "READ_TIMEOUT", 2.0)
+    monkeypatch.setattr(store, "WAIT_NOTICE", 0.5)
+    argv = [sys.executable, "-c", EXCLUSIVE_WRITER, str(path), journal_mode]
+    with subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) as writer:
+        try:
+            assert writer.stdout is not None and writer.stdout.readline() == "held\n"
+            holder = f"process {writer.pid} (python"
+            with pytest.raises(StoreError) as refused:
+                hydraflow.load(tracking_uri=f"sqlite:///{path}")
+        finally:
+            assert writer.stdin is not None
+            writer.stdin.close()
+    assert writer.returncode == 0
+    assert f"waiting up to 2 s for {holder}" in caplog.text
+    message = str(refused.value)
+    assert f"database is locked ({holder}) holds it locked" in message
+    assert "locking_mode=EXCLUSIVE" in message

@@ -101,6 +101,10 @@ def store_hint(reason: str, error: BaseException, uri: str) -> str:
             " access to the store and its directory: open it once with write access, or run"
             " any MLflow command on it)"
         )
+    if "database is locked" in reason:
+        from hydraflow.store import locked_hint, sqlite_path
+
+        return locked_hint(sqlite_path(uri) or Path(uri))
     if any(text in reason for text in NOT_MLFLOW):
         return (
             " (the file is damaged or not an MLflow database: move it aside to start a new store)"
