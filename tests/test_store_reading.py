@@ -19,7 +19,8 @@ from typing import Any
 
 import hydraflow
 import pytest
-from hydraflow.analysis.reading import read_pages, read_sql
+from hydraflow._core import StoreSnapshot
+from hydraflow.analysis.reading import RAW_TAGS, read_pages, read_sql, table_layout
 from hydraflow.errors import StoreError
 from hydraflow.store import connect_read_only
 
@@ -122,13 +123,18 @@ def test_the_page_reader_reads_the_rolled_back_store_as_sqlite_selects_it(
 ) -> None:
     """The store's file held the killed writer's pages: read from pages
     after the rollback, the tables are SQLite's SELECT and the last commit's."""
+    with contextlib.closing(connect_read_only(committed)) as db:
+        layout = table_layout(db, "tags", list(RAW_TAGS))
+    assert layout is not None
+    unlocked = StoreSnapshot(interrupted)  # read with no lock: as no reader may
+    unlocked.pin()
+    values = unlocked.read_table(*layout)[2]
+    assert any(v.endswith("-x") for v in values), "the writer's pages reached the file"
     caplog.set_level(logging.DEBUG, logger="hydraflow")
     frame = hydraflow.load(tracking_uri=f"sqlite:///{interrupted}", status=None).frame
     assert "through SQL" not in caplog.text  # the pages were read
     assert sorted(frame["metrics.m"].to_list()) == list(map(float, range(RUNS)))
     with contextlib.closing(connect_read_only(interrupted)) as db:
-        from hydraflow._core import StoreSnapshot
-
         snapshot = StoreSnapshot(interrupted)
         db.execute("BEGIN")
         pages, sql = read_pages(db, snapshot), read_sql(db)

@@ -343,7 +343,7 @@ def roll_back_hot_journal(path: Path) -> None:
     holds, it changes nothing. Without write access SQLite says
     SQLITE_READONLY_ROLLBACK, which `StoreError` explains."""
     try:
-        if Path(f"{path}-journal").stat().st_size == 0:
+        if Path(f"{path.resolve()}-journal").stat().st_size == 0:
             return  # an empty journal (journal_mode=truncate) is never hot
     except FileNotFoundError:
         return
