@@ -481,7 +481,7 @@ def test_the_runs_command_table_csv_and_json(inside: Path) -> None:
     assert parsed.schema["width"] == pl.Int64
     dumped = json.loads(run_cli("runs", "typed_app", "--format", "json", cwd=inside).stdout)
     assert len(dumped) == 8
-    assert dumped[0]["sizes"] == "[1,2]" and isinstance(dumped[0]["flag"], bool)
+    assert dumped[0]["sizes"] == [1, 2] and isinstance(dumped[0]["flag"], bool)
 
 
 def test_the_runs_command_filters_with_the_sweep_grammar(inside: Path) -> None:

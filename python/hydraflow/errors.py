@@ -92,20 +92,48 @@ class StoreError(HydraflowError):
         reason = reason.removeprefix("(sqlite3.DatabaseError) ").removeprefix(
             "(sqlite3.OperationalError) "
         )
-        reason = missing_driver(error) or reason + store_hint(reason)
+        reason = missing_driver(error) or reason + store_hint(reason, error, uri)
         super().__init__(masked(f"cannot use the MLflow store {uri}: {reason}"))
 
 
-def store_hint(reason: str) -> str:
-    if any(text in reason for text in ("not a database", "malformed", "damaged page")):
+def store_hint(reason: str, error: BaseException, uri: str) -> str:
+    # SQLAlchemy's errors carry SQLite's as `orig`.
+    cause = getattr(error, "orig", None) or error
+    if getattr(cause, "sqlite_errorname", None) == "SQLITE_READONLY_ROLLBACK":
+        return (
+            " (a hot journal from an interrupted writer needs rolling back, which needs write"
+            " access to the store and its directory: open it once with write access, or run"
+            " any MLflow command on it)"
+        )
+    if "database is locked" in reason:
+        from hydraflow.store import locked_hint, sqlite_path
+
+        return locked_hint(sqlite_path(uri) or Path(uri))
+    if any(text in reason for text in NOT_MLFLOW):
         return (
             " (the file is damaged or not an MLflow database: move it aside to start a new store)"
         )
     if any(
         text in reason for text in ("readonly", "Read-only", "Permission denied", "unable to open")
     ):
-        return " (the store and its directory must be writable)"
+        return " (this user may not read the store)" if unreadable(uri) else WRITABLE
     return ""
+
+
+WRITABLE = " (the store and its directory must be writable)"
+
+
+def unreadable(uri: str) -> bool:
+    """Whether `uri` names a SQLite file this user may not read."""
+    from hydraflow.store import sqlite_path
+
+    path = sqlite_path(uri) or Path(uri)
+    return path.is_file() and not os.access(path, os.R_OK)
+
+
+# SQLite's words for a file that is no MLflow database: damaged, another
+# kind of file, or a database without MLflow's tables (empty, another app's).
+NOT_MLFLOW = ("not a database", "malformed", "damaged page", "no such table: experiments")
 
 
 class RunBusyError(HydraflowError, RuntimeError):

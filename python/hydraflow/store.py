@@ -14,6 +14,7 @@ import os
 import random
 import re
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -327,10 +328,117 @@ def existing_experiment(client: MlflowClient, name: str) -> str | None:
     return experiment_id
 
 
+# Seconds a reader waits for a writer's lock before SQLite gives up
+# ("database is locked"); after WAIT_NOTICE seconds it says who it waits for.
+READ_TIMEOUT = 30.0
+WAIT_NOTICE = 2.0
+
+
 def connect_read_only(path: Path) -> sqlite3.Connection:
     """A read-only connection to a SQLite store: readers never take a write
-    lock, so they neither block nor disturb the runs being written."""
-    return sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=30)
+    lock, so they neither block nor disturb the runs being written (but a
+    hot journal is rolled back first, as any SQLite reader with write access
+    would: `roll_back_hot_journal`)."""
+    roll_back_hot_journal(path)
+    return sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=READ_TIMEOUT)
+
+
+def roll_back_hot_journal(path: Path) -> None:
+    """A writer killed mid-transaction in rollback-journal mode (the mode of
+    stores MLflow makes) leaves a hot journal beside the store: SQLite's
+    readers roll it back before they read, restoring the last commit, but a
+    read-only connection cannot and fails ("attempt to write a readonly
+    database"). One read through a read-write connection rolls it back, as
+    MLflow's own reading does; with no journal there, or one a live writer
+    holds, it changes nothing. Without write access SQLite says
+    SQLITE_READONLY_ROLLBACK, which `StoreError` explains."""
+    try:
+        if Path(f"{path.resolve()}-journal").stat().st_size == 0:
+            return  # an empty journal (journal_mode=truncate) is never hot
+    except FileNotFoundError:
+        return
+    uri = f"{path.resolve().as_uri()}?mode=rw"
+    with contextlib.closing(sqlite3.connect(uri, uri=True, timeout=READ_TIMEOUT)) as connection:
+        connection.execute("SELECT 1 FROM sqlite_schema LIMIT 1").fetchall()
+
+
+LOCKS = Path("/proc/locks")
+# SQLite's lock bytes in a database file: a reader takes a read lock on one
+# byte of the SHARED range, which a writer's PENDING or EXCLUSIVE lock (a
+# write lock on those bytes) refuses; its RESERVED lock blocks no reader.
+PENDING_BYTE = 0x40000000
+RESERVED_BYTE = PENDING_BYTE + 1
+LAST_SHARED_BYTE = PENDING_BYTE + 2 + 510 - 1
+
+
+def readers_blocked_by(path: Path, locks: Path = LOCKS) -> list[str]:
+    """The other processes whose locks on the SQLite file at `path` keep
+    readers out (a writer committing, or one in locking_mode=EXCLUSIVE),
+    as `PID (NAME)`, from the kernel's table of locks (Linux; else none)."""
+    try:
+        stat = path.stat()
+        table = locks.read_text()
+    except OSError:
+        return []
+    file = f"{os.major(stat.st_dev):02x}:{os.minor(stat.st_dev):02x}:{stat.st_ino}"
+    pids = set()
+    for line in table.splitlines():
+        # `1: POSIX  ADVISORY  WRITE 2688 fe:00:10076181 1073741824 1073742335`
+        # (a lock waited for is listed as `1: -> POSIX ...`: not held).
+        fields = line.split()
+        if len(fields) != 8 or fields[3] != "WRITE" or fields[5] != file:
+            continue
+        pid, start, end = fields[4], fields[6], fields[7]
+        if not (pid.isdigit() and start.isdigit() and end.isdigit()) or int(pid) == os.getpid():
+            continue
+        first, last = int(start), int(end)
+        only_reserved = first == last == RESERVED_BYTE
+        if first <= LAST_SHARED_BYTE and last >= PENDING_BYTE and not only_reserved:
+            pids.add(int(pid))
+    return [f"{pid} ({process_name(pid)})" for pid in sorted(pids)]
+
+
+def process_name(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return "gone"
+
+
+def locked_hint(path: Path) -> str:
+    """Who holds the store locked, when the kernel says, and what to do."""
+    holders = readers_blocked_by(path)
+    who = f"process {', '.join(holders)}" if holders else "another process"
+    return (
+        f" ({who} holds it locked: a writer in a long transaction, or one that keeps"
+        " the store to itself (locking_mode=EXCLUSIVE) until it closes it;"
+        " try again once it is done, or stop it)"
+    )
+
+
+@contextlib.contextmanager
+def notice_when_waiting(path: Path) -> Iterator[None]:
+    """While the block runs: after WAIT_NOTICE seconds, once, a warning
+    naming the processes that keep readers out of `path`, if any, so that a
+    wait of up to READ_TIMEOUT seconds is not silent."""
+
+    def notice() -> None:
+        holders = readers_blocked_by(path)
+        if holders:
+            logging.getLogger("hydraflow").warning(
+                "hydraflow: waiting up to %.0f s for %s, which holds %s locked",
+                READ_TIMEOUT,
+                ", ".join(f"process {h}" for h in holders),
+                path,
+            )
+
+    timer = threading.Timer(WAIT_NOTICE, notice)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
 
 
 # File systems that several machines mount at once: SQLite's locking (and its

@@ -76,7 +76,7 @@ def list_runs(
     if view.output == "csv":
         out.write(printable(frame).write_csv())
     elif view.output == "json":
-        out.write(json.dumps(printable(frame).to_dicts(), indent=1) + "\n")
+        out.write(as_json(frame) + "\n")
     elif frame.height:
         table(frame, view, out)
     return matched
@@ -207,11 +207,21 @@ def typed_values(texts: list[str], dtype: Any, argument: str) -> pl.Series:
 
 
 def printable(frame: pl.DataFrame) -> pl.DataFrame:
-    """Lists and structs as JSON text, times in ISO 8601: what csv and json hold."""
+    """Lists and structs as JSON text, times in ISO 8601: what csv holds."""
+    return times_as_text(nested_as_json(frame))
+
+
+def times_as_text(frame: pl.DataFrame) -> pl.DataFrame:
     times = [n for n, t in frame.schema.items() if isinstance(t, pl.Datetime)]
-    return nested_as_json(frame).with_columns(
-        pl.col(n).dt.to_string("%Y-%m-%dT%H:%M:%S%.3fZ") for n in times
-    )
+    return frame.with_columns(pl.col(n).dt.to_string("%Y-%m-%dT%H:%M:%S%.3fZ") for n in times)
+
+
+def as_json(frame: pl.DataFrame) -> str:
+    """The runs as a JSON array of objects, one a run: lists and structs as
+    JSON arrays and objects, times in ISO 8601. Strict JSON has no NaN or
+    infinity: polars' `write_json` writes them as null, and so does this."""
+    rows = json.loads(times_as_text(frame).write_json())
+    return json.dumps(rows, indent=1, allow_nan=False)
 
 
 def nested_as_json(frame: pl.DataFrame) -> pl.DataFrame:

@@ -37,7 +37,7 @@ from hydraflow.mlflow_schema import (
     RUN_TAGS,
     TAG_RANGE,
 )
-from hydraflow.store import connect_read_only, sqlite_path
+from hydraflow.store import connect_read_only, notice_when_waiting, sqlite_path
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -149,7 +149,7 @@ class SqliteStore:
         """A read-only connection; SQLite's errors (a damaged file, one that
         is not a database) become one clear StoreError."""
         try:
-            with contextlib.closing(connect_read_only(self.path)) as connection:
+            with contextlib.closing(self.connect_waiting()) as connection:
                 # A bulk read touches most pages: map the file and cache more
                 # of it than SQLite's 2 MB default, rather than page by page.
                 connection.execute(f"PRAGMA mmap_size = {MMAP_BYTES}")
@@ -157,6 +157,18 @@ class SqliteStore:
                 yield connection
         except sqlite3.DatabaseError as error:
             raise StoreError(str(self.path), error) from error
+
+    def connect_waiting(self) -> sqlite3.Connection:
+        """A read-only connection that has read once: a writer keeping
+        readers out makes it wait here, and after a while say for whom."""
+        with notice_when_waiting(self.path):
+            connection = connect_read_only(self.path)
+            try:
+                connection.execute("SELECT 1 FROM sqlite_schema LIMIT 1").fetchall()
+            except BaseException:
+                connection.close()
+                raise
+        return connection
 
     def read(self, experiments: Sequence[str] | None, statuses: Sequence[str] | None) -> Tables:
         with self.connect() as db:
