@@ -325,6 +325,30 @@ def test_an_empty_set_is_refused_and_braces_run_once(
     assert [args[-1] for args in recorded(folder)][-1].startswith("hydra.sweep.dir=")
 
 
+@pytest.mark.parametrize(
+    ("job_yaml", "message"),
+    [
+        ("    sets:\n      - each:\n        all: a=1,2\n", "jobs.j.sets[0].each: is empty"),
+        ("    sets:\n      - all: ''\n", "jobs.j.sets[0].all: is empty"),
+        ("    add:\n", "jobs.j.add: is empty"),
+        ("    sets:\n      - add: []\n", "jobs.j.sets[0].add: is empty"),
+    ],
+)
+def test_an_empty_each_all_or_add_is_refused(
+    project: Callable[[str], Path], job_yaml: str, message: str
+) -> None:
+    """`each:` with its values commented out meant no arguments, silently:
+    a different sweep from the one written."""
+    folder = project(f"jobs:\n  j:\n    {GOOD_COMMAND}\n{job_yaml}")
+    result = run_cli("run", "j", cwd=folder)
+    assert result.returncode == 2
+    key = message.rpartition(".")[2].split(":")[0]
+    assert result.stderr == (
+        f"Error: hydraflow.yaml: {message}; give it arguments, or leave {key} out\n"
+    )
+    assert recorded(folder) == []
+
+
 GRID = """
 jobs:
   grid:

@@ -223,7 +223,7 @@ def read_job(name: str, body: Any, file: str) -> Job:
         name=name,
         kind=kind,
         command=command.strip(),
-        add=read_arguments(body.get("add"), file, f"{where}.add"),
+        add=read_given_arguments(body, "add", file, where),
         sets=tuple(read_set(s, file, f"{where}.sets[{i}]") for i, s in enumerate(sets)),
         file=file,
         experiment=read_name(body.get("name", name), file, f"{where}.name"),
@@ -288,8 +288,17 @@ def read_set(body: Any, file: str, where: str) -> JobSet:
     if not isinstance(body, dict):
         raise ConfigError(file, where, "a set must be a mapping with each, all or add")
     check_keys(body, SET_KEYS, file, where)
-    fields = {key: read_arguments(body.get(key), file, f"{where}.{key}") for key in SET_KEYS}
+    fields = {key: read_given_arguments(body, key, file, where) for key in SET_KEYS}
     return JobSet(each=fields["each"], all=fields["all"], add=fields["add"])
+
+
+def read_given_arguments(body: dict[Any, Any], key: str, file: str, where: str) -> Arguments:
+    """`key`'s arguments; a key given with none (`each:`, its values commented
+    out, or "") is refused: it would silently mean no arguments."""
+    if key in body and body[key] in (None, "", []):
+        message = f"is empty; give it arguments, or leave {key} out"
+        raise ConfigError(file, f"{where}.{key}", message)
+    return read_arguments(body.get(key), file, f"{where}.{key}")
 
 
 def read_arguments(value: Any, file: str, where: str) -> Arguments:
