@@ -2,7 +2,8 @@
 
 Configs come from the `hydraflow.config` tag: compact JSON that polars
 decodes in bulk, so every key keeps its type (int, float, bool, str, list)
-without reading one file per run. Runs without the tag (older runs, other
+without reading one file per run; a key whose values have different types
+across the runs keeps them as JSON text (the rule is in `layout.py`). Runs without the tag (older runs, other
 tools) get the same JSON rebuilt from their params, whose text is parsed back
 to types, or from their `.hydra/config.yaml`.
 """
@@ -20,8 +21,9 @@ from urllib.parse import unquote
 import polars as pl
 
 from hydraflow._core import json_representatives
+from hydraflow.analysis.layout import Layout, python_columns
 from hydraflow.analysis.reading import RUN_SCHEMA, Tables
-from hydraflow.mlflow_schema import MAX_PARAM_LENGTH, flatten
+from hydraflow.mlflow_schema import MAX_PARAM_LENGTH
 
 if TYPE_CHECKING:
     from polars._typing import PolarsDataType
@@ -37,8 +39,9 @@ BASE_SCHEMA: dict[str, Any] = {
 }
 
 
-def build(tables: Tables) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """The frame (sorted by start time) and each run's config as JSON."""
+def build(tables: Tables) -> tuple[pl.DataFrame, pl.DataFrame, frozenset[str]]:
+    """The frame (sorted by start time), each run's config as JSON, and the
+    config columns that hold JSON text (keys whose values clash)."""
     runs = tables.runs
     base = base_columns(runs)
     configs = runs.select("run_id", with_fallbacks(tables, base, runs["config"]))
@@ -46,10 +49,10 @@ def build(tables: Tables) -> tuple[pl.DataFrame, pl.DataFrame]:
     extra = runs.select(c for c in runs.columns if c not in RUN_SCHEMA)
     extra = extra.select(c.name for c in extra.iter_columns() if c.null_count() < len(c))
     outcome = outcome_columns(runs["value"], runs["stopped"])
-    config = config_columns(configs["config"])
+    config, json_columns = config_columns(configs["config"])
     result = pl.concat([base, outcome, config, extra], how="horizontal")
     order = result.with_row_index("row").sort("start_time", "run_id", nulls_last=True)["row"]
-    return result[order], configs[order]
+    return result[order], configs[order], json_columns
 
 
 def with_fallbacks(tables: Tables, base: pl.DataFrame, configs: pl.Series) -> pl.Series:
@@ -64,10 +67,11 @@ def with_fallbacks(tables: Tables, base: pl.DataFrame, configs: pl.Series) -> pl
 
 
 def base_columns(runs: pl.DataFrame) -> pl.DataFrame:
+    # Cast: a store with no run matching gives columns polars typed by default.
     return runs.select(
-        "run_id",
-        "experiment",
-        "status",
+        pl.col("run_id").cast(pl.String),
+        pl.col("experiment").cast(pl.String),
+        pl.col("status").cast(pl.String),
         pl.col("start_time").cast(TIME),
         pl.col("end_time").cast(TIME),
         artifact_dirs(runs["artifact_uri"]).alias("artifact_dir"),
@@ -117,25 +121,38 @@ def artifact_dirs(uris: pl.Series) -> pl.Series:
     return local
 
 
-def config_columns(configs: pl.Series) -> pl.DataFrame:
-    """One typed column per dotted config key, decoded in bulk by polars;
-    configs whose types clash across runs go through Python instead."""
+def config_columns(configs: pl.Series) -> tuple[pl.DataFrame, frozenset[str]]:
+    """One column per dotted config key, typed by the rule of `layout`:
+    decoded in bulk by polars, but for the keys whose values clash (their
+    JSON text, made in Python; their names are given too); all in Python
+    when polars refuses a document (NaN, infinities, damaged JSON), with
+    the same result."""
     if configs.is_empty() or not configs.null_count() < len(configs):
-        return pl.DataFrame()
+        return pl.DataFrame(), frozenset()
+    representatives = [parse_json(t) for t in configs.gather(json_representatives(configs.to_list()))]
+    layout = Layout.of(representatives)
+    by_python = layout.by_python()
+    columns: dict[str, pl.Series] = {}
+    json_columns: set[str] = set()
     try:
-        decoded = decode_json(configs)
+        if any(nesting(doc) > MAX_SHAPED_NESTING for doc in representatives):
+            raise pl.exceptions.ComputeError("nested beyond the shapes of json_representatives")
+        columns.update(flatten_struct(decode_json(configs, layout.bulk_dtype(by_python)), ""))
     except pl.exceptions.PolarsError:
-        return clashing_config_columns(configs)
-    return pl.DataFrame(dict(sorted(flatten_struct(decoded, ""), key=lambda item: item[0])))
+        by_python, columns = [()], {}
+    if by_python:
+        documents = [parse_object(text) for text in configs]
+        for path in by_python:
+            values = [value_at(document, path) for document in documents]
+            for name, series, as_json in python_columns(".".join(path), values):
+                columns[name] = series
+                if as_json:
+                    json_columns.add(name)
+    return pl.DataFrame(dict(sorted(columns.items()))), frozenset(json_columns)
 
 
-def decode_json(texts: pl.Series) -> pl.Series:
-    """Polars' decoding of JSON documents with the type inferred from them
-    all, faster: the type comes from one document of each shape (the Rust
-    core groups them), then the documents are decoded in parallel chunks."""
-    representatives = texts.gather(json_representatives(texts.to_list()))
-    inferred = representatives.str.json_decode(infer_schema_length=None).dtype
-    dtype = in_document_order(inferred, [parse_json(text) for text in representatives])
+def decode_json(texts: pl.Series, dtype: PolarsDataType) -> pl.Series:
+    """Polars' decoding of JSON documents to `dtype`, in parallel chunks."""
     size = -(-len(texts) // pl.thread_pool_size())
     chunks = [
         pl.LazyFrame({"json": texts.slice(start, size)}).select(
@@ -146,33 +163,23 @@ def decode_json(texts: pl.Series) -> pl.Series:
     return pl.concat(frame.to_series() for frame in pl.collect_all(chunks))
 
 
+# The Rust core's documents nested deeper than this share one shape (its MAX_DEPTH).
+MAX_SHAPED_NESTING = 64
+
+
+def nesting(value: Any) -> int:
+    if isinstance(value, dict):
+        return 1 + max((nesting(v) for v in value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max((nesting(v) for v in value), default=0)
+    return 0
+
+
 def parse_json(text: str | None) -> Any:
     try:
         return None if text is None else json.loads(text)
     except ValueError:
         return None
-
-
-def in_document_order(dtype: PolarsDataType, documents: list[Any]) -> PolarsDataType:
-    """`dtype` with every struct's fields in the order the documents first
-    give its keys: polars orders a nested struct's fields differently from
-    one decoding to the next, and a load must give the same frame each time."""
-    if isinstance(dtype, pl.List):
-        items = [item for doc in documents if isinstance(doc, list) for item in doc]
-        return pl.List(in_document_order(dtype.inner, items))
-    if not isinstance(dtype, pl.Struct):
-        return dtype
-    objects = [doc for doc in documents if isinstance(doc, dict)]
-    rank = {key: n for n, key in enumerate(dict.fromkeys(k for doc in objects for k in doc))}
-    fields = sorted(dtype.fields, key=lambda field: rank.get(field.name, len(rank)))
-    return pl.Struct(
-        [
-            pl.Field(
-                field.name, in_document_order(field.dtype, [doc.get(field.name) for doc in objects])
-            )
-            for field in fields
-        ]
-    )
 
 
 def flatten_struct(series: pl.Series, prefix: str) -> Iterator[tuple[str, pl.Series]]:
@@ -183,21 +190,12 @@ def flatten_struct(series: pl.Series, prefix: str) -> Iterator[tuple[str, pl.Ser
         yield from flatten_struct(series.struct.field(field.name), f"{prefix}{field.name}.")
 
 
-def clashing_config_columns(configs: pl.Series) -> pl.DataFrame:
-    """A key whose values have types polars cannot unify keeps its values as
-    JSON text; all other keys keep their types. A config tag that is not a
-    JSON object (written by another tool, or damaged) gives no values."""
-    columns: dict[str, list[Any]] = defaultdict(lambda: [None] * len(configs))
-    for row, text in enumerate(configs):
-        for key, value in flatten(parse_object(text)):
-            columns[key][row] = value
-    frame: dict[str, pl.Series] = {}
-    for key, values in sorted(columns.items()):
-        try:
-            frame[key] = pl.Series(key, values, strict=True)
-        except (TypeError, pl.exceptions.PolarsError):
-            frame[key] = pl.Series(key, [None if v is None else json.dumps(v) for v in values])
-    return pl.DataFrame(frame)
+def value_at(document: dict[str, Any], path: tuple[str, ...]) -> Any:
+    """The value at a path of keys in a document (None where there is none)."""
+    node: Any = document
+    for name in path:
+        node = node.get(name) if isinstance(node, dict) else None
+    return node
 
 
 def parse_object(text: str | None) -> dict[str, Any]:
