@@ -30,13 +30,19 @@ from typing import Any
 def dirs(*names: str) -> list[Path]:
     """The run folders of the named experiments, sorted."""
     with sqlite3.connect("mlflow.db") as db:
-        ids = [i for i, n in db.execute("SELECT experiment_id, name FROM experiments") if n in names]
-    return sorted(p for i in ids for p in Path("mlruns", str(i)).iterdir() if (p / "artifacts").is_dir())
+        ids = [
+            i for i, n in db.execute("SELECT experiment_id, name FROM experiments") if n in names
+        ]
+    return sorted(
+        p for i in ids for p in Path("mlruns", str(i)).iterdir() if (p / "artifacts").is_dir()
+    )
 
 
 def kinds(values: list[Any]) -> list[tuple[str, str]]:
     """Each value's kind and repr, sorted (an OmegaConf list is a list)."""
-    return sorted(("list" if type(v).__name__ == "ListConfig" else type(v).__name__, repr(v)) for v in values)
+    return sorted(
+        ("list" if type(v).__name__ == "ListConfig" else type(v).__name__, repr(v)) for v in values
+    )
 
 
 STATEMENTS = [

@@ -290,3 +290,20 @@ def test_a_nan_under_another_key_changes_no_column(configs: list[dict[str, Any]]
     assert other.drop("f").to_dict(as_series=False) == frame.to_dict(as_series=False)
     assert other.drop("f").schema == frame.schema
     assert other_json == json_columns
+
+
+def test_return_values_follow_the_same_rule() -> None:
+    """`hydraflow.value` tags: a bool and an int apart, NaN kept, tuples by position."""
+    from hydraflow.analysis.frame import outcome_columns
+
+    stopped = pl.Series([None, None, None], dtype=pl.String)
+    mixed, as_json = outcome_columns(pl.Series(["true", "5", None]), stopped)
+    assert mixed["value"].to_list() == ["true", "5", None]
+    assert as_json == {"value"}
+    numbers, as_json = outcome_columns(pl.Series(["1", "NaN", "2.5"]), stopped)
+    assert numbers.schema["value"] == pl.Float64 and as_json == set()
+    assert math.isnan(numbers["value"][1])
+    pairs, as_json = outcome_columns(pl.Series(["[1, 0.5]", '["a", 0.25]', None]), stopped)
+    assert pairs["value.0"].to_list() == ["1", '"a"', None]
+    assert pairs["value.1"].to_list() == [0.5, 0.25, None]
+    assert as_json == {"value.0"}

@@ -3,9 +3,9 @@
 Configs come from the `hydraflow.config` tag: compact JSON that polars
 decodes in bulk, so every key keeps its type (int, float, bool, str, list)
 without reading one file per run; a key whose values have different types
-across the runs keeps them as JSON text (the rule is in `layout.py`). Runs without the tag (older runs, other
-tools) get the same JSON rebuilt from their params, whose text is parsed back
-to types, or from their `.hydra/config.yaml`.
+across the runs keeps them as JSON text (the rule is in `layout.py`). Runs
+without the tag (older runs, other tools) get the same JSON rebuilt from their
+params, whose text is parsed back to types, or from their `.hydra/config.yaml`.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from urllib.parse import unquote
 import polars as pl
 
 from hydraflow._core import json_representatives
-from hydraflow.analysis.layout import Layout, python_columns
+from hydraflow.analysis.layout import Layout, python_columns, typed_series
 from hydraflow.analysis.reading import RUN_SCHEMA, Tables
 from hydraflow.mlflow_schema import MAX_PARAM_LENGTH
 
@@ -48,11 +48,11 @@ def build(tables: Tables) -> tuple[pl.DataFrame, pl.DataFrame, frozenset[str]]:
     # Choices and metrics that only runs outside the selection have are left out.
     extra = runs.select(c for c in runs.columns if c not in RUN_SCHEMA)
     extra = extra.select(c.name for c in extra.iter_columns() if c.null_count() < len(c))
-    outcome = outcome_columns(runs["value"], runs["stopped"])
+    outcome, json_values = outcome_columns(runs["value"], runs["stopped"])
     config, json_columns = config_columns(configs["config"])
     result = pl.concat([base, outcome, config, extra], how="horizontal")
     order = result.with_row_index("row").sort("start_time", "run_id", nulls_last=True)["row"]
-    return result[order], configs[order], json_columns
+    return result[order], configs[order], json_columns | json_values
 
 
 def with_fallbacks(tables: Tables, base: pl.DataFrame, configs: pl.Series) -> pl.Series:
@@ -78,28 +78,31 @@ def base_columns(runs: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def outcome_columns(values: pl.Series, stopped: pl.Series) -> pl.DataFrame:
+def outcome_columns(values: pl.Series, stopped: pl.Series) -> tuple[pl.DataFrame, set[str]]:
     """`stopped` (when a run was stopped early) and the app's return value:
-    `value`, or `value.0`, `value.1`, ... for a tuple (several objectives)."""
+    `value`, or `value.0`, `value.1`, ... for a tuple (several objectives);
+    with the names of those that hold JSON text."""
     columns = [] if stopped.is_null().all() else [stopped.is_not_null().alias("stopped")]
+    as_json: set[str] = set()
     if not values.is_null().all():
-        columns.extend(value_columns(values))
-    return pl.DataFrame(columns)
+        for series, is_json in value_columns(values):
+            columns.append(series)
+            if is_json:
+                as_json.add(series.name)
+    return pl.DataFrame(columns), as_json
 
 
-def value_columns(texts: pl.Series) -> list[pl.Series]:
-    """The `hydraflow.value` tags decoded (JSON; Python's for NaN and
-    infinities, which polars' decoder refuses)."""
-    try:
-        decoded = texts.str.json_decode(infer_schema_length=None)
-    except pl.exceptions.PolarsError:
-        decoded = pl.Series([None if t is None else json.loads(t) for t in texts], strict=False)
-    if isinstance(decoded.dtype, pl.List | pl.Array):
-        width = max(decoded.list.len().drop_nulls().to_list(), default=0)
-        return [decoded.list.get(i, null_on_oob=True).alias(f"value.{i}") for i in range(width)]
-    if decoded.dtype == pl.Object or isinstance(decoded.dtype, pl.Struct):
-        return [texts.alias("value")]  # mixed kinds of values: their JSON text
-    return [decoded.alias("value")]
+def value_columns(texts: pl.Series) -> Iterator[tuple[pl.Series, bool]]:
+    """The `hydraflow.value` tags decoded (by Python: NaN and infinities are
+    values too), each column typed by the rule of `layout`, or (True) JSON text."""
+    values = [parse_json(text) for text in texts]
+    present = [v for v in values if v is not None]
+    if not all(isinstance(v, list) for v in present):
+        yield typed_series("value", values)
+        return
+    for i in range(max((len(v) for v in present), default=0)):
+        position = [v[i] if v is not None and i < len(v) else None for v in values]
+        yield typed_series(f"value.{i}", position)
 
 
 def artifact_dirs(uris: pl.Series) -> pl.Series:
@@ -129,7 +132,9 @@ def config_columns(configs: pl.Series) -> tuple[pl.DataFrame, frozenset[str]]:
     the same result."""
     if configs.is_empty() or not configs.null_count() < len(configs):
         return pl.DataFrame(), frozenset()
-    representatives = [parse_json(t) for t in configs.gather(json_representatives(configs.to_list()))]
+    representatives = [
+        parse_json(t) for t in configs.gather(json_representatives(configs.to_list()))
+    ]
     layout = Layout.of(representatives)
     by_python = layout.by_python()
     columns: dict[str, pl.Series] = {}

@@ -16,9 +16,12 @@ import json
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
+
+if TYPE_CHECKING:
+    from polars._typing import PolarsDataType
 
 Path = tuple[str, ...]
 INT64 = range(-(2**63), 2**63)
@@ -33,7 +36,7 @@ def json_text(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
 
 
-def dtype_of(value: Any) -> pl.DataType:
+def dtype_of(value: Any) -> PolarsDataType:
     """The polars type that holds `value` exactly (Clash when none does)."""
     if value is None:
         return pl.Null()
@@ -48,7 +51,7 @@ def dtype_of(value: Any) -> pl.DataType:
     if isinstance(value, str):
         return pl.String()
     if isinstance(value, list):
-        inner: pl.DataType = pl.Null()
+        inner: PolarsDataType = pl.Null()
         for item in value:
             inner = unify(inner, dtype_of(item))
         return pl.List(inner)
@@ -57,7 +60,7 @@ def dtype_of(value: Any) -> pl.DataType:
     raise Clash
 
 
-def unify(a: pl.DataType, b: pl.DataType) -> pl.DataType:
+def unify(a: PolarsDataType, b: PolarsDataType) -> PolarsDataType:
     """The one type holding values of types `a` and `b` as they are."""
     if a == b:
         return a
@@ -83,7 +86,7 @@ class Layout:
     names): the type of each leaf whose values agree, the leaves whose values
     clash, and the keys that are a mapping in some document."""
 
-    types: dict[Path, pl.DataType] = field(default_factory=dict)
+    types: dict[Path, PolarsDataType] = field(default_factory=dict)
     clashing: set[Path] = field(default_factory=set)
     mappings: set[Path] = field(default_factory=set)
 
@@ -113,7 +116,9 @@ class Layout:
         mappings that are something else (a text, a list) in another
         document, with all below them; the outermost of each, in order."""
         mixed = {
-            p for p in self.mappings if p in self.clashing or self.types.get(p, pl.Null()) != pl.Null
+            p
+            for p in self.mappings
+            if p in self.clashing or self.types.get(p, pl.Null()) != pl.Null
         }
         roots = sorted(self.clashing | mixed)
         return [p for p in roots if not any(p[: len(r)] == r for r in roots if r != p)]
@@ -136,9 +141,7 @@ class Layout:
 
 
 def as_struct(tree: dict[str, Any]) -> pl.Struct:
-    return pl.Struct(
-        {name: as_struct(v) if isinstance(v, dict) else v for name, v in tree.items()}
-    )
+    return pl.Struct({name: as_struct(v) if isinstance(v, dict) else v for name, v in tree.items()})
 
 
 def python_columns(prefix: str, values: Sequence[Any]) -> Iterator[tuple[str, pl.Series, bool]]:
@@ -167,7 +170,7 @@ def leaves(prefix: str, value: Any, mappings: set[str]) -> Iterator[tuple[str, A
 
 def typed_series(name: str, values: list[Any]) -> tuple[pl.Series, bool]:
     """The values in the one type that holds them all, else (True) as JSON text."""
-    dtype: pl.DataType = pl.Null()
+    dtype: PolarsDataType = pl.Null()
     try:
         for value in values:
             dtype = unify(dtype, dtype_of(value))
