@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import re
 from collections import defaultdict
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
@@ -127,24 +127,26 @@ def artifact_dirs(uris: pl.Series) -> pl.Series:
 def config_columns(configs: pl.Series) -> tuple[pl.DataFrame, frozenset[str]]:
     """One column per dotted config key, typed by the rule of `layout`:
     decoded in bulk by polars, but for the keys whose values clash (their
-    JSON text, made in Python; their names are given too); all in Python
-    when polars refuses a document (NaN, infinities, damaged JSON), with
-    the same result."""
+    JSON text, made in Python; their names are given too) and the configs
+    polars refuses (NaN, infinities: read by Python, typed alike); all in
+    Python when polars refuses more (damaged JSON), with the same result."""
     if configs.is_empty() or not configs.null_count() < len(configs):
         return pl.DataFrame(), frozenset()
-    representatives = [
-        parse_json(t) for t in configs.gather(json_representatives(configs.to_list()))
-    ]
-    layout = Layout.of(representatives)
+    refused = configs.str.contains(REFUSED).fill_null(False).arg_true().to_list()
+    refused_documents = [parse_object(configs[row]) for row in refused]
+    clean = configs.clone().scatter(refused, None) if refused else configs  # scatter: in place
+    representatives = [parse_json(t) for t in clean.gather(json_representatives(clean.to_list()))]
+    layout = Layout.of([*representatives, *refused_documents])
     by_python = layout.by_python()
     columns: dict[str, pl.Series] = {}
-    json_columns: set[str] = set()
     try:
         if any(nesting(doc) > MAX_SHAPED_NESTING for doc in representatives):
             raise pl.exceptions.ComputeError("nested beyond the shapes of json_representatives")
-        columns.update(flatten_struct(decode_json(configs, layout.bulk_dtype(by_python)), ""))
+        decoded = decode_json(clean, layout.bulk_dtype(by_python))
+        columns.update(with_rows(flatten_struct(decoded, ()), refused, refused_documents))
     except pl.exceptions.PolarsError:
         by_python, columns = [()], {}
+    json_columns: set[str] = set()
     if by_python:
         documents = [parse_object(text) for text in configs]
         for path in by_python:
@@ -154,6 +156,28 @@ def config_columns(configs: pl.Series) -> tuple[pl.DataFrame, frozenset[str]]:
                 if as_json:
                     json_columns.add(name)
     return pl.DataFrame(dict(sorted(columns.items()))), frozenset(json_columns)
+
+
+# What Python writes in JSON and polars refuses to read: NaN and infinities.
+REFUSED = r"\bNaN\b|Infinity"
+
+
+def with_rows(
+    columns: Iterable[tuple[tuple[str, ...], pl.Series]],
+    rows: list[int],
+    documents: list[dict[str, Any]],
+) -> Iterator[tuple[str, pl.Series]]:
+    """The decoded columns (by key path) by dotted name, with the values of
+    `documents` (read by Python) put at their `rows`."""
+    for path, series in columns:
+        if rows:
+            values = [value_at(document, path) for document in documents]
+            patch = pl.Series(series.name, values, series.dtype, strict=False)
+            index = pl.int_range(0, len(series), eager=True).scatter(
+                rows, range(len(series), len(series) + len(rows))
+            )
+            series = pl.concat([series, patch])[index]
+        yield ".".join(path), series
 
 
 def decode_json(texts: pl.Series, dtype: PolarsDataType) -> pl.Series:
@@ -187,12 +211,15 @@ def parse_json(text: str | None) -> Any:
         return None
 
 
-def flatten_struct(series: pl.Series, prefix: str) -> Iterator[tuple[str, pl.Series]]:
+def flatten_struct(
+    series: pl.Series, path: tuple[str, ...]
+) -> Iterator[tuple[tuple[str, ...], pl.Series]]:
+    """The struct's leaf columns, each with its path of field names."""
     if not isinstance(series.dtype, pl.Struct):
-        yield prefix.rstrip("."), series
+        yield path, series
         return
     for field in series.dtype.fields:
-        yield from flatten_struct(series.struct.field(field.name), f"{prefix}{field.name}.")
+        yield from flatten_struct(series.struct.field(field.name), (*path, field.name))
 
 
 def value_at(document: dict[str, Any], path: tuple[str, ...]) -> Any:

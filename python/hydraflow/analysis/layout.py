@@ -12,8 +12,8 @@ nothing.
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -36,28 +36,53 @@ def json_text(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
 
 
+# The polars type of each JSON scalar's Python type.
+SCALARS: dict[type, PolarsDataType] = {
+    type(None): pl.Null(),
+    bool: pl.Boolean(),
+    int: pl.Int64(),
+    float: pl.Float64(),
+    str: pl.String(),
+}
+
+
 def dtype_of(value: Any) -> PolarsDataType:
     """The polars type that holds `value` exactly (Clash when none does)."""
-    if value is None:
-        return pl.Null()
-    if isinstance(value, bool):
-        return pl.Boolean()
-    if isinstance(value, int):
-        if value not in INT64:
-            raise Clash  # polars would make it text
-        return pl.Int64()
-    if isinstance(value, float):
-        return pl.Float64()
-    if isinstance(value, str):
-        return pl.String()
     if isinstance(value, list):
-        inner: PolarsDataType = pl.Null()
-        for item in value:
-            inner = unify(inner, dtype_of(item))
-        return pl.List(inner)
+        return pl.List(common_dtype(value))
     if isinstance(value, dict):
         return pl.Struct({str(k): dtype_of(v) for k, v in value.items()})
-    raise Clash
+    return common_dtype([value])
+
+
+def common_dtype(values: Sequence[Any]) -> PolarsDataType:
+    """The one polars type that holds all `values` exactly (Clash when none
+    does). Scalars are typed by their kinds, not one by one: a column of
+    100,000 values costs a pass over their types."""
+    kinds = set(map(type, values))
+    dtype: PolarsDataType = pl.Null()
+    for kind in kinds:
+        if kind in SCALARS:
+            dtype = unify(dtype, SCALARS[kind])
+        elif kind is not list and kind is not dict:
+            raise Clash
+    if int in kinds:
+        ints = [v for v in values if type(v) is int]
+        if not (min(ints) in INT64 and max(ints) in INT64):
+            raise Clash  # polars would make it text
+    if list in kinds or dict in kinds:
+        # Lists of scalars typed once per kinds of items they hold.
+        seen: set[frozenset[type]] = set()
+        for value in values:
+            if type(value) is list:
+                items = frozenset(map(type, value))
+                if items in seen and (int not in items or all(v in INT64 for v in value)):
+                    continue
+                if items <= SCALARS.keys():
+                    seen.add(items)
+            if type(value) is list or type(value) is dict:
+                dtype = unify(dtype, dtype_of(value))
+    return dtype
 
 
 def unify(a: PolarsDataType, b: PolarsDataType) -> PolarsDataType:
@@ -147,34 +172,42 @@ def as_struct(tree: dict[str, Any]) -> pl.Struct:
 def python_columns(prefix: str, values: Sequence[Any]) -> Iterator[tuple[str, pl.Series, bool]]:
     """The columns of the values under `prefix` (one per document, mappings
     spread into dotted keys), each typed by the rule or (True) as JSON text."""
-    columns: dict[str, list[Any]] = defaultdict(lambda: [None] * len(values))
+    columns: dict[str, list[Any]] = {}
     mappings: set[str] = set()
     for row, value in enumerate(values):
-        for key, leaf in leaves(prefix, value, mappings):
-            columns[key][row] = leaf
+        spread(prefix, value, row, columns, mappings, len(values))
     for key, column in columns.items():
         if key in mappings and all(v is None for v in column):
             continue  # a mapping, null in some documents: its keys have the columns
         yield key, *typed_series(key, column)
 
 
-def leaves(prefix: str, value: Any, mappings: set[str]) -> Iterator[tuple[str, Any]]:
-    """The value's leaves under dotted keys; the keys of mappings go to `mappings`."""
-    if not isinstance(value, dict):
-        yield prefix, value
+def spread(
+    key: str, value: Any, row: int, columns: dict[str, list[Any]], mappings: set[str], rows: int
+) -> None:
+    """Puts the value's leaves at `row` of the columns of their dotted keys;
+    the keys of mappings go to `mappings`."""
+    if type(value) is dict:
+        mappings.add(key)
+        for name, item in value.items():
+            spread(f"{key}.{name}" if key else str(name), item, row, columns, mappings, rows)
         return
-    mappings.add(prefix)
-    for name, item in value.items():
-        yield from leaves(f"{prefix}.{name}" if prefix else str(name), item, mappings)
+    column = columns.get(key)
+    if column is None:
+        column = columns[key] = [None] * rows
+    column[row] = value
 
 
 def typed_series(name: str, values: list[Any]) -> tuple[pl.Series, bool]:
     """The values in the one type that holds them all, else (True) as JSON text."""
-    dtype: PolarsDataType = pl.Null()
     try:
-        for value in values:
-            dtype = unify(dtype, dtype_of(value))
+        dtype = common_dtype(values)
     except Clash:
         texts = [None if v is None else json_text(v) for v in values]
         return pl.Series(name, texts, pl.String), True
+    with contextlib.suppress(TypeError, pl.exceptions.PolarsError):
+        # Polars' own inference is the quicker for lists; its type must be the rule's.
+        inferred = pl.Series(name, values, strict=True)
+        if inferred.dtype == dtype:
+            return inferred, False
     return pl.Series(name, values, dtype, strict=False), False
