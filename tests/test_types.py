@@ -170,6 +170,10 @@ def test_types_come_from_the_runs_asked_for(inside: Path) -> None:
     mixed = RunCollection([*hydraflow.load("A"), *hydraflow.load("B")])
     assert mixed.frame["x"].to_list() == ["1", "2", '"a"']
     assert mixed.to_list("x") == [1, 2, "a"]
+    # Runs opened one by one from their folders, then collected.
+    alone = RunCollection([Run(d) for d in iter_run_dirs("C")])
+    assert alone.json_columns == {"warmup"}
+    assert alone.to_list("warmup") == [False, 500, True]
 
 
 @pytest.mark.slow
@@ -206,6 +210,10 @@ def test_a_list_of_values_filters_without_a_warning(inside: Path) -> None:
     assert "DeprecationWarning" not in done.stderr
 
 
+def nested(inner: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    return st.lists(inner, max_size=3) | st.dictionaries(st.sampled_from("ab"), inner, max_size=2)
+
+
 # Values of every JSON type (no NaN: it is no value equal to itself).
 json_value = st.recursive(
     st.none()
@@ -213,9 +221,7 @@ json_value = st.recursive(
     | st.integers(-(2**53), 2**53)
     | st.floats(allow_nan=False, allow_infinity=False)
     | st.text(max_size=3),
-    lambda inner: (
-        st.lists(inner, max_size=3) | st.dictionaries(st.sampled_from("ab"), inner, max_size=2)
-    ),
+    nested,
     max_leaves=6,
 )
 config = st.dictionaries(st.sampled_from(["lr", "seed", "model", "layers"]), json_value)

@@ -452,7 +452,8 @@ class Run(Generic[C, ImplT]):
         """The keys of `row` that hold JSON text (`Runs.json_columns`)."""
         if self._runs is not None:
             return self._runs.json_columns
-        return self._json_columns if self.row is not None else frozenset()
+        self.row  # noqa: B018 (read from the store on first use, with its JSON-text keys)
+        return self._json_columns
 
     @property
     def run_id(self) -> str:
