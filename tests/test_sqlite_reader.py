@@ -1,8 +1,7 @@
 """The Rust core's SQLite file reader and JSON shapes, with SQLite and
 polars as the oracles: what a snapshot's `read_table` returns must be what a
 SELECT in the same transaction returns, also while writers commit and
-restart the log, and the fast config decoding must equal polars' own
-inference."""
+restart the log. (The typing of the configs decoded in bulk: test_types.py.)"""
 
 from __future__ import annotations
 
@@ -21,7 +20,7 @@ import polars as pl
 import pytest
 from hydraflow._core import SqliteFileError, StoreSnapshot, json_representatives
 from hydraflow.analysis import reading
-from hydraflow.analysis.frame import config_columns, decode_json
+from hydraflow.analysis.frame import config_columns
 from hydraflow.analysis.reading import read_pages, read_sql
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -262,51 +261,6 @@ def open_descriptors() -> list[str]:
     return found
 
 
-json_value = st.recursive(
-    st.none()
-    | st.booleans()
-    | st.integers(-(2**53), 2**53)
-    | st.floats(allow_nan=False, allow_infinity=False)
-    | st.text(max_size=5),
-    lambda inner: (
-        st.lists(inner, max_size=3) | st.dictionaries(st.sampled_from("abc"), inner, max_size=3)
-    ),
-    max_leaves=8,
-)
-config = st.dictionaries(
-    st.sampled_from(["lr", "seed", "model", "layers", "name"]), json_value, min_size=1
-)
-
-
-@SETTINGS
-@given(configs=st.lists(config, min_size=1, max_size=12), size=st.integers(1, 12))
-def test_decoding_by_shape_equals_polars_inference(
-    configs: list[dict[str, Any]], size: int
-) -> None:
-    texts = pl.Series([json.dumps(c) for c in (configs * size)[: max(size, len(configs))]])
-    try:
-        want = texts.str.json_decode(infer_schema_length=None)
-    except pl.exceptions.PolarsError:
-        with pytest.raises(pl.exceptions.PolarsError):
-            decode_json(texts)
-        return
-    got = decode_json(texts)
-    # polars orders a nested struct's fields differently from one decoding to
-    # the next; ours are in document order, so compare fields by name.
-    assert sorted_fields(got.dtype) == sorted_fields(want.dtype)
-    assert got.to_list() == want.to_list()
-    assert decode_json(texts).dtype == got.dtype
-
-
-def sorted_fields(dtype: pl.DataType) -> pl.DataType:
-    if isinstance(dtype, pl.List):
-        return pl.List(sorted_fields(dtype.inner))
-    if isinstance(dtype, pl.Struct):
-        fields = sorted(dtype.fields, key=lambda field: field.name)
-        return pl.Struct([pl.Field(f.name, sorted_fields(f.dtype)) for f in fields])
-    return dtype
-
-
 def test_representatives_are_the_first_of_each_shape() -> None:
     texts = ['{"a":1}', '{"a":2}', '{"a":1.5}', None, '{"a":"x"}', '{"a":3}', "not json", "{"]
     assert json_representatives(texts) == [0, 2, 4, 6]
@@ -314,7 +268,7 @@ def test_representatives_are_the_first_of_each_shape() -> None:
 
 def test_a_config_tag_that_is_not_json_gives_no_values() -> None:
     texts = pl.Series(['{"lr": 0.1, "seed": 1}', "{damaged", '["not", "an object"]', None])
-    frame = config_columns(texts)
+    frame, _ = config_columns(texts)
     assert frame["lr"].to_list() == [0.1, None, None, None]
     assert frame["seed"].to_list() == [1, None, None, None]
 

@@ -11,6 +11,8 @@ function, go run by run through `Run.get`, as the published tool does.
 
 from __future__ import annotations
 
+import glob
+import json
 import operator
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import MISSING
@@ -22,6 +24,7 @@ import polars as pl
 
 from hydraflow.analysis.filters import condition
 from hydraflow.analysis.frame import BASE_SCHEMA
+from hydraflow.analysis.layout import typed_series
 from hydraflow.analysis.reading import CHOICE_PREFIX, METRIC_PREFIX, open_store
 from hydraflow.analysis.runs import C, ImplT, Run, Runs, load
 from hydraflow.analysis.sequence import Collection, Getter, matches
@@ -45,15 +48,10 @@ class RunCollection(Runs[C], Collection[Run[C, ImplT]], Generic[C, ImplT]):
 
     def __init__(self, runs: Iterable[Run[Any, Any]] = (), get: Getter | None = None) -> None:
         items = list(runs)
-        rows = [run.row for run in items]
-        frame = (
-            pl.from_dicts(rows, infer_schema_length=None)
-            if rows
-            else pl.DataFrame(schema=BASE_SCHEMA)
-        )
+        frame, json_columns = rows_frame(items)
         configs = pl.DataFrame(schema={"run_id": pl.String, "config": pl.String})
         store = open_store(store_uri(items[0])) if items else None
-        super().__init__(frame, configs, store, None)  # type: ignore[arg-type]
+        super().__init__(frame, configs, store, None, json_columns=json_columns)  # type: ignore[arg-type]
         self._objects = {run.run_id: run for run in items}
         self._getter = get
 
@@ -110,8 +108,8 @@ class RunCollection(Runs[C], Collection[Run[C, ImplT]], Generic[C, ImplT]):
         name = key.replace("__", ".")
         if self._getter is not None or self._changed[0] or name not in self._frame.columns:
             return None
-        if name in NOT_CONFIG or name.startswith((METRIC_PREFIX, CHOICE_PREFIX, "value.")):
-            return None
+        if not is_config(name) or name in self._json_columns:
+            return None  # JSON text: each run's value is read as it is
         series = self._frame[name]
         return None if series.null_count() else series.alias(key)
 
@@ -216,12 +214,65 @@ def collect_run_dirs(
     stores = {store_beside(d.resolve().parent.parent) for d in {p.parent for p in run_dirs}}
     if len(stores) != 1:
         return RunCollection(Run(d, impl_factory) for d in run_dirs)
-    runs: Runs[Any] = load(tracking_uri=stores.pop(), status=None)
+    uri = stores.pop()
+    # Only their experiments' runs: a key's type comes from the runs asked for.
+    names = experiments_of(uri, run_dirs)
+    patterns = None if names is None else [glob.escape(name) for name in names]
+    runs: Runs[Any] = load(patterns, tracking_uri=uri, status=None)
     position = {run_id: i for i, run_id in enumerate(runs.frame["run_id"])}
     rows = [position[d.name] for d in run_dirs if d.name in position]
     if len(rows) != len(run_dirs):
         return RunCollection(Run(d, impl_factory) for d in run_dirs)
     return RunCollection.view(runs.derive(runs.frame[rows]), impl_factory)
+
+
+def experiments_of(uri: str, run_dirs: Sequence[Path]) -> list[str] | None:
+    """The names of the experiments whose folders hold these run folders
+    (None when one is no experiment's folder of the store)."""
+    from hydraflow.tracking.artifacts import local_path
+
+    named = {}
+    for name, location in open_store(uri).experiment_locations():
+        folder = local_path(location)
+        if folder is not None:
+            named[folder.resolve()] = name
+    names = [named.get(d.resolve().parent) for d in run_dirs]
+    if any(name is None for name in names):
+        return None
+    return sorted({name for name in names if name is not None})
+
+
+def rows_frame(runs: Sequence[Run[Any, Any]]) -> tuple[pl.DataFrame, frozenset[str]]:
+    """The runs' rows as one frame, each config key typed by the rule of
+    `load` over these runs (runs of several loads may type a key apart),
+    and the config columns that hold JSON text."""
+    if not runs:
+        return pl.DataFrame(schema=BASE_SCHEMA), frozenset()
+    rows = [run_values(run) for run in runs]
+    names = list(dict.fromkeys(name for row in rows for name in row))
+    config = [n for n in names if is_config(n)]
+    others = [{n: v for n, v in row.items() if not is_config(n)} for row in rows]
+    frame = pl.from_dicts(others, infer_schema_length=None)
+    json_columns = set()
+    for name in config:
+        series, as_json = typed_series(name, [row.get(name) for row in rows])
+        frame = frame.with_columns(series)
+        if as_json:
+            json_columns.add(name)
+    return frame.select(names), frozenset(json_columns)
+
+
+def run_values(run: Run[Any, Any]) -> dict[str, Any]:
+    """The run's row with the values its JSON-text columns hold."""
+    texts = run.json_columns
+    return {
+        name: json.loads(value) if name in texts and value is not None else value
+        for name, value in run.row.items()
+    }
+
+
+def is_config(name: str) -> bool:
+    return name not in NOT_CONFIG and not name.startswith((METRIC_PREFIX, CHOICE_PREFIX, "value."))
 
 
 def store_uri(run: Run[Any, Any]) -> str:

@@ -2,9 +2,10 @@
 
 Configs come from the `hydraflow.config` tag: compact JSON that polars
 decodes in bulk, so every key keeps its type (int, float, bool, str, list)
-without reading one file per run. Runs without the tag (older runs, other
-tools) get the same JSON rebuilt from their params, whose text is parsed back
-to types, or from their `.hydra/config.yaml`.
+without reading one file per run; a key whose values have different types
+across the runs keeps them as JSON text (the rule is in `layout.py`). Runs
+without the tag (older runs, other tools) get the same JSON rebuilt from their
+params, whose text is parsed back to types, or from their `.hydra/config.yaml`.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import json
 import re
 from collections import defaultdict
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
@@ -20,8 +21,9 @@ from urllib.parse import unquote
 import polars as pl
 
 from hydraflow._core import json_representatives
+from hydraflow.analysis.layout import Layout, python_columns, typed_series
 from hydraflow.analysis.reading import RUN_SCHEMA, Tables
-from hydraflow.mlflow_schema import MAX_PARAM_LENGTH, flatten
+from hydraflow.mlflow_schema import MAX_PARAM_LENGTH
 
 if TYPE_CHECKING:
     from polars._typing import PolarsDataType
@@ -37,19 +39,20 @@ BASE_SCHEMA: dict[str, Any] = {
 }
 
 
-def build(tables: Tables) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """The frame (sorted by start time) and each run's config as JSON."""
+def build(tables: Tables) -> tuple[pl.DataFrame, pl.DataFrame, frozenset[str]]:
+    """The frame (sorted by start time), each run's config as JSON, and the
+    config columns that hold JSON text (keys whose values clash)."""
     runs = tables.runs
     base = base_columns(runs)
     configs = runs.select("run_id", with_fallbacks(tables, base, runs["config"]))
     # Choices and metrics that only runs outside the selection have are left out.
     extra = runs.select(c for c in runs.columns if c not in RUN_SCHEMA)
     extra = extra.select(c.name for c in extra.iter_columns() if c.null_count() < len(c))
-    outcome = outcome_columns(runs["value"], runs["stopped"])
-    config = config_columns(configs["config"])
+    outcome, json_values = outcome_columns(runs["value"], runs["stopped"])
+    config, json_columns = config_columns(configs["config"])
     result = pl.concat([base, outcome, config, extra], how="horizontal")
     order = result.with_row_index("row").sort("start_time", "run_id", nulls_last=True)["row"]
-    return result[order], configs[order]
+    return result[order], configs[order], json_columns | json_values
 
 
 def with_fallbacks(tables: Tables, base: pl.DataFrame, configs: pl.Series) -> pl.Series:
@@ -64,38 +67,42 @@ def with_fallbacks(tables: Tables, base: pl.DataFrame, configs: pl.Series) -> pl
 
 
 def base_columns(runs: pl.DataFrame) -> pl.DataFrame:
+    # Cast: a store with no run matching gives columns polars typed by default.
     return runs.select(
-        "run_id",
-        "experiment",
-        "status",
+        pl.col("run_id").cast(pl.String),
+        pl.col("experiment").cast(pl.String),
+        pl.col("status").cast(pl.String),
         pl.col("start_time").cast(TIME),
         pl.col("end_time").cast(TIME),
         artifact_dirs(runs["artifact_uri"]).alias("artifact_dir"),
     )
 
 
-def outcome_columns(values: pl.Series, stopped: pl.Series) -> pl.DataFrame:
+def outcome_columns(values: pl.Series, stopped: pl.Series) -> tuple[pl.DataFrame, set[str]]:
     """`stopped` (when a run was stopped early) and the app's return value:
-    `value`, or `value.0`, `value.1`, ... for a tuple (several objectives)."""
+    `value`, or `value.0`, `value.1`, ... for a tuple (several objectives);
+    with the names of those that hold JSON text."""
     columns = [] if stopped.is_null().all() else [stopped.is_not_null().alias("stopped")]
+    as_json: set[str] = set()
     if not values.is_null().all():
-        columns.extend(value_columns(values))
-    return pl.DataFrame(columns)
+        for series, is_json in value_columns(values):
+            columns.append(series)
+            if is_json:
+                as_json.add(series.name)
+    return pl.DataFrame(columns), as_json
 
 
-def value_columns(texts: pl.Series) -> list[pl.Series]:
-    """The `hydraflow.value` tags decoded (JSON; Python's for NaN and
-    infinities, which polars' decoder refuses)."""
-    try:
-        decoded = texts.str.json_decode(infer_schema_length=None)
-    except pl.exceptions.PolarsError:
-        decoded = pl.Series([None if t is None else json.loads(t) for t in texts], strict=False)
-    if isinstance(decoded.dtype, pl.List | pl.Array):
-        width = max(decoded.list.len().drop_nulls().to_list(), default=0)
-        return [decoded.list.get(i, null_on_oob=True).alias(f"value.{i}") for i in range(width)]
-    if decoded.dtype == pl.Object or isinstance(decoded.dtype, pl.Struct):
-        return [texts.alias("value")]  # mixed kinds of values: their JSON text
-    return [decoded.alias("value")]
+def value_columns(texts: pl.Series) -> Iterator[tuple[pl.Series, bool]]:
+    """The `hydraflow.value` tags decoded (by Python: NaN and infinities are
+    values too), each column typed by the rule of `layout`, or (True) JSON text."""
+    values = [parse_json(text) for text in texts]
+    present = [v for v in values if v is not None]
+    if not all(isinstance(v, list) for v in present):
+        yield typed_series("value", values)
+        return
+    for i in range(max((len(v) for v in present), default=0)):
+        position = [v[i] if v is not None and i < len(v) else None for v in values]
+        yield typed_series(f"value.{i}", position)
 
 
 def artifact_dirs(uris: pl.Series) -> pl.Series:
@@ -117,25 +124,64 @@ def artifact_dirs(uris: pl.Series) -> pl.Series:
     return local
 
 
-def config_columns(configs: pl.Series) -> pl.DataFrame:
-    """One typed column per dotted config key, decoded in bulk by polars;
-    configs whose types clash across runs go through Python instead."""
+def config_columns(configs: pl.Series) -> tuple[pl.DataFrame, frozenset[str]]:
+    """One column per dotted config key, typed by the rule of `layout`:
+    decoded in bulk by polars, but for the keys whose values clash (their
+    JSON text, made in Python; their names are given too) and the configs
+    polars refuses (NaN, infinities: read by Python, typed alike); all in
+    Python when polars refuses more (damaged JSON), with the same result."""
     if configs.is_empty() or not configs.null_count() < len(configs):
-        return pl.DataFrame()
+        return pl.DataFrame(), frozenset()
+    refused = configs.str.contains(REFUSED).fill_null(False).arg_true().to_list()
+    refused_documents = [parse_object(configs[row]) for row in refused]
+    clean = configs.clone().scatter(refused, None) if refused else configs  # scatter: in place
+    representatives = [parse_json(t) for t in clean.gather(json_representatives(clean.to_list()))]
+    layout = Layout.of([*representatives, *refused_documents])
+    by_python = layout.by_python()
+    columns: dict[str, pl.Series] = {}
     try:
-        decoded = decode_json(configs)
+        if any(nesting(doc) > MAX_SHAPED_NESTING for doc in representatives):
+            raise pl.exceptions.ComputeError("nested beyond the shapes of json_representatives")
+        decoded = decode_json(clean, layout.bulk_dtype(by_python))
+        columns.update(with_rows(flatten_struct(decoded, ()), refused, refused_documents))
     except pl.exceptions.PolarsError:
-        return clashing_config_columns(configs)
-    return pl.DataFrame(dict(sorted(flatten_struct(decoded, ""), key=lambda item: item[0])))
+        by_python, columns = [()], {}
+    json_columns: set[str] = set()
+    if by_python:
+        documents = [parse_object(text) for text in configs]
+        for path in by_python:
+            values = [value_at(document, path) for document in documents]
+            for name, series, as_json in python_columns(".".join(path), values):
+                columns[name] = series
+                if as_json:
+                    json_columns.add(name)
+    return pl.DataFrame(dict(sorted(columns.items()))), frozenset(json_columns)
 
 
-def decode_json(texts: pl.Series) -> pl.Series:
-    """Polars' decoding of JSON documents with the type inferred from them
-    all, faster: the type comes from one document of each shape (the Rust
-    core groups them), then the documents are decoded in parallel chunks."""
-    representatives = texts.gather(json_representatives(texts.to_list()))
-    inferred = representatives.str.json_decode(infer_schema_length=None).dtype
-    dtype = in_document_order(inferred, [parse_json(text) for text in representatives])
+# What Python writes in JSON and polars refuses to read: NaN and infinities.
+REFUSED = r"\bNaN\b|Infinity"
+
+
+def with_rows(
+    columns: Iterable[tuple[tuple[str, ...], pl.Series]],
+    rows: list[int],
+    documents: list[dict[str, Any]],
+) -> Iterator[tuple[str, pl.Series]]:
+    """The decoded columns (by key path) by dotted name, with the values of
+    `documents` (read by Python) put at their `rows`."""
+    for path, series in columns:
+        if rows:
+            values = [value_at(document, path) for document in documents]
+            patch = pl.Series(series.name, values, series.dtype, strict=False)
+            index = pl.int_range(0, len(series), eager=True).scatter(
+                rows, range(len(series), len(series) + len(rows))
+            )
+            series = pl.concat([series, patch])[index]
+        yield ".".join(path), series
+
+
+def decode_json(texts: pl.Series, dtype: PolarsDataType) -> pl.Series:
+    """Polars' decoding of JSON documents to `dtype`, in parallel chunks."""
     size = -(-len(texts) // pl.thread_pool_size())
     chunks = [
         pl.LazyFrame({"json": texts.slice(start, size)}).select(
@@ -146,6 +192,18 @@ def decode_json(texts: pl.Series) -> pl.Series:
     return pl.concat(frame.to_series() for frame in pl.collect_all(chunks))
 
 
+# The Rust core's documents nested deeper than this share one shape (its MAX_DEPTH).
+MAX_SHAPED_NESTING = 64
+
+
+def nesting(value: Any) -> int:
+    if isinstance(value, dict):
+        return 1 + max((nesting(v) for v in value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max((nesting(v) for v in value), default=0)
+    return 0
+
+
 def parse_json(text: str | None) -> Any:
     try:
         return None if text is None else json.loads(text)
@@ -153,51 +211,23 @@ def parse_json(text: str | None) -> Any:
         return None
 
 
-def in_document_order(dtype: PolarsDataType, documents: list[Any]) -> PolarsDataType:
-    """`dtype` with every struct's fields in the order the documents first
-    give its keys: polars orders a nested struct's fields differently from
-    one decoding to the next, and a load must give the same frame each time."""
-    if isinstance(dtype, pl.List):
-        items = [item for doc in documents if isinstance(doc, list) for item in doc]
-        return pl.List(in_document_order(dtype.inner, items))
-    if not isinstance(dtype, pl.Struct):
-        return dtype
-    objects = [doc for doc in documents if isinstance(doc, dict)]
-    rank = {key: n for n, key in enumerate(dict.fromkeys(k for doc in objects for k in doc))}
-    fields = sorted(dtype.fields, key=lambda field: rank.get(field.name, len(rank)))
-    return pl.Struct(
-        [
-            pl.Field(
-                field.name, in_document_order(field.dtype, [doc.get(field.name) for doc in objects])
-            )
-            for field in fields
-        ]
-    )
-
-
-def flatten_struct(series: pl.Series, prefix: str) -> Iterator[tuple[str, pl.Series]]:
+def flatten_struct(
+    series: pl.Series, path: tuple[str, ...]
+) -> Iterator[tuple[tuple[str, ...], pl.Series]]:
+    """The struct's leaf columns, each with its path of field names."""
     if not isinstance(series.dtype, pl.Struct):
-        yield prefix.rstrip("."), series
+        yield path, series
         return
     for field in series.dtype.fields:
-        yield from flatten_struct(series.struct.field(field.name), f"{prefix}{field.name}.")
+        yield from flatten_struct(series.struct.field(field.name), (*path, field.name))
 
 
-def clashing_config_columns(configs: pl.Series) -> pl.DataFrame:
-    """A key whose values have types polars cannot unify keeps its values as
-    JSON text; all other keys keep their types. A config tag that is not a
-    JSON object (written by another tool, or damaged) gives no values."""
-    columns: dict[str, list[Any]] = defaultdict(lambda: [None] * len(configs))
-    for row, text in enumerate(configs):
-        for key, value in flatten(parse_object(text)):
-            columns[key][row] = value
-    frame: dict[str, pl.Series] = {}
-    for key, values in sorted(columns.items()):
-        try:
-            frame[key] = pl.Series(key, values, strict=True)
-        except (TypeError, pl.exceptions.PolarsError):
-            frame[key] = pl.Series(key, [None if v is None else json.dumps(v) for v in values])
-    return pl.DataFrame(frame)
+def value_at(document: dict[str, Any], path: tuple[str, ...]) -> Any:
+    """The value at a path of keys in a document (None where there is none)."""
+    node: Any = document
+    for name in path:
+        node = node.get(name) if isinstance(node, dict) else None
+    return node
 
 
 def parse_object(text: str | None) -> dict[str, Any]:

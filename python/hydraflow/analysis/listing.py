@@ -18,7 +18,7 @@ import polars as pl
 
 from hydraflow._core import SweepSyntaxError, expand_values
 from hydraflow.analysis import variation
-from hydraflow.analysis.filters import column_name, in_range
+from hydraflow.analysis.filters import column_name, in_range, json_any_of, json_condition
 from hydraflow.analysis.runs import Runs, load
 from hydraflow.errors import FilterError, NoRunsWarning
 from hydraflow.store import tracking_uri as resolve_uri
@@ -166,13 +166,39 @@ def value_filter(runs: Runs[Any], argument: str) -> tuple[str, pl.Expr]:
     if "/" in key and key not in runs.frame.columns:
         name, _, scale = key.rpartition("/")
     name = column_name(name, runs.frame.columns)
+    if name in runs.json_columns:
+        return name, json_value_filter(runs.frame[name], values, scale, argument)
     dtype = runs.frame.schema[name]
     interval = INTERVAL.fullmatch(values.strip())
     if interval and any(interval.groups()):
         low, high = (bound(b, scale, dtype, argument) for b in interval.groups())
         return name, in_range(pl.col(name), name, (low, high))
     texts = expanded(values, scale, argument)
-    return name, pl.col(name).is_in(typed_values(texts, dtype, argument))
+    return name, pl.col(name).is_in(typed_values(texts, dtype, argument).implode())
+
+
+def json_value_filter(column: pl.Series, values: str, scale: str, argument: str) -> pl.Expr:
+    """`KEY=VALUES` on a column of JSON text (a key whose values clash):
+    each value read as Hydra reads an override's (`true` a bool, `500` an
+    int, `'1'` and `a` texts, `[64,64]` a list); `LOW:HIGH` the numbers within."""
+    interval = INTERVAL.fullmatch(values.strip())
+    if interval and any(interval.groups()):
+        low, high = (bound(b, scale, pl.Float64(), argument) for b in interval.groups())
+        return json_condition(column, (low, high))
+    typed = [override_value(text, argument) for text in expanded(values, scale, argument)]
+    return json_any_of(column.name, typed)
+
+
+def override_value(text: str, argument: str) -> Any:
+    """A value as Hydra reads it on the command line."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    try:
+        return OverridesParser.create().parse_override(f"key={text}").value()
+    except HydraException as error:
+        reason = str(error).splitlines()[0]
+        raise FilterError(f"{argument}: {text!r} is not a value Hydra reads ({reason})") from None
 
 
 def bound(text: str, scale: str, dtype: Any, argument: str) -> Any:

@@ -229,12 +229,13 @@ def store_of(run_dir: Path) -> str:
     return store_beside(run_dir.resolve().parent.parent)
 
 
-def row_of(run_dir: Path) -> dict[str, Any]:
-    """The row of the run in `run_dir`, read from its store."""
+def row_of(run_dir: Path) -> tuple[dict[str, Any], frozenset[str]]:
+    """The row of the run in `run_dir`, read from its store, and which of
+    its keys hold JSON text (`Runs.json_columns`)."""
     from hydraflow.analysis.runs import Runs, load
 
     runs: Runs[Any] = load(tracking_uri=store_of(run_dir), status=None)
     found = runs.frame.filter(pl.col("run_id") == run_dir.name)
     if not found.height:
         raise LookupError(f"{run_dir}: no run {run_dir.name} in the store {runs.store_uri}")
-    return found.row(0, named=True)
+    return found.row(0, named=True), runs.json_columns

@@ -62,9 +62,9 @@ def load(
     """
     store = open_store(resolve_uri(tracking_uri, Path.cwd()))
     patterns = [experiments] if isinstance(experiments, str) else experiments
-    frame, configs = build(store.read(patterns, statuses(status)))
+    frame, configs, json_columns = build(store.read(patterns, statuses(status)))
     warn_unmatched(patterns or [], frame, store)
-    return Runs(frame, configs, store, config)
+    return Runs(frame, configs, store, config, json_columns=json_columns)
 
 
 def warn_unmatched(patterns: Sequence[str], frame: pl.DataFrame, store: Store) -> None:
@@ -112,9 +112,16 @@ class Runs(Generic[C]):
     SHORT_RUN_REPR = False
 
     def __init__(
-        self, frame: pl.DataFrame, configs: pl.DataFrame, store: Store, config: type[C] | None
+        self,
+        frame: pl.DataFrame,
+        configs: pl.DataFrame,
+        store: Store,
+        config: type[C] | None,
+        *,
+        json_columns: frozenset[str] = frozenset(),
     ) -> None:
         self._frame = frame
+        self._json_columns = json_columns
         self._configs = configs
         self._store = store
         self._config = config
@@ -134,6 +141,14 @@ class Runs(Generic[C]):
         end_time, artifact_dir, a column per config key (dotted), a column
         `choice.<group>` per config group, then `metrics.<name>` (latest)."""
         return self._frame
+
+    @property
+    def json_columns(self) -> frozenset[str]:
+        """The config keys whose values have different types across the runs
+        loaded (a bool and an int, a list and a text, ...): their columns hold
+        each value's JSON text (`true`, `500`, `"auto"`, `[64,64]`), and
+        `filter` matches them by value (`warmup=True`, `layers="auto"`)."""
+        return self._json_columns
 
     @property
     def store_uri(self) -> str:
@@ -219,7 +234,7 @@ class Runs(Generic[C]):
     def matching(self, predicates: Sequence[Any], criteria: dict[str, Any], keep: bool) -> Runs[C]:
         """The runs that meet every criterion (`keep`), or all the others: a
         run lacking a filtered column meets no criterion on it."""
-        expr = combine(self._frame, criteria)
+        expr = combine(self._frame, criteria, self._json_columns)
         for item in predicates:
             expr = expr & self.predicate(item)
         expr = expr.fill_null(False)
@@ -375,6 +390,7 @@ class Run(Generic[C, ImplT]):
     ) -> None:
         self._row = None
         self._runs = None
+        self._json_columns: frozenset[str] = frozenset()
         self._folder: Path | None = Path(run_dir)
         self.impl_factory = impl_factory
         self.forget()
@@ -428,8 +444,16 @@ class Run(Generic[C, ImplT]):
         if self._row is None:
             from hydraflow.analysis.rundirs import row_of
 
-            self._row = row_of(self.run_dir)
+            self._row, self._json_columns = row_of(self.run_dir)
         return self._row
+
+    @property
+    def json_columns(self) -> frozenset[str]:
+        """The keys of `row` that hold JSON text (`Runs.json_columns`)."""
+        if self._runs is not None:
+            return self._runs.json_columns
+        self.row  # noqa: B018 (read from the store on first use, with its JSON-text keys)
+        return self._json_columns
 
     @property
     def run_id(self) -> str:

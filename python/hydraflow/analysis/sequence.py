@@ -208,7 +208,10 @@ class Collection(Sequence[I], Generic[I]):
         if not keys:
             return self
         columns = [self.to_list(key) for key in keys]
-        order = sorted(range(len(self)), key=lambda i: [column[i] for column in columns])
+        try:
+            order = sorted(range(len(self)), key=lambda i: [column[i] for column in columns])
+        except TypeError:  # values of kinds Python does not order (1 and "a")
+            order = numpy_order(columns)
         return self.select(order[::-1] if reverse else order)
 
     def sample(self, k: int, seed: int | None = None) -> Self:
@@ -366,6 +369,14 @@ def positions(index: Iterable[Any]) -> list[int]:
     """The positions an index names (a NumPy array's too); as in the
     published tool, a boolean is the position 0 or 1, not a mask."""
     return [int(i) for i in index]
+
+
+def numpy_order(columns: list[list[Any]]) -> list[int]:
+    """The order the published tool gives values of mixed kinds: NumPy's,
+    after NumPy made each column one type (`[1, "a"]` is text)."""
+    import numpy as np
+
+    return [int(i) for i in np.lexsort([np.array(c) for c in columns][::-1])]
 
 
 def matches(value: Any, wanted: Any) -> bool:
