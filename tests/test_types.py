@@ -138,6 +138,10 @@ def test_list_and_text_and_every_json_type_stay_apart(inside: Path) -> None:
         done = run_cli("runs", experiment, argument, "--format", "csv", cwd=inside)
         assert done.returncode == 0, done.stderr
         assert len(done.stdout.splitlines()) == 1 + count, argument
+    # `--format json` writes each value as itself, not as a string of JSON.
+    done = run_cli("runs", "V", "--format", "json", cwd=inside)
+    assert done.returncode == 0, done.stderr
+    assert [row["v"] for row in json.loads(done.stdout)] == [1, 2.5, "abc", True, [1, 2]]
 
 
 @pytest.mark.slow

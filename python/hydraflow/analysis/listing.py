@@ -8,7 +8,7 @@ import json
 import re
 import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -76,7 +76,7 @@ def list_runs(
     if view.output == "csv":
         out.write(printable(frame).write_csv())
     elif view.output == "json":
-        out.write(as_json(frame) + "\n")
+        out.write(as_json(frame, runs.json_columns) + "\n")
     elif frame.height:
         table(frame, view, out)
     return matched
@@ -242,11 +242,16 @@ def times_as_text(frame: pl.DataFrame) -> pl.DataFrame:
     return frame.with_columns(pl.col(n).dt.to_string("%Y-%m-%dT%H:%M:%S%.3fZ") for n in times)
 
 
-def as_json(frame: pl.DataFrame) -> str:
+def as_json(frame: pl.DataFrame, json_columns: Collection[str] = ()) -> str:
     """The runs as a JSON array of objects, one a run: lists and structs as
-    JSON arrays and objects, times in ISO 8601. Strict JSON has no NaN or
-    infinity: polars' `write_json` writes them as null, and so does this."""
+    JSON arrays and objects, a key whose types differ between runs (kept as
+    JSON text in the frame) as its values, times in ISO 8601. Strict JSON has
+    no NaN or infinity: polars' `write_json` writes them as null, and so does this."""
     rows = json.loads(times_as_text(frame).write_json())
+    for row in rows:
+        for name in json_columns:
+            if isinstance(row.get(name), str):
+                row[name] = json.loads(row[name], parse_constant=lambda _: None)
     return json.dumps(rows, indent=1, allow_nan=False)
 
 
