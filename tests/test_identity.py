@@ -21,6 +21,7 @@ ckpt: ${out}/ckpt
 stamp: ${now:%H-%M-%S-%f}
 work: ${hydra:runtime.cwd}
 num: ${hydra:job.num}
+rt: ${hydra:runtime}
 """
 
 APP = """
@@ -79,5 +80,6 @@ def test_a_sweep_in_a_new_directory_is_the_same_configs(tmp_path: Path) -> None:
     assert params["ckpt"] == "${out}/ckpt"
     assert params["stamp"] == "${now:%H-%M-%S-%f}"
     assert params["work"] == "${hydra:runtime.cwd}"
+    assert params["rt"] == "${hydra:runtime}"
     # A job's number may be a seed: it is a value like any other.
     assert [r.data.params["num"] for r in runs] == ["0", "1"]

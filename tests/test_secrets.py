@@ -199,6 +199,36 @@ def test_a_default_for_an_unset_variable_is_no_secret(monkeypatch: pytest.Monkey
     assert given.redact({"split": "/data/imagenet/train"}) == {"split": "***/train"}
 
 
+def test_a_key_that_refers_to_a_section_is_watched_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`copy: ${dirs}` resolves the section's values as the record is made:
+    a variable read there is a secret, and one unset fails nothing."""
+    from hydraflow.tracking.configs import to_record
+    from hydraflow.tracking.secrets import find_secrets
+    from omegaconf import OmegaConf
+
+    cfg = OmegaConf.create({"dirs": {"key": "${oc.env:MY_API_KEY}"}, "copy": "${dirs}", "lr": 0.1})
+    monkeypatch.setenv("MY_API_KEY", ENV_SECRET)
+    secrets = find_secrets(cfg)
+    assert dict(secrets.recorded) == {"dirs.key": "${oc.env:MY_API_KEY}", "copy": "${dirs}"}
+    assert ENV_SECRET not in json.dumps(to_record(cfg, secrets)[1])
+    monkeypatch.delenv("MY_API_KEY")  # Hydra runs an app that never reads it
+    _, record = to_record(cfg, find_secrets(cfg))
+    assert record["copy"] == "${dirs}"
+
+
+def test_a_variable_inside_a_longer_value_is_hidden_elsewhere(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from hydraflow.tracking.secrets import find_secrets
+    from omegaconf import OmegaConf
+
+    monkeypatch.delenv("UNSET_ONE", raising=False)
+    monkeypatch.setenv("SET_ONE", "/mnt/dsdata")
+    cfg = OmegaConf.create({"a": "${oc.env:UNSET_ONE,abcdefg}-${oc.env:SET_ONE}"})
+    secrets = find_secrets(cfg)
+    assert secrets.redact({"b": "/mnt/dsdata-abcdefg"}) == {"b": "***-abcdefg"}
+
+
 SPLIT_CONFIG = """
 data_root: ${oc.env:DATA_ROOT,/data/imagenet-default}
 split_dir: ${data_root}/train

@@ -398,8 +398,11 @@ def with_references_resolved(
     def interpolated(match: re.Match[str], depth: int) -> tuple[Any, int]:
         if match[1]:  # a key's path
             return referred(match[1], depth)
-        given = GIVEN if match[2] in os.environ else LOOKED_UP
-        return environment_value(match[2], match[3]), given
+        value = environment_value(match[2], match[3])
+        if match[2] not in os.environ:
+            return value, LOOKED_UP
+        values.add(str(value))  # hidden wherever it appears, as `find_secrets` hides it
+        return value, GIVEN
 
     def referred(path: str, depth: int) -> tuple[Any, int]:
         node: Any = data

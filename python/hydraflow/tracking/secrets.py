@@ -30,8 +30,10 @@ from pathlib import Path
 from typing import Any
 
 REDACTED = "***"
-# Hydra's values that say where a job runs (its `hydra` resolver's paths).
+# Hydra's values that say where a job runs (its `hydra` resolver's paths),
+# and the nodes that hold them (`${hydra:runtime}` is all of it).
 LAUNCH_PATHS = ("runtime.output_dir", "runtime.cwd", "run.dir", "sweep.dir")
+LAUNCH_NODES = ("runtime", "run", "sweep")
 # Shorter secret values are redacted where they are recorded as values, but
 # not searched for in free text (logs, Hydra's files), where they would match
 # too much (a `DEBUG=1` read with oc.env is secret, but "1" is everywhere).
@@ -139,6 +141,7 @@ def find_secrets(cfg: Any, marked: Sequence[str] = ()) -> Secrets:
                 recorded[leaf.path] = text
                 if leaf.given_by_environment or is_marked(leaf.path, marked):
                     values.update(leaf_texts(leaf.value))
+                values.update(leaf.given_by_environment)  # in `${oc.env:A,x}-${oc.env:B}` too
     finally:
         OmegaConf.set_cache(cfg, cache)
     return Secrets(recorded, frozenset(values), tuple(marked))
@@ -150,7 +153,7 @@ class Leaf:
     raw: Any  # as written: `${oc.env:KEY}` for an interpolation
     value: Any  # resolved
     reads_environment: bool  # looks a variable up, set or not
-    given_by_environment: bool = False  # a variable it looks up is set
+    given_by_environment: tuple[str, ...] = ()  # the values of the set variables it reads
     says_launch: bool = False  # where or when the job runs (`watched_launch_values`)
 
 
@@ -173,12 +176,16 @@ def leaves(node: Any, launch_uses: list[str], path: str = "") -> Iterator[Leaf]:
         with watched_environment() as reads:
             try:
                 value = node[key]
+                if isinstance(value, Container):  # `${section}`: its values resolve here
+                    value = OmegaConf.to_container(value, resolve=True)
             except OmegaConfBaseException:
-                value = None
-        if isinstance(value, Container):
-            value = OmegaConf.to_container(value, resolve=True)
-        given = any(found for _, found in reads)
+                value = None  # Hydra runs an app that never reads it, and so must hydraflow
+        given = tuple(found for _, found in reads if found is not None)
         yield Leaf(here, child._value(), value, bool(reads), given, bool(launch_uses))
+
+
+def says_launch(path: str) -> bool:
+    return path in LAUNCH_NODES or path.startswith(LAUNCH_PATHS)
 
 
 @contextlib.contextmanager
@@ -195,7 +202,7 @@ def watched_launch_values() -> Iterator[list[str]]:
 
     def watched(name: str, resolver: Any) -> Any:
         def resolve(config: Any, parent: Any, node: Any, args: Any, args_str: Any) -> Any:
-            if name == "now" or (args and str(args[0]).startswith(LAUNCH_PATHS)):
+            if name == "now" or (args and says_launch(str(args[0]))):
                 uses.append(name)
             return resolver(config, parent, node, args, args_str)
 
@@ -220,12 +227,12 @@ def leaf_texts(value: Any) -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def watched_environment() -> Iterator[list[tuple[str, bool]]]:
+def watched_environment() -> Iterator[list[tuple[str, str | None]]]:
     """Records the variables looked up through `os.environ` (and so
     `os.getenv` and `oc.env`, which look it up at each call) inside the
-    block, each with whether it was set."""
+    block, each with its value (None when unset)."""
     real = os.environ
-    reads: list[tuple[str, bool]] = []
+    reads: list[tuple[str, str | None]] = []
     os.environ = WatchedEnviron(real, reads)  # noqa: B003 (the same data, watched)
     try:
         yield reads
@@ -236,7 +243,7 @@ def watched_environment() -> Iterator[list[tuple[str, bool]]]:
 class WatchedEnviron(os._Environ[str]):
     """`os.environ` itself (same data, same writes), with its reads recorded."""
 
-    def __init__(self, real: os._Environ[str], reads: list[tuple[str, bool]]) -> None:
+    def __init__(self, real: os._Environ[str], reads: list[tuple[str, str | None]]) -> None:
         super().__init__(
             real._data,  # type: ignore[attr-defined]
             real.encodekey,
@@ -250,9 +257,9 @@ class WatchedEnviron(os._Environ[str]):
         try:
             value = super().__getitem__(key)
         except KeyError:
-            self.reads.append((key, False))
+            self.reads.append((key, None))
             raise
-        self.reads.append((key, True))
+        self.reads.append((key, value))
         return value
 
 
