@@ -162,6 +162,23 @@ def read_only_mount(folder: Path) -> Iterator[None]:
 HOT_JOURNAL_HINT = "a hot journal from an interrupted writer needs rolling back"
 
 
+def test_a_hot_journal_on_a_network_file_system_is_left_to_its_writer(
+    interrupted: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """There a live writer's lock on another machine may not be seen, and
+    rolling its journal back would corrupt the store: the reader says so."""
+    from hydraflow import store
+
+    mounts = tmp_path / "mounts"
+    mounts.write_text(f"server:/export {interrupted.parent.resolve()} nfs4 rw 0 0\n")
+    monkeypatch.setattr(store, "MOUNTS", mounts)
+    journal = Path(f"{interrupted.resolve()}-journal")
+    size = journal.stat().st_size
+    with pytest.raises(StoreError, match=HOT_JOURNAL_HINT):
+        hydraflow.load(tracking_uri=f"sqlite:///{interrupted}")
+    assert journal.stat().st_size == size  # not rolled back
+
+
 def test_without_write_access_a_hot_journal_is_explained(interrupted: Path) -> None:
     """A reader that may not write cannot roll the journal back: it says so,
     and reads nothing of the half-written transaction."""
@@ -171,7 +188,7 @@ def test_without_write_access_a_hot_journal_is_explained(interrupted: Path) -> N
             hydraflow.load(tracking_uri=f"sqlite:///{interrupted}")
     assert listed.returncode == 2 and "Traceback" not in listed.stderr
     assert HOT_JOURNAL_HINT in listed.stderr
-    assert "open it once with write access" in listed.stderr
+    assert "only with write access to the store and its directory" in listed.stderr
     assert listed.stdout == ""
 
 

@@ -101,9 +101,9 @@ def store_hint(reason: str, error: BaseException, uri: str) -> str:
     cause = getattr(error, "orig", None) or error
     if getattr(cause, "sqlite_errorname", None) == "SQLITE_READONLY_ROLLBACK":
         return (
-            " (a hot journal from an interrupted writer needs rolling back, which needs write"
-            " access to the store and its directory: open it once with write access, or run"
-            " any MLflow command on it)"
+            " (a hot journal from an interrupted writer needs rolling back, which hydraflow"
+            " does only with write access to the store and its directory, and on a local file"
+            " system: run any MLflow command on it where it was written)"
         )
     if "database is locked" in reason:
         from hydraflow.store import locked_hint, sqlite_path

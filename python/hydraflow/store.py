@@ -357,6 +357,8 @@ def roll_back_hot_journal(path: Path) -> None:
             return  # an empty journal (journal_mode=truncate) is never hot
     except FileNotFoundError:
         return
+    if on_network_file_system(path):
+        return  # a live writer's lock on another machine may not be seen: never roll it back
     uri = f"{path.resolve().as_uri()}?mode=rw"
     with contextlib.closing(sqlite3.connect(uri, uri=True, timeout=READ_TIMEOUT)) as connection:
         connection.execute("SELECT 1 FROM sqlite_schema LIMIT 1").fetchall()
@@ -406,13 +408,16 @@ def process_name(pid: int) -> str:
 
 
 def locked_hint(path: Path) -> str:
-    """Who holds the store locked, when the kernel says, and what to do."""
+    """Who holds the store locked and what to do, when the kernel names a
+    holder; nothing otherwise (most often a sweep's own jobs meeting, which
+    nobody should be told to stop)."""
     holders = readers_blocked_by(path)
-    who = f"process {', '.join(holders)}" if holders else "another process"
+    if not holders:
+        return ""
     return (
-        f" ({who} holds it locked: a writer in a long transaction, or one that keeps"
-        " the store to itself (locking_mode=EXCLUSIVE) until it closes it;"
-        " try again once it is done, or stop it)"
+        f" (process {', '.join(holders)} holds it locked: a writer in a long transaction,"
+        " or one that keeps the store to itself (locking_mode=EXCLUSIVE) until it closes"
+        " it; try again once it is done, or stop it)"
     )
 
 
@@ -489,6 +494,14 @@ def network_store_warning(uri: str, mounts: Path = MOUNTS) -> str | None:
         f"from several machines can block or corrupt it; use an MLflow tracking server "
         f"(see {CLUSTER_DOCS})"
     )
+
+
+def on_network_file_system(path: Path) -> bool:
+    try:
+        table = MOUNTS.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return False
+    return mount_type(path.resolve(), table) in NETWORK_FILE_SYSTEMS
 
 
 def mount_type(path: Path, table: str) -> str | None:
