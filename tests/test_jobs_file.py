@@ -331,7 +331,6 @@ def test_an_empty_set_is_refused_and_braces_run_once(
         ("    sets:\n      - each:\n        all: a=1,2\n", "jobs.j.sets[0].each: is empty"),
         ("    sets:\n      - all: ''\n", "jobs.j.sets[0].all: is empty"),
         ("    add:\n", "jobs.j.add: is empty"),
-        ("    sets:\n      - add: []\n", "jobs.j.sets[0].add: is empty"),
     ],
 )
 def test_an_empty_each_all_or_add_is_refused(

@@ -82,6 +82,17 @@ def test_overriding_an_each_key_runs_identical_commands_once(tmp_path: Path) -> 
     assert (plan.total_commands, plan.total_runs) == (1, 3)
 
 
+@pytest.mark.parametrize("override", ["++width=7", "+width=7"])
+def test_a_plus_override_replaces_the_sets_key_as_a_plain_one_does(
+    tmp_path: Path, override: str
+) -> None:
+    """`++width=7` beside the set's `width=100` made `width=100 ++width=7`:
+    two commands Hydra ran both with width 7."""
+    argvs = commands(job(tmp_path, SEQUENTIAL), override)
+    assert len(argvs) == 1
+    assert argvs[0][3] == override
+
+
 def test_options_go_before_multirun_and_other_arguments_after_the_jobs(tmp_path: Path) -> None:
     """Hydra's parser takes its overrides as one run of words: a word before
     `--multirun` and more after it is an error (`unrecognized arguments`)."""

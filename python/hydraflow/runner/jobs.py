@@ -294,8 +294,9 @@ def read_set(body: Any, file: str, where: str) -> JobSet:
 
 def read_given_arguments(body: dict[Any, Any], key: str, file: str, where: str) -> Arguments:
     """`key`'s arguments; a key given with none (`each:`, its values commented
-    out, or "") is refused: it would silently mean no arguments."""
-    if key in body and body[key] in (None, "", []):
+    out, or "") is refused: it would silently mean no arguments. An explicit
+    `[]` is meant (it clears an `add` a YAML merge brought in)."""
+    if key in body and (body[key] is None or body[key] == ""):
         message = f"is empty; give it arguments, or leave {key} out"
         raise ConfigError(file, f"{where}.{key}", message)
     return read_arguments(body.get(key), file, f"{where}.{key}")

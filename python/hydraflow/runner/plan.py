@@ -417,13 +417,14 @@ def command_words(job: Job) -> list[str]:
 
 def plan_set(job: Job, job_set: JobSet, command_line: CommandLine) -> SetPlan:
     overrides = command_line.overrides
-    replacements = {key_of(o): o for o in overrides}
+    # `++a=5` (or `+a=5`) replaces the set's `a` as `a=5` does: Hydra keeps the last.
+    replacements = {set_key(o): o for o in overrides}
     used: set[str] = set()
 
     def replace(args: list[str]) -> list[str]:
         replaced = []
         for arg in args:
-            key = key_of(arg)
+            key = set_key(arg)
             if key in replacements:
                 used.add(key)
                 arg = replacements[key]
@@ -438,7 +439,7 @@ def plan_set(job: Job, job_set: JobSet, command_line: CommandLine) -> SetPlan:
     each = [replace(options) for options in written_each]
     all_args = replace(written_all)
     add = [*replace(written_add), *command_line.trailing]
-    all_args += [o for o in overrides if key_of(o) not in used]
+    all_args += [o for o in overrides if set_key(o) not in used]
     keys = {key_of(a).lstrip("+") for a in [*itertools.chain.from_iterable(each), *all_args, *add]}
     job_name = [] if JOB_NAME_KEY in keys else [f"{JOB_NAME_KEY}={job.experiment}"]
     runs_of = {option: value_count(option) for options in each for option in options}
