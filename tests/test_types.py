@@ -320,3 +320,16 @@ def test_return_values_follow_the_same_rule() -> None:
     assert pairs["value.0"].to_list() == ["1", '"a"', None]
     assert pairs["value.1"].to_list() == [0.5, 0.25, None]
     assert as_json == {"value.0"}
+
+
+@pytest.mark.parametrize("order", [(1, 2**64 - 1), (2**64 - 1, 1), (1, -(2**63) - 1)])
+def test_an_integer_beyond_64_bits_is_kept_in_either_order(order: tuple[int, int]) -> None:
+    """Its documents shared a shape with the small integers': after a small
+    one the column was Int64 and the big value read as null."""
+    texts = pl.Series([json.dumps({"seed": seed, "n": 1}) for seed in order], dtype=pl.String)
+    frame, json_columns = config_columns(texts)
+    got = frame["seed"].to_list()
+    if "seed" in json_columns:
+        got = [json.loads(text) for text in got]
+    assert got == list(order)
+    assert frame["n"].to_list() == [1, 1]

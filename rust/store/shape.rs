@@ -12,8 +12,8 @@ const MAX_DEPTH: usize = 64;
 
 /// The shape of `text`: objects keep their keys and order, arrays the
 /// distinct shapes of their elements, and scalars become one letter
-/// (`s`tring, `i`nteger, `f`loat, `b`oolean, `n`ull). None when `text` is
-/// not JSON or nests too deep.
+/// (`s`tring, `i`nteger, `u` an integer beyond 64 signed bits, `f`loat,
+/// `b`oolean, `n`ull). None when `text` is not JSON or nests too deep.
 pub fn shape(text: &[u8]) -> Option<Vec<u8>> {
     let mut out = Vec::new();
     shape_into(text, &mut out).then_some(out)
@@ -205,14 +205,32 @@ impl Reader<'_> {
             return None;
         }
         let float = number.iter().any(|b| matches!(b, b'.' | b'e' | b'E'));
-        out.push(if float { b'f' } else { b'i' });
+        out.push(if float {
+            b'f'
+        } else if fits_in_i64(number) {
+            b'i'
+        } else {
+            b'u' // decodes to another type than `i`: a shape of its own
+        });
         Some(())
     }
+}
+
+fn fits_in_i64(digits: &[u8]) -> bool {
+    std::str::from_utf8(digits).is_ok_and(|text| text.parse::<i64>().is_ok())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_integer_beyond_64_signed_bits_has_a_shape_of_its_own() {
+        assert_eq!(shape_of(r#"{"seed": 9223372036854775807}"#).as_deref(), Some(r#"{"seed":i}"#));
+        assert_eq!(shape_of(r#"{"seed": -9223372036854775808}"#).as_deref(), Some(r#"{"seed":i}"#));
+        assert_eq!(shape_of(r#"{"seed": 18446744073709551615}"#).as_deref(), Some(r#"{"seed":u}"#));
+        assert_eq!(shape_of(r#"{"seed": -9223372036854775809}"#).as_deref(), Some(r#"{"seed":u}"#));
+    }
 
     fn shape_of(text: &str) -> Option<String> {
         shape(text.as_bytes()).map(|s| String::from_utf8(s).unwrap())
