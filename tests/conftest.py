@@ -283,3 +283,16 @@ def launch_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[P
             mlflow.end_run()
         mlflow.set_tracking_uri(None)
         store.forget_opened()
+
+
+@contextlib.contextmanager
+def default_store_in(folder: Path) -> Iterator[Path]:
+    """Works in `folder`, where `load()` finds `mlflow.db` by default
+    (MLFLOW_TRACKING_URI unset meanwhile)."""
+    env = os.environ.pop("MLFLOW_TRACKING_URI", None)
+    try:
+        with contextlib.chdir(folder):
+            yield folder
+    finally:
+        if env is not None:
+            os.environ["MLFLOW_TRACKING_URI"] = env

@@ -31,6 +31,7 @@ from tests.conftest import (
     TUTORIAL_JOBS,
     Tutorial,
     copy_project,
+    default_store_in,
     run_cli,
     user_environment,
 )
@@ -62,12 +63,8 @@ def store(tutorial_store: Tutorial, tmp_path_factory: pytest.TempPathFactory) ->
 
 @pytest.fixture
 def inside(store: Path) -> Iterator[Path]:
-    """Works in the store's folder, where `load()` finds `mlflow.db` by default."""
-    env = os.environ.pop("MLFLOW_TRACKING_URI", None)
-    with contextlib.chdir(store):
-        yield store
-    if env is not None:
-        os.environ["MLFLOW_TRACKING_URI"] = env
+    with default_store_in(store) as folder:
+        yield folder
 
 
 def copy_store(source: Path, target: Path) -> Path:

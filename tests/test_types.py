@@ -7,10 +7,8 @@ for its API (tests/published_types.py)."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
-import os
 import subprocess
 import sys
 import warnings
@@ -27,7 +25,7 @@ from hydraflow.analysis.layout import json_text
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import run_cli, user_environment
+from tests.conftest import default_store_in, run_cli, user_environment
 from tests.published_types import PUBLISHED, STATEMENTS, evaluate, namespace
 
 APP = """
@@ -64,11 +62,8 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def inside(store: Path) -> Iterator[Path]:
-    env = os.environ.pop("MLFLOW_TRACKING_URI", None)
-    with contextlib.chdir(store):
-        yield store
-    if env is not None:
-        os.environ["MLFLOW_TRACKING_URI"] = env
+    with default_store_in(store) as folder:
+        yield folder
 
 
 def kept(runs: hydraflow.Runs[Any], **criteria: Any) -> int:

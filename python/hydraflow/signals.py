@@ -17,7 +17,11 @@ Handler = Callable[[int, FrameType | None], object]
 
 
 def signal_name(signum: int) -> str:
-    return signal.Signals(signum).name
+    """`SIGTERM`; `signal 99` for a number Python has no name for."""
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
 
 
 def exit_status(signum: int) -> int:

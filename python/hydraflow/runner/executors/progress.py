@@ -4,7 +4,6 @@ lines elsewhere — then a one-paragraph summary."""
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shlex
 import signal
@@ -19,6 +18,7 @@ from hydraflow.protocol import OUTCOMES
 from hydraflow.remote import masked
 from hydraflow.runner.executors.event_log import RunCounts
 from hydraflow.runner.plan import Command
+from hydraflow.signals import signal_name
 from hydraflow.tables import counted
 
 
@@ -428,9 +428,7 @@ def handler_ending(status: int | None, signum: int | None) -> str:
     if signum is not None or status is None:
         return "was interrupted"
     if status < 0:
-        with contextlib.suppress(ValueError):
-            return f"was killed by {signal.Signals(-status).name}"
-        return f"was killed by signal {-status}"
+        return f"was killed by {signal_name(-status)}"
     return f"failed with status {status}"
 
 

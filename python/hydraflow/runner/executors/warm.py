@@ -39,6 +39,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import IO, Any, cast
 
+from hydraflow.signals import signal_name
 from hydraflow.warm_proxy import read_message, send_message
 
 COLD_ENV = "HYDRAFLOW_COLD"
@@ -523,9 +524,7 @@ def ending(returncode: int | None) -> str:
     if returncode is None:
         return "its socket closed, the process still there"
     if returncode < 0:
-        with contextlib.suppress(ValueError):
-            return f"killed by {signal.Signals(-returncode).name}"
-        return f"killed by signal {-returncode}"
+        return f"killed by {signal_name(-returncode)}"
     return f"exit status {returncode}"
 
 
