@@ -173,3 +173,26 @@ def test_the_stored_record_is_what_it_was(tmp_path: Path) -> None:
         GOLDEN.parent.mkdir(exist_ok=True)
         GOLDEN.write_text(json.dumps(found, indent=1, sort_keys=True) + "\n")
     assert found == json.loads(GOLDEN.read_text())
+
+
+def test_two_keys_that_make_one_param_name_record_the_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A literal `a.b` beside `a: {b: 1}` is a legal config: MLflow refused
+    the batch of params with both, and every run ended FAILED."""
+    from hydraflow import store
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    store.forget_opened()
+    config = {"a": {"b": 1}, "a.b": 2, "lr": 0.1}
+    try:
+        with hydraflow.start_run(config, experiment_name="dotted") as run:
+            run_id = run.info.run_id
+    finally:
+        mlflow.set_tracking_uri(None)
+        store.forget_opened()
+    stored = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}").get_run(run_id)
+    assert stored.info.status == "FINISHED"
+    assert stored.data.params == {"a.b": "1", "lr": "0.1"}
+    assert json.loads(stored.data.tags["hydraflow.config"]) == config

@@ -28,14 +28,18 @@ def log_params(
 ) -> None:
     """Logs the flattened config, cut to MLflow's limits, in as few calls as
     MLflow allows; a resumed run keeps the params it has (`logged`): MLflow
-    refuses to change a logged value."""
+    refuses to change a logged value. One param per name: where two keys
+    make one (a literal `a.b` beside `a: {b: ...}`, long keys cut alike) the
+    first is logged (MLflow refuses the batch otherwise); the config tag
+    holds both."""
     from mlflow.entities import Param
 
-    params = [
-        Param(key[:MAX_KEY_LENGTH], param_text(value)[:MAX_PARAM_LENGTH])
-        for key, value in flatten(config, empty_is_value=True)
-        if key[:MAX_KEY_LENGTH] not in logged
-    ]
+    params, named = [], set(logged)
+    for key, value in flatten(config, empty_is_value=True):
+        name = key[:MAX_KEY_LENGTH]
+        if name not in named:
+            named.add(name)
+            params.append(Param(name, param_text(value)[:MAX_PARAM_LENGTH]))
     for start in range(0, len(params), PARAMS_PER_BATCH):
         log_batch(client, run_id, params[start : start + PARAMS_PER_BATCH])
 
