@@ -192,18 +192,88 @@ def test_without_write_access_a_hot_journal_is_explained(interrupted: Path) -> N
     assert listed.stdout == ""
 
 
-@pytest.mark.parametrize("kind", ["an empty file", "another app's database"])
-def test_a_file_without_mlflow_tables_is_no_mlflow_store(tmp_path: Path, kind: str) -> None:
-    path = tmp_path / "mlflow.db"
-    path.touch()
-    if kind == "another app's database":
-        with contextlib.closing(sqlite3.connect(path)) as db, db:
-            db.execute("CREATE TABLE notes (text)")
+def test_another_apps_database_is_no_mlflow_store(tmp_path: Path) -> None:
+    with contextlib.closing(sqlite3.connect(tmp_path / "mlflow.db")) as db, db:
+        db.execute("CREATE TABLE notes (text)")
     listed = run_cli("runs", cwd=tmp_path)
     assert listed.returncode == 2 and "Traceback" not in listed.stderr
     assert "no such table: experiments (the file is damaged or not an MLflow database" in (
         listed.stderr
     )
+
+
+# MLflow makes a new store's first tables, then runs its migrations one by
+# one: the state a reader meets while the first run of a sweep starts.
+FIRST_TABLES = """
+import sys, sqlalchemy
+from mlflow.store.tracking.dbmodels.initial_models import Base
+Base.metadata.create_all(sqlalchemy.create_engine(f"sqlite:///{sys.argv[1]}"))
+"""
+
+
+@pytest.fixture
+def first_tables(tmp_path: Path) -> Path:
+    path = tmp_path / "mlflow.db"
+    subprocess.run([sys.executable, "-c", FIRST_TABLES, str(path)], check=True)
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        tables = {name for (name,) in db.execute("SELECT name FROM sqlite_schema")}
+    assert "experiments" in tables and "latest_metrics" not in tables
+    return path
+
+
+@pytest.mark.parametrize("state", ["an empty file", "MLflow's first tables"])
+def test_a_store_being_created_has_no_runs_yet(
+    tmp_path: Path, state: str, request: pytest.FixtureRequest
+) -> None:
+    path = tmp_path / "mlflow.db"
+    if state == "an empty file":  # SQLite's file before its first commit
+        path.touch()
+    else:
+        request.getfixturevalue("first_tables")
+    assert hydraflow.load(tracking_uri=path).frame.height == 0
+    listed = run_cli("runs", cwd=tmp_path)
+    assert (listed.returncode, listed.stdout) == (1, "")
+    assert "no FINISHED runs" in listed.stderr and "Traceback" not in listed.stderr
+    (tmp_path / "mlruns").mkdir()
+    assert list(hydraflow.iter_run_dirs(tmp_path / "mlruns")) == []
+    assert hydraflow.get_experiment_names(tmp_path / "mlruns") == []
+
+
+def test_tables_missing_beside_runs_are_a_damaged_store(first_tables: Path) -> None:
+    with contextlib.closing(sqlite3.connect(first_tables)) as db, db:
+        db.execute("INSERT INTO experiments (experiment_id, name) VALUES (1, 'e')")
+        db.execute("INSERT INTO runs (run_uuid, experiment_id) VALUES ('r', 1)")
+    with pytest.raises(StoreError, match="no such table: latest_metrics"):
+        hydraflow.load(tracking_uri=first_tables)
+
+
+# Plain MLflow makes a store (no template: its ~60 migrations, each committed).
+MLFLOW_MAKES_A_STORE = (
+    "import mlflow; mlflow.MlflowClient('sqlite:///mlflow.db').search_experiments()"
+)
+
+
+def test_loads_racing_mlflow_making_a_store_never_fail(tmp_path: Path) -> None:
+    writer = subprocess.Popen(
+        [sys.executable, "-c", MLFLOW_MAKES_A_STORE],
+        cwd=tmp_path,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    partial = 0
+    try:
+        while writer.poll() is None:
+            if not (tmp_path / "mlflow.db").exists():
+                continue
+            with contextlib.closing(connect_read_only(tmp_path / "mlflow.db")) as db:
+                tables = db.execute("SELECT count(*) FROM sqlite_schema").fetchone()[0]
+            assert hydraflow.load(tracking_uri=tmp_path / "mlflow.db").frame.height == 0
+            partial += tables < 20
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(writer.pid, 9)
+        writer.wait()
+    assert writer.returncode == 0 and partial > 0
 
 
 def test_a_store_this_user_may_not_read_says_so(committed: Path, tmp_path: Path) -> None:

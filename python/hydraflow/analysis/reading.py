@@ -78,6 +78,10 @@ DEFAULT_EXPERIMENT = "Default"
 ANY_RUN_QUERY = (
     f"SELECT 1 FROM runs WHERE experiment_id = ? AND lifecycle_stage = '{ACTIVE}' LIMIT 1"
 )
+# The tables a load reads. MLflow makes a new store's tables one by one (its
+# first ones, then some 60 alembic migrations, each committed), so a load
+# racing it may find only some of them.
+READ_TABLES = ("experiments", "runs", "tags", "latest_metrics", "params")
 
 log = logging.getLogger("hydraflow")
 
@@ -190,7 +194,9 @@ class SqliteStore:
         snapshot = open_snapshot(self.path) if pages else "the write-ahead log kept moving"
         db.execute("BEGIN")
         try:
-            names = self.experiment_names(db, experiments)  # the transaction's first read
+            if has_no_runs_yet(db):  # the transaction's first read
+                return Tables(assemble(no_raw_tables(), {}, statuses), frame([], PARAM_SCHEMA))
+            names = self.experiment_names(db, experiments)
             raw = read_raw(db, snapshot, self.path)
             runs = assemble(raw, names, statuses)
             without = runs.filter(pl.col("config").is_null())["run_id"].to_list()
@@ -208,6 +214,8 @@ class SqliteStore:
 
     def experiments(self) -> list[str]:
         with self.connect() as db:
+            if has_no_runs_yet(db):
+                return []
             names = self.experiment_names(db, None)
             return sorted(
                 name
@@ -217,6 +225,8 @@ class SqliteStore:
 
     def experiment_locations(self) -> list[tuple[str, str]]:
         with self.connect() as db:
+            if has_no_runs_yet(db):
+                return []
             return [(name, location) for name, location in db.execute(EXPERIMENT_LOCATIONS_QUERY)]
 
     @staticmethod
@@ -236,6 +246,18 @@ class SqliteStore:
                 query = HISTORY_QUERY.format(marks=marks, keys=key_filter)
                 rows.extend(db.execute(query, [*chunk, *metrics]))
         return with_nan(frame(rows, {**HISTORY_SCHEMA, "is_nan": pl.Int64}))
+
+
+def has_no_runs_yet(db: sqlite3.Connection) -> bool:
+    """An empty database, or a store MLflow is still creating: some of the
+    tables a load reads are missing, and so is any run. (A store missing
+    them with runs, or another app's database, fails on reading: damaged.)"""
+    tables = {name for (name,) in db.execute("SELECT name FROM sqlite_schema WHERE type = 'table'")}
+    if not tables:
+        return True
+    if "experiments" not in tables or tables.issuperset(READ_TABLES):
+        return False
+    return "runs" not in tables or db.execute("SELECT 1 FROM runs LIMIT 1").fetchone() is None
 
 
 @dataclass(frozen=True)
@@ -260,6 +282,10 @@ RAW_RUNS = {
 }
 RAW_TAGS = {"run_uuid": pl.String, "key": pl.String, "value": pl.String}
 RAW_LATEST = {"run_uuid": pl.String, "key": pl.String, "value": pl.Float64, "is_nan": pl.Int64}
+
+
+def no_raw_tables() -> RawTables:
+    return RawTables(frame([], RAW_RUNS), frame([], RAW_TAGS), frame([], RAW_LATEST))
 
 
 class LogMoved(Exception):
