@@ -378,8 +378,8 @@ def test_the_handler_terminating_its_child_ends_the_warm_command(tmp_path: Path)
 @pytest.mark.timeout(300)
 def test_hydraflow_killed_leaves_no_warm_command_behind(tmp_path: Path) -> None:
     folder = folder_for(tmp_path, "killed", "sleep")
-    # hydraflow killed leaves its socket's directory: in one of the test's own
-    # (short: a socket's path has a limit), removed below.
+    # hydraflow's temporary files go to a folder of the test's own: its
+    # socket must leave nothing there (an abstract one has no file).
     temporary = tempfile.mkdtemp(prefix="handoff-")
     process = start_job(folder, stdout=subprocess.DEVNULL, TMPDIR=temporary)
     handler = None
@@ -393,6 +393,7 @@ def test_hydraflow_killed_leaves_no_warm_command_behind(tmp_path: Path) -> None:
         while alive(app_pid) or alive(handler):
             assert time.monotonic() < deadline, "the warm command outlived hydraflow"
             time.sleep(0.1)
+        assert list(Path(temporary).glob("hydraflow-handoff-*")) == []
     finally:
         kill_group(process.pid)
         if handler is not None:
@@ -581,3 +582,55 @@ def test_the_hook_goes_cold_when_a_standard_stream_is_closed() -> None:
             text=True,
         )
         assert ran.stdout == ("True\n" if closed is None else "False\n"), ran.stderr
+
+
+# Another user's process asks at the socket named in a live job's
+# HYDRAFLOW_HANDOFF, as a proxy would; prints the reply.
+ANOTHER_USER_ASKS = """
+import socket, sys
+from hydraflow.handoff_hook import parts, socket_address
+from hydraflow.warm_proxy import read_message, send_message
+
+_, _, name = parts(sys.argv[1])
+with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+    sock.connect(socket_address(name))
+    request = {"argv": [sys.executable, "app.py", "a=sleep"], "env": {}, "cwd": sys.argv[2]}
+    send_message(sock, request, [0, 1, 2])
+    print(read_message(sock))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_another_users_process_is_never_handed_off(tmp_path: Path) -> None:
+    """The socket is abstract (no file, no file mode): the kernel's word on
+    the peer's uid keeps another user's process out."""
+    from tests.test_histories_faults import as_user
+
+    if os.geteuid() != 0 or shutil.which("setpriv") is None:
+        pytest.skip("needs root and setpriv to act as another user")
+    folder = folder_for(tmp_path, "other-user", "sleep")
+    process = start_job(folder)
+    stderr = ""
+    try:
+        wait_for(folder, "running-sleep-*", process)
+        handler = next(folder.glob("handler-*")).name.rpartition("-")[2]
+        variable = next(
+            entry.partition("=")[2]
+            for entry in Path(f"/proc/{handler}/environ").read_text().split("\0")
+            if entry.startswith(f"{HANDOFF_ENV}=")
+        )
+        assert variable.partition(":")[2].partition(":")[2].startswith("@hydraflow-handoff-")
+        with as_user(65534) as user:
+            asked = subprocess.run(
+                [*user, sys.executable, "-c", ANOTHER_USER_ASKS, variable, str(folder)],
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+    finally:
+        kill_group(process.pid)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            _, stderr = process.communicate(timeout=60)
+    assert (asked.stdout, asked.returncode) == ("{'cold': \"another user's process\"}\n", 0)
+    assert "a submitted command starts cold: another user's process" in stderr

@@ -287,8 +287,8 @@ def test_hydraflow_killed_leaves_no_warm_worker_behind(tmp_path: Path) -> None:
     """hydraflow killed by SIGKILL: its warm interpreters end, and with them
     (their proxies gone) every worker they forked."""
     folder = folder_for(tmp_path, "killed", "sleep")
-    # hydraflow killed leaves its socket's directory: in one of the test's own
-    # (short: a socket's path has a limit), removed below.
+    # hydraflow's temporary files go to a folder of the test's own: its
+    # socket must leave nothing there (an abstract one has no file).
     temporary = tempfile.mkdtemp(prefix="handoff-")
     process = start_job(folder, stderr=subprocess.DEVNULL, TMPDIR=temporary)
     try:
@@ -298,6 +298,7 @@ def test_hydraflow_killed_leaves_no_warm_worker_behind(tmp_path: Path) -> None:
         os.kill(process.pid, signal.SIGKILL)
         process.wait(timeout=30)
         assert leftovers([worker, command]) == []
+        assert list(Path(temporary).glob("hydraflow-handoff-*")) == []
     finally:
         kill_group(process.pid)
         shutil.rmtree(temporary, ignore_errors=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,14 @@ PACKAGE = os.path.join(Path(__file__).parent, "")  # with a trailing separator
 USAGE_ERROR = 2
 # As a shell reports a command it cannot run.
 NOT_RUNNABLE = 127
+
+
+def closest(word: str, choices: Sequence[str], cutoff: float = 0.6) -> str | None:
+    """The choice a mistyped `word` most likely meant ("did you mean"), or None."""
+    import difflib
+
+    close = difflib.get_close_matches(word, choices, n=1, cutoff=cutoff)
+    return close[0] if close else None
 
 
 class HydraflowError(Exception):
@@ -33,11 +42,9 @@ class ConfigError(HydraflowError):
 
 class JobNotFoundError(HydraflowError):
     def __init__(self, name: str, known: list[str], file: str) -> None:
-        import difflib
-
         jobs = ", ".join(known) if known else "(none)"
-        close = difflib.get_close_matches(name, known, n=1)
-        hint = f"did you mean '{close[0]}'? The jobs are" if close else "the jobs are"
+        meant = closest(name, known)
+        hint = f"did you mean '{meant}'? The jobs are" if meant else "the jobs are"
         super().__init__(f"{file}: no job named '{name}'; {hint}: {jobs}")
 
 

@@ -1,7 +1,8 @@
 """The start-up hook of the hand-off, called by `hydraflow_handoff.pth` (at
 the root of site-packages) when HYDRAFLOW_HANDOFF is set, or when Python runs
 loky's worker module. The variable's value is `HYDRAFLOW_PID:KINDS:SOCKET`,
-the socket in a private directory; KINDS names what may ask:
+SOCKET an abstract socket's name (`@...`: nothing in the file system to
+leave behind when hydraflow is killed) or a path; KINDS names what may ask:
 
 - `commands`: a submit handler's direct `python SCRIPT ...` or `python -m
   MODULE ...` children (their parent's parent is that hydraflow), which
@@ -83,6 +84,11 @@ def parts(value: str) -> tuple[str, list[str], str]:
     owner, _, rest = value.partition(":")
     kinds, _, path = rest.partition(":")
     return owner, kinds.split(","), path
+
+
+def socket_address(name: str) -> str:
+    """The address to connect to: `@NAME` is Linux's abstract socket NAME."""
+    return "\0" + name[1:] if name.startswith("@") else name
 
 
 def variable_of(pid: str) -> str:

@@ -28,6 +28,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
+from hydraflow.handoff_hook import socket_address
+
 HEADER = struct.Struct("!I")
 # The most descriptors one message carries: a command's 0-2, its status
 # socket and what a pool worker is given (4 for loky's), with room to spare.
@@ -116,7 +118,7 @@ class Proxy:
         """Connected to hydraflow itself (its pid and our uid), not to
         whatever took the socket's path."""
         try:
-            self.sock.connect(self.path)
+            self.sock.connect(socket_address(self.path))
             data = self.sock.getsockopt(
                 socket.SOL_SOCKET, socket.SO_PEERCRED, PEER_CREDENTIALS.size
             )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import json
 from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
@@ -10,7 +9,7 @@ from typing import Any
 import polars as pl
 
 from hydraflow.analysis.layout import json_text
-from hydraflow.errors import FilterError
+from hydraflow.errors import FilterError, closest
 
 
 def column_name(key: str, columns: Sequence[str]) -> str:
@@ -35,8 +34,7 @@ def meant_column(key: str, columns: Sequence[str]) -> str | None:
     if endings:
         return endings[0] if len(endings) == 1 else None
     groups = [name.removeprefix("choice.") for name in columns if name.startswith("choice.")]
-    close = difflib.get_close_matches(key, [*columns, *groups], n=1, cutoff=0.75)
-    return close[0] if close else None
+    return closest(key, [*columns, *groups], cutoff=0.75)
 
 
 def condition(

@@ -3,14 +3,13 @@ arguments after `--` are set aside for the program."""
 
 from __future__ import annotations
 
-import difflib
 import sys
 from collections.abc import Iterable
 from typing import NoReturn
 
 import click
 
-from hydraflow.errors import HydraflowError
+from hydraflow.errors import HydraflowError, closest
 
 
 def fail(error: HydraflowError) -> NoReturn:
@@ -70,9 +69,9 @@ def is_option(name: str) -> bool:
 def unknown_option_message(ctx: click.Context, name: str) -> str:
     command = ctx.command_path
     own = [opt for param in ctx.command.params for opt in param.opts if opt.startswith("--")]
-    close = difflib.get_close_matches(name, own, n=1)
-    if close:
-        hint = f"did you mean {close[0]}?"
+    meant = closest(name, own)
+    if meant is not None:
+        hint = f"did you mean {meant}?"
     elif name == "--tracking-uri":
         hint = "the apps' store is set by MLFLOW_TRACKING_URI=URI before the command"
     else:

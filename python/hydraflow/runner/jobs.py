@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from hydraflow._core import SweepSyntaxError, split
-from hydraflow.errors import ConfigError
+from hydraflow.errors import ConfigError, closest
 
 if TYPE_CHECKING:
     from yaml import MarkedYAMLError
@@ -87,17 +87,15 @@ def load_jobs(path: str | Path = DEFAULT_FILE) -> JobsFile:
 def near_miss(path: Path) -> str:
     """What to do about a missing jobs file: a file of a close name beside it
     (`hydraflow.yml`) is named, else `-c FILE`."""
-    import difflib
-
     folder = path.parent
     try:
         names = [entry.name for entry in folder.iterdir() if entry.is_file()]
     except OSError:
         names = []
-    close = difflib.get_close_matches(path.name, names, n=1, cutoff=0.8)
-    if not close:
+    meant = closest(path.name, names, cutoff=0.8)
+    if meant is None:
         return " (use -c FILE to name another)"
-    found = close[0] if str(folder) == "." else str(folder / close[0])
+    found = meant if str(folder) == "." else str(folder / meant)
     return f", but {found} is there (use -c {found})"
 
 
@@ -339,9 +337,7 @@ def check_keys(body: dict[Any, Any], allowed: tuple[str, ...], file: str, where:
 
 
 def suggestion(word: str, choices: tuple[str, ...] | list[str]) -> str:
-    import difflib
-
-    close = difflib.get_close_matches(word, choices, n=1)
-    if close:
-        return f"; did you mean '{close[0]}'?"
+    meant = closest(word, choices)
+    if meant is not None:
+        return f"; did you mean '{meant}'?"
     return f" (expected one of: {', '.join(choices)})"

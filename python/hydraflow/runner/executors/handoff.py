@@ -7,12 +7,13 @@ which run from the warm interpreter (warm.py) as a `run:` job's commands do:
   joblib launcher uses), each `python -m <loky's worker module> --pipe N`,
   with the descriptors its pool gave it.
 
-hydraflow listens on a Unix socket in a private directory and names it in
+hydraflow listens on an abstract Unix socket of a random name (nothing in the
+file system, so nothing is left when hydraflow is killed) and names it in
 HYDRAFLOW_HANDOFF (`hydraflow/warm_proxy.py` is the other side, started by a
 `.pth` hook). A proxy's request is taken only if its process (known from the
-socket's peer credentials, not from what it says) runs hydraflow's own
-interpreter binary with hydraflow's process settings (nice, umask,
-affinity, limits, cgroup), and:
+socket's peer credentials, not from what it says) is this user's, runs
+hydraflow's own interpreter binary with hydraflow's process settings (nice,
+umask, affinity, limits, cgroup), and:
 
 - a submitted command: it is a child of the handler, in hydraflow's
   directory, with no descriptor beyond 0-2, and its arguments are exactly
@@ -33,20 +34,19 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import shlex
-import shutil
 import signal
 import socket
 import struct
 import sys
 import sysconfig
-import tempfile
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from hydraflow.handoff_hook import COMMANDS, HANDOFF_ENV, WORKERS, is_pool_worker
+from hydraflow.handoff_hook import COMMANDS, HANDOFF_ENV, WORKERS, is_pool_worker, socket_address
 from hydraflow.remote import masked
 from hydraflow.runner.executors.processes import kill_group
 from hydraflow.runner.executors.warm import (
@@ -88,15 +88,14 @@ class Handoff:
         self.waited = threading.Condition(self.lock)  # a command's end, told to its proxy
         self.closing = False
         self.said: set[str] = set()
-        self.directory = tempfile.mkdtemp(prefix="hydraflow-handoff-")  # mode 0700
-        self.path = os.path.join(self.directory, "socket")
+        # Any user may connect to an abstract socket: `refusal` checks the uid.
+        self.path = f"@hydraflow-handoff-{os.getpid()}-{secrets.token_hex(16)}"
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            self.listener.bind(self.path)
+            self.listener.bind(socket_address(self.path))
             self.listener.listen(64)
         except OSError:
             self.listener.close()
-            shutil.rmtree(self.directory, ignore_errors=True)
             raise
         threading.Thread(target=self.accept, daemon=True).start()
 
@@ -156,6 +155,8 @@ class Handoff:
     ) -> str | None:
         """Why the request is not taken; all of it decided before the proxy
         is told "starting" (after which it never goes cold)."""
+        if peer_uid(connection) != os.getuid():
+            return "another user's process"
         if given is None:
             return "the request was cut short"
         if not {0, 1, 2} <= set(given) or request.get("socket") in (0, 1, 2):
@@ -333,7 +334,6 @@ class Handoff:
             self.warm.alert(f"killed {workers} pool worker(s) their command left running")
         if self.worker_warm is not None:
             self.worker_warm.close()
-        shutil.rmtree(self.directory, ignore_errors=True)
 
 
 def shown(args: list[str]) -> str:
@@ -376,12 +376,23 @@ def is_loky_worker(argv: list[str], given: dict[int, int]) -> bool:
 
 
 def peer_pid(connection: socket.socket) -> int | None:
+    credentials = peer_credentials(connection)
+    return credentials[0] or None if credentials is not None else None
+
+
+def peer_uid(connection: socket.socket) -> int | None:
+    credentials = peer_credentials(connection)
+    return credentials[1] if credentials is not None else None
+
+
+def peer_credentials(connection: socket.socket) -> tuple[int, int, int] | None:
+    """The kernel's word on who connected: pid, uid, gid."""
     try:
         data = connection.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, PEER_CREDENTIALS.size)
     except OSError:
         return None
-    pid = int(PEER_CREDENTIALS.unpack(data)[0])
-    return pid or None
+    pid, uid, gid = PEER_CREDENTIALS.unpack(data)
+    return int(pid), int(uid), int(gid)
 
 
 def children_of(pid: int) -> set[int]:
@@ -471,7 +482,7 @@ def handed_off(
     handoff = None
     try:
         handoff = None if reason is not None else Handoff(warm, per_command, params_file)
-    except OSError as error:  # a socket path too long for the system, say
+    except OSError as error:  # no Unix sockets here (a sandbox), say
         reason = f"the hand-off's socket could not be made ({error.strerror or error})"
     if handoff is None:
         warm.refuse(str(reason))
