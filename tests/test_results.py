@@ -426,6 +426,20 @@ def test_a_long_table_stops_at_a_thousand_rows_and_says_so(
     assert len(out.getvalue().splitlines()) == 3 + 1001
 
 
+def test_a_long_constant_is_cut_in_the_line_above_the_table() -> None:
+    import io
+
+    from hydraflow.analysis.listing import View, table
+
+    blob = "ab" * 3500
+    frame = pl.DataFrame(
+        {"run_id": ["a" * 32, "b" * 32], "blob": [blob, blob], "x": [1, 2], "name": ["r", "r"]}
+    )
+    table(frame, View(), out := io.StringIO())
+    shared = out.getvalue().splitlines()[0]
+    assert shared == f"2 runs; in every one: blob={blob[:59]}…(7000 characters) name=r"
+
+
 @pytest.mark.slow
 def test_one_run_is_counted_in_the_singular(store: Path) -> None:
     result = hydraflow_cli(store, "runs", "plain")

@@ -28,6 +28,9 @@ from hydraflow.tables import counted, print_table
 HIDDEN_IN_TABLE = ("end_time", "artifact_dir")
 # Rows of a table without --limit; csv and json hold them all.
 MAX_TABLE_ROWS = 1000
+# A shared value longer than this is cut in the line above the table (a
+# constant of thousands of characters would fill the screen); csv and json hold it whole.
+SHARED_VALUE_CHARS = 60
 
 
 @dataclass(frozen=True)
@@ -277,7 +280,8 @@ def table(frame: pl.DataFrame, view: View, out: IO[str]) -> None:
         shown = frame.drop(HIDDEN_IN_TABLE, strict=False)
     else:
         shown = frame.select(variation.table_columns(frame))
-        shared = " ".join(f"{k}={cell(v)}" for k, v in variation.constants(frame).items())
+        constants = variation.constants(frame).items()
+        shared = " ".join(f"{k}={shortened(cell(v))}" for k, v in constants)
         title = [f"{counted(frame.height, 'run')}; in every one: {shared}"] if shared else []
     if view.limit is None and shown.height > MAX_TABLE_ROWS:
         # Rich lays out about a thousand rows a second on a loaded machine.
@@ -293,6 +297,13 @@ def table(frame: pl.DataFrame, view: View, out: IO[str]) -> None:
     rows = [[cell(v) for v in row] for row in shown.iter_rows()]
     right = [dtype.is_numeric() for dtype in shown.dtypes]
     print_table(out, shown.columns, rows, right=right, title=title)
+
+
+def shortened(text: str, limit: int = SHARED_VALUE_CHARS) -> str:
+    """`text`, or its start and how long it is when longer than `limit`."""
+    if len(text) <= limit:
+        return text
+    return f"{text[: limit - 1]}…({len(text)} characters)"
 
 
 def cell(value: Any) -> str:
