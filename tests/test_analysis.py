@@ -248,6 +248,38 @@ def test_get_one_run_or_a_clear_error(inside: Path) -> None:
         runs.try_get(width=100)
 
 
+def test_first_and_last_with_no_match_say_they_wanted_one(inside: Path) -> None:
+    runs = hydraflow.load("job_*")
+    collection = hydraflow.RunCollection(runs)
+    for pick in (runs.first, runs.last, collection.first, collection.last):
+        with pytest.raises(
+            RunLookupError, match=r"^no run matches width=999; expected at least one$"
+        ):
+            pick(width=999)
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        ({"experiments": 123}, "experiments must be an experiment name or glob pattern, or a list"),
+        ({"experiments": ["job_*", 1]}, "experiments must be an experiment name"),
+        ({"experiments": {"job": 1}}, "experiments must be an experiment name"),
+        ({"status": 1}, "status must be a run status, or a list of them, not 1"),
+    ],
+)
+def test_load_says_what_it_takes_for_an_argument_it_cannot(
+    inside: Path, arguments: dict[str, object], message: str
+) -> None:
+    with pytest.raises(TypeError, match=f"^load: {message}"):
+        hydraflow.load(**arguments)  # type: ignore[arg-type]
+
+
+def test_load_takes_any_texts_for_experiments(inside: Path) -> None:
+    names = ["job_sequential", "job_parallel"]
+    expected = len(hydraflow.load(names))
+    assert len(hydraflow.load(tuple(names))) == len(hydraflow.load(n for n in names)) == expected
+
+
 def test_first_last_sort_and_indexing(inside: Path) -> None:
     runs = hydraflow.load("job_*")
     assert runs.first().run_id == runs.frame["run_id"][0]

@@ -65,16 +65,20 @@ class StoreNotFoundError(HydraflowError, FileNotFoundError):
         )
 
 
+# What `get` and `first`/`last` look for, as their lookup errors say.
+EXACTLY_ONE, AT_LEAST_ONE = "exactly one", "at least one"
+
+
 class ItemLookupError(HydraflowError, LookupError, ValueError):
     """`collection.get(...)` matched no item or several; `count` says how
     many. A ValueError too, as the published HydraFlow's `Collection.get` raises."""
 
     NOUN = "item"
 
-    def __init__(self, count: int, criteria: str) -> None:
+    def __init__(self, count: int, criteria: str, expected: str = EXACTLY_ONE) -> None:
         self.count = count
         which = f"no {self.NOUN} matches" if count == 0 else f"{count} {self.NOUN}s match"
-        super().__init__(f"{which} {criteria}; expected exactly one")
+        super().__init__(f"{which} {criteria}; expected {expected}")
 
 
 class RunLookupError(ItemLookupError):

@@ -28,7 +28,7 @@ from hydraflow.analysis.layout import typed_series
 from hydraflow.analysis.reading import CHOICE_PREFIX, METRIC_PREFIX, open_store
 from hydraflow.analysis.runs import C, ImplT, Run, Runs, load
 from hydraflow.analysis.sequence import Collection, Getter, matches
-from hydraflow.errors import ItemLookupError, RunLookupError
+from hydraflow.errors import EXACTLY_ONE, ItemLookupError, RunLookupError
 
 # Columns of the frame that are not config keys.
 NOT_CONFIG = (*BASE_SCHEMA, "stopped", "value")
@@ -183,8 +183,8 @@ class RunCollection(Runs[C], Collection[Run[C, ImplT]], Generic[C, ImplT]):
     group_by = Collection.group_by  # type: ignore[assignment]
 
     @staticmethod
-    def lookup_error(count: int, criteria: str) -> ItemLookupError:
-        return RunLookupError(count, criteria)
+    def lookup_error(count: int, criteria: str, expected: str = EXACTLY_ONE) -> ItemLookupError:
+        return RunLookupError(count, criteria, expected)
 
     def concat(self, function: Callable[[Run[C, ImplT]], pl.DataFrame], *keys: Any) -> pl.DataFrame:
         """The frames `run.to_frame(function, *keys)` of the runs, one below the other."""

@@ -7,7 +7,7 @@ import fnmatch
 import json
 import os
 import warnings
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import MISSING, asdict
 from datetime import datetime
 from pathlib import Path
@@ -20,7 +20,13 @@ from hydraflow.analysis import variation
 from hydraflow.analysis.filters import column_name, combine, describe
 from hydraflow.analysis.frame import BASE_SCHEMA, build
 from hydraflow.analysis.reading import METRIC_PREFIX, Store, open_store
-from hydraflow.errors import FilterError, NoRunsWarning, RunLookupError, user_stacklevel
+from hydraflow.errors import (
+    AT_LEAST_ONE,
+    FilterError,
+    NoRunsWarning,
+    RunLookupError,
+    user_stacklevel,
+)
 from hydraflow.store import tracking_uri as resolve_uri
 from hydraflow.tables import counted
 
@@ -60,9 +66,10 @@ def load(
     (a tracking server) through MLflow's client, with the same result.
     Deleted runs and deleted experiments are left out.
     """
+    patterns = None if experiments is None else texts("experiments", experiments, NAME)
+    wanted = statuses(status)
     store = open_store(resolve_uri(tracking_uri, Path.cwd()))
-    patterns = [experiments] if isinstance(experiments, str) else experiments
-    frame, configs, json_columns = build(store.read(patterns, statuses(status)))
+    frame, configs, json_columns = build(store.read(patterns, wanted))
     warn_unmatched(patterns or [], frame, store)
     return Runs(frame, configs, store, config, json_columns=json_columns)
 
@@ -83,11 +90,25 @@ def warn_unmatched(patterns: Sequence[str], frame: pl.DataFrame, store: Store) -
         warnings.warn(message, NoRunsWarning, stacklevel=user_stacklevel())
 
 
+NAME = "an experiment name or glob pattern"
+
+
+def texts(argument: str, value: object, what: str) -> list[str]:
+    """`value`, a text or texts, as a list; a TypeError that says what
+    `load` takes for anything else (`load(123)`)."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, Iterable) and not isinstance(value, bytes | Mapping):
+        items = list(value)
+        if all(isinstance(item, str) for item in items):
+            return items
+    raise TypeError(f"load: {argument} must be {what}, or a list of them, not {value!r}")
+
+
 def statuses(status: str | Sequence[str] | None) -> list[str] | None:
     if status is None:
         return None
-    wanted = [status] if isinstance(status, str) else list(status)
-    upper = [s.upper() for s in wanted]
+    upper = [s.upper() for s in texts("status", status, "a run status")]
     if "ALL" in upper:  # as `hydraflow runs --status all`
         return None
     unknown = [s for s in upper if s not in STATUSES]
@@ -294,14 +315,14 @@ class Runs(Generic[C]):
         """The earliest run (in the current order) that meets the criteria."""
         found = self.matching(predicates, criteria, keep=True) if predicates or criteria else self
         if not len(found):
-            raise RunLookupError(0, describe(predicates, criteria))
+            raise RunLookupError(0, describe(predicates, criteria), AT_LEAST_ONE)
         return found[0]
 
     def last(self, *predicates: Any, **criteria: Any) -> Run[C, Any]:
         """The latest run (in the current order) that meets the criteria."""
         found = self.matching(predicates, criteria, keep=True) if predicates or criteria else self
         if not len(found):
-            raise RunLookupError(0, describe(predicates, criteria))
+            raise RunLookupError(0, describe(predicates, criteria), AT_LEAST_ONE)
         return found[-1]
 
     def columns(self, keys: Sequence[Any]) -> list[Any]:

@@ -31,7 +31,7 @@ from dataclasses import MISSING
 from numbers import Integral
 from typing import TYPE_CHECKING, Any, Generic, Self, TypeVar, overload
 
-from hydraflow.errors import ItemLookupError
+from hydraflow.errors import AT_LEAST_ONE, EXACTLY_ONE, ItemLookupError
 
 if TYPE_CHECKING:
     import polars as pl
@@ -189,19 +189,19 @@ class Collection(Sequence[I], Generic[I]):
         """The first item that meets the criteria; ValueError for none."""
         found = self.filter(*criteria, **keys)
         if not found:
-            raise self.lookup_error(0, describe(criteria, keys))
+            raise self.lookup_error(0, describe(criteria, keys), AT_LEAST_ONE)
         return found[0]
 
     def last(self, *criteria: Any, **keys: Any) -> I:
         """The last item that meets the criteria; ValueError for none."""
         found = self.filter(*criteria, **keys)
         if not found:
-            raise self.lookup_error(0, describe(criteria, keys))
+            raise self.lookup_error(0, describe(criteria, keys), AT_LEAST_ONE)
         return found[-1]
 
     @staticmethod
-    def lookup_error(count: int, criteria: str) -> ItemLookupError:
-        return ItemLookupError(count, criteria)
+    def lookup_error(count: int, criteria: str, expected: str = EXACTLY_ONE) -> ItemLookupError:
+        return ItemLookupError(count, criteria, expected)
 
     def sort(self, *keys: str, reverse: bool = False) -> Self:
         """The items ordered by the keys' values (stable), reversed with `reverse`."""
