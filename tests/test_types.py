@@ -44,6 +44,8 @@ SWEEPS = {
     "R": ["+x=1,a", "+f=nan"],
     "A": ["+x=1,2"],
     "B": ["+x=a"],
+    # Quoted values: a comma, a blank and a range's colon that are text.
+    "Q": ["+name='a,b',\"c d\",plain", "+t='12:30','007'"],
 }
 
 
@@ -328,3 +330,28 @@ def test_an_integer_beyond_64_bits_is_kept_in_either_order(order: tuple[int, int
         got = [json.loads(text) for text in got]
     assert got == list(order)
     assert frame["n"].to_list() == [1, 1]
+
+
+@pytest.mark.parametrize(
+    ("argument", "key", "wanted"),
+    [
+        ("name='a,b'", "name", {"a,b"}),
+        ('name="c d",plain', "name", {"c d", "plain"}),
+        ("t='12:30'", "t", {"12:30"}),
+        ("t='007'", "t", {"007"}),
+    ],
+)
+def test_a_quoted_filter_value_is_the_text_hydra_reads_from_it(
+    store: Path, argument: str, key: str, wanted: set[str]
+) -> None:
+    listed = run_cli("runs", "Q", argument, "--format", "csv", "--columns", "run_id", cwd=store)
+    assert listed.returncode == 0, listed.stderr
+    client = mlflow.MlflowClient(f"sqlite:///{store / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("Q")
+    assert experiment is not None
+    expected = {
+        run.info.run_id
+        for run in client.search_runs([experiment.experiment_id])
+        if run.data.params[key] in wanted
+    }
+    assert set(listed.stdout.split()[1:]) == expected and expected

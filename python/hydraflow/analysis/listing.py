@@ -176,8 +176,16 @@ def value_filter(runs: Runs[Any], argument: str) -> tuple[str, pl.Expr]:
     if interval and any(interval.groups()):
         low, high = (bound(b, scale, dtype, argument) for b in interval.groups())
         return name, in_range(pl.col(name), name, (low, high))
-    texts = expanded(values, scale, argument)
+    texts = [unquoted(text, argument) for text in expanded(values, scale, argument)]
     return name, pl.col(name).is_in(typed_values(texts, dtype, argument).implode())
+
+
+def unquoted(text: str, argument: str) -> str:
+    """A quoted value (`'a,b'`, `"c d"`, `'12:30'`) as the text Hydra reads
+    from it, escapes and all; any other as it is."""
+    if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"":
+        return str(override_value(text, argument))
+    return text
 
 
 def json_value_filter(column: pl.Series, values: str, scale: str, argument: str) -> pl.Expr:
