@@ -355,3 +355,14 @@ def test_a_quoted_filter_value_is_the_text_hydra_reads_from_it(
         if run.data.params[key] in wanted
     }
     assert set(listed.stdout.split()[1:]) == expected and expected
+
+
+@pytest.mark.timeout(30)
+def test_lists_of_ints_and_floats_are_typed_at_once() -> None:
+    """The second such list was checked against the int64 range value by
+    value: a float there made Python walk the range (found by the property above)."""
+    from hydraflow.analysis.layout import Clash, common_dtype
+
+    assert common_dtype([[1, 2.5], [1, 2.5], [3, 0.5]]) == pl.List(pl.Float64)
+    with pytest.raises(Clash):  # beyond int64, in a list of a kind seen before: JSON text
+        common_dtype([[1, 2], [2**63, 1]])

@@ -76,7 +76,8 @@ def common_dtype(values: Sequence[Any]) -> PolarsDataType:
         for value in values:
             if type(value) is list:
                 items = frozenset(map(type, value))
-                if items in seen and (int not in items or all(v in INT64 for v in value)):
+                # Only an int is looked up in the range: `2.5 in INT64` walks it.
+                if items in seen and all(type(v) is not int or v in INT64 for v in value):
                     continue
                 if items <= SCALARS.keys():
                     seen.add(items)
