@@ -248,6 +248,15 @@ def test_get_one_run_or_a_clear_error(inside: Path) -> None:
         runs.try_get(width=100)
 
 
+def test_get_artifact_dir_takes_a_loaded_run_as_an_mlflow_one(inside: Path) -> None:
+    import mlflow
+
+    run = hydraflow.load("job_sequential")[0]
+    mlflow_run = mlflow.MlflowClient(f"sqlite:///{inside / 'mlflow.db'}").get_run(run.run_id)
+    assert hydraflow.get_artifact_dir(run) == hydraflow.get_artifact_dir(mlflow_run)
+    assert hydraflow.get_artifact_dir(run) == run.artifact_dir and run.artifact_dir.is_dir()
+
+
 def test_first_and_last_with_no_match_say_they_wanted_one(inside: Path) -> None:
     runs = hydraflow.load("job_*")
     collection = hydraflow.RunCollection(runs)

@@ -8,7 +8,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlparse
 
 from hydraflow.store import retry_busy
@@ -17,17 +17,23 @@ if TYPE_CHECKING:
     from mlflow import MlflowClient
     from mlflow.entities import Run
 
+    from hydraflow.analysis.runs import Run as AnalysisRun
 
-def get_artifact_dir(run: Run) -> Path:
-    """The local directory holding `run`'s artifacts (created if missing).
+
+def get_artifact_dir(run: Run | AnalysisRun[Any, Any]) -> Path:
+    """The local directory holding `run`'s artifacts (created if missing):
+    an MLflow run's, or one `hydraflow.load` gave (its `artifact_dir`).
 
     Raises ValueError when the artifacts live elsewhere (s3://, http://, ...).
     """
-    path = local_artifact_dir(run)
-    if path is None:
-        raise ValueError(
-            f"run {run.info.run_id} keeps its artifacts at {run.info.artifact_uri}, not locally"
-        )
+    if not hasattr(run.info, "artifact_uri"):  # a run `hydraflow.load` gave
+        path = run.artifact_dir
+    else:
+        found = local_artifact_dir(run)  # type: ignore[arg-type]
+        if found is None:
+            where = run.info.artifact_uri
+            raise ValueError(f"run {run.info.run_id} keeps its artifacts at {where}, not locally")
+        path = found
     path.mkdir(parents=True, exist_ok=True)
     return path
 
