@@ -30,7 +30,12 @@ import polars as pl
 from hydraflow.analysis import variation
 from hydraflow.analysis.reading import CHOICE_PREFIX, METRIC_PREFIX
 from hydraflow.errors import HydraflowError
-from hydraflow.mlflow_schema import CHOICE_TAG_PREFIX, SHARED_VIEW_TAG_PREFIX
+from hydraflow.mlflow_schema import (
+    CHOICE_TAG_PREFIX,
+    SHARED_VIEW_TAG_PREFIX,
+    STOPPED_TAG,
+    VALUE_TAG,
+)
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -58,20 +63,26 @@ class ServerFailed(UiError):
 
 
 def column_id(column: str) -> str:
-    """The runs table's id of a frame column: `params.`lr``, `metrics.`loss``, ..."""
+    """The runs table's id of a frame column: `params.`lr``, `metrics.`loss``,
+    `tags.`hydraflow.value`` (one tag, a tuple's too), ..."""
     if column.startswith(METRIC_PREFIX):
         return f"metrics.`{column.removeprefix(METRIC_PREFIX)}`"
     if column.startswith(CHOICE_PREFIX):
         return f"tags.`{CHOICE_TAG_PREFIX}{column.removeprefix(CHOICE_PREFIX)}`"
+    if column == "stopped":
+        return f"tags.`{STOPPED_TAG}`"
+    if variation.RESULT.fullmatch(column):
+        return f"tags.`{VALUE_TAG}`"
     return f"params.`{column}`"
 
 
 def view_state(frame: pl.DataFrame) -> dict[str, object]:
-    """The runs table's view: the settings the runs vary, then the metrics."""
-    # The runs table's columns are params, tags and metrics: no run_id, status or results.
-    hidden = ("run_id", "status", *variation.results(frame))
-    shown = [c for c in variation.table_columns(frame) if c not in hidden]
-    return {"selectedColumns": [column_id(c) for c in shown]}
+    """The runs table's view: the settings the runs vary, what they returned
+    (the objective a search optimised is often no metric) and whether they
+    were stopped early, then the metrics."""
+    # The runs table has a run's name and status of its own, no run_id column.
+    shown = [c for c in variation.table_columns(frame) if c not in ("run_id", "status")]
+    return {"selectedColumns": list(dict.fromkeys(column_id(c) for c in shown))}
 
 
 def experiment_url(base: str, experiment_id: str | None) -> str:
