@@ -686,6 +686,13 @@ def test_the_ui_view_shows_the_objective_and_the_stopped_runs() -> None:
     # No run returned anything or stopped: neither column.
     plain = frame.drop("stopped", "value", "value.0", "value.1")
     assert view_state(plain) == {"selectedColumns": ["params.`lr`", "metrics.`loss`"]}
+    # A name MLflow's 190 px would cut (`lr=0.0017826497151386949 model=cnn`)
+    # widens the name column, to at most 480 px; a short one leaves it be.
+    named = view_state(plain, len("lr=0.0017826497151386949 model=cnn"))
+    assert named["columnOrder"] == ["attributes.`Run Name`"]
+    assert named["columnWidths"] == {"attributes.`Run Name`": 320}
+    assert view_state(plain, 250)["columnWidths"] == {"attributes.`Run Name`": 480}
+    assert "columnWidths" not in view_state(plain, len("model=cnn lr=0.01"))
 
 
 def test_a_table_leaves_out_the_results_none_of_its_runs_has() -> None:
