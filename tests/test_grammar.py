@@ -154,6 +154,39 @@ def test_error_message_points_at_the_spot() -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("text", "hint"),
+    [
+        ("lr=intreval(1e-4,1e-1)", "did you mean interval(...)?"),
+        ("model=choise(cnn,mlp)", "did you mean choice(...)?"),
+        ("x=Interval(0,1)", "did you mean interval(...)?"),
+        ("lr=loguniform(1e-4,1e-1)", "Hydra's sweepers read interval(LOW,HIGH)"),
+    ],
+)
+def test_a_mistaken_hydra_function_is_no_product(text: str, hint: str) -> None:
+    """Hydra refuses an unknown function; as a product it would sweep the
+    text around its values (`intreval1e-4`), silently."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    with pytest.raises(HydraException, match="Unknown function"):
+        OverridesParser.create().parse_override(text).sweep_string_iterator()
+    for parse in (collect, expand):
+        with pytest.raises(SweepSyntaxError, match="is not one of Hydra's sweep functions") as e:
+            parse(text)
+        name = text[text.index("=") + 1 : text.index("(")]
+        assert hint in e.value.reason and f"write ({name})(...)" in e.value.reason
+        assert e.value.position == text.index("=") + 1
+
+
+def test_a_product_named_like_no_hydra_function_stays_a_product() -> None:
+    assert collect("m=resnet(18,34) p=port(80,81) q=(choise)(a,b)") == [
+        "m=resnet18,resnet34",
+        "p=port80,port81",
+        "q=choisea,choiseb",
+    ]
+
+
 def test_reversed_range_suggests_a_negative_step() -> None:
     with pytest.raises(SweepSyntaxError, match=r"use a negative step, e\.g\. 5:1:-1"):
         collect("x=5:1")

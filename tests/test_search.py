@@ -10,6 +10,7 @@ import contextlib
 import gc
 import json
 import os
+import re
 import shutil
 import signal
 import sqlite3
@@ -350,8 +351,18 @@ def test_the_median_rule() -> None:
     )
     assert rule.should_stop(float("nan"), 2, [0.5, 0.9])
     assert hydraflow.MedianStopping("min", min_runs=1).should_stop(0.6, 0, [0.5])
-    for bad in ({"direction": "down"}, {"warmup_steps": -1}, {"min_runs": 0}):
-        with pytest.raises(ValueError):
+    for bad, says in (
+        ({"direction": "down"}, "direction must be 'min' or 'max', not 'down'"),
+        (
+            {"direction": "minimize"},
+            "direction must be 'min' or 'max', not 'minimize' (Optuna's word for 'min')",
+        ),
+        ({"warmup_steps": -1}, "warmup_steps must be a whole number >= 0, not -1"),
+        ({"warmup_steps": "2"}, "warmup_steps must be a whole number >= 0, not '2'"),
+        ({"min_runs": 0}, "min_runs must be a whole number >= 1, not 0"),
+        ({"min_runs": 2.5}, "min_runs must be a whole number >= 1, not 2.5"),
+    ):
+        with pytest.raises(ValueError, match=re.escape(f"MedianStopping: {says}")):
             hydraflow.MedianStopping(**bad)  # type: ignore[arg-type]
 
 

@@ -220,3 +220,24 @@ def test_machines_creating_one_experiment_at_once_all_get_it(
     experiment = mlflow.MlflowClient(tracking_server.uri).get_experiment_by_name("created_at_once")
     assert experiment is not None
     assert ids == [experiment.experiment_id] * MACHINES
+
+
+def test_the_ui_url_of_a_server_never_holds_its_password(
+    tracking_server: TrackingServer, tmp_path: Path
+) -> None:
+    """The URL is printed and kept in the browser's history: the user and
+    password given in the tracking URI stay out of it (the browser asks)."""
+    experiment = mlflow.MlflowClient(tracking_server.uri).create_experiment("ui_password")
+    host = tracking_server.uri.removeprefix("http://")
+    with_password = f"http://alice:hunter2secret@{host}"
+    shown = subprocess.run(
+        ["hydraflow", "ui", "ui_password", "--no-browser", "--tracking-uri", with_password],
+        cwd=tmp_path,
+        env=environment(tracking_server, None),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert shown.returncode == 0, shown.stderr
+    assert "hunter2secret" not in shown.stdout + shown.stderr
+    assert shown.stdout.startswith(f"{tracking_server.uri}/#/experiments/{experiment}/runs?")

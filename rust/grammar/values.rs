@@ -26,6 +26,20 @@ const HYDRA_FUNCTIONS: [&str; 13] = [
     "extend_list",
 ];
 
+/// Other tools' names for a distribution to sample from: written as a Hydra
+/// function they would make a product (`loguniform1e-4,loguniform1e-1`).
+const OTHER_TOOLS_FUNCTIONS: [&str; 9] = [
+    "uniform",
+    "loguniform",
+    "quniform",
+    "qloguniform",
+    "randint",
+    "logspace",
+    "linspace",
+    "grid_search",
+    "categorical",
+];
+
 /// One element of a value list.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Element {
@@ -43,6 +57,9 @@ impl Element {
             return Ok(Element::Text(text.to_owned()));
         }
         if text.contains('(') {
+            if let Some(error) = mistaken_function(text) {
+                return Err(error);
+            }
             return Product::parse(text).map(Element::Product);
         }
         if let Some((before, _)) = text.split_once(':') {
@@ -92,6 +109,76 @@ fn is_hydra_function(text: &str) -> bool {
     let Some(open) = text.find('(') else { return false };
     HYDRA_FUNCTIONS.contains(&&text[..open])
         && super::split::matching_paren(text, open).is_ok_and(|close| close == text.len() - 1)
+}
+
+/// `NAME(...)` spanning the whole text where NAME is no Hydra function but
+/// reads as one: a near miss of one (`intreval`, `Choice`) or another tool's
+/// distribution (`loguniform`). As a product it would sweep the text around
+/// the values (`intreval1e-4`), never what was meant; Hydra itself refuses
+/// such a name. `(NAME)(...)` is the product, for whoever wants it.
+fn mistaken_function(text: &str) -> Option<SweepError> {
+    let open = text.find('(')?;
+    let name = &text[..open];
+    let is_name = name.starts_with(|c: char| c.is_ascii_alphabetic())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !is_name || super::split::matching_paren(text, open).ok()? != text.len() - 1 {
+        return None;
+    }
+    let hint = if let Some(meant) = HYDRA_FUNCTIONS.iter().find(|f| is_near_miss(name, f)) {
+        format!("did you mean {meant}(...)?")
+    } else if OTHER_TOOLS_FUNCTIONS.iter().any(|f| f.eq_ignore_ascii_case(name)) {
+        "Hydra's sweepers read interval(LOW,HIGH), tag(log,interval(LOW,HIGH)), \
+         range(START,STOP,STEP) and choice(A,B,...)"
+            .to_owned()
+    } else {
+        return None;
+    };
+    let reason = format!(
+        "'{name}' is not one of Hydra's sweep functions: {hint} \
+         (for the product of the text and the values, write ({name})(...))"
+    );
+    Some(SweepError::new("unknown function", 0, open, reason))
+}
+
+/// Another spelling of Hydra's function `function`: the same name in other
+/// case, or (for names of five letters or more, which a product's text
+/// rarely is by chance) one or two typing slips away.
+fn is_near_miss(name: &str, function: &str) -> bool {
+    if name == function {
+        return false;
+    }
+    if name.eq_ignore_ascii_case(function) {
+        return true;
+    }
+    let slips = match function.len() {
+        0..=4 => return false,
+        5 => 1,
+        _ => 2,
+    };
+    edit_distance(&name.to_ascii_lowercase(), function) <= slips
+}
+
+/// Insertions, deletions, substitutions and swaps of neighbours that turn
+/// `a` into `b` (optimal string alignment distance).
+fn edit_distance(a: &str, b: &str) -> usize {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    let mut rows = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    rows[0] = (0..=b.len()).collect();
+    for (i, row) in rows.iter_mut().enumerate() {
+        row[0] = i;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let mut best =
+                (rows[i - 1][j] + 1).min(rows[i][j - 1] + 1).min(rows[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                best = best.min(rows[i - 2][j - 2] + 1);
+            }
+            rows[i][j] = best;
+        }
+    }
+    rows[a.len()][b.len()]
 }
 
 /// A comma-separated list of elements, each with its span in the list text.
@@ -248,6 +335,31 @@ mod tests {
         assert_eq!(values("a:b,1e-3,null,0.10"), ["a:b", "1e-3", "null", "0.10"]);
         assert_eq!(values("b=c"), ["b=c"]);
         assert_eq!(values(""), [""]);
+    }
+
+    #[test]
+    fn refuses_a_mistaken_hydra_function_but_keeps_products() {
+        for (text, hint) in [
+            ("intreval(1e-4,1e-1)", "did you mean interval(...)?"),
+            ("choise(cnn,mlp)", "did you mean choice(...)?"),
+            ("Interval(0,1)", "did you mean interval(...)?"),
+            ("ragne(1,5)", "did you mean range(...)?"),
+            ("INT(1)", "did you mean int(...)?"),
+            ("loguniform(1e-4,1e-1)", "Hydra's sweepers read interval(LOW,HIGH)"),
+        ] {
+            let err = ValueList::parse(text).unwrap_err();
+            assert_eq!(err.what, "unknown function", "{text}");
+            assert!(err.reason.contains(hint), "{text}: {}", err.reason);
+            let name = &text[..text.find('(').unwrap()];
+            assert!(err.reason.contains(&format!("write ({name})(...)")), "{text}");
+        }
+        // Products whose text is no near miss, or not a whole-element call.
+        assert_eq!(values("resnet(18,34)"), ["resnet18", "resnet34"]);
+        assert_eq!(values("port(80,81)"), ["port80", "port81"]);
+        assert_eq!(values("vit(s,l)"), ["vits", "vitl"]);
+        assert_eq!(values("choise(a,b)x"), ["choiseax", "choisebx"]);
+        assert_eq!(values("(intreval)(1,2)"), ["intreval1", "intreval2"]);
+        assert_eq!(values("2e(-1,-2)"), ["2e-1", "2e-2"]);
     }
 
     #[test]

@@ -32,6 +32,8 @@ if TYPE_CHECKING:
     from hydraflow.tracking.histories import Histories
 
 DIRECTIONS = ("min", "max")
+# Optuna's and Hydra's sweeper's words for them, named in the error.
+OPTUNA_WORDS = {"minimize": "min", "maximize": "max"}
 
 
 @dataclass(frozen=True)
@@ -48,9 +50,17 @@ class MedianStopping:
 
     def __post_init__(self) -> None:
         if self.direction not in DIRECTIONS:
-            raise ValueError(f"direction must be 'min' or 'max', not {self.direction!r}")
-        if self.warmup_steps < 0 or self.min_runs < 1:
-            raise ValueError("warmup_steps must be >= 0 and min_runs >= 1")
+            meant = OPTUNA_WORDS.get(str(self.direction))
+            hint = f" (Optuna's word for '{meant}')" if meant else ""
+            raise ValueError(
+                f"MedianStopping: direction must be 'min' or 'max', not {self.direction!r}{hint}"
+            )
+        for name, least in (("warmup_steps", 0), ("min_runs", 1)):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < least:
+                raise ValueError(
+                    f"MedianStopping: {name} must be a whole number >= {least}, not {value!r}"
+                )
 
     def should_stop(self, value: float, step: int, others: Sequence[float]) -> bool:
         known = [v for v in others if not math.isnan(v)]
