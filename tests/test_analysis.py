@@ -666,3 +666,50 @@ def test_results_are_not_what_a_sweep_varies() -> None:
     assert variation.table_columns(frame) == [
         *["run_id", "seed", "stopped", "value", "value.0", "metrics.loss"]
     ]
+
+
+def test_the_ui_view_shows_the_objective_and_the_stopped_runs() -> None:
+    """What a search optimised is often no metric: the view selects the
+    `hydraflow.value` tag (once, for scalars and tuples alike) and
+    `hydraflow.stopped`, as `hydraflow runs` shows `value` and `stopped`."""
+    from hydraflow.analysis.ui import view_state
+
+    frame = pl.DataFrame(
+        {
+            "run_id": ["a", "b", "c"],
+            "status": ["FINISHED"] * 3,
+            "stopped": [False, True, False],
+            "lr": [0.1, 0.2, 0.3],
+            "value": [0.5, 0.7, None],
+            "value.0": [None, None, 1.0],
+            "value.1": [None, None, 2.0],
+            "metrics.loss": [0.1, 0.2, 0.3],
+        }
+    )
+    assert view_state(frame) == {
+        "selectedColumns": [
+            *["params.`lr`", "tags.`hydraflow.stopped`", "tags.`hydraflow.value`"],
+            "metrics.`loss`",
+        ]
+    }
+    # No run returned anything or stopped: neither column.
+    plain = frame.drop("stopped", "value", "value.0", "value.1")
+    assert view_state(plain) == {"selectedColumns": ["params.`lr`", "metrics.`loss`"]}
+    # A name MLflow's 190 px would cut (`lr=0.0017826497151386949 model=cnn`)
+    # widens the name column, to at most 480 px; a short one leaves it be.
+    named = view_state(plain, len("lr=0.0017826497151386949 model=cnn"))
+    assert named["columnOrder"] == ["attributes.`Run Name`"]
+    assert named["columnWidths"] == {"attributes.`Run Name`": 320}
+    assert view_state(plain, 250)["columnWidths"] == {"attributes.`Run Name`": 480}
+    assert "columnWidths" not in view_state(plain, len("model=cnn lr=0.01"))
+
+
+def test_a_table_leaves_out_the_results_none_of_its_runs_has() -> None:
+    """Runs filtered to the scalar returns show no empty `value.0` column."""
+    from hydraflow.analysis import variation
+
+    frame = pl.DataFrame(
+        {"run_id": ["a", "b"], "x": [1, 2], "value": [0.5, 0.7], "value.0": [None, None]}
+    )
+    assert variation.table_columns(frame) == ["run_id", "x", "value"]
+    assert variation.table_columns(frame.clear()) == ["run_id", "value", "value.0"]

@@ -335,11 +335,12 @@ def chromium() -> str:
     return found
 
 
-def rendered(url: str, folder: Path) -> str:
+def rendered(url: str, folder: Path, width: int = 1400) -> str:
     """The DOM of `url` after its scripts ran, in headless Chromium (a fresh
-    profile: nothing remembered from another visit decides the page)."""
+    profile: nothing remembered from another visit decides the page). The
+    runs table renders only the columns in view: `width` says how many."""
     command = [
-        *[chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--window-size=1400,900"],
+        *[chromium(), "--headless", "--no-sandbox", "--disable-gpu", f"--window-size={width},900"],
         *["--virtual-time-budget=30000", f"--user-data-dir={folder / 'profile'}"],
     ]
     dumped = subprocess.run(
@@ -475,3 +476,104 @@ def test_the_columns_left_out_are_counted_in_the_singular_too(
     out = io.StringIO()
     print_table(out, ["run_id", "a_long_name", "b", "c"], [["x" * 12, "1", "2", "3"]])
     assert out.getvalue().splitlines()[-1] == "... 2 more columns: b, c"
+
+
+OBJECTIVE = Path(__file__).parent / "apps" / "objective"
+LONG_X = 0.0017826497151386949
+
+
+@pytest.fixture(scope="module")
+def objective(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Job `j` over x=2,9,10 returning `x` (9 and 10 stopped early), then
+    once with `multi=true x=0.0017826497151386949` returning the tuple
+    `(x, 1.0)`, named `x=0.0017826497151386949 multi=True` (34 characters)."""
+    folder = tmp_path_factory.mktemp("objective")
+    shutil.copytree(OBJECTIVE, folder, dirs_exist_ok=True)
+    for args in (["run", "j"], ["run", "j", "multi=true", f"x={LONG_X}"]):
+        result = hydraflow_cli(folder, *args)
+        assert result.returncode == 0, result.stderr[-3000:]
+    return folder
+
+
+def recorded_values(store: Path) -> dict[str, object]:
+    """MLflow's own reading of each run's `hydraflow.value` tag, decoded."""
+    import json
+
+    client = mlflow.MlflowClient(f"sqlite:///{store / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("j")
+    assert experiment is not None
+    runs = client.search_runs([experiment.experiment_id])
+    return {r.info.run_id: json.loads(r.data.tags["hydraflow.value"]) for r in runs}
+
+
+@pytest.mark.slow
+def test_a_tuple_return_leaves_the_other_runs_values_numbers(
+    objective: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One tuple-returning run made the whole `value` column text: `--sort
+    value` printed 10, 2, 9 and the best trial was wrong."""
+    import json
+
+    expected = recorded_values(objective)
+    assert sorted(map(str, expected.values())) == ["10.0", "2.0", "9.0", f"[{LONG_X}, 1.0]"]
+    runs = hydraflow.load("j", tracking_uri=objective / "mlflow.db")
+    frame = runs.frame
+    assert frame.schema["value"] == pl.Float64 and frame.schema["value.0"] == pl.Float64
+    assert runs.json_columns == frozenset()
+    for row in frame.iter_rows(named=True):
+        value = expected[row["run_id"]]
+        if isinstance(value, list):
+            assert (row["value"], row["value.0"], row["value.1"]) == (None, *value)
+        else:
+            assert (row["value"], row["value.0"], row["value.1"]) == (value, None, None)
+    scalar = runs.filter(multi=False)
+    assert scalar.sort("value").frame["x"].to_list() == [2.0, 9.0, 10.0]
+    assert runs.filter(value=(5, 20)).frame["x"].to_list() == [9.0, 10.0]
+    # The published API, from a folder without a store (its store was looked
+    # for beside the project folder, so the current folder's was read).
+    monkeypatch.chdir(tmp_path)
+    dirs = sorted(hydraflow.iter_run_dirs(objective / "mlruns"))
+    collection = hydraflow.Run.load(dirs).filter(multi=False).sort("value", reverse=True)
+    assert collection.to_list("value") == [10.0, 9.0, 2.0]
+
+    listed = hydraflow_cli(objective, "runs", "j", "multi=false", "--sort", "value")
+    assert listed.returncode == 0, listed.stderr
+    header, _, *rows = listed.stdout.splitlines()[1:]
+    assert header.split() == ["run_id", "x", "stopped", "value", "metrics.loss"]
+    assert [row.split()[1] for row in rows] == ["2", "9", "10"]
+    best = hydraflow_cli(objective, "runs", "j", "--sort", "-value", "--limit", "1")
+    assert best.stdout.splitlines()[-1].split()[2] == "10", best.stdout
+    csv = hydraflow_cli(objective, "runs", "j", "--format", "csv", "--columns", "value*")
+    assert csv.stdout.splitlines() == [
+        *["value,value.0,value.1", "2.0,,", "9.0,,", "10.0,,", f",{LONG_X},1.0"]
+    ]
+    ranged = hydraflow_cli(objective, "runs", "j", "value=5:20", "--format", "json")
+    assert [r["value"] for r in json.loads(ranged.stdout)] == [9.0, 10.0]
+    tupled = hydraflow_cli(objective, "runs", "j", "value.0=0:1", "--format", "json")
+    assert [(r["value"], r["value.0"], r["value.1"]) for r in json.loads(tupled.stdout)] == [
+        (None, LONG_X, 1.0)
+    ]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_the_ui_shows_the_return_value_and_the_stopped_runs(objective: Path) -> None:
+    """In a search the objective is often no metric: without the tags the
+    UI could not show which trial was best, nor which were stopped. The
+    name column fits `x=0.0017826497151386949 multi=True` (190 px cut it)."""
+    with started_ui(objective, "j", "--port", str(free_port())) as (process, url):
+        dom = rendered(url, objective, width=1920)
+        assert process.poll() is None
+    for column in ("tags.`hydraflow.value`", "tags.`hydraflow.stopped`", "params.`x`"):
+        assert f'col-id="{column}"' in dom, column
+    assert cells(dom, "tags.`hydraflow.value`") == ["10.0", "2.0", "9.0", f"[{LONG_X},1.0]"]
+    assert cells(dom, "tags.`hydraflow.stopped`") == ["-", "-", "0", "0"]  # the step it stopped at
+    assert f">x={LONG_X} multi=True<" in dom
+    widths = re.findall(r'col-id="attributes.`Run Name`"[^>]*width: (\d+)px', dom)
+    assert widths and {int(w) for w in widths} == {8 * 34 + 48}
+
+
+def cells(dom: str, column: str) -> list[str]:
+    """The texts of a column's cells in MLflow's runs table (ag-grid), sorted."""
+    pattern = rf'id="cell-{re.escape(column)}-\d+" class="ag-cell-value">([^<]*)<'
+    return sorted(re.findall(pattern, dom))

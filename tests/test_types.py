@@ -319,6 +319,31 @@ def test_return_values_follow_the_same_rule() -> None:
     assert as_json == {"value.0"}
 
 
+def test_a_tuple_return_leaves_the_scalar_returns_numbers() -> None:
+    """A tuple beside floats is another shape of result, not a clash: the
+    floats stay a Float64 `value` (one tuple run made them all text, sorted
+    as text), the tuple's items go to `value.0`, `value.1`."""
+    from hydraflow.analysis.frame import outcome_columns
+
+    texts = pl.Series(["2.0", "9.0", "[3.0,1.0]", "10.0", None, "[1,2,3]"])
+    never = pl.Series([None] * 6, dtype=pl.String)
+    frame, as_json = outcome_columns(texts, never)
+    assert frame.schema == {
+        "value": pl.Float64,
+        "value.0": pl.Float64,
+        "value.1": pl.Float64,
+        "value.2": pl.Int64,
+    }
+    assert frame["value"].to_list() == [2.0, 9.0, None, 10.0, None, None]
+    assert frame["value.0"].to_list() == [None, None, 3.0, None, None, 1.0]
+    assert frame["value.2"].to_list() == [None] * 5 + [3]
+    assert as_json == set()
+    # Scalars of clashing JSON types are still kept as their JSON text.
+    mixed, as_json = outcome_columns(pl.Series(["true", "[1,2]", "5"]), never[:3])
+    assert mixed["value"].to_list() == ["true", None, "5"] and as_json == {"value"}
+    assert mixed["value.1"].to_list() == [None, 2, None]
+
+
 @pytest.mark.parametrize("order", [(1, 2**64 - 1), (2**64 - 1, 1), (1, -(2**63) - 1)])
 def test_an_integer_beyond_64_bits_is_kept_in_either_order(order: tuple[int, int]) -> None:
     """Its documents shared a shape with the small integers': after a small

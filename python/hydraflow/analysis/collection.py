@@ -211,7 +211,9 @@ def collect_run_dirs(
     read together by `load` (a folder its store lacks is read alone)."""
     from hydraflow.analysis.rundirs import store_beside
 
-    stores = {store_beside(d.resolve().parent.parent) for d in {p.parent for p in run_dirs}}
+    # A run's folder is TRACKING_DIR/EXPERIMENT_ID/RUN_ID: the store is beside TRACKING_DIR.
+    experiment_dirs = {p.parent for p in run_dirs}
+    stores = {store_beside(d.resolve().parent) for d in experiment_dirs}
     if len(stores) != 1:
         return RunCollection(Run(d, impl_factory) for d in run_dirs)
     uri = stores.pop()

@@ -94,14 +94,17 @@ def outcome_columns(values: pl.Series, stopped: pl.Series) -> tuple[pl.DataFrame
 
 def value_columns(texts: pl.Series) -> Iterator[tuple[pl.Series, bool]]:
     """The `hydraflow.value` tags decoded (by Python: NaN and infinities are
-    values too), each column typed by the rule of `layout`, or (True) JSON text."""
+    values too), each column typed by the rule of `layout`, or (True) JSON
+    text. A tuple is not a clash with a scalar but another shape of result:
+    scalars go to `value`, tuples to `value.0`, `value.1`, ..., each null
+    in the other's rows (one tuple run left a search's floats as text)."""
     values = [parse_json(text) for text in texts]
-    present = [v for v in values if v is not None]
-    if not all(isinstance(v, list) for v in present):
-        yield typed_series("value", values)
-        return
-    for i in range(max((len(v) for v in present), default=0)):
-        position = [v[i] if v is not None and i < len(v) else None for v in values]
+    scalars = [None if isinstance(v, list) else v for v in values]
+    if any(v is not None for v in scalars):
+        yield typed_series("value", scalars)
+    tuples = [v if isinstance(v, list) else None for v in values]
+    for i in range(max((len(v) for v in tuples if v is not None), default=0)):
+        position = [v[i] if v is not None and i < len(v) else None for v in tuples]
         yield typed_series(f"value.{i}", position)
 
 

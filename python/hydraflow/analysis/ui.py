@@ -30,7 +30,12 @@ import polars as pl
 from hydraflow.analysis import variation
 from hydraflow.analysis.reading import CHOICE_PREFIX, METRIC_PREFIX
 from hydraflow.errors import HydraflowError
-from hydraflow.mlflow_schema import CHOICE_TAG_PREFIX, SHARED_VIEW_TAG_PREFIX
+from hydraflow.mlflow_schema import (
+    CHOICE_TAG_PREFIX,
+    SHARED_VIEW_TAG_PREFIX,
+    STOPPED_TAG,
+    VALUE_TAG,
+)
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -58,20 +63,60 @@ class ServerFailed(UiError):
 
 
 def column_id(column: str) -> str:
-    """The runs table's id of a frame column: `params.`lr``, `metrics.`loss``, ..."""
+    """The runs table's id of a frame column: `params.`lr``, `metrics.`loss``,
+    `tags.`hydraflow.value`` (one tag, a tuple's too), ..."""
     if column.startswith(METRIC_PREFIX):
         return f"metrics.`{column.removeprefix(METRIC_PREFIX)}`"
     if column.startswith(CHOICE_PREFIX):
         return f"tags.`{CHOICE_TAG_PREFIX}{column.removeprefix(CHOICE_PREFIX)}`"
+    if column == "stopped":
+        return f"tags.`{STOPPED_TAG}`"
+    if variation.RESULT.fullmatch(column):
+        return f"tags.`{VALUE_TAG}`"
     return f"params.`{column}`"
 
 
-def view_state(frame: pl.DataFrame) -> dict[str, object]:
-    """The runs table's view: the settings the runs vary, then the metrics."""
-    # The runs table's columns are params, tags and metrics: no run_id, status or results.
-    hidden = ("run_id", "status", *variation.results(frame))
-    shown = [c for c in variation.table_columns(frame) if c not in hidden]
-    return {"selectedColumns": [column_id(c) for c in shown]}
+# The runs table's name column: 190 px by default, so `lr=0.0017826497151386949
+# model=cnn` showed no `model=`. Widened to its longest name (about 8 px a
+# character and the status dot), to at most MAX_NAME_PX: the other columns stay in view.
+NAME_COLUMN = "attributes.`Run Name`"
+DEFAULT_NAME_PX = 190
+MAX_NAME_PX = 480
+
+
+def name_width(characters: int) -> int:
+    return max(DEFAULT_NAME_PX, min(MAX_NAME_PX, 8 * characters + 48))
+
+
+def view_state(frame: pl.DataFrame, longest_name: int = 0) -> dict[str, object]:
+    """The runs table's view: the settings the runs vary, what they returned
+    (the objective a search optimised is often no metric) and whether they
+    were stopped early, then the metrics; the name column as wide as the
+    longest run name (`longest_name` characters) needs, within a limit."""
+    # The runs table has a run's name and status of its own, no run_id column.
+    shown = [c for c in variation.table_columns(frame) if c not in ("run_id", "status")]
+    state: dict[str, object] = {"selectedColumns": list(dict.fromkeys(map(column_id, shown)))}
+    width = name_width(longest_name)
+    if width > DEFAULT_NAME_PX:
+        # MLflow applies a width only to a column of `columnOrder`; the name
+        # column is first already, and the others keep their order.
+        state |= {"columnOrder": [NAME_COLUMN], "columnWidths": {NAME_COLUMN: width}}
+    return state
+
+
+def longest_run_name(client: MlflowClient, uri: str, experiment_id: str) -> int:
+    """How many characters the longest name of the experiment's runs has: one
+    query on a SQLite store, else the names of its newest thousand runs."""
+    from hydraflow.store import connect_read_only, sqlite_path
+
+    path = sqlite_path(uri)
+    if path is None:
+        runs = client.search_runs([experiment_id], max_results=1000)
+        return max((len(r.info.run_name or "") for r in runs), default=0)
+    query = "SELECT MAX(LENGTH(name)) FROM runs WHERE experiment_id = ? AND lifecycle_stage = ?"
+    with contextlib.closing(connect_read_only(path)) as connection:
+        (longest,) = connection.execute(query, (experiment_id, "active")).fetchone()
+    return int(longest or 0)
 
 
 def experiment_url(base: str, experiment_id: str | None) -> str:
@@ -103,7 +148,8 @@ def prepare(client: MlflowClient, uri: str, job: str | None) -> str | None:
     frame = load(experiment.name, tracking_uri=uri, status=None).frame.filter(
         pl.col("experiment") == experiment.name
     )
-    state = json.dumps(view_state(frame), separators=(",", ":"))
+    longest = longest_run_name(client, uri, experiment.experiment_id)
+    state = json.dumps(view_state(frame, longest), separators=(",", ":"))
     client.set_experiment_tag(experiment.experiment_id, SHARED_VIEW_TAG, state)
     experiment_id: str = experiment.experiment_id
     return experiment_id

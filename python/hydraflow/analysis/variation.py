@@ -84,8 +84,15 @@ def follows_choice(frame: pl.DataFrame, column: str) -> bool:
 
 
 def table_columns(frame: pl.DataFrame) -> list[str]:
-    """What a person reads first: the run's id, the settings that vary, the results."""
-    return ["run_id", *varying(frame), *results(frame), *metrics(frame)]
+    """What a person reads first: the run's id, the settings that vary, the
+    results and metrics that some of these runs have (runs filtered to the
+    scalar returns leave `value.0`, `value.1` empty)."""
+    held = [
+        c
+        for c in [*results(frame), *metrics(frame)]
+        if frame.is_empty() or frame[c].null_count() < frame.height
+    ]
+    return ["run_id", *varying(frame), *held]
 
 
 def pick_columns(frame: pl.DataFrame, patterns: Sequence[str]) -> list[str]:
