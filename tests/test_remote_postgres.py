@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import hydraflow
+import mlflow
 import pytest
 from hydraflow.errors import StoreError
 from hydraflow.remote import LOGIN_SECONDS, check_reachable, masked
@@ -40,9 +42,16 @@ class Postgres:
 
     port: int
     postmaster: int
+    socket_folder: Path
 
-    def uri(self, password: str = PASSWORD) -> str:
-        return f"postgresql+psycopg2://alice:{password}@127.0.0.1:{self.port}/db"
+    def uri(self, password: str = PASSWORD, database: str = "db") -> str:
+        return f"postgresql+psycopg2://alice:{password}@127.0.0.1:{self.port}/{database}"
+
+    def admin_uri(self, database: str) -> str:
+        """The administrator's URI, through the local socket."""
+        return (
+            f"postgresql+psycopg2://postgres@/{database}?host={self.socket_folder}&port={self.port}"
+        )
 
     @contextlib.contextmanager
     def frozen(self) -> Iterator[None]:
@@ -60,9 +69,11 @@ def start_password_postgres(daemons: Daemons, root: Path) -> Postgres:
 
     bin_dir = postgres_bin()
     data = root / "data"
-    initdb = [bin_dir / "initdb", "-D", data, "-U", "postgres", "-N"]
+    initdb = [str(bin_dir / "initdb"), "-D", str(data), "-U", "postgres", "-N"]
     initdb += ["--auth-local=trust", "--auth-host=scram-sha-256"]
-    subprocess.run(initdb, user="postgres", group="postgres", cwd=root, check=True, capture_output=True)
+    subprocess.run(
+        initdb, user="postgres", group="postgres", cwd=root, check=True, capture_output=True
+    )
     port = free_port()
     argv = [str(bin_dir / "postgres"), "-D", str(data), "-h", "127.0.0.1", "-p", str(port)]
     argv += ["-k", str(root), "-c", "fsync=off"]
@@ -85,7 +96,8 @@ def start_password_postgres(daemons: Daemons, root: Path) -> Postgres:
     with contextlib.closing(connection), connection.cursor() as cursor:
         cursor.execute(f"CREATE ROLE alice LOGIN PASSWORD '{PASSWORD}'")
         cursor.execute("CREATE DATABASE db OWNER alice")
-    return Postgres(port, server.pid)
+        cursor.execute("CREATE DATABASE admins")  # MLflow's tables there are not alice's
+    return Postgres(port, server.pid, root)
 
 
 @pytest.fixture(scope="module")
@@ -155,7 +167,7 @@ def finish(process: subprocess.Popen[str], started: float, guard: float) -> Outc
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGKILL)
         process.communicate()
-        pytest.fail(f"{process.args} still ran after {guard} s")
+        pytest.fail(f"{process.args!r} still ran after {guard} s")
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)  # anything it left behind
@@ -266,6 +278,24 @@ def test_signals_stop_hydraflow_while_a_frozen_server_is_checked(
     assert "Traceback" not in outcome.stderr
     assert not password_shown(tmp_path, outcome.stdout, outcome.stderr)
     print(f"{argv} stopped {outcome.seconds:.1f} s after {signal.Signals(signum).name}")
+
+
+def test_a_user_without_rights_to_the_tables_is_one_line(
+    postgres: Postgres, tmp_path: Path
+) -> None:
+    """alice may log in to a store whose tables the administrator made:
+    PostgreSQL's refusal, one line, where `hydraflow runs` showed a traceback."""
+    mlflow.MlflowClient(postgres.admin_uri("admins")).search_experiments()
+    uri = postgres.uri(database="admins")
+    cli = run([HYDRAFLOW, "runs", "--tracking-uri", uri], tmp_path, uri, guard=120)
+    assert cli.returncode == 2, cli.stderr
+    reason = "permission denied for table alembic_version (this database user lacks rights"
+    assert reason in cli.stderr
+    assert cli.stderr.count("\n") == 1, cli.stderr
+    assert_one_error_line(cli, uri, cli.stderr.strip().split(": ", 2)[-1])
+    with pytest.raises(StoreError, match=re.escape(reason)):
+        hydraflow.load(tracking_uri=uri)
+    assert not password_shown(tmp_path, cli.stdout, cli.stderr)
 
 
 def test_mlflows_own_engine_gives_up_on_a_frozen_server(postgres: Postgres) -> None:
