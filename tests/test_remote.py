@@ -219,6 +219,9 @@ def test_a_missing_database_driver_is_named(
     assert f"its database driver '{module}' is not installed: pip install '{package}'" in (
         result.stderr
     )
+    # A bare postgresql:// is psycopg 3; the cluster extra brings psycopg2.
+    psycopg2_named = "or write postgresql+psycopg2:// to use psycopg2" in result.stderr
+    assert psycopg2_named == (module == "psycopg")
 
 
 @pytest.mark.slow

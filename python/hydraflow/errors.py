@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -100,9 +101,8 @@ class StoreError(HydraflowError):
 
         mask_error(error)  # the cause a traceback shows below this error
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        reason = reason.removeprefix("(sqlite3.DatabaseError) ").removeprefix(
-            "(sqlite3.OperationalError) "
-        )
+        # SQLAlchemy names the driver's error first: `(sqlite3.OperationalError) ...`.
+        reason = re.sub(r"^\([A-Za-z_][\w.]*\) ", "", reason)
         reason = missing_driver(error) or reason + store_hint(reason, error, uri)
         super().__init__(masked(f"cannot use the MLflow store {uri}: {reason}"))
 
@@ -123,6 +123,10 @@ def store_hint(reason: str, error: BaseException, uri: str) -> str:
     if any(text in reason for text in NOT_MLFLOW):
         return (
             " (the file is damaged or not an MLflow database: move it aside to start a new store)"
+        )
+    if "permission denied for" in reason:  # PostgreSQL's words, for a table or schema
+        return (
+            " (this database user lacks rights to MLflow's tables: grant them, or use their owner)"
         )
     if any(
         text in reason for text in ("readonly", "Read-only", "Permission denied", "unable to open")

@@ -3,19 +3,27 @@ is never shown (`http://alice:***@host`), a server that does not answer is
 reported within seconds instead of after MLflow's minutes of retries, and a
 missing database driver is named with what to install. MLflow's own
 settings (MLFLOW_HTTP_REQUEST_MAX_RETRIES, ...) are left alone: once the
-store answered, a transient error mid-run is retried as MLflow does."""
+store answered, a transient error mid-run is retried as MLflow does.
+
+A PostgreSQL store is checked by logging in (a wrong password is a definite
+answer, told at once), and every login to it, MLflow's own included, has a
+time limit: a server that accepts connections and never answers (a frozen
+host) would otherwise hold the process in the driver's C code, deaf to
+Ctrl-C and SIGTERM."""
 
 from __future__ import annotations
 
 import contextlib
 import io
+import math
 import re
 import socket
 import sys
+import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator
-from typing import TextIO
+from typing import Any, TextIO
 from urllib.parse import urlsplit
 
 # `scheme://user:password@`; a password may hold `:` but not `/`, `@` or spaces.
@@ -39,6 +47,21 @@ CLI_SECONDS = 5.0
 APP_SECONDS = 20.0
 ATTEMPT_SECONDS = 4.0
 DEFAULT_PORTS = {"postgresql": 5432, "mysql": 3306, "mssql": 1433}
+# The drivers built on libpq, whose `connect_timeout` bounds a whole login
+# (in whole seconds, 2 at least); what a login to the store may take when
+# MLflow opens it after the start-up check.
+LIBPQ_DRIVERS = ("psycopg2", "psycopg")
+LOGIN_SECONDS = 10
+# libpq's words for a server that answered but cannot take the login yet:
+# worth waiting for, as for silence.
+NOT_READY = (
+    "starting up",
+    "shutting down",
+    "in recovery",
+    "too many clients",
+    "remaining connection slots",
+    "not yet accepting connections",
+)
 # The Python module a database driver is imported as, and the package it comes in.
 DRIVER_PACKAGES = {
     "psycopg": "psycopg[binary]",
@@ -122,8 +145,18 @@ def missing_driver(error: BaseException) -> str | None:
         if isinstance(current, ModuleNotFoundError) and current.name:
             module = current.name.split(".")[0]
             package = DRIVER_PACKAGES.get(module, module)
-            return f"its database driver '{module}' is not installed: pip install '{package}'"
+            return f"its database driver '{module}' is not installed: pip install '{package}'" + (
+                PSYCOPG2_HINT if module == "psycopg" else ""
+            )
     return None
+
+
+# A bare `postgresql://` is psycopg 3 for SQLAlchemy 2.1; hydraflow's
+# `cluster` extra installs psycopg2 instead.
+PSYCOPG2_HINT = (
+    ", or write postgresql+psycopg2:// to use psycopg2"
+    " (which pip install 'hydraflow[cluster]' installs)"
+)
 
 
 class Unreachable(Exception):
@@ -133,8 +166,12 @@ class Unreachable(Exception):
 def check_reachable(uri: str, within: float) -> None:
     """Raises `Unreachable` unless the server behind `uri` answers within
     `within` seconds (an HTTP answer of any status from a tracking server, a
-    TCP connection to a database); retried until then, a short pause apart,
-    except after a definite answer (`definite_refusal`)."""
+    login to PostgreSQL, a TCP connection to another database); retried
+    until then, a short pause apart, except after a definite answer
+    (`definite_refusal`). Each attempt runs in a thread, so that Ctrl-C and
+    SIGTERM are handled while a driver waits in C. Logins to the store
+    later (MLflow's) get a time limit too (`bound_logins`)."""
+    bound_logins(uri)
     probe = probe_for(uri)
     if probe is None:
         return
@@ -143,7 +180,8 @@ def check_reachable(uri: str, within: float) -> None:
     while True:
         left = deadline - time.monotonic()
         try:
-            probe(max(0.5, min(ATTEMPT_SECONDS, left)))
+            attempt = max(0.5, min(ATTEMPT_SECONDS, left))
+            in_a_thread(probe, attempt)
             return
         except ImportError:
             raise
@@ -165,8 +203,63 @@ def definite_refusal(error: BaseException) -> str | None:
         if isinstance(current, socket.gaierror):
             return f"unknown host ({why(error)})"
         if isinstance(current, ConnectionRefusedError):
-            return "connection refused (nothing listens on that port: is the server running?)"
+            return REFUSED
+    return login_refusal(error)
+
+
+REFUSED = "connection refused (nothing listens on that port: is the server running?)"
+
+
+def login_refusal(error: BaseException) -> str | None:
+    """The server's refusal of a PostgreSQL login (a wrong password, an
+    unknown user or database), in libpq's words, or libpq's own definite
+    answers; None for silence and for a server not ready yet."""
+    text = libpq_message(error)
+    if text is None or "timeout expired" in text or any(s in text for s in NOT_READY):
+        return None
+    if "Connection refused" in text:
+        return REFUSED
+    if "could not translate host name" in text:
+        return f"unknown host ({masked(text)})"
+    if "FATAL:" in text or "fe_sendauth:" in text:
+        refusal = text.split("FATAL:", 1)[-1].split("fe_sendauth:", 1)[-1].strip()
+        return masked(refusal.splitlines()[0].strip())
     return None
+
+
+def libpq_message(error: BaseException) -> str | None:
+    """The text of the driver's error (SQLAlchemy keeps it as `orig`)."""
+    for current in chain(error):
+        origin = getattr(current, "orig", None) or current
+        module = type(origin).__module__.split(".")[0]
+        if module in LIBPQ_DRIVERS and str(origin).strip():
+            text = str(origin).strip()
+            # `connection to server at "host", port 5432 failed: ...`: the rest is the news.
+            return re.sub(
+                r'^connection to server at "[^"]*"(?: \([^)]*\))?, port \d+ failed: ', "", text
+            )
+    return None
+
+
+def in_a_thread(probe: Probe, seconds: float) -> None:
+    """`probe(seconds)` in a daemon thread, waited for `seconds` at most (then
+    TimeoutError; the thread is left to end by its own time limit). The
+    main thread waits in Python, where signal handlers run."""
+    failure: list[BaseException] = []
+
+    def attempt() -> None:
+        try:
+            probe(seconds)
+        except BaseException as error:  # handed to the waiting thread
+            failure.append(error)
+
+    thread = threading.Thread(target=attempt, name="hydraflow-store-check", daemon=True)
+    thread.start()
+    thread.join(seconds)
+    if thread.is_alive():
+        raise TimeoutError(f"no answer within {seconds:g} s")
+    if failure:
+        raise failure[0]
 
 
 def probe_for(uri: str) -> Probe | None:
@@ -174,6 +267,8 @@ def probe_for(uri: str) -> Probe | None:
     if scheme in ("http", "https"):
         return lambda timeout: http_probe(uri, timeout)
     database = scheme.split("+")[0]
+    if database == "postgresql" and libpq_driver(uri):
+        return lambda timeout: login(uri, timeout)
     if database in DEFAULT_PORTS:
         return lambda timeout: tcp_probe(uri, DEFAULT_PORTS[database], timeout)
     return None
@@ -204,6 +299,71 @@ def tcp_probe(uri: str, default_port: int, timeout: float) -> None:
         return  # a local socket, or a host given in the query: MLflow finds it
     with socket.create_connection((parts.hostname, parts.port or default_port), timeout):
         pass
+
+
+def libpq_driver(uri: str) -> bool:
+    """Whether SQLAlchemy reaches `uri` through libpq (psycopg2, psycopg 3);
+    ImportError if the driver is missing."""
+    from sqlalchemy.engine import make_url
+
+    dialect = make_url(uri).get_dialect()
+    dialect.import_dbapi()
+    return dialect.driver in LIBPQ_DRIVERS
+
+
+def login(uri: str, timeout: float) -> None:
+    """Logs in to the database as MLflow would (SQLAlchemy's connection
+    arguments for the URI), within libpq's `connect_timeout`, and out again."""
+    from sqlalchemy import create_engine
+    from sqlalchemy.pool import NullPool
+
+    engine = create_engine(
+        uri, poolclass=NullPool, connect_args={"connect_timeout": whole_seconds(timeout)}
+    )
+    try:
+        engine.connect().close()
+    finally:
+        engine.dispose()
+
+
+def whole_seconds(seconds: float) -> int:
+    """libpq's `connect_timeout`: whole seconds, and less than 2 means 2."""
+    return max(2, math.ceil(seconds))
+
+
+# The connection arguments of each store whose logins `bound_logins` limits.
+_bounded: list[dict[str, Any]] = []
+
+
+def bound_logins(uri: str) -> None:
+    """From now on every SQLAlchemy login to the PostgreSQL store `uri`
+    through libpq (MLflow's engine too) gives up after LOGIN_SECONDS, unless
+    the URI sets its own `connect_timeout`. The URI MLflow sees, stores and
+    names its store by is left as it is."""
+    if urlsplit(uri).scheme.lower().split("+")[0] != "postgresql":
+        return
+    from sqlalchemy import create_engine, event
+    from sqlalchemy.engine import Engine, make_url
+
+    url = make_url(uri)
+    if "connect_timeout" in url.query:
+        return
+    if url.get_dialect().driver not in LIBPQ_DRIVERS:
+        return
+    engine = create_engine(url)  # no connection yet: only SQLAlchemy's reading of the URI
+    _, arguments = engine.dialect.create_connect_args(url)
+    engine.dispose()
+    if arguments in _bounded:
+        return
+    if not _bounded:
+        event.listen(Engine, "do_connect", limit_login)
+    _bounded.append(dict(arguments))
+
+
+def limit_login(dialect: Any, record: Any, arguments: list[Any], keywords: dict[str, Any]) -> None:
+    """SQLAlchemy's `do_connect` hook: a time limit for a login to a bounded store."""
+    if dialect.driver in LIBPQ_DRIVERS and keywords in _bounded:
+        keywords["connect_timeout"] = LOGIN_SECONDS
 
 
 def why(error: BaseException) -> str:

@@ -21,6 +21,7 @@ from hydraflow.analysis import variation
 from hydraflow.analysis.filters import column_name, in_range, json_any_of, json_condition
 from hydraflow.analysis.runs import Runs, load
 from hydraflow.errors import FilterError, NoRunsWarning
+from hydraflow.remote import masked
 from hydraflow.store import tracking_uri as resolve_uri
 from hydraflow.tables import counted, print_table
 
@@ -67,7 +68,7 @@ def list_runs(
                 warning.message, warning.category, warning.filename, warning.lineno
             )
     if not len(runs) and not unmatched:
-        print(f"hydraflow: no {status} runs in {runs.store_uri}", file=sys.stderr)
+        print(f"hydraflow: no {status} runs in {masked(runs.store_uri)}", file=sys.stderr)
     for argument in (a for a in args if "=" in a):
         runs = filtered(runs, argument)
     matched = len(runs)

@@ -494,13 +494,15 @@ class ClientStore:
     @contextlib.contextmanager
     def errors(self) -> Iterator[None]:
         """MLflow's refusals (an unknown or retired kind of store, a server
-        that does not answer, a database driver not installed) become one
-        clear StoreError, without the password a URI may hold."""
+        that does not answer, a database driver not installed, a database
+        user without the rights to MLflow's tables) become one clear
+        StoreError, without the password a URI may hold."""
         from mlflow.exceptions import MlflowException
+        from sqlalchemy.exc import DBAPIError
 
         try:
             yield
-        except (MlflowException, ImportError) as error:
+        except (MlflowException, ImportError, DBAPIError) as error:
             raise StoreError(self.uri, error) from None
 
     def read(self, experiments: Sequence[str] | None, statuses: Sequence[str] | None) -> Tables:

@@ -17,6 +17,7 @@ from typing import Any
 import polars as pl
 
 from hydraflow.errors import HydraflowError
+from hydraflow.remote import masked
 from hydraflow.store import DEFAULT_DB
 from hydraflow.store import tracking_uri as resolve_uri
 from hydraflow.tracking.artifacts import local_path
@@ -237,5 +238,5 @@ def row_of(run_dir: Path) -> tuple[dict[str, Any], frozenset[str]]:
     runs: Runs[Any] = load(tracking_uri=store_of(run_dir), status=None)
     found = runs.frame.filter(pl.col("run_id") == run_dir.name)
     if not found.height:
-        raise LookupError(f"{run_dir}: no run {run_dir.name} in the store {runs.store_uri}")
+        raise LookupError(f"{run_dir}: no run {run_dir.name} in the store {masked(runs.store_uri)}")
     return found.row(0, named=True), runs.json_columns
