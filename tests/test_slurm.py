@@ -254,6 +254,38 @@ def test_sbatch_refusing_and_no_wait(slurm: SlurmCluster, tmp_path: Path) -> Non
     assert {n: t["JobState"] for n, t in tasks.items()} == {1: "COMPLETED", 2: "COMPLETED"}
 
 
+@pytest.mark.slow
+def test_a_job_that_does_not_wait_runs_every_config(slurm: SlurmCluster, tmp_path: Path) -> None:
+    """`--no-wait`: hydraflow run returns (and removes its events directory)
+    while the tasks run; every Hydra job of every task still makes its run."""
+    submit = "hydraflow slurm --no-wait -- python app.py"
+    sets = [{"each": "i=0,1,2", "all": "j=0,1"}]
+    project = write_project(tmp_path, {"nowait": {"submit": submit, "sets": sets}})
+
+    result = hydraflow(slurm, project, "run", "nowait")
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    job = job_id(result.stdout)
+    assert "nowait: 3 commands: 3 submitted, not waited for; 6 runs: 6 not waited for" in (
+        result.stderr
+    )
+    assert f"the handler submitted 3 commands (job {job}) and returned without waiting" in (
+        result.stderr
+    )
+    assert "does the handler wait" not in result.stderr
+    wait_for(lambda: not slurm.queue(), "the array to finish")
+    tasks = scontrol_tasks(slurm, job)
+    assert {n: t["JobState"] for n, t in tasks.items()} == dict.fromkeys((1, 2, 3), "COMPLETED")
+    runs = runs_of(project, "nowait")
+    assert sorted((r.data.params["i"], r.data.params["j"]) for r in runs) == [
+        (i, j) for i in "012" for j in "01"
+    ]
+    assert {r.info.status for r in runs} == {"FINISHED"}
+    logs = array_folder(project)
+    assert not any("Traceback" in (logs / f"task-{n}.err").read_text() for n in tasks)
+    assert not list(project.glob(".hydraflow-events-*"))
+
+
 def test_the_handler_refuses_bad_input_without_a_traceback(tmp_path: Path) -> None:
     (tmp_path / "params.txt").write_text("")
     cases = {
@@ -296,7 +328,8 @@ def test_dry_run_prints_the_sbatch_command_and_script(tmp_path: Path) -> None:
     assert argv[6:9] == ["--partition", "debug", "--time=00:10:00"]
     assert argv[-1].endswith("/array.sh")
     assert script[0] == "#!/bin/bash"
-    assert script[-1] == 'eval "exec python app.py $line"'
+    assert script[-3] == "program=(python app.py)"
+    assert script[-1] == 'eval "exec \\"\\${program[@]}\\" $line"'
     assert not (tmp_path / "multirun").exists()
 
 
@@ -316,6 +349,42 @@ def test_the_script_runs_each_line_with_its_quoting(tmp_path: Path) -> None:
         )
         seen.append(json.loads(result.stdout))
     assert seen == [["--multirun", "a=x y", "b=1"], ["--multirun", "c='q'", "$HOME"]]
+
+
+# What bash would expand or split if it saw them unquoted, or in double quotes.
+AWKWARD = (
+    "+note=${model.name}",
+    "$HOME",
+    "`id`",
+    "$(id)",
+    "it's",
+    'say "hi"',
+    "back\\slash\\",
+    "two  spaces",
+    "new\nline",
+    "!x",
+    "*",
+    "",
+)
+
+
+def test_the_programs_arguments_reach_it_as_given(tmp_path: Path) -> None:
+    """The `submit:` line's arguments after the program, as the task's argv:
+    `$`, backquotes, quotes, backslashes and spaces are the program's, not bash's."""
+    from hydraflow.runner.slurm import ArrayJob
+
+    printer = [sys.executable, "-c", "import json, sys; print(json.dumps(sys.argv[1:]))"]
+    lines = ("--multirun seed=1,2 '$x'", "# a line that is only a comment")
+    job = ArrayJob((*printer, *AWKWARD), lines, tmp_path / "array")
+    job.write()
+    seen = []
+    for task in (1, 2):
+        env = {**os.environ, "SLURM_ARRAY_TASK_ID": str(task), "x": "X"}
+        result = subprocess.run(
+            ["bash", str(job.script_path)], env=env, capture_output=True, text=True, check=True
+        )
+        seen.append(json.loads(result.stdout))
+    assert seen == [[*AWKWARD, "--multirun", "seed=1,2", "$x"], list(AWKWARD)]
 
 
 @pytest.mark.slow

@@ -13,12 +13,13 @@ output in `task-N.out` and `task-N.err`. Only SLURM's commands are used
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
@@ -26,6 +27,7 @@ from typing import TYPE_CHECKING, TextIO
 import click
 
 from hydraflow.errors import HydraflowError, SlurmError
+from hydraflow.protocol import EVENTS_ENV, INPUTS_ENV, submitted_not_waited
 from hydraflow.runner.commands import SplitAtDashes, after_dashes, fail
 from hydraflow.signals import exit_status, handled, ignored, raise_interrupted, signal_of
 
@@ -111,21 +113,30 @@ class ArrayJob:
         return ["sbatch", *ours, *self.sbatch_options, str(self.script_path)]
 
     def script(self) -> str:
+        """The program's words go in an array, each single-quoted, never inside
+        the double quotes of the `eval` (where bash would expand a `$` in them
+        first); only the line, written as shell words, is evaluated."""
         program = shlex.join(self.program)
         return (
             "#!/bin/bash\n"
             f"# Written by `hydraflow slurm`; submitted as:\n"
-            f"#   {shlex.join(self.sbatch_argv())}\n"
-            f"# Array task N runs {program} with line N of params.txt as its arguments.\n"
+            f"#   {one_line(shlex.join(self.sbatch_argv()))}\n"
+            f"# Array task N runs {one_line(program)} with line N of params.txt as its arguments.\n"
             "set -eu\n"
+            f"program=({program})\n"
             f'line=$(sed -n "${{SLURM_ARRAY_TASK_ID}}p" {shlex.quote(str(self.params))})\n'
-            f'eval "exec {program} $line"\n'
+            'eval "exec \\"\\${program[@]}\\" $line"\n'
         )
 
     def write(self) -> None:
         self.folder.mkdir(parents=True)
         self.params.write_text("".join(line + "\n" for line in self.lines))
         self.script_path.write_text(self.script())
+
+
+def one_line(text: str) -> str:
+    """For a comment: a newline in an argument would end it."""
+    return text.replace("\n", "\\n")
 
 
 def array_job(
@@ -168,24 +179,35 @@ def read_lines(path: Path) -> tuple[str, ...]:
     return lines
 
 
-def slurm_command(argv: list[str]) -> subprocess.CompletedProcess[str]:
+def slurm_command(
+    argv: list[str], env: Mapping[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     import subprocess  # here, not at the top: `hydraflow --help` stays fast
 
     try:
-        return subprocess.run(argv, capture_output=True, text=True, check=False)
+        return subprocess.run(argv, capture_output=True, text=True, check=False, env=env)
     except FileNotFoundError:
         raise SlurmError(
             f"{argv[0]} not found: run this on a SLURM login node (or install SLURM's client)"
         ) from None
 
 
-def submit(job: ArrayJob) -> str:
-    """Writes the array's files and submits it; returns the job id."""
+def task_environment(*, reporting: bool) -> dict[str, str]:
+    """What sbatch passes to the tasks (--export=ALL, its default): ours,
+    without the `hydraflow run` files to report to when nobody will read them."""
+    if reporting:
+        return dict(os.environ)
+    return {k: v for k, v in os.environ.items() if k not in (EVENTS_ENV, INPUTS_ENV)}
+
+
+def submit(job: ArrayJob, *, reporting: bool = True) -> str:
+    """Writes the array's files and submits it; returns the job id. Unless
+    `reporting`, the tasks do not report to the `hydraflow run` that called us."""
     import shutil
 
     job.write()
     try:
-        result = slurm_command(job.sbatch_argv())
+        result = slurm_command(job.sbatch_argv(), task_environment(reporting=reporting))
     except SlurmError:
         shutil.rmtree(job.folder)
         raise
@@ -301,12 +323,13 @@ def submit_and_wait(job: ArrayJob, *, wait_for_tasks: bool) -> int:
     A stopping signal while waiting cancels the array."""
     job_id = None
     try:
-        job_id = submit(job)
+        job_id = submit(job, reporting=wait_for_tasks)
         limit = f", at most {job.max_parallel} at once" if job.max_parallel else ""
         tasks = f"{job.tasks} task" + ("s" if job.tasks != 1 else "")
         print(f"hydraflow slurm: submitted job {job_id}: {tasks}{limit}", flush=True)
         print(f"hydraflow slurm: logs in {job.folder}", flush=True)
         if not wait_for_tasks:
+            submitted_not_waited(job_id)  # for `hydraflow run`'s summary
             return 0
         return report(job, job_id, wait(job, job_id, sys.stderr), sys.stderr)
     except KeyboardInterrupt as interrupt:
