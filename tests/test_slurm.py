@@ -310,6 +310,74 @@ def test_the_handler_refuses_bad_input_without_a_traceback(tmp_path: Path) -> No
     assert not (tmp_path / "multirun").exists()
 
 
+def prefixes(option: str) -> list[str]:
+    """`--array`, `--arra`, ... `--a`: what getopt_long might take for it."""
+    return [option[:n] for n in range(len(option), 2, -1)]
+
+
+RESERVED = ("--array", "--output", "--error", "--parsable", "--wait")
+# Short options sbatch reads in a bundle (-Ho x.log is -H -o x.log), each with its value.
+BUNDLES = (("-Ho", "x.log"), ("-Qa", "1"), ("-vW",), ("-sOe", "y.log"), ("-a1",), ("-ox.log",))
+# Words in which a reserved letter or name is another option's value.
+NOT_RESERVED = ("-pa", "-Jo", "-ka", "-te", "-J", "--partition=array", "--ntasks=2")
+
+
+def refusal(tmp_path: Path, option: str) -> subprocess.CompletedProcess[str]:
+    argv = [f"{BIN}/hydraflow", "slurm", "--dry-run", option, "--", "true", "params.txt"]
+    return subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.slow
+def test_every_prefix_sbatch_takes_for_a_reserved_option_is_refused(
+    slurm: SlurmCluster, tmp_path: Path
+) -> None:
+    """sbatch (--test-only: it parses, asks the controller, submits nothing)
+    is the oracle for which abbreviations and bundles it takes."""
+    (tmp_path / "params.txt").write_text("a=1\n")
+    (tmp_path / "script.sh").write_text("#!/bin/bash\ntrue\n")
+    cases: list[tuple[str, ...]] = [
+        (f"{prefix}=1",) if option != "--parsable" else (prefix,)
+        for option in RESERVED[:-1]
+        for prefix in prefixes(option)
+    ]
+    cases += [(prefix,) for prefix in prefixes("--wait")[1:]]  # --wait is hydraflow slurm's
+    refused = 0
+    for case in [*cases, *BUNDLES]:
+        sbatch = slurm.command("sbatch", "--test-only", *case, str(tmp_path / "script.sh"))
+        ours = refusal(tmp_path, case[0])
+        taken = sbatch.returncode == 0
+        assert ours.returncode == (2 if taken else 0), (case, sbatch.stderr, ours.stderr)
+        refused += taken
+    assert refused == 4 + 5 + 4 + 5 + len(BUNDLES)  # --ar.. --ou.. --er.. --pars..
+    assert not (tmp_path / "multirun").exists()
+
+
+def test_abbreviated_and_bundled_reserved_options_are_refused(tmp_path: Path) -> None:
+    (tmp_path / "params.txt").write_text("a=1\n")
+    refused = [
+        "--ar=1-3",
+        "--arr=1-3",
+        "--arra",
+        "--ou=x.log",
+        "--out",
+        "--er=y",
+        "--err",
+        "--pars",
+        "--parsab",
+        *(bundle[0] for bundle in BUNDLES),
+    ]
+    for word in refused:
+        result = refusal(tmp_path, word)
+        assert result.returncode == 2, (word, result.stderr)
+        assert "hydraflow slurm sets --array, --output, --error" in result.stderr, word
+    assert "(sbatch reads --array)" in refusal(tmp_path, "--arr=1-3").stderr
+    assert "(sbatch reads -o)" in refusal(tmp_path, "-Ho").stderr
+    for word in ["--a=1", "--par", "--wai", "--partition=debug", *NOT_RESERVED]:
+        result = refusal(tmp_path, word)
+        assert result.returncode == 0, (word, result.stderr)
+    assert not (tmp_path / "multirun").exists()
+
+
 def test_dry_run_prints_the_sbatch_command_and_script(tmp_path: Path) -> None:
     (tmp_path / "params.txt").write_text("--multirun a=1 hydra.job.name=j\n--multirun 'a=x y'\n")
     args = ["--partition", "debug", "--time=00:10:00", "--max-parallel", "3", "--dry-run"]

@@ -37,8 +37,20 @@ if TYPE_CHECKING:
 SWEEP_ROOT = "multirun"
 JOB_NAME_KEY = "hydra.job.name="
 # Options the handler sets itself: a user's value would break the array.
-RESERVED_LONG = ("--array", "--output", "--error", "--parsable", "--wait")
-RESERVED_SHORT = ("-a", "-o", "-e", "-W")
+# sbatch takes any unambiguous prefix of a long option (getopt_long): each
+# with the shortest that sbatch 22.05 reads as it (`--a`, `--par`, `--wai`
+# are ambiguous there: sbatch refuses them itself).
+RESERVED_LONG = {
+    "--array": "--ar",
+    "--output": "--ou",
+    "--error": "--er",
+    "--parsable": "--pars",
+    "--wait": "--wait",
+}
+RESERVED_SHORT = frozenset("aoeW")
+# sbatch's short options that take no argument: in a bundle (`-Ho x.log`)
+# the letters after them are options too; after any other, its value.
+SHORT_FLAGS = frozenset("hHOQsuvV")
 DONE_STATES = {
     "COMPLETED",
     "FAILED",
@@ -159,13 +171,33 @@ def array_job(
 
 def check_options(options: tuple[str, ...]) -> None:
     for option in options:
-        long = option.split("=", 1)[0] if option.startswith("--") else None
-        short = option[:2] if not long and option.startswith("-") else None
-        if long in RESERVED_LONG or short in RESERVED_SHORT:
+        reserved = reserved_option(option)
+        if reserved is not None:
+            meant = "" if option.split("=", 1)[0] == reserved else f" (sbatch reads {reserved})"
             raise HydraflowError(
-                f"sbatch option {option}: hydraflow slurm sets --array, --output, --error "
-                "and --parsable itself (use --max-parallel for the array's throttle)"
+                f"sbatch option {option}{meant}: hydraflow slurm sets --array, --output, "
+                "--error and --parsable itself (use --max-parallel for the array's throttle, "
+                "--wait/--no-wait for waiting)"
             )
+
+
+def reserved_option(option: str) -> str | None:
+    """The reserved option sbatch would read `option` as, if any: a long
+    option or a prefix it takes for one, or a short one, alone or bundled."""
+    if option.startswith("--"):
+        name = option.split("=", 1)[0]
+        for reserved, shortest in RESERVED_LONG.items():
+            if name.startswith(shortest) and reserved.startswith(name):
+                return reserved
+        return None
+    if not option.startswith("-"):
+        return None
+    for letter in option[1:]:
+        if letter in RESERVED_SHORT:
+            return f"-{letter}"
+        if letter not in SHORT_FLAGS:
+            return None  # an option with a value: the rest of the word is the value
+    return None
 
 
 def read_lines(path: Path) -> tuple[str, ...]:
@@ -338,6 +370,33 @@ def submit_and_wait(job: ArrayJob, *, wait_for_tasks: bool) -> int:
             with ignored():
                 report(job, job_id, task_states(job_id, job.tasks), sys.stderr)
         return exit_status(signal_of(interrupt))
+
+
+def is_slurm_handler(words: list[str]) -> bool:
+    """Whether a `submit:` line runs this handler: `hydraflow slurm ...`."""
+    return len(words) >= 2 and Path(words[0]).name == "hydraflow" and words[1] == "slurm"
+
+
+def handler_line_error(words: list[str]) -> str | None:
+    """What `hydraflow slurm` would refuse in a `submit:` line's words after
+    `hydraflow slurm` (before hydraflow appends the parameter file), or None:
+    parsed as the command parses them, with a stand-in parameter file."""
+    try:
+        with command.make_context("hydraflow slurm", [*words, "PARAMETER_FILE"]) as ctx:
+            argv = after_dashes(ctx)
+            if len(argv) < 2:
+                return (
+                    "expected `-- PROGRAM [ARGS]...` after its options "
+                    "(hydraflow appends the parameter file)"
+                )
+            check_options(ctx.params["sbatch_options"])
+    except click.exceptions.Exit:
+        return None  # --help: it prints its help
+    except click.ClickException as error:
+        return error.format_message()
+    except HydraflowError as error:
+        return str(error)
+    return None
 
 
 EPILOG = """\b

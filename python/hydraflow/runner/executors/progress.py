@@ -264,7 +264,9 @@ class Execution:
                 text += f"; {counted(self.not_started, 'command')} not started"
             return [text]
         failure = self.first_failure
-        if failure is not None:
+        # A handler's failure: the summary says it, its own output says why
+        # (the parameter file named in its command line is gone by now).
+        if failure is not None and not is_handler(failure):
             return [
                 f"{label_of(failure)} failed with status {self.failure_status}: "
                 + masked(self.command_text(failure))
