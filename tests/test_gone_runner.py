@@ -10,8 +10,8 @@ import sys
 from pathlib import Path
 
 import mlflow
-
 from hydraflow.protocol import EVENTS_ENV, INPUTS_ENV
+
 from tests.services import APP
 
 
