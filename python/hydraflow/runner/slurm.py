@@ -38,15 +38,9 @@ SWEEP_ROOT = "multirun"
 JOB_NAME_KEY = "hydra.job.name="
 # Options the handler sets itself: a user's value would break the array.
 # sbatch takes any unambiguous prefix of a long option (getopt_long): each
-# with the shortest that sbatch 22.05 reads as it (`--a`, `--par`, `--wai`
-# are ambiguous there: sbatch refuses them itself).
-RESERVED_LONG = {
-    "--array": "--ar",
-    "--output": "--ou",
-    "--error": "--er",
-    "--parsable": "--pars",
-    "--wait": "--wait",
-}
+# with the shortest that sbatch 22.05 reads as it (`--a`, `--par`, `--wa`
+# are ambiguous there: sbatch refuses them itself). `--wait` is our own.
+RESERVED_LONG = {"--array": "--ar", "--output": "--ou", "--error": "--er", "--parsable": "--pars"}
 RESERVED_SHORT = frozenset("aoeW")
 # sbatch's short options that take no argument: in a bundle (`-Ho x.log`)
 # the letters after them are options too; after any other, its value.
@@ -381,6 +375,8 @@ def handler_line_error(words: list[str]) -> str | None:
     """What `hydraflow slurm` would refuse in a `submit:` line's words after
     `hydraflow slurm` (before hydraflow appends the parameter file), or None:
     parsed as the command parses them, with a stand-in parameter file."""
+    if "--help" in words[: words.index("--") if "--" in words else None]:
+        return None  # it prints its help and submits nothing: nothing to check
     try:
         with command.make_context("hydraflow slurm", [*words, "PARAMETER_FILE"]) as ctx:
             argv = after_dashes(ctx)
@@ -390,8 +386,6 @@ def handler_line_error(words: list[str]) -> str | None:
                     "(hydraflow appends the parameter file)"
                 )
             check_options(ctx.params["sbatch_options"])
-    except click.exceptions.Exit:
-        return None  # --help: it prints its help
     except click.ClickException as error:
         return error.format_message()
     except HydraflowError as error:
