@@ -456,6 +456,21 @@ def test_the_programs_arguments_reach_it_as_given(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+def test_a_task_gets_the_programs_arguments_as_given(slurm: SlurmCluster, tmp_path: Path) -> None:
+    """On the cluster: `'+note=${model.name}'` failed every task (bash's "bad
+    substitution"), and `$HOME` became the node's home."""
+    (tmp_path / "params.txt").write_text("--multirun seed=1,2\n")
+    printer = [sys.executable, "-c", "import json, sys; print(json.dumps(sys.argv[1:]))"]
+
+    result = hydraflow(slurm, tmp_path, "slurm", "--", *printer, *AWKWARD, "params.txt")
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "all 1 tasks completed" in result.stderr
+    output = (array_folder(tmp_path) / "task-1.out").read_text()
+    assert json.loads(output) == [*AWKWARD, "--multirun", "seed=1,2"]
+
+
+@pytest.mark.slow
 def test_the_submitit_launcher_runs_job_sequential(slurm: SlurmCluster, tmp_path: Path) -> None:
     jobs = yaml.safe_load((EXAMPLES / "hydraflow.yaml").read_text())["jobs"]
     job_sequential = jobs["job_sequential"]
