@@ -254,6 +254,38 @@ def test_sbatch_refusing_and_no_wait(slurm: SlurmCluster, tmp_path: Path) -> Non
     assert {n: t["JobState"] for n, t in tasks.items()} == {1: "COMPLETED", 2: "COMPLETED"}
 
 
+@pytest.mark.slow
+def test_a_job_that_does_not_wait_runs_every_config(slurm: SlurmCluster, tmp_path: Path) -> None:
+    """`--no-wait`: hydraflow run returns (and removes its events directory)
+    while the tasks run; every Hydra job of every task still makes its run."""
+    submit = "hydraflow slurm --no-wait -- python app.py"
+    sets = [{"each": "i=0,1,2", "all": "j=0,1"}]
+    project = write_project(tmp_path, {"nowait": {"submit": submit, "sets": sets}})
+
+    result = hydraflow(slurm, project, "run", "nowait")
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    job = job_id(result.stdout)
+    assert "nowait: 3 commands: 3 submitted, not waited for; 6 runs: 6 not waited for" in (
+        result.stderr
+    )
+    assert f"the handler submitted 3 commands (job {job}) and returned without waiting" in (
+        result.stderr
+    )
+    assert "does the handler wait" not in result.stderr
+    wait_for(lambda: not slurm.queue(), "the array to finish")
+    tasks = scontrol_tasks(slurm, job)
+    assert {n: t["JobState"] for n, t in tasks.items()} == dict.fromkeys((1, 2, 3), "COMPLETED")
+    runs = runs_of(project, "nowait")
+    assert sorted((r.data.params["i"], r.data.params["j"]) for r in runs) == [
+        (i, j) for i in "012" for j in "01"
+    ]
+    assert {r.info.status for r in runs} == {"FINISHED"}
+    logs = array_folder(project)
+    assert not any("Traceback" in (logs / f"task-{n}.err").read_text() for n in tasks)
+    assert not list(project.glob(".hydraflow-events-*"))
+
+
 def test_the_handler_refuses_bad_input_without_a_traceback(tmp_path: Path) -> None:
     (tmp_path / "params.txt").write_text("")
     cases = {
@@ -278,6 +310,74 @@ def test_the_handler_refuses_bad_input_without_a_traceback(tmp_path: Path) -> No
     assert not (tmp_path / "multirun").exists()
 
 
+def prefixes(option: str) -> list[str]:
+    """`--array`, `--arra`, ... `--a`: what getopt_long might take for it."""
+    return [option[:n] for n in range(len(option), 2, -1)]
+
+
+RESERVED = ("--array", "--output", "--error", "--parsable", "--wait")
+# Short options sbatch reads in a bundle (-Ho x.log is -H -o x.log), each with its value.
+BUNDLES = (("-Ho", "x.log"), ("-Qa", "1"), ("-vW",), ("-sOe", "y.log"), ("-a1",), ("-ox.log",))
+# Words in which a reserved letter or name is another option's value.
+NOT_RESERVED = ("-pa", "-Jo", "-ka", "-te", "-J", "--partition=array", "--ntasks=2")
+
+
+def refusal(tmp_path: Path, option: str) -> subprocess.CompletedProcess[str]:
+    argv = [f"{BIN}/hydraflow", "slurm", "--dry-run", option, "--", "true", "params.txt"]
+    return subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.slow
+def test_every_prefix_sbatch_takes_for_a_reserved_option_is_refused(
+    slurm: SlurmCluster, tmp_path: Path
+) -> None:
+    """sbatch (--test-only: it parses, asks the controller, submits nothing)
+    is the oracle for which abbreviations and bundles it takes."""
+    (tmp_path / "params.txt").write_text("a=1\n")
+    (tmp_path / "script.sh").write_text("#!/bin/bash\ntrue\n")
+    cases: list[tuple[str, ...]] = [
+        (f"{prefix}=1",) if option != "--parsable" else (prefix,)
+        for option in RESERVED[:-1]
+        for prefix in prefixes(option)
+    ]
+    cases += [(prefix,) for prefix in prefixes("--wait")[1:]]  # --wait is hydraflow slurm's
+    refused = 0
+    for case in [*cases, *BUNDLES]:
+        sbatch = slurm.command("sbatch", "--test-only", *case, str(tmp_path / "script.sh"))
+        ours = refusal(tmp_path, case[0])
+        taken = sbatch.returncode == 0
+        assert ours.returncode == (2 if taken else 0), (case, sbatch.stderr, ours.stderr)
+        refused += taken
+    assert refused == 4 + 5 + 4 + 5 + len(BUNDLES)  # --ar.. --ou.. --er.. --pars..
+    assert not (tmp_path / "multirun").exists()
+
+
+def test_abbreviated_and_bundled_reserved_options_are_refused(tmp_path: Path) -> None:
+    (tmp_path / "params.txt").write_text("a=1\n")
+    refused = [
+        "--ar=1-3",
+        "--arr=1-3",
+        "--arra",
+        "--ou=x.log",
+        "--out",
+        "--er=y",
+        "--err",
+        "--pars",
+        "--parsab",
+        *(bundle[0] for bundle in BUNDLES),
+    ]
+    for word in refused:
+        result = refusal(tmp_path, word)
+        assert result.returncode == 2, (word, result.stderr)
+        assert "hydraflow slurm sets --array, --output, --error" in result.stderr, word
+    assert "(sbatch reads --array)" in refusal(tmp_path, "--arr=1-3").stderr
+    assert "(sbatch reads -o)" in refusal(tmp_path, "-Ho").stderr
+    for word in ["--a=1", "--par", "--wai", "--partition=debug", *NOT_RESERVED]:
+        result = refusal(tmp_path, word)
+        assert result.returncode == 0, (word, result.stderr)
+    assert not (tmp_path / "multirun").exists()
+
+
 def test_dry_run_prints_the_sbatch_command_and_script(tmp_path: Path) -> None:
     (tmp_path / "params.txt").write_text("--multirun a=1 hydra.job.name=j\n--multirun 'a=x y'\n")
     args = ["--partition", "debug", "--time=00:10:00", "--max-parallel", "3", "--dry-run"]
@@ -296,7 +396,8 @@ def test_dry_run_prints_the_sbatch_command_and_script(tmp_path: Path) -> None:
     assert argv[6:9] == ["--partition", "debug", "--time=00:10:00"]
     assert argv[-1].endswith("/array.sh")
     assert script[0] == "#!/bin/bash"
-    assert script[-1] == 'eval "exec python app.py $line"'
+    assert script[-3] == "program=(python app.py)"
+    assert script[-1] == 'eval "exec \\"\\${program[@]}\\" $line"'
     assert not (tmp_path / "multirun").exists()
 
 
@@ -316,6 +417,57 @@ def test_the_script_runs_each_line_with_its_quoting(tmp_path: Path) -> None:
         )
         seen.append(json.loads(result.stdout))
     assert seen == [["--multirun", "a=x y", "b=1"], ["--multirun", "c='q'", "$HOME"]]
+
+
+# What bash would expand or split if it saw them unquoted, or in double quotes.
+AWKWARD = (
+    "+note=${model.name}",
+    "$HOME",
+    "`id`",
+    "$(id)",
+    "it's",
+    'say "hi"',
+    "back\\slash\\",
+    "two  spaces",
+    "new\nline",
+    "!x",
+    "*",
+    "",
+)
+
+
+def test_the_programs_arguments_reach_it_as_given(tmp_path: Path) -> None:
+    """The `submit:` line's arguments after the program, as the task's argv:
+    `$`, backquotes, quotes, backslashes and spaces are the program's, not bash's."""
+    from hydraflow.runner.slurm import ArrayJob
+
+    printer = [sys.executable, "-c", "import json, sys; print(json.dumps(sys.argv[1:]))"]
+    lines = ("--multirun seed=1,2 '$x'", "# a line that is only a comment")
+    job = ArrayJob((*printer, *AWKWARD), lines, tmp_path / "array")
+    job.write()
+    seen = []
+    for task in (1, 2):
+        env = {**os.environ, "SLURM_ARRAY_TASK_ID": str(task), "x": "X"}
+        result = subprocess.run(
+            ["bash", str(job.script_path)], env=env, capture_output=True, text=True, check=True
+        )
+        seen.append(json.loads(result.stdout))
+    assert seen == [[*AWKWARD, "--multirun", "seed=1,2", "$x"], list(AWKWARD)]
+
+
+@pytest.mark.slow
+def test_a_task_gets_the_programs_arguments_as_given(slurm: SlurmCluster, tmp_path: Path) -> None:
+    """On the cluster: `'+note=${model.name}'` failed every task (bash's "bad
+    substitution"), and `$HOME` became the node's home."""
+    (tmp_path / "params.txt").write_text("--multirun seed=1,2\n")
+    printer = [sys.executable, "-c", "import json, sys; print(json.dumps(sys.argv[1:]))"]
+
+    result = hydraflow(slurm, tmp_path, "slurm", "--", *printer, *AWKWARD, "params.txt")
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "all 1 tasks completed" in result.stderr
+    output = (array_folder(tmp_path) / "task-1.out").read_text()
+    assert json.loads(output) == [*AWKWARD, "--multirun", "seed=1,2"]
 
 
 @pytest.mark.slow

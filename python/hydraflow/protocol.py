@@ -20,6 +20,10 @@ is used, so importing it costs nothing.
   end their runs KILLED); before that it appends a SIGNAL line naming the
   signal it got to the command's events file, so the app's last line names
   what the user sent (`interrupted by SIGTERM`), not the SIGINT.
+- A submit handler that returns before its commands' runs end (`hydraflow
+  slurm --no-wait`) appends a SUBMITTED line (with the scheduler's `job` id)
+  to its own events file: the runner then says the commands were submitted,
+  not waited for, rather than finished with their runs not reported.
 - HYDRAFLOW_STOPPING holds the job's `stopping:` from the jobs file as JSON
   (`{"rule": "median", "direction": "min", "warmup_steps": 2, "min_runs": 3}`
   or `{"rule": "none"}`); it wins over the decorator's `stopping=`.
@@ -47,6 +51,8 @@ START = "start"
 END = "end"
 # Written by the runner: the signal it got, before it asks the command to stop.
 SIGNAL = "signal"
+# Written by a submit handler that returns without waiting for the runs.
+SUBMITTED = "submitted"
 # How much of an events file's end is read for the runner's SIGNAL line.
 SIGNAL_TAIL_BYTES = 64 * 1024
 
@@ -98,6 +104,15 @@ def note_signal(path: Path, signum: int) -> None:
     """The runner's side: the signal it got, for the app behind `path`."""
     record = {"event": SIGNAL, "signal": int(signum), "time": time.time()}
     append_line(path, json.dumps(record, separators=(",", ":")))
+
+
+def submitted_not_waited(job_id: str) -> None:
+    """The handler's side: its commands went to a scheduler (job `job_id`)
+    and it returns without waiting for them; nothing outside the runner."""
+    path = os.environ.get(EVENTS_ENV)
+    if path:
+        record = {"event": SUBMITTED, "job": job_id, "time": time.time()}
+        append_line(Path(path), json.dumps(record, separators=(",", ":")))
 
 
 def runner_signal() -> int | None:

@@ -13,12 +13,13 @@ output in `task-N.out` and `task-N.err`. Only SLURM's commands are used
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
@@ -26,6 +27,7 @@ from typing import TYPE_CHECKING, TextIO
 import click
 
 from hydraflow.errors import HydraflowError, SlurmError
+from hydraflow.protocol import EVENTS_ENV, INPUTS_ENV, submitted_not_waited
 from hydraflow.runner.commands import SplitAtDashes, after_dashes, fail
 from hydraflow.signals import exit_status, handled, ignored, raise_interrupted, signal_of
 
@@ -35,8 +37,14 @@ if TYPE_CHECKING:
 SWEEP_ROOT = "multirun"
 JOB_NAME_KEY = "hydra.job.name="
 # Options the handler sets itself: a user's value would break the array.
-RESERVED_LONG = ("--array", "--output", "--error", "--parsable", "--wait")
-RESERVED_SHORT = ("-a", "-o", "-e", "-W")
+# sbatch takes any unambiguous prefix of a long option (getopt_long): each
+# with the shortest that sbatch 22.05 reads as it (`--a`, `--par`, `--wa`
+# are ambiguous there: sbatch refuses them itself). `--wait` is our own.
+RESERVED_LONG = {"--array": "--ar", "--output": "--ou", "--error": "--er", "--parsable": "--pars"}
+RESERVED_SHORT = frozenset("aoeW")
+# sbatch's short options that take no argument: in a bundle (`-Ho x.log`)
+# the letters after them are options too; after any other, its value.
+SHORT_FLAGS = frozenset("hHOQsuvV")
 DONE_STATES = {
     "COMPLETED",
     "FAILED",
@@ -111,21 +119,30 @@ class ArrayJob:
         return ["sbatch", *ours, *self.sbatch_options, str(self.script_path)]
 
     def script(self) -> str:
+        """The program's words go in an array, each single-quoted, never inside
+        the double quotes of the `eval` (where bash would expand a `$` in them
+        first); only the line, written as shell words, is evaluated."""
         program = shlex.join(self.program)
         return (
             "#!/bin/bash\n"
             f"# Written by `hydraflow slurm`; submitted as:\n"
-            f"#   {shlex.join(self.sbatch_argv())}\n"
-            f"# Array task N runs {program} with line N of params.txt as its arguments.\n"
+            f"#   {one_line(shlex.join(self.sbatch_argv()))}\n"
+            f"# Array task N runs {one_line(program)} with line N of params.txt as its arguments.\n"
             "set -eu\n"
+            f"program=({program})\n"
             f'line=$(sed -n "${{SLURM_ARRAY_TASK_ID}}p" {shlex.quote(str(self.params))})\n'
-            f'eval "exec {program} $line"\n'
+            'eval "exec \\"\\${program[@]}\\" $line"\n'
         )
 
     def write(self) -> None:
         self.folder.mkdir(parents=True)
         self.params.write_text("".join(line + "\n" for line in self.lines))
         self.script_path.write_text(self.script())
+
+
+def one_line(text: str) -> str:
+    """For a comment: a newline in an argument would end it."""
+    return text.replace("\n", "\\n")
 
 
 def array_job(
@@ -148,13 +165,33 @@ def array_job(
 
 def check_options(options: tuple[str, ...]) -> None:
     for option in options:
-        long = option.split("=", 1)[0] if option.startswith("--") else None
-        short = option[:2] if not long and option.startswith("-") else None
-        if long in RESERVED_LONG or short in RESERVED_SHORT:
+        reserved = reserved_option(option)
+        if reserved is not None:
+            meant = "" if option.split("=", 1)[0] == reserved else f" (sbatch reads {reserved})"
             raise HydraflowError(
-                f"sbatch option {option}: hydraflow slurm sets --array, --output, --error "
-                "and --parsable itself (use --max-parallel for the array's throttle)"
+                f"sbatch option {option}{meant}: hydraflow slurm sets --array, --output, "
+                "--error and --parsable itself (use --max-parallel for the array's throttle, "
+                "--wait/--no-wait for waiting)"
             )
+
+
+def reserved_option(option: str) -> str | None:
+    """The reserved option sbatch would read `option` as, if any: a long
+    option or a prefix it takes for one, or a short one, alone or bundled."""
+    if option.startswith("--"):
+        name = option.split("=", 1)[0]
+        for reserved, shortest in RESERVED_LONG.items():
+            if name.startswith(shortest) and reserved.startswith(name):
+                return reserved
+        return None
+    if not option.startswith("-"):
+        return None
+    for letter in option[1:]:
+        if letter in RESERVED_SHORT:
+            return f"-{letter}"
+        if letter not in SHORT_FLAGS:
+            return None  # an option with a value: the rest of the word is the value
+    return None
 
 
 def read_lines(path: Path) -> tuple[str, ...]:
@@ -168,24 +205,35 @@ def read_lines(path: Path) -> tuple[str, ...]:
     return lines
 
 
-def slurm_command(argv: list[str]) -> subprocess.CompletedProcess[str]:
+def slurm_command(
+    argv: list[str], env: Mapping[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     import subprocess  # here, not at the top: `hydraflow --help` stays fast
 
     try:
-        return subprocess.run(argv, capture_output=True, text=True, check=False)
+        return subprocess.run(argv, capture_output=True, text=True, check=False, env=env)
     except FileNotFoundError:
         raise SlurmError(
             f"{argv[0]} not found: run this on a SLURM login node (or install SLURM's client)"
         ) from None
 
 
-def submit(job: ArrayJob) -> str:
-    """Writes the array's files and submits it; returns the job id."""
+def task_environment(*, reporting: bool) -> dict[str, str]:
+    """What sbatch passes to the tasks (--export=ALL, its default): ours,
+    without the `hydraflow run` files to report to when nobody will read them."""
+    if reporting:
+        return dict(os.environ)
+    return {k: v for k, v in os.environ.items() if k not in (EVENTS_ENV, INPUTS_ENV)}
+
+
+def submit(job: ArrayJob, *, reporting: bool = True) -> str:
+    """Writes the array's files and submits it; returns the job id. Unless
+    `reporting`, the tasks do not report to the `hydraflow run` that called us."""
     import shutil
 
     job.write()
     try:
-        result = slurm_command(job.sbatch_argv())
+        result = slurm_command(job.sbatch_argv(), task_environment(reporting=reporting))
     except SlurmError:
         shutil.rmtree(job.folder)
         raise
@@ -301,12 +349,13 @@ def submit_and_wait(job: ArrayJob, *, wait_for_tasks: bool) -> int:
     A stopping signal while waiting cancels the array."""
     job_id = None
     try:
-        job_id = submit(job)
+        job_id = submit(job, reporting=wait_for_tasks)
         limit = f", at most {job.max_parallel} at once" if job.max_parallel else ""
         tasks = f"{job.tasks} task" + ("s" if job.tasks != 1 else "")
         print(f"hydraflow slurm: submitted job {job_id}: {tasks}{limit}", flush=True)
         print(f"hydraflow slurm: logs in {job.folder}", flush=True)
         if not wait_for_tasks:
+            submitted_not_waited(job_id)  # for `hydraflow run`'s summary
             return 0
         return report(job, job_id, wait(job, job_id, sys.stderr), sys.stderr)
     except KeyboardInterrupt as interrupt:
@@ -315,6 +364,33 @@ def submit_and_wait(job: ArrayJob, *, wait_for_tasks: bool) -> int:
             with ignored():
                 report(job, job_id, task_states(job_id, job.tasks), sys.stderr)
         return exit_status(signal_of(interrupt))
+
+
+def is_slurm_handler(words: list[str]) -> bool:
+    """Whether a `submit:` line runs this handler: `hydraflow slurm ...`."""
+    return len(words) >= 2 and Path(words[0]).name == "hydraflow" and words[1] == "slurm"
+
+
+def handler_line_error(words: list[str]) -> str | None:
+    """What `hydraflow slurm` would refuse in a `submit:` line's words after
+    `hydraflow slurm` (before hydraflow appends the parameter file), or None:
+    parsed as the command parses them, with a stand-in parameter file."""
+    if "--help" in words[: words.index("--") if "--" in words else None]:
+        return None  # it prints its help and submits nothing: nothing to check
+    try:
+        with command.make_context("hydraflow slurm", [*words, "PARAMETER_FILE"]) as ctx:
+            argv = after_dashes(ctx)
+            if len(argv) < 2:
+                return (
+                    "expected `-- PROGRAM [ARGS]...` after its options "
+                    "(hydraflow appends the parameter file)"
+                )
+            check_options(ctx.params["sbatch_options"])
+    except click.ClickException as error:
+        return error.format_message()
+    except HydraflowError as error:
+        return str(error)
+    return None
 
 
 EPILOG = """\b

@@ -12,6 +12,7 @@ runs all finished without starting it. Configs that read the environment
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -37,8 +38,14 @@ def write_manifest(store_uri: str, config_dirs: list[Path]) -> None:
     provable = not any(reads_environment(Path(path)) for path in files)
     manifest = new_manifest(store_uri, files, provable=provable)
     partial = Path(f"{target}.{os.getpid()}")
-    partial.write_text(json.dumps(manifest, sort_keys=True))
-    partial.replace(target)  # atomic: parallel workers write the same content
+    try:
+        partial.write_text(json.dumps(manifest, sort_keys=True))
+        partial.replace(target)  # atomic: parallel workers write the same content
+    except OSError:
+        # The CLI that asked is gone (a handler that did not wait returned,
+        # and its directory went with it): the manifest is its, the run is the user's.
+        with contextlib.suppress(OSError):
+            partial.unlink()
 
 
 def input_files(config_dirs: list[Path]) -> set[Path]:

@@ -114,6 +114,20 @@ class SubmitExecutor(Executor):
     # The handler's `python APP PARAMS` children may start warm (handoff.py).
     accepts_cold = True
 
+    def program(self, job: Job) -> list[str]:
+        """The handler's words; hydraflow's own handler is checked as it will
+        check them, so `show` and `--dry-run` find a mistake, not the run."""
+        from hydraflow.errors import ConfigError
+        from hydraflow.runner.slurm import handler_line_error, is_slurm_handler
+
+        words = command_words(job)
+        if is_slurm_handler(words):
+            error = handler_line_error(words[2:])
+            if error is not None:
+                where = f"jobs.{job.name}.{job.kind}"
+                raise ConfigError(job.file, where, f"hydraflow slurm: {error}")
+        return words
+
     def preflight(self, plan: JobPlan) -> None:
         from hydraflow.runner.executors.processes import check_program
 

@@ -37,6 +37,12 @@ class RunCounts:
     passed_unreported: int = 0
     # Commands that exited 0 without one event: their app reported no run.
     silent_commands: int = 0
+    # Commands a submit handler handed to a scheduler and returned without
+    # waiting for (`hydraflow slurm --no-wait`), the scheduler's job ids, and
+    # their runs not ended by then: how those go, only the store will say.
+    unwaited_commands: int = 0
+    unwaited_jobs: list[str] = field(default_factory=list)
+    not_waited: int = 0
     # Skipped runs made by code that has changed since, and the files named.
     stale: int = 0
     changed_files: set[str] = field(default_factory=set)
@@ -59,7 +65,7 @@ class RunCounts:
         """Runs whose fate is known: ended, cut off or not reported."""
         if self.not_reported is None:
             return None
-        return self.done + self.cut_off + self.not_reported
+        return self.done + self.cut_off + self.not_reported + self.not_waited
 
     def add_stale(self, event: dict[str, object]) -> None:
         """Counts a skipped run whose code changed (the event's `code_changed`)."""
@@ -93,6 +99,9 @@ class EventFile:
     started: set[str] = field(default_factory=set)
     ended: set[str] = field(default_factory=set)
     events: list[dict[str, object]] = field(default_factory=list)
+    # The scheduler's job id, once the command (a submit handler) said it
+    # returns without waiting for its runs.
+    not_waited_job: str | None = None
 
     def read_new(self) -> Iterator[dict[str, object]]:
         """The complete lines appended since the last read, parsed; a torn or
@@ -168,6 +177,8 @@ class EventLog:
                 entry.ended.add(run_id)
                 self.counts.ended[str(event.get("outcome", "unknown"))] += 1
                 self.counts.add_stale(event)
+            elif event.get("event") == protocol.SUBMITTED:
+                entry.not_waited_job = str(event.get("job", "?"))
         return changed
 
     def inputs_path(self, index: int) -> Path:
@@ -193,14 +204,35 @@ class EventLog:
             if entry is None:
                 return []
             self.read(entry)
-            cut_off = len(entry.started - entry.ended)
-            self.counts.cut_off += cut_off
-            if completed:
-                self.counts.add_not_reported(runs, entry.ends + cut_off, succeeded=succeeded)
-                if succeeded and not entry.started and not entry.ends:
+            if entry.not_waited_job is not None and completed and succeeded:
+                self.handler_did_not_wait(entry, runs, commands)
+            else:
+                self.count_unended(entry, runs, completed=completed, succeeded=succeeded)
+                if completed and succeeded and not entry.started and not entry.ends:
                     self.counts.silent_commands += commands
         self.on_change()
         return entry.events
+
+    def count_unended(
+        self, entry: EventFile, runs: int | None, *, completed: bool, succeeded: bool
+    ) -> None:
+        """Runs started and never ended are cut off; a completed command's
+        other runs, not reported (called with the lock)."""
+        cut_off = len(entry.started - entry.ended)
+        self.counts.cut_off += cut_off
+        if completed:
+            self.counts.add_not_reported(runs, entry.ends + cut_off, succeeded=succeeded)
+
+    def handler_did_not_wait(self, entry: EventFile, runs: int | None, commands: int) -> None:
+        """A handler that exited 0 having said it does not wait: its runs not
+        ended yet go on without the runner, neither cut off nor unreported."""
+        counts = self.counts
+        counts.unwaited_commands += commands
+        counts.unwaited_jobs.append(str(entry.not_waited_job))
+        if runs is None or counts.not_reported is None:
+            counts.not_reported = None  # how many there are, only Hydra knows
+        else:
+            counts.not_waited += max(0, runs - entry.ends)
 
     def command_skipped(self, runs: int) -> None:
         """A command proven finished, not started: its runs count as skipped."""

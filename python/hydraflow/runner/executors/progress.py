@@ -34,6 +34,8 @@ class Execution:
     skipped: int = 0
     failed: int = 0
     interrupted: int = 0
+    # Commands a submit handler handed to a scheduler without waiting for them.
+    submitted: int = 0
     running: dict[int, Command] = field(default_factory=dict)
     first_failure: Command | None = None
     failure_status: int = 0
@@ -60,8 +62,9 @@ class Execution:
 
     @property
     def done(self) -> int:
-        """Commands that ran to their end (or were proven finished before)."""
-        return self.finished + self.skipped + self.failed
+        """Commands that ran to their end (or were proven finished before, or
+        handed to a scheduler by a handler that did not wait)."""
+        return self.finished + self.skipped + self.failed + self.submitted
 
     @property
     def not_started(self) -> int:
@@ -82,6 +85,8 @@ class Execution:
             self.handler_ending = handler_ending(status, self.signal)
         if self.signal is not None:
             self.interrupted += count
+        elif status == 0 and is_handler(command) and self.runs.unwaited_commands:
+            self.submitted += count
         elif status == 0:
             self.finished += count
         else:
@@ -157,6 +162,8 @@ class Execution:
             parts.append(f"{counts.cut_off} cut off")
         if counts.not_reported:
             parts.append(f"{counts.not_reported} not reported")
+        if counts.not_waited:
+            parts.append(f"{counts.not_waited} not waited for")
         total = self.planned_runs()
         if total is None:
             return f"runs: {', '.join(parts) or 'none reported'}"
@@ -181,11 +188,13 @@ class Execution:
         states = [
             ("finished", self.finished),
             ("skipped", self.skipped),
+            ("submitted, not waited for", self.submitted),
             ("failed", self.failed),
             ("interrupted", self.interrupted),
             ("not started", self.not_started),
         ]
-        commands = ", ".join(f"{n} {state}" for state, n in states if n or state == "finished")
+        always = "submitted, not waited for" if self.submitted else "finished"
+        commands = ", ".join(f"{n} {state}" for state, n in states if n or state == always)
         if self.handler_ending is not None:
             handled = self.total_commands - self.skipped
             commands = ", ".join(
@@ -201,7 +210,26 @@ class Execution:
 
     def closing_report(self) -> list[str]:
         """What to say after the job, before the summary."""
-        return [*self.no_run_report(), *self.stale_report(), *self.ending_report()]
+        return [
+            *self.no_run_report(),
+            *self.not_waited_report(),
+            *self.stale_report(),
+            *self.ending_report(),
+        ]
+
+    def not_waited_report(self) -> list[str]:
+        """Commands a handler submitted and did not wait for: where they went,
+        and how to fill in what did not finish."""
+        counts = self.runs
+        if not counts.unwaited_commands:
+            return []
+        jobs = ", ".join(counts.unwaited_jobs)
+        return [
+            f"the handler submitted {counted(counts.unwaited_commands, 'command')} "
+            f"(job {jobs}) and returned without waiting for their runs, which report to "
+            f"the store, not here; once they have ended, 'hydraflow run {self.job}' again "
+            "skips the finished runs and runs the others"
+        ]
 
     def no_run_report(self) -> list[str]:
         """Once per job: commands that exited 0 and reported no run at all (a
@@ -236,7 +264,9 @@ class Execution:
                 text += f"; {counted(self.not_started, 'command')} not started"
             return [text]
         failure = self.first_failure
-        if failure is not None:
+        # A handler's failure: the summary says it, its own output says why
+        # (the parameter file named in its command line is gone by now).
+        if failure is not None and not is_handler(failure):
             return [
                 f"{label_of(failure)} failed with status {self.failure_status}: "
                 + masked(self.command_text(failure))
@@ -296,6 +326,8 @@ class PlainReporter:
     def progress_line(self, command: Command, status: int) -> str:
         if self.execution.signal is not None:
             outcome = "interrupted"
+        elif status == 0 and is_handler(command) and self.execution.runs.unwaited_commands:
+            outcome = "submitted, not waited for"
         else:
             outcome = "finished" if status == 0 else f"failed with status {status}"
         return f"{self.counts()} {label_of(command)} {outcome}"
