@@ -61,11 +61,12 @@ def in_main_thread() -> bool:
 def handled(
     handler: Handler | signal.Handlers, signums: Sequence[int] = STOPPING
 ) -> Iterator[None]:
-    """`handler` for `signums` during the block, the previous ones restored after."""
+    """`handler` for `signums` during the block, the previous ones restored
+    after. A signal ignored on entry stays ignored (see `still_heard`)."""
     if not in_main_thread():
         yield
         return
-    previous = {signum: signal.signal(signum, handler) for signum in signums}
+    previous = {signum: signal.signal(signum, handler) for signum in still_heard(signums)}
     try:
         yield
     finally:
@@ -101,9 +102,17 @@ def ignored(signums: Sequence[int] = STOPPING) -> Iterator[None]:
         yield
 
 
+def still_heard(signums: Sequence[int]) -> list[int]:
+    """The signals of `signums` this process does not ignore. One ignored is
+    left so, as Python leaves an ignored SIGINT: `nohup` ignores SIGHUP, a
+    shell ignores a background job's SIGINT, and what the user started so
+    must not stop by them (nor its commands, which inherit the ignoring)."""
+    return [signum for signum in signums if signal.getsignal(signum) != signal.SIG_IGN]
+
+
 def exit_on_interrupt_from_now_on(prefix: str) -> None:
     """The process-wide handler of a command line tool (see `exit_on_interrupt`)."""
-    for signum in STOPPING:
+    for signum in still_heard(STOPPING):
         signal.signal(signum, exit_on_interrupt(prefix))
 
 
