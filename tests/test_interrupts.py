@@ -408,8 +408,12 @@ def test_a_run_whose_owner_lives_is_never_marked_killed(launch_folder: Path) -> 
     uri = tracking_uri(None, launch_folder)
     client = MlflowClient(uri)
     experiment = client.create_experiment("pool")
-    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                          capture_output=True, text=True, check=True)
+    gone = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     owners = {"alive": Owner.me(), "gone": Owner(Owner.me().host, int(gone.stdout), "1.00")}
     runs = {
         name: client.create_run(experiment, tags={OWNER_TAG: owner.to_tag()}).info.run_id
@@ -418,8 +422,10 @@ def test_a_run_whose_owner_lives_is_never_marked_killed(launch_folder: Path) -> 
     events = launch_folder / "events.jsonl"
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("HYDRAFLOW_EVENTS", str(events))
-        marked = {name: mark_killed(uri, launch_folder, WorkerRun(run_id, 1, ["a=1"]))
-                  for name, run_id in runs.items()}
+        marked = {
+            name: mark_killed(uri, launch_folder, WorkerRun(run_id, 1, ["a=1"]))
+            for name, run_id in runs.items()
+        }
     assert marked == {"alive": False, "gone": True}
     statuses = {name: client.get_run(run_id).info.status for name, run_id in runs.items()}
     assert statuses == {"alive": "RUNNING", "gone": "KILLED"}

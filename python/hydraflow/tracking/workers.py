@@ -145,7 +145,7 @@ def workers_end_first() -> Iterator[None]:
         yield
     finally:
         for signum, before in previous.items():
-            signal.signal(signum, before)  # type: ignore[arg-type]
+            signal.signal(signum, before)
 
 
 def end_cut_off_runs(uri: str, launch_dir: Path) -> list[str]:
