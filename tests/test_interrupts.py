@@ -5,6 +5,7 @@ summary whose counts add up to the plan."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import pty
 import re
@@ -430,3 +431,27 @@ def test_a_run_whose_owner_lives_is_never_marked_killed(launch_folder: Path) -> 
     statuses = {name: client.get_run(run_id).info.status for name, run_id in runs.items()}
     assert statuses == {"alive": "RUNNING", "gone": "KILLED"}
     assert f'"run_id":"{runs["gone"]}","outcome":"killed"' in events.read_text()
+
+
+def test_a_command_ends_only_its_own_workers_runs(tmp_path: Path) -> None:
+    """A submit handler's commands share one events file: a command's
+    workers are those whose start names it as their pool's process."""
+    from hydraflow import protocol
+    from hydraflow.tracking.workers import WorkerRun, worker_runs
+
+    me = os.getpid()
+    lines = [
+        {"event": "start", "run_id": "mine", "pid": 11, "parent": me, "overrides": ["a=1"]},
+        {"event": "start", "run_id": "ended", "pid": 12, "parent": me, "overrides": ["a=2"]},
+        {"event": "start", "run_id": "sibling", "pid": 13, "parent": me + 1, "overrides": []},
+        {"event": "start", "run_id": "in-process", "pid": me, "parent": None, "overrides": []},
+        {"event": "end", "run_id": "ended", "pid": 12, "outcome": "killed"},
+    ]
+    events = tmp_path / "events.jsonl"
+    events.write_text("".join(json.dumps(line) + "\n" for line in lines) + '{"event": "st')
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(protocol.EVENTS_ENV, str(events))
+        assert worker_runs() == [
+            WorkerRun("mine", 11, ["a=1"]),
+            WorkerRun("ended", 12, ["a=2"], "killed"),
+        ]

@@ -15,8 +15,9 @@ KILLED: a run the kill wins over stayed RUNNING. So, in the command:
   (a worker killed all the same) is ended KILLED in the store, if it is
   still RUNNING and its owner is dead: never a run a live process runs.
 
-The command knows its workers' runs from its events file (the contract:
-`hydraflow.protocol`), so this is done under `hydraflow run` only.
+The command knows its workers' runs from the events file (the contract:
+`hydraflow.protocol`; each start event names the worker's pool's process),
+so this is done under `hydraflow run` only.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ POLL_SECONDS = 0.05
 
 @dataclass(frozen=True)
 class WorkerRun:
-    """A run another process of this command started (a pool worker's)."""
+    """A run one of this process's pool workers started."""
 
     run_id: str
     pid: int
@@ -54,8 +55,9 @@ class WorkerRun:
 
 
 def worker_runs() -> list[WorkerRun]:
-    """The runs the command's events file says other processes started, in
-    order, each with its outcome; [] outside `hydraflow run`."""
+    """The runs the events file says this process's pool workers started, in
+    order, each with its outcome; [] outside `hydraflow run`. (A submit
+    handler's commands share one file: each has its own workers.)"""
     path = os.environ.get(protocol.EVENTS_ENV)
     if not path:
         return []
@@ -68,7 +70,7 @@ def worker_runs() -> list[WorkerRun]:
         run_id, pid = event.get("run_id"), event.get("pid")
         if not isinstance(run_id, str) or not isinstance(pid, int):
             continue
-        if event.get("event") == protocol.START and pid != os.getpid():
+        if event.get("event") == protocol.START and event.get("parent") == os.getpid():
             overrides = event.get("overrides")
             runs[run_id] = WorkerRun(run_id, pid, overrides if isinstance(overrides, list) else [])
         elif event.get("event") == protocol.END and run_id in runs:
