@@ -336,6 +336,23 @@ def store_statuses(folder: Path) -> dict[str, str]:
     return {run.info.run_id: run.info.status for run in client.search_runs(experiments)}
 
 
+def logged_interruptions(folder: Path) -> dict[str, bool]:
+    """Whether each run's log, as MLflow keeps it, says the run was interrupted."""
+    import mlflow
+
+    client = mlflow.MlflowClient(f"sqlite:///{folder / 'mlflow.db'}")
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    said = {}
+    for run in client.search_runs(experiments):
+        run_id = run.info.run_id
+        if "sweep.log" not in [kept.path for kept in client.list_artifacts(run_id)]:
+            said[run_id] = False
+            continue
+        log = Path(client.download_artifacts(run_id, "sweep.log", str(folder)))
+        said[run_id] = f"run {run_id} interrupted" in log.read_text()
+    return said
+
+
 def a_try(folder: Path, attempt: int) -> Path:
     """A copy of the folder's app and jobs file, without runs: a try of its own
     (a store file removed would be read back from MLflow's cached engine)."""
@@ -378,11 +395,15 @@ def test_ctrl_c_ends_the_runs_of_joblib_workers_killed(folder: Path, env: dict[s
     progress". Repeated: the race was lost in most tries, in one run or both."""
     pytest.importorskip("hydra_plugins.hydra_joblib_launcher")
     (folder / "hydraflow.yaml").write_text(POOL_JOBS.format(python=sys.executable))
-    outcomes = [interrupt_pool(a_try(folder, attempt), env) for attempt in range(3)]
+    tries = [a_try(folder, attempt) for attempt in range(3)]
+    outcomes = [interrupt_pool(folder, env) for folder in tries]
     left_running = [runs for _, _, runs in outcomes if "RUNNING" in runs.values()]
     assert not left_running, f"{len(left_running)} of 3 tries left runs RUNNING: {left_running}"
     for returncode, stderr, runs in outcomes:
         assert_pool_runs_killed(returncode, stderr, runs)
+    # The workers ended their runs themselves (the command waited): logs and all.
+    for tried, (_, _, runs) in zip(tries, outcomes, strict=True):
+        assert logged_interruptions(tried) == {run_id: True for run_id in runs}
 
 
 @pytest.mark.slow
