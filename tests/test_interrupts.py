@@ -476,3 +476,24 @@ def test_a_command_ends_only_its_own_workers_runs(tmp_path: Path) -> None:
             WorkerRun("mine", 11, ["a=1"]),
             WorkerRun("ended", 12, ["a=2"], "killed"),
         ]
+
+
+def test_a_ctrl_c_as_a_run_is_activated_ends_it_killed(
+    launch_folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The run is claimed (RUNNING in the store), and Ctrl-C lands while it
+    is made active, before its start: it ended RUNNING, unnamed by any event."""
+    import hydraflow
+    from hydraflow.store import tracking_uri
+    from hydraflow.tracking import artifacts
+    from mlflow import MlflowClient
+
+    def ctrl_c(*args: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(artifacts, "artifacts_of", ctrl_c)
+    with pytest.raises(KeyboardInterrupt), hydraflow.start_run({"a": 1}, experiment_name="e"):
+        pass
+    client = MlflowClient(tracking_uri(None, launch_folder))
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    assert [run.info.status for run in runs] == ["KILLED"]
