@@ -497,3 +497,32 @@ def test_a_ctrl_c_as_a_run_is_activated_ends_it_killed(
     client = MlflowClient(tracking_uri(None, launch_folder))
     runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
     assert [run.info.status for run in runs] == ["KILLED"]
+
+
+def test_ctrl_c_in_a_command_waits_for_its_workers_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The command's interrupt is raised once its worker's run has ended (its
+    end event), not before, and not as late as the longest wait."""
+    from hydraflow import protocol
+    from hydraflow.tracking.workers import WAIT_SECONDS, workers_end_first
+
+    events = tmp_path / "events.jsonl"
+    monkeypatch.setenv(protocol.EVENTS_ENV, str(events))
+    worker = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        start = {"event": "start", "run_id": "r", "pid": worker.pid, "parent": os.getpid()}
+        protocol.append_line(events, json.dumps(start))
+
+        def end_later() -> None:
+            time.sleep(0.5)
+            protocol.append_line(events, json.dumps({"event": "end", "run_id": "r", "pid": 1}))
+
+        threading.Thread(target=end_later).start()
+        began = time.monotonic()
+        with pytest.raises(KeyboardInterrupt), workers_end_first():
+            signal.raise_signal(signal.SIGINT)
+        assert 0.5 <= time.monotonic() - began < WAIT_SECONDS
+    finally:
+        worker.kill()
+        worker.wait()

@@ -110,22 +110,25 @@ def wait_until(done: Callable[[], bool], seconds: float) -> bool:
 Handler = Callable[[int, FrameType | None], object]
 
 
-def waiting(raise_it: Handler) -> Handler:
-    """`raise_it` after the workers' runs have ended; a second signal while
-    waiting raises at once."""
-    waiting_now = False
+class Waiting:
+    """Handlers that wait for the workers' runs before they raise; a signal
+    arriving while one waits (a second Ctrl-C, the runner's SIGTERM) raises
+    at once."""
 
-    def handler(signum: int, frame: FrameType | None) -> object:
-        nonlocal waiting_now
-        if not waiting_now:
-            waiting_now = True
-            try:
-                wait_until(lambda: not running_elsewhere(), WAIT_SECONDS)
-            finally:
-                waiting_now = False
-        return raise_it(signum, frame)
+    def __init__(self) -> None:
+        self.now = False
 
-    return handler
+    def before(self, raise_it: Handler) -> Handler:
+        def handler(signum: int, frame: FrameType | None) -> object:
+            if not self.now:
+                self.now = True
+                try:
+                    wait_until(lambda: not running_elsewhere(), WAIT_SECONDS)
+                finally:
+                    self.now = False
+            return raise_it(signum, frame)
+
+        return handler
 
 
 @contextlib.contextmanager
@@ -137,12 +140,13 @@ def workers_end_first() -> Iterator[None]:
         yield
         return
     raising: tuple[object, ...] = (signal.default_int_handler, raise_interrupted)
+    waiting = Waiting()
     previous = {}
     for signum in STOPPING:
         current = signal.getsignal(signum)
         if current in raising:
             previous[signum] = current
-            signal.signal(signum, waiting(current))  # type: ignore[arg-type]
+            signal.signal(signum, waiting.before(current))  # type: ignore[arg-type]
     try:
         yield
     finally:
