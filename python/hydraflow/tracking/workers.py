@@ -3,7 +3,7 @@
 `hydraflow run` sends SIGINT to the command's process group: the command
 (the launcher process, which runs no job itself) and its loky workers get
 it at once. The command's KeyboardInterrupt makes joblib abort its pool,
-and loky SIGKILLs every worker (`kill_workers`, 40–170 ms after the
+and loky SIGKILLs every worker (`kill_workers`, 40 to 170 ms after the
 signal, measured with strace) while the workers are still ending their runs
 KILLED: a run the kill wins over stayed RUNNING. So, in the command:
 
