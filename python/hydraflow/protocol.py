@@ -7,7 +7,10 @@ is used, so importing it costs nothing.
   resumed, was skipped or failed without reading the store. Lines are
   written with one `write` on a file opened for appending and stay short, so
   parallel writers never interleave.
-- An end event carries one of the outcome words below.
+- An end event carries one of the outcome words below. A start event in a
+  pool worker (Hydra's joblib launcher) carries `parent`, the pid of the
+  command whose pool it is, which ends its workers' runs at Ctrl-C
+  (`hydraflow.tracking.workers`).
 - HYDRAFLOW_INPUTS names a file the app writes its inputs manifest to (see
   `hydraflow.tracking.inputs`): the store, a digest of every input file, the
   package versions, and whether the configs are provable from files alone.
@@ -35,6 +38,7 @@ import contextlib
 import hashlib
 import json
 import os
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -138,7 +142,16 @@ def runner_signal() -> int | None:
 
 
 def started(overrides: Sequence[str], run_id: str, *, resumed: bool) -> None:
-    emit(START, overrides, run_id=run_id, resumed=resumed)
+    """A run's start; `parent` names the command whose pool worker runs it."""
+    emit(START, overrides, run_id=run_id, resumed=resumed, parent=pool_parent())
+
+
+def pool_parent() -> int | None:
+    """The pid of the process whose pool started this one (a joblib or
+    multiprocessing worker, warm or cold); None for a process started otherwise."""
+    multiprocessing = sys.modules.get("multiprocessing")  # a worker has it imported
+    parent = multiprocessing.parent_process() if multiprocessing is not None else None
+    return None if parent is None else parent.pid
 
 
 def ended(

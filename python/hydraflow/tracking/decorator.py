@@ -22,6 +22,7 @@ from hydraflow.tracking.batches import first_job_composed_once
 from hydraflow.tracking.compose import SCHEMA_CONFIG_NAME, prepare
 from hydraflow.tracking.lifecycle import Claim, JobContext, TrackingOptions
 from hydraflow.tracking.values import decode
+from hydraflow.tracking.workers import workers_end_first
 
 if TYPE_CHECKING:
     from omegaconf import DictConfig
@@ -103,8 +104,8 @@ def main(
             try:
                 return run_jobs(app, cfg_passthrough, killed)
             except KeyboardInterrupt as interrupt:
-                what = f"run {killed[-1]} is KILLED" if killed else "no run was in progress"
-                sys.stderr.write(f"hydraflow: {interrupted_by(interrupt)}; {what}\n")
+                killed += pool_runs_killed(options)
+                sys.stderr.write(f"hydraflow: {interrupted_by(interrupt)}; {what_killed(killed)}\n")
                 sys.exit(exit_status(signal_of(interrupt)))
 
         return run_with_hydra
@@ -139,7 +140,7 @@ def main(
                 sys.stderr.write(f"hydraflow: error: {masked(str(error))}\n")
                 raise SystemExit(error.exit_code) from None
 
-        with first_job_composed_once():
+        with first_job_composed_once(), workers_end_first():
             return hydra_main(task)(cfg_passthrough)
 
     return decorator
@@ -190,6 +191,27 @@ def hydra_decorator(
         warnings.warn(warning.message, warning.category, stacklevel=3)
     path = arguments.get("config_path", None if version.base_at_least("1.2") else ".")
     return decorate, path
+
+
+def pool_runs_killed(options: TrackingOptions) -> list[str]:
+    """The runs this command's pool workers had in progress, all KILLED now
+    (see `hydraflow.tracking.workers`); [] for a command that runs its jobs
+    itself."""
+    from hydraflow.tracking.workers import end_cut_off_runs, worker_runs
+
+    if not worker_runs():
+        return []
+    launch_dir = JobContext.current().launch_dir
+    return end_cut_off_runs(options.uri(launch_dir), launch_dir)
+
+
+def what_killed(killed: Sequence[str]) -> str:
+    """`run 3f2a… is KILLED`, `runs 3f2a…, 9c1b… are KILLED`, or that none was."""
+    if not killed:
+        return "no run was in progress"
+    if len(killed) == 1:
+        return f"run {killed[0]} is KILLED"
+    return f"runs {', '.join(killed)} are KILLED"
 
 
 def interrupted_by(interrupt: KeyboardInterrupt) -> str:

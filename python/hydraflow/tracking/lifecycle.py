@@ -331,13 +331,16 @@ def tracked_run(
     run_id = claimed.run_id
     assert claimed.run is not None and run_id is not None, "only a claimed run is tracked"
     resumed = claimed.action == "resume"
-    run = activate(claimed)
-    artifacts = artifacts_of(client, claimed.run)
-    if resumed:
-        log.info("resuming run %s", run_id)
-    protocol.started(context.overrides, run_id, resumed=resumed)
     status = "FAILED"
+    artifacts = None
+    # From here the run is ended whatever happens: a Ctrl-C as it is
+    # activated would leave it RUNNING, and no start event would name it.
     try:
+        run = activate(claimed)
+        artifacts = artifacts_of(client, claimed.run)
+        if resumed:
+            log.info("resuming run %s", run_id)
+        protocol.started(context.overrides, run_id, resumed=resumed)
         with heartbeat(client, run_id), the_current(run):
             # The claim read the run under the lock: the params it has are these.
             log_params(client, run_id, config, claimed.run.data.params if resumed else {})
@@ -355,7 +358,8 @@ def tracked_run(
         raise
     finally:
         with deferred():
-            upload_log(artifacts, run_id, context.log_file, resumed=resumed, secrets=secrets)
+            if artifacts is not None:
+                upload_log(artifacts, run_id, context.log_file, resumed=resumed, secrets=secrets)
             end_run(client, run_id, status)
             protocol.ended(context.overrides, outcome(status, run_id, resumed=resumed), run_id)
 

@@ -1,0 +1,198 @@
+"""The runs of a command's pool workers (Hydra's joblib launcher) at Ctrl-C.
+
+`hydraflow run` sends SIGINT to the command's process group: the command
+(the launcher process, which runs no job itself) and its loky workers get
+it at once. The command's KeyboardInterrupt makes joblib abort its pool,
+and loky SIGKILLs every worker (`kill_workers`, 40 to 170 ms after the
+signal, measured with strace) while the workers are still ending their runs
+KILLED: a run the kill wins over stayed RUNNING. So, in the command:
+
+- `workers_end_first`: while Hydra runs the jobs, a stopping signal first
+  waits until every run the command's workers have in progress has ended
+  (its end event) or its process is gone, at most `WAIT_SECONDS`, and only
+  then raises, so the workers end their runs themselves (log and all);
+- `end_cut_off_runs`: once the pool is gone, a run still without its end
+  (a worker killed all the same) is ended KILLED in the store, if it is
+  still RUNNING and its owner is dead: never a run a live process runs.
+
+The command knows its workers' runs from the events file (the contract:
+`hydraflow.protocol`; each start event names the worker's pool's process),
+so this is done under `hydraflow run` only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+
+from hydraflow import protocol
+from hydraflow.signals import STOPPING, ignored, in_main_thread, raise_interrupted
+
+# How long a signal waits for the workers' runs to end; the runner's grace
+# period (10 s) escalates after it.
+WAIT_SECONDS = 5.0
+# How long a cut-off run's worker may take to be gone once its pool is stopped
+# (a warm worker ends after its proxy, which loky kills).
+GONE_SECONDS = 3.0
+POLL_SECONDS = 0.05
+
+
+@dataclass(frozen=True)
+class WorkerRun:
+    """A run one of this process's pool workers started."""
+
+    run_id: str
+    pid: int
+    overrides: list[str]
+    outcome: str | None = None  # None: not ended (yet)
+
+
+def worker_runs() -> list[WorkerRun]:
+    """The runs the events file says this process's pool workers started, in
+    order, each with its outcome; [] outside `hydraflow run`. (A submit
+    handler's commands share one file: each has its own workers.)"""
+    path = os.environ.get(protocol.EVENTS_ENV)
+    if not path:
+        return []
+    try:
+        lines = Path(path).read_bytes().splitlines()
+    except OSError:
+        return []
+    runs: dict[str, WorkerRun] = {}
+    for event in parsed(lines):
+        run_id, pid = event.get("run_id"), event.get("pid")
+        if not isinstance(run_id, str) or not isinstance(pid, int):
+            continue
+        if event.get("event") == protocol.START and event.get("parent") == os.getpid():
+            overrides = event.get("overrides")
+            runs[run_id] = WorkerRun(run_id, pid, overrides if isinstance(overrides, list) else [])
+        elif event.get("event") == protocol.END and run_id in runs:
+            outcome = str(event.get("outcome"))
+            runs[run_id] = WorkerRun(run_id, runs[run_id].pid, runs[run_id].overrides, outcome)
+    return list(runs.values())
+
+
+def parsed(lines: list[bytes]) -> Iterator[dict[str, object]]:
+    for line in lines:
+        with contextlib.suppress(ValueError):
+            event = json.loads(line)
+            if isinstance(event, dict):
+                yield event
+
+
+def alive(pid: int) -> bool:
+    from hydraflow.tracking.owner import process_start
+
+    return process_start(pid) != ""
+
+
+def running_elsewhere() -> list[WorkerRun]:
+    """The workers' runs not ended whose process is still alive."""
+    return [run for run in worker_runs() if run.outcome is None and alive(run.pid)]
+
+
+def wait_until(done: Callable[[], bool], seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while not done():
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(POLL_SECONDS)
+    return True
+
+
+Handler = Callable[[int, FrameType | None], object]
+
+
+class Waiting:
+    """Handlers that wait for the workers' runs before they raise; a signal
+    arriving while one waits (a second Ctrl-C, the runner's SIGTERM) raises
+    at once."""
+
+    def __init__(self) -> None:
+        self.now = False
+
+    def before(self, raise_it: Handler) -> Handler:
+        def handler(signum: int, frame: FrameType | None) -> object:
+            if not self.now:
+                self.now = True
+                try:
+                    wait_until(lambda: not running_elsewhere(), WAIT_SECONDS)
+                finally:
+                    self.now = False
+            return raise_it(signum, frame)
+
+        return handler
+
+
+@contextlib.contextmanager
+def workers_end_first() -> Iterator[None]:
+    """During the block, a stopping signal whose handler only raises (Python's
+    for SIGINT, hydraflow's for SIGTERM and SIGHUP) waits for the workers'
+    runs first; a handler the app set is kept."""
+    if not protocol.enabled() or not in_main_thread():
+        yield
+        return
+    raising: tuple[object, ...] = (signal.default_int_handler, raise_interrupted)
+    waiting = Waiting()
+    previous = {}
+    for signum in STOPPING:
+        current = signal.getsignal(signum)
+        if current in raising:
+            previous[signum] = current
+            signal.signal(signum, waiting.before(current))  # type: ignore[arg-type]
+    try:
+        yield
+    finally:
+        for signum, before in previous.items():
+            signal.signal(signum, before)
+
+
+def end_cut_off_runs(uri: str, launch_dir: Path) -> list[str]:
+    """The workers' runs an interrupt ended: those that ended KILLED, and
+    those cut off (no end event), which are ended KILLED here once their
+    process is gone, as their own `finally` would have, with an end event
+    for the runner. Further signals are ignored: it is short, must be whole,
+    and the first signal's exit follows."""
+    with ignored():
+        runs = worker_runs()
+        cut_off = [run for run in runs if run.outcome is None]
+        wait_until(lambda: not any(alive(run.pid) for run in cut_off), GONE_SECONDS)
+        ended = [run.run_id for run in cut_off if mark_killed(uri, launch_dir, run)]
+        killed = [run.run_id for run in runs if run.outcome == protocol.KILLED]
+    return killed + ended
+
+
+def mark_killed(uri: str, launch_dir: Path, run: WorkerRun) -> bool:
+    """Ends the run KILLED if it is RUNNING and its owner is dead; under the
+    store's lock on SQLite, so that no process takes it over meanwhile (a
+    tracking server has no lock: its owner is judged just before)."""
+    import logging
+
+    from mlflow import MlflowClient
+
+    from hydraflow.remote import masked
+    from hydraflow.store import lock_for, retry_busy, sqlite_path
+    from hydraflow.tracking.owner import owner_alive
+
+    local = sqlite_path(uri) is not None
+    try:
+        client = MlflowClient(uri)
+        with lock_for(uri, launch_dir) if local else contextlib.nullcontext():
+            found = retry_busy(lambda: client.get_run(run.run_id))
+            if found.info.status != "RUNNING" or owner_alive(found.data.tags) is not None:
+                return False
+            retry_busy(lambda: client.set_terminated(run.run_id, "KILLED"))
+    except Exception as error:
+        logging.getLogger("hydraflow").warning(
+            "run %s was cut off and could not be marked KILLED: %s", run.run_id, masked(str(error))
+        )
+        return False
+    protocol.ended(run.overrides, protocol.KILLED, run.run_id)
+    return True
