@@ -49,8 +49,11 @@ def send_message(sock: socket.socket, message: dict[str, Any], fds: Sequence[int
         sock.sendall(data[sent:])
 
 
-def read_message(sock: socket.socket, fds: list[int] | None = None) -> dict[str, Any] | None:
-    """One message (None at the end of the stream); its descriptors into `fds`."""
+def read_message(
+    sock: socket.socket, fds: list[int] | None = None, max_size: int | None = None
+) -> dict[str, Any] | None:
+    """One message (None at the end of the stream); its descriptors into
+    `fds`. ValueError for one longer than `max_size` bytes, before reading it."""
     if fds is None:
         head = read_exactly(sock, HEADER.size, b"")
     else:
@@ -59,7 +62,10 @@ def read_message(sock: socket.socket, fds: list[int] | None = None) -> dict[str,
         head = read_exactly(sock, HEADER.size, first)
     if head is None:
         return None
-    body = read_exactly(sock, HEADER.unpack(head)[0], b"")
+    size = HEADER.unpack(head)[0]
+    if max_size is not None and size > max_size:
+        raise ValueError(f"a message of {size} bytes (at most {max_size})")
+    body = read_exactly(sock, size, b"")
     if body is None:
         return None
     loaded: dict[str, Any] = json.loads(body.decode("utf-8", "surrogateescape"))

@@ -63,6 +63,9 @@ PEER_CREDENTIALS = struct.Struct("3i")  # struct ucred: pid, uid, gid
 HANDLER_PID_SECONDS = 5.0
 CLOSE_WAIT_SECONDS = 10.0
 HOOK_FILE = "hydraflow_handoff.pth"
+# A proxy sends its request (argv, environment, descriptors) at once.
+REQUEST_SECONDS = 10.0
+MAX_REQUEST_BYTES = 64 * 2**20
 
 
 class Handoff:
@@ -88,7 +91,7 @@ class Handoff:
         self.waited = threading.Condition(self.lock)  # a command's end, told to its proxy
         self.closing = False
         self.said: set[str] = set()
-        # Any user may connect to an abstract socket: `refusal` checks the uid.
+        # Any user may connect to an abstract socket: `accept` checks the uid.
         self.path = f"@hydraflow-handoff-{os.getpid()}-{secrets.token_hex(16)}"
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
@@ -115,13 +118,21 @@ class Handoff:
                 connection, _ = self.listener.accept()
             except OSError:
                 return  # closed
+            if peer_uid(connection) != os.getuid():
+                # Any user may connect to an abstract socket (and read its
+                # name in /proc/net/unix): another's is closed unread,
+                # before it costs a thread or a byte of memory.
+                connection.close()
+                continue
             threading.Thread(target=self.serve, args=(connection,), daemon=True).start()
 
     def serve(self, connection: socket.socket) -> None:
         fds: list[int] = []
         with connection:
             try:
-                request = read_message(connection, fds)
+                connection.settimeout(REQUEST_SECONDS)
+                request = read_message(connection, fds, max_size=MAX_REQUEST_BYTES)
+                connection.settimeout(None)
             except (OSError, ValueError):
                 request = None
             try:
@@ -155,8 +166,6 @@ class Handoff:
     ) -> str | None:
         """Why the request is not taken; all of it decided before the proxy
         is told "starting" (after which it never goes cold)."""
-        if peer_uid(connection) != os.getuid():
-            return "another user's process"
         if given is None:
             return "the request was cut short"
         if not {0, 1, 2} <= set(given) or request.get("socket") in (0, 1, 2):
