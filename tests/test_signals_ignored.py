@@ -1,6 +1,7 @@
-"""A signal hydraflow was started ignoring stays ignored, as Python leaves an
-ignored SIGINT: `nohup hydraflow run JOB &` survives the SIGHUP of a closed
-login, as `nohup python app.py` does (the oracle, run here alike)."""
+"""A SIGHUP hydraflow was started ignoring stays ignored: `nohup hydraflow run
+JOB &` survives the SIGHUP of a closed login, as `nohup python app.py` does
+(the oracle, run here alike). An ignored SIGINT (a script's `JOB &`) does
+not slow a stop: hydraflow stops its commands with SIGINT first."""
 
 from __future__ import annotations
 
@@ -17,13 +18,13 @@ import pytest
 from tests.conftest import HYDRAFLOW, kill_group, user_environment
 
 APP = """
-import pathlib, time
+import os, pathlib, time
 import hydraflow
 
 @hydraflow.main({"x": 1})
 def app(run, cfg):
     pathlib.Path("running").touch()
-    time.sleep(3)
+    time.sleep(float(os.environ.get("APP_SECONDS", "3")))
 
 if __name__ == "__main__":
     app()
@@ -31,17 +32,20 @@ if __name__ == "__main__":
 JOBS = "jobs:\n  j:\n    run: {python} app.py\n    sets:\n      - each: x=1\n"
 
 
-def nohup(args: list[str], folder: Path) -> subprocess.Popen[str]:
-    """`args` started as `nohup` starts them: SIGHUP ignored, in a session of their own."""
+def nohup(
+    args: list[str], folder: Path, ignoring: int = signal.SIGHUP, **env: str
+) -> subprocess.Popen[str]:
+    """`args` started as `nohup` starts them (SIGHUP ignored; or as a script
+    starts `JOB &`: SIGINT ignored), in a session of their own."""
     return subprocess.Popen(
         args,
         cwd=folder,
-        env=user_environment(),
+        env={**user_environment(), **env},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,
-        preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN),
+        preexec_fn=lambda: signal.signal(ignoring, signal.SIG_IGN),
     )
 
 
@@ -84,3 +88,29 @@ def test_nohup_keeps_a_sweep_through_a_hangup_as_it_keeps_the_app(tmp_path: Path
         assert "SIGHUP" not in stderr, stderr
         outcomes.append((status, finished_runs(folder)))
     assert outcomes == [(0, ["FINISHED"]), (0, ["FINISHED"])]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_an_ignored_sigint_does_not_slow_a_stop(tmp_path: Path) -> None:
+    (tmp_path / "app.py").write_text(APP)
+    (tmp_path / "hydraflow.yaml").write_text(JOBS.format(python=sys.executable))
+    process = nohup([HYDRAFLOW, "run", "j"], tmp_path, signal.SIGINT, APP_SECONDS="60")
+    try:
+        deadline = time.monotonic() + 120
+        while not (tmp_path / "running").exists():
+            assert process.poll() is None, process.communicate()
+            assert time.monotonic() < deadline, "the app never started"
+            time.sleep(0.05)
+        stopped = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=120)
+        took = time.monotonic() - stopped
+    finally:
+        kill_group(process.pid)
+        process.wait()
+    assert process.returncode == 143 and "interrupted by SIGTERM" in stderr, stderr
+    assert finished_runs(tmp_path) == ["KILLED"]
+    # The command's SIGINT works at once; ignored, hydraflow's SIGTERM came
+    # only after its 10 s grace (a guard, not a benchmark).
+    assert took < 8, took

@@ -62,7 +62,7 @@ def handled(
     handler: Handler | signal.Handlers, signums: Sequence[int] = STOPPING
 ) -> Iterator[None]:
     """`handler` for `signums` during the block, the previous ones restored
-    after. A signal ignored on entry stays ignored (see `still_heard`)."""
+    after. An ignored SIGHUP stays ignored (see `still_heard`)."""
     if not in_main_thread():
         yield
         return
@@ -103,11 +103,16 @@ def ignored(signums: Sequence[int] = STOPPING) -> Iterator[None]:
 
 
 def still_heard(signums: Sequence[int]) -> list[int]:
-    """The signals of `signums` this process does not ignore. One ignored is
-    left so, as Python leaves an ignored SIGINT: `nohup` ignores SIGHUP, a
-    shell ignores a background job's SIGINT, and what the user started so
-    must not stop by them (nor its commands, which inherit the ignoring)."""
-    return [signum for signum in signums if signal.getsignal(signum) != signal.SIG_IGN]
+    """`signums` but a SIGHUP this process ignores: `nohup` ignores it, and
+    what the user started so must not stop when the terminal closes (nor
+    its commands, which inherit the ignoring). An ignored SIGINT (a script's
+    background job) is handled all the same: hydraflow stops its commands
+    with SIGINT first, which they would then ignore too."""
+    return [
+        signum
+        for signum in signums
+        if signum != signal.SIGHUP or signal.getsignal(signum) != signal.SIG_IGN
+    ]
 
 
 def exit_on_interrupt_from_now_on(prefix: str) -> None:
