@@ -225,6 +225,15 @@ def test_a_missing_database_driver_is_named(
 
 
 @pytest.mark.slow
+def test_a_driver_sqlalchemy_has_no_dialect_for_is_one_masked_line(tmp_path: Path) -> None:
+    uri = f"postgresql+psycopg3://u:{PASSWORD}@127.0.0.1:9/db"
+    result = hydraflow_cli("runs", "--tracking-uri", uri, cwd=tmp_path)
+    assert result.returncode == 2
+    assert_one_masked_line(result.stderr, uri)
+    assert "Can't load plugin: sqlalchemy.dialects:postgresql.psycopg3" in result.stderr
+
+
+@pytest.mark.slow
 def test_a_password_never_reaches_the_output_or_the_store(
     tracking_server: TrackingServer, tmp_path: Path
 ) -> None:

@@ -305,8 +305,12 @@ def libpq_driver(uri: str) -> bool:
     """Whether SQLAlchemy reaches `uri` through libpq (psycopg2, psycopg 3);
     ImportError if the driver is missing."""
     from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import NoSuchModuleError
 
-    dialect = make_url(uri).get_dialect()
+    try:
+        dialect = make_url(uri).get_dialect()
+    except NoSuchModuleError:  # `+psycopg3`: the TCP probe, then MLflow, say so in one line
+        return False
     dialect.import_dbapi()
     return dialect.driver in LIBPQ_DRIVERS
 
@@ -348,7 +352,11 @@ def bound_logins(uri: str) -> None:
     url = make_url(uri)
     if "connect_timeout" in url.query:
         return
-    if url.get_dialect().driver not in LIBPQ_DRIVERS:
+    try:
+        driver = url.get_dialect().driver
+    except Exception:  # no such driver (`+psycopg3`): MLflow's opening says so, in one line
+        return
+    if driver not in LIBPQ_DRIVERS:
         return
     engine = create_engine(url)  # no connection yet: only SQLAlchemy's reading of the URI
     _, arguments = engine.dialect.create_connect_args(url)
