@@ -180,11 +180,22 @@ def test_a_mistaken_hydra_function_is_no_product(text: str, hint: str) -> None:
 
 
 def test_a_product_named_like_no_hydra_function_stays_a_product() -> None:
-    assert collect("m=resnet(18,34) p=port(80,81) q=(choise)(a,b)") == [
+    assert collect("m=resnet(18,34) p=port(80,81) q=(choise)(a,b) d=INT(4,8)") == [
         "m=resnet18,resnet34",
         "p=port80,port81",
         "q=choisea,choiseb",
+        "d=INT4,INT8",
     ]
+
+
+def test_a_hydra_function_with_a_blank_before_its_parenthesis_is_hydras() -> None:
+    """Hydra reads `range (1,3)` as range(1,3): it is passed on, not made a
+    product of the text `range ` and the values."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    assert collect(["a=range (1,3)"]) == ["a=range (1,3)"]
+    swept = OverridesParser.create().parse_override("a=range (1,3)").sweep_string_iterator()
+    assert list(swept) == ["1", "2"]
 
 
 def test_reversed_range_suggests_a_negative_step() -> None:

@@ -104,10 +104,11 @@ fn is_quoted(text: &str) -> bool {
     bytes.len() >= 2 && matches!(bytes[0], b'\'' | b'"') && bytes[bytes.len() - 1] == bytes[0]
 }
 
-/// `NAME(...)` spanning the whole text, NAME one of Hydra's functions.
+/// `NAME(...)` spanning the whole text, NAME one of Hydra's functions
+/// (blanks before the parenthesis allowed, as Hydra's parser allows them).
 fn is_hydra_function(text: &str) -> bool {
     let Some(open) = text.find('(') else { return false };
-    HYDRA_FUNCTIONS.contains(&&text[..open])
+    HYDRA_FUNCTIONS.contains(&text[..open].trim_end())
         && super::split::matching_paren(text, open).is_ok_and(|close| close == text.len() - 1)
 }
 
@@ -140,22 +141,16 @@ fn mistaken_function(text: &str) -> Option<SweepError> {
     Some(SweepError::new("unknown function", 0, open, reason))
 }
 
-/// Another spelling of Hydra's function `function`: the same name in other
-/// case, or (for names of five letters or more, which a product's text
-/// rarely is by chance) one or two typing slips away.
+/// Another spelling of one of Hydra's longer functions (`choice`,
+/// `interval`, `shuffle`, ...): the same name in other case, or one typing
+/// slip away. Short ones are left alone: `INT(4,8)`, `Float(16,32)` and
+/// `flat(...)` are real products' text far more often than slips.
 fn is_near_miss(name: &str, function: &str) -> bool {
-    if name == function {
+    if name == function || function.len() < 6 {
         return false;
     }
-    if name.eq_ignore_ascii_case(function) {
-        return true;
-    }
-    let slips = match function.len() {
-        0..=4 => return false,
-        5 => 1,
-        _ => 2,
-    };
-    edit_distance(&name.to_ascii_lowercase(), function) <= slips
+    let name = name.to_ascii_lowercase();
+    edit_distance(&name, function) <= 1
 }
 
 /// Insertions, deletions, substitutions and swaps of neighbours that turn
@@ -343,8 +338,8 @@ mod tests {
             ("intreval(1e-4,1e-1)", "did you mean interval(...)?"),
             ("choise(cnn,mlp)", "did you mean choice(...)?"),
             ("Interval(0,1)", "did you mean interval(...)?"),
-            ("ragne(1,5)", "did you mean range(...)?"),
-            ("INT(1)", "did you mean int(...)?"),
+            ("CHOICE(a,b)", "did you mean choice(...)?"),
+            ("shufle(1,2)", "did you mean shuffle(...)?"),
             ("loguniform(1e-4,1e-1)", "Hydra's sweepers read interval(LOW,HIGH)"),
         ] {
             let err = ValueList::parse(text).unwrap_err();
@@ -359,6 +354,13 @@ mod tests {
         assert_eq!(values("vit(s,l)"), ["vits", "vitl"]);
         assert_eq!(values("choise(a,b)x"), ["choiseax", "choisebx"]);
         assert_eq!(values("(intreval)(1,2)"), ["intreval1", "intreval2"]);
+        // Real names near short functions, or two slips from a long one.
+        assert_eq!(values("INT(4,8)"), ["INT4", "INT8"]);
+        assert_eq!(values("Float(16,32)"), ["Float16", "Float32"]);
+        assert_eq!(values("orange(1,2)"), ["orange1", "orange2"]);
+        assert_eq!(values("voice(1,2)"), ["voice1", "voice2"]);
+        // Hydra reads `range (1,3)` as range(1,3): passed on as it is.
+        assert_eq!(values("range (1,3)"), ["range (1,3)"]);
         assert_eq!(values("2e(-1,-2)"), ["2e-1", "2e-2"]);
     }
 
