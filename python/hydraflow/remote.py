@@ -26,8 +26,10 @@ from collections.abc import Callable, Iterator
 from typing import Any, TextIO
 from urllib.parse import urlsplit
 
-# `scheme://user:password@`; a password may hold `:` but not `/`, `@` or spaces.
-PASSWORD_IN_URI = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.-]*://[^\s/@:]*:)[^\s/@]+@")
+# `scheme://user:password@`; a password may hold `:` and `/` (SQLAlchemy takes
+# both), not `@` or spaces. (A URL whose path holds `@` after a port,
+# `http://host:5000/a@b`, is masked too: better than a password shown.)
+PASSWORD_IN_URI = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.-]*://[^\s/@:]*:)[^\s@]+@")
 PASSWORD_PARAMETER = re.compile(r"([?&](?:password|passwd|pwd)=)[^&\s]+", re.IGNORECASE)
 # An argument setting a key named so (`db.password=x`, `+db_pwd=x`, `--secret=x`),
 # alone or quoted whole as a shell or a repr quotes it (`'db.password=a b'`).
