@@ -364,6 +364,9 @@ def test_an_integer_beyond_64_bits_is_kept_in_either_order(order: tuple[int, int
         ('name="c d",plain', "name", {"c d", "plain"}),
         ("t='12:30'", "t", {"12:30"}),
         ("t='007'", "t", {"007"}),
+        # Hydra's choice(), as Hydra sweeps it.
+        ("name=choice('a,b',plain)", "name", {"a,b", "plain"}),
+        ("t=choice('12:30')", "t", {"12:30"}),
     ],
 )
 def test_a_quoted_filter_value_is_the_text_hydra_reads_from_it(
@@ -391,3 +394,9 @@ def test_lists_of_ints_and_floats_are_typed_at_once() -> None:
     assert common_dtype([[1, 2.5], [1, 2.5], [3, 0.5]]) == pl.List(pl.Float64)
     with pytest.raises(Clash):  # beyond int64, in a list of a kind seen before: JSON text
         common_dtype([[1, 2], [2**63, 1]])
+
+
+def test_a_choice_filters_a_clashing_key_by_each_value(store: Path) -> None:
+    listed = run_cli("runs", "C", "warmup=choice(true,500)", "--format", "json", cwd=store)
+    assert listed.returncode == 0, listed.stderr
+    assert sorted(map(str, (run["warmup"] for run in json.loads(listed.stdout)))) == ["500", "True"]

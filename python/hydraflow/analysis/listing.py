@@ -224,10 +224,43 @@ def bound(text: str, scale: str, dtype: Any, argument: str) -> Any:
 
 
 def expanded(values: str, scale: str, argument: str) -> list[str]:
+    """The values the sweep grammar lists, Hydra's `choice(...)` and
+    `range(...)` among them expanded as Hydra expands them."""
     try:
-        return expand_values(values, scale)
+        texts = expand_values(values, scale)
     except SweepSyntaxError as error:
         raise FilterError(f"{argument}: {error}") from None
+    return [value for text in texts for value in hydra_sweep(text, argument)]
+
+
+# Hydra's sweeps whose values a filter can list (an interval is LOW:HIGH here).
+LISTED_SWEEPS = re.compile(r"(choice|range)\s*\(")
+
+
+def hydra_sweep(text: str, argument: str) -> list[str]:
+    """`choice(a,'b,c')` as ["'a'", "'b,c'"], `range(1,4)` as ['1', '2', '3']:
+    the values Hydra sweeps, each written as Hydra reads it; any other value
+    as it is."""
+    if not LISTED_SWEEPS.match(text):
+        return [text]
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    try:
+        override = OverridesParser.create().parse_override(f"key={text}")
+        return [hydra_literal(value) for value in override.sweep_iterator()]
+    except HydraException as error:
+        reason = str(error).splitlines()[0]
+        raise FilterError(f"{argument}: {text!r} is not a sweep Hydra reads ({reason})") from None
+
+
+def hydra_literal(value: Any) -> str:
+    """A value as an override writes it: text quoted, so that it reads back as text."""
+    if isinstance(value, str):
+        return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    if isinstance(value, bool) or value is None:
+        return json.dumps(value)
+    return repr(value)
 
 
 def typed_values(texts: list[str], dtype: Any, argument: str) -> pl.Series:
