@@ -53,6 +53,9 @@ def test_a_handler_that_does_not_wait_is_reported_as_such(tmp_path: Path) -> Non
         "the handler submitted 3 commands (job 4242) and returned without waiting for their runs"
         in result.stderr
     )
+    assert "3 commands submitted by" in result.stderr and "returned, not waiting for them" in (
+        result.stderr
+    )
     assert "not reported" not in result.stderr
     assert "does the handler wait" not in result.stderr
     assert "finished" not in result.stderr.replace("skips the finished runs", "")

@@ -327,7 +327,7 @@ class PlainReporter:
         if self.execution.signal is not None:
             outcome = "interrupted"
         elif status == 0 and is_handler(command) and self.execution.runs.unwaited_commands:
-            outcome = "submitted, not waited for"
+            outcome = "returned, not waiting for them"  # the label says they were submitted
         else:
             outcome = "finished" if status == 0 else f"failed with status {status}"
         return f"{self.counts()} {label_of(command)} {outcome}"
