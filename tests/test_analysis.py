@@ -233,6 +233,13 @@ def test_a_mistyped_group_suggests_the_group() -> None:
     assert meant_column("name", columns) is None  # two columns end so: no guess by ending
 
 
+def test_of_columns_as_close_the_first_is_meant() -> None:
+    from hydraflow.analysis.filters import meant_column
+
+    # difflib's own pick among equals is the greater: `value.1`.
+    assert meant_column("value", ["run_id", "value.0", "value.1"]) == "value.0"
+
+
 def test_get_one_run_or_a_clear_error(inside: Path) -> None:
     runs = hydraflow.load("job_*")
     run = runs.get(width=100, height=200)

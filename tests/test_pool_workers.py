@@ -258,9 +258,9 @@ def leftovers(pids: list[int]) -> list[int]:
 def test_ctrl_c_ends_warm_workers_as_cold_ones(tmp_path: Path) -> None:
     """SIGINT to hydraflow's group while two workers sleep in their jobs:
     each job gets its KeyboardInterrupt and its run ends KILLED, hydraflow
-    ends alike, no worker is left, warm or cold. (The command takes a second
-    to stop its pool, which kills its workers: without it, that kill races
-    the workers' own ending, cold too, and a run may stay RUNNING.)"""
+    ends alike, no worker is left, warm or cold. (The app's own handler
+    takes a second to stop its pool; without one, hydraflow's command waits
+    for its workers' runs itself: tests/test_interrupts.py.)"""
     outcomes = []
     for flags in ((), ("--cold",)):
         folder = folder_for(tmp_path, f"interrupt{len(flags)}", "sleep1,sleep2")

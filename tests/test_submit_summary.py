@@ -79,6 +79,7 @@ MISTAKES = {
     "hydraflow slurm --arr=1-3 -- python app.py": "--arr=1-3 (sbatch reads --array)",
     "hydraflow slurm -Ho x.log -- python app.py": "-Ho (sbatch reads -o)",
     "hydraflow slurm --max-parallel 0 -- python app.py": "0 is not in the range x>=1",
+    f"{sys.executable} -m hydraflow slurm -o x.log -- python app.py": "sbatch option -o:",
 }
 
 

@@ -17,11 +17,17 @@ NOT_RUNNABLE = 127
 
 
 def closest(word: str, choices: Sequence[str], cutoff: float = 0.6) -> str | None:
-    """The choice a mistyped `word` most likely meant ("did you mean"), or None."""
+    """The choice a mistyped `word` most likely meant ("did you mean"), or
+    None; of choices as close, the first (`value.0` before `value.1`, where
+    difflib would take the greater)."""
     import difflib
 
-    close = difflib.get_close_matches(word, choices, n=1, cutoff=cutoff)
-    return close[0] if close else None
+    best, best_score = None, cutoff
+    for choice in choices:
+        score = difflib.SequenceMatcher(None, choice, word).ratio()
+        if score > best_score or (best is None and score == best_score):
+            best, best_score = choice, score
+    return best
 
 
 class HydraflowError(Exception):

@@ -366,9 +366,15 @@ def submit_and_wait(job: ArrayJob, *, wait_for_tasks: bool) -> int:
         return exit_status(signal_of(interrupt))
 
 
-def is_slurm_handler(words: list[str]) -> bool:
-    """Whether a `submit:` line runs this handler: `hydraflow slurm ...`."""
-    return len(words) >= 2 and Path(words[0]).name == "hydraflow" and words[1] == "slurm"
+def slurm_handler_options(words: list[str]) -> list[str] | None:
+    """The words after `slurm` when a `submit:` line runs this handler
+    (`hydraflow slurm ...`, `python -m hydraflow slurm ...`), else None."""
+    if len(words) >= 2 and Path(words[0]).name == "hydraflow" and words[1] == "slurm":
+        return words[2:]
+    runs_module = words[1:4] == ["-m", "hydraflow", "slurm"]
+    if runs_module and Path(words[0]).name.startswith("python"):
+        return words[4:]
+    return None
 
 
 def handler_line_error(words: list[str]) -> str | None:

@@ -118,11 +118,12 @@ class SubmitExecutor(Executor):
         """The handler's words; hydraflow's own handler is checked as it will
         check them, so `show` and `--dry-run` find a mistake, not the run."""
         from hydraflow.errors import ConfigError
-        from hydraflow.runner.slurm import handler_line_error, is_slurm_handler
+        from hydraflow.runner.slurm import handler_line_error, slurm_handler_options
 
         words = command_words(job)
-        if is_slurm_handler(words):
-            error = handler_line_error(words[2:])
+        options = slurm_handler_options(words)
+        if options is not None:
+            error = handler_line_error(options)
             if error is not None:
                 where = f"jobs.{job.name}.{job.kind}"
                 raise ConfigError(job.file, where, f"hydraflow slurm: {error}")
