@@ -269,7 +269,7 @@ def probe_for(uri: str) -> Probe | None:
     if scheme in ("http", "https"):
         return lambda timeout: http_probe(uri, timeout)
     database = scheme.split("+")[0]
-    if database == "postgresql" and libpq_driver(uri):
+    if libpq_driver(uri):
         return lambda timeout: login(uri, timeout)
     if database in DEFAULT_PORTS:
         return lambda timeout: tcp_probe(uri, DEFAULT_PORTS[database], timeout)
@@ -283,11 +283,17 @@ def http_probe(uri: str, timeout: float) -> None:
     import requests
     import urllib3
 
-    parts = urlsplit(uri)
-    address = parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl().rstrip("/")
+    address = without_credentials(uri).rstrip("/")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", urllib3.exceptions.InsecureRequestWarning)
         requests.get(f"{address}/health", timeout=timeout, verify=False, allow_redirects=False)
+
+
+def without_credentials(uri: str) -> str:
+    """`uri` without its `user:password@`: for a request that sends none, or a
+    URL printed and kept in a browser's history."""
+    parts = urlsplit(uri)
+    return parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
 
 
 def tcp_probe(uri: str, default_port: int, timeout: float) -> None:
@@ -304,8 +310,10 @@ def tcp_probe(uri: str, default_port: int, timeout: float) -> None:
 
 
 def libpq_driver(uri: str) -> bool:
-    """Whether SQLAlchemy reaches `uri` through libpq (psycopg2, psycopg 3);
-    ImportError if the driver is missing."""
+    """Whether `uri` is a PostgreSQL store SQLAlchemy reaches through libpq
+    (psycopg2, psycopg 3); ImportError if the driver is missing."""
+    if urlsplit(uri).scheme.lower().split("+")[0] != "postgresql":
+        return False
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import NoSuchModuleError
 
@@ -346,19 +354,13 @@ def bound_logins(uri: str) -> None:
     through libpq (MLflow's engine too) gives up after LOGIN_SECONDS, unless
     the URI sets its own `connect_timeout`. The URI MLflow sees, stores and
     names its store by is left as it is."""
-    if urlsplit(uri).scheme.lower().split("+")[0] != "postgresql":
+    if not libpq_driver(uri):
         return
     from sqlalchemy import create_engine, event
     from sqlalchemy.engine import Engine, make_url
 
     url = make_url(uri)
     if "connect_timeout" in url.query:
-        return
-    try:
-        driver = url.get_dialect().driver
-    except Exception:  # no such driver (`+psycopg3`): MLflow's opening says so, in one line
-        return
-    if driver not in LIBPQ_DRIVERS:
         return
     engine = create_engine(url)  # no connection yet: only SQLAlchemy's reading of the URI
     _, arguments = engine.dialect.create_connect_args(url)

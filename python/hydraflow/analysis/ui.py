@@ -23,7 +23,7 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
-from urllib.parse import urlencode, urlsplit, urlunsplit
+from urllib.parse import urlencode
 
 import polars as pl
 
@@ -263,6 +263,8 @@ def run_ui(job: str | None, *, port: int, tracking_uri: str | None, browser: boo
     except Exception as error:
         raise StoreError(uri, error) from error
     if path is None:
+        from hydraflow.remote import without_credentials
+
         show(experiment_url(without_credentials(uri).rstrip("/"), experiment_id), browser)
         return
     handle_termination()
@@ -276,17 +278,6 @@ def run_ui(job: str | None, *, port: int, tracking_uri: str | None, browser: boo
         while process.poll() is None:
             time.sleep(0.2)
         raise ServerFailed("MLflow's server exited", Path(log.name))
-
-
-def without_credentials(uri: str) -> str:
-    """A tracking server's URI without its `user:password@`: the URL is
-    printed and kept in the browser's history, and the browser asks for
-    them itself where the server wants them."""
-    parts = urlsplit(uri)
-    if parts.username is None and parts.password is None:
-        return uri
-    host = parts.netloc.rpartition("@")[2]
-    return urlunsplit(parts._replace(netloc=host))
 
 
 def show(url: str, browser: bool) -> None:
