@@ -376,18 +376,25 @@ def test_start_run_takes_the_published_form_under_plain_hydra(tmp_path: Path) ->
     [run] = client.search_runs([client.get_experiment_by_name("started").experiment_id])
     assert (run.info.status, run.info.run_name, run.data.tags["k"]) == ("FINISHED", "r1", "v")
     assert run.data.metrics == {"m": 1.0}
-    assert sorted(a.path for a in client.list_artifacts(run.info.run_id)) == [".hydra", "started.log"]
+    artifacts = sorted(a.path for a in client.list_artifacts(run.info.run_id))
+    assert artifacts == [".hydra", "started.log"]
     assert run.data.params == {"lr": "0.1"}  # ours records the config, as log_run does
 
 
 def test_start_run_keeps_mlflows_options_and_a_config_apart(launch_folder: Path) -> None:
     mlflow.set_tracking_uri(f"sqlite:///{launch_folder / 'mlflow.db'}")
-    with pytest.raises(TypeError, match=r"MLflow's options come without a config"):
-        with hydraflow.start_run({"a": 1}, run_name="x"):
-            pass
-    with pytest.raises(TypeError, match=r"come with a config: start_run\(config"):
-        with hydraflow.start_run(experiment_name="x"):
-            pass
-    with pytest.raises(TypeError, match=r"unexpected keyword argument 'run_nmae'"):
-        with hydraflow.start_run(run_nmae="x"):
-            pass
+    with (
+        pytest.raises(TypeError, match=r"MLflow's options come without a config"),
+        hydraflow.start_run({"a": 1}, run_name="x"),
+    ):
+        pass
+    with (
+        pytest.raises(TypeError, match=r"come with a config: start_run\(config"),
+        hydraflow.start_run(experiment_name="x"),
+    ):
+        pass
+    with (
+        pytest.raises(TypeError, match=r"unexpected keyword argument 'run_nmae'"),
+        hydraflow.start_run(run_nmae="x"),
+    ):
+        pass
