@@ -32,6 +32,7 @@ from tests.conftest import kill_group, replace_text, run_cli, run_in_own_group
 from tests.published_names import (
     COLLECTION_SETUP,
     COLLECTION_STATEMENTS,
+    RUN_API_STATEMENTS,
     STORE_STATEMENTS,
     TUTORIAL_STATEMENTS,
     evaluate,
@@ -40,6 +41,7 @@ from tests.published_names import (
 from tests.published_names_oracle import (
     PUBLISHED_COLLECTION,
     PUBLISHED_LOG_RUN,
+    PUBLISHED_RUN_API,
     PUBLISHED_STORE,
     PUBLISHED_TUTORIAL,
 )
@@ -91,6 +93,29 @@ def test_on_the_published_tools_store_each_name_gives_its_values(published_store
         got = evaluate(STORE_STATEMENTS, published_store)
     for statement, value, expected in zip(STORE_STATEMENTS, got, PUBLISHED_STORE, strict=True):
         assert value == expected, statement
+
+
+def test_run_and_run_collection_take_the_published_argument_names(
+    published_store: Path,
+) -> None:
+    """`run.path(relative_path=...)`, `RunCollection(items=...)`, and
+    `next(run.glob(...))`: the published tool's code runs unchanged."""
+    got = evaluate(RUN_API_STATEMENTS, published_store, ids=True)
+    for statement, value, expected in zip(RUN_API_STATEMENTS, got, PUBLISHED_RUN_API, strict=True):
+        assert value == expected, statement
+
+
+def test_this_packages_earlier_argument_names_still_work(
+    published_store: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(published_store)
+    run = hydraflow.Run(next(hydraflow.iter_run_dirs("app")))
+    assert run.path(relative="a.txt") == run.path("a.txt") == run.path(relative_path="a.txt")
+    assert len(hydraflow.RunCollection(runs=[run])) == 1
+    with pytest.raises(TypeError, match="not both"):
+        run.path("a", relative="b")
+    with pytest.raises(TypeError, match="not both"):
+        hydraflow.RunCollection([run], runs=[run])
 
 
 def test_runs_of_mlflows_default_experiment_are_left_out_unless_named(

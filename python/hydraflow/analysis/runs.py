@@ -654,13 +654,25 @@ class Run(Generic[C, ImplT]):
             raise ValueError(f"run {self.run_id} keeps its artifacts off this file system")
         return Path(folder)
 
-    def path(self, relative: str | os.PathLike[str] = "") -> Path:
-        """A path inside the artifact directory."""
-        return self.artifact_dir / relative
+    def path(
+        self,
+        relative_path: str | os.PathLike[str] = "",
+        *,
+        relative: str | os.PathLike[str] | None = None,
+    ) -> Path:
+        """A path inside the artifact directory (`relative_path`, the
+        published name; `relative=`, this package's earlier one, too)."""
+        if relative is not None:
+            if relative_path:
+                raise TypeError("path: give relative_path or relative, not both")
+            relative_path = relative
+        return self.artifact_dir / relative_path
 
-    def glob(self, pattern: str, relative_dir: str = "") -> list[Path]:
-        """The artifacts matching a glob pattern (in `relative_dir`), sorted."""
-        return sorted(self.path(relative_dir).glob(pattern))
+    def glob(self, pattern: str, relative_dir: str = "") -> Iterator[Path]:
+        """The artifacts matching a glob pattern (in `relative_dir`), in
+        sorted order; an iterator, as the published tool's, so
+        `next(run.glob(...))` takes the first."""
+        yield from sorted(self.path(relative_dir).glob(pattern))
 
     def iterdir(self, relative_dir: str = "") -> Iterator[Path]:
         """The entries of the artifact directory (or of `relative_dir` in it)."""
