@@ -240,11 +240,12 @@ def collect_run_dirs(
 def experiments_of(uri: str, run_dirs: Sequence[Path]) -> list[str] | None:
     """The names of the experiments whose folders hold these run folders
     (None when one is no experiment's folder of the store)."""
-    from hydraflow.tracking.artifacts import local_path
+    from hydraflow.analysis.rundirs import local_experiment_folder
 
     named = {}
-    for name, location in open_store(uri).experiment_locations():
-        folder = local_path(location)
+    store = open_store(uri)
+    for name, location in store.experiment_locations():
+        folder = local_experiment_folder(store, location)
         if folder is not None:
             named[folder.resolve()] = name
     names = [named.get(d.resolve().parent) for d in run_dirs]

@@ -37,7 +37,7 @@ from hydraflow.mlflow_schema import (
     RUN_TAGS,
     TAG_RANGE,
 )
-from hydraflow.store import connect_read_only, notice_when_waiting, sqlite_path
+from hydraflow.store import DEFAULT_DB, connect_read_only, notice_when_waiting, sqlite_path
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -95,6 +95,27 @@ class Tables:
 
     runs: pl.DataFrame
     params: pl.DataFrame
+    # The folder of a SQLite store's file: its runs' folders are found beside it.
+    home: Path | None = None
+
+
+def experiment_folder(recorded: Path, home: Path | None) -> Path | None:
+    """Where the experiment MLflow recorded at `recorded` (`…/mlruns/1`)
+    keeps its runs' folders, for the store whose file is in `home`: the
+    store's own `mlruns/1` when it has one (the store was moved or copied,
+    and MLflow keeps absolute locations); else the recorded folder, unless
+    it is another store's (a copy without its `mlruns/`) or gone with no
+    `mlruns/` here to stand for it (None: not on this machine)."""
+    if home is None or len(recorded.parts) < 3:
+        return recorded
+    own = home / recorded.parent.name / recorded.name
+    if own == recorded or own.is_dir():
+        return own
+    if (recorded.parent.parent / DEFAULT_DB).is_file():
+        return None  # the folder of the store this one was copied from
+    if recorded.is_dir():
+        return recorded  # artifacts kept apart from the store, on purpose
+    return own if own.parent.is_dir() else None
 
 
 def frame(rows: Iterable[Sequence[Any]], schema: dict[str, Any]) -> pl.DataFrame:
@@ -111,6 +132,8 @@ class Store(Protocol):
     """Where runs come from: a SQLite file or an MLflow tracking server."""
 
     uri: str
+    # The folder of a SQLite store's file (None for a server): see `experiment_folder`.
+    home: Path | None
 
     def read(self, experiments: Sequence[str] | None, statuses: Sequence[str] | None) -> Tables:
         """The runs of the matching, active experiments with these statuses."""
@@ -147,6 +170,7 @@ class SqliteStore:
     def __init__(self, uri: str, path: Path) -> None:
         self.uri = uri
         self.path = path
+        self.home: Path | None = path.absolute().parent
 
     @contextlib.contextmanager
     def connect(self) -> Iterator[sqlite3.Connection]:
@@ -203,7 +227,7 @@ class SqliteStore:
             params = frame(self.params(db, without), PARAM_SCHEMA)
         finally:
             db.rollback()
-        return Tables(runs, params)
+        return Tables(runs, params, self.home)
 
     @staticmethod
     def experiment_names(
@@ -481,6 +505,7 @@ class ClientStore:
         from hydraflow.remote import CLI_SECONDS, Unreachable, check_reachable
 
         self.uri = uri
+        self.home: Path | None = None
         try:
             check_reachable(uri, CLI_SECONDS)
         except (Unreachable, ImportError) as error:
