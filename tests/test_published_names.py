@@ -150,7 +150,8 @@ def test_a_store_moved_without_its_folders_says_so_and_gives_no_path(
     published_store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Its runs' artifact_dir is null (not the old path), and the published
-    names raise FileNotFoundError, as the published tool's do, not list none."""
+    names raise FileNotFoundError, as the published tool's do, not list none.
+    A copy of the file alone, its original in place, reads as MLflow reads it."""
     from hydraflow.errors import ArtifactsNotFoundError
 
     alone = unpacked(tmp_path / "alone")
@@ -165,11 +166,15 @@ def test_a_store_moved_without_its_folders_says_so_and_gives_no_path(
         with pytest.raises(ArtifactsNotFoundError, match=r"/PUBLISHED_STORE/mlruns/1, not in a"):
             list(listing())
     assert issubclass(ArtifactsNotFoundError, FileNotFoundError)
-    # A copy of the store file alone: the original's folders are another project's.
+    # A copy of the store file alone: its runs' folders are where MLflow reads them.
     shutil.copy(published_store / "mlflow.db", alone / "mlflow.db")
-    assert hydraflow.load().frame["artifact_dir"].null_count() == len(hydraflow.load())
-    with pytest.raises(ArtifactsNotFoundError):
-        list(hydraflow.iter_run_dirs(experiment_names="app"))
+    client = mlflow.MlflowClient("sqlite:///mlflow.db")
+    recorded = {r.info.run_id: r.info.artifact_uri for r in client.search_runs(["1"])}
+    frame = hydraflow.load(status=None).frame
+    assert dict(frame.select("run_id", "artifact_dir").iter_rows()) == recorded
+    assert sorted(hydraflow.iter_run_dirs(experiment_names="app")) == sorted(
+        Path(uri).parent for uri in recorded.values()
+    )
 
 
 def test_run_and_run_collection_take_the_published_argument_names(

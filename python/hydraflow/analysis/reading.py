@@ -37,7 +37,7 @@ from hydraflow.mlflow_schema import (
     RUN_TAGS,
     TAG_RANGE,
 )
-from hydraflow.store import DEFAULT_DB, connect_read_only, notice_when_waiting, sqlite_path
+from hydraflow.store import connect_read_only, notice_when_waiting, sqlite_path
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -102,19 +102,19 @@ class Tables:
 def experiment_folder(recorded: Path, home: Path | None) -> Path | None:
     """Where the experiment MLflow recorded at `recorded` (`…/mlruns/1`)
     keeps its runs' folders, for the store whose file is in `home`: the
-    store's own `mlruns/1` when it has one (the store was moved or copied,
-    and MLflow keeps absolute locations); else the recorded folder, unless
-    it is another store's (a copy without its `mlruns/`) or gone with no
-    `mlruns/` here to stand for it (None: not on this machine)."""
+    store's own `mlruns/1` when it has one (the store was moved or copied
+    with its folders, and MLflow keeps absolute locations: never the
+    original's then); else the recorded folder while it is there (kept
+    apart from the store, or a copy of the file alone, as MLflow reads it);
+    else the store's own place for it when it has a `mlruns/`; else None:
+    the folder is on no path of this machine (moved without its folders)."""
     if home is None or len(recorded.parts) < 3:
         return recorded
     own = home / recorded.parent.name / recorded.name
     if own == recorded or own.is_dir():
         return own
-    if (recorded.parent.parent / DEFAULT_DB).is_file():
-        return None  # the folder of the store this one was copied from
     if recorded.is_dir():
-        return recorded  # artifacts kept apart from the store, on purpose
+        return recorded
     return own if own.parent.is_dir() else None
 
 
