@@ -143,7 +143,9 @@ def test_a_copied_store_reads_its_own_folders_not_the_originals(
     monkeypatch.chdir(copy)
     run_dirs = list(hydraflow.iter_run_dirs(experiment_names="app"))
     assert len(run_dirs) == 7 and all(d.is_relative_to(copy) for d in run_dirs)
-    assert all(Path(d).is_relative_to(copy) for d in hydraflow.Run.load(run_dirs).frame["artifact_dir"])
+    assert all(
+        Path(d).is_relative_to(copy) for d in hydraflow.Run.load(run_dirs).frame["artifact_dir"]
+    )
 
 
 def test_a_store_moved_without_its_folders_says_so_and_gives_no_path(

@@ -79,30 +79,32 @@ def base_columns(runs: pl.DataFrame, home: Path | None = None) -> pl.DataFrame:
     )
 
 
-# A run's artifact folder as MLflow lays it out: EXPERIMENT_FOLDER/RUN_ID/artifacts.
-RUN_ARTIFACTS = r"^(.+)/([^/]+)/artifacts$"
+# A run's artifact folder as MLflow lays it out is EXPERIMENT_FOLDER + this.
+RUN_ARTIFACTS = r"/[^/]+/artifacts$"
 
 
 def relocated(folders: pl.Series, home: Path | None) -> pl.Series:
     """The artifact folders in the experiment folders a moved or copied
     store keeps them in (`experiment_folder`; null where none is on this
     machine), each experiment's folder looked at once."""
-    parts = folders.str.extract_groups(RUN_ARTIFACTS)
-    experiments = parts.struct.field("1")
+    frame = pl.DataFrame({"old": folders}).with_columns(
+        experiment=pl.col("old").str.replace(RUN_ARTIFACTS, "")
+    )
+    laid_out = frame.filter(pl.col("experiment") != pl.col("old"))
     moved = {}
-    for recorded in experiments.drop_nulls().unique().to_list():
+    for recorded in laid_out["experiment"].unique().to_list():
         found = experiment_folder(Path(recorded), home)
         if found is None or str(found) != recorded:
             moved[recorded] = None if found is None else str(found)
     if not moved:
         return folders
-    frame = pl.DataFrame({"old": folders, "experiment": experiments, "run": parts.struct.field("2")})
     experiment = pl.col("experiment")
-    new = experiment.replace_strict(moved, default=None, return_dtype=pl.String)
-    with_run = pl.concat_str([new, pl.col("run"), pl.lit("artifacts")], separator="/")
-    return frame.select(
-        pl.when(experiment.is_in(list(moved))).then(with_run).otherwise(pl.col("old"))
-    ).to_series().alias(folders.name)
+    run_part = pl.col("old").str.slice(experiment.str.len_chars())
+    new = experiment.replace_strict(moved, default=None, return_dtype=pl.String) + run_part
+    is_moved = experiment.is_in(list(moved)) & (experiment != pl.col("old"))
+    return (
+        frame.select(pl.when(is_moved).then(new).otherwise("old")).to_series().alias(folders.name)
+    )
 
 
 def outcome_columns(values: pl.Series, stopped: pl.Series) -> tuple[pl.DataFrame, set[str]]:
