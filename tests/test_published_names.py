@@ -179,6 +179,26 @@ def test_a_store_moved_without_its_folders_says_so_and_gives_no_path(
     )
 
 
+def test_artifacts_kept_apart_on_purpose_stay_where_mlflow_put_them(tmp_path: Path) -> None:
+    """An experiment's own artifact location (not MLflow's `mlruns/<id>`
+    layout) is read where MLflow's client reads it, even when the store's
+    folder has a folder of the same name."""
+    store, apart = tmp_path / "project", tmp_path / "scratch" / "results"
+    (store / "scratch" / "results").mkdir(parents=True)
+    client = mlflow.MlflowClient(f"sqlite:///{store / 'mlflow.db'}")
+    experiment = client.create_experiment("apart", artifact_location=str(apart))
+    run_id = client.create_run(experiment).info.run_id
+    client.log_text(run_id, "x", "a.txt")
+    client.set_terminated(run_id)
+    (run,) = hydraflow.load("apart", tracking_uri=store / "mlflow.db")
+    assert (
+        run.artifact_dir
+        == Path(client.get_run(run_id).info.artifact_uri)
+        == apart / run_id / "artifacts"
+    )
+    assert (run.artifact_dir / "a.txt").is_file()
+
+
 def test_run_and_run_collection_take_the_published_argument_names(
     published_store: Path,
 ) -> None:

@@ -101,21 +101,22 @@ class Tables:
 
 def experiment_folder(recorded: Path, home: Path | None) -> Path | None:
     """Where the experiment MLflow recorded at `recorded` (`…/mlruns/1`)
-    keeps its runs' folders, for the store whose file is in `home`: the
-    store's own `mlruns/1` when it has one (the store was moved or copied
-    with its folders, and MLflow keeps absolute locations: never the
-    original's then); else the recorded folder while it is there (kept
-    apart from the store, or a copy of the file alone, as MLflow reads it);
-    else the store's own place for it when it has a `mlruns/`; else None:
-    the folder is on no path of this machine (moved without its folders)."""
+    keeps its runs' folders, for the store whose file is in `home`. MLflow
+    keeps absolute locations, so a store moved or copied with its folders
+    still names the old ones: its own `mlruns/1` then (never the
+    original's). A recorded folder that is there otherwise stands (kept
+    apart from the store on purpose, or a copy of the store's file alone,
+    as MLflow reads it). Else the store's own place for it when it has a
+    `mlruns/`; else None: on no path of this machine."""
     if home is None or len(recorded.parts) < 3:
         return recorded
     own = home / recorded.parent.name / recorded.name
-    if own == recorded or own.is_dir():
+    if own == recorded:
         return own
-    if recorded.is_dir():
+    # MLflow's own layout ends in the experiment's id: a copy's folder wins.
+    if recorded.is_dir() and not (recorded.name.isdigit() and own.is_dir()):
         return recorded
-    return own if own.parent.is_dir() else None
+    return own if own.is_dir() or own.parent.is_dir() else None
 
 
 def frame(rows: Iterable[Sequence[Any]], schema: dict[str, Any]) -> pl.DataFrame:
