@@ -87,6 +87,8 @@ def relocated(folders: pl.Series, home: Path | None) -> pl.Series:
     """The artifact folders in the experiment folders a moved or copied
     store keeps them in (`experiment_folder`; null where none is on this
     machine), each experiment's folder looked at once."""
+    if home is None:
+        return folders
     frame = pl.DataFrame({"old": folders}).with_columns(
         experiment=pl.col("old").str.replace(RUN_ARTIFACTS, "")
     )
