@@ -59,6 +59,20 @@ STORE_STATEMENTS = [
     'isinstance(hydraflow.Run.load(hydraflow.iter_run_dirs("app")), hydraflow.Collection)',
 ]
 
+# On the fixture store: the names `Run` and `RunCollection` take their
+# arguments by (`relative_path=`, `items=`), and `glob` as an iterator.
+FIRST_APP_RUN = 'hydraflow.Run(sorted(hydraflow.iter_run_dirs("app"))[0])'
+RUN_API_STATEMENTS = [
+    f'{FIRST_APP_RUN}.path(relative_path=".hydra/config.yaml")',
+    f'{FIRST_APP_RUN}.path(".hydra")',
+    f'next({FIRST_APP_RUN}.glob("*.yaml", ".hydra")).suffix',
+    f'next({FIRST_APP_RUN}.glob("config.yaml", ".hydra"))',
+    f'sorted(p.name for p in {FIRST_APP_RUN}.glob("*.yaml", ".hydra"))',
+    'sorted(p.name for p in hydraflow.Run.load(hydraflow.iter_run_dirs("app")).glob("config.yaml", ".hydra"))',
+    'hydraflow.RunCollection(items=[hydraflow.Run(d) for d in hydraflow.iter_run_dirs("app")])',
+    'hydraflow.RunCollection(items=hydraflow.Run.load(hydraflow.iter_run_dirs("app")), get=None)',
+]
+
 # On the published tool's tutorial store, and on this package's.
 TUTORIAL_STATEMENTS = [
     "hydraflow.get_experiment_names()",
@@ -181,6 +195,7 @@ def main() -> None:
     json.dump(
         {
             "store": evaluate(STORE_STATEMENTS, store),
+            "run_api": evaluate(RUN_API_STATEMENTS, store, ids=True),
             "tutorial": evaluate(TUTORIAL_STATEMENTS, tutorial, ids=True),
             "collection": evaluate(COLLECTION_STATEMENTS, store, COLLECTION_SETUP),
             "log_run": log_run_reading(log_runs),

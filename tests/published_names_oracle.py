@@ -15,6 +15,21 @@ LOGRUN_TOKEN set); then
 printed the JSON these lists are generated from; not edited by hand.
 """
 
+# The value of each of RUN_API_STATEMENTS on the fixture store (measured on
+# 2026-12-08 the same way, the published 0.23.2's Python evaluating only this
+# list, `evaluate(RUN_API_STATEMENTS, STORE, ids=True)`).
+PUBLISHED_RUN_API = [
+    "'<folder>/mlruns/<exp>/<run_id>/artifacts/.hydra/config.yaml'",
+    "'<folder>/mlruns/<exp>/<run_id>/artifacts/.hydra'",
+    "'.yaml'",
+    "'<folder>/mlruns/<exp>/<run_id>/artifacts/.hydra/config.yaml'",
+    "['config.yaml', 'hydra.yaml', 'overrides.yaml']",
+    "['config.yaml', 'config.yaml', 'config.yaml', 'config.yaml', 'config.yaml', "
+    "'config.yaml', 'config.yaml']",
+    "RunCollection(Run, n=7)",
+    "RunCollection(Run, n=7)",
+]
+
 # The value of each of STORE_STATEMENTS on the fixture store.
 PUBLISHED_STORE = [
     "['app']",

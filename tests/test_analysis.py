@@ -357,7 +357,7 @@ def test_artifact_dir_holds_the_hydra_config(inside: Path) -> None:
         saved = yaml.safe_load(run.path(".hydra/config.yaml").read_text())
         assert saved == {"width": run.cfg.width, "height": run.cfg.height}
         assert run.path(".hydra") in [p.parent for p in run.glob(".hydra/*.yaml")]
-        assert run.glob("*.log") == [run.path(f"{run.experiment}.log")]
+        assert list(run.glob("*.log")) == [run.path(f"{run.experiment}.log")]
         with run.chdir() as here:
             assert Path.cwd() == here == run.artifact_dir
         assert Path.cwd() == inside

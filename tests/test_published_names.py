@@ -32,6 +32,7 @@ from tests.conftest import kill_group, replace_text, run_cli, run_in_own_group
 from tests.published_names import (
     COLLECTION_SETUP,
     COLLECTION_STATEMENTS,
+    RUN_API_STATEMENTS,
     STORE_STATEMENTS,
     TUTORIAL_STATEMENTS,
     evaluate,
@@ -40,6 +41,7 @@ from tests.published_names import (
 from tests.published_names_oracle import (
     PUBLISHED_COLLECTION,
     PUBLISHED_LOG_RUN,
+    PUBLISHED_RUN_API,
     PUBLISHED_STORE,
     PUBLISHED_TUTORIAL,
 )
@@ -91,6 +93,133 @@ def test_on_the_published_tools_store_each_name_gives_its_values(published_store
         got = evaluate(STORE_STATEMENTS, published_store)
     for statement, value, expected in zip(STORE_STATEMENTS, got, PUBLISHED_STORE, strict=True):
         assert value == expected, statement
+
+
+def unpacked(folder: Path) -> Path:
+    """The fixture store as it is: its paths those of the folder it was made
+    in (/PUBLISHED_STORE, gone), as a store moved with its mlruns/ has them."""
+    folder.mkdir(parents=True)
+    with tarfile.open(FIXTURE / "store.tar.gz") as archive:
+        archive.extractall(folder, filter="data")
+    return folder
+
+
+def test_a_moved_store_gives_what_the_published_tool_gave_in_its_place(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """MLflow keeps absolute artifact locations, which a moved store's still
+    name: its runs are found in its own mlruns/, and every name gives (for
+    this folder) what the published tool gave on the store in place."""
+    from hydraflow.errors import NoRunsWarning
+
+    moved = unpacked(tmp_path / "moved")
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NoRunsWarning)
+        got = evaluate(STORE_STATEMENTS, moved)
+    for statement, value, expected in zip(STORE_STATEMENTS, got, PUBLISHED_STORE, strict=True):
+        assert value == expected, statement
+    monkeypatch.chdir(moved)
+    assert len(list(hydraflow.iter_run_dirs("mlruns", "app"))) == 7
+    runs = hydraflow.load(status=None)
+    client = mlflow.MlflowClient("sqlite:///mlflow.db")
+    recorded = {r.info.run_id: r.info.artifact_uri for r in client.search_runs(["1"])}
+    assert all(uri.startswith("/PUBLISHED_STORE/mlruns/1/") for uri in recorded.values())
+    assert dict(runs.frame.select("run_id", "artifact_dir").iter_rows()) == {
+        run_id: uri.replace("/PUBLISHED_STORE", str(moved)) for run_id, uri in recorded.items()
+    }
+
+
+def test_a_copied_store_reads_its_own_folders_not_the_originals(
+    published_store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from hydraflow.errors import NoRunsWarning
+
+    copy = tmp_path / "copy"
+    shutil.copytree(published_store, copy)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NoRunsWarning)
+        assert evaluate(STORE_STATEMENTS, copy) == PUBLISHED_STORE
+    monkeypatch.chdir(copy)
+    run_dirs = list(hydraflow.iter_run_dirs(experiment_names="app"))
+    assert len(run_dirs) == 7 and all(d.is_relative_to(copy) for d in run_dirs)
+    assert all(
+        Path(d).is_relative_to(copy) for d in hydraflow.Run.load(run_dirs).frame["artifact_dir"]
+    )
+
+
+def test_a_store_moved_without_its_folders_says_so_and_gives_no_path(
+    published_store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its runs' artifact_dir is null (not the old path), and the published
+    names raise FileNotFoundError, as the published tool's do, not list none.
+    A copy of the file alone, its original in place, reads as MLflow reads it."""
+    from hydraflow.errors import ArtifactsNotFoundError
+
+    alone = unpacked(tmp_path / "alone")
+    shutil.rmtree(alone / "mlruns")
+    monkeypatch.chdir(alone)
+    assert hydraflow.load().frame["artifact_dir"].null_count() == len(hydraflow.load())
+    for listing in (
+        lambda: hydraflow.iter_run_dirs("app"),
+        lambda: hydraflow.iter_artifacts_dirs(),
+        lambda: hydraflow.iter_experiment_dirs("app"),
+    ):
+        with pytest.raises(ArtifactsNotFoundError, match=r"/PUBLISHED_STORE/mlruns/1, not in a"):
+            list(listing())
+    assert issubclass(ArtifactsNotFoundError, FileNotFoundError)
+    # A copy of the store file alone: its runs' folders are where MLflow reads them.
+    shutil.copy(published_store / "mlflow.db", alone / "mlflow.db")
+    client = mlflow.MlflowClient("sqlite:///mlflow.db")
+    recorded = {r.info.run_id: r.info.artifact_uri for r in client.search_runs(["1"])}
+    frame = hydraflow.load(status=None).frame
+    assert dict(frame.select("run_id", "artifact_dir").iter_rows()) == recorded
+    assert sorted(hydraflow.iter_run_dirs(experiment_names="app")) == sorted(
+        Path(uri).parent for uri in recorded.values()
+    )
+
+
+def test_artifacts_kept_apart_on_purpose_stay_where_mlflow_put_them(tmp_path: Path) -> None:
+    """An experiment's own artifact location (not MLflow's `mlruns/<id>`
+    layout) is read where MLflow's client reads it, even when the store's
+    folder has a folder of the same name."""
+    store, apart = tmp_path / "project", tmp_path / "scratch" / "results"
+    (store / "scratch" / "results").mkdir(parents=True)
+    client = mlflow.MlflowClient(f"sqlite:///{store / 'mlflow.db'}")
+    experiment = client.create_experiment("apart", artifact_location=str(apart))
+    run_id = client.create_run(experiment).info.run_id
+    client.log_text(run_id, "x", "a.txt")
+    client.set_terminated(run_id)
+    (run,) = hydraflow.load("apart", tracking_uri=store / "mlflow.db")
+    assert (
+        run.artifact_dir
+        == Path(client.get_run(run_id).info.artifact_uri)
+        == apart / run_id / "artifacts"
+    )
+    assert (run.artifact_dir / "a.txt").is_file()
+
+
+def test_run_and_run_collection_take_the_published_argument_names(
+    published_store: Path,
+) -> None:
+    """`run.path(relative_path=...)`, `RunCollection(items=...)`, and
+    `next(run.glob(...))`: the published tool's code runs unchanged."""
+    got = evaluate(RUN_API_STATEMENTS, published_store, ids=True)
+    for statement, value, expected in zip(RUN_API_STATEMENTS, got, PUBLISHED_RUN_API, strict=True):
+        assert value == expected, statement
+
+
+def test_this_packages_earlier_argument_names_still_work(
+    published_store: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(published_store)
+    run = hydraflow.Run(next(hydraflow.iter_run_dirs("app")))
+    assert run.path(relative="a.txt") == run.path("a.txt") == run.path(relative_path="a.txt")
+    assert len(hydraflow.RunCollection(runs=[run])) == 1
+    with pytest.raises(TypeError, match="not both"):
+        run.path("a", relative="b")
+    with pytest.raises(TypeError, match="not both"):
+        hydraflow.RunCollection([run], runs=[run])
 
 
 def test_runs_of_mlflows_default_experiment_are_left_out_unless_named(

@@ -27,7 +27,6 @@ import hydraflow
 import mlflow
 import polars as pl
 import pytest
-from hydraflow.analysis.listing import HIDDEN_IN_TABLE
 from hydraflow.errors import NoRunsWarning
 
 from tests.conftest import HYDRAFLOW, user_environment
@@ -152,7 +151,7 @@ def test_a_piped_table_is_printed_whole(store: Path) -> None:
     )
     lines = piped.stdout.splitlines()
     frame = hydraflow.load("train", tracking_uri=store / "mlflow.db").frame
-    assert lines[0].split() == frame.drop(HIDDEN_IN_TABLE, strict=False).columns
+    assert lines[0].split() == frame.columns
     assert max(len(line) for line in lines) > 80
     assert lines[0].split()[-2:] == ["metrics.accuracy", "metrics.loss"]
     assert "more columns" not in piped.stdout

@@ -328,8 +328,10 @@ store_option = click.option(
     metavar="KEYS",
     help="Sort by these columns; a leading '-' sorts that key descending.",
 )
-@click.option("--desc", is_flag=True, help="Sort descending.")
-@click.option("--limit", type=click.IntRange(min=0), default=None, help="Print the first N runs.")
+@click.option("--desc", is_flag=True, help="Sort descending (alone: the newest runs first).")
+@click.option(
+    "--limit", type=click.IntRange(min=0), default=None, help="Print the first N runs (of all)."
+)
 @click.option(
     "--code",
     is_flag=True,

@@ -72,6 +72,11 @@ class StoreNotFoundError(HydraflowError, FileNotFoundError):
         )
 
 
+class ArtifactsNotFoundError(HydraflowError, FileNotFoundError):
+    """Runs whose artifact folders are on no path of this machine: a store
+    moved without its `mlruns/`, or artifacts kept elsewhere."""
+
+
 # What `get` and `first`/`last` look for, as their lookup errors say.
 EXACTLY_ONE, AT_LEAST_ONE = "exactly one", "at least one"
 

@@ -39,15 +39,24 @@ class RunCollection(Runs[C], Collection[Run[C, ImplT]], Generic[C, ImplT]):
     `Run` (index, slice, iterate, `len`), with `filter`, `get`, `first`,
     `last`, `to_frame`, `group_by` and more taking keys of `Run.get`.
 
-    `RunCollection(runs)` collects `Run` objects; `Run.load(run_dirs, Impl)`
+    `RunCollection(items)` collects `Run` objects; `Run.load(run_dirs, Impl)`
     collects the runs in folders, reading their store once. `get` replaces
     `Run.get` as the way a key's value is found.
     """
 
     SHORT_RUN_REPR = True
 
-    def __init__(self, runs: Iterable[Run[Any, Any]] = (), get: Getter | None = None) -> None:
-        items = list(runs)
+    def __init__(
+        self,
+        items: Iterable[Run[Any, Any]] | None = None,
+        get: Getter | None = None,
+        *,
+        runs: Iterable[Run[Any, Any]] | None = None,
+    ) -> None:
+        # `items` is the published name; `runs=` this package's earlier one.
+        if items is not None and runs is not None:
+            raise TypeError("RunCollection: give items or runs, not both")
+        items = list(items if items is not None else runs or ())
         frame, json_columns = rows_frame(items)
         configs = pl.DataFrame(schema={"run_id": pl.String, "config": pl.String})
         store = open_store(store_uri(items[0])) if items else None
@@ -231,11 +240,12 @@ def collect_run_dirs(
 def experiments_of(uri: str, run_dirs: Sequence[Path]) -> list[str] | None:
     """The names of the experiments whose folders hold these run folders
     (None when one is no experiment's folder of the store)."""
-    from hydraflow.tracking.artifacts import local_path
+    from hydraflow.analysis.rundirs import local_experiment_folder
 
     named = {}
-    for name, location in open_store(uri).experiment_locations():
-        folder = local_path(location)
+    store = open_store(uri)
+    for name, location in store.experiment_locations():
+        folder = local_experiment_folder(store, location)
         if folder is not None:
             named[folder.resolve()] = name
     names = [named.get(d.resolve().parent) for d in run_dirs]

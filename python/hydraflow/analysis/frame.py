@@ -22,7 +22,7 @@ import polars as pl
 
 from hydraflow._core import json_representatives
 from hydraflow.analysis.layout import Layout, python_columns, typed_series
-from hydraflow.analysis.reading import RUN_SCHEMA, Tables
+from hydraflow.analysis.reading import RUN_SCHEMA, Tables, experiment_folder
 from hydraflow.mlflow_schema import MAX_PARAM_LENGTH
 
 if TYPE_CHECKING:
@@ -43,7 +43,7 @@ def build(tables: Tables) -> tuple[pl.DataFrame, pl.DataFrame, frozenset[str]]:
     """The frame (sorted by start time), each run's config as JSON, and the
     config columns that hold JSON text (keys whose values clash)."""
     runs = tables.runs
-    base = base_columns(runs)
+    base = base_columns(runs, tables.home)
     configs = runs.select("run_id", with_fallbacks(tables, base, runs["config"]))
     # Choices and metrics that only runs outside the selection have are left out.
     extra = runs.select(c for c in runs.columns if c not in RUN_SCHEMA)
@@ -66,15 +66,46 @@ def with_fallbacks(tables: Tables, base: pl.DataFrame, configs: pl.Series) -> pl
     return pl.Series("config", texts, dtype=pl.String)
 
 
-def base_columns(runs: pl.DataFrame) -> pl.DataFrame:
+def base_columns(runs: pl.DataFrame, home: Path | None = None) -> pl.DataFrame:
     # Cast: a store with no run matching gives columns polars typed by default.
+    folders = relocated(artifact_dirs(runs["artifact_uri"]), home)
     return runs.select(
         pl.col("run_id").cast(pl.String),
         pl.col("experiment").cast(pl.String),
         pl.col("status").cast(pl.String),
         pl.col("start_time").cast(TIME),
         pl.col("end_time").cast(TIME),
-        artifact_dirs(runs["artifact_uri"]).alias("artifact_dir"),
+        folders.alias("artifact_dir"),
+    )
+
+
+# A run's artifact folder as MLflow lays it out is EXPERIMENT_FOLDER + this.
+RUN_ARTIFACTS = r"/[^/]+/artifacts$"
+
+
+def relocated(folders: pl.Series, home: Path | None) -> pl.Series:
+    """The artifact folders in the experiment folders a moved or copied
+    store keeps them in (`experiment_folder`; null where none is on this
+    machine), each experiment's folder looked at once."""
+    if home is None:
+        return folders
+    frame = pl.DataFrame({"old": folders}).with_columns(
+        experiment=pl.col("old").str.replace(RUN_ARTIFACTS, "")
+    )
+    laid_out = frame.filter(pl.col("experiment") != pl.col("old"))
+    moved = {}
+    for recorded in laid_out["experiment"].unique().to_list():
+        found = experiment_folder(Path(recorded), home)
+        if found is None or str(found) != recorded:
+            moved[recorded] = None if found is None else str(found)
+    if not moved:
+        return folders
+    experiment = pl.col("experiment")
+    run_part = pl.col("old").str.slice(experiment.str.len_chars())
+    new = experiment.replace_strict(moved, default=None, return_dtype=pl.String) + run_part
+    is_moved = experiment.is_in(list(moved)) & (experiment != pl.col("old"))
+    return (
+        frame.select(pl.when(is_moved).then(new).otherwise("old")).to_series().alias(folders.name)
     )
 
 

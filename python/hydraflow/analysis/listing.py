@@ -25,8 +25,6 @@ from hydraflow.remote import masked
 from hydraflow.store import tracking_uri as resolve_uri
 from hydraflow.tables import counted, print_table
 
-# Left out of `--all-columns` tables; csv and json give every column.
-HIDDEN_IN_TABLE = ("end_time", "artifact_dir")
 # Rows of a table without --limit; csv and json hold them all.
 MAX_TABLE_ROWS = 1000
 # A shared value longer than this is cut in the line above the table (a
@@ -76,12 +74,12 @@ def list_runs(
     if view.code:
         uri = resolve_uri(tracking_uri, Path.cwd())
         frame = frame.with_columns(code=code_column(uri, frame["run_id"].to_list()))
-    frame = arranged(frame, view)
+    frame = ordered(frame, view)
     if view.output == "csv":
-        out.write(printable(frame).write_csv())
+        out.write(printable(narrowed(frame, view)).write_csv())
     elif view.output == "json":
-        out.write(as_json(frame, runs.json_columns) + "\n")
-    elif frame.height:
+        out.write(as_json(narrowed(frame, view), runs.json_columns) + "\n")
+    elif limited(frame, view.limit).height:
         table(frame, view, out)
     return matched
 
@@ -141,17 +139,27 @@ def filtered(runs: Runs[Any], argument: str) -> Runs[Any]:
     return kept
 
 
-def arranged(frame: pl.DataFrame, view: View) -> pl.DataFrame:
-    """Sorted (nulls last), cut to `limit` rows, narrowed to `--columns`."""
+def limited(frame: pl.DataFrame, limit: int | None) -> pl.DataFrame:
+    return frame if limit is None else frame.head(limit)
+
+
+def narrowed(frame: pl.DataFrame, view: View) -> pl.DataFrame:
+    """Cut to `limit` rows, narrowed to `--columns`."""
+    frame = limited(frame, view.limit)
+    if view.columns:
+        frame = frame.select(variation.pick_columns(frame, view.columns))
+    return frame
+
+
+def ordered(frame: pl.DataFrame, view: View) -> pl.DataFrame:
+    """Sorted by `--sort` (nulls last), else in start order; `--desc` reverses."""
     if view.sort:
         keys = [k.removeprefix("-") for k in view.sort]
         names = [column_name(k, frame.columns) for k in keys]
         descending = [k.startswith("-") != view.descending for k in view.sort]
         frame = frame.sort(names, descending=descending, nulls_last=True, maintain_order=True)
-    if view.limit is not None:
-        frame = frame.head(view.limit)
-    if view.columns:
-        frame = frame.select(variation.pick_columns(frame, view.columns))
+    elif view.descending:  # the default order (start time) reversed: newest first
+        frame = frame.reverse()
     return frame
 
 
@@ -175,8 +183,7 @@ def value_filter(runs: Runs[Any], argument: str) -> tuple[str, pl.Expr]:
     dtype = runs.frame.schema[name]
     interval = INTERVAL.fullmatch(values.strip())
     if interval and any(interval.groups()):
-        low, high = (bound(b, scale, dtype, argument) for b in interval.groups())
-        return name, in_range(pl.col(name), name, (low, high))
+        return name, in_range(pl.col(name), name, bounds(interval, scale, dtype, argument))
     texts = [unquoted(text, argument) for text in expanded(values, scale, argument)]
     return name, pl.col(name).is_in(typed_values(texts, dtype, argument).implode())
 
@@ -195,8 +202,7 @@ def json_value_filter(column: pl.Series, values: str, scale: str, argument: str)
     int, `'1'` and `a` texts, `[64,64]` a list); `LOW:HIGH` the numbers within."""
     interval = INTERVAL.fullmatch(values.strip())
     if interval and any(interval.groups()):
-        low, high = (bound(b, scale, pl.Float64(), argument) for b in interval.groups())
-        return json_condition(column, (low, high))
+        return json_condition(column, bounds(interval, scale, pl.Float64(), argument))
     typed = [override_value(text, argument) for text in expanded(values, scale, argument)]
     return json_any_of(column.name, typed)
 
@@ -211,6 +217,18 @@ def override_value(text: str, argument: str) -> Any:
     except HydraException as error:
         reason = str(error).splitlines()[0]
         raise FilterError(f"{argument}: {text!r} is not a value Hydra reads ({reason})") from None
+
+
+def bounds(interval: re.Match[str], scale: str, dtype: Any, argument: str) -> tuple[Any, Any]:
+    """`LOW:HIGH` as the column's type; an error when LOW is above HIGH,
+    as the sweep grammar refuses `2:1` (no run could be within)."""
+    low, high = (bound(text, scale, dtype, argument) for text in interval.groups())
+    if low is not None and high is not None and low > high:
+        raise FilterError(
+            f"{argument}: invalid interval {interval[0]!r}: {interval[1]} is greater than "
+            f"{interval[2]}; write {interval[2]}:{interval[1]}"
+        )
+    return low, high
 
 
 def bound(text: str, scale: str, dtype: Any, argument: str) -> Any:
@@ -314,17 +332,21 @@ def nested_as_json(frame: pl.DataFrame) -> pl.DataFrame:
 
 def table(frame: pl.DataFrame, view: View, out: IO[str]) -> None:
     """The runs as a table that fits the terminal: by default the settings
-    that vary and the metrics, what every run shares said once above."""
+    that vary and the metrics, what every run shares said once above. Both
+    are of all the runs matched, `--limit` or not: the first rows of a table
+    of them, under a title that says how many there are."""
     title: list[str] = []
-    if view.columns:
-        shown = frame
-    elif view.all_columns:
-        shown = frame.drop(HIDDEN_IN_TABLE, strict=False)
+    if view.columns or view.all_columns:
+        shown = narrowed(frame, view)
     else:
-        shown = frame.select(variation.table_columns(frame))
+        shown = limited(frame, view.limit).select(variation.table_columns(frame))
+        count = counted(frame.height, "run")
+        cut = shown.height < frame.height
+        if cut:
+            count = f"the first {shown.height} of {count}"
         constants = variation.constants(frame).items()
         shared = " ".join(f"{k}={shortened(cell(v))}" for k, v in constants)
-        title = [f"{counted(frame.height, 'run')}; in every one: {shared}"] if shared else []
+        title = [f"{count}; in every one: {shared}"] if shared else [count] if cut else []
     if view.limit is None and shown.height > MAX_TABLE_ROWS:
         # Rich lays out about a thousand rows a second on a loaded machine.
         print(

@@ -95,6 +95,28 @@ class Tables:
 
     runs: pl.DataFrame
     params: pl.DataFrame
+    # The folder of a SQLite store's file: its runs' folders are found beside it.
+    home: Path | None = None
+
+
+def experiment_folder(recorded: Path, home: Path | None) -> Path | None:
+    """Where the experiment MLflow recorded at `recorded` (`…/mlruns/1`)
+    keeps its runs' folders, for the store whose file is in `home`. MLflow
+    keeps absolute locations, so a store moved or copied with its folders
+    still names the old ones: its own `mlruns/1` then (never the
+    original's). A recorded folder that is there otherwise stands (kept
+    apart from the store on purpose, or a copy of the store's file alone,
+    as MLflow reads it). Else the store's own place for it when it has a
+    `mlruns/`; else None: on no path of this machine."""
+    if home is None or len(recorded.parts) < 3:
+        return recorded
+    own = home / recorded.parent.name / recorded.name
+    if own == recorded:
+        return own
+    # MLflow's own layout ends in the experiment's id: a copy's folder wins.
+    if recorded.is_dir() and not (recorded.name.isdigit() and own.is_dir()):
+        return recorded
+    return own if own.is_dir() or own.parent.is_dir() else None
 
 
 def frame(rows: Iterable[Sequence[Any]], schema: dict[str, Any]) -> pl.DataFrame:
@@ -111,6 +133,8 @@ class Store(Protocol):
     """Where runs come from: a SQLite file or an MLflow tracking server."""
 
     uri: str
+    # The folder of a SQLite store's file (None for a server): see `experiment_folder`.
+    home: Path | None
 
     def read(self, experiments: Sequence[str] | None, statuses: Sequence[str] | None) -> Tables:
         """The runs of the matching, active experiments with these statuses."""
@@ -147,6 +171,7 @@ class SqliteStore:
     def __init__(self, uri: str, path: Path) -> None:
         self.uri = uri
         self.path = path
+        self.home: Path | None = path.absolute().parent
 
     @contextlib.contextmanager
     def connect(self) -> Iterator[sqlite3.Connection]:
@@ -203,7 +228,7 @@ class SqliteStore:
             params = frame(self.params(db, without), PARAM_SCHEMA)
         finally:
             db.rollback()
-        return Tables(runs, params)
+        return Tables(runs, params, self.home)
 
     @staticmethod
     def experiment_names(
@@ -481,6 +506,7 @@ class ClientStore:
         from hydraflow.remote import CLI_SECONDS, Unreachable, check_reachable
 
         self.uri = uri
+        self.home: Path | None = None
         try:
             check_reachable(uri, CLI_SECONDS)
         except (Unreachable, ImportError) as error:

@@ -12,15 +12,18 @@ import fnmatch
 import os
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
-from hydraflow.errors import HydraflowError
+from hydraflow.errors import ArtifactsNotFoundError, HydraflowError
 from hydraflow.remote import masked
 from hydraflow.store import DEFAULT_DB
 from hydraflow.store import tracking_uri as resolve_uri
 from hydraflow.tracking.artifacts import local_path
+
+if TYPE_CHECKING:
+    from hydraflow.analysis.reading import Store
 
 Names = str | Sequence[str] | Callable[[str], bool] | None
 
@@ -47,8 +50,15 @@ def run_dirs(
     caller: str, tracking_dir: str | os.PathLike[str] | Names, experiment_names: Names
 ) -> Iterator[Path]:
     root, names = where(caller, tracking_dir, experiment_names)
-    frame = runs_frame(store_beside(root), names)
-    for folder in frame["artifact_dir"].drop_nulls():
+    uri = store_beside(root)
+    frame = runs_frame(uri, names)
+    elsewhere = frame.filter(pl.col("artifact_dir").is_null())["experiment"]
+    if len(elsewhere):  # never none listed in silence
+        from hydraflow.analysis.reading import open_store
+
+        locations = dict(open_store(uri).experiment_locations())
+        raise not_here(caller, elsewhere[0], locations.get(elsewhere[0], "?"))
+    for folder in frame["artifact_dir"]:
         run_dir = Path(folder).parent
         if (root is None or run_dir.parent.parent == root) and Path(folder).is_dir():
             yield run_dir
@@ -115,18 +125,32 @@ def experiment_folders(
 
     root, names = where(caller, tracking_dir, experiment_names)
     found = []
-    for name, location in open_store(store_beside(root)).experiment_locations():
+    store = open_store(store_beside(root))
+    for name, location in store.experiment_locations():
         if name == DEFAULT_EXPERIMENT or not named(name, names):
             continue
-        folder = local_path(location)
+        folder = local_experiment_folder(store, location)
         if folder is None:
-            raise HydraflowError(
-                f"{caller}: the experiment {name!r} keeps its runs at {location}, "
-                "not in a folder of this machine"
-            )
+            raise not_here(caller, name, location)
         if root is None or folder.parent == root:
             found.append((name, folder))
     return found
+
+
+def local_experiment_folder(store: Store, location: str) -> Path | None:
+    """The folder of this machine an experiment's recorded location stands
+    for (`experiment_folder`: a moved store's own), None when there is none."""
+    from hydraflow.analysis.reading import experiment_folder
+
+    recorded = local_path(location)
+    return None if recorded is None else experiment_folder(recorded, store.home)
+
+
+def not_here(caller: str, experiment: str, location: str) -> ArtifactsNotFoundError:
+    return ArtifactsNotFoundError(
+        f"{caller}: the experiment {experiment!r} keeps its runs at {location}, "
+        "not in a folder of this machine (a store moved without its mlruns/?)"
+    )
 
 
 def named(name: str, names: Names) -> bool:

@@ -68,6 +68,7 @@ def load(
     """
     patterns = None if experiments is None else texts("experiments", experiments, NAME)
     wanted = statuses(status)
+    check_schema(config)
     store = open_store(resolve_uri(tracking_uri, Path.cwd()))
     frame, configs, json_columns = build(store.read(patterns, wanted))
     warn_unmatched(patterns or [], frame, store)
@@ -103,6 +104,24 @@ def texts(argument: str, value: object, what: str) -> list[str]:
         if all(isinstance(item, str) for item in items):
             return items
     raise TypeError(f"load: {argument} must be {what}, or a list of them, not {value!r}")
+
+
+def check_schema(config: object) -> None:
+    """`config` is a dataclass (or attrs) class, which OmegaConf takes as a
+    schema, or None; a TypeError that says so for anything else
+    (`config="seed"`), which would otherwise be ignored until `run.cfg`."""
+    if config is None or (isinstance(config, type) and is_structured(config)):
+        return
+    raise TypeError(
+        "load: config must be the app's config class (a @dataclass), "
+        f"so that run.cfg is an instance of it; not {config!r}"
+    )
+
+
+def is_structured(cls: type) -> bool:
+    import dataclasses
+
+    return dataclasses.is_dataclass(cls) or hasattr(cls, "__attrs_attrs__")
 
 
 def statuses(status: str | Sequence[str] | None) -> list[str] | None:
@@ -654,13 +673,25 @@ class Run(Generic[C, ImplT]):
             raise ValueError(f"run {self.run_id} keeps its artifacts off this file system")
         return Path(folder)
 
-    def path(self, relative: str | os.PathLike[str] = "") -> Path:
-        """A path inside the artifact directory."""
-        return self.artifact_dir / relative
+    def path(
+        self,
+        relative_path: str | os.PathLike[str] = "",
+        *,
+        relative: str | os.PathLike[str] | None = None,
+    ) -> Path:
+        """A path inside the artifact directory (`relative_path`, the
+        published name; `relative=`, this package's earlier one, too)."""
+        if relative is not None:
+            if relative_path:
+                raise TypeError("path: give relative_path or relative, not both")
+            relative_path = relative
+        return self.artifact_dir / relative_path
 
-    def glob(self, pattern: str, relative_dir: str = "") -> list[Path]:
-        """The artifacts matching a glob pattern (in `relative_dir`), sorted."""
-        return sorted(self.path(relative_dir).glob(pattern))
+    def glob(self, pattern: str, relative_dir: str = "") -> Iterator[Path]:
+        """The artifacts matching a glob pattern (in `relative_dir`), in
+        sorted order; an iterator, as the published tool's, so
+        `next(run.glob(...))` takes the first."""
+        yield from sorted(self.path(relative_dir).glob(pattern))
 
     def iterdir(self, relative_dir: str = "") -> Iterator[Path]:
         """The entries of the artifact directory (or of `relative_dir` in it)."""
