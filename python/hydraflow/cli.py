@@ -194,6 +194,14 @@ def guard_output() -> None:
         sys.stderr = QuietPipe(sys.stderr)
 
 
+def invalid_jobs(invalid: list[str], total: int) -> str:
+    """`invalid jobs (the others work): a, b`; the others only when there are."""
+    names = ", ".join(invalid)
+    if len(invalid) == total:
+        return f"invalid job: {names}" if total == 1 else f"every job is invalid: {names}"
+    return f"invalid job{'s' if len(invalid) > 1 else ''} (the others work): {names}"
+
+
 @cli.command()
 @click.argument("job", required=False)
 @config_option
@@ -209,8 +217,7 @@ def show(job: str | None, config_file: str) -> None:
             print_table(sys.stdout, [], rows, fit=False)
             invalid = [row[0] for row in rows if row[1] == INVALID]
             if invalid:
-                message = f"invalid jobs (the others work): {', '.join(invalid)}"
-                fail(HydraflowError(f"{jobs_file.path}: {message}"))
+                fail(HydraflowError(f"{jobs_file.path}: {invalid_jobs(invalid, len(rows))}"))
             return
         definition = find_job(jobs_file, job)
         plan = plan_of(definition)

@@ -483,8 +483,18 @@ def alternatives(job: Job, each: Arguments) -> list[list[str]]:
         try:
             result.append([row[0] for row in expand([arg])])
         except SweepSyntaxError as error:
-            raise ConfigError(job.file, each.where, str(error)) from None
+            raise ConfigError(job.file, each.where, str(in_context(each, error))) from None
     return result
+
+
+def in_context(args: Arguments, error: SweepSyntaxError) -> SweepSyntaxError:
+    """The error as the grammar words it with the arguments around it (`seed:`
+    followed by `1`: "did you mean seed=1?"), the argument read alone aside."""
+    try:
+        count(list(args.items))
+    except SweepSyntaxError as with_neighbours:
+        return with_neighbours
+    return error
 
 
 def collected(job: Job, args: Arguments) -> list[str]:
