@@ -250,3 +250,23 @@ def test_the_characters_refused_in_a_job_name_are_those_hydra_refuses() -> None:
 
     for char in [*string.printable.strip(), " ", "é", "実"]:
         assert hydra_reads_unquoted(char) == hydra_reads(char), char
+
+
+def test_our_show_read_back_as_a_jobs_file_makes_the_same_commands(tmp_path: Path) -> None:
+    """`hydraflow show JOB` prints the job resolved; a `${...}` left in it is
+    literal text there, written `\\${...}`, so the output means the same."""
+    shutil.copy(FIXTURES / "hydraflow.yaml", tmp_path / "hydraflow.yaml")
+    shown = tmp_path / "shown"
+    shown.mkdir()
+    for job, lines in PUBLISHED.items():
+        result = subprocess.run(
+            [HYDRAFLOW, "show", job],
+            cwd=tmp_path,
+            env={**os.environ, "W": "9"},
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        body = "".join(f"  {line}\n" for line in result.stdout.splitlines())
+        (shown / "hydraflow.yaml").write_text(f"jobs:\n{body}")
+        assert dry_run([HYDRAFLOW], shown, job) == lines

@@ -260,11 +260,18 @@ def find_job(jobs_file: JobsFile, name: str) -> Job:
 def normalised_yaml(job: Job) -> str:
     import yaml
 
-    def listed(items: tuple[str, ...]) -> list[str]:
-        return list(items)
+    def literal(text: str) -> str:
+        # The `${...}` were resolved: one left is literal text, written so
+        # that the output read as a jobs file means the same.
+        return text.replace("${", "\\${")
 
-    body: dict[str, Any] = {} if job.experiment == job.name else {"name": job.experiment}
-    body[job.kind] = job.command
+    def listed(items: tuple[str, ...]) -> list[str]:
+        return [literal(item) for item in items]
+
+    body: dict[str, Any] = {}
+    if job.experiment != job.name:
+        body["name"] = literal(job.experiment)
+    body[job.kind] = literal(job.command)
     if job.add.items:
         body["add"] = listed(job.add.items)
     if job.stopping is not None:
