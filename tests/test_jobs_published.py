@@ -270,3 +270,22 @@ def test_our_show_read_back_as_a_jobs_file_makes_the_same_commands(tmp_path: Pat
         body = "".join(f"  {line}\n" for line in result.stdout.splitlines())
         (shown / "hydraflow.yaml").write_text(f"jobs:\n{body}")
         assert dry_run([HYDRAFLOW], shown, job) == lines
+
+
+def test_a_whole_job_or_a_number_may_be_interpolated_beside_any_yaml_key(
+    project: Callable[[str], Path],
+) -> None:
+    """A job given as `${jobs.base}`, a stopping rule's number from
+    `oc.decode`, in a file whose keys OmegaConf would refuse (null, a date)."""
+    folder = project(
+        "jobs:\n"
+        "  base:\n    run: python app.py\n    sets: [{each: a=1}]\n"
+        "  whole: ${jobs.base}\n"
+        "  ~:\n    run: python app.py\n"
+        "  2026-01-01:\n    run: python app.py\n"
+        "  d:\n    run: python app.py\n    stopping: {min_runs: \"${oc.decode:'5'}\"}\n"
+    )
+    result = run_cli("run", "whole", "--dry-run", cwd=folder)
+    assert result.stdout.startswith("python app.py --multirun a=1 hydra.job.name=whole "), result
+    result = run_cli("show", "d", cwd=folder)
+    assert "    min_runs: 5\n" in result.stdout, result

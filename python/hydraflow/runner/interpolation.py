@@ -13,7 +13,6 @@ imported only for a file holding `${`.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -60,7 +59,7 @@ def resolvable(
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
-    view = copy.deepcopy(jobs)
+    view = plain(jobs)
     for body in view.values():
         with_defaults(body)
     for path, holder, key in interpolated_strings(view, ("jobs",)):
@@ -75,6 +74,19 @@ def resolvable(
         raise ConfigError(
             file, "jobs", f"cannot be read for its ${{...}}: {reason(error)}"
         ) from None
+
+
+def plain(value: Any, depth: int = 0) -> Any:
+    """A copy OmegaConf takes: every key as its text (a YAML key may be null,
+    a number or a date), containers deeper than a jobs file's left out (an
+    alias may make a document recursive)."""
+    if isinstance(value, dict):
+        if depth > INTERPOLATION_DEPTH:
+            return None
+        return {str(key): plain(item, depth + 1) for key, item in value.items()}
+    if isinstance(value, list):
+        return None if depth > INTERPOLATION_DEPTH else [plain(v, depth + 1) for v in value]
+    return value
 
 
 def with_defaults(body: Any) -> None:
@@ -107,9 +119,10 @@ def resolved_value(
     parent: Container, key: Any, value: Any, path: Path, lines: dict[Path, int], file: str
 ) -> Any:
     """`value` (at `parent[key]` in OmegaConf's view) with every `${...}` in it resolved."""
-    from omegaconf import Container, OmegaConf
+    from omegaconf import Container, ListConfig, OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
+    key = key if isinstance(parent, ListConfig) else str(key)
     if isinstance(value, str) and "${" in value:
         try:
             result = parent[key]
