@@ -248,7 +248,7 @@ def test_the_characters_refused_in_a_job_name_are_those_hydra_refuses() -> None:
         except Exception:
             return False
 
-    for char in [*string.printable.strip(), " ", "é", "実"]:
+    for char in [*string.printable.strip(), " ", "\t", "\x7f", "\x01", "é", "実"]:
         assert hydra_reads_unquoted(char) == hydra_reads(char), char
 
 

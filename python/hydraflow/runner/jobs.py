@@ -282,7 +282,8 @@ HYDRA_REFUSED = frozenset("!\"#&'(),;<=>[]^`{}~")
 
 
 def hydra_reads_unquoted(char: str) -> bool:
-    return char.isascii() and char.isprintable() and char not in HYDRA_REFUSED
+    printable = char.isprintable() or char == "\t"  # Hydra's blanks are spaces and tabs
+    return char.isascii() and printable and char not in HYDRA_REFUSED
 
 
 # `stopping:` keys and their defaults (MedianStopping's); `rule: none` (or
