@@ -201,7 +201,7 @@ def test_near_misses_say_what_was_meant(
         (
             "  lr=1:\n    run: python app.py\n",
             "jobs.lr=1: 'lr=1' cannot be Hydra's job name: Hydra's parser refuses '=' in "
-            "hydra.job.name=lr=1; give the job a name: that Hydra reads",
+            "hydra.job.name=lr=1; give the job a name (name: NAME) Hydra reads",
         ),
         (
             "  j:\n    name: a,b\n    run: python app.py\n",

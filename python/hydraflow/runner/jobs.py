@@ -267,7 +267,7 @@ def read_name(value: Any, file: str, where: str) -> str:
     if refused is not None:
         # The name goes to Hydra as `hydra.job.name=NAME`, which its override
         # parser refuses: every command would fail.
-        named = "" if where.endswith(".name") else "; give the job a name: that Hydra reads"
+        named = "" if where.endswith(".name") else "; give the job a name (name: NAME) Hydra reads"
         message = (
             f"'{value.strip()}' cannot be Hydra's job name: Hydra's parser refuses {refused!r} "
             f"in hydra.job.name={value.strip()}{named}"
