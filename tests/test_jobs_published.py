@@ -289,3 +289,14 @@ def test_a_whole_job_or_a_number_may_be_interpolated_beside_any_yaml_key(
     assert result.stdout.startswith("python app.py --multirun a=1 hydra.job.name=whole "), result
     result = run_cli("show", "d", cwd=folder)
     assert "    min_runs: 5\n" in result.stdout, result
+
+
+def test_a_key_given_twice_names_the_set_add_quoted_whole(project: Callable[[str], Path]) -> None:
+    folder = project(
+        "jobs:\n  j:\n    run: python app.py\n    sets:\n      - each: x=2\n        add: \"'x=1'\"\n"
+    )
+    result = run_cli("run", "j", "--dry-run", cwd=folder)
+    assert result.stderr == (
+        "Error: hydraflow.yaml: jobs.j.sets[0].add: 'x' is given also in jobs.j.sets[0].each; "
+        "Hydra would keep only its last value\n"
+    )
