@@ -293,3 +293,56 @@ def test_exact_values_beyond_float_range_stay_exact() -> None:
 def test_deep_nesting_is_an_error_not_a_crash() -> None:
     with pytest.raises(SweepSyntaxError, match="nest more than 64 deep"):
         expand("x=" + "(" * 100_000 + "1" + ")" * 100_000)
+
+
+# The published HydraFlow 0.23.2's `expand` and `collect` (its parser, which
+# split with shlex) on these strings, measured on 2026-12-08.
+PUBLISHED_QUOTED = [
+    (
+        "'model.name=hello world' width=1,2",
+        [["model.name=hello world", "width=1"], ["model.name=hello world", "width=2"]],
+        ["model.name=hello world", "width=1,2"],
+    ),
+    (
+        "\"model.name=big model\" 'size=1,2'",
+        [["model.name=big model", "size=1"], ["model.name=big model", "size=2"]],
+        ["model.name=big model", "size=1,2"],
+    ),
+]
+
+
+@pytest.mark.parametrize(("text", "expanded", "collected"), PUBLISHED_QUOTED)
+def test_an_argument_quoted_whole_is_read_as_the_published_tool_read_it(
+    text: str, expanded: list[list[str]], collected: list[str]
+) -> None:
+    assert expand(text) == expanded
+    assert collect(text) == collected
+
+
+def test_quotes_inside_an_argument_stay_and_a_quoted_word_is_no_argument() -> None:
+    assert expand("a='x,y' \"b='p q'\"") == [["a='x,y'", "b='p q'"]]
+    with pytest.raises(SweepSyntaxError) as error:
+        expand("'hello world'")
+    assert error.value.reason == (
+        "expected KEY=VALUES (or ~KEY) inside the quotes, e.g. 'KEY=hello world'"
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("lr=log(1:3)", "geometric range, START:STOP:*FACTOR (here 1:3:*10)"),
+        ("lr=log(0.0001:0.1:10)", "(here 0.0001:0.1:*10)"),
+        ("seed: 1", "did you mean seed=1? (an override is KEY=VALUES, no space)"),
+        ("seed:1", "did you mean seed=1? (an override is KEY=VALUES)"),
+    ],
+)
+def test_near_misses_name_what_was_meant(text: str, reason: str) -> None:
+    with pytest.raises(SweepSyntaxError) as error:
+        collect(text)
+    assert reason in error.value.reason
+    assert "=1'" not in error.value.reason  # never `seed:=1` nor `'...'=1`
+
+
+def test_log_as_text_is_a_product_written_so() -> None:
+    assert collect("name=(log)(1:3)") == ["name=log1,log2,log3"]

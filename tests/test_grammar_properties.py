@@ -131,3 +131,9 @@ def test_no_input_crashes(text: str) -> None:
         except SweepSyntaxError as error:
             assert isinstance(error.position, int)
             assert error.reason
+
+
+@given(st.one_of(overrides(), pipes()))
+def test_an_argument_quoted_whole_reads_as_its_text(arg: str) -> None:
+    """As a shell (and the published HydraFlow's shlex) reads it."""
+    assert expand([f'"{arg}"']) == expand([arg])

@@ -142,12 +142,15 @@ def test_a_jobs_name_with_a_slash_is_refused_before_hydra_fails(
 ) -> None:
     """Hydra writes each job's log to `<job name>.log`: a '/' made every job
     fail with a traceback from its logging set-up."""
-    for jobs in ("  j:\n    name: runs/a\n", "  runs/a:\n"):
+    for jobs, where in (
+        ("  j:\n    name: runs/a\n", "jobs.j.name"),
+        ("  runs/a:\n", "jobs.runs/a"),
+    ):
         folder = project(f"jobs:\n{jobs}    run: python record.py\n")
         job = "j" if "name:" in jobs else "runs/a"
         result = run_cli("run", job, cwd=folder)
         assert result.returncode == 2
-        assert "name: 'runs/a' must not contain '/'" in result.stderr
+        assert f"{where}: 'runs/a' must not contain '/'" in result.stderr
         assert "Traceback" not in result.stderr
         assert recorded(folder) == []
 
@@ -329,7 +332,7 @@ def test_an_empty_set_is_refused_and_braces_run_once(
     ("job_yaml", "message"),
     [
         ("    sets:\n      - each:\n        all: a=1,2\n", "jobs.j.sets[0].each: is empty"),
-        ("    sets:\n      - all: ''\n", "jobs.j.sets[0].all: is empty"),
+        ("    sets:\n      - all:\n", "jobs.j.sets[0].all: is empty"),
         ("    add:\n", "jobs.j.add: is empty"),
     ],
 )

@@ -194,6 +194,14 @@ def guard_output() -> None:
         sys.stderr = QuietPipe(sys.stderr)
 
 
+def invalid_jobs(invalid: list[str], total: int) -> str:
+    """`invalid jobs (the others work): a, b`; the others only when there are."""
+    names = ", ".join(invalid)
+    if len(invalid) == total:
+        return f"invalid job: {names}" if total == 1 else f"every job is invalid: {names}"
+    return f"invalid job{'s' if len(invalid) > 1 else ''} (the others work): {names}"
+
+
 @cli.command()
 @click.argument("job", required=False)
 @config_option
@@ -209,8 +217,7 @@ def show(job: str | None, config_file: str) -> None:
             print_table(sys.stdout, [], rows, fit=False)
             invalid = [row[0] for row in rows if row[1] == INVALID]
             if invalid:
-                message = f"invalid jobs (the others work): {', '.join(invalid)}"
-                fail(HydraflowError(f"{jobs_file.path}: {message}"))
+                fail(HydraflowError(f"{jobs_file.path}: {invalid_jobs(invalid, len(rows))}"))
             return
         definition = find_job(jobs_file, job)
         plan = plan_of(definition)
@@ -253,11 +260,18 @@ def find_job(jobs_file: JobsFile, name: str) -> Job:
 def normalised_yaml(job: Job) -> str:
     import yaml
 
-    def listed(items: tuple[str, ...]) -> list[str]:
-        return list(items)
+    def literal(text: str) -> str:
+        # The `${...}` were resolved: one left is literal text, written so
+        # that the output read as a jobs file means the same.
+        return text.replace("${", "\\${")
 
-    body: dict[str, Any] = {} if job.experiment == job.name else {"name": job.experiment}
-    body[job.kind] = job.command
+    def listed(items: tuple[str, ...]) -> list[str]:
+        return [literal(item) for item in items]
+
+    body: dict[str, Any] = {}
+    if job.experiment != job.name:
+        body["name"] = literal(job.experiment)
+    body[job.kind] = literal(job.command)
     if job.add.items:
         body["add"] = listed(job.add.items)
     if job.stopping is not None:

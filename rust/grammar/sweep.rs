@@ -7,7 +7,7 @@
 
 use super::error::{Result, SweepError};
 use super::scale::scale_exponent;
-use super::split::{split_arguments, split_top_level, top_level};
+use super::split::{skip_quoted, split_arguments, split_top_level, top_level};
 use super::values::ValueList;
 
 /// The most values one call may list (summed over its arguments, a pipe's
@@ -113,6 +113,52 @@ fn parse_argument(text: &str) -> Result<Argument> {
     if text.is_empty() {
         return Err(SweepError::new("invalid argument", 0, 0, "the argument is empty"));
     }
+    match shell_quoted(text) {
+        Some(inner) if inner.is_empty() => {
+            Err(SweepError::new("invalid argument", 0, text.len(), "the argument is empty"))
+        }
+        Some(inner) => parse_unquoted(&inner).map_err(|e| inside_quotes(e, &inner, text)),
+        None => parse_unquoted(text),
+    }
+}
+
+/// An argument that is one quoted string (`'model.name=hello world'`), read
+/// as a shell reads it, which is how the published HydraFlow (`shlex`) read
+/// it: the text inside, with `\'` (or `\"`) and `\\` unescaped. Quotes
+/// around a value (`a='x,y'`) are not this: they stay, for Hydra.
+fn shell_quoted(text: &str) -> Option<String> {
+    let quote = *text.as_bytes().first()?;
+    if !matches!(quote, b'\'' | b'"') || skip_quoted(text, 0).ok()? != text.len() - 1 {
+        return None;
+    }
+    let mut inner = String::with_capacity(text.len());
+    let mut chars = text[1..text.len() - 1].chars();
+    while let Some(c) = chars.next() {
+        match chars.clone().next() {
+            Some(next) if c == '\\' && (next == '\\' || next == char::from(quote)) => {
+                inner.push(next);
+                chars.next();
+            }
+            _ => inner.push(c),
+        }
+    }
+    Some(inner)
+}
+
+/// An error in the text inside the quotes, placed in the quoted argument;
+/// without KEY=VALUES inside, the example keeps the quotes around one.
+fn inside_quotes(error: SweepError, inner: &str, text: &str) -> SweepError {
+    if error.what == "invalid argument" && first_equals(inner).ok().flatten().is_none() {
+        let quote = &text[..1];
+        let reason = format!(
+            "expected KEY=VALUES (or ~KEY) inside the quotes, e.g. {quote}KEY={inner}{quote}"
+        );
+        return SweepError::new("invalid argument", 0, text.len(), reason);
+    }
+    error.shifted(1)
+}
+
+fn parse_unquoted(text: &str) -> Result<Argument> {
     if text.starts_with('~') {
         return Ok(Argument::Verbatim(text.to_owned()));
     }
@@ -161,8 +207,33 @@ fn first_equals(text: &str) -> Result<Option<usize>> {
 }
 
 fn missing_equals(text: &str) -> SweepError {
-    let reason = format!("expected KEY=VALUES (or ~KEY), e.g. {text}=1");
+    let reason = match text.split_once(':') {
+        // `seed:1`, or `seed:` of `seed: 1` (see `colon_slip`), as YAML writes it.
+        Some((key, value)) if is_key(key) && !value.starts_with('/') => {
+            let value = if value.trim().is_empty() { "VALUE" } else { value.trim() };
+            format!("did you mean {key}={value}? (an override is KEY=VALUES)")
+        }
+        _ if is_key(text) => format!("expected KEY=VALUES (or ~KEY), e.g. {text}=1"),
+        _ => "expected KEY=VALUES (or ~KEY)".to_owned(),
+    };
     SweepError::new("invalid argument", 0, text.len(), reason)
+}
+
+/// `seed: 1`, a YAML mapping's way, splits into `seed:` and `1`: the slip is
+/// named with the value that follows it.
+fn colon_slip(text: &str, next: Option<&str>) -> Option<SweepError> {
+    let key = text.strip_suffix(':').filter(|key| is_key(key))?;
+    let value = next.filter(|value| !value.contains('=') && !value.starts_with('~'))?;
+    let reason = format!("did you mean {key}={value}? (an override is KEY=VALUES, no space)");
+    Some(SweepError::new("invalid argument", 0, text.len(), reason).in_argument(text))
+}
+
+fn is_key_char(c: char) -> bool {
+    c.is_alphanumeric() || "._+@-/$".contains(c)
+}
+
+fn is_key(text: &str) -> bool {
+    !text.is_empty() && text.chars().all(is_key_char)
 }
 
 /// `KEY[/SCALE]=VALUES` with the first top-level `=` at `equals`.
@@ -191,8 +262,7 @@ fn check_key(key: &str, written: &str) -> Result<()> {
             "the key is missing before '='",
         ));
     }
-    let allowed = |c: char| c.is_alphanumeric() || "._+@-/$".contains(c);
-    if let Some((at, c)) = key.char_indices().find(|&(_, c)| !allowed(c)) {
+    if let Some((at, c)) = key.char_indices().find(|&(_, c)| !is_key_char(c)) {
         let reason = format!("'{c}' cannot be part of a key");
         return Err(SweepError::new("invalid key", at, c.len_utf8(), reason));
     }
@@ -213,7 +283,12 @@ pub fn split(text: &str) -> Result<Vec<&str>> {
 }
 
 pub fn parse_arguments(arguments: &[&str]) -> Result<Vec<Argument>> {
-    arguments.iter().map(|text| Argument::parse(text)).collect()
+    let next = |index: usize| arguments.get(index + 1).copied();
+    (arguments.iter().enumerate())
+        .map(|(index, text)| {
+            Argument::parse(text).map_err(|e| colon_slip(text, next(index)).unwrap_or(e))
+        })
+        .collect()
 }
 
 /// How many values listing all `arguments` renders (what [`MAX_LISTED`] bounds).
@@ -371,6 +446,48 @@ mod tests {
         for bad in ["a=1|", "|a=1", "justtext", "=1", "a b=1"] {
             assert!(expand(&[bad]).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_quoted_argument_is_read_as_a_shell_reads_it() {
+        assert_eq!(
+            each("'model.name=hello world' width=1,2"),
+            [["model.name=hello world", "width=1"], ["model.name=hello world", "width=2"]]
+        );
+        assert_eq!(
+            all(r#""model.name=big model" 'size=1,2'"#),
+            ["model.name=big model", "size=1,2"]
+        );
+        assert_eq!(each(r#""+note=say \"hi\"" '~seed'"#), [[r#"+note=say "hi""#, "~seed"]]);
+        assert_eq!(each(r#""a='x y'""#), [["a='x y'"]]);
+        // Quotes around a value stay: Hydra reads them.
+        assert_eq!(each("a='x,y'"), [["a='x,y'"]]);
+        let err = expand(&["'hello world'"]).unwrap_err();
+        assert!(err.reason.ends_with("inside the quotes, e.g. 'KEY=hello world'"), "{err}");
+        assert_eq!((err.start, err.len), (0, 13));
+        let err = expand(&["'a=1:3tep'"]).unwrap_err();
+        assert_eq!((err.argument.as_str(), err.start, err.len), ("'a=1:3tep'", 5, 4));
+        assert_eq!(expand(&["''"]).unwrap_err().reason, "the argument is empty");
+    }
+
+    #[test]
+    fn a_colon_for_an_equals_sign_is_named() {
+        let err = collect(&split("seed: 1").unwrap()).unwrap_err();
+        assert_eq!(
+            (err.argument.as_str(), err.reason.as_str()),
+            ("seed:", "did you mean seed=1? (an override is KEY=VALUES, no space)")
+        );
+        let err = collect(&["seed:1"]).unwrap_err();
+        assert_eq!(err.reason, "did you mean seed=1? (an override is KEY=VALUES)");
+        assert_eq!(
+            collect(&["seed:"]).unwrap_err().reason,
+            "did you mean seed=VALUE? (an override is KEY=VALUES)"
+        );
+        assert_eq!(
+            collect(&["justtext"]).unwrap_err().reason,
+            "expected KEY=VALUES (or ~KEY), e.g. justtext=1"
+        );
+        assert_eq!(collect(&["a b"]).unwrap_err().reason, "expected KEY=VALUES (or ~KEY)");
     }
 
     #[test]

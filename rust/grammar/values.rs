@@ -40,6 +40,27 @@ const OTHER_TOOLS_FUNCTIONS: [&str; 9] = [
     "categorical",
 ];
 
+/// `log(...)`, as docs of other tools (and the published HydraFlow's own)
+/// write a log-spaced sweep: as a product it is `log1,log2,log3`.
+const LOG_FUNCTIONS: [&str; 2] = ["log", "log10"];
+
+/// What `log(START:STOP:STEP)` most likely meant: values a factor apart,
+/// which a geometric range gives (`0.0001:0.1:*10`).
+fn log_hint(inside: &str) -> String {
+    let parts: Vec<&str> = inside.split(':').map(str::trim).collect();
+    let geometric = match parts[..] {
+        [start, stop, factor] if !factor.starts_with(['*', '#']) => {
+            format!("{start}:{stop}:*{factor}")
+        }
+        [start, stop] => format!("{start}:{stop}:*10"),
+        _ => "1e-4:1e-1:*10".to_owned(),
+    };
+    format!(
+        "for values a factor apart write a geometric range, START:STOP:*FACTOR \
+         (here {geometric}); a sweeper searches a log scale with tag(log,interval(LOW,HIGH))"
+    )
+}
+
 /// One element of a value list.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Element {
@@ -127,6 +148,8 @@ fn mistaken_function(text: &str) -> Option<SweepError> {
     }
     let hint = if let Some(meant) = HYDRA_FUNCTIONS.iter().find(|f| is_near_miss(name, f)) {
         format!("did you mean {meant}(...)?")
+    } else if LOG_FUNCTIONS.contains(&name) {
+        log_hint(&text[open + 1..text.len() - 1])
     } else if OTHER_TOOLS_FUNCTIONS.iter().any(|f| f.eq_ignore_ascii_case(name)) {
         "Hydra's sweepers read interval(LOW,HIGH), tag(log,interval(LOW,HIGH)), \
          range(START,STOP,STEP) and choice(A,B,...)"
@@ -341,6 +364,12 @@ mod tests {
             ("CHOICE(a,b)", "did you mean choice(...)?"),
             ("shufle(1,2)", "did you mean shuffle(...)?"),
             ("loguniform(1e-4,1e-1)", "Hydra's sweepers read interval(LOW,HIGH)"),
+            (
+                "log(0.0001:0.1:10)",
+                "write a geometric range, START:STOP:*FACTOR (here 0.0001:0.1:*10)",
+            ),
+            ("log(1:3)", "(here 1:3:*10)"),
+            ("log10(1e-4,1e-1)", "(here 1e-4:1e-1:*10)"),
         ] {
             let err = ValueList::parse(text).unwrap_err();
             assert_eq!(err.what, "unknown function", "{text}");

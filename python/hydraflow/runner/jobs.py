@@ -16,7 +16,7 @@ from hydraflow.errors import ConfigError, closest
 if TYPE_CHECKING:
     from yaml import MarkedYAMLError
 
-    from hydraflow.runner.jobs_yaml import DuplicateKey
+    from hydraflow.runner.jobs_yaml import DuplicateKey, Loaded
 
 DEFAULT_FILE = "hydraflow.yaml"
 COMMAND_KEYS = ("run", "call", "submit")
@@ -77,10 +77,12 @@ def load_jobs(path: str | Path = DEFAULT_FILE) -> JobsFile:
         raise ConfigError(file, "", f"no such file{near_miss(Path(path))}") from None
     except OSError as error:
         raise ConfigError(file, "", f"cannot be read: {error.strerror}") from None
-    document, duplicates = parse_yaml(decoded(data, file), file)
-    refuse_duplicates_outside_jobs(duplicates, file)
+    loaded = parse_yaml(decoded(data, file), file)
+    refuse_duplicates_outside_jobs(loaded.duplicates, file)
+    document, unresolved = resolve_interpolations(loaded, file)
     jobs = read_jobs(document, file)
-    jobs.update(duplicates_in_jobs(duplicates, jobs, file))
+    jobs.update(unresolved)
+    jobs.update(duplicates_in_jobs(loaded.duplicates, jobs, file))
     return JobsFile(file, jobs)
 
 
@@ -111,8 +113,19 @@ def decoded(data: bytes, file: str) -> str:
         raise ConfigError(file, f"line {line}, column {column}", message) from None
 
 
-def parse_yaml(text: str, file: str) -> tuple[Any, list[DuplicateKey]]:
-    """The document and the keys it gives twice; raises ConfigError for invalid YAML."""
+def resolve_interpolations(loaded: Loaded, file: str) -> tuple[Any, dict[str, ConfigError]]:
+    """The document with its `${...}` resolved, as the published HydraFlow
+    (OmegaConf) resolves them, and the jobs holding one that cannot be."""
+    if not loaded.interpolation_lines:
+        return loaded.document, {}
+    from hydraflow.runner.interpolation import resolve
+
+    return resolve(loaded.document, loaded.interpolation_lines, file)
+
+
+def parse_yaml(text: str, file: str) -> Loaded:
+    """The document, the keys it gives twice and where its `${...}` are;
+    raises ConfigError for invalid YAML."""
     # here, not at the top: `hydraflow --help` never needs PyYAML
     import yaml
 
@@ -199,6 +212,7 @@ def read_job(name: str, body: Any, file: str) -> Job:
     if not isinstance(body, dict):
         raise ConfigError(file, where, "a job must be a mapping with one of: run, call, submit")
     check_keys(body, JOB_KEYS, file, where)
+    body = without_empty_strings(body)
     commands = [key for key in COMMAND_KEYS if key in body]
     if len(commands) != 1:
         found = " and ".join(commands) if commands else "none"
@@ -224,9 +238,19 @@ def read_job(name: str, body: Any, file: str) -> Job:
         add=read_given_arguments(body, "add", file, where),
         sets=tuple(read_set(s, file, f"{where}.sets[{i}]") for i, s in enumerate(sets)),
         file=file,
-        experiment=read_name(body.get("name", name), file, f"{where}.name"),
+        experiment=read_name(
+            body.get("name", name), file, f"{where}.name" if "name" in body else where
+        ),
         stopping=read_stopping(body.get("stopping"), file, f"{where}.stopping"),
     )
+
+
+def without_empty_strings(body: dict[Any, Any]) -> dict[Any, Any]:
+    """The mapping without its keys given as an explicit `''`: the published
+    HydraFlow's schema defaults every field to `''`, and its `hydraflow show`
+    prints them (`call: ''`), so `''` is a field left out. A key given with
+    nothing (`each:`, YAML's null) is another thing: a slip, refused."""
+    return {key: value for key, value in body.items() if value != ""}
 
 
 def read_name(value: Any, file: str, where: str) -> str:
@@ -239,7 +263,27 @@ def read_name(value: Any, file: str, where: str) -> str:
             f"'{value.strip()}' must not contain '/' (Hydra names the job's log file after it)"
         )
         raise ConfigError(file, where, message)
+    refused = next((char for char in value.strip() if not hydra_reads_unquoted(char)), None)
+    if refused is not None:
+        # The name goes to Hydra as `hydra.job.name=NAME`, which its override
+        # parser refuses: every command would fail.
+        named = "" if where.endswith(".name") else "; give the job a name (name: NAME) Hydra reads"
+        message = (
+            f"'{value.strip()}' cannot be Hydra's job name: Hydra's parser refuses {refused!r} "
+            f"in hydra.job.name={value.strip()}{named}"
+        )
+        raise ConfigError(file, where, message)
     return value.strip()
+
+
+# What Hydra's override parser refuses in an unquoted value (Hydra 1.3's
+# OverrideLexer; ',' makes a sweep): a job name holding one fails every command.
+HYDRA_REFUSED = frozenset("!\"#&'(),;<=>[]^`{}~")
+
+
+def hydra_reads_unquoted(char: str) -> bool:
+    printable = char.isprintable() or char == "\t"  # Hydra's blanks are spaces and tabs
+    return char.isascii() and printable and char not in HYDRA_REFUSED
 
 
 # `stopping:` keys and their defaults (MedianStopping's); `rule: none` (or
@@ -286,15 +330,17 @@ def read_set(body: Any, file: str, where: str) -> JobSet:
     if not isinstance(body, dict):
         raise ConfigError(file, where, "a set must be a mapping with each, all or add")
     check_keys(body, SET_KEYS, file, where)
+    body = without_empty_strings(body)
     fields = {key: read_given_arguments(body, key, file, where) for key in SET_KEYS}
     return JobSet(each=fields["each"], all=fields["all"], add=fields["add"])
 
 
 def read_given_arguments(body: dict[Any, Any], key: str, file: str, where: str) -> Arguments:
-    """`key`'s arguments; a key given with none (`each:`, its values commented
-    out, or "") is refused: it would silently mean no arguments. An explicit
-    `[]` is meant (it clears an `add` a YAML merge brought in)."""
-    if key in body and (body[key] is None or body[key] == ""):
+    """`key`'s arguments; a key given with nothing (`each:`, its values
+    commented out) is refused: it would silently mean no arguments. An
+    explicit `''` is left out before (see `without_empty_strings`), and an
+    explicit `[]` is meant (it clears an `add` a YAML merge brought in)."""
+    if key in body and body[key] is None:
         message = f"is empty; give it arguments, or leave {key} out"
         raise ConfigError(file, f"{where}.{key}", message)
     return read_arguments(body.get(key), file, f"{where}.{key}")

@@ -61,11 +61,18 @@ class JobsFileLoader(yaml.SafeLoader):
     def __init__(self, text: str) -> None:
         super().__init__(text)
         self.duplicates: list[DuplicateKey] = []
+        # The line of every string holding `${` (an OmegaConf interpolation),
+        # by its place: where a failed one is reported.
+        self.interpolation_lines: dict[Path, int] = {}
+        self.wants_lines = "${" in text
 
     def construct_document(self, node: Node) -> Any:
         for mapping, path in mappings_of(node):
             self.note_duplicates(mapping, path)
-        return super().construct_document(node)
+        document = super().construct_document(node)
+        if self.wants_lines:  # after: the `<<` merges are flattened in now
+            self.interpolation_lines = dict(interpolations_of(node))
+        return document
 
     def note_duplicates(self, node: MappingNode, path: Path) -> None:
         first_lines: dict[Hashable, int] = {}
@@ -99,15 +106,44 @@ def mappings_of(root: Node) -> Iterator[tuple[MappingNode, Path]]:
         pending.extend(reversed(children))
 
 
+# How deep the jobs file's strings lie: jobs.JOB.sets[i].each[j] is 6 deep.
+INTERPOLATION_DEPTH = 6
+
+
+def interpolations_of(node: Node, path: Path = ()) -> Iterator[tuple[Path, int]]:
+    """The place and line of every string holding `${`, at most
+    INTERPOLATION_DEPTH deep (an alias met twice is walked twice: a merged
+    job's strings are at their own place too)."""
+    if isinstance(node, ScalarNode):
+        if "${" in str(node.value):
+            yield path, node.start_mark.line + 1
+    elif len(path) < INTERPOLATION_DEPTH and isinstance(node, MappingNode):
+        for key, value in node.value:
+            yield from interpolations_of(value, (*path, key_text(key)))
+    elif len(path) < INTERPOLATION_DEPTH and isinstance(node, SequenceNode):
+        for index, item in enumerate(node.value):
+            yield from interpolations_of(item, (*path, index))
+
+
 def key_text(node: Node) -> str:
     return str(node.value) if isinstance(node, ScalarNode) else "?"
 
 
-def load(text: str) -> tuple[Any, list[DuplicateKey]]:
-    """The document, and the keys given twice in it (in the file's order).
-    Raises yaml.YAMLError as yaml.safe_load does."""
+@dataclass(frozen=True)
+class Loaded:
+    """A jobs file's document, the keys given twice in it (in the file's
+    order) and the line of each string holding `${`, by its place."""
+
+    document: Any
+    duplicates: list[DuplicateKey]
+    interpolation_lines: dict[Path, int]
+
+
+def load(text: str) -> Loaded:
+    """Raises yaml.YAMLError as yaml.safe_load does."""
     loader = JobsFileLoader(text)
     try:
-        return loader.get_single_data(), loader.duplicates
+        document = loader.get_single_data()
+        return Loaded(document, loader.duplicates, loader.interpolation_lines)
     finally:
         loader.dispose()

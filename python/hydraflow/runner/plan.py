@@ -457,7 +457,7 @@ def check_each_key_once(
     the last value, so the runs would differ from the file and its counts
     (`each: model=cnn` with `all: model=mlp` runs mlp alone). `+x` and `++x`
     set the same key as `x` (Hydra keeps the last of `+x=1 x=2`)."""
-    set_adds = {key_of(arg) for arg in job_set.add.items}
+    set_adds = {key_of(arg) for arg in merged_add(job, Arguments((), ""), job_set.add)}
     placed = [
         *((key, job_set.each.where) for options in each for key in {set_key(o) for o in options}),
         *((set_key(arg), job_set.all.where) for arg in all_args),
@@ -483,8 +483,18 @@ def alternatives(job: Job, each: Arguments) -> list[list[str]]:
         try:
             result.append([row[0] for row in expand([arg])])
         except SweepSyntaxError as error:
-            raise ConfigError(job.file, each.where, str(error)) from None
+            raise ConfigError(job.file, each.where, str(in_context(each, error))) from None
     return result
+
+
+def in_context(args: Arguments, error: SweepSyntaxError) -> SweepSyntaxError:
+    """The error as the grammar words it with the arguments around it (`seed:`
+    followed by `1`: "did you mean seed=1?"), the argument read alone aside."""
+    try:
+        count(list(args.items))
+    except SweepSyntaxError as with_neighbours:
+        return with_neighbours
+    return error
 
 
 def collected(job: Job, args: Arguments) -> list[str]:
