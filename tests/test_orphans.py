@@ -101,7 +101,8 @@ def hydraflow_in_own_session(folder: Path, *args: str) -> Iterator[subprocess.Po
     """`setsid hydraflow run ARGS &`; afterwards, every process left in the
     folder (the commands' groups, by their marked pids, and anything else
     whose working directory it is) is killed."""
-    env = {**user_environment(), "HYDRAFLOW_GRACE_SECONDS": str(GRACE)}
+    (folder / "tmp").mkdir(exist_ok=True)  # where its events files go
+    env = {**user_environment(), "HYDRAFLOW_GRACE_SECONDS": str(GRACE), "TMPDIR": str(folder / "tmp")}
     with open(folder / "output.txt", "wb") as output:
         process = subprocess.Popen(
             [HYDRAFLOW, "run", *args],
@@ -208,6 +209,9 @@ def test_commands_end_with_hydraflow(folder: Path, args: tuple[str, ...], runs: 
         assert_all_gone(folder, commands)
         assert statuses(folder) == ["KILLED"] * runs
         assert len(list(folder.glob("running-*"))) == runs  # no run started after the kill
+        # What the apps said as they ended still reached hydraflow's output.
+        assert (folder / "output.txt").read_text().count(" is KILLED") == runs
+        assert not list((folder / "tmp").glob(".hydraflow-events-*"))  # removed by the keeper
 
 
 @pytest.mark.timeout(600)
@@ -224,12 +228,14 @@ def test_pool_workers_end_with_hydraflow(folder: Path, cold: bool) -> None:
 @pytest.mark.timeout(600)
 @pytest.mark.parametrize("cold", [False, True], ids=["warm", "cold"])
 def test_submitted_commands_end_with_hydraflow(folder: Path, cold: bool) -> None:
-    """A submit handler run locally and the command it started: both end,
-    and the run in progress is not left RUNNING under a live process."""
+    """A submit handler run locally and the command it started (handed off
+    to the warm interpreter, or its cold child): both end, the run KILLED,
+    and the events directory in the launch folder is removed."""
     with hydraflow_in_own_session(folder, "handled", *(["--cold"] if cold else [])) as process:
         commands = kill_mid_run(folder, process)
         assert_all_gone(folder, commands)
-        assert len(statuses(folder)) == 1  # and its process gone (above): resumable at worst
+        assert statuses(folder) == ["KILLED"]
+        assert not list(folder.glob(".hydraflow-events-*"))
 
 
 @pytest.mark.timeout(300)

@@ -22,71 +22,93 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
+import selectors
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterable
-from typing import IO
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
 
 # hydraflow's escalation (processes.ESCALATION), restated: the keeper imports no hydraflow.
 ESCALATION = (signal.SIGINT, signal.SIGTERM, signal.SIGKILL)
 POLL_SECONDS = 0.05
+# A grandchild that outlives its group may hold a pipe open: stop copying.
+OUTPUT_DRAIN_SECONDS = 5.0
 
 
 class Keeper:
-    """hydraflow's side: the keeper process, started at the first command."""
+    """hydraflow's side: the keeper process, started before the first command."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.pipe: IO[bytes] | None = None
+        self.channel: socket.socket | None = None
         self.process: subprocess.Popen[bytes] | None = None
         self.failed = False
+        self.directories: set[str] = set()
 
-    def watch(self, pgid: int, grace: float) -> None:
-        """The keeper ends this group if hydraflow ends first."""
-        self.send(f"+{pgid}\n", grace)
+    def start(self, grace: float) -> None:
+        """Starts the keeper if it is not running: before a command starts,
+        so that none runs unkept."""
+        with self.lock:
+            if self.channel is None and not self.failed:
+                self.launch(grace)
+
+    def watch(self, pgid: int, output: Sequence[int] = (), proxy: int | None = None) -> None:
+        """The keeper ends this group if hydraflow ends first, and from then
+        on reads `output` (the read ends of the command's stdout and stderr
+        pipes) to its own stdout and stderr, hydraflow's: what the command
+        says as it ends is seen, and its next print is no broken pipe. A
+        handed-off process is killed when its `proxy` ends (its pool killed
+        it), as hydraflow kills it then (handoff.py)."""
+        self.send(f"group +{pgid}" + ("" if proxy is None else f" {proxy}"), output)
 
     def forget(self, pgid: int) -> None:
         """The group ended (or was ended) under hydraflow's own eyes."""
-        if self.pipe is not None:
-            self.send(f"-{pgid}\n")
+        self.send(f"group -{pgid}")
 
-    def start(self, grace: float) -> None:
-        """Starts the keeper if it is not running (before a command starts, so
-        that no command runs unkept)."""
-        with self.lock:
-            self.start_locked(grace)
+    def remove_at_end(self, directory: Path) -> None:
+        """A directory of hydraflow's (its events files) the keeper removes
+        once the groups ended, if hydraflow did not."""
+        self.directories.add(str(directory))
+        self.send(f"directory +{directory}")
 
-    def send(self, line: str, grace: float | None = None) -> None:
+    def forget_directory(self, directory: Path) -> None:
+        self.directories.discard(str(directory))
+        self.send(f"directory -{directory}")
+
+    def send(self, line: str, fds: Sequence[int] = ()) -> None:
         with self.lock:
-            if grace is not None:
-                self.start_locked(grace)
-            if self.pipe is None:
+            if self.channel is None:
                 return
             try:
-                self.pipe.write(line.encode())
-                self.pipe.flush()
+                socket.send_fds(self.channel, [line.encode()], list(fds), socket.MSG_NOSIGNAL)
             except OSError:  # the keeper was killed: the commands go unkept, as before
-                self.pipe = None
+                self.channel.close()
+                self.channel = None
 
-    def start_locked(self, grace: float) -> None:
-        if self.pipe is not None or self.failed:
-            return
-        if self.process is not None and self.process.poll() is None:
-            return
+    def launch(self, grace: float) -> None:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
             self.process = subprocess.Popen(
                 [sys.executable, "-I", "-S", __file__, repr(grace)],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.DEVNULL,
+                stdin=theirs,
                 start_new_session=True,
             )
         except OSError:
             self.failed = True
+            ours.close()
             return
-        self.pipe = self.process.stdin
+        finally:
+            theirs.close()
+        self.channel = ours
+        for directory in self.directories:
+            socket.send_fds(ours, [f"directory +{directory}".encode()], [], socket.MSG_NOSIGNAL)
 
 
 KEEPER = Keeper()
@@ -95,21 +117,104 @@ KEEPER = Keeper()
 # --- the keeper's side ------------------------------------------------------------
 
 
-def keep(instructions: Iterable[bytes], grace: float) -> None:
-    """Follows hydraflow's `+PGID`/`-PGID` lines to their end, then ends the groups left."""
-    groups: set[int] = set()
-    for line in instructions:
-        with contextlib.suppress(ValueError):
-            pgid = int(line[1:])
-            if line.startswith(b"+"):
-                groups.add(pgid)
-            elif line.startswith(b"-"):
-                groups.discard(pgid)
-    end_groups(groups, grace)
+@dataclass
+class Kept:
+    """What hydraflow left in the keeper's care."""
+
+    groups: dict[int, list[int]] = field(default_factory=dict)  # pgid -> its output pipes
+    proxies: dict[int, int] = field(default_factory=dict)  # pgid -> its proxy's pidfd
+    directories: set[str] = field(default_factory=set)
+
+    def follow(self, line: bytes, fds: list[int]) -> None:
+        kind, _, rest = line.decode(errors="replace").partition(" ")
+        add, value = rest[:1] == "+", rest[1:]
+        if kind == "directory":
+            (self.directories.add if add else self.directories.discard)(value)
+        elif kind == "group":
+            pgid, _, proxy = value.partition(" ")
+            self.drop(int(pgid))
+            if add:
+                self.groups[int(pgid)], fds = fds, []
+                if proxy:
+                    self.proxies[int(pgid)] = os.pidfd_open(int(proxy))
+        close_all(fds)
+
+    def drop(self, pgid: int) -> None:
+        close_all(self.groups.pop(pgid, []))
+        proxy = self.proxies.pop(pgid, None)
+        if proxy is not None:
+            os.close(proxy)
+
+    def kill_unproxied(self) -> None:
+        """SIGKILL to each handed-off group whose proxy ended (its pool killed
+        it): as hydraflow's hand-off does, or it would take its next task."""
+        for pgid, proxy in list(self.proxies.items()):
+            if select.select([proxy], [], [], 0)[0]:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(pgid, signal.SIGKILL)
+                del self.proxies[pgid]
 
 
-def end_groups(groups: set[int], grace: float) -> None:
-    """Each step of the escalation to the groups still there, a grace period apart."""
+def close_all(fds: Sequence[int]) -> None:
+    for fd in fds:
+        os.close(fd)
+
+
+def keep(channel: socket.socket, grace: float) -> None:
+    """Follows hydraflow's messages to their end (hydraflow's), then ends
+    the groups left and removes the directories left."""
+    kept = Kept()
+    while True:
+        line, fds, _, _ = socket.recv_fds(channel, 4096, 16)
+        if not line:
+            break
+        with contextlib.suppress(OSError, ValueError):  # a proxy gone already: no pidfd
+            kept.follow(line, fds)
+    outputs = Outputs(kept.groups)
+    end_groups(kept, grace, outputs)
+    outputs.drain(OUTPUT_DRAIN_SECONDS)
+    for directory in kept.directories:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+class Outputs:
+    """The commands' output pipes, each copied to the keeper's stdout or
+    stderr (odd: stderr) until its end."""
+
+    def __init__(self, groups: dict[int, list[int]]) -> None:
+        self.selector = selectors.DefaultSelector()
+        for fds in groups.values():
+            for index, fd in enumerate(fds):
+                self.selector.register(fd, selectors.EVENT_READ, 1 + index % 2)
+
+    def copy(self, timeout: float) -> None:
+        """Copies what comes within `timeout` (waits that long if nothing does)."""
+        if not self.selector.get_map():
+            time.sleep(timeout)
+            return
+        for key, _ in self.selector.select(timeout):
+            try:
+                data = os.read(key.fd, 65536)
+            except OSError:
+                data = b""
+            if not data:
+                self.selector.unregister(key.fd)
+                os.close(key.fd)
+                continue
+            with contextlib.suppress(OSError):  # nobody reads hydraflow's output any more
+                os.write(key.data, data)
+
+    def drain(self, seconds: float) -> None:
+        """The output left, until every pipe ended (a grandchild may hold one: at most `seconds`)."""
+        deadline = time.monotonic() + seconds
+        while self.selector.get_map() and time.monotonic() < deadline:
+            self.copy(POLL_SECONDS)
+
+
+def end_groups(kept: Kept, grace: float, outputs: Outputs) -> None:
+    """Each step of the escalation to the groups still there, a grace
+    period apart, their output copied meanwhile."""
+    groups = set(kept.groups)
     for step, signum in enumerate(ESCALATION):
         left = live_groups(groups)
         if not left:
@@ -120,7 +225,8 @@ def end_groups(groups: set[int], grace: float) -> None:
         if step < len(ESCALATION) - 1:
             deadline = time.monotonic() + grace
             while live_groups(groups) and time.monotonic() < deadline:
-                time.sleep(POLL_SECONDS)
+                outputs.copy(POLL_SECONDS)
+                kept.kill_unproxied()
 
 
 def live_groups(groups: set[int]) -> set[int]:
@@ -143,7 +249,7 @@ def main() -> None:
     # Its own session: no terminal's Ctrl-C or hang-up is for the keeper.
     for signum in (signal.SIGINT, signal.SIGHUP):
         signal.signal(signum, signal.SIG_IGN)
-    keep(sys.stdin.buffer, float(sys.argv[1]))
+    keep(socket.socket(fileno=0), float(sys.argv[1]))
 
 
 if __name__ == "__main__":

@@ -239,7 +239,7 @@ def start(
         events.command_ended(command.index, command.runs, completed=False)
         reporter.ended(command, NOT_FOUND)
         return None
-    KEEPER.watch(process.pid, grace_seconds())
+    KEEPER.watch(process.pid, [pipe.fileno() for pipe in (process.stdout, process.stderr) if pipe])
     entry = Running(command, process)
     streams: tuple[tuple[IO[bytes] | None, IO[str]], ...] = (
         (process.stdout, sys.stdout),
