@@ -102,7 +102,11 @@ def hydraflow_in_own_session(folder: Path, *args: str) -> Iterator[subprocess.Po
     folder (the commands' groups, by their marked pids, and anything else
     whose working directory it is) is killed."""
     (folder / "tmp").mkdir(exist_ok=True)  # where its events files go
-    env = {**user_environment(), "HYDRAFLOW_GRACE_SECONDS": str(GRACE), "TMPDIR": str(folder / "tmp")}
+    env = {
+        **user_environment(),
+        "HYDRAFLOW_GRACE_SECONDS": str(GRACE),
+        "TMPDIR": str(folder / "tmp"),
+    }
     with open(folder / "output.txt", "wb") as output:
         process = subprocess.Popen(
             [HYDRAFLOW, "run", *args],

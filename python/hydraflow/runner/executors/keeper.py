@@ -7,16 +7,19 @@ server leaves it at hydraflow's end), writing FINISHED runs nobody waited
 for. (`PR_SET_PDEATHSIG` would signal the command only, not its group, and
 escalate to nothing.) So hydraflow starts, before its first command, this
 small process in a session of its own (a `kill -9` of hydraflow's group
-misses it): standard library only, `python -I -S keeper.py GRACE`. hydraflow
-writes `+PGID` on its stdin as each command's process group starts and
-`-PGID` once it ended; the end of that pipe is the end of hydraflow. Groups
-still listed then get what hydraflow's own Ctrl-C escalation gives them:
-SIGINT (so the apps end their runs KILLED), SIGTERM after the grace period,
-SIGKILL after another; the keeper exits as soon as none is left. After a
-normal end nothing is listed and it exits at once.
+misses it), standard library only: `python -I -S keeper.py GRACE`, on a
+SOCK_SEQPACKET socket whose end is hydraflow's end. hydraflow sends
+`group +PGID [PROXY]` as each command's process group starts, with the read
+ends of its output pipes, and `group -PGID` once it ended; `directory
++PATH` / `-PATH` for its events directory. Groups still listed at the end
+get what hydraflow's own escalation gives them: SIGINT (so the apps end
+their runs KILLED), SIGTERM after the grace period, SIGKILL after another;
+meanwhile their output goes on to hydraflow's stdout and stderr. Then the
+directories go, and the keeper exits. After a normal end nothing is listed
+and it exits at once.
 
-This module is both sides: `watch`/`forget` are hydraflow's, `keep` (run as
-a script) the keeper's."""
+This module is both sides: `Keeper` (`KEEPER`) is hydraflow's, `keep` (run
+as a script) the keeper's."""
 
 from __future__ import annotations
 
@@ -97,7 +100,7 @@ class Keeper:
         try:
             self.process = subprocess.Popen(
                 [sys.executable, "-I", "-S", __file__, repr(grace)],
-                stdin=theirs,
+                stdin=theirs.fileno(),
                 start_new_session=True,
             )
         except OSError:
@@ -205,7 +208,7 @@ class Outputs:
                 os.write(key.data, data)
 
     def drain(self, seconds: float) -> None:
-        """The output left, until every pipe ended (a grandchild may hold one: at most `seconds`)."""
+        """The output left, until each pipe ends (at most `seconds`: a grandchild may hold one)."""
         deadline = time.monotonic() + seconds
         while self.selector.get_map() and time.monotonic() < deadline:
             self.copy(POLL_SECONDS)
