@@ -27,16 +27,17 @@ import contextlib
 import os
 import select
 import selectors
-import shutil
 import signal
 import socket
-import subprocess
 import sys
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the keeper, which imports only what it uses, starts in 30 ms
+    import subprocess
+    from pathlib import Path
 
 # hydraflow's escalation (processes.ESCALATION), restated: the keeper imports no hydraflow.
 ESCALATION = (signal.SIGINT, signal.SIGTERM, signal.SIGKILL)
@@ -96,6 +97,8 @@ class Keeper:
                 self.channel = None
 
     def launch(self, grace: float) -> None:
+        import subprocess
+
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
             self.process = subprocess.Popen(
@@ -120,13 +123,13 @@ KEEPER = Keeper()
 # --- the keeper's side ------------------------------------------------------------
 
 
-@dataclass
 class Kept:
     """What hydraflow left in the keeper's care."""
 
-    groups: dict[int, list[int]] = field(default_factory=dict)  # pgid -> its output pipes
-    proxies: dict[int, int] = field(default_factory=dict)  # pgid -> its proxy's pidfd
-    directories: set[str] = field(default_factory=set)
+    def __init__(self) -> None:
+        self.groups: dict[int, list[int]] = {}  # pgid -> its output pipes
+        self.proxies: dict[int, int] = {}  # pgid -> its proxy's pidfd
+        self.directories: set[str] = set()
 
     def follow(self, line: bytes, fds: list[int]) -> None:
         kind, _, rest = line.decode(errors="replace").partition(" ")
@@ -176,6 +179,8 @@ def keep(channel: socket.socket, grace: float) -> None:
     outputs = Outputs(kept.groups)
     end_groups(kept, grace, outputs)
     outputs.drain(OUTPUT_DRAIN_SECONDS)
+    import shutil
+
     for directory in kept.directories:
         shutil.rmtree(directory, ignore_errors=True)
 
