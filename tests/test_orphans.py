@@ -200,8 +200,8 @@ def statuses(folder: Path) -> list[str]:
     [
         (("sweep",), 1),
         (("sweep", "--cold"), 1),
-        (("sweep", "-j", "2"), 2),
-        (("sweep", "-j", "2", "--cold"), 2),
+        pytest.param(("sweep", "-j", "2"), 2, marks=pytest.mark.slow),
+        pytest.param(("sweep", "-j", "2", "--cold"), 2, marks=pytest.mark.slow),
     ],
     ids=["warm", "cold", "warm-j2", "cold-j2"],
 )
@@ -218,6 +218,7 @@ def test_commands_end_with_hydraflow(folder: Path, args: tuple[str, ...], runs: 
         assert not list((folder / "tmp").glob(".hydraflow-events-*"))  # removed by the keeper
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(600)
 @pytest.mark.parametrize("cold", [False, True], ids=["warm", "cold"])
 def test_pool_workers_end_with_hydraflow(folder: Path, cold: bool) -> None:
@@ -229,6 +230,7 @@ def test_pool_workers_end_with_hydraflow(folder: Path, cold: bool) -> None:
         assert statuses(folder) == ["KILLED", "KILLED"]
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(600)
 @pytest.mark.parametrize("cold", [False, True], ids=["warm", "cold"])
 def test_submitted_commands_end_with_hydraflow(folder: Path, cold: bool) -> None:
