@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import select
 import signal
 import socket
 import struct
@@ -210,13 +211,33 @@ class Proxy:
         """Exits with the command's status; killed by its signal if it was."""
         if reply is None or "status" not in reply:  # hydraflow is gone: nobody waits for it
             assert self.pid is not None
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self.pid, signal.SIGKILL)
+            await_keeper(self.pid)
             die_of(signal.SIGKILL)
         status = int(reply["status"])
         if status < 0:
             die_of(-status)
         os._exit(status)
+
+
+def await_keeper(pid: int) -> None:
+    """hydraflow was killed: its keeper (runner/executors/keeper.py) ends the
+    command as hydraflow would have, SIGINT first, so its run ends KILLED. The
+    proxy forwards nothing more (a second SIGINT would cut that end short),
+    waits for the command's end, and kills its group after the keeper's
+    longest time (two grace periods), should there be no keeper."""
+    for signum in FORWARDED:
+        with contextlib.suppress(OSError, ValueError):
+            signal.signal(signum, signal.SIG_IGN)
+    try:
+        grace = max(0.0, float(os.environ.get("HYDRAFLOW_GRACE_SECONDS", "10")))
+    except ValueError:
+        grace = 10.0
+    with contextlib.suppress(OSError):
+        pidfd = os.pidfd_open(pid)
+        select.select([pidfd], [], [], 2 * grace + 5)
+        os.close(pidfd)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGKILL)  # what it left in its group, or itself
 
 
 def signal_state() -> tuple[list[int], list[int]]:

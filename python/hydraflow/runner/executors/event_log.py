@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hydraflow import protocol
+from hydraflow.runner.executors.keeper import KEEPER
 
 POLL_SECONDS = 0.5
 
@@ -261,8 +262,10 @@ def event_log(on_change: Callable[[], None], *, where: Path | None = None) -> It
     directory = Path(tempfile.mkdtemp(prefix=".hydraflow-events-", dir=where))
     log = EventLog(directory, on_change)
     log.start()
+    KEEPER.remove_at_end(directory)  # should hydraflow be killed
     try:
         yield log
     finally:
         log.stop()
         shutil.rmtree(directory, ignore_errors=True)
+        KEEPER.forget_directory(directory)

@@ -48,6 +48,7 @@ from typing import Any
 
 from hydraflow.handoff_hook import COMMANDS, HANDOFF_ENV, WORKERS, is_pool_worker, socket_address
 from hydraflow.remote import masked
+from hydraflow.runner.executors.keeper import KEEPER
 from hydraflow.runner.executors.processes import kill_group
 from hydraflow.runner.executors.warm import (
     MLFLOW_SESSION_ENV,
@@ -267,12 +268,14 @@ class Handoff:
             self.running[process.pid] = process
             if worker:
                 self.workers.add(process.pid)
+        KEEPER.watch(process.pid, proxy=peer_pid(connection))  # should hydraflow be killed
         try:
             send_message(connection, {"pid": process.pid})
             threading.Thread(target=self.watch, args=(connection, process), daemon=True).start()
             returncode = process.wait()
             send_message(connection, {"status": returncode})
         finally:
+            KEEPER.forget(process.pid)
             with self.lock:
                 self.running.pop(process.pid, None)
                 self.workers.discard(process.pid)

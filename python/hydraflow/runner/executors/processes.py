@@ -26,6 +26,7 @@ from typing import IO
 from hydraflow.errors import HydraflowError, ProgramError
 from hydraflow.protocol import EVENTS_ENV, INPUTS_ENV
 from hydraflow.runner.executors.event_log import EventLog
+from hydraflow.runner.executors.keeper import KEEPER
 from hydraflow.runner.executors.progress import Execution, PlainReporter, commands_in
 from hydraflow.runner.executors.warm import WarmInterpreter, WarmProcess
 from hydraflow.runner.finished import FinishedProof
@@ -170,6 +171,7 @@ def conclude(
         # Whatever the interrupted command left in its group goes too.
         kill_group(finished.process.pid, signal.SIGKILL)
     status = exit_status(finished.process.wait())  # reaped: returns at once
+    KEEPER.forget(finished.process.pid)
     command = finished.command
     command_events = events.command_ended(
         command.index,
@@ -215,6 +217,8 @@ def start(
     environment = child_environment(
         events.path_for(command.index), events.inputs_path(command.index)
     )
+    # Before the command starts: it must not outlive a hydraflow killed meanwhile.
+    KEEPER.start(grace_seconds())
     try:
         forked = None if warm is None else warm.start(command.argv, environment, PER_COMMAND)
         if forked is None and reporter.execution.signal is not None:
@@ -235,6 +239,7 @@ def start(
         events.command_ended(command.index, command.runs, completed=False)
         reporter.ended(command, NOT_FOUND)
         return None
+    KEEPER.watch(process.pid, [pipe.fileno() for pipe in (process.stdout, process.stderr) if pipe])
     entry = Running(command, process)
     streams: tuple[tuple[IO[bytes] | None, IO[str]], ...] = (
         (process.stdout, sys.stdout),
