@@ -150,9 +150,9 @@ def run_app(folder: Path, decorator: str, *args: str) -> tuple[list[dict[str, An
         key: value for key, value in os.environ.items() if not key.startswith(("MLFLOW_", "HYDRA_"))
     }
     env.update(DECORATOR=decorator, SEEN=str(seen))
+    dirs = [f"hydra.run.dir={decorator}-out", f"hydra.sweep.dir={decorator}-multirun"]
     result = subprocess.run(
-        [sys.executable, "app.py", *args, f"hydra.run.dir={decorator}-out"]
-        + [f"hydra.sweep.dir={decorator}-multirun"],
+        [sys.executable, "app.py", *args, *dirs],
         cwd=folder,
         env=env,
         capture_output=True,
@@ -292,7 +292,11 @@ def test_a_failure_of_hydraflow_in_a_claim_is_no_store_error(
     config_yaml, container = to_record({"lr": 0.1})
     with pytest.raises(TypeError, match="not supported"):
         lifecycle.claim(context, config_yaml, container, options)
-    monkeypatch.setattr(lifecycle, "create_run", lambda *args: open(tmp_path))  # an OSError
+
+    def unwritable(*args: Any) -> None:
+        raise PermissionError(13, "Permission denied", str(tmp_path))
+
+    monkeypatch.setattr(lifecycle, "create_run", unwritable)
     with pytest.raises(StoreError, match="cannot use the MLflow store"):
         lifecycle.claim(context, config_yaml, container, options)
 

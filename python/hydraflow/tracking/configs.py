@@ -129,7 +129,7 @@ def with_values(cfg: DictConfig, resolution: Any) -> DictConfig:
     return conf
 
 
-def put_values(conf: DictConfig | ListConfig, resolution: Any) -> None:
+def put_values(conf: Any, resolution: Any) -> None:  # a DictConfig or ListConfig
     from omegaconf.errors import OmegaConfBaseException
 
     keys = conf.keys() if isinstance(conf, DictConfig) else range(len(conf))

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("hydraflow")
 
+
 def log_params(
     client: MlflowClient, run_id: str, config: Mapping[str, Any], logged: Mapping[str, str]
 ) -> None:
@@ -57,7 +58,7 @@ def param_name_allowed(name: str) -> bool:
     from mlflow.utils.validation import _validate_param_name
 
     try:
-        _validate_param_name(name)
+        _validate_param_name(name)  # type: ignore[no-untyped-call]
     except MlflowException:
         return False
     return True

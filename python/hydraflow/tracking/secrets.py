@@ -200,7 +200,7 @@ def walk(node: Any, seen: Walk, path: str = "") -> Any:
 def resolved_leaf(child: Any, path: str, seen: Walk) -> Any:
     """An interpolation's value (its text when it cannot be resolved), resolved
     as `to_container` does; the variables it reads make its leaf."""
-    from omegaconf import Container
+    from omegaconf import DictConfig, ListConfig
     from omegaconf.errors import OmegaConfBaseException
 
     from hydraflow.tracking.configs import resolved
@@ -210,7 +210,7 @@ def resolved_leaf(child: Any, path: str, seen: Walk) -> Any:
     raw = child._value()
     try:
         target = child._dereference_node()
-        value = resolved(target) if isinstance(target, Container) else target._value()
+        value = resolved(target) if isinstance(target, DictConfig | ListConfig) else target._value()
         kept = value
     except OmegaConfBaseException:
         value, kept = None, raw
