@@ -124,9 +124,26 @@ def with_values(cfg: DictConfig, resolution: Any) -> DictConfig:
     are resolved by `to_object` as before."""
     import copy
 
+    if not has_interpolation(cfg):
+        return cfg  # nothing to put (and a copy costs)
     conf = copy.deepcopy(cfg)
     put_values(conf, resolution)
     return conf
+
+
+def has_interpolation(conf: Any) -> bool:
+    keys = conf.keys() if isinstance(conf, DictConfig) else range(len(conf))
+    children = [conf._get_node(key) for key in keys]
+    return any(
+        child._is_interpolation() or (is_open_container(child) and has_interpolation(child))
+        for child in children
+        if child is not None
+    )
+
+
+def is_open_container(node: Any) -> bool:
+    """A DictConfig or ListConfig with contents (not None, not `???`)."""
+    return isinstance(node, DictConfig | ListConfig) and not (node._is_none() or node._is_missing())
 
 
 def put_values(conf: Any, resolution: Any) -> None:  # a DictConfig or ListConfig
@@ -139,7 +156,7 @@ def put_values(conf: Any, resolution: Any) -> None:  # a DictConfig or ListConfi
         if child is None:
             continue
         if not child._is_interpolation():
-            if isinstance(child, DictConfig | ListConfig) and isinstance(value, dict | list):
+            if is_open_container(child) and isinstance(value, dict | list):
                 put_values(child, value)
             continue
         if isinstance(value, dict | list) or (isinstance(value, str) and "${" in value):
