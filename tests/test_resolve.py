@@ -346,3 +346,24 @@ def test_one_resolution_serves_the_record_and_the_app() -> None:
     assert plain == {"u": plain["u"], "k": plain["k"], "again": plain["k"], "none": None}
     assert cfg.k == plain["k"]
     assert plain == OmegaConf.to_container(cfg, resolve=True) | {"u": plain["u"]}
+
+
+def test_a_variable_after_a_failing_part_is_hidden_all_the_same(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`${e}${oc.env:TOKEN}` with `e` unset stops before reading TOKEN; its
+    value is hidden elsewhere all the same, as the adoption's fast path hides it."""
+    from hydraflow.tracking.configs import to_record
+    from hydraflow.tracking.secrets import resolve_watched
+
+    monkeypatch.delenv("HF_RESOLVE_UNSET", raising=False)
+    monkeypatch.setenv("HF_RESOLVE_TOKEN", "secret-token-1")
+    cfg = OmegaConf.create(
+        {
+            "e": "${oc.env:HF_RESOLVE_UNSET}",
+            "g": "${e}${oc.env:HF_RESOLVE_TOKEN}",
+            "path": "secret-token-1/data",
+        }
+    )
+    secrets, resolution = resolve_watched(cfg)
+    assert to_record(cfg, secrets, resolution)[1]["path"] == "***/data"

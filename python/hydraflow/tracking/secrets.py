@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import fnmatch
 import os
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +35,9 @@ REDACTED = "***"
 # and the nodes that hold them (`${hydra:runtime}` is all of it).
 LAUNCH_PATHS = ("runtime.output_dir", "runtime.cwd", "run.dir", "sweep.dir")
 LAUNCH_NODES = ("runtime", "run", "sweep")
+# A variable an interpolation names (`${oc.env:KEY}`, `${oc.env:KEY,default}`):
+# one that fails to resolve has its value hidden all the same.
+ENV_NAMED = re.compile(r"\$\{oc\.env:([^,}]+)")
 # Shorter secret values are redacted where they are recorded as values, but
 # not searched for in free text (logs, Hydra's files), where they would match
 # too much (a `DEBUG=1` read with oc.env is secret, but "1" is everywhere).
@@ -214,6 +218,8 @@ def resolved_leaf(child: Any, path: str, seen: Walk) -> Any:
         kept = value
     except OmegaConfBaseException:
         value, kept = None, raw
+        for name in ENV_NAMED.findall(str(raw)):  # parts after the failure were not read
+            os.environ.get(name)
     reads = seen.reads[start:]
     given = tuple(found for _, found in reads if found is not None)
     seen.found.append(Leaf(path, raw, value, bool(reads), given, bool(seen.launch_uses)))
