@@ -75,7 +75,7 @@ def warn_refused(keys: list[str]) -> None:
     REFUSED_KEYS_TOLD.update(new)
     log.warning(
         "config keys left out of the run's params, MLflow refuses them as names "
-        "(the tag %s holds them): %s",
+        "(the tag %s holds them where the config fits in it): %s",
         CONFIG_TAG,
         ", ".join(new),
     )
