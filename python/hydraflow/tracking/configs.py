@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from hydraflow.errors import HydraflowError, NotAMappingError
+from hydraflow.tracking.identity import in_key_order
 
 if TYPE_CHECKING:
     from hydraflow.tracking.secrets import Secrets
 
+# The values OmegaConf holds as they are (besides None, an Enum and a Path).
+PRIMITIVES = (bool, int, float, str, bytes)
 # A schema's defaults list steers composition; it is not part of the config.
 DEFAULTS_KEY = "defaults"
 
@@ -34,17 +38,38 @@ def as_omegaconf(config: Any) -> DictConfig:
     return conf
 
 
-def to_record(config: Any, secrets: Secrets | None = None) -> tuple[str, dict[str, Any]]:
+def to_record(
+    config: Any, secrets: Secrets | None = None, resolution: Any = None
+) -> tuple[str, dict[str, Any]]:
     """The resolved config as sorted YAML (for the digest) and a plain dict
     (for params and the config tag), without a schema's defaults list, and
-    with its `secrets` as they are recorded (never their values)."""
-    container = resolved(as_omegaconf(config))
+    with its `secrets` as they are recorded (never their values).
+    `resolution` is the config already resolved (`resolve_watched`), used
+    rather than resolving it again."""
+    container = resolved(as_omegaconf(config)) if resolution is None else resolution
     if not isinstance(container, dict):
         raise NotAMappingError(config)
     if secrets:
         container = secrets.redact(container)
-    plain = {str(key): value for key, value in container.items() if key != DEFAULTS_KEY}
-    return OmegaConf.to_yaml(OmegaConf.create(plain), sort_keys=True), plain
+    plain = {str(key): recordable(value) for key, value in container.items() if key != DEFAULTS_KEY}
+    return OmegaConf.to_yaml(OmegaConf.create(in_key_order(plain)), sort_keys=True), plain
+
+
+def recordable(value: Any) -> Any:
+    """A value as a config can hold it: a resolver may return any object
+    (the app gets it as it is); a NumPy scalar is recorded as its Python
+    value, another object as its text."""
+    if isinstance(value, dict):
+        return {key: recordable(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [recordable(item) for item in value]
+    if value is None or type(value) in PRIMITIVES or isinstance(value, Enum | Path):
+        return value
+    if type(value).__module__ == "numpy" and callable(getattr(value, "item", None)):
+        item = value.item()  # a scalar's Python value (an array's is a list: its text)
+        if type(item) in PRIMITIVES:
+            return item
+    return str(value)
 
 
 def resolved(conf: DictConfig | ListConfig) -> Any:
@@ -75,21 +100,71 @@ def resolved_item(conf: DictConfig | ListConfig, key: Any, as_written: Any) -> A
     return resolved(value) if isinstance(value, DictConfig | ListConfig) else value
 
 
-def typed(cfg: DictConfig, node: Any) -> Any:
+def typed(cfg: DictConfig, node: Any, resolution: Any = None) -> Any:
     """The config as the app expects it: an instance of the dataclass it was
-    declared with, or the DictConfig itself."""
+    declared with, or the DictConfig itself. The instance holds the values
+    of `resolution` (the config resolved once, as recorded), not new ones."""
     from omegaconf.errors import OmegaConfBaseException
 
     if not dataclasses.is_dataclass(node):
         return cfg
     try:
-        return OmegaConf.to_object(cfg)
+        return OmegaConf.to_object(cfg if resolution is None else with_values(cfg, resolution))
     except OmegaConfBaseException as error:
         kind = node if isinstance(node, type) else type(node)
         message = omegaconf_reason(error)
         if unset_variable(error) is not None:  # the config fits; the environment lacks
             raise HydraflowError(message) from None
         raise HydraflowError(f"the config does not fit {kind.__qualname__}: {message}") from None
+
+
+def with_values(cfg: DictConfig, resolution: Any) -> DictConfig:
+    """A copy of `cfg` with each interpolation replaced by its resolved value,
+    where the node takes it; the others (unresolved, a section, an object)
+    are resolved by `to_object` as before."""
+    import copy
+
+    if not has_interpolation(cfg):
+        return cfg  # nothing to put (and a copy costs)
+    conf = copy.deepcopy(cfg)
+    put_values(conf, resolution)
+    return conf
+
+
+def has_interpolation(conf: Any) -> bool:
+    keys = conf.keys() if isinstance(conf, DictConfig) else range(len(conf))
+    children = [conf._get_node(key) for key in keys]
+    return any(
+        child._is_interpolation() or (is_open_container(child) and has_interpolation(child))
+        for child in children
+        if child is not None
+    )
+
+
+def is_open_container(node: Any) -> bool:
+    """A DictConfig or ListConfig with contents (not None, not `???`)."""
+    return isinstance(node, DictConfig | ListConfig) and not (node._is_none() or node._is_missing())
+
+
+def put_values(conf: Any, resolution: Any) -> None:  # a DictConfig or ListConfig
+    from omegaconf.errors import OmegaConfBaseException
+
+    keys = conf.keys() if isinstance(conf, DictConfig) else range(len(conf))
+    for key in keys:
+        child = conf._get_node(key)
+        value = resolution[key]
+        if child is None:
+            continue
+        if not child._is_interpolation():
+            if is_open_container(child) and isinstance(value, dict | list):
+                put_values(child, value)
+            continue
+        if isinstance(value, dict | list) or (isinstance(value, str) and "${" in value):
+            continue  # a section, or text OmegaConf would take as an interpolation
+        try:
+            conf[key] = value
+        except OmegaConfBaseException:
+            continue  # read-only, or no primitive: `to_object` resolves it
 
 
 def omegaconf_reason(error: Exception) -> str:

@@ -263,15 +263,19 @@ class TrackedJob:
         recorded on it (None when dry-running or another process runs it)."""
         from hydraflow.tracking.configs import save_yaml, to_record, typed
         from hydraflow.tracking.inputs import config_search_dirs, write_manifest
-        from hydraflow.tracking.secrets import find_secrets
+        from hydraflow.tracking.secrets import resolve_watched
 
         handle_termination()
-        secrets = find_secrets(cfg, self.secret_keys)
-        config = typed(cfg, self.node)
+        # Resolved once, on the app's own config: what is recorded is what it gets.
+        secrets, resolution = resolve_watched(cfg, self.secret_keys)
+        config = typed(cfg, self.node, resolution)
         if self.update is not None:
             updated = self.update(config)
             config = config if updated is None else updated
-        config_yaml, container = to_record(cfg if self.update is None else config, secrets)
+            resolution = None  # the record is of the config `update` made
+        config_yaml, container = to_record(
+            cfg if self.update is None else config, secrets, resolution
+        )
         context = JobContext.current().redacted(secrets)
         if show_only:
             print(f"# {context.experiment}: {context.described}\n{config_yaml}", end="")

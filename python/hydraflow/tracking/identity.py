@@ -30,8 +30,24 @@ def overrides_digest(overrides: Iterable[str]) -> str:
 
 
 def config_json(config: Mapping[str, Any]) -> str:
-    """The recorded config as the tag `hydraflow.config` holds it."""
-    return json.dumps(config, sort_keys=True, separators=(",", ":"), default=str)
+    """The recorded config as the tag `hydraflow.config` holds it, keys sorted."""
+    return json.dumps(in_key_order(config), separators=(",", ":"), default=str)
+
+
+def key_order(key: Any) -> tuple[str, Any]:
+    """An order of every key a config can hold, mixed ones too (`{1: a, b: c}`):
+    by type, then by value (text for keys that have no order)."""
+    return type(key).__name__, key if type(key) in (bool, int, float, str) else str(key)
+
+
+def in_key_order(value: Any) -> Any:
+    """Mappings with their keys in `key_order`: the same config is the same
+    text whatever order it was written in, where sorting cannot compare its keys."""
+    if isinstance(value, dict):
+        return {key: in_key_order(value[key]) for key in sorted(value, key=key_order)}
+    if isinstance(value, list):
+        return [in_key_order(item) for item in value]
+    return value
 
 
 def find_runs(client: MlflowClient, experiment_id: str, digest: str) -> list[Run]:

@@ -169,7 +169,20 @@ def claim(
     except StoreError:
         raise
     except Exception as error:
+        if not from_store(error):
+            raise  # hydraflow's own failure: its traceback says where, not "the store"
         raise StoreError(uri, error) from error
+
+
+def from_store(error: Exception) -> bool:
+    """Whether the store failed: MLflow refused, its database or the network
+    (requests' errors are OSErrors) or a file (a lock) failed."""
+    import sqlite3
+
+    from mlflow.exceptions import MlflowException
+    from sqlalchemy.exc import SQLAlchemyError
+
+    return isinstance(error, MlflowException | OSError | sqlite3.Error | SQLAlchemyError)
 
 
 def claim_in(
@@ -589,11 +602,11 @@ def started_with_config(
 ) -> Iterator[Run]:
     from hydraflow.tracking.code import current_code
     from hydraflow.tracking.configs import as_omegaconf, to_record
-    from hydraflow.tracking.secrets import find_secrets
+    from hydraflow.tracking.secrets import resolve_watched
 
-    found = find_secrets(as_omegaconf(config), options.secrets)
+    found, resolution = resolve_watched(as_omegaconf(config), options.secrets)
     context = JobContext.current(experiment_name).redacted(found)
-    config_yaml, container = to_record(config, found)
+    config_yaml, container = to_record(config, found, resolution)
     code = current_code(context.launch_dir)
     claimed = claim(context, config_yaml, container, options, code.tags())
     if claimed.action == "busy":

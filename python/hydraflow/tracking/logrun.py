@@ -125,13 +125,13 @@ def job_record(
     (the YAML digested, the plain dict), and its secrets."""
     from hydraflow.tracking.configs import as_omegaconf, to_record
     from hydraflow.tracking.lifecycle import JobContext
-    from hydraflow.tracking.secrets import find_secrets
+    from hydraflow.tracking.secrets import resolve_watched
 
     context = JobContext.current()
     if config is None:
         config = saved_config(context.hydra_dir)
-    found = find_secrets(as_omegaconf(config), marked)
-    return context.redacted(found), to_record(config, found), found
+    found, resolution = resolve_watched(as_omegaconf(config), marked)
+    return context.redacted(found), to_record(config, found, resolution), found
 
 
 def saved_config(hydra_dir: Path | None) -> Any:

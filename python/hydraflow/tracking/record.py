@@ -3,12 +3,14 @@ the job's log as artifacts."""
 
 from __future__ import annotations
 
+import logging
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hydraflow.mlflow_schema import (
+    CONFIG_TAG,
     MAX_KEY_LENGTH,
     MAX_PARAM_LENGTH,
     PARAMS_PER_BATCH,
@@ -22,6 +24,8 @@ if TYPE_CHECKING:
     from hydraflow.tracking.artifacts import Artifacts
     from hydraflow.tracking.secrets import Secrets
 
+log = logging.getLogger("hydraflow")
+
 
 def log_params(
     client: MlflowClient, run_id: str, config: Mapping[str, Any], logged: Mapping[str, str]
@@ -34,14 +38,47 @@ def log_params(
     holds both."""
     from mlflow.entities import Param
 
-    params, named = [], set(logged)
+    params, named, refused = [], set(logged), []
     for key, value in flatten(config, empty_is_value=True):
         name = key[:MAX_KEY_LENGTH]
-        if name not in named:
+        if not param_name_allowed(name):
+            refused.append(key)
+        elif name not in named:
             named.add(name)
             params.append(Param(name, param_text(value)[:MAX_PARAM_LENGTH]))
+    warn_refused(refused)
     for start in range(0, len(params), PARAMS_PER_BATCH):
         log_batch(client, run_id, params[start : start + PARAMS_PER_BATCH])
+
+
+def param_name_allowed(name: str) -> bool:
+    """Whether MLflow takes `name` as a param's (`lr(init)`, `x@y`, `it's` it
+    refuses, and the whole batch with them); its own check decides."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.utils.validation import _validate_param_name
+
+    try:
+        _validate_param_name(name)  # type: ignore[no-untyped-call]
+    except MlflowException:
+        return False
+    return True
+
+
+# The keys already said to be left out of params: said once per process.
+REFUSED_KEYS_TOLD: set[str] = set()
+
+
+def warn_refused(keys: list[str]) -> None:
+    new = [key for key in keys if key not in REFUSED_KEYS_TOLD]
+    if not new:
+        return
+    REFUSED_KEYS_TOLD.update(new)
+    log.warning(
+        "config keys left out of the run's params, MLflow refuses them as names "
+        "(the tag %s holds them where the config fits in it): %s",
+        CONFIG_TAG,
+        ", ".join(new),
+    )
 
 
 def param_text(value: Any) -> str:

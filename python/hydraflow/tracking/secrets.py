@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import fnmatch
 import os
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +35,9 @@ REDACTED = "***"
 # and the nodes that hold them (`${hydra:runtime}` is all of it).
 LAUNCH_PATHS = ("runtime.output_dir", "runtime.cwd", "run.dir", "sweep.dir")
 LAUNCH_NODES = ("runtime", "run", "sweep")
+# A variable an interpolation names (`${oc.env:KEY}`, `${oc.env:KEY,default}`):
+# one that fails to resolve has its value hidden all the same.
+ENV_NAMED = re.compile(r"\$\{oc\.env:([^,}]+)")
 # Shorter secret values are redacted where they are recorded as values, but
 # not searched for in free text (logs, Hydra's files), where they would match
 # too much (a `DEBUG=1` read with oc.env is secret, but "1" is everywhere).
@@ -122,66 +126,104 @@ def is_marked(path: str, patterns: Sequence[str]) -> bool:
 
 def find_secrets(cfg: Any, marked: Sequence[str] = ()) -> Secrets:
     """The secrets of a composed config (a DictConfig; anything else has
-    only the marked ones). Each interpolation is resolved with the resolver
-    cache cleared, while reads of `os.environ` are watched; the cache is
-    restored afterwards, so the app resolves exactly what it would have."""
-    from omegaconf import DictConfig, OmegaConf
+    only the marked ones); see `resolve_watched`."""
+    return resolve_watched(cfg, marked)[0]
+
+
+def resolve_watched(cfg: Any, marked: Sequence[str] = ()) -> tuple[Secrets, Any]:
+    """The secrets of a composed config, and the config resolved as plain
+    data (None for anything but a DictConfig), in one resolution of the
+    config itself: resolvers run once, their side effects happen once, and a
+    cached resolver gives the app the very value recorded. Each
+    interpolation is resolved while reads of `os.environ` are watched; a
+    cached resolver's reads count for every key that uses its value."""
+    from omegaconf import DictConfig
 
     if not isinstance(cfg, DictConfig):
-        return Secrets(marked=tuple(marked))
+        return Secrets(marked=tuple(marked)), None
+    found: list[Leaf] = []
+    with watched_environment() as reads, watched_resolvers(reads) as launch_uses:
+        plain = walk(cfg, Walk(found, reads, launch_uses))
     recorded: dict[str, str] = {}
     values: set[str] = set()
-    cache = OmegaConf.get_cache(cfg)
-    try:
-        with watched_launch_values() as launch_uses:
-            found = list(leaves(cfg, launch_uses))
-        for leaf in found:
-            if leaf.reads_environment or leaf.says_launch or is_marked(leaf.path, marked):
-                text = leaf.raw if isinstance(leaf.raw, str) and "${" in leaf.raw else REDACTED
-                recorded[leaf.path] = text
-                if leaf.given_by_environment or is_marked(leaf.path, marked):
-                    values.update(leaf_texts(leaf.value))
-                values.update(leaf.given_by_environment)  # in `${oc.env:A,x}-${oc.env:B}` too
-    finally:
-        OmegaConf.set_cache(cfg, cache)
-    return Secrets(recorded, frozenset(values), tuple(marked))
+    for leaf in found:
+        if leaf.reads_environment or leaf.says_launch or is_marked(leaf.path, marked):
+            text = leaf.raw if isinstance(leaf.raw, str) and "${" in leaf.raw else REDACTED
+            recorded[leaf.path] = text
+            if leaf.given_by_environment or is_marked(leaf.path, marked):
+                values.update(leaf_texts(leaf.value))
+            values.update(leaf.given_by_environment)  # in `${oc.env:A,x}-${oc.env:B}` too
+    return Secrets(recorded, frozenset(values), tuple(marked)), plain
 
 
 @dataclass(frozen=True)
 class Leaf:
     path: str  # dotted, list items by index
     raw: Any  # as written: `${oc.env:KEY}` for an interpolation
-    value: Any  # resolved
+    value: Any  # resolved (None when it cannot be)
     reads_environment: bool  # looks a variable up, set or not
     given_by_environment: tuple[str, ...] = ()  # the values of the set variables it reads
-    says_launch: bool = False  # where or when the job runs (`watched_launch_values`)
+    says_launch: bool = False  # where or when the job runs (`watched_resolvers`)
 
 
-def leaves(node: Any, launch_uses: list[str], path: str = "") -> Iterator[Leaf]:
-    from omegaconf import Container, OmegaConf
-    from omegaconf.errors import OmegaConfBaseException
+@dataclass(frozen=True)
+class Walk:
+    """What one resolution of a config collects: its leaves, the variables
+    read (in order) and the uses of launch values."""
+
+    found: list[Leaf]
+    reads: list[tuple[str, str | None]]
+    launch_uses: list[str]
+
+
+def walk(node: Any, seen: Walk, path: str = "") -> Any:
+    """The container as `OmegaConf.to_container(resolve=True)` makes it, but
+    an interpolation that cannot be resolved stays as written (Hydra runs an
+    app that never reads it, and so must hydraflow); each leaf goes to `seen`."""
+    from omegaconf import MISSING, Container, OmegaConf
 
     keys = node.keys() if OmegaConf.is_dict(node) else range(len(node))
+    plain: dict[Any, Any] = {}
     for key in keys:
         child = node._get_node(key)
         here = join(path, key)
-        if not child._is_interpolation():
-            if not isinstance(child, Container):
-                yield Leaf(here, child._value(), child._value(), reads_environment=False)
-            elif not child._is_none() and not child._is_missing():
-                yield from leaves(child, launch_uses, here)
-            continue
-        OmegaConf.clear_cache(node._get_root())
-        launch_uses.clear()
-        with watched_environment() as reads:
-            try:
-                value = node[key]
-                if isinstance(value, Container):  # `${section}`: its values resolve here
-                    value = OmegaConf.to_container(value, resolve=True)
-            except OmegaConfBaseException:
-                value = None  # Hydra runs an app that never reads it, and so must hydraflow
-        given = tuple(found for _, found in reads if found is not None)
-        yield Leaf(here, child._value(), value, bool(reads), given, bool(launch_uses))
+        if child._is_interpolation():
+            plain[key] = resolved_leaf(child, here, seen)
+        elif not isinstance(child, Container):
+            seen.found.append(Leaf(here, child._value(), child._value(), reads_environment=False))
+            plain[key] = child._value()
+        elif child._is_none():
+            plain[key] = None
+        elif child._is_missing():
+            plain[key] = MISSING
+        else:
+            plain[key] = walk(child, seen, here)
+    return plain if OmegaConf.is_dict(node) else list(plain.values())
+
+
+def resolved_leaf(child: Any, path: str, seen: Walk) -> Any:
+    """An interpolation's value (its text when it cannot be resolved), resolved
+    as `to_container` does; the variables it reads make its leaf."""
+    from omegaconf import DictConfig, ListConfig
+    from omegaconf.errors import OmegaConfBaseException
+
+    from hydraflow.tracking.configs import resolved
+
+    start = len(seen.reads)
+    seen.launch_uses.clear()
+    raw = child._value()
+    try:
+        target = child._dereference_node()
+        value = resolved(target) if isinstance(target, DictConfig | ListConfig) else target._value()
+        kept = value
+    except OmegaConfBaseException:
+        value, kept = None, raw
+        for name in ENV_NAMED.findall(str(raw)):  # parts after the failure were not read
+            os.environ.get(name)
+    reads = seen.reads[start:]
+    given = tuple(found for _, found in reads if found is not None)
+    seen.found.append(Leaf(path, raw, value, bool(reads), given, bool(seen.launch_uses)))
+    return kept
 
 
 def says_launch(path: str) -> bool:
@@ -189,22 +231,42 @@ def says_launch(path: str) -> bool:
 
 
 @contextlib.contextmanager
-def watched_launch_values() -> Iterator[list[str]]:
-    """Records, inside the block, each use of Hydra's `now` resolver, and of
-    its `hydra` resolver for a value of LAUNCH_PATHS (not `job.num`: a seed
-    may be one). The resolvers are OmegaConf's registered wrappers, called
-    even when their cache answers."""
+def watched_resolvers(reads: list[tuple[str, str | None]]) -> Iterator[list[str]]:
+    """Watches every resolver inside the block (OmegaConf's registered
+    wrappers, called even when their cache answers). It records each use of
+    Hydra's `now` resolver, and of its `hydra` resolver for a value of
+    LAUNCH_PATHS (not `job.num`: a seed may be one). A call its cache answers
+    repeats, in `reads`, the variables the call read when it ran; one cached
+    before (by Hydra, or an app given a config it read) is run once more,
+    its cached value kept, only to see what it reads."""
     from omegaconf.basecontainer import BaseContainer
 
     resolvers = BaseContainer._resolvers
-    originals: dict[str, Any] = {n: resolvers[n] for n in ("now", "hydra") if n in resolvers}
+    originals: dict[str, Any] = dict(resolvers)
     uses: list[str] = []
+    read_by: dict[tuple[str, tuple[str, ...]], list[tuple[str, str | None]]] = {}
 
     def watched(name: str, resolver: Any) -> Any:
         def resolve(config: Any, parent: Any, node: Any, args: Any, args_str: Any) -> Any:
-            if name == "now" or (args and says_launch(str(args[0]))):
+            from omegaconf import OmegaConf
+
+            if name == "now" or (name == "hydra" and args and says_launch(str(args[0]))):
                 uses.append(name)
-            return resolver(config, parent, node, args, args_str)
+            call = (name, tuple(args_str))
+            cached = OmegaConf.get_cache(config).get(name)
+            start = len(reads)
+            if cached is not None and call[1] in cached and call not in read_by:
+                earlier = cached.pop(call[1])
+                try:
+                    resolver(config, parent, node, args, args_str)
+                finally:
+                    cached[call[1]] = earlier
+            value = resolver(config, parent, node, args, args_str)
+            if len(reads) > start or call not in read_by:
+                read_by[call] = reads[start:]
+            else:
+                reads.extend(read_by[call])
+            return value
 
         return resolve
 
