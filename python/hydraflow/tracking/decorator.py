@@ -9,6 +9,7 @@ import inspect
 import logging
 import os
 import sys
+import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -16,11 +17,18 @@ from hydraflow import protocol
 from hydraflow.errors import HydraflowError
 from hydraflow.mlflow_schema import VALUE_TAG, FinishedRun
 from hydraflow.remote import masked
-from hydraflow.signals import describe, exit_status, handle_termination, signal_name, signal_of
+from hydraflow.signals import (
+    describe,
+    exit_status,
+    handle_termination,
+    heard,
+    signal_name,
+    signal_of,
+)
 from hydraflow.store import as_uri
 from hydraflow.tracking.batches import first_job_composed_once
 from hydraflow.tracking.compose import SCHEMA_CONFIG_NAME, prepare
-from hydraflow.tracking.lifecycle import Claim, JobContext, TrackingOptions
+from hydraflow.tracking.lifecycle import Claim, JobContext, TrackingOptions, clean_exit
 from hydraflow.tracking.values import decode
 from hydraflow.tracking.workers import workers_end_first
 
@@ -320,6 +328,9 @@ class TrackedJob:
         claimed = claim(context, config_yaml, container, self.options, code_tags)
         assert claimed.run is not None
         old_tags = dict(claimed.run.data.tags)
+        if claimed.action == "busy" and waited_for(context, claimed):
+            # Claimed again: its value if it finished, else this process runs it.
+            return self.track(context, config_yaml, container, config, secrets)
         if claimed.action in ("skip", "busy"):
             report_unclaimed(context, claimed)
             return decode(old_tags.get(VALUE_TAG)) if claimed.action == "skip" else None
@@ -329,8 +340,13 @@ class TrackedJob:
                 tracked_run(claimed, context, container, secrets) as run,
             ):
                 arguments = (run, config) if takes_run(self.app) else (config,)
-                with chdir_artifact(run) if self.chdir else contextlib.nullcontext():
-                    value = self.app(*arguments)
+                try:
+                    with chdir_artifact(run) if self.chdir else contextlib.nullcontext(), heard():
+                        value = self.app(*arguments)
+                except SystemExit as ended:
+                    if clean_exit(ended):  # FINISHED, with no value
+                        trial.finish(claimed.client, None, old_tags)
+                    raise
                 return trial.finish(claimed.client, value, old_tags)
         except KeyboardInterrupt:
             self.killed.append(str(claimed.run_id))
@@ -405,3 +421,43 @@ def report_unclaimed(context: JobContext, claimed: Claim) -> None:
     who = owner_of(tags)
     log.warning("skipped %s: run %s is running in %s", context.described, claimed.run_id, who)
     protocol.ended(context.overrides, protocol.BUSY, claimed.run_id)
+
+
+# How often a config that another process runs looks whether that run ended:
+# soon at first (a duplicate trial often starts with it), then every few seconds.
+WAIT_FIRST_SECONDS = 0.2
+WAIT_MOST_SECONDS = 2.0
+
+
+def waited_for(context: JobContext, claimed: Claim) -> bool:
+    """Waits, however long, for the run another live process has of this
+    config to end (a sweeper's duplicate trial): then the config is claimed
+    again. Signals stop the wait as they stop the app. False, without
+    waiting, when this process runs it itself (an app that calls itself)."""
+    from hydraflow.tracking.lifecycle import CURRENT_RUNS
+    from hydraflow.tracking.owner import owner_of
+
+    assert claimed.run is not None
+    if any(run.info.run_id == claimed.run_id for run in CURRENT_RUNS):
+        return False
+    who = owner_of(claimed.run.data.tags)
+    log.info("%s: waiting for run %s, running in %s", context.described, claimed.run_id, who)
+    pause = WAIT_FIRST_SECONDS
+    while still_running(claimed):
+        time.sleep(pause)
+        pause = min(pause * 2, WAIT_MOST_SECONDS)
+    return True
+
+
+def still_running(claimed: Claim) -> bool:
+    """Whether the run is RUNNING in a live process; a run gone from the store is not."""
+    from hydraflow.store import retry_busy
+    from hydraflow.tracking.owner import owner_alive
+
+    run_id = str(claimed.run_id)
+    try:
+        run = retry_busy(lambda: claimed.client.get_run(run_id))
+    except Exception as error:
+        log.debug("run %s: %s; claiming its config again", run_id, error)
+        return False
+    return run.info.status == "RUNNING" and owner_alive(dict(run.data.tags)) is not None
