@@ -10,7 +10,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from hydraflow import protocol
@@ -148,7 +148,7 @@ def main(
                 sys.stderr.write(f"hydraflow: error: {masked(str(error))}\n")
                 raise SystemExit(error.exit_code) from None
 
-        with first_job_composed_once(), workers_end_first():
+        with first_job_composed_once(), workers_end_first(), environment_kept():
             return hydra_main(task)(cfg_passthrough)
 
     return decorator
@@ -227,6 +227,22 @@ def interrupted_by(interrupt: KeyboardInterrupt) -> str:
     sent the runner, which stops the app with SIGINT whatever it got."""
     sent = protocol.runner_signal()
     return f"interrupted by {signal_name(sent)}" if sent is not None else describe(interrupt)
+
+
+# Set by polars as MLflow imports it (its allocator's setting, read as polars
+# loads): Hydra alone leaves it unset, and so does the call.
+POLARS_SETTING = "_RJEM_MALLOC_CONF"
+
+
+@contextlib.contextmanager
+def environment_kept() -> Iterator[None]:
+    """The environment after the call as before it, where imports changed it."""
+    before = os.environ.get(POLARS_SETTING)
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(POLARS_SETTING, None)
 
 
 def store_uri(tracking_uri: str | os.PathLike[str] | None) -> str | None:
