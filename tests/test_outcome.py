@@ -288,7 +288,8 @@ def test_a_stopping_signal_the_app_catches_still_ends_the_run_killed(
 
 
 @pytest.mark.parametrize(
-    ("code", "status"), [("None", "FINISHED"), ("0", "FINISHED"), ("3", "FAILED"), ("bye", "FAILED")]
+    ("code", "status"),
+    [("None", "FINISHED"), ("0", "FINISHED"), ("3", "FAILED"), ("bye", "FAILED")],
 )
 def test_sys_exit_in_the_app_ends_its_run_by_its_exit_status(
     folder: Path, code: str, status: str

@@ -284,7 +284,8 @@ class TrackedJob:
 
     def run(self, cfg: DictConfig, *, show_only: bool) -> Any:
         """The app's return value; for a run that finished before, the value
-        recorded on it (None when dry-running or another process runs it)."""
+        recorded on it (None when dry-running); for one another process runs,
+        its value once that run has ended (see `waited_for`)."""
         from hydraflow.tracking.configs import save_yaml, to_record, typed
         from hydraflow.tracking.inputs import config_search_dirs, write_manifest
         from hydraflow.tracking.secrets import find_secrets
