@@ -460,14 +460,17 @@ def waited_for(context: JobContext, claimed: Claim) -> bool:
     who = owner_of(claimed.run.data.tags)
     log.info("%s: waiting for run %s, running in %s", context.described, claimed.run_id, who)
     pause = WAIT_FIRST_SECONDS
-    while still_running(claimed):
+    while True:
         time.sleep(pause)
+        if not still_running(claimed):
+            return True
         pause = min(pause * 2, WAIT_MOST_SECONDS)
-    return True
 
 
 def still_running(claimed: Claim) -> bool:
-    """Whether the run is RUNNING in a live process; a run gone from the store is not."""
+    """Whether the run is RUNNING in a live process; a deleted run is not.
+    The store's errors are the claim's (a `StoreError`, one line)."""
+    from hydraflow.errors import StoreError
     from hydraflow.store import retry_busy
     from hydraflow.tracking.owner import owner_alive
 
@@ -475,6 +478,9 @@ def still_running(claimed: Claim) -> bool:
     try:
         run = retry_busy(lambda: claimed.client.get_run(run_id))
     except Exception as error:
-        log.debug("run %s: %s; claiming its config again", run_id, error)
+        if getattr(error, "error_code", None) == "RESOURCE_DOES_NOT_EXIST":
+            return False  # deleted for good meanwhile
+        raise StoreError(str(claimed.client.tracking_uri), error) from error
+    if run.info.lifecycle_stage != "active" or run.info.status != "RUNNING":
         return False
-    return run.info.status == "RUNNING" and owner_alive(dict(run.data.tags)) is not None
+    return owner_alive(dict(run.data.tags)) is not None
