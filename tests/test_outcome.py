@@ -63,8 +63,9 @@ if __name__ == "__main__":
 # Writes what Hydra got back from each job, as Hydra's own callback sees it.
 CALLBACK = """
 import json, os
+from hydra.experimental.callback import Callback
 
-class SaveReturn:
+class SaveReturn(Callback):
     def on_job_end(self, config, job_return, **kwargs):
         with open(os.environ["RETURNS"], "a") as out:
             out.write(json.dumps(repr(job_return._return_value)) + "\\n")
