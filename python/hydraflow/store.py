@@ -190,7 +190,7 @@ def use_in_mlflow(uri: str) -> None:
     """MLflow's store for this process, as `mlflow.set_tracking_uri` sets it,
     without its export to MLFLOW_TRACKING_URI: that variable stays the
     user's choice, which `tracking_uri` reads (a second call of the app from
-    another folder, a pool worker the first call started)."""
+    another folder) and the processes the app starts inherit."""
     import mlflow
 
     users = os.environ.get("MLFLOW_TRACKING_URI")
