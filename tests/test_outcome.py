@@ -211,16 +211,19 @@ def test_a_config_whose_other_run_fails_or_is_killed_is_run_after_it(
 DUPLICATE_APP = """
 import os, time
 from pathlib import Path
-import hydraflow
+import hydra, hydraflow
 from hydra.core.hydra_config import HydraConfig
 
-@hydraflow.main(config_path=None, config_name=None, version_base=None)
+under_hydra = os.environ.get("DECORATOR") == "hydra"
+main = hydra.main if under_hydra else hydraflow.main
+
+@main(config_path=None, config_name=None, version_base=None)
 def app(cfg):
     with open(os.environ["CALLS"], "a") as calls:
         calls.write(f"{os.getpid()}\\n")
     # Returns once the duplicate trial waits for this one (at most 120 s).
     sweep = Path(HydraConfig.get().sweep.dir)
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + (0 if under_hydra else 120)
     while time.monotonic() < deadline:
         if any("waiting for run" in log.read_text() for log in sweep.glob("*/*.log")):
             break
@@ -237,8 +240,7 @@ def test_optuna_duplicate_trials_on_joblib_both_get_the_value(folder: Path) -> N
     """The reviewer's sweep: Optuna proposes x=1 twice at once, on two joblib
     workers; Hydra's sweeper gets 1.0 for both (it got None for the second)."""
     (folder / "app.py").write_text(textwrap.dedent(DUPLICATE_APP))
-    done = run_app(
-        folder,
+    sweep = (
         "-m",
         "hydra/sweeper=optuna",
         "hydra/launcher=joblib",
@@ -248,6 +250,12 @@ def test_optuna_duplicate_trials_on_joblib_both_get_the_value(folder: Path) -> N
         "+x=choice(1)",
         SAVE_RETURN,
     )
+    under_hydra = run_app(folder, *sweep, DECORATOR="hydra")
+    assert under_hydra.returncode == 0, under_hydra.stderr
+    assert returns(folder) == ["1.0", "1.0"]
+    (folder / "returns").unlink()
+    (folder / "calls").unlink()
+    done = run_app(folder, *sweep)
     assert done.returncode == 0, done.stderr
     assert "Failed experiment" not in done.stderr + done.stdout
     assert returns(folder) == ["1.0", "1.0"]
