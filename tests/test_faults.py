@@ -169,17 +169,23 @@ def test_a_run_lost_to_kill_9_is_resumed_under_its_id_from_its_checkpoint(folder
 def test_two_launches_of_one_config_make_one_run(
     folder: Path, started: list[subprocess.Popen[str]]
 ) -> None:
+    """The second waits for the first's run; killed, it is resumed by the second."""
     first = start_app(folder, started, "a=4", APP_SLEEP="600")
     wait_for(folder / "ready-4", first)
-    second = run_app(folder, "a=4")
-    assert second.returncode == 0, second.stderr
-    assert f"is running in pid {first.pid}" in second.stdout + second.stderr
+    second = start_app(folder, started, "a=4")
+    assert second.stdout is not None
+    waiting = f"waiting for run {(folder / 'ready-4').read_text()}, running in pid {first.pid}"
+    while waiting not in (line := second.stdout.readline()):
+        assert line, second.communicate()
     [run] = runs(folder)
     assert run.info.status == "RUNNING"
     os.kill(first.pid, signal.SIGTERM)
     first.communicate(timeout=120)
+    assert first.returncode == 128 + signal.SIGTERM
+    _, stderr = second.communicate(timeout=120)
+    assert second.returncode == 0, stderr
     [run] = runs(folder)
-    assert run.info.status == "KILLED"
+    assert (run.info.status, run.data.tags["hydraflow.attempt"]) == ("FINISHED", "2")
 
 
 def test_a_damaged_store_is_a_clear_error(folder: Path) -> None:

@@ -48,8 +48,33 @@ def describe(interrupt: KeyboardInterrupt) -> str:
     return f"interrupted by {signal_name(signal_of(interrupt))}"
 
 
+# The stopping signals `raise_interrupted` turned into exceptions, oldest
+# first: an app may catch the exception, never undo the signal (see `heard`).
+_raised: list[int] = []
+
+
 def raise_interrupted(signum: int, frame: FrameType | None) -> None:
+    _raised.append(signum)
     raise Interrupted(signum)
+
+
+@contextlib.contextmanager
+def heard() -> Iterator[None]:
+    """A stopping signal that reached the block stops it however the block
+    ends: returning, `sys.exit`, another exception (an app that caught the
+    KeyboardInterrupt to save a checkpoint, and returned) leaves it as
+    `Interrupted`, as Hydra's process would have died of the signal."""
+    before = len(_raised)
+    try:
+        yield
+    except KeyboardInterrupt:
+        raise
+    except BaseException as error:
+        if len(_raised) > before:
+            raise Interrupted(_raised[before]) from error
+        raise
+    if len(_raised) > before:
+        raise Interrupted(_raised[before])
 
 
 def in_main_thread() -> bool:
@@ -76,11 +101,13 @@ def handled(
 
 def handle_termination() -> None:
     """In an app: SIGTERM and SIGHUP raise `Interrupted` from now on, as Ctrl-C
-    raises KeyboardInterrupt. A handler the app set is kept."""
+    does (a KeyboardInterrupt, counted for `heard`). A handler the app set is
+    kept."""
     if not in_main_thread():
         return
-    for signum in (signal.SIGTERM, signal.SIGHUP):
-        if signal.getsignal(signum) in (signal.SIG_DFL, None):
+    python_s = {signal.SIGINT: signal.default_int_handler}
+    for signum in STOPPING:
+        if signal.getsignal(signum) in (signal.SIG_DFL, None, python_s.get(signum)):
             signal.signal(signum, raise_interrupted)
 
 

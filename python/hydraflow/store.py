@@ -182,10 +182,23 @@ def open_experiment(uri: str, name: str, launch_dir: Path) -> tuple[MlflowClient
         warning = network_store_warning(uri)
         if warning is not None:
             logging.getLogger("hydraflow").warning("%s", warning)
+    use_in_mlflow(uri)
+    return _opened[key]
+
+
+def use_in_mlflow(uri: str) -> None:
+    """MLflow's store for this process, as `mlflow.set_tracking_uri` sets it,
+    without its export to MLFLOW_TRACKING_URI: that variable stays the
+    user's choice, which `tracking_uri` reads (a second call of the app from
+    another folder) and the processes the app starts inherit."""
     import mlflow
 
+    users = os.environ.get("MLFLOW_TRACKING_URI")
     mlflow.set_tracking_uri(uri)
-    return _opened[key]
+    if users is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = users
 
 
 # Opened by the warm server before it forks commands (`open_ahead`): the
@@ -267,7 +280,7 @@ def open_new_experiment(uri: str, name: str, launch_dir: Path) -> tuple[MlflowCl
 
     from hydraflow.store_template import seed_new_store
 
-    mlflow.set_tracking_uri(uri)
+    use_in_mlflow(uri)
     with contextlib.chdir(launch_dir):
         if is_initialised(uri):
             client = mlflow.MlflowClient(uri)

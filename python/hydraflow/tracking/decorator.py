@@ -9,18 +9,26 @@ import inspect
 import logging
 import os
 import sys
-from collections.abc import Callable, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from hydraflow import protocol
 from hydraflow.errors import HydraflowError
 from hydraflow.mlflow_schema import VALUE_TAG, FinishedRun
 from hydraflow.remote import masked
-from hydraflow.signals import describe, exit_status, handle_termination, signal_name, signal_of
+from hydraflow.signals import (
+    describe,
+    exit_status,
+    handle_termination,
+    heard,
+    signal_name,
+    signal_of,
+)
 from hydraflow.store import as_uri
 from hydraflow.tracking.batches import first_job_composed_once
 from hydraflow.tracking.compose import SCHEMA_CONFIG_NAME, prepare
-from hydraflow.tracking.lifecycle import Claim, JobContext, TrackingOptions
+from hydraflow.tracking.lifecycle import Claim, JobContext, TrackingOptions, clean_exit
 from hydraflow.tracking.values import decode
 from hydraflow.tracking.workers import workers_end_first
 
@@ -140,7 +148,7 @@ def main(
                 sys.stderr.write(f"hydraflow: error: {masked(str(error))}\n")
                 raise SystemExit(error.exit_code) from None
 
-        with first_job_composed_once(), workers_end_first():
+        with first_job_composed_once(), workers_end_first(), environment_kept():
             return hydra_main(task)(cfg_passthrough)
 
     return decorator
@@ -221,6 +229,22 @@ def interrupted_by(interrupt: KeyboardInterrupt) -> str:
     return f"interrupted by {signal_name(sent)}" if sent is not None else describe(interrupt)
 
 
+# Set by polars as MLflow imports it (its allocator's setting, read as polars
+# loads): Hydra alone leaves it unset, and so does the call.
+POLARS_SETTING = "_RJEM_MALLOC_CONF"
+
+
+@contextlib.contextmanager
+def environment_kept() -> Iterator[None]:
+    """The environment after the call as before it, where imports changed it."""
+    before = os.environ.get(POLARS_SETTING)
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(POLARS_SETTING, None)
+
+
 def store_uri(tracking_uri: str | os.PathLike[str] | None) -> str | None:
     """A path (a `Path`, or a string without a scheme) names a SQLite file."""
     return None if tracking_uri is None else as_uri(tracking_uri)
@@ -260,7 +284,8 @@ class TrackedJob:
 
     def run(self, cfg: DictConfig, *, show_only: bool) -> Any:
         """The app's return value; for a run that finished before, the value
-        recorded on it (None when dry-running or another process runs it)."""
+        recorded on it (None when dry-running); for one another process runs,
+        its value once that run has ended (see `waited_for`)."""
         from hydraflow.tracking.configs import save_yaml, to_record, typed
         from hydraflow.tracking.inputs import config_search_dirs, write_manifest
         from hydraflow.tracking.secrets import resolve_watched
@@ -324,6 +349,9 @@ class TrackedJob:
         claimed = claim(context, config_yaml, container, self.options, code_tags)
         assert claimed.run is not None
         old_tags = dict(claimed.run.data.tags)
+        if claimed.action == "busy" and waited_for(context, claimed):
+            # Claimed again: its value if it finished, else this process runs it.
+            return self.track(context, config_yaml, container, config, secrets)
         if claimed.action in ("skip", "busy"):
             report_unclaimed(context, claimed)
             return decode(old_tags.get(VALUE_TAG)) if claimed.action == "skip" else None
@@ -333,8 +361,13 @@ class TrackedJob:
                 tracked_run(claimed, context, container, secrets) as run,
             ):
                 arguments = (run, config) if takes_run(self.app) else (config,)
-                with chdir_artifact(run) if self.chdir else contextlib.nullcontext():
-                    value = self.app(*arguments)
+                try:
+                    with chdir_artifact(run) if self.chdir else contextlib.nullcontext(), heard():
+                        value = self.app(*arguments)
+                except SystemExit as ended:
+                    if clean_exit(ended):  # FINISHED, with no value
+                        trial.finish(claimed.client, None, old_tags)
+                    raise
                 return trial.finish(claimed.client, value, old_tags)
         except KeyboardInterrupt:
             self.killed.append(str(claimed.run_id))
@@ -409,3 +442,49 @@ def report_unclaimed(context: JobContext, claimed: Claim) -> None:
     who = owner_of(tags)
     log.warning("skipped %s: run %s is running in %s", context.described, claimed.run_id, who)
     protocol.ended(context.overrides, protocol.BUSY, claimed.run_id)
+
+
+# How often a config that another process runs looks whether that run ended:
+# soon at first (a duplicate trial often starts with it), then every few seconds.
+WAIT_FIRST_SECONDS = 0.2
+WAIT_MOST_SECONDS = 2.0
+
+
+def waited_for(context: JobContext, claimed: Claim) -> bool:
+    """Waits, however long, for the run another live process has of this
+    config to end (a sweeper's duplicate trial): then the config is claimed
+    again. Signals stop the wait as they stop the app. False, without
+    waiting, when this process runs it itself (an app that calls itself)."""
+    from hydraflow.tracking.lifecycle import CURRENT_RUNS
+    from hydraflow.tracking.owner import owner_of
+
+    assert claimed.run is not None
+    if any(run.info.run_id == claimed.run_id for run in CURRENT_RUNS):
+        return False
+    who = owner_of(claimed.run.data.tags)
+    log.info("%s: waiting for run %s, running in %s", context.described, claimed.run_id, who)
+    pause = WAIT_FIRST_SECONDS
+    while True:
+        time.sleep(pause)
+        if not still_running(claimed):
+            return True
+        pause = min(pause * 2, WAIT_MOST_SECONDS)
+
+
+def still_running(claimed: Claim) -> bool:
+    """Whether the run is RUNNING in a live process; a deleted run is not.
+    The store's errors are the claim's (a `StoreError`, one line)."""
+    from hydraflow.errors import StoreError
+    from hydraflow.store import retry_busy
+    from hydraflow.tracking.owner import owner_alive
+
+    run_id = str(claimed.run_id)
+    try:
+        run = retry_busy(lambda: claimed.client.get_run(run_id))
+    except Exception as error:
+        if getattr(error, "error_code", None) == "RESOURCE_DOES_NOT_EXIST":
+            return False  # deleted for good meanwhile
+        raise StoreError(str(claimed.client.tracking_uri), error) from error
+    if run.info.lifecycle_stage != "active" or run.info.status != "RUNNING":
+        return False
+    return owner_alive(dict(run.data.tags)) is not None

@@ -365,6 +365,12 @@ def tracked_run(
         status = "KILLED"
         log.warning("run %s interrupted", run_id)
         raise
+    except SystemExit as ended:
+        # `sys.exit()` or `sys.exit(0)`: the app ended well, as Hydra's exit 0 says.
+        status = "FINISHED" if clean_exit(ended) else "FAILED"
+        if status == "FAILED":
+            log_to_files("run %s failed", run_id)
+        raise
     except BaseException as error:
         mask_error(error)  # MLflow's errors name the URL, password and all
         log_to_files("run %s failed", run_id)
@@ -375,6 +381,11 @@ def tracked_run(
                 upload_log(artifacts, run_id, context.log_file, resumed=resumed, secrets=secrets)
             end_run(client, run_id, status)
             protocol.ended(context.overrides, outcome(status, run_id, resumed=resumed), run_id)
+
+
+def clean_exit(ended: SystemExit) -> bool:
+    """`sys.exit()`, `sys.exit(0)`: the exit status 0 the shell sees."""
+    return ended.code is None or ended.code == 0
 
 
 def outcome(status: str, run_id: str, *, resumed: bool) -> str:
