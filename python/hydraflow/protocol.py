@@ -10,7 +10,9 @@ is used, so importing it costs nothing.
 - An end event carries one of the outcome words below. A start event in a
   pool worker (Hydra's joblib launcher) carries `parent`, the pid of the
   command whose pool it is, which ends its workers' runs at Ctrl-C
-  (`hydraflow.tracking.workers`).
+  (`hydraflow.tracking.workers`). Outside `hydraflow run`, a command keeps
+  such lines for itself (its pool workers' runs) in a private file that
+  HYDRAFLOW_POOL_EVENTS names.
 - HYDRAFLOW_INPUTS names a file the app writes its inputs manifest to (see
   `hydraflow.tracking.inputs`): the store, a digest of every input file, the
   package versions, and whether the configs are provable from files alone.
@@ -45,6 +47,7 @@ from pathlib import Path
 from typing import Any
 
 EVENTS_ENV = "HYDRAFLOW_EVENTS"
+POOL_EVENTS_ENV = "HYDRAFLOW_POOL_EVENTS"
 INPUTS_ENV = "HYDRAFLOW_INPUTS"
 RERUN_ENV = "HYDRAFLOW_RERUN"
 STOPPING_ENV = "HYDRAFLOW_STOPPING"
@@ -79,8 +82,9 @@ MAX_CHANGED_FILES = 5
 
 
 def emit(event: str, overrides: Sequence[str], **fields: object) -> None:
-    """Appends one event line if the CLI asked for them; never fails the job."""
-    path = os.environ.get(EVENTS_ENV)
+    """Appends one event line if the CLI (or the command, for its pool
+    workers) asked for them; never fails the job."""
+    path = events_path()
     if not path:
         return
     record = {"event": event, "pid": os.getpid(), "time": time.time(), **fields}
@@ -90,6 +94,11 @@ def emit(event: str, overrides: Sequence[str], **fields: object) -> None:
         record["overrides"] = None  # the long part; the CLI counts, it need not name
         line = json.dumps(record, separators=(",", ":"))
     append_line(Path(path), line)
+
+
+def events_path() -> str | None:
+    """The runner's events file; else the command's own, for its pool workers."""
+    return os.environ.get(EVENTS_ENV) or os.environ.get(POOL_EVENTS_ENV) or None
 
 
 def append_line(path: Path, line: str) -> None:

@@ -22,7 +22,7 @@ from hydraflow.tracking.batches import first_job_composed_once
 from hydraflow.tracking.compose import SCHEMA_CONFIG_NAME, prepare
 from hydraflow.tracking.lifecycle import Claim, JobContext, TrackingOptions
 from hydraflow.tracking.values import decode
-from hydraflow.tracking.workers import workers_end_first
+from hydraflow.tracking.workers import own_events_file, workers_end_first
 
 if TYPE_CHECKING:
     from omegaconf import DictConfig
@@ -101,12 +101,14 @@ def main(
             # Set first: a signal at any moment of the app is one line.
             handle_termination()
             killed: list[str] = []
-            try:
-                return run_jobs(app, cfg_passthrough, killed)
-            except KeyboardInterrupt as interrupt:
-                killed += pool_runs_killed(options)
-                sys.stderr.write(f"hydraflow: {interrupted_by(interrupt)}; {what_killed(killed)}\n")
-                sys.exit(exit_status(signal_of(interrupt)))
+            with own_events_file():
+                try:
+                    return run_jobs(app, cfg_passthrough, killed)
+                except KeyboardInterrupt as interrupt:
+                    killed += pool_runs_killed(options)
+                    stopped = interrupted_by(interrupt)
+                    sys.stderr.write(f"hydraflow: {stopped}; {what_killed(killed)}\n")
+                    sys.exit(exit_status(signal_of(interrupt)))
 
         return run_with_hydra
 

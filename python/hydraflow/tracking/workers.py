@@ -16,8 +16,10 @@ KILLED: a run the kill wins over stayed RUNNING. So, in the command:
   still RUNNING and its owner is dead: never a run a live process runs.
 
 The command knows its workers' runs from the events file (the contract:
-`hydraflow.protocol`; each start event names the worker's pool's process),
-so this is done under `hydraflow run` only.
+`hydraflow.protocol`; each start event names the worker's pool's process).
+Run directly (`python app.py -m hydra/launcher=joblib ...`), where a Ctrl-C
+reaches the same group the same way, the command gives its workers a
+private events file of its own (`own_events_file`), read the same way.
 """
 
 from __future__ import annotations
@@ -25,7 +27,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -56,9 +60,9 @@ class WorkerRun:
 
 def worker_runs() -> list[WorkerRun]:
     """The runs the events file says this process's pool workers started, in
-    order, each with its outcome; [] outside `hydraflow run`. (A submit
-    handler's commands share one file: each has its own workers.)"""
-    path = os.environ.get(protocol.EVENTS_ENV)
+    order, each with its outcome. (A submit handler's commands share one
+    file: each has its own workers.)"""
+    path = protocol.events_path()
     if not path:
         return []
     try:
@@ -136,7 +140,7 @@ def workers_end_first() -> Iterator[None]:
     """During the block, a stopping signal whose handler only raises (Python's
     for SIGINT, hydraflow's for SIGTERM and SIGHUP) waits for the workers'
     runs first; a handler the app set is kept."""
-    if not protocol.enabled() or not in_main_thread():
+    if not protocol.events_path() or not in_main_thread():
         yield
         return
     raising: tuple[object, ...] = (signal.default_int_handler, raise_interrupted)
@@ -152,6 +156,27 @@ def workers_end_first() -> Iterator[None]:
     finally:
         for signum, before in previous.items():
             signal.signal(signum, before)
+
+
+@contextlib.contextmanager
+def own_events_file() -> Iterator[None]:
+    """Outside `hydraflow run`, the command's pool workers (which inherit its
+    environment) write their runs' events to a private file for the block;
+    under it, they write them to the runner's."""
+    if protocol.enabled():
+        yield
+        return
+    folder = tempfile.mkdtemp(prefix="hydraflow-pool-")
+    previous = os.environ.get(protocol.POOL_EVENTS_ENV)
+    os.environ[protocol.POOL_EVENTS_ENV] = os.path.join(folder, "events.jsonl")
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(protocol.POOL_EVENTS_ENV, None)
+        else:
+            os.environ[protocol.POOL_EVENTS_ENV] = previous
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def end_cut_off_runs(uri: str, launch_dir: Path) -> list[str]:
