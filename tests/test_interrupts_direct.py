@@ -1,0 +1,172 @@
+"""Ctrl-C on an app run directly, as with `@hydra.main` (no `hydraflow
+run`): every run it cuts off ends KILLED, as MLflow's own client reads the
+store, never a run another live process runs. Real apps, real processes,
+a real SQLite store."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import kill_group
+
+# A job that sleeps until it is stopped; its marker says it runs.
+APP = """
+import os, time
+import hydraflow
+
+@hydraflow.main({"a": 1})
+def app(run, cfg):
+    open(f"running-{os.getpid()}", "w").close()
+    time.sleep(60)
+
+if __name__ == "__main__":
+    app()
+"""
+
+POOL = ["-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "a=1,2,3,4"]
+
+
+def environment() -> dict[str, str]:
+    """The user's, without anything of `hydraflow run`'s or of this test process's store."""
+    left_out = ("MLFLOW_TRACKING_URI", "HYDRAFLOW_EVENTS", "HYDRAFLOW_POOL_EVENTS")
+    return {k: v for k, v in os.environ.items() if k not in left_out}
+
+
+def start(folder: Path, *arguments: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "app.py", *arguments],
+        cwd=folder,
+        env=environment(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its own group, as a terminal's foreground job
+    )
+
+
+def wait_for_runs(folder: Path, process: subprocess.Popen[str], count: int) -> None:
+    deadline = time.monotonic() + 120
+    while len(list(folder.glob("running-*"))) < count:
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, "the jobs never ran"
+        time.sleep(0.05)
+    time.sleep(0.5)  # their runs have started
+
+
+def statuses(folder: Path) -> dict[str, str]:
+    """Every run's status, deleted ones too, as MLflow reads the store."""
+    from mlflow import MlflowClient
+    from mlflow.entities import ViewType
+
+    client = MlflowClient(f"sqlite:///{folder / 'mlflow.db'}")
+    experiments = [e.experiment_id for e in client.search_experiments(view_type=ViewType.ALL)]
+    runs = client.search_runs(experiments, run_view_type=ViewType.ALL)
+    return {run.info.run_id: run.info.status for run in runs}
+
+
+def logs_say_interrupted(folder: Path) -> dict[str, bool]:
+    """Whether each run's log, as MLflow keeps it, says the run was interrupted."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{folder / 'mlflow.db'}")
+    said = {}
+    for run_id in statuses(folder):
+        kept = [artifact.path for artifact in client.list_artifacts(run_id)]
+        log = client.download_artifacts(run_id, "app.log", str(folder)) if "app.log" in kept else ""
+        said[run_id] = bool(log) and f"run {run_id} interrupted" in Path(log).read_text()
+    return said
+
+
+def stop(folder: Path, signum: int, *, group: bool) -> tuple[int | None, str, dict[str, str]]:
+    """Two pool workers run a job each: the signal to the command's group (a
+    terminal's Ctrl-C) or to the command alone. Its exit status, its
+    messages, and the runs' statuses in the store."""
+    process = start(folder, *POOL)
+    try:
+        wait_for_runs(folder, process, 2)
+        if group:
+            os.killpg(process.pid, signum)
+        else:
+            os.kill(process.pid, signum)
+        _, stderr = process.communicate(timeout=120)
+    finally:
+        kill_group(process.pid)
+    return process.returncode, stderr, statuses(folder)
+
+
+def a_try(root: Path, attempt: int) -> Path:
+    folder = root / f"try{attempt}"
+    folder.mkdir()
+    (folder / "app.py").write_text(textwrap.dedent(APP))
+    return folder
+
+
+def assert_killed(returncode: int | None, stderr: str, runs: dict[str, str], signum: int) -> None:
+    assert returncode == 128 + signum, stderr
+    assert sorted(runs.values()) == ["KILLED", "KILLED"], (runs, stderr)
+    said = re.search(
+        rf"hydraflow: interrupted by {signal.Signals(signum).name}; runs (\w+), (\w+) are KILLED\n",
+        stderr,
+    )
+    assert said and sorted(said.groups()) == sorted(runs), stderr
+    assert "Traceback" not in stderr
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_ctrl_c_on_a_joblib_sweep_run_directly_ends_every_run_killed(tmp_path: Path) -> None:
+    """Run directly there is no events file: the command did not know its
+    workers' runs, did not wait for them, and its pool killed the workers
+    as they ended them: runs were left RUNNING, their logs not uploaded.
+    Repeated: the race was lost in most tries."""
+    pytest.importorskip("hydra_plugins.hydra_joblib_launcher")
+    tries = [a_try(tmp_path, attempt) for attempt in range(3)]
+    outcomes = [stop(folder, signal.SIGINT, group=True) for folder in tries]
+    left_running = [runs for _, _, runs in outcomes if "RUNNING" in runs.values()]
+    assert not left_running, f"{len(left_running)} of 3 tries left runs RUNNING: {left_running}"
+    for returncode, stderr, runs in outcomes:
+        assert_killed(returncode, stderr, runs, signal.SIGINT)
+    # The workers ended their runs themselves (the command waited): logs and all.
+    for folder, (_, _, runs) in zip(tries, outcomes, strict=True):
+        assert logs_say_interrupted(folder) == {run_id: True for run_id in runs}
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_sigterm_to_the_command_alone_ends_its_workers_runs_killed(tmp_path: Path) -> None:
+    """SIGTERM to the launching process only (a process manager's stop): its
+    workers get no signal and its pool kills them; their runs end KILLED
+    all the same (the command ends them, their owners gone)."""
+    pytest.importorskip("hydra_plugins.hydra_joblib_launcher")
+    returncode, stderr, runs = stop(a_try(tmp_path, 0), signal.SIGTERM, group=False)
+    assert_killed(returncode, stderr, runs, signal.SIGTERM)
+
+
+def test_the_private_events_file_is_set_for_the_block_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Outside `hydraflow run` a command's workers write to a file of its own,
+    gone after; under it, to the runner's, and no other is made."""
+    from hydraflow import protocol
+    from hydraflow.tracking.workers import own_events_file
+
+    monkeypatch.delenv(protocol.EVENTS_ENV, raising=False)
+    monkeypatch.delenv(protocol.POOL_EVENTS_ENV, raising=False)
+    with own_events_file():
+        path = Path(os.environ[protocol.POOL_EVENTS_ENV])
+        protocol.ended(["a=1"], protocol.KILLED, "r")
+        assert protocol.events_path() == str(path) and path.exists()
+    assert protocol.POOL_EVENTS_ENV not in os.environ and not path.parent.exists()
+    monkeypatch.setenv(protocol.EVENTS_ENV, str(tmp_path / "events.jsonl"))
+    with own_events_file():
+        assert protocol.POOL_EVENTS_ENV not in os.environ
+        assert protocol.events_path() == str(tmp_path / "events.jsonl")
