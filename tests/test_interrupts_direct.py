@@ -170,3 +170,102 @@ def test_the_private_events_file_is_set_for_the_block_only(
     with own_events_file():
         assert protocol.POOL_EVENTS_ENV not in os.environ
         assert protocol.events_path() == str(tmp_path / "events.jsonl")
+
+
+# Sends itself a Ctrl-C (once) as the call named by CTRL_C_AFTER returns:
+# MLflow's writes of a claim, the claim under the store's lock, or the
+# stopping rule's block, entered between the claim and the tracked run.
+CLAIM_APP = """
+import functools, os, signal
+import hydraflow
+import hydraflow.tracking.lifecycle as lifecycle
+import hydraflow.tracking.stopping as stopping
+from mlflow import MlflowClient
+
+def ctrl_c_after(owner, name):
+    original = getattr(owner, name)
+
+    @functools.wraps(original)
+    def call(*args, **kwargs):
+        result = original(*args, **kwargs)
+        setattr(owner, name, original)
+        os.kill(os.getpid(), signal.SIGINT)
+        return result
+
+    setattr(owner, name, call)
+
+POINT = os.environ.get("CTRL_C_AFTER")
+OWNERS = {"create_run": MlflowClient, "update_run": MlflowClient,
+          "claim_in": lifecycle, "watching": stopping}
+if POINT:
+    ctrl_c_after(OWNERS[POINT], POINT)
+
+@hydraflow.main({"a": 1})
+def app(run, cfg):
+    if os.environ.get("FAIL"):
+        raise RuntimeError("the first attempt fails")
+
+if __name__ == "__main__":
+    app()
+"""
+
+
+def run_app(folder: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "app.py"],
+        cwd=folder,
+        env={**environment(), **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize(
+    "point",
+    [
+        "create_run",
+        pytest.param("update_run", marks=pytest.mark.slow),
+        pytest.param("claim_in", marks=pytest.mark.slow),
+        pytest.param("watching", marks=pytest.mark.slow),
+    ],
+)
+def test_a_ctrl_c_as_a_run_is_claimed_ends_it_killed(tmp_path: Path, point: str) -> None:
+    """A Ctrl-C after the store's write made the run RUNNING (as MLflow's
+    create_run returns, as a resumed run is set RUNNING, as the claim
+    returns) and before the tracked run began, which ends it: the run was
+    left RUNNING when the app had exited, and named KILLED or not named."""
+    (tmp_path / "app.py").write_text(textwrap.dedent(CLAIM_APP))
+    if point == "update_run":  # only a run resumed is set RUNNING so
+        assert run_app(tmp_path, FAIL="1").returncode == 1
+    ended = run_app(tmp_path, CTRL_C_AFTER=point)
+    runs = statuses(tmp_path)
+    assert list(runs.values()) == ["KILLED"], (runs, ended.stderr)
+    assert ended.returncode == 130, ended.stderr
+    assert f"hydraflow: interrupted by SIGINT; run {next(iter(runs))} is KILLED\n" in ended.stderr
+    assert "Traceback" not in ended.stderr
+
+
+def test_a_ctrl_c_as_start_run_claims_ends_the_run_killed(
+    launch_folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`hydraflow.start_run` too: the run MLflow has just created (its id
+    never returned) ends KILLED."""
+    import hydraflow
+    from hydraflow.store import tracking_uri
+    from mlflow import MlflowClient
+
+    original = MlflowClient.create_run
+
+    def ctrl_c_after(*args: object, **kwargs: object) -> object:
+        original(*args, **kwargs)  # type: ignore[arg-type]
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(MlflowClient, "create_run", ctrl_c_after)
+    with pytest.raises(KeyboardInterrupt), hydraflow.start_run({"a": 1}, experiment_name="e"):
+        pass
+    monkeypatch.undo()
+    client = MlflowClient(tracking_uri(None, launch_folder))
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    assert [run.info.status for run in runs] == ["KILLED"]

@@ -315,27 +315,28 @@ class TrackedJob:
     ) -> Any:
         from hydraflow.tracking.artifacts import chdir_artifact
         from hydraflow.tracking.code import current_code
-        from hydraflow.tracking.lifecycle import claim, tracked_run
+        from hydraflow.tracking.lifecycle import Claimed, tracked_run
         from hydraflow.tracking.stopping import rule_for_job, watching
 
         code_tags = current_code(context.launch_dir).tags()
-        claimed = claim(context, config_yaml, container, self.options, code_tags)
-        assert claimed.run is not None
-        old_tags = dict(claimed.run.data.tags)
-        if claimed.action in ("skip", "busy"):
-            report_unclaimed(context, claimed)
-            return decode(old_tags.get(VALUE_TAG)) if claimed.action == "skip" else None
+        claiming = Claimed(context, config_yaml, container, self.options, code_tags)
         try:
-            with (
-                watching(claimed.run, claimed.client, rule_for_job(self.stopping)) as trial,
-                tracked_run(claimed, context, container, secrets) as run,
-            ):
-                arguments = (run, config) if takes_run(self.app) else (config,)
-                with chdir_artifact(run) if self.chdir else contextlib.nullcontext():
-                    value = self.app(*arguments)
-                return trial.finish(claimed.client, value, old_tags)
+            with claiming as claimed:
+                assert claimed.run is not None
+                old_tags = dict(claimed.run.data.tags)
+                if claimed.action in ("skip", "busy"):
+                    report_unclaimed(context, claimed)
+                    return decode(old_tags.get(VALUE_TAG)) if claimed.action == "skip" else None
+                with (
+                    watching(claimed.run, claimed.client, rule_for_job(self.stopping)) as trial,
+                    tracked_run(claimed, context, container, secrets) as run,
+                ):
+                    arguments = (run, config) if takes_run(self.app) else (config,)
+                    with chdir_artifact(run) if self.chdir else contextlib.nullcontext():
+                        value = self.app(*arguments)
+                    return trial.finish(claimed.client, value, old_tags)
         except KeyboardInterrupt:
-            self.killed.append(str(claimed.run_id))
+            self.killed += claiming.killed
             raise
 
 
