@@ -151,21 +151,25 @@ def test_sigterm_to_the_command_alone_ends_its_workers_runs_killed(tmp_path: Pat
     assert_killed(returncode, stderr, runs, signal.SIGTERM)
 
 
-def test_the_private_events_file_is_set_for_the_block_only(
+def test_the_private_events_file_is_the_blocks_and_the_process_s(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Outside `hydraflow run` a command's workers write to a file of its own,
-    gone after; under it, to the runner's, and no other is made."""
+    named for the block, the same for every block of the process (loky keeps
+    its workers for the next sweep); under it, to the runner's."""
     from hydraflow import protocol
     from hydraflow.tracking.workers import own_events_file
 
     monkeypatch.delenv(protocol.EVENTS_ENV, raising=False)
     monkeypatch.delenv(protocol.POOL_EVENTS_ENV, raising=False)
-    with own_events_file():
-        path = Path(os.environ[protocol.POOL_EVENTS_ENV])
-        protocol.ended(["a=1"], protocol.KILLED, "r")
-        assert protocol.events_path() == str(path) and path.exists()
-    assert protocol.POOL_EVENTS_ENV not in os.environ and not path.parent.exists()
+    paths = []
+    for _ in range(2):
+        with own_events_file():
+            paths.append(os.environ[protocol.POOL_EVENTS_ENV])
+            protocol.ended(["a=1"], protocol.KILLED, "r")
+            assert protocol.events_path() == paths[-1] and Path(paths[-1]).exists()
+        assert protocol.POOL_EVENTS_ENV not in os.environ
+    assert paths[0] == paths[1]
     monkeypatch.setenv(protocol.EVENTS_ENV, str(tmp_path / "events.jsonl"))
     with own_events_file():
         assert protocol.POOL_EVENTS_ENV not in os.environ

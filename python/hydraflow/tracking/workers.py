@@ -24,7 +24,9 @@ private events file of its own (`own_events_file`), read the same way.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
+import functools
 import json
 import os
 import shutil
@@ -166,9 +168,8 @@ def own_events_file() -> Iterator[None]:
     if protocol.enabled():
         yield
         return
-    folder = tempfile.mkdtemp(prefix="hydraflow-pool-")
     previous = os.environ.get(protocol.POOL_EVENTS_ENV)
-    os.environ[protocol.POOL_EVENTS_ENV] = os.path.join(folder, "events.jsonl")
+    os.environ[protocol.POOL_EVENTS_ENV] = private_events_file()
     try:
         yield
     finally:
@@ -176,7 +177,22 @@ def own_events_file() -> Iterator[None]:
             os.environ.pop(protocol.POOL_EVENTS_ENV, None)
         else:
             os.environ[protocol.POOL_EVENTS_ENV] = previous
-        shutil.rmtree(folder, ignore_errors=True)
+
+
+@functools.cache
+def private_events_file() -> str:
+    """This process's file, the same for every block: loky keeps its workers
+    (and the environment they started with) for the next sweep of the
+    process. Its folder is removed as the process exits."""
+    folder = tempfile.mkdtemp(prefix="hydraflow-pool-")
+    creator = os.getpid()
+
+    def remove() -> None:
+        if os.getpid() == creator:  # not in a forked child that exits so
+            shutil.rmtree(folder, ignore_errors=True)
+
+    atexit.register(remove)
+    return os.path.join(folder, "events.jsonl")
 
 
 def end_cut_off_runs(uri: str, launch_dir: Path) -> list[str]:
