@@ -41,11 +41,11 @@ def environment() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k not in left_out}
 
 
-def start(folder: Path, *arguments: str) -> subprocess.Popen[str]:
+def start(folder: Path, *arguments: str, **env: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "app.py", *arguments],
         cwd=folder,
-        env=environment(),
+        env={**environment(), **env},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
@@ -86,13 +86,15 @@ def logs_say_interrupted(folder: Path) -> dict[str, bool]:
     return said
 
 
-def stop(folder: Path, signum: int, *, group: bool) -> tuple[int | None, str, dict[str, str]]:
-    """Two pool workers run a job each: the signal to the command's group (a
-    terminal's Ctrl-C) or to the command alone. Its exit status, its
-    messages, and the runs' statuses in the store."""
-    process = start(folder, *POOL)
+def stop(
+    folder: Path, signum: int, *, group: bool, count: int = 2, **env: str
+) -> tuple[int | None, str, dict[str, str]]:
+    """Once `count` pool workers run a job each, the signal to the command's
+    group (a terminal's Ctrl-C) or to the command alone. Its exit status,
+    its messages, and the runs' statuses in the store."""
+    process = start(folder, *POOL, **env)
     try:
-        wait_for_runs(folder, process, 2)
+        wait_for_runs(folder, process, count)
         if group:
             os.killpg(process.pid, signum)
         else:
@@ -149,6 +151,52 @@ def test_sigterm_to_the_command_alone_ends_its_workers_runs_killed(tmp_path: Pat
     pytest.importorskip("hydra_plugins.hydra_joblib_launcher")
     returncode, stderr, runs = stop(a_try(tmp_path, 0), signal.SIGTERM, group=False)
     assert_killed(returncode, stderr, runs, signal.SIGTERM)
+
+
+# In a pool worker (loky's: its command line names it), the claim's store
+# write returns only a minute later, and goes on at Ctrl-C: the run is
+# written, its id never told, and the worker's pool kills it. (It holds the
+# store's lock meanwhile: the other worker waits for it in its own claim.)
+STUBBORN_CLAIM = """
+import os, sys, time
+
+if os.environ.get("STUBBORN_CLAIM") and "popen_loky" in " ".join(sys.orig_argv):
+    import hydraflow.tracking.lifecycle as lifecycle
+
+    original = lifecycle.create_run
+
+    def create_run(*args, **kwargs):
+        run = original(*args, **kwargs)
+        open(f"running-{os.getpid()}", "w").close()
+        try:
+            time.sleep(60)
+        except KeyboardInterrupt:
+            time.sleep(60)
+        return run
+
+    lifecycle.create_run = create_run
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_a_run_a_killed_worker_left_as_it_claimed_it_ends_killed(tmp_path: Path) -> None:
+    """Ctrl-C while the workers claim their runs (one has written its run,
+    the other waits for the store's lock): the command knew no run of
+    theirs (no start event), did not wait, and their pool killed them, the
+    written run left RUNNING. Now it waits for their claims, then finds the
+    run the killed worker wrote by digest and owner, and ends it KILLED."""
+    pytest.importorskip("hydra_plugins.hydra_joblib_launcher")
+    folder = a_try(tmp_path, 0)
+    (folder / "site").mkdir()
+    (folder / "site" / "sitecustomize.py").write_text(textwrap.dedent(STUBBORN_CLAIM))
+    site = str(folder / "site")
+    returncode, stderr, runs = stop(
+        folder, signal.SIGINT, group=True, count=1, STUBBORN_CLAIM="1", PYTHONPATH=site
+    )
+    assert returncode == 130, stderr
+    assert list(runs.values()) == ["KILLED"], (runs, stderr)
+    assert f"hydraflow: interrupted by SIGINT; run {next(iter(runs))} is KILLED\n" in stderr
 
 
 def test_the_private_events_file_is_the_blocks_and_the_process_s(
@@ -273,3 +321,37 @@ def test_a_ctrl_c_as_start_run_claims_ends_the_run_killed(
     client = MlflowClient(tracking_uri(None, launch_folder))
     runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
     assert [run.info.status for run in runs] == ["KILLED"]
+
+
+def test_a_workers_claim_is_open_until_its_start_end_or_claim_over(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A claim stays open until the same worker writes its run's start or
+    end, or leaves the claim by an exception; another command's claim is
+    not this one's."""
+    import json
+
+    from hydraflow import protocol
+    from hydraflow.tracking.workers import WorkerClaim, pool_events
+
+    me = os.getpid()
+
+    def claim(pid: int, parent: int = me) -> dict[str, object]:
+        return {"event": "claim", "pid": pid, "parent": parent, "experiment": "e", "digest": "d"}
+
+    lines = [
+        claim(11),
+        claim(12),
+        claim(13),
+        claim(14),
+        claim(15, parent=me + 1),
+        {"event": "start", "run_id": "r", "pid": 11, "parent": me, "overrides": []},
+        {"event": "end", "run_id": "s", "pid": 12, "outcome": "skipped"},
+        {"event": "claim-over", "pid": 13, "parent": me},
+    ]
+    events = tmp_path / "events.jsonl"
+    events.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    monkeypatch.setenv(protocol.EVENTS_ENV, str(events))
+    runs, claims = pool_events()
+    assert [run.run_id for run in runs] == ["r"]
+    assert claims == [WorkerClaim(14, "e", "d", [])]

@@ -12,7 +12,11 @@ is used, so importing it costs nothing.
   command whose pool it is, which ends its workers' runs at Ctrl-C
   (`hydraflow.tracking.workers`). Outside `hydraflow run`, a command keeps
   such lines for itself (its pool workers' runs) in a private file that
-  HYDRAFLOW_POOL_EVENTS names.
+  HYDRAFLOW_POOL_EVENTS names. A pool worker also writes a CLAIM line (the
+  experiment and the config's digest) as it claims a run, whose id it may
+  not learn if stopped, and a CLAIM_OVER line if the claim is left by an
+  exception: the command waits for an open claim too, and finds the run a
+  killed worker left by its digest and owner.
 - HYDRAFLOW_INPUTS names a file the app writes its inputs manifest to (see
   `hydraflow.tracking.inputs`): the store, a digest of every input file, the
   package versions, and whether the configs are provable from files alone.
@@ -56,6 +60,9 @@ MAX_LINE = 512
 # The event kinds.
 START = "start"
 END = "end"
+# Written by a pool worker as it claims a run, and if an exception leaves the claim.
+CLAIM = "claim"
+CLAIM_OVER = "claim-over"
 # Written by the runner: the signal it got, before it asks the command to stop.
 SIGNAL = "signal"
 # Written by a submit handler that returns without waiting for the runs.
@@ -153,6 +160,20 @@ def runner_signal() -> int | None:
 def started(overrides: Sequence[str], run_id: str, *, resumed: bool) -> None:
     """A run's start; `parent` names the command whose pool worker runs it."""
     emit(START, overrides, run_id=run_id, resumed=resumed, parent=pool_parent())
+
+
+def claiming(overrides: Sequence[str], experiment: str, digest: str) -> None:
+    """A pool worker begins to claim the run of `digest` in `experiment`."""
+    parent = pool_parent()
+    if parent is not None:
+        emit(CLAIM, overrides, experiment=experiment, digest=digest, parent=parent)
+
+
+def claim_over(overrides: Sequence[str]) -> None:
+    """A pool worker's claim was left by an exception (what it left is ended)."""
+    parent = pool_parent()
+    if parent is not None:
+        emit(CLAIM_OVER, overrides, parent=parent)
 
 
 def pool_parent() -> int | None:

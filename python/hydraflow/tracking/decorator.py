@@ -199,9 +199,9 @@ def pool_runs_killed(options: TrackingOptions) -> list[str]:
     """The runs this command's pool workers had in progress, all KILLED now
     (see `hydraflow.tracking.workers`); [] for a command that runs its jobs
     itself."""
-    from hydraflow.tracking.workers import end_cut_off_runs, worker_runs
+    from hydraflow.tracking.workers import end_cut_off_runs, pool_events
 
-    if not worker_runs():
+    if pool_events() == ([], []):
         return []
     launch_dir = JobContext.current().launch_dir
     return end_cut_off_runs(options.uri(launch_dir), launch_dir)

@@ -214,6 +214,8 @@ class Claimed:
         context = self.context
         self.opened = open_experiment(self.uri, context.experiment, context.launch_dir)
         try:
+            digest = self.options.digest(context, self.config_yaml)
+            protocol.claiming(context.overrides, context.experiment, digest)
             with store_errors(self.uri):
                 client, experiment_id = self.opened
                 self.claimed = claim_in(
@@ -227,15 +229,20 @@ class Claimed:
                     self.code_tags,
                 )
             return self.claimed
-        except KeyboardInterrupt:
-            self.killed = self.end_left_running("KILLED")
+        except BaseException as error:
+            if isinstance(error, KeyboardInterrupt):
+                self.killed = self.end_left_running("KILLED")
+            protocol.claim_over(context.overrides)
             raise
 
     def __exit__(self, kind: type[BaseException] | None, error: object, trace: object) -> None:
-        if kind is None or self.claimed is None or self.claimed.action not in ("new", "resume"):
+        if kind is None:
             return
-        interrupted = issubclass(kind, KeyboardInterrupt)
-        self.killed = self.end_left_running("KILLED" if interrupted else "FAILED")
+        claimed = self.claimed
+        if claimed is not None and claimed.action in ("new", "resume"):
+            interrupted = issubclass(kind, KeyboardInterrupt)
+            self.killed = self.end_left_running("KILLED" if interrupted else "FAILED")
+        protocol.claim_over(self.context.overrides)
 
     def end_left_running(self, status: str) -> list[str]:
         """Ends `status` the config's runs this process claimed and left
