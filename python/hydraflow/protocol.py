@@ -10,7 +10,13 @@ is used, so importing it costs nothing.
 - An end event carries one of the outcome words below. A start event in a
   pool worker (Hydra's joblib launcher) carries `parent`, the pid of the
   command whose pool it is, which ends its workers' runs at Ctrl-C
-  (`hydraflow.tracking.workers`).
+  (`hydraflow.tracking.workers`). Outside `hydraflow run`, a command keeps
+  such lines for itself (its pool workers' runs) in a private file that
+  HYDRAFLOW_POOL_EVENTS names. A pool worker also writes a CLAIM line (the
+  experiment and the config's digest) as it claims a run, whose id it may
+  not learn if stopped, and a CLAIM_OVER line if the claim is left by an
+  exception: the command waits for an open claim too, and finds the run a
+  killed worker left by its digest and owner.
 - HYDRAFLOW_INPUTS names a file the app writes its inputs manifest to (see
   `hydraflow.tracking.inputs`): the store, a digest of every input file, the
   package versions, and whether the configs are provable from files alone.
@@ -45,6 +51,7 @@ from pathlib import Path
 from typing import Any
 
 EVENTS_ENV = "HYDRAFLOW_EVENTS"
+POOL_EVENTS_ENV = "HYDRAFLOW_POOL_EVENTS"
 INPUTS_ENV = "HYDRAFLOW_INPUTS"
 RERUN_ENV = "HYDRAFLOW_RERUN"
 STOPPING_ENV = "HYDRAFLOW_STOPPING"
@@ -53,6 +60,9 @@ MAX_LINE = 512
 # The event kinds.
 START = "start"
 END = "end"
+# Written by a pool worker as it claims a run, and if an exception leaves the claim.
+CLAIM = "claim"
+CLAIM_OVER = "claim-over"
 # Written by the runner: the signal it got, before it asks the command to stop.
 SIGNAL = "signal"
 # Written by a submit handler that returns without waiting for the runs.
@@ -79,8 +89,9 @@ MAX_CHANGED_FILES = 5
 
 
 def emit(event: str, overrides: Sequence[str], **fields: object) -> None:
-    """Appends one event line if the CLI asked for them; never fails the job."""
-    path = os.environ.get(EVENTS_ENV)
+    """Appends one event line if the CLI (or the command, for its pool
+    workers) asked for them; never fails the job."""
+    path = events_path()
     if not path:
         return
     record = {"event": event, "pid": os.getpid(), "time": time.time(), **fields}
@@ -90,6 +101,11 @@ def emit(event: str, overrides: Sequence[str], **fields: object) -> None:
         record["overrides"] = None  # the long part; the CLI counts, it need not name
         line = json.dumps(record, separators=(",", ":"))
     append_line(Path(path), line)
+
+
+def events_path() -> str | None:
+    """The runner's events file; else the command's own, for its pool workers."""
+    return os.environ.get(EVENTS_ENV) or os.environ.get(POOL_EVENTS_ENV) or None
 
 
 def append_line(path: Path, line: str) -> None:
@@ -144,6 +160,20 @@ def runner_signal() -> int | None:
 def started(overrides: Sequence[str], run_id: str, *, resumed: bool) -> None:
     """A run's start; `parent` names the command whose pool worker runs it."""
     emit(START, overrides, run_id=run_id, resumed=resumed, parent=pool_parent())
+
+
+def claiming(overrides: Sequence[str], experiment: str, digest: str) -> None:
+    """A pool worker begins to claim the run of `digest` in `experiment`."""
+    parent = pool_parent()
+    if parent is not None:
+        emit(CLAIM, overrides, experiment=experiment, digest=digest, parent=parent)
+
+
+def claim_over(overrides: Sequence[str]) -> None:
+    """A pool worker's claim was left by an exception (what it left is ended)."""
+    parent = pool_parent()
+    if parent is not None:
+        emit(CLAIM_OVER, overrides, parent=parent)
 
 
 def pool_parent() -> int | None:

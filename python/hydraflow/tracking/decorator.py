@@ -30,7 +30,7 @@ from hydraflow.tracking.batches import first_job_composed_once
 from hydraflow.tracking.compose import SCHEMA_CONFIG_NAME, prepare
 from hydraflow.tracking.lifecycle import Claim, JobContext, TrackingOptions, clean_exit
 from hydraflow.tracking.values import decode
-from hydraflow.tracking.workers import workers_end_first
+from hydraflow.tracking.workers import own_events_file, workers_end_first
 
 if TYPE_CHECKING:
     from omegaconf import DictConfig
@@ -109,12 +109,14 @@ def main(
             # Set first: a signal at any moment of the app is one line.
             handle_termination()
             killed: list[str] = []
-            try:
-                return run_jobs(app, cfg_passthrough, killed)
-            except KeyboardInterrupt as interrupt:
-                killed += pool_runs_killed(options)
-                sys.stderr.write(f"hydraflow: {interrupted_by(interrupt)}; {what_killed(killed)}\n")
-                sys.exit(exit_status(signal_of(interrupt)))
+            with own_events_file():
+                try:
+                    return run_jobs(app, cfg_passthrough, killed)
+                except KeyboardInterrupt as interrupt:
+                    killed += pool_runs_killed(options)
+                    stopped = interrupted_by(interrupt)
+                    sys.stderr.write(f"hydraflow: {stopped}; {what_killed(killed)}\n")
+                    sys.exit(exit_status(signal_of(interrupt)))
 
         return run_with_hydra
 
@@ -205,9 +207,9 @@ def pool_runs_killed(options: TrackingOptions) -> list[str]:
     """The runs this command's pool workers had in progress, all KILLED now
     (see `hydraflow.tracking.workers`); [] for a command that runs its jobs
     itself."""
-    from hydraflow.tracking.workers import end_cut_off_runs, worker_runs
+    from hydraflow.tracking.workers import end_cut_off_runs, pool_events
 
-    if not worker_runs():
+    if pool_events() == ([], []):
         return []
     launch_dir = JobContext.current().launch_dir
     return end_cut_off_runs(options.uri(launch_dir), launch_dir)
@@ -342,35 +344,42 @@ class TrackedJob:
     ) -> Any:
         from hydraflow.tracking.artifacts import chdir_artifact
         from hydraflow.tracking.code import current_code
-        from hydraflow.tracking.lifecycle import claim, tracked_run
+        from hydraflow.tracking.lifecycle import Claimed, tracked_run
         from hydraflow.tracking.stopping import rule_for_job, watching
 
         code_tags = current_code(context.launch_dir).tags()
-        claimed = claim(context, config_yaml, container, self.options, code_tags)
-        assert claimed.run is not None
-        old_tags = dict(claimed.run.data.tags)
-        if claimed.action == "busy" and waited_for(context, claimed):
-            # Claimed again: its value if it finished, else this process runs it.
-            return self.track(context, config_yaml, container, config, secrets)
-        if claimed.action in ("skip", "busy"):
-            report_unclaimed(context, claimed)
-            return decode(old_tags.get(VALUE_TAG)) if claimed.action == "skip" else None
+        claiming = Claimed(context, config_yaml, container, self.options, code_tags)
         try:
-            with (
-                watching(claimed.run, claimed.client, rule_for_job(self.stopping)) as trial,
-                tracked_run(claimed, context, container, secrets) as run,
-            ):
-                arguments = (run, config) if takes_run(self.app) else (config,)
-                try:
-                    with chdir_artifact(run) if self.chdir else contextlib.nullcontext(), heard():
-                        value = self.app(*arguments)
-                except SystemExit as ended:
-                    if clean_exit(ended):  # FINISHED, with no value
-                        trial.finish(claimed.client, None, old_tags)
-                    raise
-                return trial.finish(claimed.client, value, old_tags)
+            with claiming as claimed:
+                assert claimed.run is not None
+                old_tags = dict(claimed.run.data.tags)
+                if claimed.action == "busy" and waited_for(context, claimed):
+                    waited = True  # claimed again below: its value if it finished, else run here
+                else:
+                    waited = False
+                    if claimed.action in ("skip", "busy"):
+                        report_unclaimed(context, claimed)
+                        return decode(old_tags.get(VALUE_TAG)) if claimed.action == "skip" else None
+                    with (
+                        watching(claimed.run, claimed.client, rule_for_job(self.stopping)) as trial,
+                        tracked_run(claimed, context, container, secrets) as run,
+                    ):
+                        arguments = (run, config) if takes_run(self.app) else (config,)
+                        try:
+                            with (
+                                chdir_artifact(run) if self.chdir else contextlib.nullcontext(),
+                                heard(),
+                            ):
+                                value = self.app(*arguments)
+                        except SystemExit as ended:
+                            if clean_exit(ended):  # FINISHED, with no value
+                                trial.finish(claimed.client, None, old_tags)
+                            raise
+                        return trial.finish(claimed.client, value, old_tags)
+            assert waited
+            return self.track(context, config_yaml, container, config, secrets)
         except KeyboardInterrupt:
-            self.killed.append(str(claimed.run_id))
+            self.killed += claiming.killed
             raise
 
 

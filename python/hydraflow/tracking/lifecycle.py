@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import logging
 import sys
 import time
@@ -28,7 +29,7 @@ from hydraflow.mlflow_schema import (
     OWNER_TAG,
     is_finished,
 )
-from hydraflow.remote import mask_error, masked_stdout
+from hydraflow.remote import mask_error, masked, masked_stdout
 from hydraflow.signals import deferred
 from hydraflow.store import (
     is_busy,
@@ -162,10 +163,17 @@ def claim(
     """
     uri = options.uri(context.launch_dir)
     client, experiment_id = open_experiment(uri, context.experiment, context.launch_dir)
-    try:
+    with store_errors(uri):
         return claim_in(
             client, experiment_id, uri, context, config_yaml, config, options, code_tags or {}
         )
+
+
+@contextlib.contextmanager
+def store_errors(uri: str) -> Iterator[None]:
+    """An error of the store's (MLflow's, SQLAlchemy's) as a `StoreError`."""
+    try:
+        yield
     except StoreError:
         raise
     except Exception as error:
@@ -183,6 +191,105 @@ def from_store(error: Exception) -> bool:
     from sqlalchemy.exc import SQLAlchemyError
 
     return isinstance(error, MlflowException | OSError | sqlite3.Error | SQLAlchemyError)
+
+
+class Claimed:
+    """`claim` as a block, which `tracked_run` is entered in: the claimed run
+    is RUNNING from the store's write on, but only `tracked_run` ends it. An
+    interrupt landing between the two (as MLflow's call that writes the run
+    returns, as the claim returns, as the block reaches `tracked_run`) left
+    it RUNNING after the process was gone, maybe with no id known to name it.
+    So an exception leaving the block (or the claim) ends the config's run
+    that this process claimed and left RUNNING: KILLED on an interrupt,
+    FAILED otherwise. A class, not a generator: an interrupt as a
+    generator's `__enter__` returns would escape it (and its `finally`)."""
+
+    def __init__(
+        self,
+        context: JobContext,
+        config_yaml: str,
+        config: Mapping[str, Any],
+        options: TrackingOptions,
+        code_tags: Mapping[str, str] | None = None,
+    ) -> None:
+        self.context = context
+        self.config_yaml = config_yaml
+        self.config = config
+        self.options = options
+        self.code_tags = dict(code_tags or {})
+        self.uri = options.uri(context.launch_dir)
+        self.claimed: Claim | None = None
+        self.opened: tuple[MlflowClient, str] | None = None
+        # The runs an interrupt left KILLED: the one claimed, or found so.
+        self.killed: list[str] = []
+
+    def __enter__(self) -> Claim:
+        context = self.context
+        self.opened = open_experiment(self.uri, context.experiment, context.launch_dir)
+        try:
+            digest = self.options.digest(context, self.config_yaml)
+            protocol.claiming(context.overrides, context.experiment, digest)
+            with store_errors(self.uri):
+                client, experiment_id = self.opened
+                self.claimed = claim_in(
+                    client,
+                    experiment_id,
+                    self.uri,
+                    context,
+                    self.config_yaml,
+                    self.config,
+                    self.options,
+                    self.code_tags,
+                )
+            return self.claimed
+        except BaseException as error:
+            if isinstance(error, KeyboardInterrupt):
+                self.killed = self.end_left_running("KILLED")
+            protocol.claim_over(context.overrides)
+            raise
+
+    def __exit__(self, kind: type[BaseException] | None, error: object, trace: object) -> None:
+        if kind is None:
+            return
+        claimed = self.claimed
+        if claimed is not None and claimed.action in ("new", "resume"):
+            interrupted = issubclass(kind, KeyboardInterrupt)
+            self.killed = self.end_left_running("KILLED" if interrupted else "FAILED")
+        protocol.claim_over(self.context.overrides)
+
+    def end_left_running(self, status: str) -> list[str]:
+        """Ends `status` the config's runs this process claimed and left
+        RUNNING (the claimed one, or, when the claim did not return, those
+        of its digest); the ids of those KILLED now. Held against a second
+        Ctrl-C meanwhile."""
+        if self.opened is None:
+            return []
+        client, experiment_id = self.opened
+        with deferred():
+            try:
+                if self.claimed is not None and self.claimed.run_id is not None:
+                    runs = [retry_busy(functools.partial(client.get_run, self.claimed.run_id))]
+                else:
+                    digest = self.options.digest(self.context, self.config_yaml)
+                    runs = find_runs(client, experiment_id, digest)
+                return [run.info.run_id for run in runs if self.left_ended(client, run, status)]
+            except Exception as error:
+                log.warning(
+                    "a run of %s may be left RUNNING: %s",
+                    self.context.described,
+                    masked(str(error)),
+                )
+                return []
+
+    def left_ended(self, client: MlflowClient, run: Run, status: str) -> bool:
+        """Ends the run `status` if this process left it RUNNING; whether it is KILLED."""
+        run_id = run.info.run_id
+        mine = Owner.from_tag(run.data.tags.get(OWNER_TAG)) == Owner.me()
+        if run.info.status == "RUNNING" and mine:
+            retry_busy(lambda: client.set_terminated(run_id, status))
+            protocol.ended(self.context.overrides, status.lower(), run_id)
+            return status == "KILLED"
+        return mine and run.info.status == "KILLED"
 
 
 def claim_in(
@@ -619,10 +726,11 @@ def started_with_config(
     context = JobContext.current(experiment_name).redacted(found)
     config_yaml, container = to_record(config, found, resolution)
     code = current_code(context.launch_dir)
-    claimed = claim(context, config_yaml, container, options, code.tags())
-    if claimed.action == "busy":
-        raise RunBusyError(
-            claimed.run_id, owner_of(claimed.run.data.tags) if claimed.run else "another process"
-        )
-    with tracked_run(claimed, context, container, found) as run:
-        yield run
+    with Claimed(context, config_yaml, container, options, code.tags()) as claimed:
+        if claimed.action == "busy":
+            raise RunBusyError(
+                claimed.run_id,
+                owner_of(claimed.run.data.tags) if claimed.run else "another process",
+            )
+        with tracked_run(claimed, context, container, found) as run:
+            yield run

@@ -15,17 +15,28 @@ KILLED: a run the kill wins over stayed RUNNING. So, in the command:
   (a worker killed all the same) is ended KILLED in the store, if it is
   still RUNNING and its owner is dead: never a run a live process runs.
 
+A worker stopped while it claims a run (`lifecycle.Claimed`) ends what it
+wrote itself; the command waits for an open claim as for a run, and when
+the worker was killed all the same, finds the run it left by the config's
+digest and the owner, the worker (its id was never told).
+
 The command knows its workers' runs from the events file (the contract:
-`hydraflow.protocol`; each start event names the worker's pool's process),
-so this is done under `hydraflow run` only.
+`hydraflow.protocol`; each start event names the worker's pool's process).
+Run directly (`python app.py -m hydra/launcher=joblib ...`), where a Ctrl-C
+reaches the same group the same way, the command gives its workers a
+private events file of its own (`own_events_file`), read the same way.
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
+import functools
 import json
 import os
+import shutil
 import signal
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -54,29 +65,57 @@ class WorkerRun:
     outcome: str | None = None  # None: not ended (yet)
 
 
+@dataclass(frozen=True)
+class WorkerClaim:
+    """A claim one of this process's pool workers began and has not followed
+    with its run's start or end: a run it wrote is known by the config's
+    digest and its owner, the worker, not by an id."""
+
+    pid: int
+    experiment: str
+    digest: str
+    overrides: list[str]
+
+
 def worker_runs() -> list[WorkerRun]:
     """The runs the events file says this process's pool workers started, in
-    order, each with its outcome; [] outside `hydraflow run`. (A submit
-    handler's commands share one file: each has its own workers.)"""
-    path = os.environ.get(protocol.EVENTS_ENV)
+    order, each with its outcome. (A submit handler's commands share one
+    file: each has its own workers.)"""
+    return pool_events()[0]
+
+
+def pool_events() -> tuple[list[WorkerRun], list[WorkerClaim]]:
+    """The workers' runs (`worker_runs`) and their claims still open."""
+    path = protocol.events_path()
     if not path:
-        return []
+        return [], []
     try:
         lines = Path(path).read_bytes().splitlines()
     except OSError:
-        return []
+        return [], []
     runs: dict[str, WorkerRun] = {}
+    claims: dict[int, WorkerClaim] = {}
     for event in parsed(lines):
-        run_id, pid = event.get("run_id"), event.get("pid")
-        if not isinstance(run_id, str) or not isinstance(pid, int):
+        kind, run_id, pid = event.get("event"), event.get("run_id"), event.get("pid")
+        if not isinstance(pid, int):
             continue
-        if event.get("event") == protocol.START and event.get("parent") == os.getpid():
-            overrides = event.get("overrides")
-            runs[run_id] = WorkerRun(run_id, pid, overrides if isinstance(overrides, list) else [])
-        elif event.get("event") == protocol.END and run_id in runs:
+        mine = event.get("parent") == os.getpid()
+        overrides = event.get("overrides")
+        overrides = overrides if isinstance(overrides, list) else []
+        if kind == protocol.CLAIM and mine:
+            experiment, digest = str(event.get("experiment")), str(event.get("digest"))
+            claims[pid] = WorkerClaim(pid, experiment, digest, overrides)
+            continue
+        if kind in (protocol.START, protocol.END, protocol.CLAIM_OVER):
+            claims.pop(pid, None)
+        if not isinstance(run_id, str):
+            continue
+        if kind == protocol.START and mine:
+            runs[run_id] = WorkerRun(run_id, pid, overrides)
+        elif kind == protocol.END and run_id in runs:
             outcome = str(event.get("outcome"))
             runs[run_id] = WorkerRun(run_id, runs[run_id].pid, runs[run_id].overrides, outcome)
-    return list(runs.values())
+    return list(runs.values()), list(claims.values())
 
 
 def parsed(lines: list[bytes]) -> Iterator[dict[str, object]]:
@@ -93,9 +132,11 @@ def alive(pid: int) -> bool:
     return process_start(pid) != ""
 
 
-def running_elsewhere() -> list[WorkerRun]:
-    """The workers' runs not ended whose process is still alive."""
-    return [run for run in worker_runs() if run.outcome is None and alive(run.pid)]
+def running_elsewhere() -> list[int]:
+    """The workers still alive with a run not ended or a claim open."""
+    runs, claims = pool_events()
+    busy = [run.pid for run in runs if run.outcome is None] + [claim.pid for claim in claims]
+    return [pid for pid in busy if alive(pid)]
 
 
 def wait_until(done: Callable[[], bool], seconds: float) -> bool:
@@ -136,7 +177,7 @@ def workers_end_first() -> Iterator[None]:
     """During the block, a stopping signal whose handler only raises (Python's
     for SIGINT, hydraflow's for SIGTERM and SIGHUP) waits for the workers'
     runs first; a handler the app set is kept."""
-    if not protocol.enabled() or not in_main_thread():
+    if not protocol.events_path() or not in_main_thread():
         yield
         return
     raising: tuple[object, ...] = (signal.default_int_handler, raise_interrupted)
@@ -154,6 +195,41 @@ def workers_end_first() -> Iterator[None]:
             signal.signal(signum, before)
 
 
+@contextlib.contextmanager
+def own_events_file() -> Iterator[None]:
+    """Outside `hydraflow run`, the command's pool workers (which inherit its
+    environment) write their runs' events to a private file for the block;
+    under it, they write them to the runner's."""
+    if protocol.enabled():
+        yield
+        return
+    previous = os.environ.get(protocol.POOL_EVENTS_ENV)
+    os.environ[protocol.POOL_EVENTS_ENV] = private_events_file()
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(protocol.POOL_EVENTS_ENV, None)
+        else:
+            os.environ[protocol.POOL_EVENTS_ENV] = previous
+
+
+@functools.cache
+def private_events_file() -> str:
+    """This process's file, the same for every block: loky keeps its workers
+    (and the environment they started with) for the next sweep of the
+    process. Its folder is removed as the process exits."""
+    folder = tempfile.mkdtemp(prefix="hydraflow-pool-")
+    creator = os.getpid()
+
+    def remove() -> None:
+        if os.getpid() == creator:  # not in a forked child that exits so
+            shutil.rmtree(folder, ignore_errors=True)
+
+    atexit.register(remove)
+    return os.path.join(folder, "events.jsonl")
+
+
 def end_cut_off_runs(uri: str, launch_dir: Path) -> list[str]:
     """The workers' runs an interrupt ended: those that ended KILLED, and
     those cut off (no end event), which are ended KILLED here once their
@@ -161,12 +237,47 @@ def end_cut_off_runs(uri: str, launch_dir: Path) -> list[str]:
     for the runner. Further signals are ignored: it is short, must be whole,
     and the first signal's exit follows."""
     with ignored():
-        runs = worker_runs()
+        runs, claims = pool_events()
         cut_off = [run for run in runs if run.outcome is None]
-        wait_until(lambda: not any(alive(run.pid) for run in cut_off), GONE_SECONDS)
+        pids = [run.pid for run in cut_off] + [claim.pid for claim in claims]
+        wait_until(lambda: not any(alive(pid) for pid in pids), GONE_SECONDS)
+        cut_off += [run for claim in claims for run in left_by(uri, claim)]
         ended = [run.run_id for run in cut_off if mark_killed(uri, launch_dir, run)]
         killed = [run.run_id for run in runs if run.outcome == protocol.KILLED]
     return killed + ended
+
+
+def left_by(uri: str, claim: WorkerClaim) -> list[WorkerRun]:
+    """The runs of the claim's config whose owner is its worker: those it
+    wrote before it was killed, their ids never told."""
+    import logging
+    import socket
+
+    from mlflow import MlflowClient
+
+    from hydraflow.mlflow_schema import OWNER_TAG
+    from hydraflow.remote import masked
+    from hydraflow.store import retry_busy
+    from hydraflow.tracking.identity import find_runs
+    from hydraflow.tracking.owner import Owner
+
+    try:
+        client = MlflowClient(uri)
+        experiment = retry_busy(lambda: client.get_experiment_by_name(claim.experiment))
+        found = (
+            [] if experiment is None else find_runs(client, experiment.experiment_id, claim.digest)
+        )
+    except Exception as error:
+        logging.getLogger("hydraflow").warning(
+            "the run of %s may be left RUNNING: %s", " ".join(claim.overrides), masked(str(error))
+        )
+        return []
+    owners = [Owner.from_tag(run.data.tags.get(OWNER_TAG)) for run in found]
+    return [
+        WorkerRun(run.info.run_id, claim.pid, claim.overrides)
+        for run, owner in zip(found, owners, strict=True)
+        if owner is not None and owner.pid == claim.pid and owner.host == socket.gethostname()
+    ]
 
 
 def mark_killed(uri: str, launch_dir: Path, run: WorkerRun) -> bool:
