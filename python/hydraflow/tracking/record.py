@@ -3,6 +3,7 @@ the job's log as artifacts."""
 
 from __future__ import annotations
 
+import functools
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -21,6 +22,17 @@ if TYPE_CHECKING:
 
     from hydraflow.tracking.artifacts import Artifacts
     from hydraflow.tracking.secrets import Secrets
+
+
+@functools.cache
+def standard_tags() -> dict[str, str]:
+    """The tags `mlflow.start_run` gives a run it creates (`mlflow.user`, the
+    source's name and type, git's commit and branch, …), from MLflow's own
+    run-context registry. Resolved once a process: they do not change within
+    it, and the git lookup costs tens of milliseconds."""
+    from mlflow.tracking.context.registry import resolve_tags
+
+    return {str(key): str(value) for key, value in resolve_tags().items()}
 
 
 def log_params(
