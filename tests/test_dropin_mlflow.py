@@ -18,6 +18,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import hydraflow
 import mlflow
 import pytest
 from hydraflow.errors import HydraflowError
@@ -240,3 +241,58 @@ def test_the_reviewers_app_runs_as_under_hydra(tmp_path: Path) -> None:
     assert job.data.tags["mlflow.source.git.commit"] == commit
     assert job.data.tags["mlflow.source.name"] == "app.py"
     assert job.info.user_id != "unknown"
+
+
+class Plain:
+    x: int = 1
+
+
+def test_a_class_that_is_not_a_dataclass_is_named_so() -> None:
+    with pytest.raises(TypeError, match=r"^hydraflow.main\(Plain\): Plain is a class, not a data"):
+        hydraflow.main(Plain)
+
+
+ATTRS_APP = """
+import attr
+import hydraflow
+
+
+@attr.s(auto_attribs=True)
+class C:
+    x: int = 1
+
+
+@hydraflow.main(C)
+def app(cfg):
+    print(type(cfg).__name__, attr.asdict(cfg))
+
+
+if __name__ == "__main__":
+    app()
+"""
+
+
+@pytest.mark.slow
+def test_an_attrs_class_is_a_schema_as_hydra_takes_it(tmp_path: Path) -> None:
+    """Oracle: Hydra composes the attrs class stored as the primary config."""
+    attr = pytest.importorskip("attr")
+    from hydra import compose, initialize
+    from hydra.core.config_store import ConfigStore
+
+    @attr.s(auto_attribs=True)
+    class C:
+        x: int = 1
+
+    ConfigStore.instance().store(name="attrs_oracle", node=C)
+    with initialize(version_base=None):
+        oracle = compose("attrs_oracle", overrides=["x=3"])
+    (tmp_path / "app.py").write_text(ATTRS_APP)
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    done = run_in_own_group([sys.executable, "app.py", "x=3"], tmp_path, env, 300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == f"C {dict(oracle)}\n"
+    store = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    experiment = store.get_experiment_by_name("app")
+    assert experiment is not None
+    [run] = store.search_runs([experiment.experiment_id])
+    assert run.data.params == {"x": "3"}
