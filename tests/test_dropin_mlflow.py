@@ -296,3 +296,41 @@ def test_an_attrs_class_is_a_schema_as_hydra_takes_it(tmp_path: Path) -> None:
     assert experiment is not None
     [run] = store.search_runs([experiment.experiment_id])
     assert run.data.params == {"x": "3"}
+
+
+def test_a_moved_project_is_said_once_and_unwritable_artifacts_in_one_line(
+    launch_folder: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """MLflow keeps an experiment's artifact location absolute: after `mv proj
+    moved`, new runs' artifacts go to `proj/` (here a file: not writable)."""
+    from hydraflow import store
+
+    project = launch_folder / "proj"
+    hydra_dir = project / "outputs" / ".hydra"
+    hydra_dir.mkdir(parents=True)
+    (hydra_dir / "config.yaml").write_text("lr: 0.1\n")
+    monkeypatch.chdir(project)
+    job = JobContext("moved", project, project / "outputs", ["lr=0.1"])
+    config_yaml, container = to_record(CONFIG)
+    with tracked_run(claim(job, config_yaml, container, TrackingOptions()), job, CONFIG):
+        pass
+    store.forget_opened()
+    mlflow.set_tracking_uri(None)  # and MLFLOW_TRACKING_URI, which it had set
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    project.rename(launch_folder / "moved")
+    project.write_text("no longer a folder")
+    moved = launch_folder / "moved"
+    monkeypatch.chdir(moved)
+    job = JobContext("moved", moved, moved / "outputs", ["lr=0.2"])
+    config_yaml, container = to_record({"lr": 0.2})
+    claimed = claim(job, config_yaml, container, TrackingOptions())
+    with (
+        caplog.at_level(logging.WARNING, "hydraflow"),
+        pytest.raises(
+            HydraflowError, match=rf"^the run's artifacts cannot be written to {project}"
+        ),
+        tracked_run(claimed, job, {"lr": 0.2}),
+    ):
+        pass
+    assert f"keeps its artifacts in {project / 'mlruns'}" in caplog.text
+    assert f"outside the store's folder {moved}, whose mlruns/" in caplog.text

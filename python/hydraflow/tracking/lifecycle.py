@@ -41,7 +41,13 @@ from hydraflow.store import (
 from hydraflow.tracking.adoption import Adoption, adopt_in_sqlite, adopt_with_client
 from hydraflow.tracking.identity import config_digest, config_json, find_runs, overrides_digest
 from hydraflow.tracking.owner import Heartbeat, Owner, owner_alive, owner_of
-from hydraflow.tracking.record import append_log, log_hydra_files, log_params, standard_tags
+from hydraflow.tracking.record import (
+    append_log,
+    log_hydra_files,
+    log_params,
+    standard_tags,
+    warn_if_moved,
+)
 
 if TYPE_CHECKING:
     from mlflow import ActiveRun, MlflowClient
@@ -340,6 +346,7 @@ def tracked_run(
     try:
         run = activate(claimed)
         artifacts = artifacts_of(client, claimed.run)
+        warn_if_moved(str(client.tracking_uri), context.experiment, claimed.run)
         if resumed:
             log.info("resuming run %s", run_id)
         protocol.started(context.overrides, run_id, resumed=resumed)
