@@ -239,6 +239,8 @@ def redirect(function: Any, replacement: Callable[..., Any]) -> None:
     if not isinstance(function, types.FunctionType) or function.__code__.co_freevars:
         log.debug("%r left as it is: not a plain function", function)
         return
+    if FORWARD_TO in (function.__kwdefaults__ or {}):
+        return  # redirected already (by a second import of this module, say)
     original = types.FunctionType(
         function.__code__, function.__globals__, function.__name__, function.__defaults__
     )
@@ -247,7 +249,10 @@ def redirect(function: Any, replacement: Callable[..., Any]) -> None:
     function.__signature__ = inspect.signature(original)  # type: ignore[attr-defined]
     function.__code__ = _forward.__code__.replace(co_name=function.__name__)
     function.__defaults__ = None
-    function.__kwdefaults__ = {"_hydraflow_to": functools.partial(replacement, original)}
+    function.__kwdefaults__ = {FORWARD_TO: functools.partial(replacement, original)}
+
+
+FORWARD_TO = "_hydraflow_to"
 
 
 def _forward(*args: Any, _hydraflow_to: Callable[..., Any], **kwargs: Any) -> Any:
