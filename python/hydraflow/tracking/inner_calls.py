@@ -82,6 +82,8 @@ def active_job() -> JobRun | None:
 
 
 def start_run(original: Callable[..., ActiveRun], *args: Any, **kwargs: Any) -> ActiveRun:
+    """`mlflow.start_run` in a job: a child run is MLflow's; the job's own
+    run (no id, or its id) is handed over; another run's id MLflow refuses."""
     job = active_job()
     if job is None:
         return original(*args, **kwargs)
@@ -124,12 +126,15 @@ def hand_over(job: JobRun, given: Mapping[str, Any]) -> ActiveRun:
 
 
 def end_run(original: Callable[..., None], *args: Any, **kwargs: Any) -> None:
+    """`mlflow.end_run`: a child run the app started is ended; the job's is not."""
     if active_job() is None:
         original(*args, **kwargs)
     # The job's run: hydraflow ends it as the app ends, with its outcome.
 
 
 def set_experiment(original: Callable[..., Experiment], *args: Any, **kwargs: Any) -> Experiment:
+    """`mlflow.set_experiment` in a job: the job's experiment is taken, another
+    one is a warning and the job's is returned (nothing is created)."""
     import mlflow
 
     job = next(iter(JOB_RUNS[-1:]), None)
