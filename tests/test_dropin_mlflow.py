@@ -42,11 +42,17 @@ CONFIG = {"lr": 0.1}
 
 @pytest.fixture(autouse=True)
 def no_experiment_chosen() -> Iterator[None]:
-    """`mlflow.set_experiment` outlives a test otherwise."""
+    """`mlflow.set_experiment` outlives a test otherwise: MLflow keeps it,
+    and sets MLFLOW_EXPERIMENT_ID, which later subprocesses would take."""
     from mlflow.tracking import fluent
 
+    before = os.environ.get("MLFLOW_EXPERIMENT_ID")
     yield
     fluent._active_experiment_id = None
+    if before is None:
+        os.environ.pop("MLFLOW_EXPERIMENT_ID", None)
+    else:
+        os.environ["MLFLOW_EXPERIMENT_ID"] = before
 
 
 def take(launch_folder: Path, experiment: str = "inner") -> tuple[Claim, JobContext]:
