@@ -344,3 +344,57 @@ def test_log_run_outside_hydra_needs_the_config_and_records_it(launch_folder: Pa
     with hydraflow.start_run({"lr": 0.2}) as own, hydraflow.log_run(own):
         assert hydraflow.current_run().info.run_id == own.info.run_id
     assert mlflow.MlflowClient().get_run(own.info.run_id).data.params == {"lr": "0.2"}
+
+
+PUBLISHED_START_RUN_APP = """
+import os, hydra, mlflow, hydraflow
+
+@hydra.main(version_base=None, config_path=None, config_name=None)
+def main(cfg):
+    mlflow.set_experiment("started")
+    with hydraflow.start_run(run_name="r1", tags={"k": "v"}, chdir=True) as run:
+        print("in its artifacts:", os.getcwd().endswith("artifacts"), run.info.run_name)
+        mlflow.log_metric("m", 1.0)
+
+if __name__ == "__main__":
+    main()
+"""
+
+
+@pytest.mark.slow
+def test_start_run_takes_the_published_form_under_plain_hydra(tmp_path: Path) -> None:
+    """The published `start_run(*, chdir, run_id, experiment_id, run_name,
+    nested, parent_run_id, tags, description, log_system_metrics)`: MLflow's
+    `start_run` recorded by `log_run`. The published 0.23.2 ran this app on
+    2026-12-08 (CPython 3.13): printed `in its artifacts: True r1`; its run
+    FINISHED, named r1, tag k=v, metric m=1.0, artifacts `.hydra` and the
+    job's log (`app.log` for its `app.py`)."""
+    (tmp_path / "started.py").write_text(PUBLISHED_START_RUN_APP)
+    output = run_app(tmp_path, "started.py", "+lr=0.1")
+    assert output.startswith("0\n") and "in its artifacts: True r1" in output, output
+    client = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    [run] = client.search_runs([client.get_experiment_by_name("started").experiment_id])
+    assert (run.info.status, run.info.run_name, run.data.tags["k"]) == ("FINISHED", "r1", "v")
+    assert run.data.metrics == {"m": 1.0}
+    artifacts = sorted(a.path for a in client.list_artifacts(run.info.run_id))
+    assert artifacts == [".hydra", "started.log"]
+    assert run.data.params == {"lr": "0.1"}  # ours records the config, as log_run does
+
+
+def test_start_run_keeps_mlflows_options_and_a_config_apart(launch_folder: Path) -> None:
+    mlflow.set_tracking_uri(f"sqlite:///{launch_folder / 'mlflow.db'}")
+    with (
+        pytest.raises(TypeError, match=r"MLflow's options come without a config"),
+        hydraflow.start_run({"a": 1}, run_name="x"),
+    ):
+        pass
+    with (
+        pytest.raises(TypeError, match=r"come with a config: start_run\(config"),
+        hydraflow.start_run(experiment_name="x"),
+    ):
+        pass
+    with (
+        pytest.raises(TypeError, match=r"unexpected keyword argument 'run_nmae'"),
+        hydraflow.start_run(run_nmae="x"),
+    ):
+        pass

@@ -376,6 +376,28 @@ def test_return_values_read_back_exactly() -> None:
     assert decode(encode(np.float32(0.1))) == float(np.float32(0.1))
     assert decode(encode(float("nan"))) != decode(encode(float("nan")))  # NaN
     assert encode(object()) is None and encode("x" * 9000) is None
+    assert decode(encode("x" * 7998)) == "x" * 7998  # the tag's 8,000 characters, quotes and all
+    assert decode(encode(list(range(1000)))) == tuple(range(1000))
+
+
+def test_a_large_returned_array_is_left_out_without_writing_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Told from its length: the JSON of 5 million numbers took 2 s and 300 MB."""
+    import numpy as np
+    from hydraflow.tracking import values
+
+    def written(value: object, **_: object) -> str:
+        raise AssertionError(f"wrote out a {type(value).__name__} that cannot fit")
+
+    monkeypatch.setattr(values.json, "dumps", written)
+    for large in (
+        np.zeros(5_000_000),
+        [0] * 4001,
+        tuple(range(10_000)),
+        dict.fromkeys(range(5000)),
+    ):
+        assert values.encode(large) is None
 
 
 def test_the_rule_reads_the_completed_runs_values_as_mlflow_does(

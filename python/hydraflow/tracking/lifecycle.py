@@ -506,15 +506,20 @@ def flush_log_handlers() -> None:
         handler.flush()
 
 
+NO_CONFIG: Any = object()
+
+
 @contextlib.contextmanager
 def start_run(
-    config: Any,
+    config: Any = NO_CONFIG,
     *,
+    chdir: bool = False,
     experiment_name: str | None = None,
     tracking_uri: str | None = None,
     force_new_run: bool = False,
     match_overrides: bool = False,
     secrets: Sequence[str] = (),
+    **mlflow_options: Any,
 ) -> Iterator[Run]:
     """The decorator's bookkeeping as a context manager, for code without it.
 
@@ -524,16 +529,80 @@ def start_run(
     `force_new_run`; one that a live process is running is an error. Keys
     matching `secrets`, and values read from the environment, are recorded
     as their interpolation text or `***` (see `hydraflow.tracking.secrets`).
+    `chdir` runs the block in the run's artifact directory.
+
+    Without `config`, the published HydraFlow's form: MLflow's `start_run`
+    with `mlflow_options` (`run_id`, `experiment_id`, `run_name`, `nested`,
+    `parent_run_id`, `tags`, `description`, `log_system_metrics`), recorded
+    by `log_run` (a new run each time, as MLflow makes).
     """
+    from hydraflow.tracking.artifacts import chdir_artifact
+
+    unknown = sorted(set(mlflow_options) - PUBLISHED_OPTIONS)
+    if unknown:
+        raise TypeError(f"start_run() got an unexpected keyword argument {unknown[0]!r}")
+    options = TrackingOptions(
+        tracking_uri, force_new_run, match_overrides, rerun_finished=True, secrets=tuple(secrets)
+    )
+    if config is NO_CONFIG:
+        if experiment_name is not None or options != TrackingOptions(
+            rerun_finished=True, secrets=options.secrets
+        ):
+            raise TypeError(
+                "start_run(): experiment_name, tracking_uri, force_new_run and "
+                "match_overrides come with a config: start_run(config, ...)"
+            )
+        started = started_as_published(mlflow_options, secrets)
+    elif mlflow_options:
+        raise TypeError(
+            f"start_run(config, {sorted(mlflow_options)[0]}=...): MLflow's options come without "
+            "a config (the published HydraFlow's form, a new run each time)"
+        )
+    else:
+        started = started_with_config(config, experiment_name, options)
+    with started as run:
+        if chdir:
+            with chdir_artifact(run):
+                yield run
+        else:
+            yield run
+
+
+# MLflow's `start_run` keywords that the published HydraFlow's `start_run` passes on.
+PUBLISHED_OPTIONS = frozenset(
+    {
+        "run_id",
+        "experiment_id",
+        "run_name",
+        "nested",
+        "parent_run_id",
+        "tags",
+        "description",
+        "log_system_metrics",
+    }
+)
+
+
+@contextlib.contextmanager
+def started_as_published(mlflow_options: dict[str, Any], secrets: Sequence[str]) -> Iterator[Run]:
+    import mlflow
+
+    from hydraflow.tracking.logrun import log_run
+
+    with mlflow.start_run(**mlflow_options) as run, log_run(run, secrets=secrets):
+        yield run
+
+
+@contextlib.contextmanager
+def started_with_config(
+    config: Any, experiment_name: str | None, options: TrackingOptions
+) -> Iterator[Run]:
     from hydraflow.tracking.code import current_code
     from hydraflow.tracking.configs import as_omegaconf, to_record
     from hydraflow.tracking.secrets import find_secrets
 
-    found = find_secrets(as_omegaconf(config), secrets)
+    found = find_secrets(as_omegaconf(config), options.secrets)
     context = JobContext.current(experiment_name).redacted(found)
-    options = TrackingOptions(
-        tracking_uri, force_new_run, match_overrides, rerun_finished=True, secrets=tuple(secrets)
-    )
     config_yaml, container = to_record(config, found)
     code = current_code(context.launch_dir)
     claimed = claim(context, config_yaml, container, options, code.tags())

@@ -9,6 +9,7 @@ JSON array and reads back as a tuple.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from typing import Any
@@ -21,10 +22,10 @@ log = logging.getLogger("hydraflow")
 def encode(value: Any) -> str | None:
     """The value as JSON text; None when it has no exact JSON form or does
     not fit in a tag (a replay then returns None, said in a warning now)."""
-    try:
-        text = json.dumps(value, default=plain, separators=(",", ":"))
-    except (TypeError, ValueError):
-        text = None
+    text = None
+    if not surely_too_long(value):
+        with contextlib.suppress(TypeError, ValueError):
+            text = json.dumps(value, default=plain, separators=(",", ":"))
     if text is None or len(text) > MAX_TAG_LENGTH:
         log.warning(
             "the return value (%s) is not recorded: it has no exact JSON form of at most "
@@ -34,6 +35,19 @@ def encode(value: Any) -> str | None:
         )
         return None
     return text
+
+
+def surely_too_long(value: Any) -> bool:
+    """Whether the value's JSON cannot fit in a tag, told from its length
+    alone (a JSON array of n items takes at least 2n + 1 characters), which
+    spares writing out a large array only to drop it (5 million numbers: 2 s
+    and 300 MB)."""
+    if isinstance(value, str):
+        return len(value) + 2 > MAX_TAG_LENGTH
+    size = getattr(value, "size", None)  # numpy's arrays
+    if not isinstance(size, int):
+        size = len(value) if isinstance(value, (list, tuple, dict)) else 0
+    return 2 * size + 1 > MAX_TAG_LENGTH
 
 
 def plain(value: Any) -> Any:
