@@ -126,7 +126,7 @@ def describe(client: mlflow.MlflowClient, run: Any, folder: Path, ids: dict[str,
     }
 
 
-VOLATILE_TAGS = ("hydraflow.owner", "hydraflow.heartbeat")
+VOLATILE_TAGS = ("hydraflow.owner", "hydraflow.heartbeat", "mlflow.user")
 
 
 def tag_value(key: str, value: str) -> str:

@@ -15,7 +15,6 @@ and override keys the YAML does not mention.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -101,9 +100,9 @@ def validate(cfg: DictConfig, node: Any) -> DictConfig:
 
 
 def as_schema(node: Any) -> DictConfig:
-    schema = (
-        OmegaConf.structured(node) if dataclasses.is_dataclass(node) else OmegaConf.create(node)
-    )
+    from hydraflow.tracking.configs import is_structured
+
+    schema = OmegaConf.structured(node) if is_structured(node) else OmegaConf.create(node)
     if not isinstance(schema, DictConfig):
         raise SchemaError(f"{schema_name(node)} must describe a mapping, not a sequence")
     return schema

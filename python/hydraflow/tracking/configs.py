@@ -22,15 +22,18 @@ PRIMITIVES = (bool, int, float, str, bytes)
 DEFAULTS_KEY = "defaults"
 
 
+def is_structured(node: Any) -> bool:
+    """A dataclass or an attrs class (or an instance of one): what Hydra
+    and OmegaConf take as a structured config."""
+    kind = node if isinstance(node, type) else type(node)
+    return dataclasses.is_dataclass(node) or getattr(kind, "__attrs_attrs__", None) is not None
+
+
 def as_omegaconf(config: Any) -> DictConfig:
     if isinstance(config, DictConfig):
         return config
     try:
-        conf = (
-            OmegaConf.structured(config)
-            if dataclasses.is_dataclass(config)
-            else OmegaConf.create(config)
-        )
+        conf = OmegaConf.structured(config) if is_structured(config) else OmegaConf.create(config)
     except (ValueError, TypeError):
         raise NotAMappingError(config) from None
     if not isinstance(conf, DictConfig):
@@ -101,12 +104,13 @@ def resolved_item(conf: DictConfig | ListConfig, key: Any, as_written: Any) -> A
 
 
 def typed(cfg: DictConfig, node: Any, resolution: Any = None) -> Any:
-    """The config as the app expects it: an instance of the dataclass it was
-    declared with, or the DictConfig itself. The instance holds the values
-    of `resolution` (the config resolved once, as recorded), not new ones."""
+    """The config as the app expects it: an instance of the dataclass (or
+    attrs class) it was declared with, or the DictConfig itself. The instance
+    holds the values of `resolution` (the config resolved once, as recorded),
+    not new ones."""
     from omegaconf.errors import OmegaConfBaseException
 
-    if not dataclasses.is_dataclass(node):
+    if not is_structured(node):
         return cfg
     try:
         return OmegaConf.to_object(cfg if resolution is None else with_values(cfg, resolution))

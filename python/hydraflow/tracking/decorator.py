@@ -158,16 +158,23 @@ def main(
 
 def schema_and_path(first: Any, config_path: Any) -> tuple[Any, Any]:
     """Tells the first positional argument apart: a str, a path or None is
-    `config_path`, as in `hydra.main`; a dataclass, an instance or a mapping
-    is the schema."""
+    `config_path`, as in `hydra.main`; a dataclass or attrs class, an
+    instance of one, or a mapping is the schema."""
     if first is UNSPECIFIED:
         return None, config_path
     if first is None or isinstance(first, (str, os.PathLike)):
         if config_path is not UNSPECIFIED:
             raise TypeError("hydraflow.main() got config_path both by position and by name")
         return None, first
-    if dataclasses.is_dataclass(first) or isinstance(first, Mapping):
+    from hydraflow.tracking.configs import is_structured
+
+    if is_structured(first) or isinstance(first, Mapping):
         return first, config_path
+    if isinstance(first, type):
+        raise TypeError(
+            f"hydraflow.main({first.__qualname__}): {first.__qualname__} is a class, not a "
+            "dataclass: decorate it with @dataclasses.dataclass (or attrs), or pass a dict"
+        )
     if callable(first):
         raise TypeError("hydraflow.main decorates with its arguments: write @hydraflow.main(...)")
     raise TypeError(

@@ -42,7 +42,13 @@ from hydraflow.store import (
 from hydraflow.tracking.adoption import Adoption, adopt_in_sqlite, adopt_with_client
 from hydraflow.tracking.identity import config_digest, config_json, find_runs, overrides_digest
 from hydraflow.tracking.owner import Heartbeat, Owner, owner_alive, owner_of
-from hydraflow.tracking.record import append_log, log_hydra_files, log_params
+from hydraflow.tracking.record import (
+    append_log,
+    log_hydra_files,
+    log_params,
+    standard_tags,
+    warn_if_moved,
+)
 
 if TYPE_CHECKING:
     from mlflow import ActiveRun, MlflowClient
@@ -354,7 +360,8 @@ def create_run(
     config: Mapping[str, Any],
     code_tags: Mapping[str, str],
 ) -> Run:
-    tags = run_tags(digest, context, config) | dict(code_tags)
+    # MLflow's user, source and git tags, as `mlflow.start_run` would give them.
+    tags = standard_tags() | run_tags(digest, context, config) | dict(code_tags)
     tags.update({OWNER_TAG: Owner.me().to_tag(), HEARTBEAT_TAG: str(time.time()), ATTEMPT_TAG: "1"})
     name = run_name(context)
     return retry_busy(lambda: client.create_run(experiment_id, tags=tags, run_name=name))
@@ -446,6 +453,7 @@ def tracked_run(
     Ctrl-C or a termination signal. The status is written even when the log
     cannot be uploaded, and no bookkeeping error replaces the app's own."""
     from hydraflow.tracking.artifacts import artifacts_of
+    from hydraflow.tracking.inner_calls import handed_to_app
 
     client = claimed.client
     run_id = claimed.run_id
@@ -458,10 +466,12 @@ def tracked_run(
     try:
         run = activate(claimed)
         artifacts = artifacts_of(client, claimed.run)
+        warn_if_moved(str(client.tracking_uri), context.experiment, claimed.run)
         if resumed:
             log.info("resuming run %s", run_id)
         protocol.started(context.overrides, run_id, resumed=resumed)
-        with heartbeat(client, run_id), the_current(run):
+        # The app's own `mlflow.start_run()` and the like reach this run (inner_calls).
+        with heartbeat(client, run_id), the_current(run), handed_to_app(run, client.tracking_uri):
             # The claim read the run under the lock: the params it has are these.
             log_params(client, run_id, config, claimed.run.data.params if resumed else {})
             if context.hydra_dir:

@@ -3,12 +3,14 @@ the job's log as artifacts."""
 
 from __future__ import annotations
 
+import functools
 import logging
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from hydraflow.errors import HydraflowError
 from hydraflow.mlflow_schema import (
     CONFIG_TAG,
     MAX_KEY_LENGTH,
@@ -20,11 +22,23 @@ from hydraflow.store import retry_busy
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
+    from mlflow.entities import Run
 
     from hydraflow.tracking.artifacts import Artifacts
     from hydraflow.tracking.secrets import Secrets
 
 log = logging.getLogger("hydraflow")
+
+
+@functools.cache
+def standard_tags() -> dict[str, str]:
+    """The tags `mlflow.start_run` gives a run it creates (`mlflow.user`, the
+    source's name and type, git's commit and branch, …), from MLflow's own
+    run-context registry. Resolved once a process: they do not change within
+    it, and the git lookup costs tens of milliseconds."""
+    from mlflow.tracking.context.registry import resolve_tags
+
+    return {str(key): str(value) for key, value in resolve_tags().items()}
 
 
 def log_params(
@@ -90,18 +104,58 @@ def log_batch(client: MlflowClient, run_id: str, params: list[Any]) -> None:
 
 
 def log_hydra_files(artifacts: Artifacts, hydra_dir: Path, secrets: Secrets | None = None) -> None:
-    """Hydra's `.hydra/` files as artifacts; with secrets, redacted copies."""
+    """Hydra's `.hydra/` files as artifacts; with secrets, redacted copies.
+    An artifact directory that cannot be written is one line, not a traceback."""
     from hydraflow.tracking.secrets import redact_hydra_files
 
     if not hydra_dir.is_dir():
         return
-    if not secrets:
-        artifacts.log_dir(hydra_dir, ".hydra")
+    try:
+        if not secrets:
+            artifacts.log_dir(hydra_dir, ".hydra")
+            return
+        with tempfile.TemporaryDirectory() as folder:
+            redacted = Path(folder) / ".hydra"
+            redact_hydra_files(hydra_dir, redacted, secrets)
+            artifacts.log_dir(redacted, ".hydra")
+    except OSError as error:
+        where = getattr(artifacts, "root", None) or error.filename
+        reason = error.strerror or str(error)
+        raise HydraflowError(
+            f"the run's artifacts cannot be written to {where}: {reason}"
+        ) from None
+
+
+# The experiments already warned of, once a process.
+_moved_warned: set[str] = set()
+
+
+def warn_if_moved(store: str, experiment: str, run: Run) -> None:
+    """Says once an experiment's file artifact location is outside the
+    store's folder while the store's own `mlruns/<id>` is there: the project
+    moved, and new runs' artifacts go to the old place (as MLflow's do)."""
+    from hydraflow.store import sqlite_path
+    from hydraflow.tracking.artifacts import local_artifact_dir
+
+    database = sqlite_path(store)
+    root = local_artifact_dir(run)
+    experiment_id = str(run.info.experiment_id)
+    if database is None or root is None or experiment_id in _moved_warned:
         return
-    with tempfile.TemporaryDirectory() as folder:
-        redacted = Path(folder) / ".hydra"
-        redact_hydra_files(hydra_dir, redacted, secrets)
-        artifacts.log_dir(redacted, ".hydra")
+    folder = database.absolute().parent
+    own = folder / "mlruns" / experiment_id
+    if root.is_relative_to(folder) or not own.is_dir():
+        return
+    _moved_warned.add(experiment_id)
+    log.warning(
+        "experiment %r keeps its artifacts in %s, outside the store's folder %s, whose "
+        "%s holds its earlier ones: the project was moved? New runs' artifacts go to the "
+        "old place, as MLflow's own runs' do",
+        experiment,
+        root.parent.parent,
+        folder,
+        own.relative_to(folder),
+    )
 
 
 def append_log(

@@ -46,6 +46,8 @@ WARM_UP = (
     "mlflow.store.tracking.file_store",
     "mlflow.tracing.processor.otel",
     "filelock",
+    # GitPython (0.1 s): MLflow's git tags on a new run (tracking/record.standard_tags).
+    "git",
 )
 # Packages whose every public module is imported ahead: hydraflow's side of
 # an app and Hydra's own plugins (which Hydra's scan imports in every app).
