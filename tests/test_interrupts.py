@@ -144,8 +144,8 @@ COLD = {"HYDRAFLOW_COLD": "1"}
         ("importing hydraflow", {"SLOW_IMPORT": "hydraflow", **COLD}, 0),
         ("importing hydra", {"SLOW_IMPORT": "hydra", **COLD}, 0),
         # A module a job imports before it claims its run (`secrets` now
-        # comes with the decorator, through adoption).
-        ("in a job, before its run", {"SLOW_IMPORT": "hydraflow.tracking.configs", **COLD}, 0),
+        # comes with the decorator, through adoption; `configs` with the schema check).
+        ("in a job, before its run", {"SLOW_IMPORT": "hydraflow.tracking.code", **COLD}, 0),
         ("running", {"APP_SLEEP": "60", **COLD}, 2),
         ("warm, importing the app's own module", {"SLOW_IMPORT": "appmodule"}, 0),
         ("warm, running", {"APP_SLEEP": "60"}, 2),
