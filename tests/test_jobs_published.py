@@ -19,6 +19,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -58,6 +59,16 @@ PUBLISHED = {
 }
 
 
+# Ours differ on purpose in one place: `${oc.env:...}` in each/all/add goes on
+# to Hydra as written (the app gets the same value), so a secret read from the
+# environment is never on a command line nor recorded as its value.
+OURS = PUBLISHED | {
+    "derived": [
+        "python app.py --multirun 'width=${oc.env:W,7}' hydra.job.name=derived hydra.sweep.dir=multirun/<ulid> scale=2 lr=0.5",
+    ],
+}
+
+
 def dry_run(command: list[str], folder: Path, job: str) -> list[str]:
     env = {**os.environ, "W": "9"}
     result = subprocess.run(
@@ -75,7 +86,7 @@ def published_file(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
 
 @pytest.mark.parametrize("job", PUBLISHED)
 def test_a_published_jobs_file_makes_the_same_commands(published_file: Path, job: str) -> None:
-    assert dry_run([HYDRAFLOW], published_file, job) == PUBLISHED[job]
+    assert dry_run([HYDRAFLOW], published_file, job) == OURS[job]
 
 
 @pytest.mark.skipif(not PUBLISHED_HYDRAFLOW.exists(), reason="the published hydraflow is not here")
@@ -85,17 +96,46 @@ def test_the_record_is_the_published_tools(tmp_path: Path) -> None:
         assert dry_run([str(PUBLISHED_HYDRAFLOW)], tmp_path, job) == lines
 
 
-def test_without_w_the_default_of_oc_env_is_taken(tmp_path: Path) -> None:
-    shutil.copy(FIXTURES / "hydraflow.yaml", tmp_path / "hydraflow.yaml")
-    env = {k: v for k, v in os.environ.items() if k != "W"}
-    result = subprocess.run(
-        [HYDRAFLOW, "run", "derived", "--dry-run"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
+def test_a_value_read_from_the_environment_never_reaches_the_command_line(
+    tmp_path: Path,
+) -> None:
+    """The app resolves `${oc.env:...}` itself, as Hydra passes it on: it
+    gets the value, and its run records the text (read with MLflow's client)."""
+    (tmp_path / "hydraflow.yaml").write_text(
+        "jobs:\n  j:\n    run: python app.py\n    add: api_key=${oc.env:API_KEY}\n"
+        "    sets:\n      - each: width=${oc.env:W,7}\n    name: j_${oc.env:W,7}\n"
     )
-    assert result.stdout.startswith("python app.py --multirun width=7 hydra.job.name=derived ")
+    (tmp_path / "app.py").write_text(
+        "import hydraflow\n"
+        "@hydraflow.main({'width': 1, 'api_key': ''})\n"
+        "def app(cfg):\n"
+        "    print('app got', cfg.width, cfg.api_key == 'sk-secret-42')\n"
+        "if __name__ == '__main__':\n"
+        "    app()\n"
+    )
+    env = {
+        **os.environ,
+        "API_KEY": "sk-secret-42",
+        "W": "9",
+        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+    }
+    shown = subprocess.run(
+        [HYDRAFLOW, "run", "j", "--dry-run"], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert "sk-secret-42" not in shown.stdout + shown.stderr
+    assert "'api_key=${oc.env:API_KEY}'" in shown.stdout
+    assert "hydra.job.name=j_9 " in shown.stdout  # resolved outside each/all/add
+    ran = subprocess.run(
+        [HYDRAFLOW, "run", "j"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert ran.returncode == 0, ran.stderr
+    assert "app got 9 True" in ran.stdout
+    import mlflow
+
+    client = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    [run] = client.search_runs([client.get_experiment_by_name("j_9").experiment_id])
+    assert run.data.params == {"width": "${oc.env:W,7}", "api_key": "${oc.env:API_KEY}"}
+    assert b"sk-secret-42" not in (tmp_path / "mlflow.db").read_bytes()
 
 
 UNRESOLVABLE = """\
@@ -258,7 +298,7 @@ def test_our_show_read_back_as_a_jobs_file_makes_the_same_commands(tmp_path: Pat
     shutil.copy(FIXTURES / "hydraflow.yaml", tmp_path / "hydraflow.yaml")
     shown = tmp_path / "shown"
     shown.mkdir()
-    for job, lines in PUBLISHED.items():
+    for job, lines in OURS.items():
         result = subprocess.run(
             [HYDRAFLOW, "show", job],
             cwd=tmp_path,

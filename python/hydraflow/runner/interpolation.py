@@ -6,6 +6,13 @@ every field defaults to `''`, so a jobs file may borrow from itself
 and from the environment (`${oc.env:W,7}`); `\\${x}` is the literal `${x}`,
 which is how a `${...}` meant for Hydra (`\\${hydra:job.num}`) gets there.
 
+One difference, so that a secret is never written out: `${oc.env:...}` in
+`each`, `all` and `add` goes on to Hydra as written (the published tool put
+its value on the command line). The app resolves it, so it gets the same
+value, and its run records the interpolation's text rather than the value,
+as for an `oc.env` in the app's own config. Elsewhere (`run`, `name`, ...)
+it is resolved.
+
 Only the job that holds a `${...}` that cannot be resolved fails (one line,
 with its place and line); the file's other jobs still work. OmegaConf is
 imported only for a file holding `${`.
@@ -13,6 +20,7 @@ imported only for a file holding `${`.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +38,10 @@ SET_DEFAULTS: dict[str, Any] = {"each": "", "all": "", "add": ""}
 STRING_FIELDS = frozenset({*JOB_DEFAULTS, *SET_DEFAULTS})
 
 ESCAPE_HINT = r"to pass a ${...} on as written, write \${...}"
+# The fields Hydra reads as overrides, where `${oc.env:...}` passes on as written.
+OVERRIDE_FIELDS = frozenset(SET_DEFAULTS)
+# An `${oc.env:` not escaped already.
+ENVIRONMENT_READ = re.compile(r"(?<!\\)\$\{(\s*oc\.env\s*:)")
 
 
 def resolve(document: Any, lines: dict[Path, int], file: str) -> tuple[Any, dict[str, ConfigError]]:
@@ -63,6 +75,8 @@ def resolvable(
     for body in view.values():
         with_defaults(body)
     for path, holder, key in interpolated_strings(view, ("jobs",)):
+        if path[-1] in OVERRIDE_FIELDS:
+            holder[key] = ENVIRONMENT_READ.sub(r"\\${\1", holder[key])
         try:
             OmegaConf.create({"value": holder[key]})
         except OmegaConfBaseException as error:
